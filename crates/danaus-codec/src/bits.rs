@@ -1,0 +1,170 @@
+//! MSB-first bit streams.
+
+/// Appends bits, most significant first.
+#[derive(Debug, Clone, Default)]
+pub struct BitWriter {
+    buf: Vec<u8>,
+    /// Pending bits in the low `n` bits, oldest highest.
+    acc: u128,
+    n: u32,
+}
+
+impl BitWriter {
+    /// An empty writer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends the low `bits` bits of `v` (`bits` ≤ 64).
+    #[inline]
+    pub fn write(&mut self, v: u64, bits: u32) {
+        debug_assert!(bits <= 64);
+        if bits == 0 {
+            return;
+        }
+        let v = if bits == 64 { v } else { v & ((1u64 << bits) - 1) };
+        self.acc = (self.acc << bits) | u128::from(v);
+        self.n += bits;
+        if self.n >= 64 {
+            self.n -= 64;
+            let word = (self.acc >> self.n) as u64;
+            self.buf.extend_from_slice(&word.to_be_bytes());
+            self.acc &= (1u128 << self.n) - 1;
+        }
+    }
+
+    /// Appends one bit.
+    #[inline]
+    pub fn write_bit(&mut self, bit: bool) {
+        self.write(u64::from(bit), 1);
+    }
+
+    /// Number of bits written.
+    pub fn bit_len(&self) -> usize {
+        self.buf.len() * 8 + self.n as usize
+    }
+
+    /// Heap bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        self.buf.capacity() + std::mem::size_of::<Self>()
+    }
+
+    /// Appends the bits written so far, padded with zeros to whole bytes.
+    pub fn copy_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.buf);
+        let mut rest = self.n;
+        while rest > 0 {
+            let take = rest.min(8);
+            let byte = ((self.acc >> (rest - take)) as u8) << (8 - take);
+            out.push(byte);
+            rest -= take;
+        }
+    }
+
+    /// Number of bytes [`BitWriter::copy_to`] appends.
+    pub fn byte_len(&self) -> usize {
+        self.bit_len().div_ceil(8)
+    }
+
+    /// Releases spare capacity.
+    pub fn shrink_to_fit(&mut self) {
+        self.buf.shrink_to_fit();
+    }
+}
+
+/// Reads bits written by [`BitWriter`].
+#[derive(Debug, Clone)]
+pub struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    /// A reader at the first bit of `data`.
+    pub fn new(data: &'a [u8]) -> Self {
+        Self { data, pos: 0 }
+    }
+
+    /// Reads `bits` (≤ 64) bits, or `None` past the end.
+    #[inline]
+    pub fn read(&mut self, bits: u32) -> Option<u64> {
+        if bits == 0 {
+            return Some(0);
+        }
+        let end = self.pos + bits as usize;
+        if end > self.data.len() * 8 {
+            return None;
+        }
+        let byte = self.pos / 8;
+        let off = (self.pos % 8) as u32;
+        let window = match self.data.get(byte..byte + 16) {
+            Some(s) => {
+                let mut w = [0u8; 16];
+                w.copy_from_slice(s);
+                u128::from_be_bytes(w)
+            }
+            None => {
+                let mut w = [0u8; 16];
+                let s = &self.data[byte..];
+                w[..s.len()].copy_from_slice(s);
+                u128::from_be_bytes(w)
+            }
+        };
+        self.pos = end;
+        Some(((window << off) >> (128 - bits)) as u64)
+    }
+
+    /// Reads one bit.
+    #[inline]
+    pub fn read_bit(&mut self) -> Option<bool> {
+        let byte = *self.data.get(self.pos / 8)?;
+        let bit = (byte >> (7 - (self.pos % 8))) & 1;
+        self.pos += 1;
+        Some(bit == 1)
+    }
+
+    /// Counts leading one bits, up to `max`, consuming them and the zero
+    /// that ends them (if fewer than `max`).
+    #[inline]
+    pub fn read_unary(&mut self, max: u32) -> Option<u32> {
+        let mut n = 0;
+        while n < max {
+            if !self.read_bit()? {
+                return Some(n);
+            }
+            n += 1;
+        }
+        Some(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trip(items in prop::collection::vec((any::<u64>(), 0u32..=64), 0..200)) {
+            let mut w = BitWriter::new();
+            for (v, b) in &items { w.write(*v, *b); }
+            let mut bytes = Vec::new();
+            w.copy_to(&mut bytes);
+            prop_assert_eq!(bytes.len(), w.byte_len());
+            let mut r = BitReader::new(&bytes);
+            for (v, b) in &items {
+                let mask = if *b == 64 { u64::MAX } else { (1u64 << b) - 1 };
+                prop_assert_eq!(r.read(*b).unwrap(), v & mask);
+            }
+        }
+    }
+
+    #[test]
+    fn reading_past_the_end_is_none() {
+        let mut r = BitReader::new(&[0xFF]);
+        assert_eq!(r.read(4), Some(0xF));
+        assert_eq!(r.read(5), None);
+        assert_eq!(r.read(4), Some(0xF));
+        assert_eq!(r.read_bit(), None);
+    }
+}

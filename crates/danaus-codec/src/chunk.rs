@@ -1,0 +1,356 @@
+//! Chunks: the unit a leaf keeps in memory and flushes to long-term storage.
+//!
+//! A [`ChunkBuilder`] appends points of one series into per-column encoders;
+//! [`ChunkBuilder::finish`] serialises them into an immutable [`Chunk`]:
+//!
+//! ```text
+//! u8 version (1) | value type | u8 flags (bit 0: start column)
+//! uvarint count | zigzag min time | zigzag max time
+//! section times | [section starts] | one section per scalar column
+//! ```
+//! where a section is a uvarint length and its bytes. Points keep the order
+//! they were pushed in; callers push in time order.
+
+use danaus_model::{Point, ScalarType, Value, ValueType};
+
+use crate::column::{put_section, scalars, ScalarDecoder, ScalarEncoder, StartDecoder, StartEncoder};
+use crate::error::{Error, Result};
+use crate::int::{IntDecoder, IntEncoder};
+use crate::varint::{put_ivarint, put_uvarint, ByteReader};
+
+const VERSION: u8 = 1;
+
+fn scalar_code(s: ScalarType) -> u8 {
+    match s {
+        ScalarType::Bool => 1,
+        ScalarType::Int64 => 2,
+        ScalarType::Double => 3,
+        ScalarType::String => 4,
+        ScalarType::Distribution => 5,
+    }
+}
+
+fn scalar_from(code: u8) -> Result<ScalarType> {
+    Ok(match code {
+        1 => ScalarType::Bool,
+        2 => ScalarType::Int64,
+        3 => ScalarType::Double,
+        4 => ScalarType::String,
+        5 => ScalarType::Distribution,
+        c => return Err(Error::Corrupt(format!("unknown scalar type code {c}"))),
+    })
+}
+
+/// Appends the value-type descriptor.
+pub fn put_value_type(out: &mut Vec<u8>, t: &ValueType) {
+    match t {
+        ValueType::Scalar(s) => out.push(scalar_code(*s)),
+        ValueType::Tuple(items) => {
+            out.push(0x10);
+            put_uvarint(out, items.len() as u64);
+            out.extend(items.iter().map(|s| scalar_code(*s)));
+        }
+    }
+}
+
+/// Reads a value-type descriptor.
+pub fn get_value_type(r: &mut ByteReader<'_>) -> Result<ValueType> {
+    match r.u8()? {
+        0x10 => {
+            let n = r.len(256, "tuple size")?;
+            Ok(ValueType::Tuple((0..n).map(|_| r.u8().and_then(scalar_from)).collect::<Result<_>>()?))
+        }
+        c => scalar_from(c).map(ValueType::Scalar),
+    }
+}
+
+/// Builds one chunk point by point.
+#[derive(Debug, Clone)]
+pub struct ChunkBuilder {
+    value_type: ValueType,
+    count: u32,
+    min_time: i64,
+    max_time: i64,
+    times: IntEncoder,
+    starts: Option<StartEncoder>,
+    columns: Vec<ScalarEncoder>,
+}
+
+impl ChunkBuilder {
+    /// An empty chunk for values of `value_type`; `has_start` adds the
+    /// start-time column (cumulative and delta kinds).
+    pub fn new(value_type: ValueType, has_start: bool) -> Self {
+        let columns = scalars(&value_type).iter().map(|s| ScalarEncoder::new(*s)).collect();
+        Self {
+            value_type,
+            count: 0,
+            min_time: i64::MAX,
+            max_time: i64::MIN,
+            times: IntEncoder::new(),
+            starts: has_start.then(StartEncoder::default),
+            columns,
+        }
+    }
+
+    /// Appends a point. On error nothing was appended.
+    pub fn push(&mut self, p: &Point) -> Result<()> {
+        self.check(&p.value)?;
+        self.push_unchecked(p);
+        Ok(())
+    }
+
+    fn check(&self, v: &Value) -> Result<()> {
+        let ok = match (v, &self.value_type) {
+            (Value::Tuple(items), ValueType::Tuple(types)) => {
+                items.len() == types.len() && items.iter().zip(types).all(|(v, t)| v.scalar_type() == Some(*t))
+            }
+            (v, ValueType::Scalar(t)) => v.scalar_type() == Some(*t),
+            _ => false,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::TypeMismatch { expected: self.value_type.to_string(), value: v.to_string() })
+        }
+    }
+
+    fn push_unchecked(&mut self, p: &Point) {
+        self.times.push(p.end_time);
+        if let Some(s) = self.starts.as_mut() {
+            s.push(p.start_time, p.end_time);
+        }
+        match &p.value {
+            Value::Tuple(items) => {
+                for (c, v) in self.columns.iter_mut().zip(items) {
+                    let _ = c.push(v);
+                }
+            }
+            v => {
+                if let Some(c) = self.columns.first_mut() {
+                    let _ = c.push(v);
+                }
+            }
+        }
+        self.count += 1;
+        self.min_time = self.min_time.min(p.end_time);
+        self.max_time = self.max_time.max(p.end_time);
+    }
+
+    /// Appends a double point with no start time (the hot path of
+    /// Prometheus-style data): no `Value` is built.
+    #[inline]
+    pub fn push_double(&mut self, t: i64, v: f64) -> Result<()> {
+        match (self.columns.as_mut_slice(), &self.starts) {
+            ([ScalarEncoder::Double(e)], None) => {
+                self.times.push(t);
+                e.push(v);
+                self.count += 1;
+                self.min_time = self.min_time.min(t);
+                self.max_time = self.max_time.max(t);
+                Ok(())
+            }
+            _ => self.push(&Point::gauge(t, Value::Double(v))),
+        }
+    }
+
+    /// Number of points.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether no point was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Smallest end time, if any point was pushed.
+    pub fn min_time(&self) -> Option<i64> {
+        (self.count > 0).then_some(self.min_time)
+    }
+
+    /// Largest end time, if any point was pushed.
+    pub fn max_time(&self) -> Option<i64> {
+        (self.count > 0).then_some(self.max_time)
+    }
+
+    /// End time of the last point pushed.
+    pub fn last_time(&self) -> Option<i64> {
+        self.times.last()
+    }
+
+    /// The value type.
+    pub fn value_type(&self) -> &ValueType {
+        &self.value_type
+    }
+
+    /// Heap bytes held by the encoders.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.times.memory_bytes()
+            + self.starts.as_ref().map_or(0, StartEncoder::memory_bytes)
+            + self.columns.iter().map(ScalarEncoder::memory_bytes).sum::<usize>()
+    }
+
+    /// Serialises the points pushed so far; the builder can keep going.
+    pub fn finish(&self) -> Chunk {
+        let mut out = Vec::with_capacity(32 + self.times.bits().byte_len() * 3);
+        out.push(VERSION);
+        put_value_type(&mut out, &self.value_type);
+        out.push(u8::from(self.starts.is_some()));
+        put_uvarint(&mut out, u64::from(self.count));
+        put_ivarint(&mut out, if self.count == 0 { 0 } else { self.min_time });
+        put_ivarint(&mut out, if self.count == 0 { 0 } else { self.max_time });
+        put_section(&mut out, |o| self.times.bits().copy_to(o));
+        if let Some(s) = &self.starts {
+            put_section(&mut out, |o| s.write_to(o));
+        }
+        for c in &self.columns {
+            put_section(&mut out, |o| c.write_to(o));
+        }
+        out.shrink_to_fit();
+        Chunk { bytes: out }
+    }
+}
+
+/// An immutable, serialised chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    bytes: Vec<u8>,
+}
+
+/// The fixed header of a chunk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkHeader {
+    /// Value type of every point.
+    pub value_type: ValueType,
+    /// Whether points carry start times.
+    pub has_start: bool,
+    /// Number of points.
+    pub count: u32,
+    /// Smallest end time.
+    pub min_time: i64,
+    /// Largest end time.
+    pub max_time: i64,
+}
+
+impl Chunk {
+    /// Wraps bytes read back from storage; [`Chunk::header`] and
+    /// [`Chunk::iter`] validate them.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self { bytes }
+    }
+
+    /// The serialised bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Consumes the chunk, returning its bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// Heap bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        self.bytes.capacity() + std::mem::size_of::<Self>()
+    }
+
+    fn parse(&self) -> Result<(ChunkHeader, ByteReader<'_>)> {
+        let mut r = ByteReader::new(&self.bytes);
+        let v = r.u8()?;
+        if v != VERSION {
+            return Err(Error::Corrupt(format!("unknown chunk version {v}")));
+        }
+        let value_type = get_value_type(&mut r)?;
+        let has_start = match r.u8()? {
+            0 => false,
+            1 => true,
+            f => return Err(Error::Corrupt(format!("unknown chunk flags {f:#x}"))),
+        };
+        let count = r.len(u32::MAX as usize, "point count")? as u32;
+        let min_time = r.ivarint()?;
+        let max_time = r.ivarint()?;
+        Ok((ChunkHeader { value_type, has_start, count, min_time, max_time }, r))
+    }
+
+    /// Reads the header.
+    pub fn header(&self) -> Result<ChunkHeader> {
+        self.parse().map(|(h, _)| h)
+    }
+
+    /// Iterates over the points.
+    pub fn iter(&self) -> Result<ChunkIter<'_>> {
+        let (header, mut r) = self.parse()?;
+        let times = IntDecoder::new(r.section()?);
+        let starts = if header.has_start { Some(StartDecoder::new(r.section()?)) } else { None };
+        let mut columns = Vec::new();
+        for s in scalars(&header.value_type) {
+            columns.push(ScalarDecoder::new(*s, r.section()?)?);
+        }
+        let tuple = matches!(header.value_type, ValueType::Tuple(_));
+        Ok(ChunkIter { left: header.count, times, starts, columns, tuple })
+    }
+
+    /// Decodes every point.
+    pub fn points(&self) -> Result<Vec<Point>> {
+        self.iter()?.collect()
+    }
+}
+
+/// Iterator over a chunk's points; yields an error once on corrupt data.
+#[derive(Debug, Clone)]
+pub struct ChunkIter<'a> {
+    left: u32,
+    times: IntDecoder<'a>,
+    starts: Option<StartDecoder<'a>>,
+    columns: Vec<ScalarDecoder<'a>>,
+    tuple: bool,
+}
+
+impl ChunkIter<'_> {
+    fn next_point(&mut self) -> Result<Point> {
+        let end_time = self.times.next_value()?;
+        let start_time = match self.starts.as_mut() {
+            Some(s) => s.next_value(end_time)?,
+            None => None,
+        };
+        let value = if self.tuple {
+            Value::Tuple(self.columns.iter_mut().map(|c| c.next_value()).collect::<Result<_>>()?)
+        } else {
+            self.columns.first_mut().ok_or_else(|| Error::Corrupt("no value column".into()))?.next_value()?
+        };
+        Ok(Point { start_time, end_time, value })
+    }
+
+    /// The next `(time, double)` pair of a double gauge chunk without
+    /// building a `Value`: the scan kernel for numeric queries.
+    #[inline]
+    pub fn next_double(&mut self) -> Option<Result<(i64, f64)>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let t = match self.times.next_value() {
+            Ok(t) => t,
+            Err(e) => return Some(Err(e)),
+        };
+        match self.columns.as_mut_slice() {
+            [ScalarDecoder::Double(d)] if self.starts.is_none() => Some(d.next_value().map(|v| (t, v))),
+            _ => Some(Err(Error::TypeMismatch { expected: "double".into(), value: "another type".into() })),
+        }
+    }
+}
+
+impl Iterator for ChunkIter<'_> {
+    type Item = Result<Point>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        let r = self.next_point();
+        // After an error nothing further is trustworthy.
+        self.left = if r.is_err() { 0 } else { self.left - 1 };
+        Some(r)
+    }
+}

@@ -1,0 +1,161 @@
+//! Gorilla XOR compression of doubles (Pelkonen et al., VLDB 2015).
+//!
+//! Each value is XORed with the previous one. A zero XOR costs one bit; a
+//! XOR whose meaningful bits fit in the previous window costs `10` plus
+//! those bits; otherwise `11`, six bits of leading zeros, six bits of
+//! (length − 1) and the meaningful bits. Bit patterns are kept exactly:
+//! NaN payloads, ±Inf and −0.0 round-trip.
+
+use crate::bits::{BitReader, BitWriter};
+use crate::error::{Error, Result};
+
+/// Appends doubles.
+#[derive(Debug, Clone, Default)]
+pub struct FloatEncoder {
+    w: BitWriter,
+    count: u32,
+    prev: u64,
+    lead: u32,
+    trail: u32,
+}
+
+impl FloatEncoder {
+    /// An empty encoder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends one value.
+    #[inline]
+    pub fn push(&mut self, v: f64) {
+        let bits = v.to_bits();
+        if self.count == 0 {
+            self.w.write(bits, 64);
+            self.lead = u32::MAX;
+        } else {
+            let x = bits ^ self.prev;
+            if x == 0 {
+                self.w.write(0, 1);
+            } else {
+                let lead = x.leading_zeros().min(63);
+                let trail = x.trailing_zeros();
+                if self.lead != u32::MAX && lead >= self.lead && trail >= self.trail {
+                    let len = 64 - self.lead - self.trail;
+                    self.w.write(0b10, 2);
+                    self.w.write(x >> self.trail, len);
+                } else {
+                    let len = 64 - lead - trail;
+                    self.w.write((0b11 << 12) | (u64::from(lead) << 6) | u64::from(len - 1), 14);
+                    self.w.write(x >> trail, len);
+                    self.lead = lead;
+                    self.trail = trail;
+                }
+            }
+        }
+        self.prev = bits;
+        self.count += 1;
+    }
+
+    /// The encoded bits.
+    pub fn bits(&self) -> &BitWriter {
+        &self.w
+    }
+
+    /// Heap bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        self.w.memory_bytes()
+    }
+
+    /// Releases spare capacity.
+    pub fn shrink_to_fit(&mut self) {
+        self.w.shrink_to_fit();
+    }
+}
+
+/// Reads values written by [`FloatEncoder`].
+#[derive(Debug, Clone)]
+pub struct FloatDecoder<'a> {
+    r: BitReader<'a>,
+    started: bool,
+    prev: u64,
+    lead: u32,
+    trail: u32,
+}
+
+impl<'a> FloatDecoder<'a> {
+    /// A decoder over `data`.
+    pub fn new(data: &'a [u8]) -> Self {
+        Self { r: BitReader::new(data), started: false, prev: 0, lead: 0, trail: 0 }
+    }
+
+    /// The next value.
+    #[inline]
+    pub fn next_value(&mut self) -> Result<f64> {
+        if !self.started {
+            self.started = true;
+            self.prev = self.r.read(64).ok_or(Error::Truncated("first double"))?;
+            return Ok(f64::from_bits(self.prev));
+        }
+        let t = Error::Truncated("double");
+        if !self.r.read_bit().ok_or(t.clone())? {
+            return Ok(f64::from_bits(self.prev));
+        }
+        if self.r.read_bit().ok_or(t.clone())? {
+            let hdr = self.r.read(12).ok_or(t.clone())?;
+            self.lead = (hdr >> 6) as u32;
+            let len = (hdr & 0x3F) as u32 + 1;
+            if self.lead + len > 64 {
+                return Err(Error::Corrupt(format!("double window {} + {len} exceeds 64 bits", self.lead)));
+            }
+            self.trail = 64 - self.lead - len;
+        }
+        let len = 64 - self.lead - self.trail;
+        let x = self.r.read(len).ok_or(t)?;
+        self.prev ^= x << self.trail;
+        Ok(f64::from_bits(self.prev))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip(vals: &[f64]) -> usize {
+        let mut e = FloatEncoder::new();
+        for &v in vals {
+            e.push(v);
+        }
+        let mut bytes = Vec::new();
+        e.bits().copy_to(&mut bytes);
+        let mut d = FloatDecoder::new(&bytes);
+        for &v in vals {
+            assert_eq!(d.next_value().unwrap().to_bits(), v.to_bits());
+        }
+        bytes.len()
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bit_patterns_round_trip(vals in prop::collection::vec(any::<u64>().prop_map(f64::from_bits), 0..300)) {
+            round_trip(&vals);
+        }
+
+        #[test]
+        fn special_values_round_trip(vals in prop::collection::vec(prop_oneof![
+            Just(f64::NAN), Just(-f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY),
+            Just(0.0), Just(-0.0), Just(f64::MIN_POSITIVE), Just(f64::MAX), Just(f64::MIN),
+            Just(f64::from_bits(0x7FF0_0000_0000_0001)), any::<f64>(), -1e3f64..1e3,
+        ], 0..200)) {
+            round_trip(&vals);
+        }
+    }
+
+    #[test]
+    fn constant_series_costs_a_bit_per_value() {
+        let bytes = round_trip(&vec![3.25; 1000]);
+        assert!(bytes <= 8 + 1000 / 8 + 1, "{bytes}");
+        round_trip(&[]);
+        round_trip(&[-0.0]);
+    }
+}

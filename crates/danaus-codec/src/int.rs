@@ -1,0 +1,176 @@
+//! Delta-of-delta integers (timestamps and int64 values).
+//!
+//! The first value is stored raw; after it, each value's delta-of-delta is
+//! zigzag-mapped and written with a prefix code: `0` for zero, then `10`,
+//! `110`, `1110`, `11110` with 4, 8, 16 or 32 payload bits, and `11111` with
+//! 64. Arithmetic wraps, so every i64 sequence round-trips, including jumps
+//! across the whole range.
+
+use crate::bits::{BitReader, BitWriter};
+use crate::error::{Error, Result};
+use crate::varint::{unzigzag, zigzag};
+
+const WIDTHS: [u32; 5] = [4, 8, 16, 32, 64];
+
+/// Writes an unsigned value with the prefix code described above.
+#[inline]
+pub(crate) fn put_code(w: &mut BitWriter, z: u64) {
+    if z == 0 {
+        w.write(0, 1);
+        return;
+    }
+    for (i, &bits) in WIDTHS.iter().enumerate() {
+        if bits == 64 || z < (1u64 << bits) {
+            let ones = i as u32 + 1;
+            // Prefix: `ones` one-bits then a zero, except the last class.
+            let (prefix, plen) = if bits == 64 { ((1u64 << 5) - 1, 5) } else { (((1u64 << ones) - 1) << 1, ones + 1) };
+            if plen + bits <= 64 {
+                w.write((prefix << bits) | z, plen + bits);
+            } else {
+                w.write(prefix, plen);
+                w.write(z, bits);
+            }
+            return;
+        }
+    }
+}
+
+/// Reads a value written by [`put_code`].
+#[inline]
+pub(crate) fn get_code(r: &mut BitReader<'_>) -> Result<u64> {
+    let ones = r.read_unary(5).ok_or(Error::Truncated("integer prefix"))?;
+    if ones == 0 {
+        return Ok(0);
+    }
+    r.read(WIDTHS[ones as usize - 1]).ok_or(Error::Truncated("integer payload"))
+}
+
+/// Appends i64 values as delta-of-deltas.
+#[derive(Debug, Clone, Default)]
+pub struct IntEncoder {
+    w: BitWriter,
+    count: u32,
+    prev: i64,
+    prev_delta: i64,
+}
+
+impl IntEncoder {
+    /// An empty encoder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends one value.
+    #[inline]
+    pub fn push(&mut self, v: i64) {
+        if self.count == 0 {
+            self.w.write(v as u64, 64);
+        } else {
+            let delta = v.wrapping_sub(self.prev);
+            put_code(&mut self.w, zigzag(delta.wrapping_sub(self.prev_delta)));
+            self.prev_delta = delta;
+        }
+        self.prev = v;
+        self.count += 1;
+    }
+
+    /// The last value pushed.
+    pub fn last(&self) -> Option<i64> {
+        (self.count > 0).then_some(self.prev)
+    }
+
+    /// The encoded bits.
+    pub fn bits(&self) -> &BitWriter {
+        &self.w
+    }
+
+    /// Heap bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        self.w.memory_bytes()
+    }
+
+    /// Releases spare capacity.
+    pub fn shrink_to_fit(&mut self) {
+        self.w.shrink_to_fit();
+    }
+}
+
+/// Reads values written by [`IntEncoder`].
+#[derive(Debug, Clone)]
+pub struct IntDecoder<'a> {
+    r: BitReader<'a>,
+    started: bool,
+    prev: i64,
+    prev_delta: i64,
+}
+
+impl<'a> IntDecoder<'a> {
+    /// A decoder over `data`.
+    pub fn new(data: &'a [u8]) -> Self {
+        Self { r: BitReader::new(data), started: false, prev: 0, prev_delta: 0 }
+    }
+
+    /// The next value; the caller knows how many there are.
+    #[inline]
+    pub fn next_value(&mut self) -> Result<i64> {
+        if !self.started {
+            self.started = true;
+            self.prev = self.r.read(64).ok_or(Error::Truncated("first integer"))? as i64;
+            return Ok(self.prev);
+        }
+        let dod = unzigzag(get_code(&mut self.r)?);
+        self.prev_delta = self.prev_delta.wrapping_add(dod);
+        self.prev = self.prev.wrapping_add(self.prev_delta);
+        Ok(self.prev)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip(vals: &[i64]) -> usize {
+        let mut e = IntEncoder::new();
+        for &v in vals {
+            e.push(v);
+        }
+        let mut bytes = Vec::new();
+        e.bits().copy_to(&mut bytes);
+        let mut d = IntDecoder::new(&bytes);
+        for &v in vals {
+            assert_eq!(d.next_value().unwrap(), v);
+        }
+        bytes.len()
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_sequences_round_trip(vals in prop::collection::vec(any::<i64>(), 0..300)) {
+            round_trip(&vals);
+        }
+
+        #[test]
+        fn jittered_timestamps_round_trip(start in any::<i64>(), jitter in prop::collection::vec(-5_000_000i64..5_000_000, 1..300)) {
+            let vals: Vec<i64> = jitter.iter().enumerate().map(|(i, j)| start.wrapping_add(i as i64 * 15_000_000_000).wrapping_add(*j)).collect();
+            round_trip(&vals);
+        }
+    }
+
+    #[test]
+    fn edges_and_sizes() {
+        round_trip(&[]);
+        round_trip(&[42]);
+        round_trip(&[i64::MIN, i64::MAX, i64::MIN, 0, -1, i64::MAX]);
+        // A perfectly regular series costs one bit per value after the second.
+        let regular: Vec<i64> = (0..1000).map(|i| 1_700_000_000_000_000_000 + i * 10_000_000_000).collect();
+        let bytes = round_trip(&regular);
+        assert!(bytes < 8 + 8 + 1000 / 8 + 4, "{bytes}");
+    }
+
+    #[test]
+    fn truncated_input_is_an_error_not_a_panic() {
+        let mut d = IntDecoder::new(&[1, 2, 3]);
+        assert!(d.next_value().is_err());
+    }
+}

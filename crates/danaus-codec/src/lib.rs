@@ -1,0 +1,32 @@
+//! # danaus-codec
+//!
+//! Compressed, append-only chunk encodings for a leaf's in-memory store and
+//! its long-term store. A chunk holds the points of one series as columns:
+//!
+//! * times: delta-of-delta with a prefix code ([`int`]), one bit per point
+//!   when scrapes are regular;
+//! * doubles: Gorilla XOR ([`float`]), bit-exact for NaN, ±Inf and −0.0;
+//! * int64: the same delta-of-delta code as times, zigzag-mapped;
+//! * bools: run lengths ([`boolean`]); strings: a per-chunk dictionary
+//!   ([`string`]); distributions: bucket counts delta-coded against the
+//!   previous point ([`dist`]); tuples: one column per element;
+//! * start times: one bit when unchanged or equal to the previous end.
+//!
+//! Data flow: the leaf pushes points into a [`ChunkBuilder`]; when the chunk
+//! is full or old it calls [`ChunkBuilder::finish`] and keeps the immutable
+//! [`Chunk`] bytes, which are also what RocksDB stores. Decoding never
+//! panics on corrupt input: every decoder returns [`Error`].
+
+pub mod bits;
+pub mod boolean;
+mod chunk;
+pub mod column;
+pub mod dist;
+mod error;
+pub mod float;
+pub mod int;
+pub mod string;
+pub mod varint;
+
+pub use chunk::{get_value_type, put_value_type, Chunk, ChunkBuilder, ChunkHeader, ChunkIter};
+pub use error::{Error, Result};

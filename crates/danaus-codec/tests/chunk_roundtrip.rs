@@ -1,0 +1,149 @@
+//! Property tests: every value type round-trips through a chunk bit-exactly,
+//! and corrupt chunks give errors, never panics.
+
+use danaus_codec::{Chunk, ChunkBuilder};
+use danaus_model::{Bucketer, Distribution, Exemplar, Point, ScalarType, Value, ValueType};
+use proptest::prelude::*;
+
+fn arb_f64() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(f64::NEG_INFINITY),
+        Just(-0.0),
+        Just(0.0),
+        Just(f64::MAX),
+        Just(f64::MIN_POSITIVE),
+        any::<f64>(),
+        (-1000i32..1000).prop_map(|i| f64::from(i) / 4.0),
+    ]
+}
+
+fn arb_dist() -> impl Strategy<Value = Distribution> {
+    (prop::collection::vec(-100f64..100.0, 0..20), any::<bool>(), prop::option::of(any::<i64>())).prop_map(
+        |(vals, explicit, ex)| {
+            let b = if explicit {
+                Bucketer::Explicit { bounds: vec![-10.0, 0.0, 10.0] }
+            } else {
+                Bucketer::Linear { num_finite: 8, width: 25.0, offset: -100.0 }
+            };
+            let mut d = Distribution::from_values(b, &vals);
+            if let Some(t) = ex {
+                let mut attachments = std::collections::BTreeMap::new();
+                attachments.insert("pod".to_string(), "a".to_string());
+                d.exemplars.push((1, Exemplar { value: 1.5, time: t, trace_id: vec![1; 16], span_id: vec![2; 8], attachments }));
+            }
+            d
+        },
+    )
+}
+
+fn arb_scalar(t: ScalarType) -> BoxedStrategy<Value> {
+    match t {
+        ScalarType::Bool => any::<bool>().prop_map(Value::Bool).boxed(),
+        ScalarType::Int64 => prop_oneof![any::<i64>(), -5i64..5, Just(i64::MIN), Just(i64::MAX)].prop_map(Value::Int64).boxed(),
+        ScalarType::Double => arb_f64().prop_map(Value::Double).boxed(),
+        ScalarType::String => prop_oneof!["[a-c]{0,3}", any::<String>()].prop_map(Value::String).boxed(),
+        ScalarType::Distribution => arb_dist().prop_map(|d| Value::Distribution(Box::new(d))).boxed(),
+    }
+}
+
+fn arb_type() -> impl Strategy<Value = ValueType> {
+    let s = prop_oneof![
+        Just(ScalarType::Bool),
+        Just(ScalarType::Int64),
+        Just(ScalarType::Double),
+        Just(ScalarType::String),
+        Just(ScalarType::Distribution)
+    ];
+    prop_oneof![s.clone().prop_map(ValueType::Scalar), prop::collection::vec(s, 1..4).prop_map(ValueType::Tuple)]
+}
+
+fn arb_series() -> impl Strategy<Value = (ValueType, bool, Vec<Point>)> {
+    (arb_type(), any::<bool>()).prop_flat_map(|(t, has_start)| {
+        let value: BoxedStrategy<Value> = match &t {
+            ValueType::Scalar(s) => arb_scalar(*s),
+            ValueType::Tuple(items) => {
+                items.iter().map(|s| arb_scalar(*s)).collect::<Vec<_>>().prop_map(Value::Tuple).boxed()
+            }
+        };
+        let times = prop_oneof![
+            // jittered regular scrapes, huge and negative deltas
+            prop::collection::vec(-3_000_000i64..3_000_000, 0..150).prop_map(|j| j
+                .iter()
+                .enumerate()
+                .map(|(i, j)| 1_700_000_000_000_000_000 + i as i64 * 15_000_000_000 + j)
+                .collect::<Vec<_>>()),
+            prop::collection::vec(any::<i64>(), 0..50),
+        ];
+        let starts = prop::collection::vec(prop_oneof![Just(None), Just(Some(0i64)), any::<i64>().prop_map(Some)], 150);
+        (Just(t), Just(has_start), times, prop::collection::vec(value, 150), starts).prop_map(
+            |(t, has_start, times, values, starts)| {
+                let pts = times
+                    .into_iter()
+                    .zip(values)
+                    .zip(starts)
+                    .map(|((end_time, value), s)| Point { start_time: if has_start { s } else { None }, end_time, value })
+                    .collect();
+                (t, has_start, pts)
+            },
+        )
+    })
+}
+
+fn same(a: &Point, b: &Point) -> bool {
+    a.start_time == b.start_time && a.end_time == b.end_time && a.value.same_as(&b.value)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn chunks_round_trip((t, has_start, points) in arb_series()) {
+        let mut b = ChunkBuilder::new(t, has_start);
+        for p in &points { b.push(p).unwrap(); }
+        let chunk = b.finish();
+        let h = chunk.header().unwrap();
+        prop_assert_eq!(h.count as usize, points.len());
+        if let (Some(min), Some(max)) = (points.iter().map(|p| p.end_time).min(), points.iter().map(|p| p.end_time).max()) {
+            prop_assert_eq!((h.min_time, h.max_time), (min, max));
+        }
+        let back = Chunk::from_bytes(chunk.as_bytes().to_vec()).points().unwrap();
+        prop_assert_eq!(back.len(), points.len());
+        for (a, b) in back.iter().zip(&points) { prop_assert!(same(a, b), "{a:?} != {b:?}"); }
+        // The builder keeps going after a finish.
+        let mid = b.finish();
+        prop_assert_eq!(mid, chunk);
+    }
+
+    #[test]
+    fn corrupt_chunks_never_panic((t, has_start, points) in arb_series(), flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4), cut in any::<prop::sample::Index>()) {
+        let mut b = ChunkBuilder::new(t, has_start);
+        for p in &points { b.push(p).unwrap(); }
+        let mut bytes = b.finish().into_bytes();
+        for (i, x) in flips { let i = i.index(bytes.len()); bytes[i] ^= x; }
+        let _ = Chunk::from_bytes(bytes.clone()).points();
+        bytes.truncate(cut.index(bytes.len() + 1));
+        let _ = Chunk::from_bytes(bytes).points();
+    }
+}
+
+#[test]
+fn empty_and_single_point_chunks() {
+    let b = ChunkBuilder::new(ValueType::Scalar(ScalarType::Double), false);
+    assert!(b.finish().points().unwrap().is_empty());
+    let mut b = ChunkBuilder::new(ValueType::Scalar(ScalarType::Double), false);
+    b.push_double(-5, -0.0).unwrap();
+    let p = b.finish().points().unwrap();
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].end_time, -5);
+    assert!(matches!(p[0].value, Value::Double(v) if v.to_bits() == (-0.0f64).to_bits()));
+}
+
+#[test]
+fn wrong_type_is_refused_and_nothing_appended() {
+    let mut b = ChunkBuilder::new(ValueType::Scalar(ScalarType::Int64), false);
+    let err = b.push(&Point::gauge(1, Value::Double(1.0))).unwrap_err();
+    assert!(err.to_string().contains("does not match the chunk's value type int64"), "{err}");
+    assert_eq!(b.len(), 0);
+}

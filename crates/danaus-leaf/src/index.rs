@@ -1,0 +1,81 @@
+//! The series index: by encoded key (sharded), by id, and by
+//! (tenant, target schema, metric) for reads.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::series::SeriesState;
+
+pub(crate) type SeriesRef = Arc<Mutex<SeriesState>>;
+
+const SHARDS: usize = 64;
+
+type MetricKey = (String, String, String);
+
+#[derive(Default)]
+pub(crate) struct Index {
+    shards: Vec<RwLock<HashMap<Vec<u8>, SeriesRef>>>,
+    by_id: RwLock<HashMap<u64, SeriesRef>>,
+    by_metric: RwLock<HashMap<MetricKey, Vec<SeriesRef>>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Index {
+    pub(crate) fn new() -> Self {
+        Self { shards: (0..SHARDS).map(|_| RwLock::default()).collect(), ..Default::default() }
+    }
+
+    fn shard(&self, key: &[u8]) -> &RwLock<HashMap<Vec<u8>, SeriesRef>> {
+        let mut h = self.hasher.build_hasher();
+        key.hash(&mut h);
+        &self.shards[(h.finish() as usize) % SHARDS]
+    }
+
+    pub(crate) fn get(&self, key: &[u8]) -> Option<SeriesRef> {
+        self.shard(key).read().get(key).cloned()
+    }
+
+    pub(crate) fn by_id(&self, id: u64) -> Option<SeriesRef> {
+        self.by_id.read().get(&id).cloned()
+    }
+
+    /// Returns the series under `key`, creating it with `make` if absent.
+    /// The bool says whether it was created.
+    pub(crate) fn get_or_insert(&self, key: &[u8], make: impl FnOnce() -> SeriesState) -> (SeriesRef, bool) {
+        if let Some(s) = self.get(key) {
+            return (s, false);
+        }
+        let mut shard = self.shard(key).write();
+        if let Some(s) = shard.get(key) {
+            return (s.clone(), false);
+        }
+        let state = make();
+        let id = state.id;
+        let mkey = (state.key.tenant.clone(), state.key.target_schema.clone(), state.key.metric.clone());
+        let s = Arc::new(Mutex::new(state));
+        shard.insert(key.to_vec(), s.clone());
+        drop(shard);
+        self.by_id.write().insert(id, s.clone());
+        self.by_metric.write().entry(mkey).or_default().push(s.clone());
+        (s, true)
+    }
+
+    pub(crate) fn for_metric(&self, tenant: &str, target: &str, metric: &str) -> Vec<SeriesRef> {
+        self.by_metric
+            .read()
+            .get(&(tenant.to_owned(), target.to_owned(), metric.to_owned()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn all(&self) -> Vec<SeriesRef> {
+        self.by_id.read().values().cloned().collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.read().len()
+    }
+}

@@ -1,0 +1,796 @@
+//! The leaf: write path, read path, checkpoints and retention.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use danaus_codec::varint::{put_ivarint, put_uvarint, ByteReader};
+use danaus_codec::{get_value_type, put_value_type, Chunk};
+use danaus_model::{validate, FieldValue, MetricKind, MetricSchema, Point, SeriesKey, TargetSchema, ValueType};
+use danaus_storage::{Cf, Clock, KvStore, LogDevice, RecoveryLog, ReplayReport, WriteBatch};
+
+use crate::error::{Error, Result};
+use crate::index::{Index, SeriesRef};
+use crate::keys;
+use crate::matcher::{compile, Matcher};
+use crate::options::{nanos, LeafOptions, MAX_CHUNK_SPAN_NS};
+use crate::schemas::{Applied, Schemas};
+use crate::series::{Accept, Limits, SeriesState};
+use crate::stats::LeafStats;
+use crate::wal_record::{self, Entry, RecordBuilder};
+
+/// What a leaf is built from: its storage seams and options.
+pub struct LeafConfig {
+    /// Long-term store.
+    pub kv: Arc<dyn KvStore>,
+    /// Where the recovery log lives.
+    pub log: Arc<dyn LogDevice>,
+    /// Wall clock.
+    pub clock: Arc<dyn Clock>,
+    /// Tuning.
+    pub options: LeafOptions,
+}
+
+/// Points of one series to write, with its fields by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesWrite {
+    /// Target schema name.
+    pub target_schema: String,
+    /// Target field values by field name.
+    pub target_fields: HashMap<String, FieldValue>,
+    /// Metric name.
+    pub metric: String,
+    /// Metric field values by field name.
+    pub metric_fields: HashMap<String, FieldValue>,
+    /// The points.
+    pub points: Vec<Point>,
+}
+
+/// Why (part of) a series was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The series or a point does not fit its schema.
+    InvalidArgument,
+    /// The target or metric schema does not exist.
+    NotFound,
+    /// A point is older than the out-of-order window.
+    OutOfWindow,
+    /// A different point already exists at that time.
+    Conflict,
+}
+
+/// A series of a write that was refused in whole or in part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesError {
+    /// Position of the series in the request.
+    pub index: usize,
+    /// The series, human-readable.
+    pub series: String,
+    /// What was wrong (the first problem, and how many points it hit).
+    pub message: String,
+    /// Positions of the points not stored (all of them for a bad series).
+    pub rejected_points: Vec<u32>,
+    /// Category.
+    pub code: ErrorCode,
+}
+
+/// Outcome of a write: everything not listed in `errors` is durable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteResult {
+    /// Points stored (including bit-identical retries of stored points).
+    pub accepted_points: u64,
+    /// Series with refused points.
+    pub errors: Vec<SeriesError>,
+}
+
+/// A raw read: one metric of one target schema, filtered by field matchers,
+/// over `[start, end]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRequest {
+    /// Target schema name.
+    pub target_schema: String,
+    /// Metric name.
+    pub metric: String,
+    /// Matchers over target and metric fields; all must match.
+    pub matchers: Vec<Matcher>,
+    /// Inclusive start time.
+    pub start: i64,
+    /// Inclusive end time.
+    pub end: i64,
+}
+
+/// A series selected by a read.
+#[derive(Debug, Clone)]
+pub struct SelectedSeries {
+    series: SeriesRef,
+    /// Its key.
+    pub key: SeriesKey,
+    /// Target fields by name, in declaration order.
+    pub target_fields: Vec<(String, FieldValue)>,
+    /// Metric fields by name, in declaration order.
+    pub metric_fields: Vec<(String, FieldValue)>,
+    /// Value type.
+    pub value_type: ValueType,
+    /// Kind.
+    pub kind: MetricKind,
+}
+
+/// What a checkpoint did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckpointReport {
+    /// Chunks written to the long-term store.
+    pub chunks_written: u64,
+    /// Bytes of chunk data written.
+    pub bytes_written: u64,
+    /// Chunks dropped from memory after aging out.
+    pub chunks_evicted: u64,
+    /// Recovery-log segments deleted.
+    pub segments_removed: usize,
+}
+
+/// Memory held by the leaf's series.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// Series in the index.
+    pub series: usize,
+    /// Points held in memory chunks.
+    pub points: usize,
+    /// Bytes of compressed chunk data (open and sealed).
+    pub chunk_bytes: usize,
+}
+
+pub(crate) struct Inner {
+    opts: LeafOptions,
+    limits: Limits,
+    kv: Arc<dyn KvStore>,
+    log: RecoveryLog,
+    clock: Arc<dyn Clock>,
+    schemas: Schemas,
+    index: Index,
+    next_series_id: AtomicU64,
+    next_chunk_seq: AtomicU64,
+    closed: AtomicBool,
+    checkpoint_lock: tokio::sync::Mutex<()>,
+    log_bytes_at_checkpoint: AtomicU64,
+    stats: LeafStats,
+    replay: ReplayReport,
+}
+
+/// A leaf store; cheap to clone.
+#[derive(Clone)]
+pub struct Leaf {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Leaf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Leaf").field("series", &self.inner.index.len()).finish()
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(format!("storage task failed: {e}")))
+}
+
+fn series_record(s: &SeriesState) -> Vec<u8> {
+    let mut v = Vec::with_capacity(s.encoded_key.len() + 16);
+    put_uvarint(&mut v, s.encoded_key.len() as u64);
+    v.extend_from_slice(&s.encoded_key);
+    put_value_type(&mut v, &s.value_type);
+    v.push(wal_record::kind_code(s.kind));
+    put_ivarint(&mut v, s.max_time.unwrap_or(i64::MIN));
+    v
+}
+
+fn parse_series_record(id: u64, v: &[u8]) -> std::result::Result<SeriesState, String> {
+    let e = |x: danaus_codec::Error| format!("series {id}: {x}");
+    let mut r = ByteReader::new(v);
+    let n = r.len(r.remaining(), "key").map_err(e)?;
+    let key_bytes = r.bytes(n).map_err(e)?.to_vec();
+    let key = SeriesKey::decode(&key_bytes).map_err(|x| format!("series {id}: {x}"))?;
+    let vt = get_value_type(&mut r).map_err(e)?;
+    let kind = wal_record::kind_from(r.u8().map_err(e)?)?;
+    let max = r.ivarint().map_err(e)?;
+    let mut s = SeriesState::new(id, key, key_bytes, vt, kind);
+    s.max_time = (max != i64::MIN).then_some(max);
+    s.def_durable = true;
+    s.record_dirty = false;
+    Ok(s)
+}
+
+impl Leaf {
+    /// Opens a leaf: loads schemas and series from the long-term store,
+    /// replays the recovery log, then starts the log and the background
+    /// checkpoint task.
+    pub async fn open(config: LeafConfig) -> Result<Leaf> {
+        let LeafConfig { kv, log: device, clock, options } = config;
+        let started = Instant::now();
+        let kv2 = kv.clone();
+        let dev2 = device.clone();
+        let limits = Limits {
+            ooo_window: nanos(options.out_of_order_window),
+            max_points: options.chunk_max_points.max(1),
+            max_span: nanos(options.chunk_max_span).min(MAX_CHUNK_SPAN_NS),
+        };
+        // Loading and replay block on disk: keep them off the async workers.
+        let (schemas, index, next_series, next_seq, replay) = blocking(move || -> Result<_> {
+            let schemas = Schemas::load(kv2.as_ref())?;
+            let index = Index::new();
+            let mut max_id = 0u64;
+            let mut bad = None;
+            kv2.scan(Cf::Series, &[], &[], &mut |k, v| {
+                let Some(id) = keys::u64_value(k) else { return true };
+                match parse_series_record(id, v) {
+                    Ok(s) => {
+                        max_id = max_id.max(id);
+                        let key = s.encoded_key.clone();
+                        index.get_or_insert(&key, || s);
+                        true
+                    }
+                    Err(e) => {
+                        bad = Some(e);
+                        false
+                    }
+                }
+            })?;
+            if let Some(b) = bad {
+                return Err(Error::Internal(format!("long-term store has an unreadable series record: {b}")));
+            }
+            let read_u64 = |k: &[u8]| -> Result<u64> { Ok(kv2.get(Cf::Meta, k)?.and_then(|v| keys::u64_value(&v)).unwrap_or(0)) };
+            let mut next_series = read_u64(keys::NEXT_SERIES_ID)?.max(max_id + 1);
+            let mut next_seq = read_u64(keys::NEXT_CHUNK_SEQ)?.max(1);
+            let replay_limits = Limits { ooo_window: i64::MAX, ..limits };
+            let report = RecoveryLog::replay(dev2.as_ref(), &mut |payload| {
+                for entry in wal_record::decode(payload)? {
+                    match entry {
+                        Entry::Series { id, key, value_type, kind } => {
+                            let decoded = SeriesKey::decode(&key).map_err(|e| e.to_string())?;
+                            next_series = next_series.max(id + 1);
+                            index.get_or_insert(&key, || {
+                                let mut s = SeriesState::new(id, decoded, key.clone(), value_type, kind);
+                                s.def_durable = true;
+                                s
+                            });
+                        }
+                        Entry::Points { id, points } => {
+                            let s = index.by_id(id).ok_or_else(|| format!("points for unknown series {id}"))?;
+                            let mut s = s.lock();
+                            for p in &points {
+                                s.apply(p, &replay_limits, &mut || {
+                                    next_seq += 1;
+                                    next_seq - 1
+                                });
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+            Ok((schemas, index, next_series, next_seq, report))
+        })
+        .await??;
+        let log = RecoveryLog::start(device, options.log.clone(), replay.next_segment)?;
+        let stats = LeafStats::default();
+        stats.replay_records.store(replay.records, Ordering::Relaxed);
+        stats.replay_torn_tails.store(u64::from(replay.torn_tail.is_some()), Ordering::Relaxed);
+        stats.replay_corrupt_segments.store(replay.corrupt.len() as u64, Ordering::Relaxed);
+        if !replay.rejected.is_empty() {
+            tracing::error!(rejected = ?replay.rejected, "recovery log records could not be applied");
+        }
+        tracing::info!(
+            series = index.len(),
+            records = replay.records,
+            segments = replay.segments,
+            torn_tail = ?replay.torn_tail,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "leaf opened"
+        );
+        let inner = Arc::new(Inner {
+            limits,
+            kv,
+            log,
+            clock,
+            schemas,
+            index,
+            next_series_id: AtomicU64::new(next_series),
+            next_chunk_seq: AtomicU64::new(next_seq),
+            closed: AtomicBool::new(false),
+            checkpoint_lock: tokio::sync::Mutex::new(()),
+            log_bytes_at_checkpoint: AtomicU64::new(0),
+            stats,
+            replay,
+            opts: options,
+        });
+        let leaf = Leaf { inner };
+        tokio::spawn(background(Arc::downgrade(&leaf.inner)));
+        Ok(leaf)
+    }
+
+    /// What replay found when the leaf opened.
+    pub fn replay_report(&self) -> &ReplayReport {
+        &self.inner.replay
+    }
+
+    /// Counters for `/metrics`.
+    pub fn stats(&self) -> &LeafStats {
+        &self.inner.stats
+    }
+
+    /// Recovery-log counters.
+    pub fn log_stats(&self) -> &danaus_storage::LogStats {
+        self.inner.log.stats()
+    }
+
+    /// The options the leaf runs with.
+    pub fn options(&self) -> &LeafOptions {
+        &self.inner.opts
+    }
+
+    /// Creates or updates a target schema (durable on return).
+    pub async fn apply_target_schema(&self, tenant: &str, schema: TargetSchema) -> Result<Applied> {
+        let inner = self.inner.clone();
+        let tenant = tenant.to_owned();
+        blocking(move || inner.schemas.apply_target(inner.kv.as_ref(), &tenant, schema)).await?
+    }
+
+    /// Creates or updates a metric schema (durable on return).
+    pub async fn apply_metric_schema(&self, tenant: &str, schema: MetricSchema) -> Result<Applied> {
+        let inner = self.inner.clone();
+        let tenant = tenant.to_owned();
+        blocking(move || inner.schemas.apply_metric(inner.kv.as_ref(), &tenant, schema)).await?
+    }
+
+    /// A target schema by name.
+    pub fn target_schema(&self, tenant: &str, name: &str) -> Option<Arc<TargetSchema>> {
+        self.inner.schemas.target(tenant, name)
+    }
+
+    /// A metric schema by name.
+    pub fn metric_schema(&self, tenant: &str, name: &str) -> Option<Arc<MetricSchema>> {
+        self.inner.schemas.metric(tenant, name)
+    }
+
+    /// Every target schema of a tenant, by name.
+    pub fn target_schemas(&self, tenant: &str) -> Vec<Arc<TargetSchema>> {
+        self.inner.schemas.targets(tenant)
+    }
+
+    /// Every metric schema of a tenant, by name.
+    pub fn metric_schemas(&self, tenant: &str) -> Vec<Arc<MetricSchema>> {
+        self.inner.schemas.metrics(tenant)
+    }
+
+    /// Writes a batch. Valid series are stored even when others in the same
+    /// batch are refused; the result lists what was refused and why. On
+    /// `Ok`, every accepted point is durable in the recovery log.
+    pub async fn write(&self, tenant: &str, batch: &[SeriesWrite]) -> Result<WriteResult> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Unavailable("leaf is shutting down; retry on another replica or after restart".into()));
+        }
+        let mut result = WriteResult::default();
+        let mut rec = RecordBuilder::new();
+        let mut defined: Vec<SeriesRef> = Vec::new();
+        let mut accepted = Vec::new();
+        for (i, sw) in batch.iter().enumerate() {
+            let all = || (0..sw.points.len() as u32).collect::<Vec<_>>();
+            let schemas = (inner.schemas.target(tenant, &sw.target_schema), inner.schemas.metric(tenant, &sw.metric));
+            let (Some(ts), Some(ms)) = schemas else {
+                let what = if schemas.0.is_none() {
+                    format!("target schema {:?}", sw.target_schema)
+                } else {
+                    format!("metric schema {:?}", sw.metric)
+                };
+                result.errors.push(SeriesError {
+                    index: i,
+                    series: format!("{}::{}", sw.target_schema, sw.metric),
+                    message: format!("unknown {what}; apply it first (danausctl schema apply)"),
+                    rejected_points: all(),
+                    code: ErrorCode::NotFound,
+                });
+                continue;
+            };
+            let key = match validate::series_key(tenant, &ts, &sw.target_fields, &ms, &sw.metric_fields) {
+                Ok(k) => k,
+                Err(e) => {
+                    result.errors.push(SeriesError {
+                        index: i,
+                        series: format!("{}::{}", sw.target_schema, sw.metric),
+                        message: e.to_string(),
+                        rejected_points: all(),
+                        code: ErrorCode::InvalidArgument,
+                    });
+                    continue;
+                }
+            };
+            let mut err: Option<SeriesError> = None;
+            let mut reject = |j: usize, msg: String, code: ErrorCode| {
+                let e = err.get_or_insert_with(|| SeriesError {
+                    index: i,
+                    series: key.to_string(),
+                    message: msg,
+                    rejected_points: Vec::new(),
+                    code,
+                });
+                e.rejected_points.push(j as u32);
+            };
+            accepted.clear();
+            for (j, p) in sw.points.iter().enumerate() {
+                match validate::point(&ms, &key, j, p) {
+                    Ok(()) => accepted.push(j),
+                    Err(e) => reject(j, e.to_string(), ErrorCode::InvalidArgument),
+                }
+            }
+            if !accepted.is_empty() {
+                let encoded = key.encode();
+                let (series, created) = inner.index.get_or_insert(&encoded, || {
+                    let id = inner.next_series_id.fetch_add(1, Ordering::Relaxed);
+                    SeriesState::new(id, key.clone(), encoded.clone(), ms.value_type.clone(), ms.kind)
+                });
+                if created {
+                    inner.stats.series_created.fetch_add(1, Ordering::Relaxed);
+                }
+                let mut s = series.lock();
+                if s.value_type != ms.value_type || s.kind != ms.kind {
+                    // Cannot happen while schema updates keep type and kind.
+                    for &j in &accepted {
+                        reject(j, "series was created with another value type or kind".into(), ErrorCode::InvalidArgument);
+                    }
+                    accepted.clear();
+                }
+                let mut stored = Vec::with_capacity(accepted.len());
+                for &j in &accepted {
+                    let p = &sw.points[j];
+                    match s.check(p, &inner.limits) {
+                        Ok(Accept::Stored) => {
+                            s.apply(p, &inner.limits, &mut || inner.next_chunk_seq.fetch_add(1, Ordering::Relaxed));
+                            stored.push(j);
+                        }
+                        Ok(Accept::Duplicate) => {
+                            inner.stats.points_duplicate.fetch_add(1, Ordering::Relaxed);
+                            stored.push(j);
+                        }
+                        Err(msg) => {
+                            let code =
+                                if msg.contains("out-of-order window") { ErrorCode::OutOfWindow } else { ErrorCode::Conflict };
+                            reject(j, format!("point {j}: {msg}"), code);
+                        }
+                    }
+                }
+                if !stored.is_empty() {
+                    if !s.def_durable {
+                        rec.series(s.id, &s.encoded_key, &s.value_type, s.kind);
+                        defined.push(series.clone());
+                    }
+                    rec.begin_points(s.id, stored.len());
+                    for &j in &stored {
+                        rec.point(&sw.points[j]);
+                    }
+                    result.accepted_points += stored.len() as u64;
+                }
+            }
+            if let Some(mut e) = err {
+                let n = e.rejected_points.len();
+                if n > 1 {
+                    e.message = format!("{n} of {} points refused; first: {}", sw.points.len(), e.message);
+                }
+                match e.code {
+                    ErrorCode::OutOfWindow => &inner.stats.points_out_of_window,
+                    ErrorCode::Conflict => &inner.stats.points_conflict,
+                    _ => &inner.stats.points_invalid,
+                }
+                .fetch_add(n as u64, Ordering::Relaxed);
+                result.errors.push(e);
+            }
+        }
+        for e in &result.errors {
+            if e.code == ErrorCode::NotFound {
+                inner.stats.points_invalid.fetch_add(e.rejected_points.len() as u64, Ordering::Relaxed);
+            }
+        }
+        if !rec.is_empty() {
+            inner.log.append(rec.finish()).await?;
+            for s in defined {
+                s.lock().def_durable = true;
+            }
+        }
+        inner.stats.points_accepted.fetch_add(result.accepted_points, Ordering::Relaxed);
+        inner.stats.write_requests.fetch_add(1, Ordering::Relaxed);
+        Ok(result)
+    }
+
+    /// Selects the series a read covers.
+    pub fn select(&self, tenant: &str, req: &ReadRequest) -> Result<Vec<SelectedSeries>> {
+        let inner = &self.inner;
+        let ts = inner.schemas.target(tenant, &req.target_schema).ok_or_else(|| {
+            Error::NotFound(format!("unknown target schema {:?} (tenant {tenant:?})", req.target_schema))
+        })?;
+        let ms = inner
+            .schemas
+            .metric(tenant, &req.metric)
+            .ok_or_else(|| Error::NotFound(format!("unknown metric schema {:?} (tenant {tenant:?})", req.metric)))?;
+        if req.start > req.end {
+            return Err(Error::InvalidArgument(format!("start time {} is after end time {}", req.start, req.end)));
+        }
+        let matchers = compile(&req.matchers, &ts, &ms)?;
+        let order = ts.key_order();
+        let mut out = Vec::new();
+        for s in inner.index.for_metric(tenant, &req.target_schema, &req.metric) {
+            let g = s.lock();
+            if !matchers.iter().all(|m| m.matches(&g.key)) {
+                continue;
+            }
+            if out.len() >= inner.opts.max_series_per_read {
+                return Err(Error::ResourceExhausted(format!(
+                    "read matches more than {} series (the per-read series limit); add matchers to narrow it",
+                    inner.opts.max_series_per_read
+                )));
+            }
+            let mut target_fields: Vec<(String, FieldValue)> = Vec::with_capacity(order.len());
+            for (pos, &decl) in order.iter().enumerate() {
+                if let (Some(def), Some(v)) = (ts.fields.get(decl), g.key.target_fields.get(pos)) {
+                    target_fields.push((def.name.clone(), v.clone()));
+                }
+            }
+            target_fields.sort_by_key(|(n, _)| ts.field(n).map(|(i, _)| i));
+            let metric_fields =
+                ms.fields.iter().zip(&g.key.metric_fields).map(|(d, v)| (d.name.clone(), v.clone())).collect();
+            out.push(SelectedSeries {
+                series: s.clone(),
+                key: g.key.clone(),
+                target_fields,
+                metric_fields,
+                value_type: g.value_type.clone(),
+                kind: g.kind,
+            });
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// The points of a selected series in `[start, end]`, merged from memory
+    /// and the long-term store, in time order, one per timestamp.
+    pub async fn points(&self, series: &SelectedSeries, start: i64, end: i64) -> Result<Vec<Point>> {
+        let (id, mem) = {
+            let g = series.series.lock();
+            (g.id, g.memory_chunks(start, end))
+        };
+        let kv = self.inner.kv.clone();
+        let stored: Vec<Vec<u8>> = blocking(move || -> Result<Vec<Vec<u8>>> {
+            let from = keys::chunk_key(id, start.saturating_sub(MAX_CHUNK_SPAN_NS), 0);
+            let to = keys::chunk_key(id, end, u64::MAX);
+            let mut out = Vec::new();
+            kv.scan(Cf::Chunks, &from, &to, &mut |_, v| {
+                out.push(v.to_vec());
+                true
+            })?;
+            Ok(out)
+        })
+        .await??;
+        let mut points = Vec::new();
+        // Memory first: on equal timestamps the stable sort keeps it.
+        let chunks = mem.into_iter().chain(stored.into_iter().map(Chunk::from_bytes));
+        for c in chunks {
+            let h = c.header().map_err(|e| Error::Internal(format!("series {}: {e}", series.key)))?;
+            if h.count == 0 || h.max_time < start || h.min_time > end {
+                continue;
+            }
+            for p in c.iter().map_err(|e| Error::Internal(format!("series {}: {e}", series.key)))? {
+                let p = p.map_err(|e| Error::Internal(format!("series {}: {e}", series.key)))?;
+                if p.end_time >= start && p.end_time <= end {
+                    points.push(p);
+                }
+            }
+            if points.len() > self.inner.opts.max_points_per_read {
+                return Err(Error::ResourceExhausted(format!(
+                    "series {} has more than {} points in the range (the per-read point limit); narrow the time range",
+                    series.key, self.inner.opts.max_points_per_read
+                )));
+            }
+        }
+        points.sort_by_key(|p| p.end_time);
+        points.dedup_by_key(|p| p.end_time);
+        Ok(points)
+    }
+
+    /// Selects and reads in one call.
+    pub async fn read(&self, tenant: &str, req: &ReadRequest) -> Result<Vec<(SelectedSeries, Vec<Point>)>> {
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        for s in self.select(tenant, req)? {
+            let pts = self.points(&s, req.start, req.end).await?;
+            total += pts.len();
+            if total > self.inner.opts.max_points_per_read {
+                return Err(Error::ResourceExhausted(format!(
+                    "read returns more than {} points (the per-read point limit); narrow the time range or add matchers",
+                    self.inner.opts.max_points_per_read
+                )));
+            }
+            out.push((s, pts));
+        }
+        Ok(out)
+    }
+
+    /// Memory held by series data.
+    pub fn memory_usage(&self) -> MemoryUsage {
+        let mut m = MemoryUsage::default();
+        for s in self.inner.index.all() {
+            let (b, p) = s.lock().memory_usage();
+            m.series += 1;
+            m.chunk_bytes += b;
+            m.points += p;
+        }
+        m
+    }
+
+    /// Bytes the long-term store occupies.
+    pub async fn disk_bytes(&self) -> Result<u64> {
+        let kv = self.inner.kv.clone();
+        Ok(blocking(move || kv.disk_bytes()).await??)
+    }
+
+    /// Writes memory into the long-term store and deletes the recovery-log
+    /// segments it covers; ages chunks out of memory; applies retention.
+    pub async fn checkpoint(&self) -> Result<CheckpointReport> {
+        checkpoint(&self.inner).await
+    }
+
+    /// Stops accepting writes, checkpoints everything and flushes the
+    /// long-term store. After this, the log holds nothing that is not in
+    /// the store.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.inner.closed.store(true, Ordering::Release);
+        checkpoint(&self.inner).await?;
+        let kv = self.inner.kv.clone();
+        blocking(move || kv.flush()).await??;
+        Ok(())
+    }
+}
+
+struct Mark {
+    series: SeriesRef,
+    chunks: Vec<(u64, u64, Vec<u8>)>,
+    record_max: Option<Option<i64>>,
+}
+
+async fn checkpoint(inner: &Arc<Inner>) -> Result<CheckpointReport> {
+    let _guard = inner.checkpoint_lock.lock().await;
+    let started = Instant::now();
+    let log_bytes = inner.log.stats().bytes.load(Ordering::Relaxed);
+    let new_segment = inner.log.rotate().await?;
+    let now = inner.clock.now();
+    let mut report = CheckpointReport::default();
+    let mut batches = vec![WriteBatch::default()];
+    let mut batch_bytes = 0usize;
+    let mut marks = Vec::new();
+    for series in inner.index.all() {
+        let mut s = series.lock();
+        s.seal_idle(now.saturating_sub(inner.limits.max_span));
+        let mut mark = Mark { series: series.clone(), chunks: Vec::new(), record_max: None };
+        let b = batches.last_mut().expect("one batch");
+        if s.record_dirty {
+            b.put(Cf::Series, keys::series_key(s.id).to_vec(), series_record(&s));
+            mark.record_max = Some(s.max_time);
+        }
+        let id = s.id;
+        let mut put = |b: &mut WriteBatch, min: i64, seq: u64, version: u64, old: &Option<Vec<u8>>, bytes: Vec<u8>| {
+            let key = keys::chunk_key(id, min, seq);
+            if let Some(old) = old.as_ref().filter(|o| **o != key) {
+                b.delete(Cf::Chunks, old.clone());
+            }
+            report.chunks_written += 1;
+            report.bytes_written += bytes.len() as u64;
+            batch_bytes += bytes.len() + 32;
+            b.put(Cf::Chunks, key.clone(), bytes);
+            mark.chunks.push((seq, version, key));
+        };
+        for c in s.sealed.iter().filter(|c| !c.persisted) {
+            put(b, c.min_time, c.seq, c.version, &c.persisted_key, c.chunk.as_bytes().to_vec());
+        }
+        for o in [&s.head, &s.ooo].into_iter().flatten() {
+            if o.version != o.persisted_version {
+                if let Some(min) = o.builder.min_time() {
+                    put(b, min, o.seq, o.version, &o.persisted_key, o.builder.finish().into_bytes());
+                }
+            }
+        }
+        drop(s);
+        if !mark.chunks.is_empty() || mark.record_max.is_some() {
+            marks.push(mark);
+        }
+        if batch_bytes > 8 << 20 {
+            batches.push(WriteBatch::default());
+            batch_bytes = 0;
+        }
+    }
+    if let Some(b) = batches.last_mut() {
+        b.put(Cf::Meta, keys::NEXT_SERIES_ID.to_vec(), inner.next_series_id.load(Ordering::Relaxed).to_be_bytes().to_vec());
+        b.put(Cf::Meta, keys::NEXT_CHUNK_SEQ.to_vec(), inner.next_chunk_seq.load(Ordering::Relaxed).to_be_bytes().to_vec());
+    }
+    let kv = inner.kv.clone();
+    let written = blocking(move || -> Result<()> {
+        let n = batches.len();
+        for (i, b) in batches.into_iter().enumerate() {
+            // The last synced write makes every earlier one durable too.
+            kv.write(b, i + 1 == n)?;
+        }
+        Ok(())
+    })
+    .await
+    .and_then(|r| r);
+    if let Err(e) = written {
+        inner.stats.checkpoint_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(error = %e, "checkpoint failed; the recovery log is kept");
+        return Err(e);
+    }
+    let memory_floor = now.saturating_sub(nanos(inner.opts.memory_window));
+    let retention_floor = inner.opts.retention.map(|r| now.saturating_sub(nanos(r)));
+    let mut expired = WriteBatch::default();
+    for m in marks {
+        let mut guard = m.series.lock();
+        let s = &mut *guard;
+        s.def_durable = true;
+        if let Some(max) = m.record_max {
+            if s.max_time == max {
+                s.record_dirty = false;
+            }
+        }
+        for (seq, version, key) in m.chunks {
+            if let Some(c) = s.sealed.iter_mut().find(|c| c.seq == seq) {
+                c.persisted_key = Some(key);
+                c.persisted = c.version == version;
+            } else if let Some(o) = [s.head.as_mut(), s.ooo.as_mut()].into_iter().flatten().find(|o| o.seq == seq) {
+                o.persisted_key = Some(key);
+                o.persisted_version = version;
+            }
+        }
+    }
+    for series in inner.index.all() {
+        let mut s = series.lock();
+        let before = s.sealed.len();
+        s.sealed.retain(|c| !(c.persisted && c.max_time < memory_floor));
+        report.chunks_evicted += (before - s.sealed.len()) as u64;
+        if let Some(floor) = retention_floor {
+            s.sealed.retain(|c| c.max_time >= floor);
+            // Chunks span at most MAX_CHUNK_SPAN_NS, so every chunk that
+            // starts this early has ended before the floor.
+            let upto = floor.saturating_sub(MAX_CHUNK_SPAN_NS);
+            expired.delete_range(Cf::Chunks, keys::chunk_key(s.id, i64::MIN, 0), keys::chunk_key(s.id, upto, 0));
+        }
+    }
+    if !expired.is_empty() {
+        let kv = inner.kv.clone();
+        blocking(move || kv.write(expired, false)).await??;
+    }
+    let log = inner.log.clone();
+    report.segments_removed = blocking(move || log.remove_before(new_segment)).await??;
+    inner.log_bytes_at_checkpoint.store(log_bytes, Ordering::Relaxed);
+    inner.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+    inner.stats.chunks_flushed.fetch_add(report.chunks_written, Ordering::Relaxed);
+    inner.stats.bytes_flushed.fetch_add(report.bytes_written, Ordering::Relaxed);
+    inner.stats.last_checkpoint_micros.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    tracing::debug!(?report, elapsed_ms = started.elapsed().as_millis() as u64, "checkpoint");
+    Ok(report)
+}
+
+/// Checkpoints on a timer, or early when the log has grown enough. Ends
+/// when the leaf is dropped or closed.
+async fn background(inner: std::sync::Weak<Inner>) {
+    let mut last = Instant::now();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let Some(inner) = inner.upgrade() else { return };
+        if inner.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let grown = inner.log.stats().bytes.load(Ordering::Relaxed)
+            - inner.log_bytes_at_checkpoint.load(Ordering::Relaxed).min(inner.log.stats().bytes.load(Ordering::Relaxed));
+        if last.elapsed() >= inner.opts.checkpoint_interval || grown >= inner.opts.checkpoint_log_bytes {
+            last = Instant::now();
+            if let Err(e) = checkpoint(&inner).await {
+                tracing::warn!(error = %e, "background checkpoint failed; will retry");
+            }
+        }
+    }
+}

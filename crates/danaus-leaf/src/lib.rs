@@ -1,0 +1,53 @@
+//! # danaus-leaf
+//!
+//! A leaf keeps the series of its target ranges in memory as compressed
+//! chunks (`danaus-codec`), makes every acknowledged write durable in a
+//! recovery log, and moves data into a long-term store (`danaus-storage`'s
+//! `KvStore`: RocksDB in production, memory in simulation).
+//!
+//! **Write path.** [`Leaf::write`] validates every series and point against
+//! its schemas (`danaus_model::validate`); a bad series or point is reported
+//! in [`WriteResult::errors`] while the rest of the batch is stored. Under
+//! each series' lock a point is checked (out-of-order window, conflicting
+//! rewrite) and applied to the series' open chunk; then all accepted points
+//! of the batch go into one recovery-log record, and the call returns only
+//! after the group commit that contains it has been fsynced. A point that is
+//! in memory but whose log write failed is not acknowledged; the client's
+//! retry is an idempotent duplicate.
+//!
+//! **Checkpoints.** Periodically (and at shutdown) the leaf rotates the log,
+//! writes every unpersisted chunk (sealed chunks, and snapshots of open ones)
+//! plus new series records to the long-term store with one synced batch, then
+//! deletes the log segments before the rotation: all they held was applied
+//! to memory before it was logged, so it is in the store now. Sealed chunks
+//! older than the memory window are dropped from memory; retention deletes
+//! expired chunks with range tombstones.
+//!
+//! **Restart.** Schemas and series come from the store; the log's remaining
+//! segments replay into memory (duplicates of checkpointed points are
+//! recognised and skipped); a torn tail is truncated and reported.
+//!
+//! **Reads.** [`Leaf::select`] resolves matchers against the schemas and
+//! picks series; [`Leaf::points`] merges memory and stored chunks, keeping
+//! one point per timestamp.
+
+mod error;
+mod index;
+mod keys;
+mod leaf;
+mod matcher;
+mod options;
+mod schemas;
+mod series;
+mod stats;
+mod wal_record;
+
+pub use error::{Error, Result};
+pub use leaf::{
+    CheckpointReport, ErrorCode, Leaf, LeafConfig, MemoryUsage, ReadRequest, SelectedSeries, SeriesError, SeriesWrite,
+    WriteResult,
+};
+pub use matcher::{MatchOp, Matcher};
+pub use options::{LeafOptions, MAX_CHUNK_SPAN_NS};
+pub use schemas::Applied;
+pub use stats::LeafStats;

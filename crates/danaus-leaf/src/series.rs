@@ -1,0 +1,270 @@
+//! One series in memory: an open head chunk, an open out-of-order chunk,
+//! and sealed chunks not yet aged out.
+//!
+//! Invariants: every chunk spans at most `chunk_max_span` (≤
+//! [`MAX_CHUNK_SPAN_NS`]); the head only receives points newer than its
+//! last one; a point at a time that already holds a point is accepted only
+//! with a bit-identical value (an idempotent retry) and is then not stored
+//! twice.
+
+use danaus_codec::{Chunk, ChunkBuilder};
+use danaus_model::{MetricKind, Point, SeriesKey, Value, ValueType};
+
+use crate::options::MAX_CHUNK_SPAN_NS;
+
+/// Limits a series applies when it accepts points.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub ooo_window: i64,
+    pub max_points: usize,
+    pub max_span: i64,
+}
+
+/// A sealed chunk in memory.
+#[derive(Debug)]
+pub(crate) struct MemChunk {
+    pub seq: u64,
+    pub min_time: i64,
+    pub max_time: i64,
+    pub chunk: Chunk,
+    /// The open chunk's version when it was sealed.
+    pub version: u64,
+    /// Whether the long-term store has this chunk under `persisted_key`.
+    pub persisted: bool,
+    pub persisted_key: Option<Vec<u8>>,
+}
+
+/// An open chunk with its identity and persistence state.
+#[derive(Debug)]
+pub(crate) struct OpenChunk {
+    pub seq: u64,
+    pub builder: ChunkBuilder,
+    /// Bumped on every push; compared with `persisted_version`.
+    pub version: u64,
+    pub persisted_version: u64,
+    /// Key the last persisted snapshot lives under (its min time can move
+    /// for the out-of-order chunk).
+    pub persisted_key: Option<Vec<u8>>,
+}
+
+impl OpenChunk {
+    fn new(seq: u64, vt: &ValueType, has_start: bool) -> Self {
+        Self { seq, builder: ChunkBuilder::new(vt.clone(), has_start), version: 0, persisted_version: 0, persisted_key: None }
+    }
+}
+
+/// What happened to a point offered to a series.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Accept {
+    /// Stored.
+    Stored,
+    /// Bit-identical to a point already stored: nothing to do.
+    Duplicate,
+}
+
+/// A series' in-memory state.
+#[derive(Debug)]
+pub(crate) struct SeriesState {
+    pub id: u64,
+    pub key: SeriesKey,
+    pub encoded_key: Vec<u8>,
+    pub value_type: ValueType,
+    pub kind: MetricKind,
+    pub head: Option<OpenChunk>,
+    pub ooo: Option<OpenChunk>,
+    pub sealed: Vec<MemChunk>,
+    /// Newest end time ever accepted (also across restarts, via the store).
+    pub max_time: Option<i64>,
+    /// The head's last point, for duplicate detection without decoding.
+    pub last: Option<(i64, Value, Option<i64>)>,
+    /// Whether a durable record (log or store) defines this series.
+    pub def_durable: bool,
+    /// Whether the series record in the store is older than `max_time`.
+    pub record_dirty: bool,
+}
+
+impl SeriesState {
+    pub(crate) fn new(id: u64, key: SeriesKey, encoded_key: Vec<u8>, value_type: ValueType, kind: MetricKind) -> Self {
+        Self {
+            id,
+            key,
+            encoded_key,
+            value_type,
+            kind,
+            head: None,
+            ooo: None,
+            sealed: Vec::new(),
+            max_time: None,
+            last: None,
+            def_durable: false,
+            record_dirty: true,
+        }
+    }
+
+    /// Checks whether `p` may be accepted without changing anything.
+    pub(crate) fn check(&self, p: &Point, limits: &Limits) -> Result<Accept, String> {
+        if let Some(max) = self.max_time {
+            let floor = max.saturating_sub(limits.ooo_window);
+            if p.end_time < floor {
+                return Err(format!(
+                    "point at {} is older than the out-of-order window: the series' newest point is at {max} and points back to {floor} ({}s) are accepted",
+                    p.end_time,
+                    limits.ooo_window / 1_000_000_000
+                ));
+            }
+        }
+        if let Some((t, v, s)) = &self.last {
+            if p.end_time == *t {
+                return same_or_conflict(p, v, *s);
+            }
+            if p.end_time > *t {
+                return Ok(Accept::Stored);
+            }
+        } else if self.head.is_none() && self.ooo.is_none() && self.sealed.is_empty() {
+            return Ok(Accept::Stored);
+        }
+        // Out of order: look for an existing point at that time.
+        match self.find_in_memory(p.end_time) {
+            Some((v, s)) => same_or_conflict(p, &v, s),
+            None => Ok(Accept::Stored),
+        }
+    }
+
+    fn find_in_memory(&self, t: i64) -> Option<(Value, Option<i64>)> {
+        let mut chunks: Vec<Chunk> = Vec::new();
+        for o in [&self.head, &self.ooo].into_iter().flatten() {
+            if o.builder.min_time().is_some_and(|m| m <= t) && o.builder.max_time().is_some_and(|m| m >= t) {
+                chunks.push(o.builder.finish());
+            }
+        }
+        for c in &self.sealed {
+            if c.min_time <= t && c.max_time >= t {
+                chunks.push(c.chunk.clone());
+            }
+        }
+        chunks.iter().find_map(|c| {
+            c.iter().ok()?.filter_map(Result::ok).find(|p| p.end_time == t).map(|p| (p.value, p.start_time))
+        })
+    }
+
+    /// Stores a point that [`SeriesState::check`] accepted (or that replay
+    /// found in the log). `next_seq` allocates chunk sequence numbers.
+    pub(crate) fn apply(&mut self, p: &Point, limits: &Limits, next_seq: &mut dyn FnMut() -> u64) {
+        let in_order = match &self.last {
+            Some((t, v, s)) if p.end_time == *t => {
+                // Replay of a point already applied, or a retry.
+                if same_or_conflict(p, v, *s).is_ok() {
+                    return;
+                }
+                false
+            }
+            Some((t, _, _)) => p.end_time > *t,
+            None => true,
+        };
+        if !in_order && matches!(self.find_in_memory(p.end_time), Some((v, s)) if same_or_conflict(p, &v, s).is_ok()) {
+            return;
+        }
+        let has_start = self.kind.has_start_time();
+        let slot = if in_order { &mut self.head } else { &mut self.ooo };
+        let needs_new = match slot {
+            None => true,
+            Some(o) => {
+                let b = &o.builder;
+                let lo = b.min_time().map_or(p.end_time, |m| m.min(p.end_time));
+                let hi = b.max_time().map_or(p.end_time, |m| m.max(p.end_time));
+                b.len() >= limits.max_points || hi.saturating_sub(lo) > limits.max_span.min(MAX_CHUNK_SPAN_NS)
+            }
+        };
+        if needs_new {
+            if let Some(old) = slot.take() {
+                self.sealed.push(seal(old));
+            }
+        }
+        let vt = self.value_type.clone();
+        let slot = if in_order { &mut self.head } else { &mut self.ooo };
+        let open = slot.get_or_insert_with(|| OpenChunk::new(next_seq(), &vt, has_start));
+        // Validation already checked the type; a failure here is a bug that
+        // must not lose the point silently.
+        if let Err(e) = open.builder.push(p) {
+            tracing::error!(series = %self.key, error = %e, "point rejected by the chunk encoder after validation");
+            return;
+        }
+        open.version += 1;
+        if in_order {
+            self.last = Some((p.end_time, p.value.clone(), p.start_time));
+        }
+        if self.max_time.is_none_or(|m| p.end_time > m) {
+            self.max_time = Some(p.end_time);
+            self.record_dirty = true;
+        }
+    }
+
+    /// Seals open chunks whose newest point is older than `before` so they
+    /// can age out, even if no further point arrives.
+    pub(crate) fn seal_idle(&mut self, before: i64) {
+        for slot in [&mut self.head, &mut self.ooo] {
+            if slot.as_ref().is_some_and(|o| o.builder.max_time().is_some_and(|m| m < before)) {
+                if let Some(o) = slot.take() {
+                    self.sealed.push(seal(o));
+                }
+            }
+        }
+    }
+
+    /// Decoded chunks in memory that overlap `[start, end]`.
+    pub(crate) fn memory_chunks(&self, start: i64, end: i64) -> Vec<Chunk> {
+        let mut out = Vec::new();
+        for c in &self.sealed {
+            if c.max_time >= start && c.min_time <= end {
+                out.push(c.chunk.clone());
+            }
+        }
+        for o in [&self.head, &self.ooo].into_iter().flatten() {
+            let b = &o.builder;
+            if b.max_time().is_some_and(|m| m >= start) && b.min_time().is_some_and(|m| m <= end) {
+                out.push(b.finish());
+            }
+        }
+        out
+    }
+
+    /// Bytes of compressed data held and points held.
+    pub(crate) fn memory_usage(&self) -> (usize, usize) {
+        let mut bytes = 0;
+        let mut points = 0;
+        for c in &self.sealed {
+            bytes += c.chunk.memory_bytes();
+            points += (c.chunk.header().map(|h| h.count).unwrap_or(0)) as usize;
+        }
+        for o in [&self.head, &self.ooo].into_iter().flatten() {
+            bytes += o.builder.memory_bytes();
+            points += o.builder.len();
+        }
+        (bytes, points)
+    }
+}
+
+fn seal(o: OpenChunk) -> MemChunk {
+    let chunk = o.builder.finish();
+    let persisted = o.persisted_key.is_some() && o.persisted_version == o.version;
+    MemChunk {
+        seq: o.seq,
+        min_time: o.builder.min_time().unwrap_or(0),
+        max_time: o.builder.max_time().unwrap_or(0),
+        chunk,
+        version: o.version,
+        persisted,
+        persisted_key: o.persisted_key,
+    }
+}
+
+fn same_or_conflict(p: &Point, v: &Value, start: Option<i64>) -> Result<Accept, String> {
+    if p.value.same_as(v) && p.start_time == start {
+        Ok(Accept::Duplicate)
+    } else {
+        Err(format!(
+            "a different point already exists at {} (value {v}); points are immutable, so a conflicting rewrite is refused",
+            p.end_time
+        ))
+    }
+}

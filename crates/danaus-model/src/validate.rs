@@ -1,0 +1,204 @@
+//! Validation of incoming series and points against their schemas.
+//!
+//! This is the one place that decides whether data may be stored; the leaf
+//! calls it before anything reaches the recovery log.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::key::SeriesKey;
+use crate::schema::{FieldDef, MetricKind, MetricSchema, ScalarType, TargetSchema, ValueType};
+use crate::value::{FieldValue, Point, Value};
+
+/// Builds a series key from named field values, checking that every field of
+/// both schemas is present with the right type and that nothing else is.
+pub fn series_key(
+    tenant: &str,
+    target: &TargetSchema,
+    target_values: &HashMap<String, FieldValue>,
+    metric: &MetricSchema,
+    metric_values: &HashMap<String, FieldValue>,
+) -> Result<SeriesKey> {
+    let target_in_decl = ordered(&target.name, &target.fields, target_values)?;
+    let target_fields = target.key_order().into_iter().map(|i| target_in_decl[i].clone()).collect();
+    let metric_fields = ordered(&metric.name, &metric.fields, metric_values)?;
+    Ok(SeriesKey {
+        tenant: tenant.to_owned(),
+        target_schema: target.name.clone(),
+        target_fields,
+        metric: metric.name.clone(),
+        metric_fields,
+    })
+}
+
+fn ordered(schema: &str, defs: &[FieldDef], values: &HashMap<String, FieldValue>) -> Result<Vec<FieldValue>> {
+    let mut out = Vec::with_capacity(defs.len());
+    for def in defs {
+        let v = values.get(&def.name).ok_or_else(|| Error::InvalidField {
+            schema: schema.into(),
+            field: def.name.clone(),
+            reason: "missing: every key field must have a value".into(),
+        })?;
+        if v.field_type() != def.field_type {
+            return Err(Error::InvalidField {
+                schema: schema.into(),
+                field: def.name.clone(),
+                reason: format!("expects {}, got {} ({v})", def.field_type.name(), v.field_type().name()),
+            });
+        }
+        if let FieldValue::String(s) = v {
+            if s.len() > MAX_FIELD_BYTES {
+                return Err(Error::InvalidField {
+                    schema: schema.into(),
+                    field: def.name.clone(),
+                    reason: format!("value is {} bytes, over the limit of {MAX_FIELD_BYTES}", s.len()),
+                });
+            }
+        }
+        out.push(v.clone());
+    }
+    if values.len() != defs.len() {
+        let mut extra: Vec<&str> =
+            values.keys().filter(|k| !defs.iter().any(|d| &d.name == *k)).map(String::as_str).collect();
+        extra.sort_unstable();
+        return Err(Error::InvalidField {
+            schema: schema.into(),
+            field: extra.join(", "),
+            reason: format!(
+                "not declared by the schema (its fields are: {})",
+                defs.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    Ok(out)
+}
+
+/// Longest string field value accepted, in bytes.
+pub const MAX_FIELD_BYTES: usize = 4096;
+/// Longest string point value accepted, in bytes.
+pub const MAX_STRING_VALUE_BYTES: usize = 64 * 1024;
+
+/// Checks one point against its metric schema. `series` and `index` only
+/// feed the error message.
+pub fn point(metric: &MetricSchema, series: &dyn std::fmt::Display, index: usize, p: &Point) -> Result<()> {
+    let bad = |reason: String| Error::InvalidPoint {
+        metric: metric.name.clone(),
+        series: series.to_string(),
+        index,
+        reason,
+    };
+    match (metric.kind, p.start_time) {
+        (MetricKind::Gauge, Some(_)) => {
+            return Err(bad("gauge points have no start time; leave it unset".into()))
+        }
+        (MetricKind::Delta, None) => {
+            return Err(bad("delta points need a start time (the beginning of their interval)".into()))
+        }
+        (MetricKind::Delta, Some(s)) if s >= p.end_time => {
+            return Err(bad(format!("delta interval is empty: start time {s} is not before end time {}", p.end_time)))
+        }
+        (MetricKind::Cumulative, Some(s)) if s > p.end_time => {
+            return Err(bad(format!("start time {s} is after end time {}", p.end_time)))
+        }
+        _ => {}
+    }
+    check_value(&metric.value_type, &p.value).map_err(bad)
+}
+
+fn check_value(expected: &ValueType, v: &Value) -> std::result::Result<(), String> {
+    match (expected, v) {
+        (ValueType::Scalar(s), v) => check_scalar(*s, v),
+        (ValueType::Tuple(types), Value::Tuple(items)) => {
+            if types.len() != items.len() {
+                return Err(format!("expects a tuple of {} elements, got {}", types.len(), items.len()));
+            }
+            for (i, (t, item)) in types.iter().zip(items).enumerate() {
+                check_scalar(*t, item).map_err(|e| format!("tuple element {i}: {e}"))?;
+            }
+            Ok(())
+        }
+        (t, v) => Err(format!("expects {t}, got {}", v.value_type())),
+    }
+}
+
+fn check_scalar(expected: ScalarType, v: &Value) -> std::result::Result<(), String> {
+    if v.scalar_type() != Some(expected) {
+        return Err(format!("expects {}, got {}", expected.name(), v.value_type()));
+    }
+    match v {
+        Value::Distribution(d) => d.validate().map_err(|e| e.to_string()),
+        Value::String(s) if s.len() > MAX_STRING_VALUE_BYTES => {
+            Err(format!("string value is {} bytes, over the limit of {MAX_STRING_VALUE_BYTES}", s.len()))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::FieldType;
+    use crate::{Bucketer, Distribution};
+
+    fn schemas() -> (TargetSchema, MetricSchema) {
+        (
+            TargetSchema {
+                name: "ComputeTask".into(),
+                fields: vec![FieldDef::new("user", FieldType::String), FieldDef::new("cluster", FieldType::String)],
+                location_field: "cluster".into(),
+            },
+            MetricSchema {
+                name: "/rpc/latency".into(),
+                fields: vec![FieldDef::new("code", FieldType::Int64)],
+                value_type: ValueType::Scalar(ScalarType::Double),
+                kind: MetricKind::Cumulative,
+                unit: "ms".into(),
+                description: String::new(),
+            },
+        )
+    }
+
+    fn map(kv: &[(&str, FieldValue)]) -> HashMap<String, FieldValue> {
+        kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+
+    #[test]
+    fn key_puts_location_first_and_checks_fields() {
+        let (t, m) = schemas();
+        let tv = map(&[("user", FieldValue::String("u".into())), ("cluster", FieldValue::String("c".into()))]);
+        let mv = map(&[("code", FieldValue::Int64(200))]);
+        let k = series_key("default", &t, &tv, &m, &mv).unwrap();
+        assert_eq!(k.target_fields, vec![FieldValue::String("c".into()), FieldValue::String("u".into())]);
+
+        let wrong = map(&[("code", FieldValue::String("200".into()))]);
+        let e = series_key("default", &t, &tv, &m, &wrong).unwrap_err().to_string();
+        assert!(e.contains("\"/rpc/latency\" field \"code\": expects int64, got string"), "{e}");
+
+        let extra = map(&[("code", FieldValue::Int64(1)), ("zz", FieldValue::Bool(true))]);
+        let e = series_key("default", &t, &tv, &m, &extra).unwrap_err().to_string();
+        assert!(e.contains("\"zz\": not declared by the schema (its fields are: code)"), "{e}");
+
+        let missing = map(&[("user", FieldValue::String("u".into()))]);
+        assert!(series_key("default", &t, &missing, &m, &mv).unwrap_err().to_string().contains("\"cluster\": missing"));
+    }
+
+    #[test]
+    fn points_are_checked_against_kind_and_type() {
+        let (_, m) = schemas();
+        let ok = Point { start_time: Some(0), end_time: 10, value: Value::Double(1.0) };
+        point(&m, &"s", 0, &ok).unwrap();
+        let e = point(&m, &"s", 3, &Point { value: Value::Int64(1), ..ok.clone() }).unwrap_err().to_string();
+        assert_eq!(e, "metric \"/rpc/latency\" point 3 of series s: expects double, got int64");
+        let e = point(&m, &"s", 0, &Point { start_time: Some(11), ..ok.clone() }).unwrap_err().to_string();
+        assert!(e.contains("start time 11 is after end time 10"));
+        let mut g = m.clone();
+        g.kind = MetricKind::Gauge;
+        assert!(point(&g, &"s", 0, &ok).unwrap_err().to_string().contains("gauge points have no start time"));
+        let mut d = m.clone();
+        d.value_type = ValueType::Scalar(ScalarType::Distribution);
+        let mut dist = Distribution::from_values(Bucketer::Explicit { bounds: vec![1.0] }, &[0.5]);
+        dist.count = 7;
+        let e = point(&d, &"s", 0, &Point { value: Value::Distribution(Box::new(dist)), ..ok }).unwrap_err().to_string();
+        assert!(e.contains("count 7 does not equal the sum of bucket counts"), "{e}");
+    }
+}
