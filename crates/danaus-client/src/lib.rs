@@ -1,0 +1,77 @@
+//! # danaus-client
+//!
+//! A thin Rust client for the Danaus gRPC API: one [`Client`] holding a
+//! channel and the tenant, handing out the generated service clients with
+//! the tenant attached to every call. [`time`] parses and prints the
+//! times users type (`now-1h`, RFC 3339, raw nanoseconds). The
+//! `danausctl` binary is built on it.
+
+pub mod time;
+
+use danaus_proto::v1 as pb;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+/// Metadata key naming the tenant (see the server's `tenant` module).
+pub const TENANT_HEADER: &str = "x-danaus-tenant";
+
+/// Attaches the tenant to every request.
+#[derive(Clone, Debug)]
+pub struct TenantInterceptor {
+    tenant: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl tonic::service::Interceptor for TenantInterceptor {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(t) = &self.tenant {
+            req.metadata_mut().insert(TENANT_HEADER, t.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Svc = InterceptedService<Channel, TenantInterceptor>;
+
+/// A connection to a Danaus server.
+#[derive(Clone, Debug)]
+pub struct Client {
+    channel: Channel,
+    interceptor: TenantInterceptor,
+}
+
+/// Largest message the client sends or accepts.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+impl Client {
+    /// Connects to `addr` (`http://host:port`).
+    pub async fn connect(addr: &str, tenant: Option<&str>) -> anyhow::Result<Client> {
+        let addr = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+        let channel = Endpoint::from_shared(addr.clone())?
+            .connect()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to {addr}: {e} (is `danaus standalone` running?)"))?;
+        let tenant = tenant
+            .map(|t| t.parse().map_err(|_| anyhow::anyhow!("tenant {t:?} is not valid ASCII metadata")))
+            .transpose()?;
+        Ok(Client { channel, interceptor: TenantInterceptor { tenant } })
+    }
+
+    /// SchemaService.
+    pub fn schema(&self) -> pb::schema_service_client::SchemaServiceClient<Svc> {
+        pb::schema_service_client::SchemaServiceClient::with_interceptor(self.channel.clone(), self.interceptor.clone())
+    }
+
+    /// IngestService.
+    pub fn ingest(&self) -> pb::ingest_service_client::IngestServiceClient<Svc> {
+        pb::ingest_service_client::IngestServiceClient::with_interceptor(self.channel.clone(), self.interceptor.clone())
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// ReadService.
+    pub fn read(&self) -> pb::read_service_client::ReadServiceClient<Svc> {
+        pb::read_service_client::ReadServiceClient::with_interceptor(self.channel.clone(), self.interceptor.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+}

@@ -1,0 +1,103 @@
+//! The HTTP port: `/metrics` (Prometheus text format 0.0.4) and `/healthz`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use danaus_leaf::Leaf;
+
+use crate::grpc::GrpcStats;
+
+/// What the HTTP handlers read.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The leaf.
+    pub leaf: Leaf,
+    /// gRPC counters.
+    pub grpc: Arc<GrpcStats>,
+    /// Process start.
+    pub started: Instant,
+}
+
+/// The router.
+pub fn router(state: HttpState) -> Router {
+    Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).with_state(state)
+}
+
+async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, "ok\n")
+}
+
+struct Text(String);
+
+impl Text {
+    fn metric(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    }
+    fn counter(&mut self, name: &str, help: &str, v: &AtomicU64) {
+        self.metric(name, "counter", help, v.load(Ordering::Relaxed));
+    }
+}
+
+fn rss_bytes() -> u64 {
+    // Resident pages are the second field of /proc/self/statm.
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}
+
+async fn metrics(State(st): State<HttpState>) -> impl IntoResponse {
+    let leaf_stats = st.leaf.stats();
+    let log = st.leaf.log_stats();
+    let mem = st.leaf.memory_usage();
+    let disk = st.leaf.disk_bytes().await.unwrap_or(0);
+    let mut t = Text(String::with_capacity(4096));
+    let _ = writeln!(
+        t.0,
+        "# HELP danaus_build_info Build information.\n# TYPE danaus_build_info gauge\ndanaus_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    t.metric("danaus_uptime_seconds", "gauge", "Seconds since the process started.", st.started.elapsed().as_secs_f64());
+    t.metric("danaus_process_resident_memory_bytes", "gauge", "Resident set size.", rss_bytes());
+    t.counter("danaus_leaf_write_requests_total", "Write batches handled by the leaf.", &leaf_stats.write_requests);
+    t.counter("danaus_leaf_points_accepted_total", "Points accepted and durable.", &leaf_stats.points_accepted);
+    t.counter("danaus_leaf_points_duplicate_total", "Accepted points that repeated a stored point exactly.", &leaf_stats.points_duplicate);
+    t.counter("danaus_leaf_points_invalid_total", "Points refused for not fitting their schema.", &leaf_stats.points_invalid);
+    t.counter("danaus_leaf_points_out_of_window_total", "Points refused as older than the out-of-order window.", &leaf_stats.points_out_of_window);
+    t.counter("danaus_leaf_points_conflict_total", "Points refused because a different point exists at that time.", &leaf_stats.points_conflict);
+    t.counter("danaus_leaf_series_created_total", "Series created.", &leaf_stats.series_created);
+    t.metric("danaus_leaf_series", "gauge", "Series in the leaf's index.", mem.series);
+    t.metric("danaus_leaf_memory_points", "gauge", "Points held in memory chunks.", mem.points);
+    t.metric("danaus_leaf_memory_chunk_bytes", "gauge", "Bytes of compressed chunk data in memory.", mem.chunk_bytes);
+    t.metric("danaus_leaf_disk_bytes", "gauge", "Bytes of the long-term store on disk.", disk);
+    t.counter("danaus_leaf_checkpoints_total", "Checkpoints completed.", &leaf_stats.checkpoints);
+    t.counter("danaus_leaf_checkpoint_errors_total", "Checkpoints that failed.", &leaf_stats.checkpoint_errors);
+    t.metric(
+        "danaus_leaf_last_checkpoint_seconds",
+        "gauge",
+        "Duration of the last checkpoint.",
+        leaf_stats.last_checkpoint_micros.load(Ordering::Relaxed) as f64 / 1e6,
+    );
+    t.counter("danaus_leaf_chunks_flushed_total", "Chunks written to the long-term store.", &leaf_stats.chunks_flushed);
+    t.counter("danaus_leaf_flushed_bytes_total", "Chunk bytes written to the long-term store.", &leaf_stats.bytes_flushed);
+    t.counter("danaus_leaf_replay_records_total", "Recovery-log records replayed at start.", &leaf_stats.replay_records);
+    t.counter("danaus_leaf_replay_torn_tails_total", "Torn log tails truncated at start.", &leaf_stats.replay_torn_tails);
+    t.counter("danaus_leaf_replay_corrupt_segments_total", "Damaged log segments found at start.", &leaf_stats.replay_corrupt_segments);
+    t.counter("danaus_wal_records_total", "Recovery-log records written and synced.", &log.records);
+    t.counter("danaus_wal_syncs_total", "Recovery-log group commits (fsyncs).", &log.syncs);
+    t.counter("danaus_wal_bytes_total", "Recovery-log bytes written.", &log.bytes);
+    t.counter("danaus_grpc_schema_requests_total", "Schema RPCs.", &st.grpc.schema_requests);
+    t.counter("danaus_grpc_write_requests_total", "Write RPCs.", &st.grpc.write_requests);
+    t.counter("danaus_grpc_write_failures_total", "Write RPCs that failed as a whole.", &st.grpc.write_failures);
+    t.counter("danaus_grpc_read_requests_total", "Read RPCs.", &st.grpc.read_requests);
+    t.counter("danaus_grpc_read_series_total", "Series streamed by reads.", &st.grpc.read_series);
+    t.counter("danaus_grpc_read_points_total", "Points streamed by reads.", &st.grpc.read_points);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], t.0)
+}
