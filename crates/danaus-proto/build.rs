@@ -2,15 +2,15 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files: Vec<_> = ["types", "schema", "ingest", "read"]
-        .iter()
-        .map(|f| root.join(format!("danaus/v1/{f}.proto")))
-        .collect();
+    let files: Vec<_> =
+        ["types", "schema", "ingest", "read"].iter().map(|f| root.join(format!("danaus/v1/{f}.proto"))).collect();
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
-    tonic_build::configure()
-        .file_descriptor_set_path(out.join("danaus_descriptor.bin"))
-        .compile_protos_with_config(config, &files, &[root])?;
+    tonic_build::configure().file_descriptor_set_path(out.join("danaus_descriptor.bin")).compile_protos_with_config(
+        config,
+        &files,
+        &[root],
+    )?;
     Ok(())
 }

@@ -100,6 +100,7 @@ impl<'a> BoolDecoder<'a> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -66,7 +66,9 @@ fn get_bucketer(r: &mut ByteReader<'_>) -> Result<Bucketer> {
             Bucketer::Explicit { bounds }
         }
         1 => Bucketer::Linear { num_finite: r.len(max, "buckets")? as u32, width: get_f64(r)?, offset: get_f64(r)? },
-        2 => Bucketer::Exponential { num_finite: r.len(max, "buckets")? as u32, growth: get_f64(r)?, scale: get_f64(r)? },
+        2 => {
+            Bucketer::Exponential { num_finite: r.len(max, "buckets")? as u32, growth: get_f64(r)?, scale: get_f64(r)? }
+        }
         k => return Err(Error::Corrupt(format!("unknown bucketer kind {k}"))),
     })
 }
@@ -145,7 +147,8 @@ impl<'a> DistDecoder<'a> {
             let n = r.len(MAX_BUCKETS, "bucket count")?;
             self.prev = Some((b, vec![0; n]));
         }
-        let (bucketer, prev) = self.prev.as_mut().ok_or_else(|| Error::Corrupt("distribution without bucketer".into()))?;
+        let (bucketer, prev) =
+            self.prev.as_mut().ok_or_else(|| Error::Corrupt("distribution without bucketer".into()))?;
         for c in prev.iter_mut() {
             *c = c.wrapping_add(r.ivarint()? as u64);
         }

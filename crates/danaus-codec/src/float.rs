@@ -117,6 +117,7 @@ impl<'a> FloatDecoder<'a> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -1,6 +1,8 @@
 //! Property tests: every value type round-trips through a chunk bit-exactly,
 //! and corrupt chunks give errors, never panics.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use danaus_codec::{Chunk, ChunkBuilder};
 use danaus_model::{Bucketer, Distribution, Exemplar, Point, ScalarType, Value, ValueType};
 use proptest::prelude::*;
@@ -31,7 +33,10 @@ fn arb_dist() -> impl Strategy<Value = Distribution> {
             if let Some(t) = ex {
                 let mut attachments = std::collections::BTreeMap::new();
                 attachments.insert("pod".to_string(), "a".to_string());
-                d.exemplars.push((1, Exemplar { value: 1.5, time: t, trace_id: vec![1; 16], span_id: vec![2; 8], attachments }));
+                d.exemplars.push((
+                    1,
+                    Exemplar { value: 1.5, time: t, trace_id: vec![1; 16], span_id: vec![2; 8], attachments },
+                ));
             }
             d
         },
@@ -41,7 +46,9 @@ fn arb_dist() -> impl Strategy<Value = Distribution> {
 fn arb_scalar(t: ScalarType) -> BoxedStrategy<Value> {
     match t {
         ScalarType::Bool => any::<bool>().prop_map(Value::Bool).boxed(),
-        ScalarType::Int64 => prop_oneof![any::<i64>(), -5i64..5, Just(i64::MIN), Just(i64::MAX)].prop_map(Value::Int64).boxed(),
+        ScalarType::Int64 => {
+            prop_oneof![any::<i64>(), -5i64..5, Just(i64::MIN), Just(i64::MAX)].prop_map(Value::Int64).boxed()
+        }
         ScalarType::Double => arb_f64().prop_map(Value::Double).boxed(),
         ScalarType::String => prop_oneof!["[a-c]{0,3}", any::<String>()].prop_map(Value::String).boxed(),
         ScalarType::Distribution => arb_dist().prop_map(|d| Value::Distribution(Box::new(d))).boxed(),
@@ -83,7 +90,11 @@ fn arb_series() -> impl Strategy<Value = (ValueType, bool, Vec<Point>)> {
                     .into_iter()
                     .zip(values)
                     .zip(starts)
-                    .map(|((end_time, value), s)| Point { start_time: if has_start { s } else { None }, end_time, value })
+                    .map(|((end_time, value), s)| Point {
+                        start_time: if has_start { s } else { None },
+                        end_time,
+                        value,
+                    })
                     .collect();
                 (t, has_start, pts)
             },

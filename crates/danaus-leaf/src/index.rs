@@ -2,7 +2,7 @@
 //! (tenant, target schema, metric) for reads.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -29,9 +29,7 @@ impl Index {
     }
 
     fn shard(&self, key: &[u8]) -> &RwLock<HashMap<Vec<u8>, SeriesRef>> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Option<SeriesRef> {

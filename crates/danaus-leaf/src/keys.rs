@@ -52,6 +52,7 @@ pub(crate) fn u64_value(v: &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

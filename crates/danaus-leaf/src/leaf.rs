@@ -170,7 +170,7 @@ impl std::fmt::Debug for Leaf {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(format!("storage task failed: {e}")))
+    danaus_storage::run_blocking(f).await.map_err(|e| Error::Internal(e.to_string()))
 }
 
 fn series_record(s: &SeriesState) -> Vec<u8> {
@@ -237,7 +237,8 @@ impl Leaf {
             if let Some(b) = bad {
                 return Err(Error::Internal(format!("long-term store has an unreadable series record: {b}")));
             }
-            let read_u64 = |k: &[u8]| -> Result<u64> { Ok(kv2.get(Cf::Meta, k)?.and_then(|v| keys::u64_value(&v)).unwrap_or(0)) };
+            let read_u64 =
+                |k: &[u8]| -> Result<u64> { Ok(kv2.get(Cf::Meta, k)?.and_then(|v| keys::u64_value(&v)).unwrap_or(0)) };
             let mut next_series = read_u64(keys::NEXT_SERIES_ID)?.max(max_id + 1);
             let mut next_seq = read_u64(keys::NEXT_CHUNK_SEQ)?.max(1);
             let replay_limits = Limits { ooo_window: i64::MAX, ..limits };
@@ -431,18 +432,33 @@ impl Leaf {
                 if created {
                     inner.stats.series_created.fetch_add(1, Ordering::Relaxed);
                 }
+                // Points the series may hold only in the long-term store (older
+                // than memory, e.g. after a restart) are checked there, so a
+                // conflicting rewrite is refused there too.
+                let (id, lookups) = {
+                    let s = series.lock();
+                    let l: Vec<i64> =
+                        accepted.iter().map(|&j| sw.points[j].end_time).filter(|&t| s.may_be_stored_only(t)).collect();
+                    (s.id, l)
+                };
+                let in_store =
+                    if lookups.is_empty() { HashMap::new() } else { self.stored_points_at(id, &lookups).await? };
                 let mut s = series.lock();
                 if s.value_type != ms.value_type || s.kind != ms.kind {
                     // Cannot happen while schema updates keep type and kind.
                     for &j in &accepted {
-                        reject(j, "series was created with another value type or kind".into(), ErrorCode::InvalidArgument);
+                        reject(
+                            j,
+                            "series was created with another value type or kind".into(),
+                            ErrorCode::InvalidArgument,
+                        );
                     }
                     accepted.clear();
                 }
                 let mut stored = Vec::with_capacity(accepted.len());
                 for &j in &accepted {
                     let p = &sw.points[j];
-                    match s.check(p, &inner.limits) {
+                    match s.check(p, &inner.limits, &in_store) {
                         Ok(Accept::Stored) => {
                             s.apply(p, &inner.limits, &mut || inner.next_chunk_seq.fetch_add(1, Ordering::Relaxed));
                             stored.push(j);
@@ -452,8 +468,11 @@ impl Leaf {
                             stored.push(j);
                         }
                         Err(msg) => {
-                            let code =
-                                if msg.contains("out-of-order window") { ErrorCode::OutOfWindow } else { ErrorCode::Conflict };
+                            let code = if msg.contains("out-of-order window") {
+                                ErrorCode::OutOfWindow
+                            } else {
+                                ErrorCode::Conflict
+                            };
                             reject(j, format!("point {j}: {msg}"), code);
                         }
                     }
@@ -556,21 +575,10 @@ impl Leaf {
             let g = series.series.lock();
             (g.id, g.memory_chunks(start, end))
         };
-        let kv = self.inner.kv.clone();
-        let stored: Vec<Vec<u8>> = blocking(move || -> Result<Vec<Vec<u8>>> {
-            let from = keys::chunk_key(id, start.saturating_sub(MAX_CHUNK_SPAN_NS), 0);
-            let to = keys::chunk_key(id, end, u64::MAX);
-            let mut out = Vec::new();
-            kv.scan(Cf::Chunks, &from, &to, &mut |_, v| {
-                out.push(v.to_vec());
-                true
-            })?;
-            Ok(out)
-        })
-        .await??;
+        let stored = self.stored_chunks(id, start, end).await?;
         let mut points = Vec::new();
         // Memory first: on equal timestamps the stable sort keeps it.
-        let chunks = mem.into_iter().chain(stored.into_iter().map(Chunk::from_bytes));
+        let chunks = mem.into_iter().chain(stored);
         for c in chunks {
             let h = c.header().map_err(|e| Error::Internal(format!("series {}: {e}", series.key)))?;
             if h.count == 0 || h.max_time < start || h.min_time > end {
@@ -592,6 +600,48 @@ impl Leaf {
         points.sort_by_key(|p| p.end_time);
         points.dedup_by_key(|p| p.end_time);
         Ok(points)
+    }
+
+    /// Chunks of series `id` in the long-term store that may hold points in
+    /// `[start, end]`.
+    async fn stored_chunks(&self, id: u64, start: i64, end: i64) -> Result<Vec<Chunk>> {
+        let kv = self.inner.kv.clone();
+        let raw: Vec<Vec<u8>> = blocking(move || -> Result<Vec<Vec<u8>>> {
+            let from = keys::chunk_key(id, start.saturating_sub(MAX_CHUNK_SPAN_NS), 0);
+            let to = keys::chunk_key(id, end, u64::MAX);
+            let mut out = Vec::new();
+            kv.scan(Cf::Chunks, &from, &to, &mut |_, v| {
+                out.push(v.to_vec());
+                true
+            })?;
+            Ok(out)
+        })
+        .await??;
+        Ok(raw.into_iter().map(Chunk::from_bytes).collect())
+    }
+
+    /// Stored points of series `id` at exactly the given times.
+    async fn stored_points_at(
+        &self,
+        id: u64,
+        times: &[i64],
+    ) -> Result<HashMap<i64, (danaus_model::Value, Option<i64>)>> {
+        let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else { return Ok(HashMap::new()) };
+        let want: std::collections::HashSet<i64> = times.iter().copied().collect();
+        let mut out = HashMap::new();
+        for c in self.stored_chunks(id, lo, hi).await? {
+            let h = c.header().map_err(|e| Error::Internal(format!("series {id}: {e}")))?;
+            if h.max_time < lo || h.min_time > hi {
+                continue;
+            }
+            for p in c.iter().map_err(|e| Error::Internal(format!("series {id}: {e}")))? {
+                let p = p.map_err(|e| Error::Internal(format!("series {id}: {e}")))?;
+                if want.contains(&p.end_time) {
+                    out.entry(p.end_time).or_insert((p.value, p.start_time));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Selects and reads in one call.
@@ -705,8 +755,16 @@ async fn checkpoint(inner: &Arc<Inner>) -> Result<CheckpointReport> {
         }
     }
     if let Some(b) = batches.last_mut() {
-        b.put(Cf::Meta, keys::NEXT_SERIES_ID.to_vec(), inner.next_series_id.load(Ordering::Relaxed).to_be_bytes().to_vec());
-        b.put(Cf::Meta, keys::NEXT_CHUNK_SEQ.to_vec(), inner.next_chunk_seq.load(Ordering::Relaxed).to_be_bytes().to_vec());
+        b.put(
+            Cf::Meta,
+            keys::NEXT_SERIES_ID.to_vec(),
+            inner.next_series_id.load(Ordering::Relaxed).to_be_bytes().to_vec(),
+        );
+        b.put(
+            Cf::Meta,
+            keys::NEXT_CHUNK_SEQ.to_vec(),
+            inner.next_chunk_seq.load(Ordering::Relaxed).to_be_bytes().to_vec(),
+        );
     }
     let kv = inner.kv.clone();
     let written = blocking(move || -> Result<()> {
@@ -785,7 +843,10 @@ async fn background(inner: std::sync::Weak<Inner>) {
             return;
         }
         let grown = inner.log.stats().bytes.load(Ordering::Relaxed)
-            - inner.log_bytes_at_checkpoint.load(Ordering::Relaxed).min(inner.log.stats().bytes.load(Ordering::Relaxed));
+            - inner
+                .log_bytes_at_checkpoint
+                .load(Ordering::Relaxed)
+                .min(inner.log.stats().bytes.load(Ordering::Relaxed));
         if last.elapsed() >= inner.opts.checkpoint_interval || grown >= inner.opts.checkpoint_log_bytes {
             last = Instant::now();
             if let Err(e) = checkpoint(&inner).await {

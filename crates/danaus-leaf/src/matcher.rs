@@ -73,12 +73,8 @@ fn resolve(field: &str, target: &TargetSchema, metric: &MetricSchema) -> Result<
         }
     };
     found.ok_or_else(|| {
-        let names: Vec<String> = target
-            .fields
-            .iter()
-            .map(|f| f.name.clone())
-            .chain(metric.fields.iter().map(|f| f.name.clone()))
-            .collect();
+        let names: Vec<String> =
+            target.fields.iter().map(|f| f.name.clone()).chain(metric.fields.iter().map(|f| f.name.clone())).collect();
         Error::InvalidArgument(format!(
             "unknown field {field:?} for {}::{} (fields: {})",
             target.name,
@@ -96,7 +92,13 @@ pub(crate) fn compile(matchers: &[Matcher], target: &TargetSchema, metric: &Metr
             let (pos, ty) = resolve(&m.field, target, metric)?;
             let test = match m.op {
                 MatchOp::Eq | MatchOp::Ne => Test::Eq(FieldValue::parse(ty, &m.value).ok_or_else(|| {
-                    Error::InvalidArgument(format!("field {:?} is {}; {:?} is not a valid {}", m.field, ty.name(), m.value, ty.name()))
+                    Error::InvalidArgument(format!(
+                        "field {:?} is {}; {:?} is not a valid {}",
+                        m.field,
+                        ty.name(),
+                        m.value,
+                        ty.name()
+                    ))
                 })?),
                 MatchOp::Re | MatchOp::Nre => Test::Re(
                     regex::RegexBuilder::new(&format!("^(?:{})$", m.value))

@@ -125,7 +125,11 @@ impl Schemas {
                     m.name,
                     cur.kind.name(),
                     cur.value_type,
-                    cur.fields.iter().map(|f| format!("{}: {}", f.name, f.field_type.name())).collect::<Vec<_>>().join(", ")
+                    cur.fields
+                        .iter()
+                        .map(|f| format!("{}: {}", f.name, f.field_type.name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )))
             }
             None => Applied::Created,

@@ -49,7 +49,13 @@ pub(crate) struct OpenChunk {
 
 impl OpenChunk {
     fn new(seq: u64, vt: &ValueType, has_start: bool) -> Self {
-        Self { seq, builder: ChunkBuilder::new(vt.clone(), has_start), version: 0, persisted_version: 0, persisted_key: None }
+        Self {
+            seq,
+            builder: ChunkBuilder::new(vt.clone(), has_start),
+            version: 0,
+            persisted_version: 0,
+            persisted_key: None,
+        }
     }
 }
 
@@ -101,8 +107,24 @@ impl SeriesState {
         }
     }
 
-    /// Checks whether `p` may be accepted without changing anything.
-    pub(crate) fn check(&self, p: &Point, limits: &Limits) -> Result<Accept, String> {
+    /// Whether a point at `t` may exist only in the long-term store: at or
+    /// before the newest time ever accepted, not after the head's last point,
+    /// and not in memory.
+    pub(crate) fn may_be_stored_only(&self, t: i64) -> bool {
+        self.max_time.is_some_and(|m| t <= m)
+            && self.last.as_ref().is_none_or(|(last, _, _)| t <= *last)
+            && self.find_in_memory(t).is_none()
+    }
+
+    /// Checks whether `p` may be accepted without changing anything;
+    /// `stored` holds the long-term store's points at the times that
+    /// [`SeriesState::may_be_stored_only`] flagged.
+    pub(crate) fn check(
+        &self,
+        p: &Point,
+        limits: &Limits,
+        stored: &std::collections::HashMap<i64, (Value, Option<i64>)>,
+    ) -> Result<Accept, String> {
         if let Some(max) = self.max_time {
             let floor = max.saturating_sub(limits.ooo_window);
             if p.end_time < floor {
@@ -120,11 +142,11 @@ impl SeriesState {
             if p.end_time > *t {
                 return Ok(Accept::Stored);
             }
-        } else if self.head.is_none() && self.ooo.is_none() && self.sealed.is_empty() {
+        } else if self.head.is_none() && self.ooo.is_none() && self.sealed.is_empty() && stored.is_empty() {
             return Ok(Accept::Stored);
         }
         // Out of order: look for an existing point at that time.
-        match self.find_in_memory(p.end_time) {
+        match self.find_in_memory(p.end_time).or_else(|| stored.get(&p.end_time).cloned()) {
             Some((v, s)) => same_or_conflict(p, &v, s),
             None => Ok(Accept::Stored),
         }

@@ -200,6 +200,7 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Vec<Entry>, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use danaus_model::{Bucketer, Distribution, ScalarType};
@@ -208,11 +209,18 @@ mod tests {
     fn records_round_trip() {
         let pts = vec![
             Point { start_time: Some(5), end_time: 10, value: Value::Double(f64::NAN) },
-            Point { start_time: None, end_time: -3, value: Value::Tuple(vec![Value::Bool(true), Value::String("x".into())]) },
+            Point {
+                start_time: None,
+                end_time: -3,
+                value: Value::Tuple(vec![Value::Bool(true), Value::String("x".into())]),
+            },
             Point {
                 start_time: None,
                 end_time: i64::MAX,
-                value: Value::Distribution(Box::new(Distribution::from_values(Bucketer::Explicit { bounds: vec![1.0] }, &[0.5, 2.0]))),
+                value: Value::Distribution(Box::new(Distribution::from_values(
+                    Bucketer::Explicit { bounds: vec![1.0] },
+                    &[0.5, 2.0],
+                ))),
             },
             Point { start_time: Some(i64::MIN), end_time: i64::MIN, value: Value::Int64(i64::MIN) },
         ];

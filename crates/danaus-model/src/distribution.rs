@@ -46,9 +46,7 @@ impl Bucketer {
     pub fn num_buckets(&self) -> usize {
         match self {
             Bucketer::Explicit { bounds } => bounds.len() + 1,
-            Bucketer::Linear { num_finite, .. } | Bucketer::Exponential { num_finite, .. } => {
-                *num_finite as usize + 2
-            }
+            Bucketer::Linear { num_finite, .. } | Bucketer::Exponential { num_finite, .. } => *num_finite as usize + 2,
         }
     }
 
@@ -114,10 +112,14 @@ impl Bucketer {
             }
             Bucketer::Exponential { growth, scale, num_finite } => {
                 if !(growth.is_finite() && *growth > 1.0 && scale.is_finite() && *scale > 0.0) {
-                    return bad(format!("exponential bucketer needs growth > 1 and scale > 0, got growth={growth} scale={scale}"));
+                    return bad(format!(
+                        "exponential bucketer needs growth > 1 and scale > 0, got growth={growth} scale={scale}"
+                    ));
                 }
                 if !scale.mul_add(growth.powi(*num_finite as i32), 0.0).is_finite() {
-                    return bad(format!("exponential bucketer overflows: scale {scale} * growth {growth}^{num_finite} is not finite"));
+                    return bad(format!(
+                        "exponential bucketer overflows: scale {scale} * growth {growth}^{num_finite} is not finite"
+                    ));
                 }
             }
         }
@@ -271,9 +273,7 @@ impl Distribution {
             let (na, nb, n) = (self.count as f64, other.count as f64, count as f64);
             let mean = (na * self.mean + nb * other.mean) / n;
             let delta = other.mean - self.mean;
-            let ssd = self.sum_of_squared_deviation
-                + other.sum_of_squared_deviation
-                + delta * delta * (na * nb / n);
+            let ssd = self.sum_of_squared_deviation + other.sum_of_squared_deviation + delta * delta * (na * nb / n);
             (mean, ssd)
         };
         let bucket_counts = self.bucket_counts.iter().zip(&other.bucket_counts).map(|(a, b)| a + b).collect();
@@ -341,6 +341,7 @@ fn exemplar_rank(e: &Exemplar) -> (Timestamp, u64, &[u8], &[u8]) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -391,15 +392,16 @@ mod tests {
     }
 
     fn arb_dist() -> impl Strategy<Value = Distribution> {
-        (prop::collection::vec(-1e6f64..1e6, 0..40), prop::option::of((0i64..1000, -1e3f64..1e3)))
-            .prop_map(|(vals, ex)| {
+        (prop::collection::vec(-1e6f64..1e6, 0..40), prop::option::of((0i64..1000, -1e3f64..1e3))).prop_map(
+            |(vals, ex)| {
                 let mut d = Distribution::from_values(bucketer(), &vals);
                 if let Some((t, v)) = ex {
                     let b = d.bucketer.bucket_for(v) as u32;
                     d.exemplars.push((b, Exemplar { value: v, time: t, ..Default::default() }));
                 }
                 d
-            })
+            },
+        )
     }
 
     proptest! {

@@ -230,6 +230,7 @@ impl std::fmt::Display for SeriesKey {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

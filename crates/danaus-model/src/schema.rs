@@ -149,9 +149,7 @@ impl TargetSchema {
     pub fn validate(&self) -> Result<()> {
         let bad = |reason: String| Error::InvalidSchema { schema: self.name.clone(), reason };
         if !is_identifier(&self.name, true) {
-            return Err(bad(
-                "target schema names must match [A-Za-z_][A-Za-z0-9_.]* (e.g. ComputeTask)".into(),
-            ));
+            return Err(bad("target schema names must match [A-Za-z_][A-Za-z0-9_.]* (e.g. ComputeTask)".into()));
         }
         validate_fields(&self.name, &self.fields)?;
         match self.field(&self.location_field) {
@@ -288,8 +286,7 @@ fn is_metric_name(s: &str) -> bool {
     if let Some(path) = s.strip_prefix('/') {
         !path.is_empty()
             && path.split('/').all(|seg| {
-                !seg.is_empty()
-                    && seg.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+                !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
             })
     } else {
         let mut chars = s.chars();
@@ -299,6 +296,7 @@ fn is_metric_name(s: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -363,15 +361,11 @@ mod tests {
 
     #[test]
     fn yaml_like_serde_shape() {
-        let m: MetricSchema = serde_json::from_str(
-            r#"{"name":"/x","value_type":["int64","double"],"kind":"delta"}"#,
-        )
-        .unwrap();
+        let m: MetricSchema =
+            serde_json::from_str(r#"{"name":"/x","value_type":["int64","double"],"kind":"delta"}"#).unwrap();
         assert_eq!(m.value_type, ValueType::Tuple(vec![ScalarType::Int64, ScalarType::Double]));
-        let t: TargetSchema = serde_json::from_str(
-            r#"{"name":"T","location":"c","fields":[{"name":"c","type":"string"}]}"#,
-        )
-        .unwrap();
+        let t: TargetSchema =
+            serde_json::from_str(r#"{"name":"T","location":"c","fields":[{"name":"c","type":"string"}]}"#).unwrap();
         t.validate().unwrap();
     }
 }

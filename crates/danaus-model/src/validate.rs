@@ -81,16 +81,10 @@ pub const MAX_STRING_VALUE_BYTES: usize = 64 * 1024;
 /// Checks one point against its metric schema. `series` and `index` only
 /// feed the error message.
 pub fn point(metric: &MetricSchema, series: &dyn std::fmt::Display, index: usize, p: &Point) -> Result<()> {
-    let bad = |reason: String| Error::InvalidPoint {
-        metric: metric.name.clone(),
-        series: series.to_string(),
-        index,
-        reason,
-    };
+    let bad =
+        |reason: String| Error::InvalidPoint { metric: metric.name.clone(), series: series.to_string(), index, reason };
     match (metric.kind, p.start_time) {
-        (MetricKind::Gauge, Some(_)) => {
-            return Err(bad("gauge points have no start time; leave it unset".into()))
-        }
+        (MetricKind::Gauge, Some(_)) => return Err(bad("gauge points have no start time; leave it unset".into())),
         (MetricKind::Delta, None) => {
             return Err(bad("delta points need a start time (the beginning of their interval)".into()))
         }
@@ -135,6 +129,7 @@ fn check_scalar(expected: ScalarType, v: &Value) -> std::result::Result<(), Stri
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::schema::FieldType;
@@ -198,7 +193,8 @@ mod tests {
         d.value_type = ValueType::Scalar(ScalarType::Distribution);
         let mut dist = Distribution::from_values(Bucketer::Explicit { bounds: vec![1.0] }, &[0.5]);
         dist.count = 7;
-        let e = point(&d, &"s", 0, &Point { value: Value::Distribution(Box::new(dist)), ..ok }).unwrap_err().to_string();
+        let e =
+            point(&d, &"s", 0, &Point { value: Value::Distribution(Box::new(dist)), ..ok }).unwrap_err().to_string();
         assert!(e.contains("count 7 does not equal the sum of bucket counts"), "{e}");
     }
 }

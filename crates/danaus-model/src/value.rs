@@ -94,9 +94,9 @@ impl Value {
     /// The full value type of this value.
     pub fn value_type(&self) -> ValueType {
         match self {
-            Value::Tuple(items) => ValueType::Tuple(
-                items.iter().map(|v| v.scalar_type().unwrap_or(ScalarType::String)).collect(),
-            ),
+            Value::Tuple(items) => {
+                ValueType::Tuple(items.iter().map(|v| v.scalar_type().unwrap_or(ScalarType::String)).collect())
+            }
             v => ValueType::Scalar(v.scalar_type().unwrap_or(ScalarType::String)),
         }
     }
@@ -106,9 +106,7 @@ impl Value {
     pub fn same_as(&self, other: &Value) -> bool {
         match (self, other) {
             (Value::Double(a), Value::Double(b)) => a.to_bits() == b.to_bits(),
-            (Value::Tuple(a), Value::Tuple(b)) => {
-                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_as(y))
-            }
+            (Value::Tuple(a), Value::Tuple(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_as(y)),
             (Value::Distribution(a), Value::Distribution(b)) => a.same_as(b),
             (a, b) => a == b,
         }

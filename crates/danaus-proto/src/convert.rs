@@ -108,7 +108,9 @@ pub fn value_type(v: Option<&pb::ValueType>, schema: &str) -> Result<m::ValueTyp
 pub fn value_type_to(v: &m::ValueType) -> pb::ValueType {
     match v {
         m::ValueType::Scalar(s) => pb::ValueType { elements: vec![scalar_to(*s)], tuple: false },
-        m::ValueType::Tuple(items) => pb::ValueType { elements: items.iter().map(|s| scalar_to(*s)).collect(), tuple: true },
+        m::ValueType::Tuple(items) => {
+            pb::ValueType { elements: items.iter().map(|s| scalar_to(*s)).collect(), tuple: true }
+        }
     }
 }
 
@@ -165,7 +167,9 @@ pub fn field_map(map: &HashMap<String, pb::FieldValue>) -> Result<HashMap<String
 }
 
 /// Named field values to the wire.
-pub fn field_map_to<'a>(fields: impl IntoIterator<Item = &'a (String, m::FieldValue)>) -> HashMap<String, pb::FieldValue> {
+pub fn field_map_to<'a>(
+    fields: impl IntoIterator<Item = &'a (String, m::FieldValue)>,
+) -> HashMap<String, pb::FieldValue> {
     fields.into_iter().map(|(k, v)| (k.clone(), field_value_to(v))).collect()
 }
 
@@ -173,7 +177,9 @@ fn bucketer(b: Option<&pb::Bucketer>) -> Result<m::Bucketer> {
     use pb::bucketer::Kind;
     match b.and_then(|b| b.kind.as_ref()) {
         Some(Kind::Explicit(e)) => Ok(m::Bucketer::Explicit { bounds: e.bounds.clone() }),
-        Some(Kind::Linear(l)) => Ok(m::Bucketer::Linear { num_finite: l.num_finite_buckets, width: l.width, offset: l.offset }),
+        Some(Kind::Linear(l)) => {
+            Ok(m::Bucketer::Linear { num_finite: l.num_finite_buckets, width: l.width, offset: l.offset })
+        }
         Some(Kind::Exponential(x)) => {
             Ok(m::Bucketer::Exponential { num_finite: x.num_finite_buckets, growth: x.growth_factor, scale: x.scale })
         }
@@ -202,7 +208,8 @@ fn bucketer_to(b: &m::Bucketer) -> pb::Bucketer {
 pub fn distribution(d: &pb::Distribution) -> Result<m::Distribution> {
     let mut exemplars = Vec::with_capacity(d.exemplars.len());
     for e in &d.exemplars {
-        let x = e.exemplar.as_ref().ok_or_else(|| ConvertError(format!("exemplar for bucket {} is empty", e.bucket)))?;
+        let x =
+            e.exemplar.as_ref().ok_or_else(|| ConvertError(format!("exemplar for bucket {} is empty", e.bucket)))?;
         exemplars.push((
             e.bucket,
             m::Exemplar {
@@ -301,6 +308,7 @@ pub fn point_to(p: &m::Point) -> pb::Point {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -331,12 +339,17 @@ mod tests {
 
     #[test]
     fn values_round_trip_and_bad_input_is_an_error() {
-        let d = m::Distribution::from_values(m::Bucketer::Linear { num_finite: 3, width: 1.0, offset: 0.0 }, &[0.5, 2.5]);
+        let d =
+            m::Distribution::from_values(m::Bucketer::Linear { num_finite: 3, width: 1.0, offset: 0.0 }, &[0.5, 2.5]);
         let v = m::Value::Tuple(vec![m::Value::Distribution(Box::new(d)), m::Value::Double(-0.0)]);
         assert!(value(Some(&value_to(&v))).unwrap().same_as(&v));
-        assert_eq!(point(&pb::Point { start_time: None, end_time: 1, value: None }, 4).unwrap_err().0, "point 4: point has no value");
+        assert_eq!(
+            point(&pb::Point { start_time: None, end_time: 1, value: None }, 4).unwrap_err().0,
+            "point 4: point has no value"
+        );
         assert!(field_type(0, "x").unwrap_err().0.contains("field \"x\" has no type"));
-        let nested = pb::Value { value: Some(pb::value::Value::TupleValue(pb::Tuple { elements: vec![value_to(&v)] })) };
+        let nested =
+            pb::Value { value: Some(pb::value::Value::TupleValue(pb::Tuple { elements: vec![value_to(&v)] })) };
         assert!(value(Some(&nested)).is_err());
     }
 }

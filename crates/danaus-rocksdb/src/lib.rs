@@ -115,6 +115,7 @@ impl KvStore for RocksKv {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

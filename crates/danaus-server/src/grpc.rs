@@ -67,8 +67,18 @@ impl pb::schema_service_server::SchemaService for Api {
         let req = req.into_inner();
         async {
             // Convert and validate everything before storing anything.
-            let targets = req.targets.iter().map(convert::target_schema).collect::<Result<Vec<_>, _>>().map_err(convert_status)?;
-            let metrics = req.metrics.iter().map(convert::metric_schema).collect::<Result<Vec<_>, _>>().map_err(convert_status)?;
+            let targets = req
+                .targets
+                .iter()
+                .map(convert::target_schema)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(convert_status)?;
+            let metrics = req
+                .metrics
+                .iter()
+                .map(convert::metric_schema)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(convert_status)?;
             for t in &targets {
                 t.validate().map_err(|e| Status::invalid_argument(e.to_string()))?;
             }
@@ -99,10 +109,16 @@ impl pb::schema_service_server::SchemaService for Api {
         use pb::get_schema_response::Schema;
         let schema = match req.into_inner().name {
             Some(Name::Target(n)) => Schema::Target(convert::target_schema_to(
-                &*self.leaf.target_schema(&tenant, &n).ok_or_else(|| Status::not_found(format!("no target schema {n:?}")))?,
+                &*self
+                    .leaf
+                    .target_schema(&tenant, &n)
+                    .ok_or_else(|| Status::not_found(format!("no target schema {n:?}")))?,
             )),
             Some(Name::Metric(n)) => Schema::Metric(convert::metric_schema_to(
-                &*self.leaf.metric_schema(&tenant, &n).ok_or_else(|| Status::not_found(format!("no metric schema {n:?}")))?,
+                &*self
+                    .leaf
+                    .metric_schema(&tenant, &n)
+                    .ok_or_else(|| Status::not_found(format!("no metric schema {n:?}")))?,
             )),
             None => return Err(Status::invalid_argument("name a target or a metric schema")),
         };
@@ -147,7 +163,12 @@ impl pb::ingest_service_server::IngestService for Api {
                         target_fields: convert::field_map(&s.target_fields)?,
                         metric: s.metric.clone(),
                         metric_fields: convert::field_map(&s.metric_fields)?,
-                        points: s.points.iter().enumerate().map(|(j, p)| convert::point(p, j)).collect::<Result<_, _>>()?,
+                        points: s
+                            .points
+                            .iter()
+                            .enumerate()
+                            .map(|(j, p)| convert::point(p, j))
+                            .collect::<Result<_, _>>()?,
                     })
                 })();
                 match converted {
@@ -216,7 +237,13 @@ impl pb::read_service_server::ReadService for Api {
             .iter()
             .map(|m| Ok(Matcher { field: m.field.clone(), op: match_op(m.op, &m.field)?, value: m.value.clone() }))
             .collect::<Result<Vec<_>, Status>>()?;
-        let rr = ReadRequest { target_schema: r.target_schema, metric: r.metric, matchers, start: r.start_time, end: r.end_time };
+        let rr = ReadRequest {
+            target_schema: r.target_schema,
+            metric: r.metric,
+            matchers,
+            start: r.start_time,
+            end: r.end_time,
+        };
         let span = span("ReadService/Read", &tenant);
         let selected = {
             let _e = span.enter();

@@ -64,14 +64,35 @@ async fn metrics(State(st): State<HttpState>) -> impl IntoResponse {
         "# HELP danaus_build_info Build information.\n# TYPE danaus_build_info gauge\ndanaus_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
-    t.metric("danaus_uptime_seconds", "gauge", "Seconds since the process started.", st.started.elapsed().as_secs_f64());
+    t.metric(
+        "danaus_uptime_seconds",
+        "gauge",
+        "Seconds since the process started.",
+        st.started.elapsed().as_secs_f64(),
+    );
     t.metric("danaus_process_resident_memory_bytes", "gauge", "Resident set size.", rss_bytes());
     t.counter("danaus_leaf_write_requests_total", "Write batches handled by the leaf.", &leaf_stats.write_requests);
     t.counter("danaus_leaf_points_accepted_total", "Points accepted and durable.", &leaf_stats.points_accepted);
-    t.counter("danaus_leaf_points_duplicate_total", "Accepted points that repeated a stored point exactly.", &leaf_stats.points_duplicate);
-    t.counter("danaus_leaf_points_invalid_total", "Points refused for not fitting their schema.", &leaf_stats.points_invalid);
-    t.counter("danaus_leaf_points_out_of_window_total", "Points refused as older than the out-of-order window.", &leaf_stats.points_out_of_window);
-    t.counter("danaus_leaf_points_conflict_total", "Points refused because a different point exists at that time.", &leaf_stats.points_conflict);
+    t.counter(
+        "danaus_leaf_points_duplicate_total",
+        "Accepted points that repeated a stored point exactly.",
+        &leaf_stats.points_duplicate,
+    );
+    t.counter(
+        "danaus_leaf_points_invalid_total",
+        "Points refused for not fitting their schema.",
+        &leaf_stats.points_invalid,
+    );
+    t.counter(
+        "danaus_leaf_points_out_of_window_total",
+        "Points refused as older than the out-of-order window.",
+        &leaf_stats.points_out_of_window,
+    );
+    t.counter(
+        "danaus_leaf_points_conflict_total",
+        "Points refused because a different point exists at that time.",
+        &leaf_stats.points_conflict,
+    );
     t.counter("danaus_leaf_series_created_total", "Series created.", &leaf_stats.series_created);
     t.metric("danaus_leaf_series", "gauge", "Series in the leaf's index.", mem.series);
     t.metric("danaus_leaf_memory_points", "gauge", "Points held in memory chunks.", mem.points);
@@ -86,10 +107,26 @@ async fn metrics(State(st): State<HttpState>) -> impl IntoResponse {
         leaf_stats.last_checkpoint_micros.load(Ordering::Relaxed) as f64 / 1e6,
     );
     t.counter("danaus_leaf_chunks_flushed_total", "Chunks written to the long-term store.", &leaf_stats.chunks_flushed);
-    t.counter("danaus_leaf_flushed_bytes_total", "Chunk bytes written to the long-term store.", &leaf_stats.bytes_flushed);
-    t.counter("danaus_leaf_replay_records_total", "Recovery-log records replayed at start.", &leaf_stats.replay_records);
-    t.counter("danaus_leaf_replay_torn_tails_total", "Torn log tails truncated at start.", &leaf_stats.replay_torn_tails);
-    t.counter("danaus_leaf_replay_corrupt_segments_total", "Damaged log segments found at start.", &leaf_stats.replay_corrupt_segments);
+    t.counter(
+        "danaus_leaf_flushed_bytes_total",
+        "Chunk bytes written to the long-term store.",
+        &leaf_stats.bytes_flushed,
+    );
+    t.counter(
+        "danaus_leaf_replay_records_total",
+        "Recovery-log records replayed at start.",
+        &leaf_stats.replay_records,
+    );
+    t.counter(
+        "danaus_leaf_replay_torn_tails_total",
+        "Torn log tails truncated at start.",
+        &leaf_stats.replay_torn_tails,
+    );
+    t.counter(
+        "danaus_leaf_replay_corrupt_segments_total",
+        "Damaged log segments found at start.",
+        &leaf_stats.replay_corrupt_segments,
+    );
     t.counter("danaus_wal_records_total", "Recovery-log records written and synced.", &log.records);
     t.counter("danaus_wal_syncs_total", "Recovery-log group commits (fsyncs).", &log.syncs);
     t.counter("danaus_wal_bytes_total", "Recovery-log bytes written.", &log.bytes);

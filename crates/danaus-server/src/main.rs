@@ -113,6 +113,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::parse_duration;
     use std::time::Duration;

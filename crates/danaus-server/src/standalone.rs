@@ -67,8 +67,10 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
     .await
     .context("opening the leaf")?;
 
-    let grpc_listener = TcpListener::bind(cfg.grpc_addr).await.with_context(|| format!("binding gRPC to {}", cfg.grpc_addr))?;
-    let http_listener = TcpListener::bind(cfg.http_addr).await.with_context(|| format!("binding HTTP to {}", cfg.http_addr))?;
+    let grpc_listener =
+        TcpListener::bind(cfg.grpc_addr).await.with_context(|| format!("binding gRPC to {}", cfg.grpc_addr))?;
+    let http_listener =
+        TcpListener::bind(cfg.http_addr).await.with_context(|| format!("binding HTTP to {}", cfg.http_addr))?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
@@ -82,8 +84,14 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
     let grpc = tonic::transport::Server::builder()
         .concurrency_limit_per_connection(cfg.max_concurrent_requests)
         .add_service(reflection)
-        .add_service(pb::schema_service_server::SchemaServiceServer::new(api.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .add_service(pb::ingest_service_server::IngestServiceServer::new(api.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(
+            pb::schema_service_server::SchemaServiceServer::new(api.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            pb::ingest_service_server::IngestServiceServer::new(api.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
         .add_service(pb::read_service_server::ReadServiceServer::new(api).max_encoding_message_size(MAX_MESSAGE_BYTES));
     let mut s1 = stopped.clone();
     let grpc_task = tokio::spawn(async move {

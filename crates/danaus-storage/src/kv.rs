@@ -93,8 +93,10 @@ pub trait KvStore: Send + Sync + 'static {
 /// its own restarts).
 #[derive(Debug, Default)]
 pub struct MemKv {
-    cfs: RwLock<BTreeMap<Cf, BTreeMap<Vec<u8>, Vec<u8>>>>,
+    cfs: RwLock<BTreeMap<Cf, Family>>,
 }
+
+type Family = BTreeMap<Vec<u8>, Vec<u8>>;
 
 impl MemKv {
     /// An empty store.
@@ -152,6 +154,7 @@ impl KvStore for MemKv {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

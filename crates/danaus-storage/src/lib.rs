@@ -19,12 +19,14 @@
 //! All trait methods are blocking; async callers run them on
 //! `spawn_blocking`, so no fsync ever stalls an async worker thread.
 
+mod blocking;
 mod clock;
 mod error;
 mod kv;
 mod log_device;
 mod wal;
 
+pub use blocking::run_blocking;
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, Result};
 pub use kv::{Cf, KvStore, MemKv, WriteBatch, WriteOp};

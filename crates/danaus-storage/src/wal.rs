@@ -316,7 +316,7 @@ impl Committer {
             return Err(std::io::Error::other("no open segment"));
         };
         if self.device.is_blocking() {
-            match tokio::task::spawn_blocking(move || {
+            match crate::run_blocking(move || {
                 let r = f(w.as_mut());
                 (w, r)
             })
@@ -326,7 +326,7 @@ impl Committer {
                     self.writer = Some(w);
                     r
                 }
-                Err(e) => Err(std::io::Error::other(format!("log writer task failed: {e}"))),
+                Err(e) => Err(e),
             }
         } else {
             let r = f(w.as_mut());
@@ -342,9 +342,7 @@ impl Committer {
         let next = self.segment + 1;
         let device = self.device.clone();
         let created = if device.is_blocking() {
-            tokio::task::spawn_blocking(move || device.create(next))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+            crate::run_blocking(move || device.create(next)).await.and_then(|r| r)
         } else {
             device.create(next)
         };
@@ -366,6 +364,7 @@ impl Committer {
 }
 
 #[cfg(all(test, not(madsim)))]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::log_device::MemLogDevice;

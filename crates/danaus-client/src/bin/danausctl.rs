@@ -144,7 +144,9 @@ fn json_field(def: Option<&m::FieldDef>, name: &str, v: &serde_json::Value) -> R
         (Some(m::FieldType::String), J::Bool(b)) => Ok(m::FieldValue::String(b.to_string())),
         (_, J::String(s)) => Ok(m::FieldValue::String(s.clone())),
         (_, J::Bool(b)) => Ok(m::FieldValue::Bool(*b)),
-        (_, J::Number(n)) => n.as_i64().map(m::FieldValue::Int64).ok_or_else(|| format!("field {name:?}: {n} is not an int64")),
+        (_, J::Number(n)) => {
+            n.as_i64().map(m::FieldValue::Int64).ok_or_else(|| format!("field {name:?}: {n} is not an int64"))
+        }
         (_, other) => Err(format!("field {name:?}: {other} is not a string, integer or bool")),
     }
 }
@@ -159,12 +161,14 @@ fn json_scalar(t: m::ScalarType, v: &serde_json::Value) -> Result<m::Value, Stri
             "-Inf" => f64::NEG_INFINITY,
             s => s.parse().map_err(|_| format!("{s:?} is not a double"))?,
         }),
-        (m::ScalarType::Int64, J::Number(n)) => m::Value::Int64(n.as_i64().ok_or_else(|| format!("{n} is not an int64"))?),
+        (m::ScalarType::Int64, J::Number(n)) => {
+            m::Value::Int64(n.as_i64().ok_or_else(|| format!("{n} is not an int64"))?)
+        }
         (m::ScalarType::Bool, J::Bool(b)) => m::Value::Bool(*b),
         (m::ScalarType::String, J::String(s)) => m::Value::String(s.clone()),
-        (m::ScalarType::Distribution, v @ J::Object(_)) => {
-            m::Value::Distribution(Box::new(serde_json::from_value(v.clone()).map_err(|e| format!("bad distribution: {e}"))?))
-        }
+        (m::ScalarType::Distribution, v @ J::Object(_)) => m::Value::Distribution(Box::new(
+            serde_json::from_value(v.clone()).map_err(|e| format!("bad distribution: {e}"))?,
+        )),
         (t, v) => return Err(format!("expected {} value, got {v}", t.name())),
     })
 }
@@ -188,7 +192,11 @@ struct SchemaCache {
 impl SchemaCache {
     async fn target(&mut self, name: &str) -> anyhow::Result<Option<m::TargetSchema>> {
         if !self.targets.contains_key(name) {
-            let r = self.client.schema().get(pb::GetSchemaRequest { name: Some(pb::get_schema_request::Name::Target(name.into())) }).await;
+            let r = self
+                .client
+                .schema()
+                .get(pb::GetSchemaRequest { name: Some(pb::get_schema_request::Name::Target(name.into())) })
+                .await;
             let t = match r {
                 Ok(r) => match r.into_inner().schema {
                     Some(pb::get_schema_response::Schema::Target(t)) => Some(convert::target_schema(&t)?),
@@ -204,7 +212,11 @@ impl SchemaCache {
 
     async fn metric(&mut self, name: &str) -> anyhow::Result<Option<m::MetricSchema>> {
         if !self.metrics.contains_key(name) {
-            let r = self.client.schema().get(pb::GetSchemaRequest { name: Some(pb::get_schema_request::Name::Metric(name.into())) }).await;
+            let r = self
+                .client
+                .schema()
+                .get(pb::GetSchemaRequest { name: Some(pb::get_schema_request::Name::Metric(name.into())) })
+                .await;
             let t = match r {
                 Ok(r) => match r.into_inner().schema {
                     Some(pb::get_schema_response::Schema::Metric(t)) => Some(convert::metric_schema(&t)?),
@@ -221,8 +233,10 @@ impl SchemaCache {
     /// Turns one JSON line into a wire series, using the schemas to type it.
     async fn series(&mut self, line_no: usize, js: JsonSeries, now: i64) -> anyhow::Result<pb::Series> {
         let ctx = |e: String| anyhow!("line {line_no}: {e}");
-        let target = self.target(&js.target).await?.ok_or_else(|| ctx(format!("unknown target schema {:?}", js.target)))?;
-        let metric = self.metric(&js.metric).await?.ok_or_else(|| ctx(format!("unknown metric schema {:?}", js.metric)))?;
+        let target =
+            self.target(&js.target).await?.ok_or_else(|| ctx(format!("unknown target schema {:?}", js.target)))?;
+        let metric =
+            self.metric(&js.metric).await?.ok_or_else(|| ctx(format!("unknown metric schema {:?}", js.metric)))?;
         let mut target_fields = HashMap::new();
         for (k, v) in &js.target_fields {
             let f = json_field(target.field(k).map(|(_, d)| d), k, v).map_err(ctx)?;
@@ -252,7 +266,9 @@ fn parse_matcher(s: &str) -> anyhow::Result<pb::Matcher> {
         .iter()
         .filter_map(|(tok, op)| s.find(tok).map(|i| (i, tok.len(), *op)))
         .min_by_key(|(i, len, _)| (*i, std::cmp::Reverse(*len)))
-        .ok_or_else(|| anyhow!("matcher {s:?} has no operator; use field=value, field!=value, field=~regex or field!~regex"))?;
+        .ok_or_else(|| {
+            anyhow!("matcher {s:?} has no operator; use field=value, field!=value, field=~regex or field!~regex")
+        })?;
     let (i, len, op) = best;
     let field = s[..i].trim();
     let mut value = s[i + len..].trim();
@@ -305,7 +321,8 @@ async fn write(client: Client, file: Option<String>, batch: usize) -> anyhow::Re
     while let Some((i, line)) = lines.next() {
         let line = line.context("reading input")?;
         if !line.trim().is_empty() {
-            let js: JsonSeries = serde_json::from_str(&line).with_context(|| format!("line {}: not a series object", i + 1))?;
+            let js: JsonSeries =
+                serde_json::from_str(&line).with_context(|| format!("line {}: not a series object", i + 1))?;
             pending.push(cache.series(i + 1, js, now).await?);
         }
         if pending.len() >= batch.max(1) || (lines.peek().is_none() && !pending.is_empty()) {
@@ -329,7 +346,15 @@ async fn write(client: Client, file: Option<String>, batch: usize) -> anyhow::Re
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn read(client: Client, target: String, metric: String, matchers: Vec<String>, from: String, to: String, output: Output) -> anyhow::Result<()> {
+async fn read(
+    client: Client,
+    target: String,
+    metric: String,
+    matchers: Vec<String>,
+    from: String,
+    to: String,
+    output: Output,
+) -> anyhow::Result<()> {
     let now = now_ns();
     let start_time = parse_time(&from, now).map_err(|e| anyhow!("--from: {e}"))?;
     let end_time = parse_time(&to, now).map_err(|e| anyhow!("--to: {e}"))?;
@@ -341,12 +366,20 @@ async fn read(client: Client, target: String, metric: String, matchers: Vec<Stri
         .map_err(|s| anyhow!("read failed ({:?}): {}", s.code(), s.message()))?
         .into_inner();
     let mut n = 0usize;
-    while let Some(msg) = stream.message().await.map_err(|s| anyhow!("read failed ({:?}): {}", s.code(), s.message()))? {
+    while let Some(msg) =
+        stream.message().await.map_err(|s| anyhow!("read failed ({:?}): {}", s.code(), s.message()))?
+    {
         for s in msg.series {
             n += 1;
             match output {
                 Output::Table => {
-                    println!("{}{{{}}} {}{{{}}}", s.target_schema, show_fields(&s.target_fields), s.metric, show_fields(&s.metric_fields));
+                    println!(
+                        "{}{{{}}} {}{{{}}}",
+                        s.target_schema,
+                        show_fields(&s.target_fields),
+                        s.metric,
+                        show_fields(&s.metric_fields)
+                    );
                     for p in &s.points {
                         let v = convert::value(p.value.as_ref()).map(|v| v.to_string()).unwrap_or_else(|e| e.0);
                         match p.start_time {
@@ -358,7 +391,11 @@ async fn read(client: Client, target: String, metric: String, matchers: Vec<Stri
                 Output::Json => {
                     let fields = |f: &HashMap<String, pb::FieldValue>| -> serde_json::Map<String, serde_json::Value> {
                         f.iter()
-                            .filter_map(|(k, v)| convert::field_value(v, k).ok().map(|x| (k.clone(), serde_json::to_value(x).unwrap_or_default())))
+                            .filter_map(|(k, v)| {
+                                convert::field_value(v, k)
+                                    .ok()
+                                    .map(|x| (k.clone(), serde_json::to_value(x).unwrap_or_default()))
+                            })
                             .collect()
                     };
                     let points: Vec<serde_json::Value> = s
@@ -398,7 +435,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             } else {
                 text = std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?;
             }
-            let parsed: SchemaFile = serde_yaml::from_str(&text).with_context(|| format!("{file} is not a schema file"))?;
+            let parsed: SchemaFile =
+                serde_yaml::from_str(&text).with_context(|| format!("{file} is not a schema file"))?;
             let req = pb::ApplySchemasRequest {
                 targets: parsed.targets.iter().map(convert::target_schema_to).collect(),
                 metrics: parsed.metrics.iter().map(convert::metric_schema_to).collect(),
@@ -415,20 +453,40 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             }
         }
         Command::Schema(SchemaCmd::List) => {
-            let resp = client.schema().list(pb::ListSchemasRequest {}).await.map_err(|s| anyhow!("{}", s.message()))?.into_inner();
+            let resp = client
+                .schema()
+                .list(pb::ListSchemasRequest {})
+                .await
+                .map_err(|s| anyhow!("{}", s.message()))?
+                .into_inner();
             for t in resp.targets {
                 let t = convert::target_schema(&t)?;
                 let fields: Vec<String> = t
                     .fields
                     .iter()
-                    .map(|f| format!("{}{}: {}", f.name, if f.name == t.location_field { "*" } else { "" }, f.field_type.name()))
+                    .map(|f| {
+                        format!(
+                            "{}{}: {}",
+                            f.name,
+                            if f.name == t.location_field { "*" } else { "" },
+                            f.field_type.name()
+                        )
+                    })
                     .collect();
                 println!("target {}{{{}}}", t.name, fields.join(", "));
             }
             for ms in resp.metrics {
                 let ms = convert::metric_schema(&ms)?;
-                let fields: Vec<String> = ms.fields.iter().map(|f| format!("{}: {}", f.name, f.field_type.name())).collect();
-                println!("metric {}{{{}}} {} {} {}", ms.name, fields.join(", "), ms.kind.name(), ms.value_type, ms.unit);
+                let fields: Vec<String> =
+                    ms.fields.iter().map(|f| format!("{}: {}", f.name, f.field_type.name())).collect();
+                println!(
+                    "metric {}{{{}}} {} {} {}",
+                    ms.name,
+                    fields.join(", "),
+                    ms.kind.name(),
+                    ms.value_type,
+                    ms.unit
+                );
             }
         }
         Command::Schema(SchemaCmd::Get { target, metric }) => {
@@ -438,7 +496,11 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 (None, Some(m)) => Name::Metric(m),
                 (None, None) => bail!("name one with --target or --metric"),
             };
-            let resp = client.schema().get(pb::GetSchemaRequest { name: Some(name) }).await.map_err(|s| anyhow!("{}", s.message()))?;
+            let resp = client
+                .schema()
+                .get(pb::GetSchemaRequest { name: Some(name) })
+                .await
+                .map_err(|s| anyhow!("{}", s.message()))?;
             let mut file = SchemaFile::default();
             match resp.into_inner().schema {
                 Some(pb::get_schema_response::Schema::Target(t)) => file.targets.push(convert::target_schema(&t)?),
@@ -475,6 +537,7 @@ fn main() {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,0 +1,381 @@
+//! Behaviour of a leaf over in-memory storage: what users write is what they
+//! read, across checkpoints, crashes and restarts.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use danaus_leaf::{Applied, ErrorCode, Leaf, LeafConfig, LeafOptions, MatchOp, Matcher, ReadRequest, SeriesWrite};
+use danaus_model::{
+    FieldDef, FieldType, FieldValue, MetricKind, MetricSchema, Point, ScalarType, TargetSchema, Value, ValueType,
+};
+use danaus_storage::{Clock, KvStore, MemKv, MemLogDevice};
+
+const SEC: i64 = 1_000_000_000;
+const T0: i64 = 1_700_000_000 * SEC;
+
+#[derive(Clone)]
+struct TestClock(Arc<AtomicI64>);
+
+impl Clock for TestClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+struct Env {
+    kv: Arc<MemKv>,
+    dev: MemLogDevice,
+    clock: TestClock,
+    opts: LeafOptions,
+}
+
+impl Env {
+    fn new(opts: LeafOptions) -> Self {
+        Self {
+            kv: Arc::new(MemKv::new()),
+            dev: MemLogDevice::new(),
+            clock: TestClock(Arc::new(AtomicI64::new(T0))),
+            opts,
+        }
+    }
+
+    async fn open(&self) -> Leaf {
+        Leaf::open(LeafConfig {
+            kv: self.kv.clone() as Arc<dyn KvStore>,
+            log: Arc::new(self.dev.clone()),
+            clock: Arc::new(self.clock.clone()),
+            options: self.opts.clone(),
+        })
+        .await
+        .unwrap()
+    }
+}
+
+fn opts() -> LeafOptions {
+    LeafOptions { checkpoint_interval: Duration::from_secs(3600), chunk_max_points: 16, ..LeafOptions::default() }
+}
+
+fn task_schema() -> TargetSchema {
+    TargetSchema {
+        name: "ComputeTask".into(),
+        fields: vec![
+            FieldDef::new("user", FieldType::String),
+            FieldDef::new("cluster", FieldType::String),
+            FieldDef::new("task_num", FieldType::Int64),
+        ],
+        location_field: "cluster".into(),
+    }
+}
+
+fn latency_schema() -> MetricSchema {
+    MetricSchema {
+        name: "/rpc/latency".into(),
+        fields: vec![FieldDef::new("method", FieldType::String)],
+        value_type: ValueType::Scalar(ScalarType::Double),
+        kind: MetricKind::Gauge,
+        unit: "ms".into(),
+        description: String::new(),
+    }
+}
+
+async fn setup(leaf: &Leaf) {
+    assert_eq!(leaf.apply_target_schema("default", task_schema()).await.unwrap(), Applied::Created);
+    assert_eq!(leaf.apply_metric_schema("default", latency_schema()).await.unwrap(), Applied::Created);
+}
+
+fn series(user: &str, task: i64, method: &str, points: Vec<Point>) -> SeriesWrite {
+    SeriesWrite {
+        target_schema: "ComputeTask".into(),
+        target_fields: HashMap::from([
+            ("user".into(), FieldValue::String(user.into())),
+            ("cluster".into(), FieldValue::String("c1".into())),
+            ("task_num".into(), FieldValue::Int64(task)),
+        ]),
+        metric: "/rpc/latency".into(),
+        metric_fields: HashMap::from([("method".into(), FieldValue::String(method.into()))]),
+        points,
+    }
+}
+
+fn gauge(t: i64, v: f64) -> Point {
+    Point::gauge(t, Value::Double(v))
+}
+
+fn req(matchers: Vec<Matcher>) -> ReadRequest {
+    ReadRequest {
+        target_schema: "ComputeTask".into(),
+        metric: "/rpc/latency".into(),
+        matchers,
+        start: i64::MIN,
+        end: i64::MAX,
+    }
+}
+
+fn m(field: &str, op: MatchOp, value: &str) -> Matcher {
+    Matcher { field: field.into(), op, value: value.into() }
+}
+
+/// Everything in the leaf, as (user, task, method) → [(time, value bits)].
+async fn dump(leaf: &Leaf) -> BTreeMap<(String, i64, String), Vec<(i64, u64)>> {
+    let mut out = BTreeMap::new();
+    for (s, pts) in leaf.read("default", &req(vec![])).await.unwrap() {
+        let get =
+            |n: &str| s.target_fields.iter().chain(&s.metric_fields).find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let (Some(FieldValue::String(u)), Some(FieldValue::Int64(t)), Some(FieldValue::String(me))) =
+            (get("user"), get("task_num"), get("method"))
+        else {
+            panic!("fields missing: {s:?}")
+        };
+        let pts: Vec<(i64, u64)> = pts
+            .iter()
+            .map(|p| match p.value {
+                Value::Double(d) => (p.end_time, d.to_bits()),
+                _ => panic!("not a double"),
+            })
+            .collect();
+        if !pts.is_empty() {
+            out.insert((u, t, me), pts);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn valid_series_are_stored_while_bad_ones_are_reported() {
+    let env = Env::new(opts());
+    let leaf = env.open().await;
+    setup(&leaf).await;
+    let mut bad_field = series("u", 1, "Get", vec![gauge(T0, 1.0)]);
+    bad_field.target_fields.insert("task_num".into(), FieldValue::String("one".into()));
+    let mut unknown = series("u", 1, "Get", vec![gauge(T0, 1.0)]);
+    unknown.metric = "/nope".into();
+    let batch = vec![
+        series("alice", 1, "Get", vec![gauge(T0, 1.0), gauge(T0 + SEC, 2.0)]),
+        bad_field,
+        unknown,
+        series("bob", 2, "Put", vec![gauge(T0, f64::NAN), Point::gauge(T0 + SEC, Value::Int64(3))]),
+    ];
+    let r = leaf.write("default", &batch).await.unwrap();
+    assert_eq!(r.accepted_points, 3);
+    assert_eq!(r.errors.len(), 3, "{:?}", r.errors);
+    assert_eq!((r.errors[0].index, r.errors[0].code), (1, ErrorCode::InvalidArgument));
+    assert!(r.errors[0].message.contains("field \"task_num\": expects int64, got string"), "{}", r.errors[0].message);
+    assert_eq!((r.errors[1].index, r.errors[1].code), (2, ErrorCode::NotFound));
+    assert!(r.errors[1].message.contains("unknown metric schema \"/nope\""));
+    assert_eq!((r.errors[2].index, r.errors[2].rejected_points.clone()), (3, vec![1]));
+    assert!(
+        r.errors[2].message.contains(
+            "point 1 of series ComputeTask{\"c1\", \"bob\", 2}::/rpc/latency{\"Put\"}: expects double, got int64"
+        ),
+        "{}",
+        r.errors[2].message
+    );
+
+    let got = dump(&leaf).await;
+    assert_eq!(got[&("alice".into(), 1, "Get".into())], vec![(T0, 1f64.to_bits()), (T0 + SEC, 2f64.to_bits())]);
+    assert_eq!(got[&("bob".into(), 2, "Put".into())], vec![(T0, f64::NAN.to_bits())]);
+
+    // Matchers over target and metric fields.
+    let sel =
+        leaf.select("default", &req(vec![m("user", MatchOp::Re, "al.*"), m("method", MatchOp::Eq, "Get")])).unwrap();
+    assert_eq!(sel.len(), 1);
+    assert!(leaf
+        .select("default", &req(vec![m("task_num", MatchOp::Ne, "1")]))
+        .unwrap()
+        .iter()
+        .all(|s| s.key.target_fields[2] != FieldValue::Int64(1)));
+    let e = leaf.select("default", &req(vec![m("task_num", MatchOp::Eq, "x")])).unwrap_err().to_string();
+    assert!(e.contains("field \"task_num\" is int64; \"x\" is not a valid int64"), "{e}");
+    // Tenants do not see each other.
+    assert!(leaf.select("other", &req(vec![])).is_err());
+}
+
+#[tokio::test]
+async fn out_of_order_duplicates_and_conflicts() {
+    let env = Env::new(LeafOptions { out_of_order_window: Duration::from_secs(60), ..opts() });
+    let leaf = env.open().await;
+    setup(&leaf).await;
+    let w = |pts: Vec<Point>| series("a", 1, "Get", pts);
+    let r = leaf.write("default", &[w(vec![gauge(T0 + 100 * SEC, 1.0)])]).await.unwrap();
+    assert!(r.errors.is_empty());
+    // Within the window, out of order: stored.
+    let r = leaf.write("default", &[w(vec![gauge(T0 + 50 * SEC, 0.5)])]).await.unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    // Older than the window: refused with a clear error.
+    let r = leaf.write("default", &[w(vec![gauge(T0 + 10 * SEC, 9.0)])]).await.unwrap();
+    assert_eq!(r.errors[0].code, ErrorCode::OutOfWindow);
+    assert!(r.errors[0].message.contains("older than the out-of-order window"), "{}", r.errors[0].message);
+    // A retry of a stored point is accepted; a different value at that time is refused.
+    let r = leaf.write("default", &[w(vec![gauge(T0 + 100 * SEC, 1.0), gauge(T0 + 50 * SEC, 0.5)])]).await.unwrap();
+    assert!(r.errors.is_empty());
+    assert_eq!(r.accepted_points, 2);
+    let r = leaf.write("default", &[w(vec![gauge(T0 + 50 * SEC, 7.0)])]).await.unwrap();
+    assert_eq!(r.errors[0].code, ErrorCode::Conflict);
+    let got = dump(&leaf).await;
+    assert_eq!(
+        got[&("a".into(), 1, "Get".into())],
+        vec![(T0 + 50 * SEC, 0.5f64.to_bits()), (T0 + 100 * SEC, 1f64.to_bits())]
+    );
+    assert_eq!(leaf.stats().points_out_of_window.load(Ordering::Relaxed), 1);
+    assert_eq!(leaf.stats().points_conflict.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn acked_points_survive_a_crash_and_a_checkpointed_restart() {
+    let env = Env::new(opts());
+    let leaf = env.open().await;
+    setup(&leaf).await;
+    for i in 0..40 {
+        let b: Vec<_> = (0..5).map(|s| series("u", s, "Get", vec![gauge(T0 + i * 10 * SEC, (i * s) as f64)])).collect();
+        assert!(leaf.write("default", &b).await.unwrap().errors.is_empty());
+    }
+    let before = dump(&leaf).await;
+    assert_eq!(before.values().map(Vec::len).sum::<usize>(), 200);
+    // Crash: no shutdown, unsynced bytes lost.
+    drop(leaf);
+    env.dev.crash();
+    let leaf = env.open().await;
+    assert!(leaf.replay_report().records >= 40);
+    assert_eq!(dump(&leaf).await, before);
+    // Checkpoint: the log is emptied, data comes back from the store.
+    let report = leaf.checkpoint().await.unwrap();
+    assert!(report.chunks_written > 0 && report.segments_removed >= 1, "{report:?}");
+    leaf.shutdown().await.unwrap();
+    drop(leaf);
+    let leaf = env.open().await;
+    assert_eq!(leaf.replay_report().records, 0);
+    assert_eq!(dump(&leaf).await, before);
+    // And writing continues where it left off.
+    let r = leaf.write("default", &[series("u", 0, "Get", vec![gauge(T0 + 400 * SEC, 1.0)])]).await.unwrap();
+    assert!(r.errors.is_empty());
+    let r = leaf.write("default", &[series("u", 0, "Get", vec![gauge(T0, 5.0)])]).await.unwrap();
+    assert_eq!(r.errors[0].code, ErrorCode::Conflict, "a restarted leaf still knows stored points");
+}
+
+#[tokio::test]
+async fn old_chunks_leave_memory_and_are_read_from_the_store_and_retention_deletes() {
+    let env = Env::new(LeafOptions {
+        memory_window: Duration::from_secs(60),
+        retention: Some(Duration::from_secs(30 * 86_400)),
+        chunk_max_span: Duration::from_secs(600),
+        ..opts()
+    });
+    let leaf = env.open().await;
+    setup(&leaf).await;
+    let day = 86_400 * SEC;
+    // 40 days of hourly points, written in order.
+    for i in 0..(40 * 24) {
+        let r =
+            leaf.write("default", &[series("u", 1, "Get", vec![gauge(T0 + i * 3600 * SEC, i as f64)])]).await.unwrap();
+        assert!(r.errors.is_empty());
+    }
+    env.clock.0.store(T0 + 40 * day, Ordering::Relaxed);
+    let before = leaf.memory_usage();
+    let r = leaf.checkpoint().await.unwrap();
+    assert!(r.chunks_evicted > 0, "{r:?}");
+    assert!(leaf.memory_usage().points < before.points);
+    let got = &dump(&leaf).await[&("u".into(), 1, "Get".into())];
+    // Retention keeps the last 30 days (plus at most one chunk span).
+    let floor = T0 + 10 * day;
+    assert!(got.iter().all(|(t, _)| *t >= floor - 4 * 3600 * SEC), "oldest {}", (got[0].0 - T0) / SEC);
+    assert!(got.iter().any(|(t, _)| *t < floor + 3600 * SEC));
+    assert_eq!(got.last().unwrap().0, T0 + (40 * 24 - 1) * 3600 * SEC);
+    let recent = got.iter().filter(|(t, _)| *t >= floor).count() as i64;
+    assert_eq!(recent, 30 * 24);
+}
+
+#[tokio::test]
+async fn schema_changes_that_would_rekey_data_are_refused() {
+    let env = Env::new(opts());
+    let leaf = env.open().await;
+    setup(&leaf).await;
+    let mut t = task_schema();
+    t.fields.pop();
+    let e = leaf.apply_target_schema("default", t).await.unwrap_err().to_string();
+    assert!(e.contains("already exists with different fields"), "{e}");
+    let mut ms = latency_schema();
+    ms.description = "new words".into();
+    assert_eq!(leaf.apply_metric_schema("default", ms.clone()).await.unwrap(), Applied::Updated);
+    ms.kind = MetricKind::Cumulative;
+    assert!(leaf
+        .apply_metric_schema("default", ms)
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("only unit and description may change"));
+    // Schemas persist.
+    drop(leaf);
+    let leaf = env.open().await;
+    assert_eq!(leaf.metric_schema("default", "/rpc/latency").unwrap().description, "new words");
+}
+
+mod model_check {
+    //! Random workloads with checkpoints, crashes and restarts against a
+    //! reference model of what was acknowledged.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Write { series: i64, dt: i64, value: i32 },
+        Checkpoint,
+        Crash,
+        Restart,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            8 => (0i64..4, -30i64..60, any::<i32>()).prop_map(|(series, dt, value)| Op::Write { series, dt, value }),
+            1 => Just(Op::Checkpoint),
+            1 => Just(Op::Crash),
+            1 => Just(Op::Restart),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn reads_equal_the_model(ops in prop::collection::vec(op(), 1..80)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let env = Env::new(LeafOptions { out_of_order_window: Duration::from_secs(20), chunk_max_points: 5, memory_window: Duration::from_secs(0), ..opts() });
+                let mut leaf = env.open().await;
+                setup(&leaf).await;
+                let mut model: BTreeMap<(String, i64, String), BTreeMap<i64, u64>> = BTreeMap::new();
+                let mut clock: HashMap<i64, i64> = HashMap::new();
+                for op in ops {
+                    match op {
+                        Op::Write { series: s, dt, value } => {
+                            let t = clock.get(&s).copied().unwrap_or(T0) + dt * SEC;
+                            let v = f64::from(value);
+                            let r = leaf.write("default", &[series("m", s, "Get", vec![gauge(t, v)])]).await.unwrap();
+                            let entry = model.entry(("m".into(), s, "Get".into())).or_default();
+                            if r.errors.is_empty() {
+                                let prev = entry.insert(t, v.to_bits());
+                                assert!(prev.is_none() || prev == Some(v.to_bits()));
+                                let c = clock.entry(s).or_insert(T0);
+                                *c = (*c).max(t);
+                            } else {
+                                let code = r.errors[0].code;
+                                assert!(code == ErrorCode::OutOfWindow || code == ErrorCode::Conflict, "{:?}", r.errors);
+                                if code == ErrorCode::Conflict {
+                                    assert!(entry.get(&t).is_some_and(|old| *old != v.to_bits()));
+                                }
+                            }
+                        }
+                        Op::Checkpoint => { leaf.checkpoint().await.unwrap(); }
+                        Op::Crash => { drop(leaf); env.dev.crash(); leaf = env.open().await; }
+                        Op::Restart => { leaf.shutdown().await.unwrap(); drop(leaf); leaf = env.open().await; }
+                    }
+                }
+                let want: BTreeMap<_, Vec<(i64, u64)>> = model.into_iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k, v.into_iter().collect())).collect();
+                assert_eq!(dump(&leaf).await, want);
+            });
+        }
+    }
+}
