@@ -108,11 +108,10 @@ impl SeriesState {
     }
 
     /// Whether a point at `t` may exist only in the long-term store: at or
-    /// before the newest time ever accepted, not after the head's last point,
-    /// and not in memory.
+    /// before the newest time ever accepted and not in memory.
     pub(crate) fn may_be_stored_only(&self, t: i64) -> bool {
         self.max_time.is_some_and(|m| t <= m)
-            && self.last.as_ref().is_none_or(|(last, _, _)| t <= *last)
+            && self.last.as_ref().is_none_or(|(last, _, _)| *last != t)
             && self.find_in_memory(t).is_none()
     }
 
@@ -135,15 +134,14 @@ impl SeriesState {
                 ));
             }
         }
+        // Newer than anything ever accepted (memory or store): new.
+        if self.max_time.is_none_or(|m| p.end_time > m) {
+            return Ok(Accept::Stored);
+        }
         if let Some((t, v, s)) = &self.last {
             if p.end_time == *t {
                 return same_or_conflict(p, v, *s);
             }
-            if p.end_time > *t {
-                return Ok(Accept::Stored);
-            }
-        } else if self.head.is_none() && self.ooo.is_none() && self.sealed.is_empty() && stored.is_empty() {
-            return Ok(Accept::Stored);
         }
         // Out of order: look for an existing point at that time.
         match self.find_in_memory(p.end_time).or_else(|| stored.get(&p.end_time).cloned()) {

@@ -338,7 +338,7 @@ mod model_check {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(24))]
+        #![proptest_config(ProptestConfig::with_cases(32))]
         #[test]
         fn reads_equal_the_model(ops in prop::collection::vec(op(), 1..80)) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
