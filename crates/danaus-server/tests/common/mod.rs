@@ -1,0 +1,99 @@
+//! Starting real `danaus standalone` processes on loopback.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `danaus standalone` child process.
+pub struct Server {
+    pub child: Child,
+    pub grpc: String,
+    pub http: String,
+}
+
+impl Server {
+    /// Starts the binary on ephemeral ports and waits for its ready line.
+    #[allow(clippy::zombie_processes)] // Drop kills and reaps it
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_danaus"))
+            .arg("standalone")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log", "warn"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn danaus");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).expect("danaus did not print its ready line within 60s");
+            if let Some(rest) = line.strip_prefix("danaus standalone listening ") {
+                let mut grpc = String::new();
+                let mut http = String::new();
+                for part in rest.split_whitespace() {
+                    if let Some(a) = part.strip_prefix("grpc=") {
+                        grpc = format!("http://{a}");
+                    }
+                    if let Some(a) = part.strip_prefix("http=") {
+                        http = a.to_owned();
+                    }
+                }
+                return Server { child, grpc, http };
+            }
+        }
+    }
+
+    /// SIGKILL: no flush, no checkpoint.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("wait");
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(mut self) {
+        let pid = self.child.id() as i32;
+        // SAFETY-free: libc::kill with a valid pid and signal number.
+        let rc = unsafe_kill(pid, libc::SIGTERM);
+        assert_eq!(rc, 0);
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "danaus exited with {status}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // A failing test must not leave a server behind.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[allow(unsafe_code)]
+fn unsafe_kill(pid: i32, sig: i32) -> i32 {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(pid, sig) }
+}
+
+/// A blocking HTTP GET on loopback, returning (status, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect http");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("send");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).expect("read");
+    let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
