@@ -85,33 +85,62 @@ impl<'a> BitReader<'a> {
         Self { data, pos: 0 }
     }
 
+    /// The 64 bits starting at the current position (zeros past the end).
+    #[inline]
+    pub fn peek64(&self) -> u64 {
+        let byte = self.pos / 8;
+        let off = (self.pos % 8) as u32;
+        let (word, next) = match self.data.get(byte..byte + 9) {
+            Some(s) => {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&s[..8]);
+                (u64::from_be_bytes(w), s[8])
+            }
+            None => {
+                let mut w = [0u8; 9];
+                if let Some(s) = self.data.get(byte..) {
+                    w[..s.len()].copy_from_slice(s);
+                }
+                let mut head = [0u8; 8];
+                head.copy_from_slice(&w[..8]);
+                (u64::from_be_bytes(head), w[8])
+            }
+        };
+        if off == 0 {
+            word
+        } else {
+            (word << off) | (u64::from(next) >> (8 - off))
+        }
+    }
+
+    /// Skips `bits` bits that [`BitReader::peek64`] already returned.
+    #[inline]
+    pub fn consume(&mut self, bits: u32) -> Option<()> {
+        if bits as usize > self.left() {
+            return None;
+        }
+        self.pos += bits as usize;
+        Some(())
+    }
+
+    /// Bits left.
+    #[inline]
+    fn left(&self) -> usize {
+        (self.data.len() * 8).saturating_sub(self.pos)
+    }
+
     /// Reads `bits` (≤ 64) bits, or `None` past the end.
     #[inline]
     pub fn read(&mut self, bits: u32) -> Option<u64> {
         if bits == 0 {
             return Some(0);
         }
-        let end = self.pos + bits as usize;
-        if end > self.data.len() * 8 {
+        if bits as usize > self.left() {
             return None;
         }
-        let byte = self.pos / 8;
-        let off = (self.pos % 8) as u32;
-        let window = match self.data.get(byte..byte + 16) {
-            Some(s) => {
-                let mut w = [0u8; 16];
-                w.copy_from_slice(s);
-                u128::from_be_bytes(w)
-            }
-            None => {
-                let mut w = [0u8; 16];
-                let s = &self.data[byte..];
-                w[..s.len()].copy_from_slice(s);
-                u128::from_be_bytes(w)
-            }
-        };
-        self.pos = end;
-        Some(((window << off) >> (128 - bits)) as u64)
+        let v = self.peek64() >> (64 - bits);
+        self.pos += bits as usize;
+        Some(v)
     }
 
     /// Reads one bit.
@@ -123,18 +152,21 @@ impl<'a> BitReader<'a> {
         Some(bit == 1)
     }
 
-    /// Counts leading one bits, up to `max`, consuming them and the zero
-    /// that ends them (if fewer than `max`).
+    /// Counts leading one bits, up to `max` (≤ 32), consuming them and the
+    /// zero that ends them (if fewer than `max`).
     #[inline]
     pub fn read_unary(&mut self, max: u32) -> Option<u32> {
-        let mut n = 0;
-        while n < max {
-            if !self.read_bit()? {
-                return Some(n);
-            }
-            n += 1;
+        let left = self.left();
+        if left == 0 {
+            return None;
         }
-        Some(n)
+        let ones = self.peek64().leading_ones().min(max);
+        let used = if ones < max { ones + 1 } else { ones } as usize;
+        if used > left {
+            return None;
+        }
+        self.pos += used;
+        Some(ones)
     }
 }
 

@@ -15,10 +15,10 @@ use danaus_model::{Point, ScalarType, Value, ValueType};
 
 use crate::column::{put_section, scalars, ScalarDecoder, ScalarEncoder, StartDecoder, StartEncoder};
 use crate::error::{Error, Result};
-use crate::int::{IntDecoder, IntEncoder};
+use crate::time::{TimeDecoder, TimeEncoder};
 use crate::varint::{put_ivarint, put_uvarint, ByteReader};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 fn scalar_code(s: ScalarType) -> u8 {
     match s {
@@ -71,7 +71,7 @@ pub struct ChunkBuilder {
     count: u32,
     min_time: i64,
     max_time: i64,
-    times: IntEncoder,
+    times: TimeEncoder,
     starts: Option<StartEncoder>,
     columns: Vec<ScalarEncoder>,
 }
@@ -86,7 +86,7 @@ impl ChunkBuilder {
             count: 0,
             min_time: i64::MAX,
             max_time: i64::MIN,
-            times: IntEncoder::new(),
+            times: TimeEncoder::default(),
             starts: has_start.then(StartEncoder::default),
             columns,
         }
@@ -193,14 +193,14 @@ impl ChunkBuilder {
 
     /// Serialises the points pushed so far; the builder can keep going.
     pub fn finish(&self) -> Chunk {
-        let mut out = Vec::with_capacity(32 + self.times.bits().byte_len() * 3);
+        let mut out = Vec::with_capacity(64 + self.memory_bytes() / 2);
         out.push(VERSION);
         put_value_type(&mut out, &self.value_type);
         out.push(u8::from(self.starts.is_some()));
         put_uvarint(&mut out, u64::from(self.count));
         put_ivarint(&mut out, if self.count == 0 { 0 } else { self.min_time });
         put_ivarint(&mut out, if self.count == 0 { 0 } else { self.max_time });
-        put_section(&mut out, |o| self.times.bits().copy_to(o));
+        put_section(&mut out, |o| self.times.write_to(o));
         if let Some(s) = &self.starts {
             put_section(&mut out, |o| s.write_to(o));
         }
@@ -281,7 +281,7 @@ impl Chunk {
     /// Iterates over the points.
     pub fn iter(&self) -> Result<ChunkIter<'_>> {
         let (header, mut r) = self.parse()?;
-        let times = IntDecoder::new(r.section()?);
+        let times = TimeDecoder::new(r.section()?)?;
         let starts = if header.has_start { Some(StartDecoder::new(r.section()?)) } else { None };
         let mut columns = Vec::new();
         for s in scalars(&header.value_type) {
@@ -301,7 +301,7 @@ impl Chunk {
 #[derive(Debug, Clone)]
 pub struct ChunkIter<'a> {
     left: u32,
-    times: IntDecoder<'a>,
+    times: TimeDecoder<'a>,
     starts: Option<StartDecoder<'a>>,
     columns: Vec<ScalarDecoder<'a>>,
     tuple: bool,

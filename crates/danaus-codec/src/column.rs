@@ -6,8 +6,8 @@ use danaus_model::{ScalarType, Value, ValueType};
 use crate::bits::{BitReader, BitWriter};
 use crate::boolean::{BoolDecoder, BoolEncoder};
 use crate::dist::{DistDecoder, DistEncoder};
+use crate::double::{DoubleDecoder, DoubleEncoder};
 use crate::error::{Error, Result};
-use crate::float::{FloatDecoder, FloatEncoder};
 use crate::int::{IntDecoder, IntEncoder};
 use crate::string::{StringDecoder, StringEncoder};
 use crate::varint::put_uvarint;
@@ -20,7 +20,7 @@ pub enum ScalarEncoder {
     /// Int64s.
     Int(IntEncoder),
     /// Doubles.
-    Double(FloatEncoder),
+    Double(DoubleEncoder),
     /// Strings.
     Str(StringEncoder),
     /// Distributions.
@@ -33,7 +33,7 @@ impl ScalarEncoder {
         match t {
             ScalarType::Bool => ScalarEncoder::Bool(BoolEncoder::default()),
             ScalarType::Int64 => ScalarEncoder::Int(IntEncoder::new()),
-            ScalarType::Double => ScalarEncoder::Double(FloatEncoder::new()),
+            ScalarType::Double => ScalarEncoder::Double(DoubleEncoder::default()),
             ScalarType::String => ScalarEncoder::Str(StringEncoder::default()),
             ScalarType::Distribution => ScalarEncoder::Dist(DistEncoder::default()),
         }
@@ -70,7 +70,7 @@ impl ScalarEncoder {
         match self {
             ScalarEncoder::Bool(e) => e.write_to(out),
             ScalarEncoder::Int(e) => e.bits().copy_to(out),
-            ScalarEncoder::Double(e) => e.bits().copy_to(out),
+            ScalarEncoder::Double(e) => e.write_to(out),
             ScalarEncoder::Str(e) => e.write_to(out),
             ScalarEncoder::Dist(e) => e.write_to(out),
         }
@@ -96,7 +96,7 @@ pub enum ScalarDecoder<'a> {
     /// Int64s.
     Int(IntDecoder<'a>),
     /// Doubles.
-    Double(FloatDecoder<'a>),
+    Double(DoubleDecoder<'a>),
     /// Strings.
     Str(StringDecoder<'a>),
     /// Distributions.
@@ -109,7 +109,7 @@ impl<'a> ScalarDecoder<'a> {
         Ok(match t {
             ScalarType::Bool => ScalarDecoder::Bool(BoolDecoder::new(data)?),
             ScalarType::Int64 => ScalarDecoder::Int(IntDecoder::new(data)),
-            ScalarType::Double => ScalarDecoder::Double(FloatDecoder::new(data)),
+            ScalarType::Double => ScalarDecoder::Double(DoubleDecoder::new(data)?),
             ScalarType::String => ScalarDecoder::Str(StringDecoder::new(data)?),
             ScalarType::Distribution => ScalarDecoder::Dist(DistDecoder::new(data)),
         })

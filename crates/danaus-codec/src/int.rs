@@ -2,15 +2,18 @@
 //!
 //! The first value is stored raw; after it, each value's delta-of-delta is
 //! zigzag-mapped and written with a prefix code: `0` for zero, then `10`,
-//! `110`, `1110`, `11110` with 4, 8, 16 or 32 payload bits, and `11111` with
-//! 64. Arithmetic wraps, so every i64 sequence round-trips, including jumps
-//! across the whole range.
+//! `110`, `1110`, `11110`, `111110` with 5, 10, 16, 24 or 32 payload bits,
+//! and `111111` with 64. The classes fit what leaves see: scrape jitter in
+//! milliseconds (5 bits), small counter increments (10), busy counters (16
+//! and 24). Arithmetic wraps, so every i64 sequence round-trips, including
+//! jumps across the whole range.
 
 use crate::bits::{BitReader, BitWriter};
 use crate::error::{Error, Result};
 use crate::varint::{unzigzag, zigzag};
 
-const WIDTHS: [u32; 5] = [4, 8, 16, 32, 64];
+const WIDTHS: [u32; 6] = [5, 10, 16, 24, 32, 64];
+const CLASSES: u32 = WIDTHS.len() as u32;
 
 /// Writes an unsigned value with the prefix code described above.
 #[inline]
@@ -23,7 +26,8 @@ pub(crate) fn put_code(w: &mut BitWriter, z: u64) {
         if bits == 64 || z < (1u64 << bits) {
             let ones = i as u32 + 1;
             // Prefix: `ones` one-bits then a zero, except the last class.
-            let (prefix, plen) = if bits == 64 { ((1u64 << 5) - 1, 5) } else { (((1u64 << ones) - 1) << 1, ones + 1) };
+            let (prefix, plen) =
+                if bits == 64 { ((1u64 << CLASSES) - 1, CLASSES) } else { (((1u64 << ones) - 1) << 1, ones + 1) };
             if plen + bits <= 64 {
                 w.write((prefix << bits) | z, plen + bits);
             } else {
@@ -38,11 +42,22 @@ pub(crate) fn put_code(w: &mut BitWriter, z: u64) {
 /// Reads a value written by [`put_code`].
 #[inline]
 pub(crate) fn get_code(r: &mut BitReader<'_>) -> Result<u64> {
-    let ones = r.read_unary(5).ok_or(Error::Truncated("integer prefix"))?;
+    let word = r.peek64();
+    let ones = word.leading_ones().min(CLASSES);
     if ones == 0 {
+        r.consume(1).ok_or(Error::Truncated("integer prefix"))?;
         return Ok(0);
     }
-    r.read(WIDTHS[ones as usize - 1]).ok_or(Error::Truncated("integer payload"))
+    let bits = WIDTHS[ones as usize - 1];
+    let plen = if ones == CLASSES { CLASSES } else { ones + 1 };
+    if plen + bits <= 64 {
+        // Prefix and payload in one peeked word.
+        r.consume(plen + bits).ok_or(Error::Truncated("integer payload"))?;
+        Ok((word << plen) >> (64 - bits))
+    } else {
+        r.consume(plen).ok_or(Error::Truncated("integer prefix"))?;
+        r.read(bits).ok_or(Error::Truncated("integer payload"))
+    }
 }
 
 /// Appends i64 values as delta-of-deltas.

@@ -3,9 +3,11 @@
 //! Compressed, append-only chunk encodings for a leaf's in-memory store and
 //! its long-term store. A chunk holds the points of one series as columns:
 //!
-//! * times: delta-of-delta with a prefix code ([`int`]), one bit per point
-//!   when scrapes are regular;
-//! * doubles: Gorilla XOR ([`float`]), bit-exact for NaN, ±Inf and −0.0;
+//! * times: delta-of-delta with a prefix code ([`int`]) in a per-chunk unit
+//!   of `10^k` ns ([`time`]), one bit per point when scrapes are regular;
+//! * doubles: decimal mantissas as delta-of-deltas while values are short
+//!   decimals, else Gorilla XOR ([`double`], [`float`]); bit-exact for NaN,
+//!   ±Inf and −0.0;
 //! * int64: the same delta-of-delta code as times, zigzag-mapped;
 //! * bools: run lengths ([`boolean`]); strings: a per-chunk dictionary
 //!   ([`string`]); distributions: bucket counts delta-coded against the
@@ -22,10 +24,12 @@ pub mod boolean;
 mod chunk;
 pub mod column;
 pub mod dist;
+pub mod double;
 mod error;
 pub mod float;
 pub mod int;
 pub mod string;
+pub mod time;
 pub mod varint;
 
 pub use chunk::{get_value_type, put_value_type, Chunk, ChunkBuilder, ChunkHeader, ChunkIter};

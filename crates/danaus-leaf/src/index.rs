@@ -17,18 +17,18 @@ type MetricKey = (String, String, String);
 
 #[derive(Default)]
 pub(crate) struct Index {
-    shards: Vec<RwLock<HashMap<Vec<u8>, SeriesRef>>>,
+    shards: Vec<RwLock<HashMap<Vec<u8>, SeriesRef, rustc_hash::FxBuildHasher>>>,
     by_id: RwLock<HashMap<u64, SeriesRef>>,
     by_metric: RwLock<HashMap<MetricKey, Vec<SeriesRef>>>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: rustc_hash::FxBuildHasher,
 }
 
 impl Index {
     pub(crate) fn new() -> Self {
-        Self { shards: (0..SHARDS).map(|_| RwLock::default()).collect(), ..Default::default() }
+        Self { shards: (0..SHARDS).map(|_| RwLock::new(HashMap::default())).collect(), ..Default::default() }
     }
 
-    fn shard(&self, key: &[u8]) -> &RwLock<HashMap<Vec<u8>, SeriesRef>> {
+    fn shard(&self, key: &[u8]) -> &RwLock<HashMap<Vec<u8>, SeriesRef, rustc_hash::FxBuildHasher>> {
         &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 

@@ -140,6 +140,18 @@ pub struct MemoryUsage {
     pub chunk_bytes: usize,
 }
 
+/// Displays an encoded series key, decoding it only when printed.
+struct LazyKey<'a>(&'a [u8]);
+
+impl std::fmt::Display for LazyKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match SeriesKey::decode(self.0) {
+            Ok(k) => k.fmt(f),
+            Err(e) => write!(f, "<undecodable series key: {e}>"),
+        }
+    }
+}
+
 pub(crate) struct Inner {
     opts: LeafOptions,
     limits: Limits,
@@ -392,7 +404,7 @@ impl Leaf {
                 });
                 continue;
             };
-            let key = match validate::series_key(tenant, &ts, &sw.target_fields, &ms, &sw.metric_fields) {
+            let encoded = match validate::encoded_series_key(tenant, &ts, &sw.target_fields, &ms, &sw.metric_fields) {
                 Ok(k) => k,
                 Err(e) => {
                     result.errors.push(SeriesError {
@@ -405,6 +417,8 @@ impl Leaf {
                     continue;
                 }
             };
+            // The key is only decoded for messages, on the error path.
+            let key = LazyKey(&encoded);
             let mut err: Option<SeriesError> = None;
             let mut reject = |j: usize, msg: String, code: ErrorCode| {
                 let e = err.get_or_insert_with(|| SeriesError {
@@ -424,11 +438,16 @@ impl Leaf {
                 }
             }
             if !accepted.is_empty() {
-                let encoded = key.encode();
-                let (series, created) = inner.index.get_or_insert(&encoded, || {
-                    let id = inner.next_series_id.fetch_add(1, Ordering::Relaxed);
-                    SeriesState::new(id, key.clone(), encoded.clone(), ms.value_type.clone(), ms.kind)
-                });
+                let (series, created) = match inner.index.get(&encoded) {
+                    Some(s) => (s, false),
+                    None => {
+                        let decoded = SeriesKey::decode(&encoded).map_err(|e| Error::Internal(e.to_string()))?;
+                        inner.index.get_or_insert(&encoded, || {
+                            let id = inner.next_series_id.fetch_add(1, Ordering::Relaxed);
+                            SeriesState::new(id, decoded, encoded.clone(), ms.value_type.clone(), ms.kind)
+                        })
+                    }
+                };
                 if created {
                     inner.stats.series_created.fetch_add(1, Ordering::Relaxed);
                 }

@@ -129,6 +129,28 @@ impl<'a> KeyDecoder<'a> {
     }
 }
 
+/// Encodes a series key from its parts (target fields in target-string
+/// order), exactly as [`SeriesKey::encode`] does.
+pub fn encode_parts<'a>(
+    out: &mut Vec<u8>,
+    tenant: &str,
+    target_schema: &str,
+    target_fields: impl Iterator<Item = &'a FieldValue>,
+    metric: &str,
+    metric_fields: impl Iterator<Item = &'a FieldValue>,
+) {
+    encode_str(out, tenant);
+    encode_str(out, target_schema);
+    for f in target_fields {
+        encode_field(out, f);
+    }
+    out.push(TAG_END_TARGET);
+    encode_str(out, metric);
+    for f in metric_fields {
+        encode_field(out, f);
+    }
+}
+
 /// Decodes a sequence of field values until the end of `buf`.
 pub fn decode_fields(buf: &[u8]) -> Result<Vec<FieldValue>> {
     let mut d = KeyDecoder::new(buf);
@@ -181,12 +203,14 @@ impl SeriesKey {
     /// The full order-preserving encoding.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(96);
-        self.encode_target(&mut out);
-        out.push(TAG_END_TARGET);
-        encode_str(&mut out, &self.metric);
-        for f in &self.metric_fields {
-            encode_field(&mut out, f);
-        }
+        encode_parts(
+            &mut out,
+            &self.tenant,
+            &self.target_schema,
+            self.target_fields.iter(),
+            &self.metric,
+            self.metric_fields.iter(),
+        );
         out
     }
 

@@ -36,7 +36,7 @@ mod value;
 
 pub use distribution::{Bucketer, Distribution, Exemplar};
 pub use error::{Error, Result};
-pub use key::{decode_fields, encode_field, KeyDecoder, SeriesKey, TargetString};
+pub use key::{decode_fields, encode_field, encode_parts, KeyDecoder, SeriesKey, TargetString};
 pub use schema::{FieldDef, FieldType, MetricKind, MetricSchema, ScalarType, TargetSchema, ValueType};
 pub use value::{FieldValue, Point, Value};
 

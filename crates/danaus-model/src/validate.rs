@@ -21,7 +21,7 @@ pub fn series_key(
 ) -> Result<SeriesKey> {
     let target_in_decl = ordered(&target.name, &target.fields, target_values)?;
     let target_fields = target.key_order().into_iter().map(|i| target_in_decl[i].clone()).collect();
-    let metric_fields = ordered(&metric.name, &metric.fields, metric_values)?;
+    let metric_fields = ordered(&metric.name, &metric.fields, metric_values)?.into_iter().cloned().collect();
     Ok(SeriesKey {
         tenant: tenant.to_owned(),
         target_schema: target.name.clone(),
@@ -31,7 +31,35 @@ pub fn series_key(
     })
 }
 
-fn ordered(schema: &str, defs: &[FieldDef], values: &HashMap<String, FieldValue>) -> Result<Vec<FieldValue>> {
+/// Like [`series_key`], but returns the key's encoding
+/// ([`SeriesKey::encode`]) directly, without building the key: the write
+/// path's hot loop only needs the bytes to find an existing series.
+pub fn encoded_series_key(
+    tenant: &str,
+    target: &TargetSchema,
+    target_values: &HashMap<String, FieldValue>,
+    metric: &MetricSchema,
+    metric_values: &HashMap<String, FieldValue>,
+) -> Result<Vec<u8>> {
+    let target_in_decl = ordered(&target.name, &target.fields, target_values)?;
+    let metric_fields = ordered(&metric.name, &metric.fields, metric_values)?;
+    let mut out = Vec::with_capacity(96);
+    crate::key::encode_parts(
+        &mut out,
+        tenant,
+        &target.name,
+        target.key_order().into_iter().map(|i| target_in_decl[i]),
+        &metric.name,
+        metric_fields.into_iter(),
+    );
+    Ok(out)
+}
+
+fn ordered<'a>(
+    schema: &str,
+    defs: &[FieldDef],
+    values: &'a HashMap<String, FieldValue>,
+) -> Result<Vec<&'a FieldValue>> {
     let mut out = Vec::with_capacity(defs.len());
     for def in defs {
         let v = values.get(&def.name).ok_or_else(|| Error::InvalidField {
@@ -55,7 +83,7 @@ fn ordered(schema: &str, defs: &[FieldDef], values: &HashMap<String, FieldValue>
                 });
             }
         }
-        out.push(v.clone());
+        out.push(v);
     }
     if values.len() != defs.len() {
         let mut extra: Vec<&str> =
@@ -164,6 +192,7 @@ mod tests {
         let mv = map(&[("code", FieldValue::Int64(200))]);
         let k = series_key("default", &t, &tv, &m, &mv).unwrap();
         assert_eq!(k.target_fields, vec![FieldValue::String("c".into()), FieldValue::String("u".into())]);
+        assert_eq!(encoded_series_key("default", &t, &tv, &m, &mv).unwrap(), k.encode());
 
         let wrong = map(&[("code", FieldValue::String("200".into()))]);
         let e = series_key("default", &t, &tv, &m, &wrong).unwrap_err().to_string();

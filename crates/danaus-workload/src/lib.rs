@@ -4,15 +4,19 @@
 //! generators and simulation: a fleet of hosts that look like
 //! node_exporter scraped every 15 s. Each host is one target; its series
 //! share the scrape timestamp (millisecond precision with a few ms of
-//! jitter, as Prometheus records them). Series mix, by share of series:
+//! jitter, as Prometheus records them). The series mix follows what one
+//! node_exporter host exposes — most series idle or constant, a minority
+//! busy — by share of series:
 //!
-//! | share | kind | example |
+//! | share | behaviour | examples |
 //! |---|---|---|
-//! | 35 % | constant gauge | `node_filesystem_size_bytes`, `*_info` |
-//! | 20 % | rarely incrementing counter | `node_network_receive_errs_total` |
-//! | 20 % | busy integer counter | `node_network_receive_bytes_total` |
-//! | 15 % | float counter, 2 decimals | `node_cpu_seconds_total` |
-//! | 10 % | fluctuating gauge | `node_memory_MemAvailable_bytes`, `node_load1` |
+//! | 40 % | constant (half of them 0) | `node_filesystem_size_bytes`, `*_info`, `node_cpu_guest_seconds_total`, idle error counters |
+//! | 15 % | counter, rare small increments | `node_network_receive_errs_total`, `node_disk_io_errors_total` |
+//! | 10 % | busy integer counter, rate log-uniform 10–10⁶ per scrape, ±20 % | `node_network_receive_bytes_total` |
+//! | 15 % | counter in hundredths, rate log-uniform 0.01–15 s per scrape | `node_cpu_seconds_total` |
+//! | 12 % | byte gauge in 4 KiB pages, moves at 30 % of scrapes | `node_memory_MemAvailable_bytes` |
+//! | 5 % | two-decimal gauge, random walk | `node_load1` |
+//! | 3 % | full-precision float gauge, new value each scrape | `node_scrape_collector_duration_seconds` |
 //!
 //! The same seed always gives the same samples.
 
@@ -60,11 +64,12 @@ pub enum Shape {
         /// Mean increment per scrape.
         rate: f64,
     },
-    /// Gauge wandering around a level, with a given resolution.
-    Gauge {
-        /// Resolution (1 for bytes, 0.01 for load averages).
-        step: f64,
-    },
+    /// Gauge in whole pages of 4 KiB that moves now and then.
+    PageGauge,
+    /// Gauge with two decimals doing a random walk.
+    DecimalGauge,
+    /// A fresh full-precision float every scrape.
+    NoisyGauge,
 }
 
 /// One series of the workload.
@@ -98,13 +103,20 @@ pub struct NodeFleet {
 }
 
 const CONST_METRICS: &[&str] =
-    &["node_filesystem_size_bytes", "node_uname_info", "node_memory_MemTotal_bytes", "node_network_mtu_bytes"];
+    &["node_filesystem_size_bytes", "node_uname_info", "node_cpu_guest_seconds_total", "node_network_mtu_bytes"];
 const RARE_METRICS: &[&str] =
     &["node_network_receive_errs_total", "node_network_transmit_drop_total", "node_disk_io_errors_total"];
 const BUSY_METRICS: &[&str] =
     &["node_network_receive_bytes_total", "node_disk_written_bytes_total", "node_network_transmit_packets_total"];
 const FLOAT_METRICS: &[&str] = &["node_cpu_seconds_total", "node_disk_io_time_seconds_total"];
-const GAUGE_METRICS: &[&str] = &["node_memory_MemAvailable_bytes", "node_load1", "node_filesystem_avail_bytes"];
+const PAGE_METRICS: &[&str] =
+    &["node_memory_MemAvailable_bytes", "node_filesystem_avail_bytes", "node_memory_Cached_bytes"];
+const DECIMAL_METRICS: &[&str] = &["node_load1", "node_load5", "node_pressure_cpu_waiting_seconds"];
+const NOISY_METRICS: &[&str] = &["node_scrape_collector_duration_seconds"];
+
+fn log_uniform(r: &mut Rng, lo: f64, hi: f64) -> f64 {
+    (lo.ln() + r.next_f64() * (hi.ln() - lo.ln())).exp()
+}
 
 impl NodeFleet {
     /// `hosts` hosts with `series_per_host` series each, first scrape at
@@ -116,23 +128,22 @@ impl NodeFleet {
             for i in 0..series_per_host {
                 let pick = rng.below(100);
                 let (names, counter, shape, value) = match pick {
-                    0..=34 => (CONST_METRICS, false, Shape::Constant, (rng.below(1 << 40) as f64).round()),
-                    35..=54 => (RARE_METRICS, true, Shape::RareCounter, rng.below(50) as f64),
-                    55..=74 => {
-                        let rate = 1_000.0 + rng.next_f64() * 5_000_000.0;
+                    0..=39 => {
+                        let v = if rng.below(2) == 0 { 0.0 } else { rng.below(1 << 40) as f64 };
+                        (CONST_METRICS, false, Shape::Constant, v)
+                    }
+                    40..=54 => (RARE_METRICS, true, Shape::RareCounter, rng.below(50) as f64),
+                    55..=64 => {
+                        let rate = log_uniform(&mut rng, 10.0, 1e6);
                         (BUSY_METRICS, true, Shape::BusyCounter { rate }, rng.below(1 << 42) as f64)
                     }
-                    75..=89 => {
-                        let rate = rng.next_f64() * 15.0;
+                    65..=79 => {
+                        let rate = log_uniform(&mut rng, 0.01, 15.0);
                         (FLOAT_METRICS, true, Shape::FloatCounter { rate }, (rng.below(10_000_000) as f64) / 100.0)
                     }
-                    _ => {
-                        if rng.below(2) == 0 {
-                            (GAUGE_METRICS, false, Shape::Gauge { step: 0.01 }, (rng.below(800) as f64) / 100.0)
-                        } else {
-                            (GAUGE_METRICS, false, Shape::Gauge { step: 4096.0 }, (rng.below(1 << 20) * 4096) as f64)
-                        }
-                    }
+                    80..=91 => (PAGE_METRICS, false, Shape::PageGauge, (rng.below(1 << 22) * 4096) as f64),
+                    92..=96 => (DECIMAL_METRICS, false, Shape::DecimalGauge, (rng.below(800) as f64) / 100.0),
+                    _ => (NOISY_METRICS, false, Shape::NoisyGauge, rng.next_f64() * 0.05),
                 };
                 let metric = names[rng.below(names.len() as u64) as usize].to_owned();
                 series.push(SeriesSpec { host, metric, label: format!("s{i}"), counter, shape, value });
@@ -161,12 +172,17 @@ impl NodeFleet {
                 Shape::RareCounter => s.value + if r.below(50) == 0 { (1 + r.below(3)) as f64 } else { 0.0 },
                 Shape::BusyCounter { rate } => s.value + (rate * (0.8 + 0.4 * r.next_f64())).round(),
                 Shape::FloatCounter { rate } => {
-                    ((s.value * 100.0) + (rate * 100.0 * r.next_f64()).round()).round() / 100.0
+                    ((s.value * 100.0).round() + (rate * 200.0 * r.next_f64()).round()) / 100.0
                 }
-                Shape::Gauge { step } => {
-                    let moved = s.value + step * (r.below(21) as f64 - 10.0);
-                    ((moved.max(0.0) / step).round() * step * 100.0).round() / 100.0
+                Shape::PageGauge => {
+                    if r.below(10) < 3 {
+                        (s.value + 4096.0 * (r.below(101) as f64 - 50.0)).max(0.0)
+                    } else {
+                        s.value
+                    }
                 }
+                Shape::DecimalGauge => ((s.value * 100.0).round() + r.below(21) as f64 - 10.0).max(0.0) / 100.0,
+                Shape::NoisyGauge => 0.0001 + r.next_f64() * 0.05,
             };
             f(i, t, s.value);
         }

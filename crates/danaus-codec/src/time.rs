@@ -1,0 +1,135 @@
+//! Time columns: delta-of-delta ([`crate::int`]) over times divided by a
+//! per-chunk unit `10^k` (k ≤ 9), the largest that divides every time so
+//! far. Prometheus-style millisecond times cost their jitter in
+//! milliseconds, not nanoseconds. The unit only ever shrinks: when a time
+//! is not a multiple of it the column is re-encoded with a smaller one
+//! (at most nine times per chunk).
+//!
+//! Section: `u8 k | delta-of-delta bits`.
+
+use crate::error::{Error, Result};
+use crate::int::{IntDecoder, IntEncoder};
+
+const POW10: [i64; 10] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000];
+
+fn unit_exp(t: i64, max: u8) -> u8 {
+    (0..=max).rev().find(|&k| t % POW10[k as usize] == 0).unwrap_or(0)
+}
+
+/// Appends times.
+#[derive(Debug, Clone, Default)]
+pub struct TimeEncoder {
+    exp: u8,
+    ints: IntEncoder,
+    count: u32,
+    last: i64,
+}
+
+impl TimeEncoder {
+    /// Appends one time.
+    #[inline]
+    pub fn push(&mut self, t: i64) {
+        if self.count == 0 {
+            self.exp = unit_exp(t, 9);
+        } else if t % POW10[self.exp as usize] != 0 {
+            self.rescale(unit_exp(t, self.exp));
+        }
+        self.ints.push(t / POW10[self.exp as usize]);
+        self.count += 1;
+        self.last = t;
+    }
+
+    fn rescale(&mut self, exp: u8) {
+        let mut bytes = Vec::new();
+        self.ints.bits().copy_to(&mut bytes);
+        let mut d = IntDecoder::new(&bytes);
+        let factor = POW10[(self.exp - exp) as usize];
+        let mut ints = IntEncoder::new();
+        for _ in 0..self.count {
+            // The column was written by us: decoding cannot fail.
+            let v = d.next_value().unwrap_or(0);
+            ints.push(v * factor);
+        }
+        self.ints = ints;
+        self.exp = exp;
+    }
+
+    /// The last time pushed.
+    pub fn last(&self) -> Option<i64> {
+        (self.count > 0).then_some(self.last)
+    }
+
+    /// Appends the section.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.push(self.exp);
+        self.ints.bits().copy_to(out);
+    }
+
+    /// Heap bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        self.ints.memory_bytes()
+    }
+}
+
+/// Reads [`TimeEncoder`]'s section.
+#[derive(Debug, Clone)]
+pub struct TimeDecoder<'a> {
+    unit: i64,
+    ints: IntDecoder<'a>,
+}
+
+impl<'a> TimeDecoder<'a> {
+    /// A decoder over a section.
+    pub fn new(data: &'a [u8]) -> Result<Self> {
+        let (&exp, rest) = data.split_first().ok_or(Error::Truncated("time unit"))?;
+        let unit = *POW10.get(exp as usize).ok_or_else(|| Error::Corrupt(format!("time unit 10^{exp}")))?;
+        Ok(Self { unit, ints: IntDecoder::new(rest) })
+    }
+
+    /// The next time.
+    #[inline]
+    pub fn next_value(&mut self) -> Result<i64> {
+        Ok(self.ints.next_value()?.wrapping_mul(self.unit))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip(ts: &[i64]) -> usize {
+        let mut e = TimeEncoder::default();
+        for &t in ts {
+            e.push(t);
+        }
+        let mut out = Vec::new();
+        e.write_to(&mut out);
+        let mut d = TimeDecoder::new(&out).unwrap();
+        for &t in ts {
+            assert_eq!(d.next_value().unwrap(), t);
+        }
+        out.len()
+    }
+
+    proptest! {
+        #[test]
+        fn any_times_round_trip(ts in prop::collection::vec(prop_oneof![any::<i64>(), (-1000i64..1000).prop_map(|x| x * 1_000_000)], 0..100)) {
+            round_trip(&ts);
+        }
+    }
+
+    #[test]
+    fn millisecond_jitter_is_cheap_and_unit_shrinks() {
+        let ms: Vec<i64> =
+            (0..240).map(|i| 1_700_000_000_000_000_000 + i * 15_000_000_000 + ((i * 7) % 11 - 5) * 1_000_000).collect();
+        let bytes = round_trip(&ms);
+        assert!(bytes < 1 + 16 + 240, "{bytes} bytes for 240 ms-jittered times");
+        let mut mixed = ms.clone();
+        mixed.push(ms[239] + 15_000_000_001);
+        mixed.push(ms[239] + 30_000_000_000);
+        round_trip(&mixed);
+        round_trip(&[i64::MIN, 0, i64::MAX, -5]);
+    }
+}
