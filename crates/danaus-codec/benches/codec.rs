@@ -8,13 +8,45 @@ use danaus_codec::{Chunk, ChunkBuilder};
 use danaus_model::{ScalarType, ValueType};
 use danaus_workload::NodeFleet;
 
+fn fleet() -> NodeFleet {
+    NodeFleet::new(42, 20, 100, 1_700_000_000_000_000_000)
+}
+
 fn dataset() -> Vec<Vec<(i64, f64)>> {
-    let mut fleet = NodeFleet::new(42, 20, 100, 1_700_000_000_000_000_000);
+    let mut fleet = fleet();
     let mut series = vec![Vec::with_capacity(240); fleet.series.len()];
     for _ in 0..240 {
         fleet.scrape(|i, t, v| series[i].push((t, v)));
     }
     series
+}
+
+/// Where the bytes go: per series shape, bits per sample of the time
+/// column and of the whole chunk.
+fn breakdown(data: &[Vec<(i64, f64)>], chunks: &[Chunk]) {
+    let specs = fleet().series;
+    let mut by_shape: std::collections::BTreeMap<String, (usize, usize, usize, usize)> = Default::default();
+    for ((pts, c), spec) in data.iter().zip(chunks).zip(&specs) {
+        let mut t = danaus_codec::time::TimeEncoder::default();
+        for &(ts, _) in pts {
+            t.push(ts);
+        }
+        let mut tb = Vec::new();
+        t.write_to(&mut tb);
+        let name = format!("{:?}", spec.shape).split([' ', '{']).next().unwrap_or("?").to_owned();
+        let e = by_shape.entry(name).or_default();
+        e.0 += 1;
+        e.1 += pts.len();
+        e.2 += tb.len();
+        e.3 += c.as_bytes().len();
+    }
+    for (shape, (n, samples, time_bytes, chunk_bytes)) in by_shape {
+        eprintln!(
+            "codec: {shape:>13}: {n:4} series, time {:5.2} bits/sample, whole chunk {:5.2} bits/sample",
+            time_bytes as f64 * 8.0 / samples as f64,
+            chunk_bytes as f64 * 8.0 / samples as f64
+        );
+    }
 }
 
 fn encode(series: &[Vec<(i64, f64)>]) -> Vec<Chunk> {
@@ -40,6 +72,7 @@ fn bench(c: &mut Criterion) {
         chunks.len(),
         bytes as f64 / samples as f64
     );
+    breakdown(&data, &chunks);
     let mut g = c.benchmark_group("codec");
     g.throughput(Throughput::Elements(samples as u64));
     g.bench_function("encode_node_exporter_1h", |b| b.iter(|| black_box(encode(black_box(&data)))));

@@ -28,6 +28,11 @@ impl BitWriter {
         if self.n >= 64 {
             self.n -= 64;
             let word = (self.acc >> self.n) as u64;
+            if self.buf.len() == self.buf.capacity() {
+                // Grow by a little, not by doubling: thousands of open chunks
+                // would otherwise carry up to half their size as slack.
+                self.buf.reserve_exact(64.max(self.buf.len() / 8));
+            }
             self.buf.extend_from_slice(&word.to_be_bytes());
             self.acc &= (1u128 << self.n) - 1;
         }

@@ -291,6 +291,17 @@ impl Chunk {
         Ok(ChunkIter { left: header.count, times, starts, columns, tuple })
     }
 
+    /// Byte range of the time column's section payload. Series of one
+    /// target scraped together have identical time sections, so a leaf can
+    /// store that range once for all of them.
+    pub fn time_section(&self) -> Result<std::ops::Range<usize>> {
+        let (_, mut r) = self.parse()?;
+        let before = r.remaining();
+        let sec = r.section()?;
+        let start = self.bytes.len() - before + (before - r.remaining() - sec.len());
+        Ok(start..start + sec.len())
+    }
+
     /// Decodes every point.
     pub fn points(&self) -> Result<Vec<Point>> {
         self.iter()?.collect()

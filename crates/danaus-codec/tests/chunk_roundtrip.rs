@@ -158,3 +158,17 @@ fn wrong_type_is_refused_and_nothing_appended() {
     assert!(err.to_string().contains("does not match the chunk's value type int64"), "{err}");
     assert_eq!(b.len(), 0);
 }
+
+#[test]
+fn time_section_is_the_time_column() {
+    let mut b = ChunkBuilder::new(ValueType::Scalar(ScalarType::Double), false);
+    let mut t = danaus_codec::time::TimeEncoder::default();
+    for i in 0..100i64 {
+        b.push_double(1_000_000 * (15_000 * i + i % 3), i as f64).unwrap();
+        t.push(1_000_000 * (15_000 * i + i % 3));
+    }
+    let chunk = b.finish();
+    let mut want = Vec::new();
+    t.write_to(&mut want);
+    assert_eq!(&chunk.as_bytes()[chunk.time_section().unwrap()], &want[..]);
+}

@@ -12,6 +12,7 @@ use danaus_storage::{Cf, Clock, KvStore, LogDevice, RecoveryLog, ReplayReport, W
 
 use crate::error::{Error, Result};
 use crate::index::{Index, SeriesRef};
+use crate::intern::TimeInterner;
 use crate::keys;
 use crate::matcher::{compile, Matcher};
 use crate::options::{nanos, LeafOptions, MAX_CHUNK_SPAN_NS};
@@ -167,6 +168,7 @@ pub(crate) struct Inner {
     log_bytes_at_checkpoint: AtomicU64,
     stats: LeafStats,
     replay: ReplayReport,
+    interner: Arc<TimeInterner>,
 }
 
 /// A leaf store; cheap to clone.
@@ -226,7 +228,10 @@ impl Leaf {
             max_span: nanos(options.chunk_max_span).min(MAX_CHUNK_SPAN_NS),
         };
         // Loading and replay block on disk: keep them off the async workers.
+        let interner = Arc::new(TimeInterner::default());
+        let replay_interner = interner.clone();
         let (schemas, index, next_series, next_seq, replay) = blocking(move || -> Result<_> {
+            let interner = replay_interner;
             let schemas = Schemas::load(kv2.as_ref())?;
             let index = Index::new();
             let mut max_id = 0u64;
@@ -270,10 +275,15 @@ impl Leaf {
                             let s = index.by_id(id).ok_or_else(|| format!("points for unknown series {id}"))?;
                             let mut s = s.lock();
                             for p in &points {
-                                s.apply(p, &replay_limits, &mut || {
-                                    next_seq += 1;
-                                    next_seq - 1
-                                });
+                                s.apply(
+                                    p,
+                                    &replay_limits,
+                                    &mut || {
+                                        next_seq += 1;
+                                        next_seq - 1
+                                    },
+                                    &interner,
+                                );
                             }
                         }
                     }
@@ -314,6 +324,7 @@ impl Leaf {
             stats,
             replay,
             opts: options,
+            interner,
         });
         let leaf = Leaf { inner };
         tokio::spawn(background(Arc::downgrade(&leaf.inner)));
@@ -479,7 +490,12 @@ impl Leaf {
                     let p = &sw.points[j];
                     match s.check(p, &inner.limits, &in_store) {
                         Ok(Accept::Stored) => {
-                            s.apply(p, &inner.limits, &mut || inner.next_chunk_seq.fetch_add(1, Ordering::Relaxed));
+                            s.apply(
+                                p,
+                                &inner.limits,
+                                &mut || inner.next_chunk_seq.fetch_add(1, Ordering::Relaxed),
+                                &inner.interner,
+                            );
                             stored.push(j);
                         }
                         Ok(Accept::Duplicate) => {
@@ -735,7 +751,7 @@ async fn checkpoint(inner: &Arc<Inner>) -> Result<CheckpointReport> {
     let mut marks = Vec::new();
     for series in inner.index.all() {
         let mut s = series.lock();
-        s.seal_idle(now.saturating_sub(inner.limits.max_span));
+        s.seal_idle(now.saturating_sub(inner.limits.max_span), &inner.interner);
         let mut mark = Mark { series: series.clone(), chunks: Vec::new(), record_max: None };
         let b = batches.last_mut().expect("one batch");
         if s.record_dirty {
@@ -755,7 +771,7 @@ async fn checkpoint(inner: &Arc<Inner>) -> Result<CheckpointReport> {
             mark.chunks.push((seq, version, key));
         };
         for c in s.sealed.iter().filter(|c| !c.persisted) {
-            put(b, c.min_time, c.seq, c.version, &c.persisted_key, c.chunk.as_bytes().to_vec());
+            put(b, c.min_time, c.seq, c.version, &c.persisted_key, c.chunk().into_bytes());
         }
         for o in [&s.head, &s.ooo].into_iter().flatten() {
             if o.version != o.persisted_version {
@@ -840,6 +856,7 @@ async fn checkpoint(inner: &Arc<Inner>) -> Result<CheckpointReport> {
         let kv = inner.kv.clone();
         blocking(move || kv.write(expired, false)).await??;
     }
+    inner.interner.sweep();
     let log = inner.log.clone();
     report.segments_removed = blocking(move || log.remove_before(new_segment)).await??;
     inner.log_bytes_at_checkpoint.store(log_bytes, Ordering::Relaxed);

@@ -27,12 +27,16 @@
 //! segments replay into memory (duplicates of checkpointed points are
 //! recognised and skipped); a torn tail is truncated and reported.
 //!
+//! **Memory.** Sealed chunks keep their time section in a leaf-wide
+//! interner: series of one target scraped together share one copy.
+//!
 //! **Reads.** [`Leaf::select`] resolves matchers against the schemas and
 //! picks series; [`Leaf::points`] merges memory and stored chunks, keeping
 //! one point per timestamp.
 
 mod error;
 mod index;
+mod intern;
 mod keys;
 mod leaf;
 mod matcher;

@@ -7,7 +7,11 @@
 //! with a bit-identical value (an idempotent retry) and is then not stored
 //! twice.
 
+use std::sync::Arc;
+
 use danaus_codec::{Chunk, ChunkBuilder};
+
+use crate::intern::TimeInterner;
 use danaus_model::{MetricKind, Point, SeriesKey, Value, ValueType};
 
 use crate::options::MAX_CHUNK_SPAN_NS;
@@ -20,13 +24,17 @@ pub(crate) struct Limits {
     pub max_span: i64,
 }
 
-/// A sealed chunk in memory.
+/// A sealed chunk in memory: its bytes with the time section cut out and
+/// held (shared with other series) in `times`.
 #[derive(Debug)]
 pub(crate) struct MemChunk {
     pub seq: u64,
     pub min_time: i64,
     pub max_time: i64,
-    pub chunk: Chunk,
+    pub count: u32,
+    body: Vec<u8>,
+    split: usize,
+    times: Arc<[u8]>,
     /// The open chunk's version when it was sealed.
     pub version: u64,
     /// Whether the long-term store has this chunk under `persisted_key`.
@@ -45,6 +53,22 @@ pub(crate) struct OpenChunk {
     /// Key the last persisted snapshot lives under (its min time can move
     /// for the out-of-order chunk).
     pub persisted_key: Option<Vec<u8>>,
+}
+
+impl MemChunk {
+    /// The chunk, reassembled.
+    pub(crate) fn chunk(&self) -> Chunk {
+        let mut b = Vec::with_capacity(self.body.len() + self.times.len());
+        b.extend_from_slice(&self.body[..self.split]);
+        b.extend_from_slice(&self.times);
+        b.extend_from_slice(&self.body[self.split..]);
+        Chunk::from_bytes(b)
+    }
+
+    /// Bytes held, counting a shared time section in equal parts.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.body.capacity() + self.times.len() / Arc::strong_count(&self.times).max(1)
+    }
 }
 
 impl OpenChunk {
@@ -159,7 +183,7 @@ impl SeriesState {
         }
         for c in &self.sealed {
             if c.min_time <= t && c.max_time >= t {
-                chunks.push(c.chunk.clone());
+                chunks.push(c.chunk());
             }
         }
         chunks.iter().find_map(|c| {
@@ -169,7 +193,13 @@ impl SeriesState {
 
     /// Stores a point that [`SeriesState::check`] accepted (or that replay
     /// found in the log). `next_seq` allocates chunk sequence numbers.
-    pub(crate) fn apply(&mut self, p: &Point, limits: &Limits, next_seq: &mut dyn FnMut() -> u64) {
+    pub(crate) fn apply(
+        &mut self,
+        p: &Point,
+        limits: &Limits,
+        next_seq: &mut dyn FnMut() -> u64,
+        interner: &TimeInterner,
+    ) {
         let in_order = match &self.last {
             Some((t, v, s)) if p.end_time == *t => {
                 // Replay of a point already applied, or a retry.
@@ -197,7 +227,7 @@ impl SeriesState {
         };
         if needs_new {
             if let Some(old) = slot.take() {
-                self.sealed.push(seal(old));
+                self.sealed.push(seal(old, interner));
             }
         }
         let vt = self.value_type.clone();
@@ -221,11 +251,11 @@ impl SeriesState {
 
     /// Seals open chunks whose newest point is older than `before` so they
     /// can age out, even if no further point arrives.
-    pub(crate) fn seal_idle(&mut self, before: i64) {
+    pub(crate) fn seal_idle(&mut self, before: i64, interner: &TimeInterner) {
         for slot in [&mut self.head, &mut self.ooo] {
             if slot.as_ref().is_some_and(|o| o.builder.max_time().is_some_and(|m| m < before)) {
                 if let Some(o) = slot.take() {
-                    self.sealed.push(seal(o));
+                    self.sealed.push(seal(o, interner));
                 }
             }
         }
@@ -236,7 +266,7 @@ impl SeriesState {
         let mut out = Vec::new();
         for c in &self.sealed {
             if c.max_time >= start && c.min_time <= end {
-                out.push(c.chunk.clone());
+                out.push(c.chunk());
             }
         }
         for o in [&self.head, &self.ooo].into_iter().flatten() {
@@ -253,8 +283,8 @@ impl SeriesState {
         let mut bytes = 0;
         let mut points = 0;
         for c in &self.sealed {
-            bytes += c.chunk.memory_bytes();
-            points += (c.chunk.header().map(|h| h.count).unwrap_or(0)) as usize;
+            bytes += c.memory_bytes();
+            points += c.count as usize;
         }
         for o in [&self.head, &self.ooo].into_iter().flatten() {
             bytes += o.builder.memory_bytes();
@@ -264,14 +294,28 @@ impl SeriesState {
     }
 }
 
-fn seal(o: OpenChunk) -> MemChunk {
+fn seal(o: OpenChunk, interner: &TimeInterner) -> MemChunk {
     let chunk = o.builder.finish();
     let persisted = o.persisted_key.is_some() && o.persisted_version == o.version;
+    let bytes = chunk.as_bytes();
+    let (body, split, times) = match chunk.time_section() {
+        Ok(r) => {
+            let mut body = Vec::with_capacity(bytes.len() - r.len());
+            body.extend_from_slice(&bytes[..r.start]);
+            body.extend_from_slice(&bytes[r.end..]);
+            (body, r.start, interner.intern(&bytes[r]))
+        }
+        // Not expected for a chunk we just built; keep it whole.
+        Err(_) => (bytes.to_vec(), bytes.len(), Arc::from(&[][..])),
+    };
     MemChunk {
         seq: o.seq,
         min_time: o.builder.min_time().unwrap_or(0),
         max_time: o.builder.max_time().unwrap_or(0),
-        chunk,
+        count: o.builder.len() as u32,
+        body,
+        split,
+        times,
         version: o.version,
         persisted,
         persisted_key: o.persisted_key,
