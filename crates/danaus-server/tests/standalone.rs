@@ -115,6 +115,27 @@ async fn serves_the_api_metrics_and_shuts_down_cleanly() {
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
 
+    // Generic gRPC tools see every service through reflection.
+    {
+        use tonic_reflection::pb::v1::{
+            server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+            server_reflection_response::MessageResponse, ServerReflectionRequest,
+        };
+        let channel = tonic::transport::Endpoint::from_shared(server.grpc.clone()).unwrap().connect().await.unwrap();
+        let mut rc = ServerReflectionClient::new(channel);
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut resp = rc.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
+        let msg = resp.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else { panic!("{msg:?}") };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        for svc in ["danaus.v1.SchemaService", "danaus.v1.IngestService", "danaus.v1.ReadService"] {
+            assert!(names.iter().any(|n| n == svc), "{svc} missing from {names:?}");
+        }
+    }
+
     let (code, body) = http_get(&server.http, "/healthz");
     assert_eq!((code, body.trim()), (200, "ok"));
     let (code, body) = http_get(&server.http, "/metrics");
