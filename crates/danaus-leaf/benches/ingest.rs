@@ -21,8 +21,9 @@ const HOSTS: usize = 40;
 const SERIES_PER_HOST: usize = 100;
 /// Scrape rounds per write batch: each series carries this many points.
 const ROUNDS_PER_BATCH: usize = 4;
-/// Concurrent writers (each owns a slice of the hosts).
-const WRITERS: usize = 4;
+/// Concurrent writers (each owns a slice of the hosts), like clients of a
+/// server: each sends its next batch when the previous one is acknowledged.
+const WRITERS: usize = 8;
 
 async fn open(dir: &std::path::Path) -> Leaf {
     let leaf = Leaf::open(LeafConfig {
@@ -130,22 +131,30 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("leaf");
     g.throughput(Throughput::Elements(per_iter));
     g.sample_size(20);
-    g.bench_function("ingest_durable_4_writers", |b| {
+    g.bench_function("ingest_durable_8_writers", |b| {
         b.iter_custom(|iters| {
-            let work: Vec<Vec<Vec<SeriesWrite>>> = (0..iters).map(|_| batches(&mut fleet)).collect();
+            // Each writer gets its own queue of batches; no barrier between rounds.
+            let mut queues: Vec<Vec<Vec<SeriesWrite>>> = (0..WRITERS).map(|_| Vec::new()).collect();
+            for _ in 0..iters {
+                for (w, batch) in batches(&mut fleet).into_iter().enumerate() {
+                    queues[w].push(batch);
+                }
+            }
             let start = Instant::now();
             rt.block_on(async {
-                for round in work {
-                    let tasks: Vec<_> = round
-                        .into_iter()
-                        .map(|b| {
-                            let leaf = leaf.clone();
-                            tokio::spawn(async move { leaf.write("default", &b).await.expect("write").accepted_points })
+                let tasks: Vec<_> = queues
+                    .into_iter()
+                    .map(|q| {
+                        let leaf = leaf.clone();
+                        tokio::spawn(async move {
+                            for b in q {
+                                leaf.write("default", &b).await.expect("write");
+                            }
                         })
-                        .collect();
-                    for t in tasks {
-                        t.await.expect("task");
-                    }
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.expect("task");
                 }
             });
             start.elapsed()

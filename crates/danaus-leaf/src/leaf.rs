@@ -397,9 +397,18 @@ impl Leaf {
         let mut rec = RecordBuilder::new();
         let mut defined: Vec<SeriesRef> = Vec::new();
         let mut accepted = Vec::new();
+        // Batches repeat a few schemas many times: look each up once.
+        let mut targets: HashMap<&str, Option<Arc<TargetSchema>>> = HashMap::new();
+        let mut metrics: HashMap<&str, Option<Arc<MetricSchema>>> = HashMap::new();
         for (i, sw) in batch.iter().enumerate() {
             let all = || (0..sw.points.len() as u32).collect::<Vec<_>>();
-            let schemas = (inner.schemas.target(tenant, &sw.target_schema), inner.schemas.metric(tenant, &sw.metric));
+            let schemas = (
+                targets
+                    .entry(&sw.target_schema)
+                    .or_insert_with(|| inner.schemas.target(tenant, &sw.target_schema))
+                    .clone(),
+                metrics.entry(&sw.metric).or_insert_with(|| inner.schemas.metric(tenant, &sw.metric)).clone(),
+            );
             let (Some(ts), Some(ms)) = schemas else {
                 let what = if schemas.0.is_none() {
                     format!("target schema {:?}", sw.target_schema)
