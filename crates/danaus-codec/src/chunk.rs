@@ -15,7 +15,9 @@ use danaus_model::{Point, ScalarType, Value, ValueType};
 
 use crate::column::{put_section, scalars, ScalarDecoder, ScalarEncoder, StartDecoder, StartEncoder};
 use crate::error::{Error, Result};
-use crate::time::{TimeDecoder, TimeEncoder};
+use std::sync::{Arc, Mutex};
+
+use crate::time::{SharedTimes, TimeDecoder, TimeEncoder};
 use crate::varint::{put_ivarint, put_uvarint, ByteReader};
 
 const VERSION: u8 = 2;
@@ -64,6 +66,71 @@ pub fn get_value_type(r: &mut ByteReader<'_>) -> Result<ValueType> {
     }
 }
 
+/// The time column of a [`ChunkBuilder`]: its own, or a prefix of a column
+/// shared with the other series of its target.
+#[derive(Debug, Clone)]
+enum Times {
+    Own(TimeEncoder),
+    Shared { col: Arc<Mutex<SharedTimes>>, len: usize, last: i64 },
+}
+
+impl Times {
+    fn push(&mut self, t: i64) {
+        let Times::Shared { col, len, last } = self else {
+            if let Times::Own(e) = self {
+                e.push(t);
+            }
+            return;
+        };
+        let mut c = col.lock().unwrap_or_else(|p| p.into_inner());
+        if c.len() == *len {
+            // First of the target's series to get this time: write it.
+            c.push(t);
+        } else if c.recent_at(*len) != Some(t) {
+            // Diverged: copy the shared prefix and go on alone.
+            let mut own = c.encoder().prefix(*len);
+            drop(c);
+            own.push(t);
+            *self = Times::Own(own);
+            return;
+        }
+        *len += 1;
+        *last = t;
+    }
+
+    fn last(&self) -> Option<i64> {
+        match self {
+            Times::Own(e) => e.last(),
+            Times::Shared { len, last, .. } => (*len > 0).then_some(*last),
+        }
+    }
+
+    fn write_to(&self, out: &mut Vec<u8>) {
+        match self {
+            Times::Own(e) => e.write_to(out),
+            Times::Shared { col, len, .. } => {
+                let c = col.lock().unwrap_or_else(|p| p.into_inner());
+                if c.len() == *len {
+                    c.encoder().write_to(out);
+                } else {
+                    c.encoder().prefix(*len).write_to(out);
+                }
+            }
+        }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        match self {
+            Times::Own(e) => e.memory_bytes(),
+            Times::Shared { col, .. } => {
+                let c = col.lock().unwrap_or_else(|p| p.into_inner());
+                (c.encoder().memory_bytes() + std::mem::size_of::<SharedTimes>() + 64 * 8)
+                    / Arc::strong_count(col).max(1)
+            }
+        }
+    }
+}
+
 /// Builds one chunk point by point.
 #[derive(Debug, Clone)]
 pub struct ChunkBuilder {
@@ -71,8 +138,8 @@ pub struct ChunkBuilder {
     count: u32,
     min_time: i64,
     max_time: i64,
-    times: TimeEncoder,
-    starts: Option<StartEncoder>,
+    times: Times,
+    starts: Option<Box<StartEncoder>>,
     columns: Vec<ScalarEncoder>,
 }
 
@@ -86,10 +153,25 @@ impl ChunkBuilder {
             count: 0,
             min_time: i64::MAX,
             max_time: i64::MIN,
-            times: TimeEncoder::default(),
-            starts: has_start.then(StartEncoder::default),
+            times: Times::Own(TimeEncoder::default()),
+            starts: has_start.then(Box::default),
             columns,
         }
+    }
+
+    /// Like [`ChunkBuilder::new`], but appending its times to `col`, a
+    /// column shared with other builders. Pass a column that is empty or
+    /// whose first time is this chunk's first time; a builder whose times
+    /// differ from the column's quietly switches to a column of its own.
+    pub fn with_shared_times(value_type: ValueType, has_start: bool, col: Arc<Mutex<SharedTimes>>) -> Self {
+        let mut b = Self::new(value_type, has_start);
+        b.times = Times::Shared { col, len: 0, last: 0 };
+        b
+    }
+
+    /// Whether the builder still shares its time column.
+    pub fn shares_times(&self) -> bool {
+        matches!(self.times, Times::Shared { .. })
     }
 
     /// Appends a point. On error nothing was appended.
@@ -187,8 +269,23 @@ impl ChunkBuilder {
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.times.memory_bytes()
-            + self.starts.as_ref().map_or(0, StartEncoder::memory_bytes)
+            + self.starts.as_ref().map_or(0, |s| s.memory_bytes())
             + self.columns.iter().map(ScalarEncoder::memory_bytes).sum::<usize>()
+    }
+
+    /// Bytes of encoded data the points take (what [`ChunkBuilder::finish`]
+    /// would produce), counting a shared time column in equal parts per
+    /// sharer: the compression, without the encoders' own overhead.
+    pub fn encoded_bytes(&self) -> usize {
+        let full = self.finish().as_bytes().len();
+        match &self.times {
+            Times::Own(_) => full,
+            Times::Shared { col, .. } => {
+                let mut t = Vec::new();
+                self.times.write_to(&mut t);
+                full - t.len() + t.len() / Arc::strong_count(col).max(1)
+            }
+        }
     }
 
     /// Serialises the points pushed so far; the builder can keep going.

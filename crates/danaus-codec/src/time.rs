@@ -71,6 +71,83 @@ impl TimeEncoder {
     }
 }
 
+impl TimeEncoder {
+    /// Number of times pushed.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether no time was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// An encoder holding only the first `n` times of this one.
+    pub fn prefix(&self, n: usize) -> TimeEncoder {
+        let mut out = TimeEncoder::default();
+        if n == 0 {
+            return out;
+        }
+        let mut bytes = Vec::new();
+        self.write_to(&mut bytes);
+        if let Ok(mut d) = TimeDecoder::new(&bytes) {
+            for _ in 0..n.min(self.count as usize) {
+                // Our own bits: decoding cannot fail.
+                out.push(d.next_value().unwrap_or(0));
+            }
+        }
+        out
+    }
+}
+
+/// How many recent times a [`SharedTimes`] remembers for followers.
+const RECENT: usize = 64;
+
+/// One time column shared by the open chunks of every series of a target
+/// (Monarch's shared timestamp column): series scraped together append the
+/// same times, so the first to append a time writes it and the others only
+/// count it. A series whose time differs copies the prefix it shares and
+/// goes on alone.
+#[derive(Debug, Default)]
+pub struct SharedTimes {
+    enc: TimeEncoder,
+    /// The last `RECENT` times, so a follower up to that far behind can
+    /// check its time without decoding.
+    recent: std::collections::VecDeque<i64>,
+}
+
+impl SharedTimes {
+    /// Times written so far.
+    pub fn len(&self) -> usize {
+        self.enc.len()
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.enc.is_empty()
+    }
+
+    /// The time at position `i`, if still remembered.
+    pub fn recent_at(&self, i: usize) -> Option<i64> {
+        let first = self.len() - self.recent.len();
+        i.checked_sub(first).and_then(|k| self.recent.get(k).copied())
+    }
+
+    /// Appends a time at position `len()`.
+    pub fn push(&mut self, t: i64) {
+        self.enc.push(t);
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(t);
+    }
+
+    /// The encoder.
+    pub fn encoder(&self) -> &TimeEncoder {
+        &self.enc
+    }
+}
+
 /// Reads [`TimeEncoder`]'s section.
 #[derive(Debug, Clone)]
 pub struct TimeDecoder<'a> {

@@ -172,3 +172,64 @@ fn time_section_is_the_time_column() {
     t.write_to(&mut want);
     assert_eq!(&chunk.as_bytes()[chunk.time_section().unwrap()], &want[..]);
 }
+
+mod shared_times {
+    use std::sync::{Arc, Mutex};
+
+    use danaus_codec::time::SharedTimes;
+    use danaus_codec::ChunkBuilder;
+    use danaus_model::{ScalarType, ValueType};
+    use proptest::prelude::*;
+
+    fn vt() -> ValueType {
+        ValueType::Scalar(ScalarType::Double)
+    }
+
+    proptest! {
+        /// Builders sharing a time column produce exactly the bytes of
+        /// builders with their own, however their times interleave and
+        /// diverge and whenever they are finished.
+        #[test]
+        fn sharing_is_invisible(
+            base in prop::collection::vec(0i64..5, 1..150),
+            diverge in prop::collection::vec(prop::option::of((0usize..150, 1i64..1000)), 1..6),
+            batch in 1usize..8,
+            finish_at in 0usize..150,
+        ) {
+            let times: Vec<i64> = base.iter().scan(1_000_000_000i64, |t, d| { *t += 15_000_000_000 + d * 1_000_000; Some(*t) }).collect();
+            let series: Vec<Vec<i64>> = diverge.iter().map(|d| {
+                let mut ts = times.clone();
+                if let Some((at, shift)) = d {
+                    for t in ts.iter_mut().skip(*at) { *t += shift; }
+                }
+                ts
+            }).collect();
+            let col = Arc::new(Mutex::new(SharedTimes::default()));
+            let mut shared: Vec<ChunkBuilder> = series.iter().map(|_| ChunkBuilder::with_shared_times(vt(), false, col.clone())).collect();
+            let mut own: Vec<ChunkBuilder> = series.iter().map(|_| ChunkBuilder::new(vt(), false)).collect();
+            // Writes arrive per series in batches of `batch` points, series after series.
+            let mut pos = 0;
+            while pos < times.len() {
+                let end = (pos + batch).min(times.len());
+                for (k, ts) in series.iter().enumerate() {
+                    for (j, t) in ts.iter().enumerate().take(end).skip(pos) {
+                        shared[k].push_double(*t, j as f64).unwrap();
+                        own[k].push_double(*t, j as f64).unwrap();
+                    }
+                    if pos <= finish_at && finish_at < end {
+                        prop_assert_eq!(shared[k].finish(), own[k].finish());
+                    }
+                }
+                pos = end;
+            }
+            for (s, o) in shared.iter().zip(&own) {
+                prop_assert_eq!(s.finish(), o.finish());
+                prop_assert_eq!(s.last_time(), o.last_time());
+            }
+            // Identical series keep sharing.
+            if diverge.iter().filter(|d| d.is_none()).count() >= 2 {
+                prop_assert!(series.iter().zip(&shared).any(|(_, b)| b.shares_times()));
+            }
+        }
+    }
+}

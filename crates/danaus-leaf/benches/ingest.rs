@@ -117,9 +117,11 @@ fn bench(c: &mut Criterion) {
         });
         let m = leaf.memory_usage();
         eprintln!(
-            "leaf memory: {} series, {} points, {} chunk bytes: {:.3} bytes/sample",
+            "leaf memory: {} series, {} points: encoded data {} bytes = {:.3} bytes/sample; all chunk memory {} bytes = {:.3} bytes/sample",
             m.series,
             m.points,
+            m.data_bytes,
+            m.data_bytes as f64 / m.points as f64,
             m.chunk_bytes,
             m.chunk_bytes as f64 / m.points as f64
         );

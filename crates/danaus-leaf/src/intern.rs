@@ -1,14 +1,16 @@
-//! Sharing identical time columns between sealed chunks.
+//! Sharing time columns between the series of a target.
 //!
 //! Series of one target are scraped together, so their chunks carry the
-//! same timestamps; when they seal at the same point counts their time
-//! sections are byte-identical. The interner hands out one `Arc` per
-//! distinct section, so memory holds each once.
+//! same timestamps. Open chunks append to one [`SharedTimes`] column per
+//! target ([`OpenTimes`]); when they seal at the same point counts their
+//! time sections are byte-identical and [`TimeInterner`] keeps one copy.
+//! Either way memory holds a target's times once, not once per series.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Weak};
 
+use danaus_codec::time::SharedTimes;
 use parking_lot::Mutex;
 use rustc_hash::FxBuildHasher;
 
@@ -46,6 +48,45 @@ impl TimeInterner {
             !b.is_empty()
         });
     }
+}
+
+/// The open shared time column of each target.
+#[derive(Default)]
+pub(crate) struct OpenTimes {
+    map: Mutex<HashMap<Vec<u8>, SharedColumn, FxBuildHasher>>,
+}
+
+type SharedColumn = Arc<std::sync::Mutex<SharedTimes>>;
+
+impl OpenTimes {
+    /// The column a new open chunk of target `target` whose first time is
+    /// `first` should append to: the target's current one if it is empty or
+    /// starts at `first` (its series sealed together), else a fresh one.
+    pub(crate) fn column(&self, target: &[u8], first: i64) -> SharedColumn {
+        let mut map = self.map.lock();
+        if let Some(c) = map.get(target) {
+            let g = c.lock().unwrap_or_else(|p| p.into_inner());
+            if g.is_empty() || g.recent_at(0) == Some(first) {
+                drop(g);
+                return c.clone();
+            }
+        }
+        let c = SharedColumn::default();
+        map.insert(target.to_vec(), c.clone());
+        c
+    }
+
+    /// Forgets columns no open chunk uses any more.
+    pub(crate) fn sweep(&self) {
+        self.map.lock().retain(|_, c| Arc::strong_count(c) > 1);
+    }
+}
+
+/// What series need to share time columns.
+#[derive(Default)]
+pub(crate) struct ChunkContext {
+    pub(crate) sealed: TimeInterner,
+    pub(crate) open: OpenTimes,
 }
 
 #[cfg(test)]

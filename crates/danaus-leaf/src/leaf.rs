@@ -12,7 +12,7 @@ use danaus_storage::{Cf, Clock, KvStore, LogDevice, RecoveryLog, ReplayReport, W
 
 use crate::error::{Error, Result};
 use crate::index::{Index, SeriesRef};
-use crate::intern::TimeInterner;
+use crate::intern::ChunkContext;
 use crate::keys;
 use crate::matcher::{compile, Matcher};
 use crate::options::{nanos, LeafOptions, MAX_CHUNK_SPAN_NS};
@@ -137,8 +137,11 @@ pub struct MemoryUsage {
     pub series: usize,
     /// Points held in memory chunks.
     pub points: usize,
-    /// Bytes of compressed chunk data (open and sealed).
+    /// Bytes held by chunks, open and sealed: encoded data plus the open
+    /// chunks' encoder state and buffer slack (the series index excluded).
     pub chunk_bytes: usize,
+    /// Encoded chunk data alone (shared time columns counted once).
+    pub data_bytes: usize,
 }
 
 /// Displays an encoded series key, decoding it only when printed.
@@ -168,7 +171,7 @@ pub(crate) struct Inner {
     log_bytes_at_checkpoint: AtomicU64,
     stats: LeafStats,
     replay: ReplayReport,
-    interner: Arc<TimeInterner>,
+    chunks: Arc<ChunkContext>,
 }
 
 /// A leaf store; cheap to clone.
@@ -228,10 +231,10 @@ impl Leaf {
             max_span: nanos(options.chunk_max_span).min(MAX_CHUNK_SPAN_NS),
         };
         // Loading and replay block on disk: keep them off the async workers.
-        let interner = Arc::new(TimeInterner::default());
-        let replay_interner = interner.clone();
+        let chunks = Arc::new(ChunkContext::default());
+        let replay_chunks = chunks.clone();
         let (schemas, index, next_series, next_seq, replay) = blocking(move || -> Result<_> {
-            let interner = replay_interner;
+            let ctx = replay_chunks;
             let schemas = Schemas::load(kv2.as_ref())?;
             let index = Index::new();
             let mut max_id = 0u64;
@@ -282,7 +285,7 @@ impl Leaf {
                                         next_seq += 1;
                                         next_seq - 1
                                     },
-                                    &interner,
+                                    &ctx,
                                 );
                             }
                         }
@@ -324,7 +327,7 @@ impl Leaf {
             stats,
             replay,
             opts: options,
-            interner,
+            chunks,
         });
         let leaf = Leaf { inner };
         tokio::spawn(background(Arc::downgrade(&leaf.inner)));
@@ -503,7 +506,7 @@ impl Leaf {
                                 p,
                                 &inner.limits,
                                 &mut || inner.next_chunk_seq.fetch_add(1, Ordering::Relaxed),
-                                &inner.interner,
+                                &inner.chunks,
                             );
                             stored.push(j);
                         }
@@ -710,9 +713,10 @@ impl Leaf {
     pub fn memory_usage(&self) -> MemoryUsage {
         let mut m = MemoryUsage::default();
         for s in self.inner.index.all() {
-            let (b, p) = s.lock().memory_usage();
+            let (b, d, p) = s.lock().memory_usage();
             m.series += 1;
             m.chunk_bytes += b;
+            m.data_bytes += d;
             m.points += p;
         }
         m
@@ -760,7 +764,7 @@ async fn checkpoint(inner: &Arc<Inner>) -> Result<CheckpointReport> {
     let mut marks = Vec::new();
     for series in inner.index.all() {
         let mut s = series.lock();
-        s.seal_idle(now.saturating_sub(inner.limits.max_span), &inner.interner);
+        s.seal_idle(now.saturating_sub(inner.limits.max_span), &inner.chunks);
         let mut mark = Mark { series: series.clone(), chunks: Vec::new(), record_max: None };
         let b = batches.last_mut().expect("one batch");
         if s.record_dirty {
@@ -865,7 +869,8 @@ async fn checkpoint(inner: &Arc<Inner>) -> Result<CheckpointReport> {
         let kv = inner.kv.clone();
         blocking(move || kv.write(expired, false)).await??;
     }
-    inner.interner.sweep();
+    inner.chunks.sealed.sweep();
+    inner.chunks.open.sweep();
     let log = inner.log.clone();
     report.segments_removed = blocking(move || log.remove_before(new_segment)).await??;
     inner.log_bytes_at_checkpoint.store(log_bytes, Ordering::Relaxed);

@@ -27,8 +27,10 @@
 //! segments replay into memory (duplicates of checkpointed points are
 //! recognised and skipped); a torn tail is truncated and reported.
 //!
-//! **Memory.** Sealed chunks keep their time section in a leaf-wide
-//! interner: series of one target scraped together share one copy.
+//! **Memory.** Series of one target are scraped together, so they share
+//! time columns: open chunks append to one column per target (a series
+//! whose times differ copies what it shared and goes on alone), and sealed
+//! chunks keep their time section in an interner.
 //!
 //! **Reads.** [`Leaf::select`] resolves matchers against the schemas and
 //! picks series; [`Leaf::points`] merges memory and stored chunks, keeping

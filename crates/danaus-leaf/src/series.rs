@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use danaus_codec::{Chunk, ChunkBuilder};
 
-use crate::intern::TimeInterner;
+use crate::intern::ChunkContext;
 use danaus_model::{MetricKind, Point, SeriesKey, Value, ValueType};
 
 use crate::options::MAX_CHUNK_SPAN_NS;
@@ -67,19 +67,18 @@ impl MemChunk {
 
     /// Bytes held, counting a shared time section in equal parts.
     pub(crate) fn memory_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.body.capacity() + self.times.len() / Arc::strong_count(&self.times).max(1)
+        std::mem::size_of::<Self>() + self.body.capacity() + self.data_bytes() - self.body.len()
+    }
+
+    /// Encoded bytes, counting a shared time section in equal parts.
+    pub(crate) fn data_bytes(&self) -> usize {
+        self.body.len() + self.times.len() / Arc::strong_count(&self.times).max(1)
     }
 }
 
 impl OpenChunk {
-    fn new(seq: u64, vt: &ValueType, has_start: bool) -> Self {
-        Self {
-            seq,
-            builder: ChunkBuilder::new(vt.clone(), has_start),
-            version: 0,
-            persisted_version: 0,
-            persisted_key: None,
-        }
+    fn new(seq: u64, builder: ChunkBuilder) -> Self {
+        Self { seq, builder, version: 0, persisted_version: 0, persisted_key: None }
     }
 }
 
@@ -193,13 +192,7 @@ impl SeriesState {
 
     /// Stores a point that [`SeriesState::check`] accepted (or that replay
     /// found in the log). `next_seq` allocates chunk sequence numbers.
-    pub(crate) fn apply(
-        &mut self,
-        p: &Point,
-        limits: &Limits,
-        next_seq: &mut dyn FnMut() -> u64,
-        interner: &TimeInterner,
-    ) {
+    pub(crate) fn apply(&mut self, p: &Point, limits: &Limits, next_seq: &mut dyn FnMut() -> u64, ctx: &ChunkContext) {
         let in_order = match &self.last {
             Some((t, v, s)) if p.end_time == *t => {
                 // Replay of a point already applied, or a retry.
@@ -227,12 +220,24 @@ impl SeriesState {
         };
         if needs_new {
             if let Some(old) = slot.take() {
-                self.sealed.push(seal(old, interner));
+                self.sealed.push(seal(old, ctx));
             }
         }
-        let vt = self.value_type.clone();
+        if (if in_order { &self.head } else { &self.ooo }).is_none() {
+            let vt = self.value_type.clone();
+            // In-order chunks share their times with the target's other
+            // series; the out-of-order chunk keeps its own.
+            let builder = if in_order {
+                let col = ctx.open.column(&self.key.target_string().0, p.end_time);
+                ChunkBuilder::with_shared_times(vt, has_start, col)
+            } else {
+                ChunkBuilder::new(vt, has_start)
+            };
+            let open = OpenChunk::new(next_seq(), builder);
+            *(if in_order { &mut self.head } else { &mut self.ooo }) = Some(open);
+        }
         let slot = if in_order { &mut self.head } else { &mut self.ooo };
-        let open = slot.get_or_insert_with(|| OpenChunk::new(next_seq(), &vt, has_start));
+        let Some(open) = slot.as_mut() else { return };
         // Validation already checked the type; a failure here is a bug that
         // must not lose the point silently.
         if let Err(e) = open.builder.push(p) {
@@ -251,11 +256,11 @@ impl SeriesState {
 
     /// Seals open chunks whose newest point is older than `before` so they
     /// can age out, even if no further point arrives.
-    pub(crate) fn seal_idle(&mut self, before: i64, interner: &TimeInterner) {
+    pub(crate) fn seal_idle(&mut self, before: i64, ctx: &ChunkContext) {
         for slot in [&mut self.head, &mut self.ooo] {
             if slot.as_ref().is_some_and(|o| o.builder.max_time().is_some_and(|m| m < before)) {
                 if let Some(o) = slot.take() {
-                    self.sealed.push(seal(o, interner));
+                    self.sealed.push(seal(o, ctx));
                 }
             }
         }
@@ -279,22 +284,24 @@ impl SeriesState {
     }
 
     /// Bytes of compressed data held and points held.
-    pub(crate) fn memory_usage(&self) -> (usize, usize) {
-        let mut bytes = 0;
-        let mut points = 0;
+    /// `(bytes held, encoded data bytes, points)` of the chunks in memory.
+    pub(crate) fn memory_usage(&self) -> (usize, usize, usize) {
+        let (mut bytes, mut data, mut points) = (0, 0, 0);
         for c in &self.sealed {
             bytes += c.memory_bytes();
+            data += c.data_bytes();
             points += c.count as usize;
         }
         for o in [&self.head, &self.ooo].into_iter().flatten() {
             bytes += o.builder.memory_bytes();
+            data += o.builder.encoded_bytes();
             points += o.builder.len();
         }
-        (bytes, points)
+        (bytes, data, points)
     }
 }
 
-fn seal(o: OpenChunk, interner: &TimeInterner) -> MemChunk {
+fn seal(o: OpenChunk, ctx: &ChunkContext) -> MemChunk {
     let chunk = o.builder.finish();
     let persisted = o.persisted_key.is_some() && o.persisted_version == o.version;
     let bytes = chunk.as_bytes();
@@ -303,7 +310,7 @@ fn seal(o: OpenChunk, interner: &TimeInterner) -> MemChunk {
             let mut body = Vec::with_capacity(bytes.len() - r.len());
             body.extend_from_slice(&bytes[..r.start]);
             body.extend_from_slice(&bytes[r.end..]);
-            (body, r.start, interner.intern(&bytes[r]))
+            (body, r.start, ctx.sealed.intern(&bytes[r]))
         }
         // Not expected for a chunk we just built; keep it whole.
         Err(_) => (bytes.to_vec(), bytes.len(), Arc::from(&[][..])),

@@ -96,7 +96,13 @@ async fn metrics(State(st): State<HttpState>) -> impl IntoResponse {
     t.counter("danaus_leaf_series_created_total", "Series created.", &leaf_stats.series_created);
     t.metric("danaus_leaf_series", "gauge", "Series in the leaf's index.", mem.series);
     t.metric("danaus_leaf_memory_points", "gauge", "Points held in memory chunks.", mem.points);
-    t.metric("danaus_leaf_memory_chunk_bytes", "gauge", "Bytes of compressed chunk data in memory.", mem.chunk_bytes);
+    t.metric(
+        "danaus_leaf_memory_chunk_bytes",
+        "gauge",
+        "Bytes held by memory chunks, encoder state included.",
+        mem.chunk_bytes,
+    );
+    t.metric("danaus_leaf_memory_data_bytes", "gauge", "Bytes of encoded chunk data in memory.", mem.data_bytes);
     t.metric("danaus_leaf_disk_bytes", "gauge", "Bytes of the long-term store on disk.", disk);
     t.counter("danaus_leaf_checkpoints_total", "Checkpoints completed.", &leaf_stats.checkpoints);
     t.counter("danaus_leaf_checkpoint_errors_total", "Checkpoints that failed.", &leaf_stats.checkpoint_errors);
