@@ -32,7 +32,7 @@ fn breakdown(data: &[Vec<(i64, f64)>], chunks: &[Chunk]) {
             t.push(ts);
         }
         let mut tb = Vec::new();
-        t.write_to(&mut tb);
+        t.write_packed(&mut tb);
         let name = format!("{:?}", spec.shape).split([' ', '{']).next().unwrap_or("?").to_owned();
         let e = by_shape.entry(name).or_default();
         e.0 += 1;
@@ -50,6 +50,14 @@ fn breakdown(data: &[Vec<(i64, f64)>], chunks: &[Chunk]) {
 }
 
 fn encode(series: &[Vec<(i64, f64)>]) -> Vec<Chunk> {
+    builders(series).iter().map(ChunkBuilder::finish).collect()
+}
+
+fn encode_sealed(series: &[Vec<(i64, f64)>]) -> Vec<Chunk> {
+    builders(series).iter().map(ChunkBuilder::finish_packed).collect()
+}
+
+fn builders(series: &[Vec<(i64, f64)>]) -> Vec<ChunkBuilder> {
     series
         .iter()
         .map(|pts| {
@@ -57,7 +65,7 @@ fn encode(series: &[Vec<(i64, f64)>]) -> Vec<Chunk> {
             for &(t, v) in pts {
                 b.push_double(t, v).expect("double chunk");
             }
-            b.finish()
+            b
         })
         .collect()
 }
@@ -65,18 +73,21 @@ fn encode(series: &[Vec<(i64, f64)>]) -> Vec<Chunk> {
 fn bench(c: &mut Criterion) {
     let data = dataset();
     let samples: usize = data.iter().map(Vec::len).sum();
-    let chunks = encode(&data);
+    let open: usize = encode(&data).iter().map(|c| c.as_bytes().len()).sum();
+    let chunks = encode_sealed(&data);
     let bytes: usize = chunks.iter().map(|c| c.as_bytes().len()).sum();
     eprintln!(
-        "codec: {samples} samples in {} chunks: {bytes} bytes, {:.3} bytes/sample (times + values + headers)",
+        "codec: {samples} samples in {} chunks: open coding {:.3} bytes/sample, sealed (packed) {:.3} bytes/sample (times + values + headers)",
         chunks.len(),
+        open as f64 / samples as f64,
         bytes as f64 / samples as f64
     );
     breakdown(&data, &chunks);
     let mut g = c.benchmark_group("codec");
     g.throughput(Throughput::Elements(samples as u64));
     g.bench_function("encode_node_exporter_1h", |b| b.iter(|| black_box(encode(black_box(&data)))));
-    g.bench_function("decode_node_exporter_1h", |b| {
+    g.bench_function("encode_and_seal_node_exporter_1h", |b| b.iter(|| black_box(encode_sealed(black_box(&data)))));
+    g.bench_function("decode_sealed_node_exporter_1h", |b| {
         b.iter(|| {
             let mut sum = 0f64;
             let mut last = 0i64;

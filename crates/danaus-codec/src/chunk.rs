@@ -105,6 +105,16 @@ impl Times {
         }
     }
 
+    fn write_packed(&self, out: &mut Vec<u8>) {
+        match self {
+            Times::Own(e) => e.write_packed(out),
+            Times::Shared { col, len, .. } => {
+                let c = col.lock().unwrap_or_else(|p| p.into_inner());
+                c.encoder().prefix(*len).write_packed(out);
+            }
+        }
+    }
+
     fn write_to(&self, out: &mut Vec<u8>) {
         match self {
             Times::Own(e) => e.write_to(out),
@@ -290,6 +300,18 @@ impl ChunkBuilder {
 
     /// Serialises the points pushed so far; the builder can keep going.
     pub fn finish(&self) -> Chunk {
+        self.serialise(false)
+    }
+
+    /// Serialises the points for a chunk that is done growing: integer
+    /// and decimal columns take their smallest packed coding
+    /// ([`crate::packed`]). Slower than [`ChunkBuilder::finish`]; meant for
+    /// sealing.
+    pub fn finish_packed(&self) -> Chunk {
+        self.serialise(true)
+    }
+
+    fn serialise(&self, packed: bool) -> Chunk {
         let mut out = Vec::with_capacity(64 + self.memory_bytes() / 2);
         out.push(VERSION);
         put_value_type(&mut out, &self.value_type);
@@ -297,12 +319,12 @@ impl ChunkBuilder {
         put_uvarint(&mut out, u64::from(self.count));
         put_ivarint(&mut out, if self.count == 0 { 0 } else { self.min_time });
         put_ivarint(&mut out, if self.count == 0 { 0 } else { self.max_time });
-        put_section(&mut out, |o| self.times.write_to(o));
+        put_section(&mut out, |o| if packed { self.times.write_packed(o) } else { self.times.write_to(o) });
         if let Some(s) = &self.starts {
             put_section(&mut out, |o| s.write_to(o));
         }
         for c in &self.columns {
-            put_section(&mut out, |o| c.write_to(o));
+            put_section(&mut out, |o| if packed { c.write_packed(o) } else { c.write_to(o) });
         }
         out.shrink_to_fit();
         Chunk { bytes: out }

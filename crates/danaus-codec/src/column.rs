@@ -69,10 +69,31 @@ impl ScalarEncoder {
     pub fn write_to(&self, out: &mut Vec<u8>) {
         match self {
             ScalarEncoder::Bool(e) => e.write_to(out),
-            ScalarEncoder::Int(e) => e.bits().copy_to(out),
+            ScalarEncoder::Int(e) => {
+                out.push(0);
+                e.bits().copy_to(out);
+            }
             ScalarEncoder::Double(e) => e.write_to(out),
             ScalarEncoder::Str(e) => e.write_to(out),
             ScalarEncoder::Dist(e) => e.write_to(out),
+        }
+    }
+
+    /// Appends the column's section in its packed form (sealed chunks):
+    /// integer columns and decimal doubles get [`crate::packed`] coding.
+    pub fn write_packed(&self, out: &mut Vec<u8>) {
+        match self {
+            ScalarEncoder::Int(e) => {
+                out.push(1);
+                let mut bytes = Vec::new();
+                e.bits().copy_to(&mut bytes);
+                let mut d = IntDecoder::new(&bytes);
+                // Our own bits: decoding cannot fail.
+                let values: Vec<i64> = (0..e.len()).map(|_| d.next_value().unwrap_or(0)).collect();
+                crate::packed::pack(out, &values);
+            }
+            ScalarEncoder::Double(e) => e.write_packed(out),
+            other => other.write_to(out),
         }
     }
 
@@ -95,6 +116,8 @@ pub enum ScalarDecoder<'a> {
     Bool(BoolDecoder<'a>),
     /// Int64s.
     Int(IntDecoder<'a>),
+    /// Packed int64s.
+    PackedInt(crate::packed::PackedDecoder<'a>),
     /// Doubles.
     Double(DoubleDecoder<'a>),
     /// Strings.
@@ -108,7 +131,12 @@ impl<'a> ScalarDecoder<'a> {
     pub fn new(t: ScalarType, data: &'a [u8]) -> Result<Self> {
         Ok(match t {
             ScalarType::Bool => ScalarDecoder::Bool(BoolDecoder::new(data)?),
-            ScalarType::Int64 => ScalarDecoder::Int(IntDecoder::new(data)),
+            ScalarType::Int64 => match data.split_first() {
+                Some((0, rest)) => ScalarDecoder::Int(IntDecoder::new(rest)),
+                Some((1, rest)) => ScalarDecoder::PackedInt(crate::packed::PackedDecoder::new(rest)?),
+                Some((m, _)) => return Err(Error::Corrupt(format!("unknown int column mode {m}"))),
+                None => return Err(Error::Truncated("int column mode")),
+            },
             ScalarType::Double => ScalarDecoder::Double(DoubleDecoder::new(data)?),
             ScalarType::String => ScalarDecoder::Str(StringDecoder::new(data)?),
             ScalarType::Distribution => ScalarDecoder::Dist(DistDecoder::new(data)),
@@ -121,6 +149,7 @@ impl<'a> ScalarDecoder<'a> {
         Ok(match self {
             ScalarDecoder::Bool(d) => Value::Bool(d.next_value()?),
             ScalarDecoder::Int(d) => Value::Int64(d.next_value()?),
+            ScalarDecoder::PackedInt(d) => Value::Int64(d.next_value()?),
             ScalarDecoder::Double(d) => Value::Double(d.next_value()?),
             ScalarDecoder::Str(d) => Value::String(d.next_value()?.to_owned()),
             ScalarDecoder::Dist(d) => Value::Distribution(Box::new(d.next_value()?)),

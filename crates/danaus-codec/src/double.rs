@@ -7,11 +7,14 @@
 //! else — NaN, ±Inf, −0.0, long fractions — switches the chunk to Gorilla
 //! XOR ([`crate::float`]) for good.
 //!
-//! Section: `u8 mode` (0 = XOR, 1 + e = decimal) then the column's bits.
+//! Section: `u8 mode` (0 = XOR, 1 + e = decimal) then the column's bits;
+//! sealed chunks write decimal columns as `0x40 + e` and a
+//! [`crate::packed`] sequence of mantissas.
 
 use crate::error::{Error, Result};
 use crate::float::{FloatDecoder, FloatEncoder};
 use crate::int::{IntDecoder, IntEncoder};
+use crate::packed::{pack, PackedDecoder};
 
 const MAX_EXP: u8 = 6;
 const POW10: [f64; 7] = [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6];
@@ -93,13 +96,29 @@ impl DoubleEncoder {
         self.count += 1;
     }
 
-    fn decoded(&self) -> Vec<f64> {
-        let Mode::Decimal { exp, ints } = &self.mode else { return Vec::new() };
+    fn mantissas(&self) -> Vec<i64> {
+        let Mode::Decimal { ints, .. } = &self.mode else { return Vec::new() };
         let mut bytes = Vec::new();
         ints.bits().copy_to(&mut bytes);
         let mut d = IntDecoder::new(&bytes);
         // Our own bits: decoding cannot fail.
-        (0..self.count).map(|_| decode_decimal(d.next_value().unwrap_or(0), *exp)).collect()
+        (0..self.count).map(|_| d.next_value().unwrap_or(0)).collect()
+    }
+
+    fn decoded(&self) -> Vec<f64> {
+        let Mode::Decimal { exp, .. } = &self.mode else { return Vec::new() };
+        self.mantissas().into_iter().map(|m| decode_decimal(m, *exp)).collect()
+    }
+
+    /// Appends the section in its packed form (for sealed chunks).
+    pub fn write_packed(&self, out: &mut Vec<u8>) {
+        match &self.mode {
+            Mode::Decimal { exp, .. } => {
+                out.push(0x40 + exp);
+                pack(out, &self.mantissas());
+            }
+            Mode::Xor(_) => self.write_to(out),
+        }
     }
 
     /// Re-encodes with more decimals, or as XOR if a value no longer fits.
@@ -153,6 +172,8 @@ pub enum DoubleDecoder<'a> {
     Decimal(u8, IntDecoder<'a>),
     /// Gorilla XOR.
     Xor(FloatDecoder<'a>),
+    /// Packed decimal mantissas.
+    Packed(u8, PackedDecoder<'a>),
 }
 
 impl<'a> DoubleDecoder<'a> {
@@ -162,6 +183,7 @@ impl<'a> DoubleDecoder<'a> {
         match mode {
             0 => Ok(DoubleDecoder::Xor(FloatDecoder::new(rest))),
             m if m <= MAX_EXP + 1 => Ok(DoubleDecoder::Decimal(m - 1, IntDecoder::new(rest))),
+            m if (0x40..=0x40 + MAX_EXP).contains(&m) => Ok(DoubleDecoder::Packed(m - 0x40, PackedDecoder::new(rest)?)),
             m => Err(Error::Corrupt(format!("unknown double mode {m}"))),
         }
     }
@@ -172,6 +194,7 @@ impl<'a> DoubleDecoder<'a> {
         match self {
             DoubleDecoder::Decimal(e, d) => Ok(decode_decimal(d.next_value()?, *e)),
             DoubleDecoder::Xor(d) => d.next_value(),
+            DoubleDecoder::Packed(e, d) => Ok(decode_decimal(d.next_value()?, *e)),
         }
     }
 }
@@ -186,6 +209,12 @@ mod tests {
         let mut e = DoubleEncoder::default();
         for &v in vals {
             e.push(v);
+        }
+        let mut packed = Vec::new();
+        e.write_packed(&mut packed);
+        let mut d = DoubleDecoder::new(&packed).unwrap();
+        for &v in vals {
+            assert_eq!(d.next_value().unwrap().to_bits(), v.to_bits(), "{vals:?}");
         }
         let mut out = Vec::new();
         e.write_to(&mut out);

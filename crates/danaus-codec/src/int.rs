@@ -89,6 +89,16 @@ impl IntEncoder {
         self.count += 1;
     }
 
+    /// Number of values pushed.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether no value was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
     /// The last value pushed.
     pub fn last(&self) -> Option<i64> {
         (self.count > 0).then_some(self.prev)

@@ -15,8 +15,10 @@
 //! * start times: one bit when unchanged or equal to the previous end.
 //!
 //! Data flow: the leaf pushes points into a [`ChunkBuilder`]; when the chunk
-//! is full or old it calls [`ChunkBuilder::finish`] and keeps the immutable
-//! [`Chunk`] bytes, which are also what RocksDB stores. Decoding never
+//! is full or old it calls [`ChunkBuilder::finish_packed`], which re-codes
+//! integer and decimal columns in their smallest form ([`packed`]: deltas
+//! or delta-of-deltas over the deltas' common divisor), and keeps the
+//! immutable [`Chunk`] bytes, which are also what RocksDB stores. Decoding never
 //! panics on corrupt input: every decoder returns [`Error`].
 
 pub mod bits;
@@ -28,6 +30,7 @@ pub mod double;
 mod error;
 pub mod float;
 pub mod int;
+pub mod packed;
 pub mod string;
 pub mod time;
 pub mod varint;

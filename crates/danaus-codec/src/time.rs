@@ -5,10 +5,12 @@
 //! is not a multiple of it the column is re-encoded with a smaller one
 //! (at most nine times per chunk).
 //!
-//! Section: `u8 k | delta-of-delta bits`.
+//! Section: `u8 k | delta-of-delta bits`, or for a sealed chunk
+//! `u8 0x80 | k` then a [`crate::packed`] sequence.
 
 use crate::error::{Error, Result};
 use crate::int::{IntDecoder, IntEncoder};
+use crate::packed::{pack, PackedDecoder};
 
 const POW10: [i64; 10] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000];
 
@@ -52,6 +54,21 @@ impl TimeEncoder {
         }
         self.ints = ints;
         self.exp = exp;
+    }
+
+    /// Appends the section in its packed form (for sealed chunks).
+    pub fn write_packed(&self, out: &mut Vec<u8>) {
+        out.push(0x80 | self.exp);
+        pack(out, &self.units());
+    }
+
+    /// The times divided by the unit.
+    fn units(&self) -> Vec<i64> {
+        let mut bytes = Vec::new();
+        self.ints.bits().copy_to(&mut bytes);
+        let mut d = IntDecoder::new(&bytes);
+        // Our own bits: decoding cannot fail.
+        (0..self.count).map(|_| d.next_value().unwrap_or(0)).collect()
     }
 
     /// The last time pushed.
@@ -148,25 +165,41 @@ impl SharedTimes {
     }
 }
 
+#[derive(Debug, Clone)]
+enum Units<'a> {
+    Open(IntDecoder<'a>),
+    Packed(PackedDecoder<'a>),
+}
+
 /// Reads [`TimeEncoder`]'s section.
 #[derive(Debug, Clone)]
 pub struct TimeDecoder<'a> {
     unit: i64,
-    ints: IntDecoder<'a>,
+    ints: Units<'a>,
 }
 
 impl<'a> TimeDecoder<'a> {
     /// A decoder over a section.
     pub fn new(data: &'a [u8]) -> Result<Self> {
-        let (&exp, rest) = data.split_first().ok_or(Error::Truncated("time unit"))?;
+        let (&mode, rest) = data.split_first().ok_or(Error::Truncated("time unit"))?;
+        let exp = mode & 0x7F;
         let unit = *POW10.get(exp as usize).ok_or_else(|| Error::Corrupt(format!("time unit 10^{exp}")))?;
-        Ok(Self { unit, ints: IntDecoder::new(rest) })
+        let ints = if mode & 0x80 != 0 {
+            Units::Packed(PackedDecoder::new(rest)?)
+        } else {
+            Units::Open(IntDecoder::new(rest))
+        };
+        Ok(Self { unit, ints })
     }
 
     /// The next time.
     #[inline]
     pub fn next_value(&mut self) -> Result<i64> {
-        Ok(self.ints.next_value()?.wrapping_mul(self.unit))
+        let v = match &mut self.ints {
+            Units::Open(d) => d.next_value()?,
+            Units::Packed(d) => d.next_value()?,
+        };
+        Ok(v.wrapping_mul(self.unit))
     }
 }
 
@@ -180,6 +213,12 @@ mod tests {
         let mut e = TimeEncoder::default();
         for &t in ts {
             e.push(t);
+        }
+        let mut packed = Vec::new();
+        e.write_packed(&mut packed);
+        let mut d = TimeDecoder::new(&packed).unwrap();
+        for &t in ts {
+            assert_eq!(d.next_value().unwrap(), t);
         }
         let mut out = Vec::new();
         e.write_to(&mut out);

@@ -125,13 +125,17 @@ proptest! {
         // The builder keeps going after a finish.
         let mid = b.finish();
         prop_assert_eq!(mid, chunk);
+        // The packed form of a sealed chunk holds the same points.
+        let packed = b.finish_packed().points().unwrap();
+        prop_assert_eq!(packed.len(), points.len());
+        for (a, b) in packed.iter().zip(&points) { prop_assert!(same(a, b), "{a:?} != {b:?}"); }
     }
 
     #[test]
     fn corrupt_chunks_never_panic((t, has_start, points) in arb_series(), flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4), cut in any::<prop::sample::Index>()) {
         let mut b = ChunkBuilder::new(t, has_start);
         for p in &points { b.push(p).unwrap(); }
-        let mut bytes = b.finish().into_bytes();
+        let mut bytes = if flips.len() % 2 == 0 { b.finish().into_bytes() } else { b.finish_packed().into_bytes() };
         for (i, x) in flips { let i = i.index(bytes.len()); bytes[i] ^= x; }
         let _ = Chunk::from_bytes(bytes.clone()).points();
         bytes.truncate(cut.index(bytes.len() + 1));
@@ -224,6 +228,7 @@ mod shared_times {
             }
             for (s, o) in shared.iter().zip(&own) {
                 prop_assert_eq!(s.finish(), o.finish());
+                prop_assert_eq!(s.finish_packed(), o.finish_packed());
                 prop_assert_eq!(s.last_time(), o.last_time());
             }
             // Identical series keep sharing.

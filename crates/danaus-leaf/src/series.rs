@@ -302,8 +302,11 @@ impl SeriesState {
 }
 
 fn seal(o: OpenChunk, ctx: &ChunkContext) -> MemChunk {
-    let chunk = o.builder.finish();
-    let persisted = o.persisted_key.is_some() && o.persisted_version == o.version;
+    let chunk = o.builder.finish_packed();
+    // A snapshot of the open chunk may be stored already, but in the open
+    // coding: store the packed chunk under the same key at the next
+    // checkpoint.
+    let persisted = false;
     let bytes = chunk.as_bytes();
     let (body, split, times) = match chunk.time_section() {
         Ok(r) => {
