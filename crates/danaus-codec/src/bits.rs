@@ -51,7 +51,7 @@ impl BitWriter {
 
     /// Heap bytes held.
     pub fn memory_bytes(&self) -> usize {
-        self.buf.capacity() + std::mem::size_of::<Self>()
+        self.buf.capacity()
     }
 
     /// Appends the bits written so far, padded with zeros to whole bytes.

@@ -70,7 +70,7 @@ pub fn get_value_type(r: &mut ByteReader<'_>) -> Result<ValueType> {
 /// shared with the other series of its target.
 #[derive(Debug, Clone)]
 enum Times {
-    Own(TimeEncoder),
+    Own(Box<TimeEncoder>),
     Shared { col: Arc<Mutex<SharedTimes>>, len: usize, last: i64 },
 }
 
@@ -91,7 +91,7 @@ impl Times {
             let mut own = c.encoder().prefix(*len);
             drop(c);
             own.push(t);
-            *self = Times::Own(own);
+            *self = Times::Own(Box::new(own));
             return;
         }
         *len += 1;
@@ -131,11 +131,10 @@ impl Times {
 
     fn memory_bytes(&self) -> usize {
         match self {
-            Times::Own(e) => e.memory_bytes(),
+            Times::Own(e) => std::mem::size_of::<TimeEncoder>() + e.memory_bytes(),
             Times::Shared { col, .. } => {
                 let c = col.lock().unwrap_or_else(|p| p.into_inner());
-                (c.encoder().memory_bytes() + std::mem::size_of::<SharedTimes>() + 64 * 8)
-                    / Arc::strong_count(col).max(1)
+                (c.memory_bytes() + std::mem::size_of::<SharedTimes>()) / Arc::strong_count(col).max(1)
             }
         }
     }
@@ -163,7 +162,7 @@ impl ChunkBuilder {
             count: 0,
             min_time: i64::MAX,
             max_time: i64::MIN,
-            times: Times::Own(TimeEncoder::default()),
+            times: Times::Own(Box::default()),
             starts: has_start.then(Box::default),
             columns,
         }
@@ -275,11 +274,12 @@ impl ChunkBuilder {
         &self.value_type
     }
 
-    /// Heap bytes held by the encoders.
+    /// Bytes held: the builder itself and its encoders' heap.
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.times.memory_bytes()
-            + self.starts.as_ref().map_or(0, |s| s.memory_bytes())
+            + self.starts.as_ref().map_or(0, |s| std::mem::size_of::<StartEncoder>() + s.memory_bytes())
+            + self.columns.capacity() * std::mem::size_of::<ScalarEncoder>()
             + self.columns.iter().map(ScalarEncoder::memory_bytes).sum::<usize>()
     }
 

@@ -21,10 +21,10 @@ pub enum ScalarEncoder {
     Int(IntEncoder),
     /// Doubles.
     Double(DoubleEncoder),
-    /// Strings.
-    Str(StringEncoder),
-    /// Distributions.
-    Dist(DistEncoder),
+    /// Strings (boxed: rare, and large).
+    Str(Box<StringEncoder>),
+    /// Distributions (boxed: rare, and large).
+    Dist(Box<DistEncoder>),
 }
 
 impl ScalarEncoder {
@@ -34,8 +34,8 @@ impl ScalarEncoder {
             ScalarType::Bool => ScalarEncoder::Bool(BoolEncoder::default()),
             ScalarType::Int64 => ScalarEncoder::Int(IntEncoder::new()),
             ScalarType::Double => ScalarEncoder::Double(DoubleEncoder::default()),
-            ScalarType::String => ScalarEncoder::Str(StringEncoder::default()),
-            ScalarType::Distribution => ScalarEncoder::Dist(DistEncoder::default()),
+            ScalarType::String => ScalarEncoder::Str(Box::default()),
+            ScalarType::Distribution => ScalarEncoder::Dist(Box::default()),
         }
     }
 
@@ -103,8 +103,8 @@ impl ScalarEncoder {
             ScalarEncoder::Bool(e) => e.memory_bytes(),
             ScalarEncoder::Int(e) => e.memory_bytes(),
             ScalarEncoder::Double(e) => e.memory_bytes(),
-            ScalarEncoder::Str(e) => e.memory_bytes(),
-            ScalarEncoder::Dist(e) => e.memory_bytes(),
+            ScalarEncoder::Str(e) => std::mem::size_of::<StringEncoder>() + e.memory_bytes(),
+            ScalarEncoder::Dist(e) => std::mem::size_of::<DistEncoder>() + e.memory_bytes(),
         }
     }
 }

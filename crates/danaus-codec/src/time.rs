@@ -163,6 +163,11 @@ impl SharedTimes {
     pub fn encoder(&self) -> &TimeEncoder {
         &self.enc
     }
+
+    /// Heap bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        self.enc.memory_bytes() + self.recent.capacity() * 8
+    }
 }
 
 #[derive(Debug, Clone)]
