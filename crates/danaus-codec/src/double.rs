@@ -166,6 +166,7 @@ impl DoubleEncoder {
 }
 
 /// Reads [`DoubleEncoder`]'s section.
+#[allow(clippy::large_enum_variant)] // decoders live on the stack for one chunk
 #[derive(Debug, Clone)]
 pub enum DoubleDecoder<'a> {
     /// Decimal mantissas.

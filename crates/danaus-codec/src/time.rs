@@ -170,6 +170,7 @@ impl SharedTimes {
     }
 }
 
+#[allow(clippy::large_enum_variant)] // decoders live on the stack for one chunk
 #[derive(Debug, Clone)]
 enum Units<'a> {
     Open(IntDecoder<'a>),
