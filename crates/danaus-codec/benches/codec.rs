@@ -87,6 +87,21 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(samples as u64));
     g.bench_function("encode_node_exporter_1h", |b| b.iter(|| black_box(encode(black_box(&data)))));
     g.bench_function("encode_and_seal_node_exporter_1h", |b| b.iter(|| black_box(encode_sealed(black_box(&data)))));
+    g.bench_function("decode_sealed_batch_node_exporter_1h", |b| {
+        let (mut ts, mut vs) = (Vec::with_capacity(256), Vec::with_capacity(256));
+        b.iter(|| {
+            let mut sum = 0f64;
+            let mut last = 0i64;
+            for c in &chunks {
+                ts.clear();
+                vs.clear();
+                c.iter().expect("valid chunk").read_doubles(&mut ts, &mut vs).expect("valid points");
+                sum += vs.iter().sum::<f64>();
+                last = last.max(*ts.last().unwrap_or(&0));
+            }
+            black_box((sum, last))
+        })
+    });
     g.bench_function("decode_sealed_node_exporter_1h", |b| {
         b.iter(|| {
             let mut sum = 0f64;

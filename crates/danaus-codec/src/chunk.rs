@@ -452,6 +452,25 @@ impl ChunkIter<'_> {
         Ok(Point { start_time, end_time, value })
     }
 
+    /// Decodes every remaining point of a double chunk without start times
+    /// into `times` and `values`: the batch kernel for numeric scans, which
+    /// decides each column's coding once, not once per point.
+    pub fn read_doubles(&mut self, times: &mut Vec<i64>, values: &mut Vec<f64>) -> Result<()> {
+        let n = self.left as usize;
+        let [ScalarDecoder::Double(d)] = self.columns.as_mut_slice() else {
+            return Err(Error::TypeMismatch { expected: "double".into(), value: "another type".into() });
+        };
+        if self.starts.is_some() {
+            return Err(Error::TypeMismatch {
+                expected: "double without start times".into(),
+                value: "a cumulative or delta chunk".into(),
+            });
+        }
+        self.left = 0;
+        self.times.decode_into(n, times)?;
+        d.decode_into(n, values)
+    }
+
     /// The next `(time, double)` pair of a double gauge chunk without
     /// building a `Value`: the scan kernel for numeric queries.
     #[inline]

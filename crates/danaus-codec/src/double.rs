@@ -189,6 +189,35 @@ impl<'a> DoubleDecoder<'a> {
         }
     }
 
+    /// Decodes the next `n` values into `out`.
+    pub fn decode_into(&mut self, n: usize, out: &mut Vec<f64>) -> Result<()> {
+        let mut ints = Vec::new();
+        let e = match self {
+            DoubleDecoder::Xor(d) => {
+                out.reserve(n);
+                for _ in 0..n {
+                    out.push(d.next_value()?);
+                }
+                return Ok(());
+            }
+            DoubleDecoder::Decimal(e, d) => {
+                d.decode_into(n, &mut ints)?;
+                *e
+            }
+            DoubleDecoder::Packed(e, d) => {
+                d.decode_into(n, &mut ints)?;
+                *e
+            }
+        };
+        if e == 0 {
+            out.extend(ints.iter().map(|&m| m as f64));
+        } else {
+            let p = POW10[e as usize];
+            out.extend(ints.iter().map(|&m| m as f64 / p));
+        }
+        Ok(())
+    }
+
     /// The next value.
     #[inline]
     pub fn next_value(&mut self) -> Result<f64> {
@@ -217,6 +246,12 @@ mod tests {
         for &v in vals {
             assert_eq!(d.next_value().unwrap().to_bits(), v.to_bits(), "{vals:?}");
         }
+        let mut batch = Vec::new();
+        DoubleDecoder::new(&packed).unwrap().decode_into(vals.len(), &mut batch).unwrap();
+        assert_eq!(
+            batch.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            vals.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
         let mut out = Vec::new();
         e.write_to(&mut out);
         let mut d = DoubleDecoder::new(&out).unwrap();

@@ -135,6 +135,15 @@ impl<'a> IntDecoder<'a> {
         Self { r: BitReader::new(data), started: false, prev: 0, prev_delta: 0 }
     }
 
+    /// Decodes the next `n` values into `out`.
+    pub fn decode_into(&mut self, n: usize, out: &mut Vec<i64>) -> Result<()> {
+        out.reserve(n);
+        for _ in 0..n {
+            out.push(self.next_value()?);
+        }
+        Ok(())
+    }
+
     /// The next value; the caller knows how many there are.
     #[inline]
     pub fn next_value(&mut self) -> Result<i64> {

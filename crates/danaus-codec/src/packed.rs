@@ -13,7 +13,8 @@
 //!
 //! Where most deltas are zero but a few are large (a gauge that moves now
 //! and then), the prefix code of [`crate::int`] is smaller than fixed-width
-//! blocks; the encoder measures both and keeps the smaller.
+//! blocks; the encoder measures both and keeps prefix codes when they save
+//! at least 15 % (blocks decode several times faster).
 //!
 //! Section: `u8 flags (bit 0: delta-of-delta, bit 1: prefix codes) |
 //! uvarint divisor | first value (8 bytes, LE) | codes`, where the codes are
@@ -70,7 +71,9 @@ pub fn pack(out: &mut Vec<u8>, values: &[i64]) {
     for &c in &best {
         put_code(&mut prefixed, c);
     }
-    let use_prefix = prefixed.bit_len() < cost(&best);
+    // Blocks decode several times faster: take prefix codes only when they
+    // save at least 15 %.
+    let use_prefix = prefixed.bit_len() * 100 < cost(&best) * 85;
     if use_prefix {
         flags |= 2;
     }
@@ -160,6 +163,55 @@ impl<'a> PackedDecoder<'a> {
         Ok(())
     }
 
+    /// Decodes the next `n` values into `out`: the batch kernel, with the
+    /// coding decided once per block instead of once per value.
+    pub fn decode_into(&mut self, mut n: usize, out: &mut Vec<i64>) -> Result<()> {
+        out.reserve(n);
+        if n > 0 && !self.started {
+            self.started = true;
+            out.push(self.prev);
+            n -= 1;
+        }
+        let (mut prev, mut prev_q, g) = (self.prev, self.prev_q, self.divisor);
+        if let Some(r) = self.prefix.as_mut() {
+            let dod = self.dod;
+            for _ in 0..n {
+                let c = unzigzag(get_code(r)?);
+                prev_q = if dod { prev_q.wrapping_add(c) } else { c };
+                prev = prev.wrapping_add(prev_q.wrapping_mul(g));
+                out.push(prev);
+            }
+            self.prev = prev;
+            self.prev_q = prev_q;
+            return Ok(());
+        }
+        while n > 0 {
+            if self.at == self.len {
+                self.refill()?;
+            }
+            let take = (self.len - self.at).min(n);
+            let codes = &self.block[self.at..self.at + take];
+            if self.dod {
+                for &c in codes {
+                    prev_q = prev_q.wrapping_add(unzigzag(c));
+                    prev = prev.wrapping_add(prev_q.wrapping_mul(g));
+                    out.push(prev);
+                }
+            } else {
+                for &c in codes {
+                    prev_q = unzigzag(c);
+                    prev = prev.wrapping_add(prev_q.wrapping_mul(g));
+                    out.push(prev);
+                }
+            }
+            self.at += take;
+            n -= take;
+        }
+        self.prev = prev;
+        self.prev_q = prev_q;
+        Ok(())
+    }
+
     /// The next value.
     #[inline]
     pub fn next_value(&mut self) -> Result<i64> {
@@ -196,6 +248,12 @@ mod tests {
         for &v in values {
             assert_eq!(d.next_value().unwrap(), v, "{values:?}");
         }
+        // The batch kernel agrees, also when started mid-way.
+        let mut d = PackedDecoder::new(&out).unwrap();
+        let split = values.len() / 3;
+        let mut got: Vec<i64> = (0..split).map(|_| d.next_value().unwrap()).collect();
+        d.decode_into(values.len() - split, &mut got).unwrap();
+        assert_eq!(got, values);
         out.len()
     }
 

@@ -198,6 +198,21 @@ impl<'a> TimeDecoder<'a> {
         Ok(Self { unit, ints })
     }
 
+    /// Decodes the next `n` times into `out`.
+    pub fn decode_into(&mut self, n: usize, out: &mut Vec<i64>) -> Result<()> {
+        let from = out.len();
+        match &mut self.ints {
+            Units::Open(d) => d.decode_into(n, out)?,
+            Units::Packed(d) => d.decode_into(n, out)?,
+        }
+        if self.unit != 1 {
+            for t in &mut out[from..] {
+                *t = t.wrapping_mul(self.unit);
+            }
+        }
+        Ok(())
+    }
+
     /// The next time.
     #[inline]
     pub fn next_value(&mut self) -> Result<i64> {

@@ -238,3 +238,20 @@ mod shared_times {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn batch_read_equals_point_read(vals in prop::collection::vec((0i64..1000, arb_f64()), 0..300), packed in any::<bool>()) {
+        let mut b = ChunkBuilder::new(ValueType::Scalar(ScalarType::Double), false);
+        let mut t = 1_700_000_000_000_000_000i64;
+        for (dt, v) in &vals { t += dt * 1_000_000; b.push_double(t, *v).unwrap(); }
+        let chunk = if packed { b.finish_packed() } else { b.finish() };
+        let points = chunk.points().unwrap();
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        chunk.iter().unwrap().read_doubles(&mut ts, &mut vs).unwrap();
+        prop_assert_eq!(ts, points.iter().map(|p| p.end_time).collect::<Vec<_>>());
+        let bits: Vec<u64> = vs.iter().map(|v| v.to_bits()).collect();
+        let want: Vec<u64> = points.iter().map(|p| match p.value { Value::Double(d) => d.to_bits(), _ => 0 }).collect();
+        prop_assert_eq!(bits, want);
+    }
+}
