@@ -189,21 +189,25 @@ struct SchemaCache {
     metrics: HashMap<String, Option<m::MetricSchema>>,
 }
 
+/// Fetches one schema; `None` when the server has no such schema.
+async fn get_schema(
+    client: &Client,
+    name: pb::get_schema_request::Name,
+) -> anyhow::Result<Option<pb::get_schema_response::Schema>> {
+    let what = format!("{name:?}");
+    match client.schema().get(pb::GetSchemaRequest { name: Some(name) }).await {
+        Ok(r) => Ok(r.into_inner().schema),
+        Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+        Err(s) => bail!("fetching schema {what}: {}", s.message()),
+    }
+}
+
 impl SchemaCache {
     async fn target(&mut self, name: &str) -> anyhow::Result<Option<m::TargetSchema>> {
         if !self.targets.contains_key(name) {
-            let r = self
-                .client
-                .schema()
-                .get(pb::GetSchemaRequest { name: Some(pb::get_schema_request::Name::Target(name.into())) })
-                .await;
-            let t = match r {
-                Ok(r) => match r.into_inner().schema {
-                    Some(pb::get_schema_response::Schema::Target(t)) => Some(convert::target_schema(&t)?),
-                    _ => None,
-                },
-                Err(s) if s.code() == tonic::Code::NotFound => None,
-                Err(s) => bail!("fetching target schema {name:?}: {}", s.message()),
+            let t = match get_schema(&self.client, pb::get_schema_request::Name::Target(name.into())).await? {
+                Some(pb::get_schema_response::Schema::Target(t)) => Some(convert::target_schema(&t)?),
+                _ => None,
             };
             self.targets.insert(name.into(), t);
         }
@@ -212,18 +216,9 @@ impl SchemaCache {
 
     async fn metric(&mut self, name: &str) -> anyhow::Result<Option<m::MetricSchema>> {
         if !self.metrics.contains_key(name) {
-            let r = self
-                .client
-                .schema()
-                .get(pb::GetSchemaRequest { name: Some(pb::get_schema_request::Name::Metric(name.into())) })
-                .await;
-            let t = match r {
-                Ok(r) => match r.into_inner().schema {
-                    Some(pb::get_schema_response::Schema::Metric(t)) => Some(convert::metric_schema(&t)?),
-                    _ => None,
-                },
-                Err(s) if s.code() == tonic::Code::NotFound => None,
-                Err(s) => bail!("fetching metric schema {name:?}: {}", s.message()),
+            let t = match get_schema(&self.client, pb::get_schema_request::Name::Metric(name.into())).await? {
+                Some(pb::get_schema_response::Schema::Metric(t)) => Some(convert::metric_schema(&t)?),
+                _ => None,
             };
             self.metrics.insert(name.into(), t);
         }
