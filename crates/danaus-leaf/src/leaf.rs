@@ -400,6 +400,7 @@ impl Leaf {
         let mut rec = RecordBuilder::new();
         let mut defined: Vec<SeriesRef> = Vec::new();
         let mut accepted = Vec::new();
+        let mut stored = Vec::new();
         // Batches repeat a few schemas many times: look each up once.
         let mut targets: HashMap<&str, Option<Arc<TargetSchema>>> = HashMap::new();
         let mut metrics: HashMap<&str, Option<Arc<MetricSchema>>> = HashMap::new();
@@ -497,7 +498,7 @@ impl Leaf {
                     }
                     accepted.clear();
                 }
-                let mut stored = Vec::with_capacity(accepted.len());
+                stored.clear();
                 for &j in &accepted {
                     let p = &sw.points[j];
                     match s.check(p, &inner.limits, &in_store) {
