@@ -344,6 +344,17 @@ impl Leaf {
         &self.inner.stats
     }
 
+    /// Why the leaf cannot accept writes, if it cannot.
+    pub fn unhealthy(&self) -> Option<String> {
+        if self.inner.log.stats().poisoned.load(Ordering::Acquire) {
+            Some("the recovery log failed a write or fsync; writes are refused until restart".into())
+        } else if self.inner.closed.load(Ordering::Acquire) {
+            Some("shutting down".into())
+        } else {
+            None
+        }
+    }
+
     /// Recovery-log counters.
     pub fn log_stats(&self) -> &danaus_storage::LogStats {
         self.inner.log.stats()

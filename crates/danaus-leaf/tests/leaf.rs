@@ -379,3 +379,96 @@ mod model_check {
         }
     }
 }
+
+mod disk_failure {
+    //! A failed fsync must never be acknowledged, and the leaf must say it
+    //! is unhealthy rather than limp on (PostgreSQL's "fsyncgate").
+
+    use super::*;
+    use danaus_leaf::Error;
+    use danaus_storage::{LogDevice, SegmentWriter};
+    use std::sync::atomic::AtomicBool;
+
+    #[derive(Clone)]
+    struct FlakyDisk {
+        inner: MemLogDevice,
+        fail: Arc<AtomicBool>,
+    }
+
+    struct FlakySegment {
+        inner: Box<dyn SegmentWriter>,
+        fail: Arc<AtomicBool>,
+    }
+
+    impl SegmentWriter for FlakySegment {
+        fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
+            self.inner.append(data)
+        }
+        fn sync(&mut self) -> std::io::Result<()> {
+            if self.fail.load(Ordering::Relaxed) {
+                return Err(std::io::Error::other("EIO (injected)"));
+            }
+            self.inner.sync()
+        }
+    }
+
+    impl LogDevice for FlakyDisk {
+        fn list(&self) -> std::io::Result<Vec<u64>> {
+            self.inner.list()
+        }
+        fn create(&self, id: u64) -> std::io::Result<Box<dyn SegmentWriter>> {
+            Ok(Box::new(FlakySegment { inner: self.inner.create(id)?, fail: self.fail.clone() }))
+        }
+        fn read(&self, id: u64) -> std::io::Result<Vec<u8>> {
+            self.inner.read(id)
+        }
+        fn truncate(&self, id: u64, len: u64) -> std::io::Result<()> {
+            self.inner.truncate(id, len)
+        }
+        fn remove(&self, id: u64) -> std::io::Result<()> {
+            self.inner.remove(id)
+        }
+        fn is_blocking(&self) -> bool {
+            false
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_fsync_is_not_acknowledged_and_marks_the_leaf_unhealthy() {
+        let disk = FlakyDisk { inner: MemLogDevice::new(), fail: Arc::new(AtomicBool::new(false)) };
+        let kv = Arc::new(MemKv::new());
+        let open = |disk: FlakyDisk| {
+            let kv = kv.clone();
+            async move {
+                Leaf::open(LeafConfig {
+                    kv,
+                    log: Arc::new(disk),
+                    clock: Arc::new(TestClock(Arc::new(AtomicI64::new(T0)))),
+                    options: opts(),
+                })
+                .await
+                .unwrap()
+            }
+        };
+        let leaf = open(disk.clone()).await;
+        setup(&leaf).await;
+        let w = |t: i64| vec![series("u", 1, "Get", vec![gauge(t, 1.0)])];
+        assert!(leaf.write("default", &w(T0)).await.unwrap().errors.is_empty());
+        assert_eq!(leaf.unhealthy(), None);
+        disk.fail.store(true, Ordering::Relaxed);
+        let e = leaf.write("default", &w(T0 + SEC)).await.unwrap_err();
+        assert!(matches!(e, Error::Unavailable(_)), "{e}");
+        assert!(e.to_string().contains("EIO (injected)"), "{e}");
+        // Even once the disk recovers, the log stays refused.
+        disk.fail.store(false, Ordering::Relaxed);
+        assert!(matches!(leaf.write("default", &w(T0 + 2 * SEC)).await, Err(Error::Unavailable(_))));
+        assert!(leaf.unhealthy().unwrap().contains("recovery log failed"));
+        // After a restart the acknowledged point is there.
+        drop(leaf);
+        disk.inner.crash();
+        let leaf = open(disk).await;
+        assert_eq!(leaf.unhealthy(), None);
+        let got = dump(&leaf).await;
+        assert!(got[&("u".into(), 1, "Get".into())].contains(&(T0, 1f64.to_bits())));
+    }
+}

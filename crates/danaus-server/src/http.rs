@@ -30,8 +30,14 @@ pub fn router(state: HttpState) -> Router {
     Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).with_state(state)
 }
 
-async fn healthz() -> impl IntoResponse {
-    (StatusCode::OK, "ok\n")
+/// `200 ok` while the leaf accepts writes; `503` with the reason when it
+/// cannot (a failed fsync poisons the recovery log), so load balancers and
+/// Kubernetes stop sending it traffic.
+async fn healthz(State(st): State<HttpState>) -> impl IntoResponse {
+    match st.leaf.unhealthy() {
+        None => (StatusCode::OK, "ok\n".to_owned()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {why}\n")),
+    }
 }
 
 struct Text(String);

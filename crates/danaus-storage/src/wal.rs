@@ -32,7 +32,7 @@ pub struct LogOptions {
 
 impl Default for LogOptions {
     fn default() -> Self {
-        Self { segment_bytes: 64 << 20, max_record_bytes: 32 << 20, max_batch_bytes: 16 << 20, queue_depth: 4096 }
+        Self { segment_bytes: 64 << 20, max_record_bytes: 96 << 20, max_batch_bytes: 16 << 20, queue_depth: 4096 }
     }
 }
 
@@ -75,6 +75,8 @@ pub struct LogStats {
     pub bytes: AtomicU64,
     /// The open segment's id.
     pub segment: AtomicU64,
+    /// Set once a write or fsync failed: the log accepts nothing more.
+    pub poisoned: std::sync::atomic::AtomicBool,
 }
 
 const HEADER: usize = 8;
@@ -301,6 +303,7 @@ impl Committer {
                 let msg = format!("segment {}: {e}", self.segment);
                 tracing::error!(error = %msg, "recovery log write failed; refusing further writes");
                 self.poisoned = Some(msg.clone());
+                self.stats.poisoned.store(true, Ordering::Release);
                 for (_, tx) in waiters {
                     let _ = tx.send(Err(Error::Poisoned(msg.clone())));
                 }
@@ -357,6 +360,7 @@ impl Committer {
             Err(e) => {
                 let msg = format!("creating segment {next}: {e}");
                 self.poisoned = Some(msg.clone());
+                self.stats.poisoned.store(true, Ordering::Release);
                 Err(Error::Poisoned(msg))
             }
         }
