@@ -17,6 +17,10 @@ use danaus_model::{
 use danaus_storage::{FsLogDevice, MemKv, SystemClock};
 use danaus_workload::NodeFleet;
 
+/// The allocator the `danaus` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const HOSTS: usize = 40;
 const SERIES_PER_HOST: usize = 100;
 /// Scrape rounds per write batch: each series carries this many points.
@@ -133,6 +137,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("leaf");
     g.throughput(Throughput::Elements(per_iter));
     g.sample_size(20);
+    g.measurement_time(Duration::from_secs(15));
     g.bench_function("ingest_durable_8_writers", |b| {
         b.iter_custom(|iters| {
             // Each writer gets its own queue of batches; no barrier between rounds.

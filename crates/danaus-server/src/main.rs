@@ -9,6 +9,12 @@ use clap::{Parser, Subcommand};
 use danaus_leaf::LeafOptions;
 use danaus_server::standalone::{self, StandaloneConfig};
 
+/// mimalloc: the write path allocates and frees many small objects per
+/// request; glibc's allocator spent a visible share of ingest time trimming
+/// and consolidating (see docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Danaus: a zone-local, planet-scale monitoring system.
 #[derive(Parser)]
 #[command(version, about)]
