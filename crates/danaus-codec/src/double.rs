@@ -191,31 +191,27 @@ impl<'a> DoubleDecoder<'a> {
 
     /// Decodes the next `n` values into `out`.
     pub fn decode_into(&mut self, n: usize, out: &mut Vec<f64>) -> Result<()> {
-        let mut ints = Vec::new();
-        let e = match self {
+        out.reserve(n);
+        match self {
             DoubleDecoder::Xor(d) => {
-                out.reserve(n);
                 for _ in 0..n {
                     out.push(d.next_value()?);
                 }
-                return Ok(());
+                Ok(())
             }
             DoubleDecoder::Decimal(e, d) => {
-                d.decode_into(n, &mut ints)?;
-                *e
+                let e = *e;
+                for _ in 0..n {
+                    out.push(decode_decimal(d.next_value()?, e));
+                }
+                Ok(())
             }
+            DoubleDecoder::Packed(0, d) => d.decode_each(n, |m| out.push(m as f64)),
             DoubleDecoder::Packed(e, d) => {
-                d.decode_into(n, &mut ints)?;
-                *e
+                let p = POW10[*e as usize];
+                d.decode_each(n, |m| out.push(m as f64 / p))
             }
-        };
-        if e == 0 {
-            out.extend(ints.iter().map(|&m| m as f64));
-        } else {
-            let p = POW10[e as usize];
-            out.extend(ints.iter().map(|&m| m as f64 / p));
         }
-        Ok(())
     }
 
     /// The next value.

@@ -40,7 +40,7 @@ pub(crate) fn put_code(w: &mut BitWriter, z: u64) {
 }
 
 /// Reads a value written by [`put_code`].
-#[inline]
+#[inline(always)]
 pub(crate) fn get_code(r: &mut BitReader<'_>) -> Result<u64> {
     let word = r.peek64();
     let ones = word.leading_ones().min(CLASSES);

@@ -95,6 +95,19 @@ pub fn pack(out: &mut Vec<u8>, values: &[i64]) {
     }
 }
 
+/// Unpacks `out.len()` codes of `w` (1..=56) bits from `src`, which holds
+/// at least 8 bytes past the last code.
+#[inline]
+fn unpack(src: &[u8], w: u32, out: &mut [u64]) {
+    let mask = (1u64 << w) - 1;
+    for (i, slot) in out.iter_mut().enumerate() {
+        let bit = i * w as usize;
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&src[bit / 8..bit / 8 + 8]);
+        *slot = (u64::from_be_bytes(word) >> (64 - w as usize - bit % 8)) & mask;
+    }
+}
+
 /// Reads a [`pack`]ed section.
 #[derive(Debug, Clone)]
 pub struct PackedDecoder<'a> {
@@ -107,7 +120,7 @@ pub struct PackedDecoder<'a> {
     started: bool,
     prev: i64,
     prev_q: i64,
-    block: [u64; BLOCK],
+    block: Box<[u64; BLOCK]>,
     at: usize,
     len: usize,
 }
@@ -135,7 +148,7 @@ impl<'a> PackedDecoder<'a> {
             started: false,
             prev: first,
             prev_q: 0,
-            block: [0; BLOCK],
+            block: Box::new([0; BLOCK]),
             at: 0,
             len: 0,
         })
@@ -153,11 +166,28 @@ impl<'a> PackedDecoder<'a> {
         if n == 0 {
             return Err(Error::Truncated("packed block"));
         }
-        let mut r = BitReader::new(rest);
-        for slot in self.block.iter_mut().take(n) {
-            *slot = r.read(w).ok_or(Error::Truncated("packed block"))?;
+        let bytes = (n * w as usize).div_ceil(8);
+        if w == 0 {
+            self.block.fill(0);
+        } else if w <= 56 {
+            // Word-at-a-time unpacking: no bounds checks or branches per
+            // code. Reads run up to 8 bytes past the block, so the last block
+            // of a section is unpacked from a zero-padded copy.
+            let mut padded = [0u8; BLOCK * 8 + 8];
+            let src: &[u8] = if rest.len() >= bytes + 8 {
+                &rest[..bytes + 8]
+            } else {
+                padded[..bytes].copy_from_slice(&rest[..bytes]);
+                &padded[..bytes + 8]
+            };
+            unpack(src, w, &mut self.block[..n]);
+        } else {
+            let mut r = BitReader::new(rest);
+            for slot in self.block.iter_mut().take(n) {
+                *slot = r.read(w).ok_or(Error::Truncated("packed block"))?;
+            }
         }
-        self.pos += 1 + (n * w as usize).div_ceil(8);
+        self.pos += 1 + bytes;
         self.at = 0;
         self.len = n;
         Ok(())
@@ -165,11 +195,17 @@ impl<'a> PackedDecoder<'a> {
 
     /// Decodes the next `n` values into `out`: the batch kernel, with the
     /// coding decided once per block instead of once per value.
-    pub fn decode_into(&mut self, mut n: usize, out: &mut Vec<i64>) -> Result<()> {
+    pub fn decode_into(&mut self, n: usize, out: &mut Vec<i64>) -> Result<()> {
         out.reserve(n);
+        self.decode_each(n, |v| out.push(v))
+    }
+
+    /// Calls `f` with each of the next `n` values.
+    #[inline]
+    pub fn decode_each(&mut self, mut n: usize, mut f: impl FnMut(i64)) -> Result<()> {
         if n > 0 && !self.started {
             self.started = true;
-            out.push(self.prev);
+            f(self.prev);
             n -= 1;
         }
         let (mut prev, mut prev_q, g) = (self.prev, self.prev_q, self.divisor);
@@ -179,7 +215,7 @@ impl<'a> PackedDecoder<'a> {
                 let c = unzigzag(get_code(r)?);
                 prev_q = if dod { prev_q.wrapping_add(c) } else { c };
                 prev = prev.wrapping_add(prev_q.wrapping_mul(g));
-                out.push(prev);
+                f(prev);
             }
             self.prev = prev;
             self.prev_q = prev_q;
@@ -195,13 +231,13 @@ impl<'a> PackedDecoder<'a> {
                 for &c in codes {
                     prev_q = prev_q.wrapping_add(unzigzag(c));
                     prev = prev.wrapping_add(prev_q.wrapping_mul(g));
-                    out.push(prev);
+                    f(prev);
                 }
             } else {
                 for &c in codes {
                     prev_q = unzigzag(c);
                     prev = prev.wrapping_add(prev_q.wrapping_mul(g));
-                    out.push(prev);
+                    f(prev);
                 }
             }
             self.at += take;
