@@ -206,10 +206,29 @@ impl<'a> DoubleDecoder<'a> {
                 }
                 Ok(())
             }
-            DoubleDecoder::Packed(0, d) => d.decode_each(n, |m| out.push(m as f64)),
             DoubleDecoder::Packed(e, d) => {
-                let p = POW10[*e as usize];
-                d.decode_each(n, |m| out.push(m as f64 / p))
+                // Write into a pre-sized slice: cheaper than a push per value.
+                let start = out.len();
+                out.resize(start + n, 0.0);
+                let mut slots = out[start..].iter_mut();
+                let result = if *e == 0 {
+                    d.decode_each(n, |m| {
+                        if let Some(s) = slots.next() {
+                            *s = m as f64;
+                        }
+                    })
+                } else {
+                    let p = POW10[*e as usize];
+                    d.decode_each(n, |m| {
+                        if let Some(s) = slots.next() {
+                            *s = m as f64 / p;
+                        }
+                    })
+                };
+                if result.is_err() {
+                    out.truncate(start);
+                }
+                result
             }
         }
     }

@@ -196,8 +196,18 @@ impl<'a> PackedDecoder<'a> {
     /// Decodes the next `n` values into `out`: the batch kernel, with the
     /// coding decided once per block instead of once per value.
     pub fn decode_into(&mut self, n: usize, out: &mut Vec<i64>) -> Result<()> {
-        out.reserve(n);
-        self.decode_each(n, |v| out.push(v))
+        let start = out.len();
+        out.resize(start + n, 0);
+        let mut slots = out[start..].iter_mut();
+        let result = self.decode_each(n, |v| {
+            if let Some(s) = slots.next() {
+                *s = v;
+            }
+        });
+        if result.is_err() {
+            out.truncate(start);
+        }
+        result
     }
 
     /// Calls `f` with each of the next `n` values.
