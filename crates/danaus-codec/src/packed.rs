@@ -237,17 +237,36 @@ impl<'a> PackedDecoder<'a> {
             }
             let take = (self.len - self.at).min(n);
             let codes = &self.block[self.at..self.at + take];
-            if self.dod {
-                for &c in codes {
-                    prev_q = prev_q.wrapping_add(unzigzag(c));
-                    prev = prev.wrapping_add(prev_q.wrapping_mul(g));
-                    f(prev);
+            // Four loops so the common cases carry no multiply and no branch
+            // in the prefix-sum chain.
+            match (self.dod, g == 1) {
+                (true, true) => {
+                    for &c in codes {
+                        prev_q = prev_q.wrapping_add(unzigzag(c));
+                        prev = prev.wrapping_add(prev_q);
+                        f(prev);
+                    }
                 }
-            } else {
-                for &c in codes {
-                    prev_q = unzigzag(c);
-                    prev = prev.wrapping_add(prev_q.wrapping_mul(g));
-                    f(prev);
+                (true, false) => {
+                    for &c in codes {
+                        prev_q = prev_q.wrapping_add(unzigzag(c));
+                        prev = prev.wrapping_add(prev_q.wrapping_mul(g));
+                        f(prev);
+                    }
+                }
+                (false, true) => {
+                    for &c in codes {
+                        prev_q = unzigzag(c);
+                        prev = prev.wrapping_add(prev_q);
+                        f(prev);
+                    }
+                }
+                (false, false) => {
+                    for &c in codes {
+                        prev_q = unzigzag(c);
+                        prev = prev.wrapping_add(prev_q.wrapping_mul(g));
+                        f(prev);
+                    }
                 }
             }
             self.at += take;
