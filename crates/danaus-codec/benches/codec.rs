@@ -1,5 +1,6 @@
 //! Chunk encode/decode throughput and size on a node_exporter-like data set
-//! (`danaus-workload`): 2,000 series × 240 points (one hour at 15 s).
+//! (`danaus-workload`): 2,000 series × 480 points (two hours at 15 s: one
+//! chunk at the leaf's default chunk size).
 
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
@@ -14,8 +15,8 @@ fn fleet() -> NodeFleet {
 
 fn dataset() -> Vec<Vec<(i64, f64)>> {
     let mut fleet = fleet();
-    let mut series = vec![Vec::with_capacity(240); fleet.series.len()];
-    for _ in 0..240 {
+    let mut series = vec![Vec::with_capacity(480); fleet.series.len()];
+    for _ in 0..480 {
         fleet.scrape(|i, t, v| series[i].push((t, v)));
     }
     series
@@ -85,9 +86,9 @@ fn bench(c: &mut Criterion) {
     breakdown(&data, &chunks);
     let mut g = c.benchmark_group("codec");
     g.throughput(Throughput::Elements(samples as u64));
-    g.bench_function("encode_node_exporter_1h", |b| b.iter(|| black_box(encode(black_box(&data)))));
-    g.bench_function("encode_and_seal_node_exporter_1h", |b| b.iter(|| black_box(encode_sealed(black_box(&data)))));
-    g.bench_function("decode_sealed_batch_node_exporter_1h", |b| {
+    g.bench_function("encode_node_exporter_2h", |b| b.iter(|| black_box(encode(black_box(&data)))));
+    g.bench_function("encode_and_seal_node_exporter_2h", |b| b.iter(|| black_box(encode_sealed(black_box(&data)))));
+    g.bench_function("decode_sealed_batch_node_exporter_2h", |b| {
         let (mut ts, mut vs) = (Vec::with_capacity(256), Vec::with_capacity(256));
         b.iter(|| {
             let mut sum = 0f64;
@@ -102,7 +103,7 @@ fn bench(c: &mut Criterion) {
             black_box((sum, last))
         })
     });
-    g.bench_function("decode_sealed_node_exporter_1h", |b| {
+    g.bench_function("decode_sealed_node_exporter_2h", |b| {
         b.iter(|| {
             let mut sum = 0f64;
             let mut last = 0i64;

@@ -41,7 +41,7 @@ impl Default for LeafOptions {
     fn default() -> Self {
         Self {
             out_of_order_window: Duration::from_secs(600),
-            chunk_max_points: 240,
+            chunk_max_points: 480,
             chunk_max_span: Duration::from_secs(2 * 3600),
             memory_window: Duration::from_secs(2 * 3600),
             checkpoint_interval: Duration::from_secs(60),
