@@ -70,11 +70,6 @@ impl BitWriter {
     pub fn byte_len(&self) -> usize {
         self.bit_len().div_ceil(8)
     }
-
-    /// Releases spare capacity.
-    pub fn shrink_to_fit(&mut self) {
-        self.buf.shrink_to_fit();
-    }
 }
 
 /// Reads bits written by [`BitWriter`].

@@ -65,11 +65,6 @@ impl FloatEncoder {
     pub fn memory_bytes(&self) -> usize {
         self.w.memory_bytes()
     }
-
-    /// Releases spare capacity.
-    pub fn shrink_to_fit(&mut self) {
-        self.w.shrink_to_fit();
-    }
 }
 
 /// Reads values written by [`FloatEncoder`].

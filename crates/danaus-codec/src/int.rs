@@ -113,11 +113,6 @@ impl IntEncoder {
     pub fn memory_bytes(&self) -> usize {
         self.w.memory_bytes()
     }
-
-    /// Releases spare capacity.
-    pub fn shrink_to_fit(&mut self) {
-        self.w.shrink_to_fit();
-    }
 }
 
 /// Reads values written by [`IntEncoder`].
