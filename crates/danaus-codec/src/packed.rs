@@ -173,14 +173,13 @@ impl<'a> PackedDecoder<'a> {
             // Word-at-a-time unpacking: no bounds checks or branches per
             // code. Reads run up to 8 bytes past the block, so the last block
             // of a section is unpacked from a zero-padded copy.
-            let mut padded = [0u8; BLOCK * 8 + 8];
-            let src: &[u8] = if rest.len() >= bytes + 8 {
-                &rest[..bytes + 8]
+            if rest.len() >= bytes + 8 {
+                unpack(&rest[..bytes + 8], w, &mut self.block[..n]);
             } else {
+                let mut padded = [0u8; BLOCK * 8 + 8];
                 padded[..bytes].copy_from_slice(&rest[..bytes]);
-                &padded[..bytes + 8]
-            };
-            unpack(src, w, &mut self.block[..n]);
+                unpack(&padded[..bytes + 8], w, &mut self.block[..n]);
+            }
         } else {
             let mut r = BitReader::new(rest);
             for slot in self.block.iter_mut().take(n) {
