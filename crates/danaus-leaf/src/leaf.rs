@@ -169,6 +169,8 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     checkpoint_lock: tokio::sync::Mutex<()>,
     log_bytes_at_checkpoint: AtomicU64,
+    /// Clock time retention last ran (`i64::MIN`: never).
+    last_retention: std::sync::atomic::AtomicI64,
     stats: LeafStats,
     replay: ReplayReport,
     chunks: Arc<ChunkContext>,
@@ -324,6 +326,7 @@ impl Leaf {
             closed: AtomicBool::new(false),
             checkpoint_lock: tokio::sync::Mutex::new(()),
             log_bytes_at_checkpoint: AtomicU64::new(0),
+            last_retention: std::sync::atomic::AtomicI64::new(i64::MIN),
             stats,
             replay,
             opts: options,
@@ -758,6 +761,9 @@ impl Leaf {
     }
 }
 
+/// How often retention runs, at most.
+const RETENTION_EVERY_NS: i64 = 600 * 1_000_000_000;
+
 struct Mark {
     series: SeriesRef,
     chunks: Vec<(u64, u64, Vec<u8>)>,
@@ -843,7 +849,14 @@ async fn checkpoint(inner: &Arc<Inner>) -> Result<CheckpointReport> {
         return Err(e);
     }
     let memory_floor = now.saturating_sub(nanos(inner.opts.memory_window));
-    let retention_floor = inner.opts.retention.map(|r| now.saturating_sub(nanos(r)));
+    // Range tombstones are cheap but not free: apply retention at most every
+    // ten minutes of wall time, not at every checkpoint.
+    let last = inner.last_retention.load(Ordering::Relaxed);
+    let retention_due = last == i64::MIN || now.saturating_sub(last) >= RETENTION_EVERY_NS;
+    let retention_floor = inner.opts.retention.filter(|_| retention_due).map(|r| now.saturating_sub(nanos(r)));
+    if retention_floor.is_some() {
+        inner.last_retention.store(now, Ordering::Relaxed);
+    }
     let mut expired = WriteBatch::default();
     for m in marks {
         let mut guard = m.series.lock();
