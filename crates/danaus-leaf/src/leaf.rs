@@ -215,6 +215,9 @@ fn parse_series_record(id: u64, v: &[u8]) -> std::result::Result<SeriesState, St
     s.max_time = (max != i64::MIN).then_some(max);
     s.def_durable = true;
     s.record_dirty = false;
+    // Checkpointed points are in the store, not in memory; newer ones come
+    // back from the log.
+    s.complete_from = if max == i64::MIN { i64::MIN } else { max.saturating_add(1) };
     Ok(s)
 }
 
@@ -633,11 +636,12 @@ impl Leaf {
     /// The points of a selected series in `[start, end]`, merged from memory
     /// and the long-term store, in time order, one per timestamp.
     pub async fn points(&self, series: &SelectedSeries, start: i64, end: i64) -> Result<Vec<Point>> {
-        let (id, mem) = {
+        let (id, mem, complete_from) = {
             let g = series.series.lock();
-            (g.id, g.memory_chunks(start, end))
+            (g.id, g.memory_chunks(start, end), g.complete_from)
         };
-        let stored = self.stored_chunks(id, start, end).await?;
+        // Memory holds everything from `complete_from` on: skip the store.
+        let stored = if start >= complete_from { Vec::new() } else { self.stored_chunks(id, start, end).await? };
         let mut points = Vec::new();
         // Memory first: on equal timestamps the stable sort keeps it.
         let chunks = mem.into_iter().chain(stored);
@@ -879,11 +883,9 @@ async fn checkpoint(inner: &Arc<Inner>) -> Result<CheckpointReport> {
     }
     for series in inner.index.all() {
         let mut s = series.lock();
-        let before = s.sealed.len();
-        s.sealed.retain(|c| !(c.persisted && c.max_time < memory_floor));
-        report.chunks_evicted += (before - s.sealed.len()) as u64;
+        report.chunks_evicted += s.evict(|c| c.persisted && c.max_time < memory_floor) as u64;
         if let Some(floor) = retention_floor {
-            s.sealed.retain(|c| c.max_time >= floor);
+            s.evict(|c| c.max_time < floor);
             // Chunks span at most MAX_CHUNK_SPAN_NS, so every chunk that
             // starts this early has ended before the floor.
             let upto = floor.saturating_sub(MAX_CHUNK_SPAN_NS);

@@ -110,6 +110,11 @@ pub(crate) struct SeriesState {
     pub def_durable: bool,
     /// Whether the series record in the store is older than `max_time`.
     pub record_dirty: bool,
+    /// Every point at or after this time is in memory, so reads from here
+    /// on need not touch the long-term store. `i64::MIN` for a series whose
+    /// points never left memory; after a restart, just past the newest
+    /// checkpointed time; raised when chunks are evicted.
+    pub complete_from: i64,
 }
 
 impl SeriesState {
@@ -127,6 +132,7 @@ impl SeriesState {
             last: None,
             def_durable: false,
             record_dirty: true,
+            complete_from: i64::MIN,
         }
     }
 
@@ -264,6 +270,24 @@ impl SeriesState {
                 }
             }
         }
+    }
+
+    /// Drops sealed chunks `doomed` selects, keeping `complete_from` true.
+    /// Returns how many were dropped.
+    pub(crate) fn evict(&mut self, doomed: impl Fn(&MemChunk) -> bool) -> usize {
+        let before = self.sealed.len();
+        let mut newest = None;
+        self.sealed.retain(|c| {
+            let drop = doomed(c);
+            if drop {
+                newest = newest.max(Some(c.max_time));
+            }
+            !drop
+        });
+        if let Some(t) = newest {
+            self.complete_from = self.complete_from.max(t.saturating_add(1));
+        }
+        before - self.sealed.len()
     }
 
     /// Decoded chunks in memory that overlap `[start, end]`.

@@ -375,6 +375,23 @@ mod model_check {
                 }
                 let want: BTreeMap<_, Vec<(i64, u64)>> = model.into_iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k, v.into_iter().collect())).collect();
                 assert_eq!(dump(&leaf).await, want);
+                // A read of a recent range, which memory alone may serve.
+                let from = T0 + 30 * SEC;
+                let mut recent = req(vec![]);
+                recent.start = from;
+                let mut got: BTreeMap<(String, i64, String), Vec<(i64, u64)>> = BTreeMap::new();
+                for (s, pts) in leaf.read("default", &recent).await.unwrap() {
+                    let task = s.target_fields.iter().find(|(k, _)| k == "task_num").map(|(_, v)| v.clone());
+                    let Some(FieldValue::Int64(t)) = task else { panic!("{s:?}") };
+                    let pts: Vec<(i64, u64)> = pts.iter().map(|p| match p.value { Value::Double(d) => (p.end_time, d.to_bits()), _ => panic!() }).collect();
+                    if !pts.is_empty() { got.insert(("m".into(), t, "Get".into()), pts); }
+                }
+                let want_recent: BTreeMap<_, Vec<(i64, u64)>> = want
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.iter().copied().filter(|(t, _)| *t >= from).collect::<Vec<_>>()))
+                    .filter(|(_, v)| !v.is_empty())
+                    .collect();
+                assert_eq!(got, want_recent);
             });
         }
     }
