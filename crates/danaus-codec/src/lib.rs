@@ -17,8 +17,9 @@
 //! Data flow: the leaf pushes points into a [`ChunkBuilder`]; when the chunk
 //! is full or old it calls [`ChunkBuilder::finish_packed`], which re-codes
 //! integer and decimal columns in their smallest form ([`packed`]: deltas
-//! or delta-of-deltas over the deltas' common divisor), and keeps the
-//! immutable [`Chunk`] bytes, which are also what RocksDB stores. Decoding never
+//! or delta-of-deltas over the deltas' common divisor, in patched-PFOR
+//! blocks), and keeps the immutable [`Chunk`] bytes, which are also what
+//! RocksDB stores. Decoding never
 //! panics on corrupt input: every decoder returns [`Error`].
 
 pub mod bits;

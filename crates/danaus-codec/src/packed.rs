@@ -2,32 +2,33 @@
 //!
 //! An open chunk must encode as it goes, so it uses prefix-coded
 //! delta-of-deltas. A sealed chunk knows all its values, so it stores them
-//! in blocks of fixed-width bit fields (frame-of-reference packing, as in
-//! PFOR): smaller than prefix codes for most data, since no bits go to
-//! prefixes, and far faster to decode, since a block unpacks with no
-//! branches per value. It also picks the smaller of two codings — deltas
-//! or delta-of-deltas — after dividing every delta by their greatest common
+//! in blocks of fixed-width bit fields with exceptions (patched
+//! frame-of-reference, PFOR): each block of 32 codes picks the width that
+//! minimises its size and stores the few codes that do not fit as
+//! exceptions (position and full code). No bits go to per-value prefixes,
+//! and a block unpacks with no branches per value, so this is both smaller
+//! and several times faster to decode than prefix codes — also for sparse
+//! columns, like a gauge that moves now and then, where most codes are zero.
+//!
+//! The encoder also picks the smaller of two codings — deltas or
+//! delta-of-deltas — after dividing every delta by their greatest common
 //! divisor: memory gauges move in whole 4 KiB pages, counters often in
 //! fixed steps; a gauge's random walk is cheaper as deltas, a steady
 //! counter as delta-of-deltas.
 //!
-//! Where most deltas are zero but a few are large (a gauge that moves now
-//! and then), the prefix code of [`crate::int`] is smaller than fixed-width
-//! blocks; the encoder measures both and keeps prefix codes when they save
-//! at least 15 % (blocks decode several times faster).
-//!
-//! Section: `u8 flags (bit 0: delta-of-delta, bit 1: prefix codes) |
-//! uvarint divisor | first value (8 bytes, LE) | codes`, where the codes are
-//! either blocks — each the zigzag codes of up to 32 later values as
-//! `u8 width | 32 × width bits` (the last block only as many as remain) —
-//! or one prefix code per later value.
+//! Section: `u8 flags (bit 0: delta-of-delta) | uvarint divisor | uvarint
+//! count | first value (8 bytes, LE; absent when count is 0) | blocks`. Each
+//! block holds the zigzag codes of the next `min(32, left)` values:
+//! `u8 head (width | 0x80 when exceptions follow) | [u8 exceptions | u8
+//! exception width] | codes × width bits | exceptions × 5-bit positions |
+//! exceptions × exception-width bits`, padded to a byte.
 
 use crate::bits::{BitReader, BitWriter};
 use crate::error::{Error, Result};
-use crate::int::{get_code, put_code};
 use crate::varint::{put_uvarint, unzigzag, zigzag, ByteReader};
 
 const BLOCK: usize = 32;
+const HAS_EXCEPTIONS: u8 = 0x80;
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {
     while b != 0 {
@@ -50,13 +51,62 @@ fn codes(values: &[i64], divisor: i64, dod: bool) -> Vec<u64> {
         .collect()
 }
 
-fn width(block: &[u64]) -> u32 {
-    64 - block.iter().fold(0u64, |a, &c| a | c).leading_zeros()
+fn bit_width(c: u64) -> u32 {
+    64 - c.leading_zeros()
+}
+
+/// The cheapest layout of one block: `(bits, width, exceptions)`.
+fn plan(block: &[u64]) -> (usize, u32, usize) {
+    // How many codes need each bit width; exceptions are the codes wider
+    // than the chosen width, and their width is the widest code's.
+    let mut hist = [0usize; 65];
+    for &c in block {
+        hist[bit_width(c) as usize] += 1;
+    }
+    let full = (0..=64).rev().find(|&w| hist[w] > 0).unwrap_or(0);
+    let mut best = (8 + block.len() * full, full as u32, 0);
+    let mut wider = 0;
+    for w in (0..full).rev() {
+        wider += hist[w + 1];
+        let bits = 8 + block.len() * w + 16 + wider * (5 + full);
+        if bits < best.0 {
+            best = (bits, w as u32, wider);
+        }
+    }
+    best
 }
 
 /// Encoded size in bits of the codes (block headers included).
 fn cost(codes: &[u64]) -> usize {
-    codes.chunks(BLOCK).map(|b| 8 + b.len() * width(b) as usize).sum()
+    codes.chunks(BLOCK).map(|b| plan(b).0).sum()
+}
+
+fn put_block(out: &mut Vec<u8>, block: &[u64]) {
+    let (_, w, k) = plan(block);
+    let mut bits = BitWriter::new();
+    if k == 0 {
+        out.push(w as u8);
+        for &c in block {
+            bits.write(c, w);
+        }
+    } else {
+        let exceptions: Vec<(usize, u64)> =
+            block.iter().copied().enumerate().filter(|&(_, c)| bit_width(c) > w).collect();
+        let wx = exceptions.iter().map(|&(_, c)| bit_width(c)).max().unwrap_or(0);
+        out.push(w as u8 | HAS_EXCEPTIONS);
+        out.push(k as u8);
+        out.push(wx as u8);
+        for &c in block {
+            bits.write(if bit_width(c) > w { 0 } else { c }, w);
+        }
+        for &(i, _) in &exceptions {
+            bits.write(i as u64, 5);
+        }
+        for &(_, c) in &exceptions {
+            bits.write(c, wx);
+        }
+    }
+    bits.copy_to(out);
 }
 
 /// Appends the smallest packed encoding of `values`.
@@ -66,32 +116,14 @@ pub fn pack(out: &mut Vec<u8>, values: &[i64]) {
     let divisor = if g == 0 || g > i64::MAX as u64 { 1 } else { g as i64 };
     let delta = codes(values, divisor, false);
     let dod = codes(values, divisor, true);
-    let (mut flags, best) = if cost(&dod) < cost(&delta) { (1u8, dod) } else { (0u8, delta) };
-    let mut prefixed = BitWriter::new();
-    for &c in &best {
-        put_code(&mut prefixed, c);
-    }
-    // Blocks decode several times faster: take prefix codes only when they
-    // save at least 15 %.
-    let use_prefix = prefixed.bit_len() * 100 < cost(&best) * 85;
-    if use_prefix {
-        flags |= 2;
-    }
+    let (flags, best) = if cost(&dod) < cost(&delta) { (1u8, dod) } else { (0u8, delta) };
     out.push(flags);
     put_uvarint(out, divisor as u64);
-    out.extend_from_slice(&values.first().copied().unwrap_or(0).to_le_bytes());
-    if use_prefix {
-        prefixed.copy_to(out);
-        return;
-    }
+    put_uvarint(out, values.len() as u64);
+    let Some(first) = values.first() else { return };
+    out.extend_from_slice(&first.to_le_bytes());
     for block in best.chunks(BLOCK) {
-        let w = width(block);
-        out.push(w as u8);
-        let mut bits = BitWriter::new();
-        for &c in block {
-            bits.write(c, w);
-        }
-        bits.copy_to(out);
+        put_block(out, block);
     }
 }
 
@@ -113,8 +145,8 @@ fn unpack(src: &[u8], w: u32, out: &mut [u64]) {
 pub struct PackedDecoder<'a> {
     data: &'a [u8],
     pos: usize,
-    /// Set when the codes are prefix codes rather than blocks.
-    prefix: Option<BitReader<'a>>,
+    /// Codes not yet unpacked.
+    left: usize,
     dod: bool,
     divisor: i64,
     started: bool,
@@ -130,20 +162,22 @@ impl<'a> PackedDecoder<'a> {
     pub fn new(data: &'a [u8]) -> Result<Self> {
         let mut br = ByteReader::new(data);
         let flags = br.u8()?;
-        if flags > 3 {
+        if flags > 1 {
             return Err(Error::Corrupt(format!("unknown packed flags {flags:#x}")));
         }
         let divisor = br.uvarint()?;
         if divisor == 0 || divisor > i64::MAX as u64 {
             return Err(Error::Corrupt(format!("packed divisor {divisor}")));
         }
-        let first = br.u64_le()? as i64;
+        // Every block takes at least one byte for up to 32 codes.
+        let count = br.len(data.len().saturating_mul(BLOCK).saturating_add(1), "packed count")?;
+        let first = if count > 0 { br.u64_le()? as i64 } else { 0 };
         let pos = data.len() - br.remaining();
         Ok(Self {
             data,
             pos,
-            prefix: (flags & 2 != 0).then(|| BitReader::new(&data[pos..])),
-            dod: flags & 1 == 1,
+            left: count.saturating_sub(1),
+            dod: flags == 1,
             divisor: divisor as i64,
             started: false,
             prev: first,
@@ -154,39 +188,70 @@ impl<'a> PackedDecoder<'a> {
         })
     }
 
-    /// Unpacks the next block (up to 32 codes; fewer only at the end).
+    /// Unpacks the next block.
     fn refill(&mut self) -> Result<()> {
-        let w = *self.data.get(self.pos).ok_or(Error::Truncated("packed block width"))? as u32;
+        let n = self.left.min(BLOCK);
+        if n == 0 {
+            return Err(Error::Truncated("packed codes"));
+        }
+        let t = || Error::Truncated("packed block");
+        let head = *self.data.get(self.pos).ok_or_else(t)?;
+        let w = u32::from(head & !HAS_EXCEPTIONS);
         if w > 64 {
             return Err(Error::Corrupt(format!("packed block width {w}")));
         }
-        let rest = &self.data[self.pos + 1..];
-        // The last block may be short: take as many whole codes as there are.
-        let n = if w == 0 { BLOCK } else { (rest.len() * 8 / w as usize).min(BLOCK) };
-        if n == 0 {
-            return Err(Error::Truncated("packed block"));
-        }
-        let bytes = (n * w as usize).div_ceil(8);
+        let (k, wx, start) = if head & HAS_EXCEPTIONS != 0 {
+            let k = *self.data.get(self.pos + 1).ok_or_else(t)? as usize;
+            let wx = u32::from(*self.data.get(self.pos + 2).ok_or_else(t)?);
+            if k == 0 || k > n || wx > 64 {
+                return Err(Error::Corrupt(format!("packed block with {k} exceptions of width {wx}")));
+            }
+            (k, wx, self.pos + 3)
+        } else {
+            (0, 0, self.pos + 1)
+        };
+        let base_bits = n * w as usize;
+        let bytes = (base_bits + k * (5 + wx as usize)).div_ceil(8);
+        let rest = self.data.get(start..start + bytes).ok_or_else(t)?;
         if w == 0 {
-            self.block.fill(0);
+            self.block[..n].fill(0);
         } else if w <= 56 {
             // Word-at-a-time unpacking: no bounds checks or branches per
-            // code. Reads run up to 8 bytes past the block, so the last block
-            // of a section is unpacked from a zero-padded copy.
-            if rest.len() >= bytes + 8 {
-                unpack(&rest[..bytes + 8], w, &mut self.block[..n]);
-            } else {
-                let mut padded = [0u8; BLOCK * 8 + 8];
-                padded[..bytes].copy_from_slice(&rest[..bytes]);
-                unpack(&padded[..bytes + 8], w, &mut self.block[..n]);
+            // code. Reads run up to 8 bytes past the block, so a block near
+            // the end of the section is unpacked from a zero-padded copy.
+            match self.data.get(start..start + bytes + 8) {
+                Some(src) => unpack(src, w, &mut self.block[..n]),
+                None => {
+                    let mut padded = [0u8; BLOCK * 8 + 8 + BLOCK * 9];
+                    padded[..bytes].copy_from_slice(rest);
+                    unpack(&padded[..bytes + 8], w, &mut self.block[..n]);
+                }
             }
         } else {
             let mut r = BitReader::new(rest);
             for slot in self.block.iter_mut().take(n) {
-                *slot = r.read(w).ok_or(Error::Truncated("packed block"))?;
+                *slot = r.read(w).ok_or_else(t)?;
             }
         }
-        self.pos += 1 + bytes;
+        if k > 0 {
+            // Skip the base codes, then patch in the exceptions.
+            let mut r = BitReader::new(rest);
+            r.consume(base_bits as u32).ok_or_else(t)?;
+            let mut positions = [0usize; BLOCK];
+            for p in positions.iter_mut().take(k) {
+                *p = r.read(5).ok_or_else(t)? as usize;
+            }
+            for &p in positions.iter().take(k) {
+                let v = r.read(wx).ok_or_else(t)?;
+                *self
+                    .block
+                    .get_mut(p)
+                    .filter(|_| p < n)
+                    .ok_or_else(|| Error::Corrupt(format!("exception at {p} of {n}")))? = v;
+            }
+        }
+        self.pos = start + bytes;
+        self.left -= n;
         self.at = 0;
         self.len = n;
         Ok(())
@@ -218,18 +283,6 @@ impl<'a> PackedDecoder<'a> {
             n -= 1;
         }
         let (mut prev, mut prev_q, g) = (self.prev, self.prev_q, self.divisor);
-        if let Some(r) = self.prefix.as_mut() {
-            let dod = self.dod;
-            for _ in 0..n {
-                let c = unzigzag(get_code(r)?);
-                prev_q = if dod { prev_q.wrapping_add(c) } else { c };
-                prev = prev.wrapping_add(prev_q.wrapping_mul(g));
-                f(prev);
-            }
-            self.prev = prev;
-            self.prev_q = prev_q;
-            return Ok(());
-        }
         while n > 0 {
             if self.at == self.len {
                 self.refill()?;
@@ -279,23 +332,9 @@ impl<'a> PackedDecoder<'a> {
     /// The next value.
     #[inline]
     pub fn next_value(&mut self) -> Result<i64> {
-        if !self.started {
-            self.started = true;
-            return Ok(self.prev);
-        }
-        let c = if let Some(r) = self.prefix.as_mut() {
-            unzigzag(get_code(r)?)
-        } else {
-            if self.at == self.len {
-                self.refill()?;
-            }
-            self.at += 1;
-            unzigzag(self.block[self.at - 1])
-        };
-        let q = if self.dod { self.prev_q.wrapping_add(c) } else { c };
-        self.prev_q = q;
-        self.prev = self.prev.wrapping_add(q.wrapping_mul(self.divisor));
-        Ok(self.prev)
+        let mut v = 0;
+        self.decode_each(1, |x| v = x)?;
+        Ok(v)
     }
 }
 
@@ -342,8 +381,8 @@ mod tests {
         assert!(round_trip(&walk) < 8 + 240, "{}", round_trip(&walk));
         // A steady counter: delta-of-deltas are zero.
         let steady: Vec<i64> = (0..240).map(|i| 1000 + i * 777).collect();
-        // One block of 2-bit codes (the first delta-of-delta), then empty blocks.
-        assert!(round_trip(&steady) <= 1 + 2 + 8 + 1 + 8 + 7, "{}", round_trip(&steady));
+        // One block with one exception (the first delta-of-delta), then empty blocks.
+        assert!(round_trip(&steady) <= 1 + 2 + 2 + 8 + 3 + 2 + 7, "{}", round_trip(&steady));
         round_trip(&[]);
         round_trip(&[7]);
     }
