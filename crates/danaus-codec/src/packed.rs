@@ -59,15 +59,17 @@ fn bit_width(c: u64) -> u32 {
 fn plan(block: &[u64]) -> (usize, u32, usize) {
     // How many codes need each bit width; exceptions are the codes wider
     // than the chosen width, and their width is the widest code's.
-    let mut hist = [0usize; 65];
+    let mut hist = [0u8; 65];
+    let mut full = 0;
     for &c in block {
-        hist[bit_width(c) as usize] += 1;
+        let w = bit_width(c) as usize;
+        hist[w] += 1;
+        full = full.max(w);
     }
-    let full = (0..=64).rev().find(|&w| hist[w] > 0).unwrap_or(0);
     let mut best = (8 + block.len() * full, full as u32, 0);
     let mut wider = 0;
     for w in (0..full).rev() {
-        wider += hist[w + 1];
+        wider += hist[w + 1] as usize;
         let bits = 8 + block.len() * w + 16 + wider * (5 + full);
         if bits < best.0 {
             best = (bits, w as u32, wider);
@@ -76,34 +78,40 @@ fn plan(block: &[u64]) -> (usize, u32, usize) {
     best
 }
 
-/// Encoded size in bits of the codes (block headers included).
-fn cost(codes: &[u64]) -> usize {
-    codes.chunks(BLOCK).map(|b| plan(b).0).sum()
+/// The plan of every block, and their total size in bits.
+fn plans(codes: &[u64]) -> (Vec<(usize, u32, usize)>, usize) {
+    let p: Vec<_> = codes.chunks(BLOCK).map(plan).collect();
+    let total = p.iter().map(|x| x.0).sum();
+    (p, total)
 }
 
-fn put_block(out: &mut Vec<u8>, block: &[u64]) {
-    let (_, w, k) = plan(block);
+fn put_block(out: &mut Vec<u8>, block: &[u64], (_, w, k): (usize, u32, usize)) {
     let mut bits = BitWriter::new();
     if k == 0 {
         out.push(w as u8);
-        for &c in block {
-            bits.write(c, w);
+        if w > 0 {
+            for &c in block {
+                bits.write(c, w);
+            }
         }
     } else {
-        let exceptions: Vec<(usize, u64)> =
-            block.iter().copied().enumerate().filter(|&(_, c)| bit_width(c) > w).collect();
-        let wx = exceptions.iter().map(|&(_, c)| bit_width(c)).max().unwrap_or(0);
+        let is_exception = |c: u64| bit_width(c) > w;
+        let wx = block.iter().map(|&c| bit_width(c)).max().unwrap_or(0);
         out.push(w as u8 | HAS_EXCEPTIONS);
         out.push(k as u8);
         out.push(wx as u8);
         for &c in block {
-            bits.write(if bit_width(c) > w { 0 } else { c }, w);
+            bits.write(if is_exception(c) { 0 } else { c }, w);
         }
-        for &(i, _) in &exceptions {
-            bits.write(i as u64, 5);
+        for (i, &c) in block.iter().enumerate() {
+            if is_exception(c) {
+                bits.write(i as u64, 5);
+            }
         }
-        for &(_, c) in &exceptions {
-            bits.write(c, wx);
+        for &c in block {
+            if is_exception(c) {
+                bits.write(c, wx);
+            }
         }
     }
     bits.copy_to(out);
@@ -116,14 +124,17 @@ pub fn pack(out: &mut Vec<u8>, values: &[i64]) {
     let divisor = if g == 0 || g > i64::MAX as u64 { 1 } else { g as i64 };
     let delta = codes(values, divisor, false);
     let dod = codes(values, divisor, true);
-    let (flags, best) = if cost(&dod) < cost(&delta) { (1u8, dod) } else { (0u8, delta) };
+    let (delta_plans, delta_bits) = plans(&delta);
+    let (dod_plans, dod_bits) = plans(&dod);
+    let (flags, best, best_plans) =
+        if dod_bits < delta_bits { (1u8, dod, dod_plans) } else { (0u8, delta, delta_plans) };
     out.push(flags);
     put_uvarint(out, divisor as u64);
     put_uvarint(out, values.len() as u64);
     let Some(first) = values.first() else { return };
     out.extend_from_slice(&first.to_le_bytes());
-    for block in best.chunks(BLOCK) {
-        put_block(out, block);
+    for (block, plan) in best.chunks(BLOCK).zip(best_plans) {
+        put_block(out, block, plan);
     }
 }
 
