@@ -91,21 +91,34 @@ impl<'a> FloatDecoder<'a> {
             self.prev = self.r.read(64).ok_or(Error::Truncated("first double"))?;
             return Ok(f64::from_bits(self.prev));
         }
-        let t = Error::Truncated("double");
-        if !self.r.read_bit().ok_or(t.clone())? {
+        let t = || Error::Truncated("double");
+        // One peek covers the control bits, the header and usually the
+        // meaningful bits too.
+        let word = self.r.peek64();
+        if word >> 63 == 0 {
+            self.r.consume(1).ok_or_else(t)?;
             return Ok(f64::from_bits(self.prev));
         }
-        if self.r.read_bit().ok_or(t.clone())? {
-            let hdr = self.r.read(12).ok_or(t.clone())?;
+        let used = if (word >> 62) & 1 == 1 {
+            let hdr = (word >> 50) & 0xFFF;
             self.lead = (hdr >> 6) as u32;
             let len = (hdr & 0x3F) as u32 + 1;
             if self.lead + len > 64 {
                 return Err(Error::Corrupt(format!("double window {} + {len} exceeds 64 bits", self.lead)));
             }
             self.trail = 64 - self.lead - len;
-        }
+            14
+        } else {
+            2
+        };
         let len = 64 - self.lead - self.trail;
-        let x = self.r.read(len).ok_or(t)?;
+        let x = if used + len <= 64 {
+            self.r.consume(used + len).ok_or_else(t)?;
+            (word << used) >> (64 - len)
+        } else {
+            self.r.consume(used).ok_or_else(t)?;
+            self.r.read(len).ok_or_else(t)?
+        };
         self.prev ^= x << self.trail;
         Ok(f64::from_bits(self.prev))
     }

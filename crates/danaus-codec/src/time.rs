@@ -203,7 +203,21 @@ impl<'a> TimeDecoder<'a> {
         let from = out.len();
         match &mut self.ints {
             Units::Open(d) => d.decode_into(n, out)?,
-            Units::Packed(d) => d.decode_into(n, out)?,
+            Units::Packed(d) => {
+                // Scale while decoding: one pass over the output.
+                out.resize(from + n, 0);
+                let unit = self.unit;
+                let mut slots = out[from..].iter_mut();
+                let r = d.decode_each(n, |v| {
+                    if let Some(s) = slots.next() {
+                        *s = v.wrapping_mul(unit);
+                    }
+                });
+                if r.is_err() {
+                    out.truncate(from);
+                }
+                return r;
+            }
         }
         if self.unit != 1 {
             for t in &mut out[from..] {
