@@ -457,6 +457,22 @@ impl ChunkIter<'_> {
     /// decides each column's coding once, not once per point.
     pub fn read_doubles(&mut self, times: &mut Vec<i64>, values: &mut Vec<f64>) -> Result<()> {
         let n = self.left as usize;
+        let (t0, v0) = (times.len(), values.len());
+        times.resize(t0 + n, 0);
+        values.resize(v0 + n, 0.0);
+        let r = self.read_doubles_to(&mut times[t0..], &mut values[v0..]);
+        if r.is_err() {
+            times.truncate(t0);
+            values.truncate(v0);
+        }
+        r.map(|_| ())
+    }
+
+    /// Like [`ChunkIter::read_doubles`], into slices the caller reuses:
+    /// decodes the remaining points into the front of `times` and `values`
+    /// (each must hold at least that many) and returns how many.
+    pub fn read_doubles_to(&mut self, times: &mut [i64], values: &mut [f64]) -> Result<usize> {
+        let n = self.left as usize;
         let [ScalarDecoder::Double(d)] = self.columns.as_mut_slice() else {
             return Err(Error::TypeMismatch { expected: "double".into(), value: "another type".into() });
         };
@@ -466,9 +482,13 @@ impl ChunkIter<'_> {
                 value: "a cumulative or delta chunk".into(),
             });
         }
+        let (Some(ts), Some(vs)) = (times.get_mut(..n), values.get_mut(..n)) else {
+            return Err(Error::Corrupt(format!("output holds fewer than the chunk's {n} points")));
+        };
         self.left = 0;
-        self.times.decode_into(n, times)?;
-        d.decode_into(n, values)
+        self.times.decode_to(ts)?;
+        d.decode_to(vs)?;
+        Ok(n)
     }
 
     /// The next `(time, double)` pair of a double gauge chunk without

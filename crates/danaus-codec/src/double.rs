@@ -191,44 +191,44 @@ impl<'a> DoubleDecoder<'a> {
 
     /// Decodes the next `n` values into `out`.
     pub fn decode_into(&mut self, n: usize, out: &mut Vec<f64>) -> Result<()> {
-        out.reserve(n);
+        let from = out.len();
+        out.resize(from + n, 0.0);
+        let r = self.decode_to(&mut out[from..]);
+        if r.is_err() {
+            out.truncate(from);
+        }
+        r
+    }
+
+    /// Decodes the next `out.len()` values into `out`.
+    pub fn decode_to(&mut self, out: &mut [f64]) -> Result<()> {
+        let n = out.len();
+        let mut slots = out.iter_mut();
         match self {
             DoubleDecoder::Xor(d) => {
-                for _ in 0..n {
-                    out.push(d.next_value()?);
+                for s in slots {
+                    *s = d.next_value()?;
                 }
                 Ok(())
             }
             DoubleDecoder::Decimal(e, d) => {
-                let e = *e;
-                for _ in 0..n {
-                    out.push(decode_decimal(d.next_value()?, e));
+                for s in slots {
+                    *s = decode_decimal(d.next_value()?, *e);
                 }
                 Ok(())
             }
-            DoubleDecoder::Packed(e, d) => {
-                // Write into a pre-sized slice: cheaper than a push per value.
-                let start = out.len();
-                out.resize(start + n, 0.0);
-                let mut slots = out[start..].iter_mut();
-                let result = if *e == 0 {
-                    d.decode_each(n, |m| {
-                        if let Some(s) = slots.next() {
-                            *s = m as f64;
-                        }
-                    })
-                } else {
-                    let p = POW10[*e as usize];
-                    d.decode_each(n, |m| {
-                        if let Some(s) = slots.next() {
-                            *s = m as f64 / p;
-                        }
-                    })
-                };
-                if result.is_err() {
-                    out.truncate(start);
+            DoubleDecoder::Packed(0, d) => d.decode_each(n, |m| {
+                if let Some(s) = slots.next() {
+                    *s = m as f64;
                 }
-                result
+            }),
+            DoubleDecoder::Packed(e, d) => {
+                let p = POW10[*e as usize];
+                d.decode_each(n, |m| {
+                    if let Some(s) = slots.next() {
+                        *s = m as f64 / p;
+                    }
+                })
             }
         }
     }

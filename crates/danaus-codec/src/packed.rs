@@ -245,8 +245,10 @@ impl<'a> PackedDecoder<'a> {
             }
         }
         if k > 0 {
-            // Skip the base codes, then patch in the exceptions.
-            let mut r = BitReader::new(rest);
+            // Skip the base codes, then patch in the exceptions. Read from
+            // the whole rest of the section so the reader rarely needs its
+            // padded slow path near the end of the slice.
+            let mut r = BitReader::new(&self.data[start..]);
             r.consume(base_bits as u32).ok_or_else(t)?;
             let mut positions = [0usize; BLOCK];
             for p in positions.iter_mut().take(k) {

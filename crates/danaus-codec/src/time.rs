@@ -201,30 +201,34 @@ impl<'a> TimeDecoder<'a> {
     /// Decodes the next `n` times into `out`.
     pub fn decode_into(&mut self, n: usize, out: &mut Vec<i64>) -> Result<()> {
         let from = out.len();
+        out.resize(from + n, 0);
+        let r = self.decode_to(&mut out[from..]);
+        if r.is_err() {
+            out.truncate(from);
+        }
+        r
+    }
+
+    /// Decodes the next `out.len()` times into `out`, scaling while
+    /// decoding (one pass over the output).
+    pub fn decode_to(&mut self, out: &mut [i64]) -> Result<()> {
+        let unit = self.unit;
+        let n = out.len();
+        let mut slots = out.iter_mut();
+        let mut put = |v: i64| {
+            if let Some(s) = slots.next() {
+                *s = v.wrapping_mul(unit);
+            }
+        };
         match &mut self.ints {
-            Units::Open(d) => d.decode_into(n, out)?,
-            Units::Packed(d) => {
-                // Scale while decoding: one pass over the output.
-                out.resize(from + n, 0);
-                let unit = self.unit;
-                let mut slots = out[from..].iter_mut();
-                let r = d.decode_each(n, |v| {
-                    if let Some(s) = slots.next() {
-                        *s = v.wrapping_mul(unit);
-                    }
-                });
-                if r.is_err() {
-                    out.truncate(from);
+            Units::Open(d) => {
+                for _ in 0..n {
+                    put(d.next_value()?);
                 }
-                return r;
+                Ok(())
             }
+            Units::Packed(d) => d.decode_each(n, put),
         }
-        if self.unit != 1 {
-            for t in &mut out[from..] {
-                *t = t.wrapping_mul(self.unit);
-            }
-        }
-        Ok(())
     }
 
     /// The next time.
