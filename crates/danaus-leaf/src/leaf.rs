@@ -492,66 +492,77 @@ impl Leaf {
                 if created {
                     inner.stats.series_created.fetch_add(1, Ordering::Relaxed);
                 }
+                // Checks and applies the accepted points under the series'
+                // lock, and adds the stored ones to the log record.
+                let mut apply_locked = |s: &mut SeriesState,
+                                        in_store: &HashMap<i64, (danaus_model::Value, Option<i64>)>,
+                                        accepted: &mut Vec<usize>| {
+                    if s.value_type != ms.value_type || s.kind != ms.kind {
+                        // Cannot happen while schema updates keep type and kind.
+                        for &j in accepted.iter() {
+                            reject(
+                                j,
+                                "series was created with another value type or kind".into(),
+                                ErrorCode::InvalidArgument,
+                            );
+                        }
+                        accepted.clear();
+                    }
+                    stored.clear();
+                    for &j in accepted.iter() {
+                        let p = &sw.points[j];
+                        match s.check(p, &inner.limits, in_store) {
+                            Ok(Accept::Stored) => {
+                                s.apply(
+                                    p,
+                                    &inner.limits,
+                                    &mut || inner.next_chunk_seq.fetch_add(1, Ordering::Relaxed),
+                                    &inner.chunks,
+                                );
+                                stored.push(j);
+                            }
+                            Ok(Accept::Duplicate) => {
+                                inner.stats.points_duplicate.fetch_add(1, Ordering::Relaxed);
+                                stored.push(j);
+                            }
+                            Err(msg) => {
+                                let code = if msg.contains("out-of-order window") {
+                                    ErrorCode::OutOfWindow
+                                } else {
+                                    ErrorCode::Conflict
+                                };
+                                reject(j, format!("point {j}: {msg}"), code);
+                            }
+                        }
+                    }
+                    if !stored.is_empty() {
+                        if !s.def_durable {
+                            rec.series(s.id, &s.encoded_key, &s.value_type, s.kind);
+                            defined.push(series.clone());
+                        }
+                        rec.begin_points(s.id, stored.len());
+                        for &j in &stored {
+                            rec.point(&sw.points[j]);
+                        }
+                        result.accepted_points += stored.len() as u64;
+                    }
+                };
                 // Points the series may hold only in the long-term store (older
                 // than memory, e.g. after a restart) are checked there, so a
-                // conflicting rewrite is refused there too.
+                // conflicting rewrite is refused there too. The common case
+                // needs no lookup and takes the series' lock once.
                 let (id, lookups) = {
-                    let s = series.lock();
-                    let l: Vec<i64> =
+                    let mut s = series.lock();
+                    let lookups: Vec<i64> =
                         accepted.iter().map(|&j| sw.points[j].end_time).filter(|&t| s.may_be_stored_only(t)).collect();
-                    (s.id, l)
+                    if lookups.is_empty() {
+                        apply_locked(&mut s, &HashMap::new(), &mut accepted);
+                    }
+                    (s.id, lookups)
                 };
-                let in_store =
-                    if lookups.is_empty() { HashMap::new() } else { self.stored_points_at(id, &lookups).await? };
-                let mut s = series.lock();
-                if s.value_type != ms.value_type || s.kind != ms.kind {
-                    // Cannot happen while schema updates keep type and kind.
-                    for &j in &accepted {
-                        reject(
-                            j,
-                            "series was created with another value type or kind".into(),
-                            ErrorCode::InvalidArgument,
-                        );
-                    }
-                    accepted.clear();
-                }
-                stored.clear();
-                for &j in &accepted {
-                    let p = &sw.points[j];
-                    match s.check(p, &inner.limits, &in_store) {
-                        Ok(Accept::Stored) => {
-                            s.apply(
-                                p,
-                                &inner.limits,
-                                &mut || inner.next_chunk_seq.fetch_add(1, Ordering::Relaxed),
-                                &inner.chunks,
-                            );
-                            stored.push(j);
-                        }
-                        Ok(Accept::Duplicate) => {
-                            inner.stats.points_duplicate.fetch_add(1, Ordering::Relaxed);
-                            stored.push(j);
-                        }
-                        Err(msg) => {
-                            let code = if msg.contains("out-of-order window") {
-                                ErrorCode::OutOfWindow
-                            } else {
-                                ErrorCode::Conflict
-                            };
-                            reject(j, format!("point {j}: {msg}"), code);
-                        }
-                    }
-                }
-                if !stored.is_empty() {
-                    if !s.def_durable {
-                        rec.series(s.id, &s.encoded_key, &s.value_type, s.kind);
-                        defined.push(series.clone());
-                    }
-                    rec.begin_points(s.id, stored.len());
-                    for &j in &stored {
-                        rec.point(&sw.points[j]);
-                    }
-                    result.accepted_points += stored.len() as u64;
+                if !lookups.is_empty() {
+                    let in_store = self.stored_points_at(id, &lookups).await?;
+                    apply_locked(&mut series.lock(), &in_store, &mut accepted);
                 }
             }
             if let Some(mut e) = err {

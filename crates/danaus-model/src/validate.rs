@@ -43,12 +43,16 @@ pub fn encoded_series_key(
 ) -> Result<Vec<u8>> {
     let target_in_decl = ordered(&target.name, &target.fields, target_values)?;
     let metric_fields = ordered(&metric.name, &metric.fields, metric_values)?;
+    // Target-string order without building `key_order()`: the location
+    // field first, then the others in declaration order.
+    let loc = target.location_index();
+    let order = std::iter::once(loc).chain((0..target.fields.len()).filter(move |&i| i != loc));
     let mut out = Vec::with_capacity(96);
     crate::key::encode_parts(
         &mut out,
         tenant,
         &target.name,
-        target.key_order().into_iter().map(|i| target_in_decl[i]),
+        order.map(|i| target_in_decl[i]),
         &metric.name,
         metric_fields.into_iter(),
     );
