@@ -19,10 +19,16 @@ const TAG_BOOL: u8 = 0x04;
 
 fn encode_str(out: &mut Vec<u8>, s: &str) {
     out.push(TAG_STRING);
-    for &b in s.as_bytes() {
-        out.push(b);
-        if b == 0 {
-            out.push(0xFF);
+    let bytes = s.as_bytes();
+    if !bytes.contains(&0) {
+        // The usual case: nothing to escape.
+        out.extend_from_slice(bytes);
+    } else {
+        for &b in bytes {
+            out.push(b);
+            if b == 0 {
+                out.push(0xFF);
+            }
         }
     }
     out.push(0);
