@@ -119,15 +119,33 @@ fn put_block(out: &mut Vec<u8>, block: &[u64], (_, w, k): (usize, u32, usize)) {
 
 /// Appends the smallest packed encoding of `values`.
 pub fn pack(out: &mut Vec<u8>, values: &[i64]) {
+    pack_with(out, values, false)
+}
+
+/// Like [`pack`], but always with delta-of-deltas: for time columns, where
+/// scrapes are regular and delta-of-deltas always win, sealing skips
+/// planning the other coding.
+pub fn pack_dod(out: &mut Vec<u8>, values: &[i64]) {
+    pack_with(out, values, true)
+}
+
+fn pack_with(out: &mut Vec<u8>, values: &[i64], dod_only: bool) {
     let g = values.windows(2).fold(0u64, |g, p| gcd(g, p[1].wrapping_sub(p[0]).unsigned_abs()));
     // A divisor must divide every delta as a signed number and fit in i64.
     let divisor = if g == 0 || g > i64::MAX as u64 { 1 } else { g as i64 };
-    let delta = codes(values, divisor, false);
     let dod = codes(values, divisor, true);
-    let (delta_plans, delta_bits) = plans(&delta);
     let (dod_plans, dod_bits) = plans(&dod);
-    let (flags, best, best_plans) =
-        if dod_bits < delta_bits { (1u8, dod, dod_plans) } else { (0u8, delta, delta_plans) };
+    let (flags, best, best_plans) = if dod_only {
+        (1u8, dod, dod_plans)
+    } else {
+        let delta = codes(values, divisor, false);
+        let (delta_plans, delta_bits) = plans(&delta);
+        if dod_bits < delta_bits {
+            (1u8, dod, dod_plans)
+        } else {
+            (0u8, delta, delta_plans)
+        }
+    };
     out.push(flags);
     put_uvarint(out, divisor as u64);
     put_uvarint(out, values.len() as u64);

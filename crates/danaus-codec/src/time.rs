@@ -10,7 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::int::{IntDecoder, IntEncoder};
-use crate::packed::{pack, PackedDecoder};
+use crate::packed::{pack_dod, PackedDecoder};
 
 const POW10: [i64; 10] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000];
 
@@ -59,7 +59,7 @@ impl TimeEncoder {
     /// Appends the section in its packed form (for sealed chunks).
     pub fn write_packed(&self, out: &mut Vec<u8>) {
         out.push(0x80 | self.exp);
-        pack(out, &self.units());
+        pack_dod(out, &self.units());
     }
 
     /// The times divided by the unit.
