@@ -4,7 +4,6 @@
 
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,13 +88,13 @@ fn batches(fleet: &mut NodeFleet) -> Vec<Vec<SeriesWrite>> {
     for (spec, pts) in fleet.series.iter().zip(points) {
         out[spec.host % WRITERS].push(SeriesWrite {
             target_schema: "prometheus_target".into(),
-            target_fields: HashMap::from([
+            target_fields: Vec::from([
                 ("location".into(), FieldValue::String("zone-a".into())),
                 ("job".into(), FieldValue::String("node".into())),
                 ("instance".into(), FieldValue::String(format!("host-{}:9100", spec.host))),
             ]),
             metric: spec.metric.clone(),
-            metric_fields: HashMap::from([("series".into(), FieldValue::String(spec.label.clone()))]),
+            metric_fields: Vec::from([("series".into(), FieldValue::String(spec.label.clone()))]),
             points: pts,
         });
     }

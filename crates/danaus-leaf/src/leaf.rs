@@ -38,12 +38,12 @@ pub struct LeafConfig {
 pub struct SeriesWrite {
     /// Target schema name.
     pub target_schema: String,
-    /// Target field values by field name.
-    pub target_fields: HashMap<String, FieldValue>,
+    /// Target field values by field name (any order).
+    pub target_fields: Vec<(String, FieldValue)>,
     /// Metric name.
     pub metric: String,
-    /// Metric field values by field name.
-    pub metric_fields: HashMap<String, FieldValue>,
+    /// Metric field values by field name (any order).
+    pub metric_fields: Vec<(String, FieldValue)>,
     /// The points.
     pub points: Vec<Point>,
 }

@@ -90,13 +90,13 @@ async fn setup(leaf: &Leaf) {
 fn series(user: &str, task: i64, method: &str, points: Vec<Point>) -> SeriesWrite {
     SeriesWrite {
         target_schema: "ComputeTask".into(),
-        target_fields: HashMap::from([
+        target_fields: Vec::from([
             ("user".into(), FieldValue::String(user.into())),
             ("cluster".into(), FieldValue::String("c1".into())),
             ("task_num".into(), FieldValue::Int64(task)),
         ]),
         metric: "/rpc/latency".into(),
-        metric_fields: HashMap::from([("method".into(), FieldValue::String(method.into()))]),
+        metric_fields: Vec::from([("method".into(), FieldValue::String(method.into()))]),
         points,
     }
 }
@@ -150,7 +150,8 @@ async fn valid_series_are_stored_while_bad_ones_are_reported() {
     let leaf = env.open().await;
     setup(&leaf).await;
     let mut bad_field = series("u", 1, "Get", vec![gauge(T0, 1.0)]);
-    bad_field.target_fields.insert("task_num".into(), FieldValue::String("one".into()));
+    bad_field.target_fields.retain(|(k, _)| k != "task_num");
+    bad_field.target_fields.push(("task_num".into(), FieldValue::String("one".into())));
     let mut unknown = series("u", 1, "Get", vec![gauge(T0, 1.0)]);
     unknown.metric = "/nope".into();
     let batch = vec![

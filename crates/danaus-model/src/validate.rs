@@ -3,8 +3,6 @@
 //! This is the one place that decides whether data may be stored; the leaf
 //! calls it before anything reaches the recovery log.
 
-use std::collections::HashMap;
-
 use crate::error::{Error, Result};
 use crate::key::SeriesKey;
 use crate::schema::{FieldDef, MetricKind, MetricSchema, ScalarType, TargetSchema, ValueType};
@@ -15,9 +13,9 @@ use crate::value::{FieldValue, Point, Value};
 pub fn series_key(
     tenant: &str,
     target: &TargetSchema,
-    target_values: &HashMap<String, FieldValue>,
+    target_values: &[(String, FieldValue)],
     metric: &MetricSchema,
-    metric_values: &HashMap<String, FieldValue>,
+    metric_values: &[(String, FieldValue)],
 ) -> Result<SeriesKey> {
     let target_in_decl = ordered(&target.name, &target.fields, target_values)?;
     let target_fields = target.key_order().into_iter().map(|i| target_in_decl[i].clone()).collect();
@@ -37,9 +35,9 @@ pub fn series_key(
 pub fn encoded_series_key(
     tenant: &str,
     target: &TargetSchema,
-    target_values: &HashMap<String, FieldValue>,
+    target_values: &[(String, FieldValue)],
     metric: &MetricSchema,
-    metric_values: &HashMap<String, FieldValue>,
+    metric_values: &[(String, FieldValue)],
 ) -> Result<Vec<u8>> {
     let target_in_decl = ordered(&target.name, &target.fields, target_values)?;
     let metric_fields = ordered(&metric.name, &metric.fields, metric_values)?;
@@ -59,14 +57,11 @@ pub fn encoded_series_key(
     Ok(out)
 }
 
-fn ordered<'a>(
-    schema: &str,
-    defs: &[FieldDef],
-    values: &'a HashMap<String, FieldValue>,
-) -> Result<Vec<&'a FieldValue>> {
+fn ordered<'a>(schema: &str, defs: &[FieldDef], values: &'a [(String, FieldValue)]) -> Result<Vec<&'a FieldValue>> {
     let mut out = Vec::with_capacity(defs.len());
     for def in defs {
-        let v = values.get(&def.name).ok_or_else(|| Error::InvalidField {
+        // Schemas have a handful of fields: a scan beats hashing.
+        let v = values.iter().find(|(k, _)| *k == def.name).map(|(_, v)| v).ok_or_else(|| Error::InvalidField {
             schema: schema.into(),
             field: def.name.clone(),
             reason: "missing: every key field must have a value".into(),
@@ -91,8 +86,16 @@ fn ordered<'a>(
     }
     if values.len() != defs.len() {
         let mut extra: Vec<&str> =
-            values.keys().filter(|k| !defs.iter().any(|d| &d.name == *k)).map(String::as_str).collect();
+            values.iter().map(|(k, _)| k.as_str()).filter(|k| !defs.iter().any(|d| d.name == *k)).collect();
         extra.sort_unstable();
+        if extra.is_empty() {
+            let twice = values.iter().find(|(k, _)| values.iter().filter(|(j, _)| j == k).count() > 1);
+            return Err(Error::InvalidField {
+                schema: schema.into(),
+                field: twice.map(|(k, _)| k.clone()).unwrap_or_default(),
+                reason: "given more than once".into(),
+            });
+        }
         return Err(Error::InvalidField {
             schema: schema.into(),
             field: extra.join(", "),
@@ -185,7 +188,7 @@ mod tests {
         )
     }
 
-    fn map(kv: &[(&str, FieldValue)]) -> HashMap<String, FieldValue> {
+    fn map(kv: &[(&str, FieldValue)]) -> Vec<(String, FieldValue)> {
         kv.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
     }
 
@@ -205,6 +208,12 @@ mod tests {
         let extra = map(&[("code", FieldValue::Int64(1)), ("zz", FieldValue::Bool(true))]);
         let e = series_key("default", &t, &tv, &m, &extra).unwrap_err().to_string();
         assert!(e.contains("\"zz\": not declared by the schema (its fields are: code)"), "{e}");
+
+        let twice = map(&[("code", FieldValue::Int64(1)), ("code", FieldValue::Int64(2))]);
+        assert!(series_key("default", &t, &tv, &m, &twice)
+            .unwrap_err()
+            .to_string()
+            .contains("\"code\": given more than once"));
 
         let missing = map(&[("user", FieldValue::String("u".into()))]);
         assert!(series_key("default", &t, &missing, &m, &mv).unwrap_err().to_string().contains("\"cluster\": missing"));

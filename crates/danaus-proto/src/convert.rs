@@ -166,6 +166,11 @@ pub fn field_map(map: &HashMap<String, pb::FieldValue>) -> Result<HashMap<String
     map.iter().map(|(k, v)| Ok((k.clone(), field_value(v, k)?))).collect()
 }
 
+/// Named field values from the wire, as a list.
+pub fn field_list(map: &HashMap<String, pb::FieldValue>) -> Result<Vec<(String, m::FieldValue)>> {
+    map.iter().map(|(k, v)| Ok((k.clone(), field_value(v, k)?))).collect()
+}
+
 /// Named field values to the wire.
 pub fn field_map_to<'a>(
     fields: impl IntoIterator<Item = &'a (String, m::FieldValue)>,

@@ -160,9 +160,9 @@ impl pb::ingest_service_server::IngestService for Api {
                 let converted = (|| -> Result<SeriesWrite, convert::ConvertError> {
                     Ok(SeriesWrite {
                         target_schema: s.target_schema.clone(),
-                        target_fields: convert::field_map(&s.target_fields)?,
+                        target_fields: convert::field_list(&s.target_fields)?,
                         metric: s.metric.clone(),
-                        metric_fields: convert::field_map(&s.metric_fields)?,
+                        metric_fields: convert::field_list(&s.metric_fields)?,
                         points: s
                             .points
                             .iter()
