@@ -161,11 +161,6 @@ pub fn field_value_to(v: &m::FieldValue) -> pb::FieldValue {
     }
 }
 
-/// Named field values from the wire.
-pub fn field_map(map: &HashMap<String, pb::FieldValue>) -> Result<HashMap<String, m::FieldValue>> {
-    map.iter().map(|(k, v)| Ok((k.clone(), field_value(v, k)?))).collect()
-}
-
 /// Named field values from the wire, as a list.
 pub fn field_list(map: &HashMap<String, pb::FieldValue>) -> Result<Vec<(String, m::FieldValue)>> {
     map.iter().map(|(k, v)| Ok((k.clone(), field_value(v, k)?))).collect()
