@@ -85,12 +85,7 @@ impl ScalarEncoder {
         match self {
             ScalarEncoder::Int(e) => {
                 out.push(1);
-                let mut bytes = Vec::new();
-                e.bits().copy_to(&mut bytes);
-                let mut d = IntDecoder::new(&bytes);
-                // Our own bits: decoding cannot fail.
-                let values: Vec<i64> = (0..e.len()).map(|_| d.next_value().unwrap_or(0)).collect();
-                crate::packed::pack(out, &values);
+                crate::packed::pack(out, &e.values());
             }
             ScalarEncoder::Double(e) => e.write_packed(out),
             other => other.write_to(out),

@@ -98,11 +98,7 @@ impl DoubleEncoder {
 
     fn mantissas(&self) -> Vec<i64> {
         let Mode::Decimal { ints, .. } = &self.mode else { return Vec::new() };
-        let mut bytes = Vec::new();
-        ints.bits().copy_to(&mut bytes);
-        let mut d = IntDecoder::new(&bytes);
-        // Our own bits: decoding cannot fail.
-        (0..self.count).map(|_| d.next_value().unwrap_or(0)).collect()
+        ints.values()
     }
 
     fn decoded(&self) -> Vec<f64> {

@@ -104,6 +104,15 @@ impl IntEncoder {
         (self.count > 0).then_some(self.prev)
     }
 
+    /// Every value pushed, decoded again (for re-encoding, e.g. sealing).
+    pub fn values(&self) -> Vec<i64> {
+        let mut bytes = Vec::new();
+        self.w.copy_to(&mut bytes);
+        let mut d = IntDecoder::new(&bytes);
+        // Our own bits: decoding cannot fail.
+        (0..self.count).map(|_| d.next_value().unwrap_or(0)).collect()
+    }
+
     /// The encoded bits.
     pub fn bits(&self) -> &BitWriter {
         &self.w

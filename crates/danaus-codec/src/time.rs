@@ -42,14 +42,9 @@ impl TimeEncoder {
     }
 
     fn rescale(&mut self, exp: u8) {
-        let mut bytes = Vec::new();
-        self.ints.bits().copy_to(&mut bytes);
-        let mut d = IntDecoder::new(&bytes);
         let factor = POW10[(self.exp - exp) as usize];
         let mut ints = IntEncoder::new();
-        for _ in 0..self.count {
-            // The column was written by us: decoding cannot fail.
-            let v = d.next_value().unwrap_or(0);
+        for v in self.ints.values() {
             ints.push(v * factor);
         }
         self.ints = ints;
@@ -59,16 +54,7 @@ impl TimeEncoder {
     /// Appends the section in its packed form (for sealed chunks).
     pub fn write_packed(&self, out: &mut Vec<u8>) {
         out.push(0x80 | self.exp);
-        pack_dod(out, &self.units());
-    }
-
-    /// The times divided by the unit.
-    fn units(&self) -> Vec<i64> {
-        let mut bytes = Vec::new();
-        self.ints.bits().copy_to(&mut bytes);
-        let mut d = IntDecoder::new(&bytes);
-        // Our own bits: decoding cannot fail.
-        (0..self.count).map(|_| d.next_value().unwrap_or(0)).collect()
+        pack_dod(out, &self.ints.values());
     }
 
     /// The last time pushed.

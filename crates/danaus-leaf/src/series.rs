@@ -180,18 +180,7 @@ impl SeriesState {
     }
 
     fn find_in_memory(&self, t: i64) -> Option<(Value, Option<i64>)> {
-        let mut chunks: Vec<Chunk> = Vec::new();
-        for o in [&self.head, &self.ooo].into_iter().flatten() {
-            if o.builder.min_time().is_some_and(|m| m <= t) && o.builder.max_time().is_some_and(|m| m >= t) {
-                chunks.push(o.builder.finish());
-            }
-        }
-        for c in &self.sealed {
-            if c.min_time <= t && c.max_time >= t {
-                chunks.push(c.chunk());
-            }
-        }
-        chunks.iter().find_map(|c| {
+        self.memory_chunks(t, t).iter().find_map(|c| {
             c.iter().ok()?.filter_map(Result::ok).find(|p| p.end_time == t).map(|p| (p.value, p.start_time))
         })
     }

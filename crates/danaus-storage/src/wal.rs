@@ -227,11 +227,6 @@ impl RecoveryLog {
     pub fn stats(&self) -> &LogStats {
         &self.stats
     }
-
-    /// Whether calls into the device may block.
-    pub fn is_blocking(&self) -> bool {
-        self.device.is_blocking()
-    }
 }
 
 struct Committer {
