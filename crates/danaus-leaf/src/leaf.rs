@@ -622,13 +622,16 @@ impl Leaf {
                     inner.opts.max_series_per_read
                 )));
             }
-            let mut target_fields: Vec<(String, FieldValue)> = Vec::with_capacity(order.len());
-            for (pos, &decl) in order.iter().enumerate() {
-                if let (Some(def), Some(v)) = (ts.fields.get(decl), g.key.target_fields.get(pos)) {
-                    target_fields.push((def.name.clone(), v.clone()));
-                }
-            }
-            target_fields.sort_by_key(|(n, _)| ts.field(n).map(|(i, _)| i));
+            // Key order → declaration order: field `i` sits at its position in `order`.
+            let target_fields: Vec<(String, FieldValue)> = ts
+                .fields
+                .iter()
+                .enumerate()
+                .filter_map(|(i, def)| {
+                    let pos = order.iter().position(|&o| o == i)?;
+                    Some((def.name.clone(), g.key.target_fields.get(pos)?.clone()))
+                })
+                .collect();
             let metric_fields =
                 ms.fields.iter().zip(&g.key.metric_fields).map(|(d, v)| (d.name.clone(), v.clone())).collect();
             out.push(SelectedSeries {
