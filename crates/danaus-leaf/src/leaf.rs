@@ -595,8 +595,14 @@ impl Leaf {
         Ok(result)
     }
 
-    /// Selects the series a read covers.
+    /// Selects the series a read covers, up to the per-read series limit.
     pub fn select(&self, tenant: &str, req: &ReadRequest) -> Result<Vec<SelectedSeries>> {
+        self.select_at_most(tenant, req, self.inner.opts.max_series_per_read)
+    }
+
+    /// Selects the series a read covers; more than `limit` is an error.
+    /// Queries pass their own limit, which may exceed a raw read's.
+    pub fn select_at_most(&self, tenant: &str, req: &ReadRequest, limit: usize) -> Result<Vec<SelectedSeries>> {
         let inner = &self.inner;
         let ts = inner.schemas.target(tenant, &req.target_schema).ok_or_else(|| {
             Error::NotFound(format!("unknown target schema {:?} (tenant {tenant:?})", req.target_schema))
@@ -616,10 +622,9 @@ impl Leaf {
             if !matchers.iter().all(|m| m.matches(&g.key)) {
                 continue;
             }
-            if out.len() >= inner.opts.max_series_per_read {
+            if out.len() >= limit {
                 return Err(Error::ResourceExhausted(format!(
-                    "read matches more than {} series (the per-read series limit); add matchers to narrow it",
-                    inner.opts.max_series_per_read
+                    "read matches more than {limit} series (the per-read series limit); add matchers to narrow it"
                 )));
             }
             // Key order → declaration order: field `i` sits at its position in `order`.

@@ -6,7 +6,7 @@ use regex::Regex;
 use crate::error::{Error, Result};
 
 /// Comparison of a matcher.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MatchOp {
     /// Equal.
     Eq,
@@ -20,7 +20,7 @@ pub enum MatchOp {
 
 /// `field op value`. A field name may be qualified as `target.NAME` or
 /// `metric.NAME` when both schemas have a field of that name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Matcher {
     /// Field name.
     pub field: String,

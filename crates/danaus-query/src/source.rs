@@ -1,0 +1,135 @@
+//! Where leaf phases read series: the [`SeriesSource`] seam, and its
+//! implementation over an in-process [`Leaf`]. The zone's mixer will add
+//! one over gRPC to remote leaves.
+
+use std::sync::Arc;
+
+use danaus_leaf::{Leaf, ReadRequest};
+use danaus_model::{FieldValue, MetricSchema, TargetSchema};
+use futures::future::BoxFuture;
+
+use crate::error::{Error, Result};
+use crate::plan::FetchSpec;
+use crate::table::Series;
+
+/// Decides, from its fields, whether a selected series is read.
+pub type Keep<'a> = &'a (dyn Fn(&[FieldValue]) -> Result<bool> + Send + Sync);
+
+/// Receives batches of series.
+pub type Sink<'a> = &'a mut (dyn FnMut(Vec<Series>) -> Result<()> + Send);
+
+/// A store of series that leaf phases read.
+pub trait SeriesSource: Send + Sync {
+    /// The source's name in completeness reports.
+    fn name(&self) -> &str;
+
+    /// The schemas of a fetch.
+    fn schemas(&self, tenant: &str, target: &str, metric: &str) -> Result<(Arc<TargetSchema>, Arc<MetricSchema>)>;
+
+    /// Reads the series `spec` selects whose fields `keep` accepts, with
+    /// their points in `[spec.start, spec.end]`, handing them to `sink` in
+    /// batches of about `batch` series. Series arrive grouped by target
+    /// and a batch never splits a target. Fields are in `spec.columns`
+    /// order. At most `max_series` series may be selected.
+    fn fetch<'a>(
+        &'a self,
+        tenant: &'a str,
+        spec: &'a FetchSpec,
+        keep: Keep<'a>,
+        max_series: usize,
+        batch: usize,
+        sink: Sink<'a>,
+    ) -> BoxFuture<'a, Result<()>>;
+}
+
+/// A [`SeriesSource`] over a leaf in this process.
+#[derive(Clone)]
+pub struct LeafSource {
+    name: String,
+    leaf: Leaf,
+}
+
+impl LeafSource {
+    /// Serves `leaf` under `name`.
+    pub fn new(name: impl Into<String>, leaf: Leaf) -> Self {
+        Self { name: name.into(), leaf }
+    }
+}
+
+fn leaf_error(source: &str, e: danaus_leaf::Error) -> Error {
+    match e {
+        danaus_leaf::Error::NotFound(m) => Error::NotFound(m),
+        danaus_leaf::Error::InvalidArgument(m) => Error::invalid(m, None),
+        danaus_leaf::Error::ResourceExhausted(m) | danaus_leaf::Error::Internal(m) => {
+            Error::Source { source_name: source.into(), message: m, unavailable: false }
+        }
+        danaus_leaf::Error::Unavailable(m) => Error::Source { source_name: source.into(), message: m, unavailable: true },
+    }
+}
+
+impl SeriesSource for LeafSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn schemas(&self, tenant: &str, target: &str, metric: &str) -> Result<(Arc<TargetSchema>, Arc<MetricSchema>)> {
+        let ts = self.leaf.target_schema(tenant, target).ok_or_else(|| {
+            Error::NotFound(format!("unknown target schema {target:?} (tenant {tenant:?})"))
+        })?;
+        let ms = self
+            .leaf
+            .metric_schema(tenant, metric)
+            .ok_or_else(|| Error::NotFound(format!("unknown metric {metric:?} (tenant {tenant:?})")))?;
+        Ok((ts, ms))
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        tenant: &'a str,
+        spec: &'a FetchSpec,
+        keep: Keep<'a>,
+        max_series: usize,
+        batch: usize,
+        sink: Sink<'a>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let req = ReadRequest {
+                target_schema: spec.target.clone(),
+                metric: spec.metric.clone(),
+                matchers: spec.matchers.clone(),
+                start: spec.start,
+                end: spec.end,
+            };
+            let selected = self.leaf.select_at_most(tenant, &req, max_series).map_err(|e| match e {
+                danaus_leaf::Error::ResourceExhausted(_) => Error::Limit {
+                    name: "max_series",
+                    what: "touched",
+                    limit: max_series as u64,
+                    hint: "add filters to narrow the query",
+                },
+                e => leaf_error(&self.name, e),
+            })?;
+            let mut out: Vec<Series> = Vec::with_capacity(batch.min(selected.len()));
+            let mut last_target: Option<&[FieldValue]> = None;
+            for s in &selected {
+                // Cut batches only between targets (series come sorted by key).
+                let target = s.key.target_fields.as_slice();
+                if out.len() >= batch && last_target != Some(target) {
+                    sink(std::mem::take(&mut out))?;
+                }
+                last_target = Some(target);
+                let fields: Vec<FieldValue> =
+                    s.target_fields.iter().chain(&s.metric_fields).map(|(_, v)| v.clone()).collect();
+                if !keep(&fields)? {
+                    continue;
+                }
+                let points = self.leaf.points(s, spec.start, spec.end).await.map_err(|e| leaf_error(&self.name, e))?;
+                out.push(Series { fields, points });
+            }
+            if !out.is_empty() {
+                sink(out)?;
+            }
+            Ok(())
+        })
+    }
+}
