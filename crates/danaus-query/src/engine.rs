@@ -106,9 +106,17 @@ impl Engine {
         let ctx = ExecCtx::new(tenant, opts.limits.unwrap_or(self.limits), opts.cancel, opts.deadline);
         let mut completeness = Completeness::default();
         let exec = Executor { zones: &self.zones, ctx: &ctx };
-        let t = exec.run(&p.root, &mut completeness, Some(&mut *sink)).await?;
+        // Series without points in the range are not part of the answer.
+        let mut out = |mut t: Table| -> Result<()> {
+            t.series.retain(|s| !s.points.is_empty());
+            if t.series.is_empty() {
+                return Ok(());
+            }
+            sink(t)
+        };
+        let t = exec.run(&p.root, &mut completeness, Some(&mut out)).await?;
         if !t.series.is_empty() {
-            crate::exec::emit_batches(t, sink)?;
+            crate::exec::emit_batches(t, &mut out)?;
         }
         Ok(QueryReport { completeness, series_touched: ctx.series_touched(), points_touched: ctx.points_touched() })
     }

@@ -380,6 +380,7 @@ fn forward(p: &Pipeline, inherited: Settings, catalog: &dyn Catalog) -> Result<D
             Op::Every(..) | Op::Window(..) => {}
             Op::Filter(e) => {
                 compile(e, &shape.columns, Context::Filter)?;
+                check_field_types(e, &shape)?;
                 ops.push(DraftOp::Filter(e.clone()));
             }
             Op::Value(e) => {
@@ -435,6 +436,47 @@ fn forward(p: &Pipeline, inherited: Settings, catalog: &dyn Catalog) -> Result<D
         }
     }
     Ok(Draft { source, ops, shape })
+}
+
+/// Comparing a field with a literal of another type never matches; say
+/// so at planning time, pointing at the comparison.
+fn check_field_types(e: &Expr, shape: &Shape) -> Result<()> {
+    match &e.kind {
+        ExprKind::Binary(op, l, r) if op.is_comparison() && !matches!(op, BinOp::Re | BinOp::Nre) => {
+            let (f, lit) = match (&l.kind, &r.kind) {
+                (ExprKind::Field(f), ExprKind::Lit(lit)) | (ExprKind::Lit(lit), ExprKind::Field(f)) => (f, lit),
+                _ => return Ok(()),
+            };
+            let Some(ty) = resolve_field(&shape.columns, f.qualifier, &f.name).and_then(|i| shape.types[i]) else {
+                return Ok(());
+            };
+            let ok = matches!(
+                (ty, lit),
+                (FieldType::String, Literal::Str(_))
+                    | (FieldType::Int64, Literal::Int(_) | Literal::Float(_))
+                    | (FieldType::Bool, Literal::Bool(_))
+            );
+            if !ok {
+                let example = match ty {
+                    FieldType::String => "a string such as \"x\"",
+                    FieldType::Int64 => "a number such as 3",
+                    FieldType::Bool => "true or false",
+                };
+                return Err(Error::invalid(
+                    format!("field `{f}` is {}, but is compared with {lit}", ty.name()),
+                    Some(e.span),
+                )
+                .with_hint(format!("compare it with {example}")));
+            }
+            Ok(())
+        }
+        ExprKind::Binary(_, l, r) => {
+            check_field_types(l, shape)?;
+            check_field_types(r, shape)
+        }
+        ExprKind::Unary(_, inner) => check_field_types(inner, shape),
+        _ => Ok(()),
+    }
 }
 
 fn sorted(cols: &[String]) -> Vec<&String> {
