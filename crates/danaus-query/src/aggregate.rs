@@ -122,7 +122,11 @@ impl Partial {
                 float(v, a)?;
                 Partial::Max(v.clone())
             }
-            Aggregator::Stddev => Partial::Stddev { n: 1, mean: float(v, a)?, m2: 0.0 },
+            Aggregator::Stddev => {
+                // NaN in, NaN out: m2 carries it even for a single value.
+                let x = float(v, a)?;
+                Partial::Stddev { n: 1, mean: x, m2: if x.is_nan() { f64::NAN } else { 0.0 } }
+            }
             Aggregator::Percentile(_) => Partial::Values(vec![float(v, a)?]),
             Aggregator::Distribution => {
                 Partial::Dist(Box::new(Distribution::from_values(default_bucketer(), &[float(v, a)?])))
@@ -242,6 +246,106 @@ pub fn exact_percentile(sorted: &[f64], p: f64) -> f64 {
             sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
         }
     }
+}
+
+/// Aggregates a whole group's values at one time directly, without
+/// partials: the path a phase takes when it sees every series of a group.
+/// It shares no arithmetic with [`Partial::merge`], so comparing the two
+/// (the pushdown property test) checks the partials.
+pub fn aggregate_direct(a: Aggregator, vals: &[&Value]) -> Result<Value> {
+    if a == Aggregator::Count {
+        return Ok(Value::Int64(vals.len() as i64));
+    }
+    if vals.iter().any(|v| matches!(v, Value::Distribution(_))) {
+        let mut merged: Option<Distribution> = None;
+        for v in vals {
+            let Value::Distribution(d) = v else {
+                return Err(Error::Eval(
+                    "cannot aggregate a mix of value types in one group (distribution and number)".into(),
+                ));
+            };
+            if matches!(a, Aggregator::Min | Aggregator::Max) {
+                return Err(refuse(a, v));
+            }
+            merged = Some(match merged {
+                None => (**d).clone(),
+                Some(m) => m.merge(d).map_err(|e| Error::Eval(format!("aggregating distributions: {e}")))?,
+            });
+        }
+        let Some(d) = merged else { return Err(Error::Eval("empty group".into())) };
+        return Partial::Dist(Box::new(d)).finish(a);
+    }
+    let mut nums = Vec::with_capacity(vals.len());
+    for v in vals {
+        nums.push(float(v, a)?);
+    }
+    let n = nums.len() as f64;
+    Ok(match a {
+        Aggregator::Sum => {
+            if vals.iter().all(|v| matches!(v, Value::Int64(_))) {
+                let s: i128 = vals.iter().map(|v| if let Value::Int64(i) = v { i128::from(*i) } else { 0 }).sum();
+                return Partial::SumI(s).finish(a);
+            }
+            Value::Double(nums.iter().sum())
+        }
+        Aggregator::Mean => Value::Double(nums.iter().sum::<f64>() / n),
+        Aggregator::Min | Aggregator::Max => {
+            let max = a == Aggregator::Max;
+            let best = vals.iter().zip(&nums).filter(|(_, x)| !x.is_nan()).fold(None::<(&Value, f64)>, |best, (v, x)| {
+                match best {
+                    Some((_, b)) if (max && b >= *x) || (!max && b <= *x) => best,
+                    _ => Some((v, *x)),
+                }
+            });
+            match best {
+                Some((v, _)) => v.clone(),
+                None => vals[0].clone(),
+            }
+        }
+        Aggregator::Stddev => {
+            let mean = nums.iter().sum::<f64>() / n;
+            Value::Double((nums.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt())
+        }
+        Aggregator::Percentile(p) => {
+            nums.retain(|x| !x.is_nan());
+            nums.sort_by(f64::total_cmp);
+            Value::Double(exact_percentile(&nums, p))
+        }
+        Aggregator::Distribution => {
+            Value::Distribution(Box::new(Distribution::from_values(default_bucketer(), &nums)))
+        }
+        Aggregator::Count => Value::Int64(vals.len() as i64),
+    })
+}
+
+/// Runs a `group_by` over a complete table: every series of each group is
+/// here, so groups aggregate directly.
+pub fn group_direct(spec: &GroupSpec, t: &Table) -> Result<Table> {
+    let kind = match (spec.aggregator, t.kind) {
+        (Aggregator::Sum | Aggregator::Distribution, MetricKind::Delta) => MetricKind::Delta,
+        _ => MetricKind::Gauge,
+    };
+    let mut groups: FxHashMap<Vec<FieldValue>, std::collections::BTreeMap<i64, Vec<&Value>>> = FxHashMap::default();
+    for s in &t.series {
+        let key: Vec<FieldValue> = spec.keys.iter().map(|&k| s.fields[k].clone()).collect();
+        let g = groups.entry(key).or_default();
+        for p in &s.points {
+            g.entry(p.end_time).or_default().push(&p.value);
+        }
+    }
+    let mut series = Vec::with_capacity(groups.len());
+    for (fields, times) in groups {
+        let points = times
+            .into_iter()
+            .map(|(t, vals)| {
+                Ok(Point { start_time: None, end_time: t, value: aggregate_direct(spec.aggregator, &vals)? })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        series.push(Series { fields, points });
+    }
+    let mut out = Table { columns: spec.columns.clone(), kind, series };
+    out.sort();
+    Ok(out)
 }
 
 /// One group's partials, by output time.

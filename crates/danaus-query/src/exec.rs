@@ -9,7 +9,7 @@ use std::time::Instant;
 use danaus_model::{FieldValue, MetricKind, Point, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::{GroupAcc, GroupSpec};
+use crate::aggregate::{group_direct, GroupAcc, GroupSpec};
 use crate::align::{align, AlignSpec};
 use crate::error::{Error, Result};
 use crate::expr::{compile, CExpr, Context, Env};
@@ -268,13 +268,7 @@ impl Runner {
                     }
                     t
                 }
-                Step::GroupBy(g) => {
-                    let mut acc = GroupAcc::new(g, t.kind);
-                    for s in &t.series {
-                        acc.add_series(&g.keys, s)?;
-                    }
-                    acc.finish()?
-                }
+                Step::GroupBy(g) => group_direct(g, &t)?,
                 Step::Top { k, bottom, ranker } => top(t, *k, *bottom, *ranker)?,
             };
         }
@@ -285,6 +279,8 @@ impl Runner {
 /// Keeps the `k` series ranking highest (or lowest); ties go to the
 /// smaller fields, series without numeric values rank last.
 fn top(mut t: Table, k: u64, bottom: bool, ranker: Ranker) -> Result<Table> {
+    // Field order first, so errors and ties do not depend on where series came from.
+    t.sort();
     let mut ranked: Vec<(Option<f64>, Series)> = Vec::with_capacity(t.series.len());
     for s in t.series.drain(..) {
         let mut vals = Vec::with_capacity(s.points.len());
