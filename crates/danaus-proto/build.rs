@@ -2,8 +2,10 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files: Vec<_> =
-        ["types", "schema", "ingest", "read"].iter().map(|f| root.join(format!("danaus/v1/{f}.proto"))).collect();
+    let files: Vec<_> = ["types", "schema", "ingest", "read", "query"]
+        .iter()
+        .map(|f| root.join(format!("danaus/v1/{f}.proto")))
+        .collect();
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);

@@ -6,6 +6,7 @@
 //! times users type (`now-1h`, RFC 3339, raw nanoseconds). The
 //! `danausctl` binary is built on it.
 
+pub mod query;
 pub mod time;
 
 use danaus_proto::v1 as pb;
@@ -67,6 +68,12 @@ impl Client {
     pub fn ingest(&self) -> pb::ingest_service_client::IngestServiceClient<Svc> {
         pb::ingest_service_client::IngestServiceClient::with_interceptor(self.channel.clone(), self.interceptor.clone())
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// QueryService.
+    pub fn query(&self) -> pb::query_service_client::QueryServiceClient<Svc> {
+        pb::query_service_client::QueryServiceClient::with_interceptor(self.channel.clone(), self.interceptor.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     /// ReadService.

@@ -97,6 +97,41 @@ fn readme_tour_works() {
     assert_eq!(line["points"][1]["value"], 25);
     assert_eq!(line["target_fields"]["user"], "alice");
 
+    // Queries: the README's three.
+    let o = ctl(
+        &grpc,
+        &[
+            "query",
+            "fetch ComputeTask::/rpc/server/latency\n    | filter user == \"monarch\" | align max(5m) | group_by [job], max",
+            "--from",
+            "now-10m",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.contains("{job=\"mixer\"}") && out.contains("{job=\"leaf\"}"), "{out}");
+    assert!(out.lines().any(|l| l.ends_with("  14")), "{out}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("1 of 1 sources answered"), "{}", text(&o));
+    let o = ctl(
+        &grpc,
+        &[
+            "query",
+            "fetch ComputeTask::/rpc/server/count | align delta(1h)\n    | group_by [user], sum",
+            "--from",
+            "now-10m",
+            "-o",
+            "csv",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.starts_with("time,user,value\n"), "{out}");
+    assert!(out.lines().skip(1).all(|l| l.contains(",alice,")), "{out}");
+    let o = ctl(&grpc, &["query", "fetch ComputeTask::/rpc/server/latency | fliter user == \"x\""]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("did you mean `filter`?"), "{}", text(&o));
+    assert!(text(&o).contains("1:42: unknown operation `fliter`"), "{}", text(&o));
+
     let o = ctl(&grpc, &["read", "--target", "ComputeTask", "--metric", "/rpc/server/latency", "--match", "nope=1"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("unknown field \"nope\""), "{}", text(&o));

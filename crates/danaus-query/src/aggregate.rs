@@ -104,7 +104,15 @@ fn float(v: &Value, a: Aggregator) -> Result<f64> {
 impl Partial {
     /// The partial of one value.
     pub fn of(a: Aggregator, v: &Value) -> Result<Partial> {
-        if let (Value::Distribution(d), Aggregator::Sum | Aggregator::Mean | Aggregator::Stddev | Aggregator::Percentile(_) | Aggregator::Distribution) = (v, a) {
+        if let (
+            Value::Distribution(d),
+            Aggregator::Sum
+            | Aggregator::Mean
+            | Aggregator::Stddev
+            | Aggregator::Percentile(_)
+            | Aggregator::Distribution,
+        ) = (v, a)
+        {
             return Ok(Partial::Dist(d.clone()));
         }
         Ok(match a {
@@ -141,7 +149,9 @@ impl Partial {
             (Partial::SumI(a), Partial::SumF(b)) | (Partial::SumF(b), Partial::SumI(a)) => Partial::SumF(a as f64 + b),
             (Partial::SumF(a), Partial::SumF(b)) => Partial::SumF(a + b),
             (Partial::Count(a), Partial::Count(b)) => Partial::Count(a + b),
-            (Partial::Mean { sum: s1, n: n1 }, Partial::Mean { sum: s2, n: n2 }) => Partial::Mean { sum: s1 + s2, n: n1 + n2 },
+            (Partial::Mean { sum: s1, n: n1 }, Partial::Mean { sum: s2, n: n2 }) => {
+                Partial::Mean { sum: s1 + s2, n: n1 + n2 }
+            }
             (Partial::Min(a), Partial::Min(b)) => Partial::Min(pick(a, b, false)),
             (Partial::Max(a), Partial::Max(b)) => Partial::Max(pick(a, b, true)),
             (Partial::Stddev { n: na, mean: ma, m2: m2a }, Partial::Stddev { n: nb, mean: mb, m2: m2b }) => {
@@ -154,9 +164,9 @@ impl Partial {
                 a.extend(b);
                 Partial::Values(a)
             }
-            (Partial::Dist(a), Partial::Dist(b)) => {
-                Partial::Dist(Box::new(a.merge(&b).map_err(|e| Error::Eval(format!("aggregating distributions: {e}")))?))
-            }
+            (Partial::Dist(a), Partial::Dist(b)) => Partial::Dist(Box::new(
+                a.merge(&b).map_err(|e| Error::Eval(format!("aggregating distributions: {e}")))?,
+            )),
             (a, b) => {
                 return Err(Error::Eval(format!(
                     "cannot aggregate a mix of value types in one group ({} and {})",
@@ -172,9 +182,10 @@ impl Partial {
     /// The aggregated value (`None`: nothing to report).
     pub fn finish(self, a: Aggregator) -> Result<Value> {
         Ok(match self {
-            Partial::SumI(s) => Value::Int64(i64::try_from(s).map_err(|_| {
-                Error::Eval(format!("sum {s} overflows int64; aggregate double(val) instead"))
-            })?),
+            Partial::SumI(s) => Value::Int64(
+                i64::try_from(s)
+                    .map_err(|_| Error::Eval(format!("sum {s} overflows int64; aggregate double(val) instead")))?,
+            ),
             Partial::SumF(s) => Value::Double(s),
             Partial::Count(n) => Value::Int64(n as i64),
             Partial::Mean { sum, n } => Value::Double(sum / n as f64),
@@ -291,12 +302,13 @@ pub fn aggregate_direct(a: Aggregator, vals: &[&Value]) -> Result<Value> {
         Aggregator::Mean => Value::Double(nums.iter().sum::<f64>() / n),
         Aggregator::Min | Aggregator::Max => {
             let max = a == Aggregator::Max;
-            let best = vals.iter().zip(&nums).filter(|(_, x)| !x.is_nan()).fold(None::<(&Value, f64)>, |best, (v, x)| {
-                match best {
-                    Some((_, b)) if (max && b >= *x) || (!max && b <= *x) => best,
-                    _ => Some((v, *x)),
-                }
-            });
+            let best =
+                vals.iter().zip(&nums).filter(|(_, x)| !x.is_nan()).fold(None::<(&Value, f64)>, |best, (v, x)| {
+                    match best {
+                        Some((_, b)) if (max && b >= *x) || (!max && b <= *x) => best,
+                        _ => Some((v, *x)),
+                    }
+                });
             match best {
                 Some((v, _)) => v.clone(),
                 None => vals[0].clone(),
@@ -311,9 +323,7 @@ pub fn aggregate_direct(a: Aggregator, vals: &[&Value]) -> Result<Value> {
             nums.sort_by(f64::total_cmp);
             Value::Double(exact_percentile(&nums, p))
         }
-        Aggregator::Distribution => {
-            Value::Distribution(Box::new(Distribution::from_values(default_bucketer(), &nums)))
-        }
+        Aggregator::Distribution => Value::Distribution(Box::new(Distribution::from_values(default_bucketer(), &nums))),
         Aggregator::Count => Value::Int64(vals.len() as i64),
     })
 }

@@ -139,7 +139,9 @@ fn dist_sub(b: &Distribution, a: &Distribution) -> Option<Distribution> {
         let mean = (b.sum() - a.sum()) / n as f64;
         // Chan's merge run backwards: ssd_b = ssd_a + ssd + d² · n_a·n / n_b.
         let d = mean - a.mean;
-        let ssd = b.sum_of_squared_deviation - a.sum_of_squared_deviation - d * d * (a.count as f64 * n as f64 / b.count as f64);
+        let ssd = b.sum_of_squared_deviation
+            - a.sum_of_squared_deviation
+            - d * d * (a.count as f64 * n as f64 / b.count as f64);
         (mean, ssd.max(0.0))
     };
     Some(Distribution {
@@ -172,23 +174,29 @@ fn increases(kind: MetricKind, points: &[Point], fetched_from: i64, a: Aligner) 
                         let restarted = kind == MetricKind::Cumulative
                             && matches!((q.start_time, p.start_time), (Some(a), Some(b)) if b != a);
                         match (&q.value, v) {
-                            (Value::Int64(x), Value::Int64(y)) => Some(if restarted || (kind == MetricKind::Cumulative && y < x) {
-                                Inc::I(*y)
-                            } else {
-                                match y.checked_sub(*x) {
-                                    Some(d) => Inc::I(d),
-                                    None => Inc::F(*y as f64 - *x as f64),
-                                }
-                            }),
-                            (Value::Distribution(x), Value::Distribution(y)) => Some(Inc::D(Box::new(
-                                match (restarted, dist_sub(y, x)) {
+                            (Value::Int64(x), Value::Int64(y)) => {
+                                Some(if restarted || (kind == MetricKind::Cumulative && y < x) {
+                                    Inc::I(*y)
+                                } else {
+                                    match y.checked_sub(*x) {
+                                        Some(d) => Inc::I(d),
+                                        None => Inc::F(*y as f64 - *x as f64),
+                                    }
+                                })
+                            }
+                            (Value::Distribution(x), Value::Distribution(y)) => {
+                                Some(Inc::D(Box::new(match (restarted, dist_sub(y, x)) {
                                     (false, Some(d)) => d,
                                     _ => (**y).clone(),
-                                },
-                            ))),
+                                })))
+                            }
                             (x, y) => {
                                 let (x, y) = (num(x, a)?, num(y, a)?);
-                                Some(Inc::F(if restarted || (kind == MetricKind::Cumulative && y < x) { y } else { y - x }))
+                                Some(Inc::F(if restarted || (kind == MetricKind::Cumulative && y < x) {
+                                    y
+                                } else {
+                                    y - x
+                                }))
                             }
                         }
                     }
@@ -251,9 +259,7 @@ pub fn align(spec: &AlignSpec, kind: MetricKind, points: &[Point]) -> Result<Vec
                     (None, _) => None,
                     (Some(s), Aligner::Rate) => match s {
                         Inc::D(_) => {
-                            return Err(Error::Eval(
-                                "aligner `rate` does not apply to distributions; use delta".into(),
-                            ))
+                            return Err(Error::Eval("aligner `rate` does not apply to distributions; use delta".into()))
                         }
                         s => Some(Value::Double(s.f64() / (w as f64 / 1e9))),
                     },
@@ -345,11 +351,14 @@ mod tests {
     fn vals(p: &[Point]) -> Vec<(i64, f64)> {
         p.iter()
             .map(|p| {
-                (p.end_time / S, match p.value {
-                    Value::Double(d) => d,
-                    Value::Int64(i) => i as f64,
-                    _ => f64::NAN,
-                })
+                (
+                    p.end_time / S,
+                    match p.value {
+                        Value::Double(d) => d,
+                        Value::Int64(i) => i as f64,
+                        _ => f64::NAN,
+                    },
+                )
             })
             .collect()
     }

@@ -122,7 +122,13 @@ impl Engine {
     }
 
     /// Runs `text` and collects the result into one table, sorted by fields.
-    pub async fn collect(&self, tenant: &str, text: &str, range: QueryRange, opts: RunOptions) -> Result<(Table, QueryReport)> {
+    pub async fn collect(
+        &self,
+        tenant: &str,
+        text: &str,
+        range: QueryRange,
+        opts: RunOptions,
+    ) -> Result<(Table, QueryReport)> {
         let mut out: Option<Table> = None;
         let mut sink = |t: Table| -> Result<()> {
             match &mut out {

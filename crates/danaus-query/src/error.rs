@@ -30,11 +30,11 @@ pub enum Error {
     #[error("{0}")]
     Eval(String),
     /// A per-query limit was hit.
-    #[error("query stopped: it {what} more than {limit} ({name}); {hint}")]
+    #[error("query stopped: more than {limit} {what} (limit `{name}`); {hint}")]
     Limit {
         /// The limit's name, as configured.
         name: &'static str,
-        /// What was counted ("touched … series").
+        /// What was counted ("series touched").
         what: &'static str,
         /// The limit.
         limit: u64,

@@ -102,7 +102,7 @@ impl ExecCtx {
         if n > self.limits.max_series {
             return Err(Error::Limit {
                 name: "max_series",
-                what: "touched",
+                what: "series touched",
                 limit: self.limits.max_series,
                 hint: "add filters to narrow it, or raise the limit",
             });
@@ -118,7 +118,7 @@ impl ExecCtx {
         if total > self.limits.max_points {
             return Err(Error::Limit {
                 name: "max_points",
-                what: "read",
+                what: "points read",
                 limit: self.limits.max_points,
                 hint: "shorten the time range or add filters",
             });
@@ -507,7 +507,9 @@ impl Executor<'_> {
                 for leaf in &zone.leaves {
                     match run_leaf_stage(leaf.as_ref(), fp, self.ctx, &mut *out).await {
                         Ok(_) => completeness.record(&zone.name, leaf.name(), None),
-                        Err(e) if is_unavailable(&e) => completeness.record(&zone.name, leaf.name(), Some(e.to_string())),
+                        Err(e) if is_unavailable(&e) => {
+                            completeness.record(&zone.name, leaf.name(), Some(e.to_string()))
+                        }
                         Err(e) => return Err(e),
                     }
                 }
@@ -552,7 +554,9 @@ impl Executor<'_> {
                 }
                 Ok(t)
             }
-            PhaseOutput::Partial(_) => Err(Error::Eval("internal: the root phase ended with partial aggregates".into())),
+            PhaseOutput::Partial(_) => {
+                Err(Error::Eval("internal: the root phase ended with partial aggregates".into()))
+            }
         }
     }
 }
@@ -579,8 +583,7 @@ fn union(tables: Vec<Table>) -> Table {
             out.kind = MetricKind::Gauge;
         }
         // Columns may come in another order: map them to the first table's.
-        let pos: Vec<usize> =
-            out.columns.iter().map(|c| t.columns.iter().position(|x| x == c).unwrap_or(0)).collect();
+        let pos: Vec<usize> = out.columns.iter().map(|c| t.columns.iter().position(|x| x == c).unwrap_or(0)).collect();
         for s in t.series {
             let fields: Vec<FieldValue> = pos.iter().map(|&i| s.fields[i].clone()).collect();
             match index.get(&fields) {

@@ -138,20 +138,27 @@ pub fn compile(e: &Expr, columns: &[String], ctx: Context) -> Result<CExpr> {
         }
         ExprKind::Val(i) => {
             if ctx == Context::Filter {
-                return Err(Error::invalid("`filter` keeps series by their fields; `val` is not available", Some(e.span))
-                    .with_hint("filter on fields such as `zone == \"us-east1\"`"));
+                return Err(Error::invalid(
+                    "`filter` keeps series by their fields; `val` is not available",
+                    Some(e.span),
+                )
+                .with_hint("filter on fields such as `zone == \"us-east1\"`"));
             }
             CExpr::Val(*i)
         }
         ExprKind::Unary(op, inner) => CExpr::Unary(*op, Box::new(compile(inner, columns, ctx)?)),
         ExprKind::Binary(op @ (BinOp::Re | BinOp::Nre), l, r) => {
             let ExprKind::Lit(Literal::Str(pattern)) = &r.kind else {
-                return Err(Error::invalid(format!("the right side of `{}` must be a string literal", op.symbol()), Some(r.span))
-                    .with_hint("write the regular expression as a string, as in `job =~ \"mixer.*\"`"));
+                return Err(Error::invalid(
+                    format!("the right side of `{}` must be a string literal", op.symbol()),
+                    Some(r.span),
+                )
+                .with_hint("write the regular expression as a string, as in `job =~ \"mixer.*\"`"));
             };
-            let re = regex::RegexBuilder::new(&format!("^(?:{pattern})$")).size_limit(1 << 20).build().map_err(|err| {
-                Error::invalid(format!("invalid regular expression {pattern:?}: {err}"), Some(r.span))
-            })?;
+            let re =
+                regex::RegexBuilder::new(&format!("^(?:{pattern})$")).size_limit(1 << 20).build().map_err(|err| {
+                    Error::invalid(format!("invalid regular expression {pattern:?}: {err}"), Some(r.span))
+                })?;
             CExpr::Regex { input: Box::new(compile(l, columns, ctx)?), re, negate: *op == BinOp::Nre }
         }
         ExprKind::Binary(op, l, r) => {
@@ -161,7 +168,9 @@ pub fn compile(e: &Expr, columns: &[String], ctx: Context) -> Result<CExpr> {
             let Some(&(_, f, arity)) = FUNCS.iter().find(|(n, _, _)| n == name) else {
                 let hint = match crate::syntax::closest(name, FUNCS.iter().map(|(n, _, _)| *n)) {
                     Some(c) => format!("did you mean `{c}`?"),
-                    None => format!("functions are {}", FUNCS.iter().map(|(n, _, _)| *n).collect::<Vec<_>>().join(", ")),
+                    None => {
+                        format!("functions are {}", FUNCS.iter().map(|(n, _, _)| *n).collect::<Vec<_>>().join(", "))
+                    }
                 };
                 return Err(Error::invalid(format!("unknown function `{name}`"), Some(e.span)).with_hint(hint));
             };
@@ -234,14 +243,21 @@ impl CExpr {
     pub fn eval(&self, env: &Env<'_>) -> Result<Value> {
         Ok(match self {
             CExpr::Const(v) => v.clone(),
-            CExpr::Field(i) => env.fields.get(*i).map(field_value).ok_or_else(|| Error::Eval(format!("no column {i}")))?,
+            CExpr::Field(i) => {
+                env.fields.get(*i).map(field_value).ok_or_else(|| Error::Eval(format!("no column {i}")))?
+            }
             CExpr::Val(None) => env.val.cloned().ok_or_else(|| Error::Eval("`val` is not available here".into()))?,
             CExpr::Val(Some(i)) => match env.val {
                 Some(Value::Tuple(items)) => items.get(*i as usize).cloned().ok_or_else(|| {
                     Error::Eval(format!("`val({i})` is out of range: the value has {} elements", items.len()))
                 })?,
                 Some(v) if *i == 0 => v.clone(),
-                Some(v) => return Err(Error::Eval(format!("`val({i})` on a {} value; only joined tables have several", type_name(v)))),
+                Some(v) => {
+                    return Err(Error::Eval(format!(
+                        "`val({i})` on a {} value; only joined tables have several",
+                        type_name(v)
+                    )))
+                }
                 None => return Err(Error::Eval("`val` is not available here".into())),
             },
             CExpr::Unary(UnOp::Not, e) => match e.eval(env)? {
@@ -249,7 +265,9 @@ impl CExpr {
                 v => return Err(Error::Eval(format!("`!` needs a bool, got {}", type_name(&v)))),
             },
             CExpr::Unary(UnOp::Neg, e) => match e.eval(env)? {
-                Value::Int64(i) => Value::Int64(i.checked_neg().ok_or_else(|| Error::Eval(format!("-({i}) overflows int64")))?),
+                Value::Int64(i) => {
+                    Value::Int64(i.checked_neg().ok_or_else(|| Error::Eval(format!("-({i}) overflows int64")))?)
+                }
                 Value::Double(d) => Value::Double(-d),
                 v => return Err(Error::Eval(format!("`-` needs a number, got {}", type_name(&v)))),
             },
@@ -262,7 +280,9 @@ impl CExpr {
                 };
                 Value::Bool(re.is_match(&text) != *negate)
             }
-            CExpr::Binary(BinOp::And, l, r) => Value::Bool(bool_of(l.eval(env)?, "&&")? && bool_of(r.eval(env)?, "&&")?),
+            CExpr::Binary(BinOp::And, l, r) => {
+                Value::Bool(bool_of(l.eval(env)?, "&&")? && bool_of(r.eval(env)?, "&&")?)
+            }
             CExpr::Binary(BinOp::Or, l, r) => Value::Bool(bool_of(l.eval(env)?, "||")? || bool_of(r.eval(env)?, "||")?),
             CExpr::Binary(op, l, r) => binary(*op, l.eval(env)?, r.eval(env)?)?,
             CExpr::Call(f, args) => {
@@ -371,9 +391,9 @@ fn call(f: Func, mut args: Vec<Value>) -> Result<Value> {
             Value::Bool(b) => Value::Int64(i64::from(b)),
             Value::Double(d) if d.is_finite() && d.abs() < 9.2e18 => Value::Int64(d.trunc() as i64),
             Value::Double(d) => return Err(Error::Eval(format!("int({d}): not representable as int64"))),
-            Value::String(s) => Value::Int64(
-                s.trim().parse().map_err(|_| Error::Eval(format!("int({s:?}): not an integer")))?,
-            ),
+            Value::String(s) => {
+                Value::Int64(s.trim().parse().map_err(|_| Error::Eval(format!("int({s:?}): not an integer")))?)
+            }
             v => return Err(Error::Eval(format!("`int` needs a number, got {}", type_name(&v)))),
         },
         Func::Bool => match a {
@@ -398,7 +418,9 @@ fn call(f: Func, mut args: Vec<Value>) -> Result<Value> {
         Func::Mean => Value::Double(dist(&a, "mean")?.mean),
         Func::Stddev => Value::Double(dist(&a, "stddev")?.variance().sqrt()),
         Func::Abs => match a {
-            Value::Int64(i) => Value::Int64(i.checked_abs().ok_or_else(|| Error::Eval(format!("abs({i}) overflows int64")))?),
+            Value::Int64(i) => {
+                Value::Int64(i.checked_abs().ok_or_else(|| Error::Eval(format!("abs({i}) overflows int64")))?)
+            }
             v => Value::Double(num(&v, "abs")?.abs()),
         },
         Func::Sqrt => Value::Double(num(&a, "sqrt")?.sqrt()),

@@ -204,9 +204,11 @@ impl Plan {
                     fetch.predicate = None;
                     Node::Fetch(Box::new(FetchPlan { fetch, leaf: Stage::default(), zone: Stage::default(), root }))
                 }
-                Node::Tables { inputs, combine, ops } => {
-                    Node::Tables { inputs: inputs.iter().map(node).collect(), combine: combine.clone(), ops: ops.clone() }
-                }
+                Node::Tables { inputs, combine, ops } => Node::Tables {
+                    inputs: inputs.iter().map(node).collect(),
+                    combine: combine.clone(),
+                    ops: ops.clone(),
+                },
             }
         }
         Plan { root: node(&self.root), range: self.range }
@@ -216,7 +218,10 @@ impl Plan {
 /// Plans `query` over `range`.
 pub fn plan(query: &Query, range: QueryRange, catalog: &dyn Catalog) -> Result<Plan> {
     if range.start > range.end {
-        return Err(Error::invalid(format!("the start time {} is after the end time {}", range.start, range.end), None));
+        return Err(Error::invalid(
+            format!("the start time {} is after the end time {}", range.start, range.end),
+            None,
+        ));
     }
     if range.step <= 0 {
         return Err(Error::invalid(format!("the step must be positive, got {}", range.step), None));
@@ -540,7 +545,10 @@ fn combine_shapes(op: &Op, shapes: &[&Shape], span: Span) -> Result<(Combine, Sh
                     .with_hint("give one default for all inputs, or one per input"))
                 }
             };
-            (Combine::Join { defaults: Some(defaults) }, shape(first.columns.clone(), first.types.clone(), MetricKind::Gauge))
+            (
+                Combine::Join { defaults: Some(defaults) },
+                shape(first.columns.clone(), first.types.clone(), MetricKind::Gauge),
+            )
         }
         Op::Union(_) => {
             same_columns("union")?;
@@ -573,7 +581,14 @@ fn resolve_ranges(ops: Vec<DraftOp>, out: (i64, i64)) -> (Vec<TableOpDraft>, (i6
                 };
                 s = ns;
                 e = ne.max(ns);
-                TableOpDraft::Op(TableOp::Align(AlignSpec { aligner, window: w, period, first, last, fetched_from: ns }))
+                TableOpDraft::Op(TableOp::Align(AlignSpec {
+                    aligner,
+                    window: w,
+                    period,
+                    first,
+                    last,
+                    fetched_from: ns,
+                }))
             }
             DraftOp::Shift(d) => {
                 s = s.saturating_sub(d);

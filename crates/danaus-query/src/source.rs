@@ -63,7 +63,9 @@ fn leaf_error(source: &str, e: danaus_leaf::Error) -> Error {
         danaus_leaf::Error::ResourceExhausted(m) | danaus_leaf::Error::Internal(m) => {
             Error::Source { source_name: source.into(), message: m, unavailable: false }
         }
-        danaus_leaf::Error::Unavailable(m) => Error::Source { source_name: source.into(), message: m, unavailable: true },
+        danaus_leaf::Error::Unavailable(m) => {
+            Error::Source { source_name: source.into(), message: m, unavailable: true }
+        }
     }
 }
 
@@ -73,9 +75,10 @@ impl SeriesSource for LeafSource {
     }
 
     fn schemas(&self, tenant: &str, target: &str, metric: &str) -> Result<(Arc<TargetSchema>, Arc<MetricSchema>)> {
-        let ts = self.leaf.target_schema(tenant, target).ok_or_else(|| {
-            Error::NotFound(format!("unknown target schema {target:?} (tenant {tenant:?})"))
-        })?;
+        let ts = self
+            .leaf
+            .target_schema(tenant, target)
+            .ok_or_else(|| Error::NotFound(format!("unknown target schema {target:?} (tenant {tenant:?})")))?;
         let ms = self
             .leaf
             .metric_schema(tenant, metric)
@@ -103,7 +106,7 @@ impl SeriesSource for LeafSource {
             let selected = self.leaf.select_at_most(tenant, &req, max_series).map_err(|e| match e {
                 danaus_leaf::Error::ResourceExhausted(_) => Error::Limit {
                     name: "max_series",
-                    what: "touched",
+                    what: "series touched",
                     limit: max_series as u64,
                     hint: "add filters to narrow the query",
                 },

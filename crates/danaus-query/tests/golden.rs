@@ -84,7 +84,8 @@ async fn golden_cases() {
     let mut failures = Vec::new();
     for path in &paths {
         let case = load(path);
-        let data = DataSet::parse(&std::fs::read_to_string(dir.join("data").join(format!("{}.data", case.data))).unwrap());
+        let data =
+            DataSet::parse(&std::fs::read_to_string(dir.join("data").join(format!("{}.data", case.data))).unwrap());
         let got = run(&single(&data).await, &case).await;
         let expected_path = path.with_extension("expected");
         if bless {

@@ -28,7 +28,13 @@ fn dataset(points: &[(u8, u8, u8, u8, i8)]) -> DataSet {
         pts.dedup_by_key(|p| p.0);
         let cpu: Vec<String> = pts
             .iter()
-            .map(|(t, v)| if *v == i8::MIN { format!("{}s=nan", u32::from(*t) * 10) } else { format!("{}s={v}", u32::from(*t) * 10) })
+            .map(|(t, v)| {
+                if *v == i8::MIN {
+                    format!("{}s=nan", u32::from(*t) * 10)
+                } else {
+                    format!("{}s={v}", u32::from(*t) * 10)
+                }
+            })
             .collect();
         text.push_str(&format!("series Host zone=z{z} host=h{h} rack={} /cpu core={c} : {}\n", h % 2, cpu.join(" ")));
         if c == 0 {
@@ -115,7 +121,13 @@ fn same(a: &Table, b: &Table) -> Result<(), String> {
     }
     for (x, y) in a.series.iter().zip(&b.series) {
         if x.fields != y.fields || x.points.len() != y.points.len() {
-            return Err(format!("series {:?} ({} points) vs {:?} ({} points)", x.fields, x.points.len(), y.fields, y.points.len()));
+            return Err(format!(
+                "series {:?} ({} points) vs {:?} ({} points)",
+                x.fields,
+                x.points.len(),
+                y.fields,
+                y.points.len()
+            ));
         }
         for (p, q) in x.points.iter().zip(&y.points) {
             if p.end_time != q.end_time || !close(&p.value, &q.value) {

@@ -8,7 +8,9 @@ use danaus_query::syntax::parse;
 use proptest::prelude::*;
 
 fn ident() -> impl Strategy<Value = String> {
-    "[a-z][a-z0-9_]{0,6}".prop_filter("keywords", |s| !matches!(s.as_str(), "val" | "true" | "false" | "target" | "metric" | "and" | "or" | "not"))
+    "[a-z][a-z0-9_]{0,6}".prop_filter("keywords", |s| {
+        !matches!(s.as_str(), "val" | "true" | "false" | "target" | "metric" | "and" | "or" | "not")
+    })
 }
 
 fn field() -> impl Strategy<Value = FieldRef> {
@@ -38,13 +40,24 @@ fn expr() -> impl Strategy<Value = Expr> {
     ];
     leaf.prop_recursive(4, 24, 3, |inner| {
         let op = prop_oneof![
-            Just(BinOp::Or), Just(BinOp::And), Just(BinOp::Eq), Just(BinOp::Ne), Just(BinOp::Lt),
-            Just(BinOp::Le), Just(BinOp::Gt), Just(BinOp::Ge), Just(BinOp::Add), Just(BinOp::Sub),
-            Just(BinOp::Mul), Just(BinOp::Div), Just(BinOp::Rem),
+            Just(BinOp::Or),
+            Just(BinOp::And),
+            Just(BinOp::Eq),
+            Just(BinOp::Ne),
+            Just(BinOp::Lt),
+            Just(BinOp::Le),
+            Just(BinOp::Gt),
+            Just(BinOp::Ge),
+            Just(BinOp::Add),
+            Just(BinOp::Sub),
+            Just(BinOp::Mul),
+            Just(BinOp::Div),
+            Just(BinOp::Rem),
         ];
         prop_oneof![
             (op, inner.clone(), inner.clone()).prop_map(|(op, l, r)| e(ExprKind::Binary(op, Box::new(l), Box::new(r)))),
-            (prop_oneof![Just(UnOp::Not), Just(UnOp::Neg)], inner.clone()).prop_map(|(op, x)| e(ExprKind::Unary(op, Box::new(x)))),
+            (prop_oneof![Just(UnOp::Not), Just(UnOp::Neg)], inner.clone())
+                .prop_map(|(op, x)| e(ExprKind::Unary(op, Box::new(x)))),
             (ident(), prop::collection::vec(inner, 0..3)).prop_map(|(n, a)| e(ExprKind::Call(n, a))),
         ]
     })
@@ -57,18 +70,31 @@ fn duration() -> impl Strategy<Value = i64> {
 fn op() -> impl Strategy<Value = Op> {
     let aligner = prop::sample::select(Aligner::ALL.to_vec());
     let agg = prop_oneof![
-        Just(Aggregator::Sum), Just(Aggregator::Mean), Just(Aggregator::Count), Just(Aggregator::Min),
-        Just(Aggregator::Max), Just(Aggregator::Stddev), Just(Aggregator::Distribution),
+        Just(Aggregator::Sum),
+        Just(Aggregator::Mean),
+        Just(Aggregator::Count),
+        Just(Aggregator::Min),
+        Just(Aggregator::Max),
+        Just(Aggregator::Stddev),
+        Just(Aggregator::Distribution),
         (0f64..=100.0).prop_map(Aggregator::Percentile),
     ];
     prop_oneof![
         expr().prop_map(Op::Filter),
         expr().prop_map(Op::Value),
-        (aligner, prop::option::of(duration())).prop_map(|(aligner, window)| Op::Align { aligner, window, span: Span::default() }),
+        (aligner, prop::option::of(duration())).prop_map(|(aligner, window)| Op::Align {
+            aligner,
+            window,
+            span: Span::default()
+        }),
         duration().prop_map(|d| Op::Every(d, Span::default())),
         duration().prop_map(|d| Op::Window(d, Span::default())),
         duration().prop_map(|d| Op::TimeShift(d, Span::default())),
-        (prop::collection::vec(field(), 0..4), prop::option::of(agg)).prop_map(|(fields, aggregator)| Op::GroupBy { fields, aggregator, span: Span::default() }),
+        (prop::collection::vec(field(), 0..4), prop::option::of(agg)).prop_map(|(fields, aggregator)| Op::GroupBy {
+            fields,
+            aggregator,
+            span: Span::default()
+        }),
         Just(Op::Join(Span::default())),
         Just(Op::Union(Span::default())),
         prop::collection::vec(literal(), 1..3).prop_map(|d| Op::OuterJoin(d, Span::default())),
@@ -78,16 +104,20 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn pipeline() -> impl Strategy<Value = Pipeline> {
-    let fetch = ("[A-Z][A-Za-z]{0,6}", "(/[a-z_]{1,6}){1,3}")
-        .prop_map(|(target, metric)| Pipeline { source: Source::Fetch { target, metric, span: Span::default() }, ops: vec![] });
-    fetch.prop_recursive(2, 6, 3, |inner| {
-        prop::collection::vec(inner, 1..3).prop_map(|inputs| Pipeline { source: Source::Tables { inputs, span: Span::default() }, ops: vec![] })
-    })
-    .prop_flat_map(|p| (Just(p), prop::collection::vec(op(), 0..5)))
-    .prop_map(|(mut p, ops)| {
-        p.ops = ops;
-        p
-    })
+    let fetch = ("[A-Z][A-Za-z]{0,6}", "(/[a-z_]{1,6}){1,3}").prop_map(|(target, metric)| Pipeline {
+        source: Source::Fetch { target, metric, span: Span::default() },
+        ops: vec![],
+    });
+    fetch
+        .prop_recursive(2, 6, 3, |inner| {
+            prop::collection::vec(inner, 1..3)
+                .prop_map(|inputs| Pipeline { source: Source::Tables { inputs, span: Span::default() }, ops: vec![] })
+        })
+        .prop_flat_map(|p| (Just(p), prop::collection::vec(op(), 0..5)))
+        .prop_map(|(mut p, ops)| {
+            p.ops = ops;
+            p
+        })
 }
 
 proptest! {

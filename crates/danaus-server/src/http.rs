@@ -13,6 +13,7 @@ use axum::Router;
 use danaus_leaf::Leaf;
 
 use crate::grpc::GrpcStats;
+use crate::query::QueryStats;
 
 /// What the HTTP handlers read.
 #[derive(Clone)]
@@ -21,6 +22,8 @@ pub struct HttpState {
     pub leaf: Leaf,
     /// gRPC counters.
     pub grpc: Arc<GrpcStats>,
+    /// Query counters.
+    pub query: Arc<QueryStats>,
     /// Process start.
     pub started: Instant,
 }
@@ -148,5 +151,15 @@ async fn metrics(State(st): State<HttpState>) -> impl IntoResponse {
     t.counter("danaus_grpc_read_requests_total", "Read RPCs.", &st.grpc.read_requests);
     t.counter("danaus_grpc_read_series_total", "Series streamed by reads.", &st.grpc.read_series);
     t.counter("danaus_grpc_read_points_total", "Points streamed by reads.", &st.grpc.read_points);
+    t.counter("danaus_query_requests_total", "Queries received.", &st.query.requests);
+    t.counter("danaus_query_failures_total", "Queries that ended with an error.", &st.query.failures);
+    t.counter(
+        "danaus_query_cancelled_total",
+        "Queries stopped because the caller went away or the deadline passed.",
+        &st.query.cancelled,
+    );
+    t.counter("danaus_query_refused_total", "Queries refused: too many running.", &st.query.refused);
+    t.counter("danaus_query_series_touched_total", "Series read by queries.", &st.query.series_touched);
+    t.counter("danaus_query_points_touched_total", "Points read by queries.", &st.query.points_touched);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], t.0)
 }

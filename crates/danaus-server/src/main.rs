@@ -55,6 +55,9 @@ struct StandaloneArgs {
     /// Concurrent requests per gRPC connection.
     #[arg(long, default_value_t = 256)]
     max_concurrent_requests: usize,
+    /// Queries run at once; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 16)]
+    max_concurrent_queries: usize,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, default_value = "info", env = "DANAUS_LOG")]
     log: String,
@@ -108,6 +111,7 @@ fn main() -> anyhow::Result<()> {
             http_addr: args.http_addr,
             leaf,
             max_concurrent_requests: args.max_concurrent_requests,
+            max_concurrent_queries: args.max_concurrent_queries,
         })
         .await?;
         // One parseable line for scripts and tests (ports may be ephemeral).

@@ -18,6 +18,8 @@ use tokio::task::JoinHandle;
 
 use crate::grpc::{Api, GrpcStats};
 use crate::http::{router, HttpState};
+use crate::query::{QueryApi, QueryStats};
+use danaus_query::{Engine, LeafSource, QueryLimits, ZoneSources};
 
 /// Configuration of a standalone server.
 #[derive(Debug, Clone)]
@@ -32,6 +34,8 @@ pub struct StandaloneConfig {
     pub leaf: LeafOptions,
     /// Concurrent requests served per gRPC connection.
     pub max_concurrent_requests: usize,
+    /// Queries run at once; more are refused with RESOURCE_EXHAUSTED.
+    pub max_concurrent_queries: usize,
 }
 
 /// A running standalone server.
@@ -77,6 +81,12 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
 
     let stats = Arc::new(GrpcStats::default());
     let api = Api::new(leaf.clone(), stats.clone());
+    let query_stats = Arc::new(QueryStats::default());
+    let engine = Engine::new(
+        vec![ZoneSources { name: "local".into(), leaves: vec![Arc::new(LeafSource::new("leaf-0", leaf.clone()))] }],
+        QueryLimits::default(),
+    );
+    let query_api = QueryApi::new(Arc::new(engine), cfg.max_concurrent_queries, query_stats.clone());
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(danaus_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -92,7 +102,10 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
             pb::ingest_service_server::IngestServiceServer::new(api.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .add_service(pb::read_service_server::ReadServiceServer::new(api).max_encoding_message_size(MAX_MESSAGE_BYTES));
+        .add_service(pb::read_service_server::ReadServiceServer::new(api).max_encoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(
+            pb::query_service_server::QueryServiceServer::new(query_api).max_encoding_message_size(MAX_MESSAGE_BYTES),
+        );
     let mut s1 = stopped.clone();
     let grpc_task = tokio::spawn(async move {
         grpc.serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc_listener), async move {
@@ -101,7 +114,7 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
         .await
         .context("gRPC server")
     });
-    let app = router(HttpState { leaf: leaf.clone(), grpc: stats, started });
+    let app = router(HttpState { leaf: leaf.clone(), grpc: stats, query: query_stats, started });
     let mut s2 = stopped;
     let http_task = tokio::spawn(async move {
         axum::serve(http_listener, app)

@@ -18,3 +18,18 @@ pub fn leaf_status(e: Error) -> Status {
 pub fn convert_status(e: danaus_proto::convert::ConvertError) -> Status {
     Status::invalid_argument(e.0)
 }
+
+/// Maps a query error to a gRPC status; syntax and planning errors carry
+/// the rendered message with the position and hint.
+pub fn query_status(e: &danaus_query::Error, query: &str) -> Status {
+    use danaus_query::Error as Q;
+    match e {
+        Q::Parse(_) | Q::Invalid { .. } | Q::Eval(_) => Status::invalid_argument(e.render(query)),
+        Q::NotFound(m) => Status::not_found(m.clone()),
+        Q::Limit { .. } => Status::resource_exhausted(e.to_string()),
+        Q::Cancelled(m) if m.contains("deadline") => Status::deadline_exceeded(e.to_string()),
+        Q::Cancelled(_) => Status::cancelled(e.to_string()),
+        Q::Source { unavailable: true, .. } => Status::unavailable(e.to_string()),
+        Q::Source { .. } => Status::internal(e.to_string()),
+    }
+}

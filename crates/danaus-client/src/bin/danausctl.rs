@@ -13,7 +13,9 @@ use std::io::{BufRead, BufReader, Read as _};
 
 use anyhow::{anyhow, bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
-use danaus_client::time::{format_time, now_ns, parse_time};
+use danaus_client::query as qry;
+use danaus_client::query::json_of_value;
+use danaus_client::time::{format_time, now_ns, parse_duration_ns, parse_time};
 use danaus_client::Client;
 use danaus_model as m;
 use danaus_proto::convert;
@@ -69,6 +71,27 @@ enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Run a query (docs/query-language.md), e.g.
+    /// `danausctl query 'fetch ComputeTask::/rpc/server/latency | align mean(1m)'`.
+    Query {
+        /// The query text.
+        query: String,
+        /// Start: now, now-1h, RFC 3339 or ns.
+        #[arg(long, default_value = "now-1h")]
+        from: String,
+        /// End: now, now-1h, RFC 3339 or ns.
+        #[arg(long, default_value = "now")]
+        to: String,
+        /// Default alignment period (e.g. 1m) for queries without `every`.
+        #[arg(long, default_value = "1m")]
+        step: String,
+        /// Stop after this long (e.g. 30s); default: no limit.
+        #[arg(long)]
+        timeout: Option<String>,
+        /// Output format.
+        #[arg(long, short = 'o', value_enum, default_value_t = QueryOutput::Table)]
+        output: QueryOutput,
+    },
 }
 
 #[derive(Subcommand)]
@@ -96,6 +119,13 @@ enum SchemaCmd {
 enum Output {
     Table,
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum QueryOutput {
+    Table,
+    Json,
+    Csv,
 }
 
 #[derive(Deserialize, serde::Serialize, Default)]
@@ -283,24 +313,6 @@ fn show_fields(fields: &HashMap<String, pb::FieldValue>) -> String {
         .collect();
     v.sort();
     v.join(", ")
-}
-
-fn json_of_value(v: &m::Value) -> serde_json::Value {
-    match v {
-        m::Value::Double(d) if !d.is_finite() => serde_json::Value::String(if d.is_nan() {
-            "NaN".into()
-        } else if *d > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        }),
-        m::Value::Double(d) => serde_json::json!(d),
-        m::Value::Int64(i) => serde_json::json!(i),
-        m::Value::Bool(b) => serde_json::json!(b),
-        m::Value::String(s) => serde_json::json!(s),
-        m::Value::Distribution(d) => serde_json::to_value(d).unwrap_or(serde_json::Value::Null),
-        m::Value::Tuple(items) => serde_json::Value::Array(items.iter().map(json_of_value).collect()),
-    }
 }
 
 async fn write(client: Client, file: Option<String>, batch: usize) -> anyhow::Result<bool> {
@@ -507,6 +519,35 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Write { file, batch } => return write(client, file, batch).await,
         Command::Read { target, metric, matchers, from, to, output } => {
             read(client, target, metric, matchers, from, to, output).await?
+        }
+        Command::Query { query, from, to, step, timeout, output } => {
+            let now = now_ns();
+            let start_time = parse_time(&from, now).map_err(|e| anyhow!("--from: {e}"))?;
+            let end_time = parse_time(&to, now).map_err(|e| anyhow!("--to: {e}"))?;
+            let step = parse_duration_ns(&step).ok_or_else(|| anyhow!("--step: {step:?} is not a duration like 1m"))?;
+            let timeout_ms = match timeout {
+                Some(t) => {
+                    (parse_duration_ns(&t).ok_or_else(|| anyhow!("--timeout: {t:?} is not a duration"))? / 1_000_000)
+                        as u64
+                }
+                None => 0,
+            };
+            let format = match output {
+                QueryOutput::Table => qry::Format::Table,
+                QueryOutput::Json => qry::Format::Json,
+                QueryOutput::Csv => qry::Format::Csv,
+            };
+            let req = pb::QueryRequest { query, start_time, end_time, step, timeout_ms, ..Default::default() };
+            let mut stdout = std::io::stdout().lock();
+            let printed = qry::run(&client, req, format, &mut stdout).await?;
+            if let Some(c) = &printed.completeness {
+                if printed.series == 0 && matches!(format, qry::Format::Table) {
+                    eprintln!("no series");
+                }
+                if format != qry::Format::Json {
+                    eprintln!("{}", qry::describe_completeness(c));
+                }
+            }
         }
     }
     Ok(true)

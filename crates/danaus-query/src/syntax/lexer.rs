@@ -122,9 +122,8 @@ impl<'a> Lexer<'a> {
     pub fn path(&mut self) -> Result<(Tok, Span), ParseError> {
         let start = self.pos;
         let r = self.rest();
-        let len = r
-            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '.' | '-')))
-            .unwrap_or(r.len());
+        let len =
+            r.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '.' | '-'))).unwrap_or(r.len());
         if len == 0 || !r.starts_with('/') {
             return Err(ParseError::new("expected a metric path after `::`", Span::new(start, start + len.max(1)))
                 .hint("metric names are paths such as `/rpc/server/latency`, written right after `::`"));

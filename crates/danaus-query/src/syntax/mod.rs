@@ -49,7 +49,12 @@ pub fn render_at(query: &str, span: Span, message: &str, hint: Option<&str>) -> 
     let line_no = query[..start].matches('\n').count() + 1;
     let col = query[line_start..start].chars().count() + 1;
     let width = query[start..span.end.clamp(start, line_end)].chars().count().max(1);
-    let mut out = format!("{line_no}:{col}: {message}\n  {}\n  {}{}", &query[line_start..line_end], " ".repeat(col - 1), "^".repeat(width));
+    let mut out = format!(
+        "{line_no}:{col}: {message}\n  {}\n  {}{}",
+        &query[line_start..line_end],
+        " ".repeat(col - 1),
+        "^".repeat(width)
+    );
     if let Some(h) = hint {
         out.push_str(&format!("\n  hint: {h}"));
     }

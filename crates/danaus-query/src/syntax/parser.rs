@@ -105,7 +105,9 @@ impl<'a> Parser<'a> {
             Tok::Int(n) => Err(self
                 .unexpected(&format!("a duration after `{after}`"))
                 .hint(format!("add a unit, as in `{n}s` or `{n}m`"))),
-            _ => Err(self.unexpected(&format!("a duration after `{after}`")).hint("durations look like `30s`, `5m`, `1h30m`")),
+            _ => Err(self
+                .unexpected(&format!("a duration after `{after}`"))
+                .hint("durations look like `30s`, `5m`, `1h30m`")),
         }
     }
 
@@ -165,7 +167,11 @@ impl<'a> Parser<'a> {
     fn op(&mut self) -> Result<Op, ParseError> {
         let (name, span) = match &self.tok {
             Tok::Ident(_) => self.ident("an operation")?,
-            _ => return Err(self.unexpected("an operation after `|`").hint(format!("operations are {}", OP_KEYWORDS[..12].join(", ")))),
+            _ => {
+                return Err(self
+                    .unexpected("an operation after `|`")
+                    .hint(format!("operations are {}", OP_KEYWORDS[..12].join(", "))))
+            }
         };
         Ok(match name.as_str() {
             "filter" => Op::Filter(self.expr(0)?),
@@ -218,7 +224,11 @@ impl<'a> Parser<'a> {
                         self.bump()?;
                         k as u64
                     }
-                    _ => return Err(self.unexpected(&format!("a positive count after `{name}`")).hint(format!("as in `{name} 5`"))),
+                    _ => {
+                        return Err(self
+                            .unexpected(&format!("a positive count after `{name}`"))
+                            .hint(format!("as in `{name} 5`")))
+                    }
                 };
                 let mut ranker = None;
                 if self.eat_sym(",")? {
@@ -362,8 +372,11 @@ impl<'a> Parser<'a> {
             let rhs = self.expr_bp(prec, depth + 1)?;
             if op.is_comparison() {
                 if let Some(next) = self.binop().filter(|n| n.is_comparison()) {
-                    return Err(ParseError::new(format!("comparisons do not chain (`{}` after `{}`)", next.symbol(), op.symbol()), self.span)
-                        .hint("combine comparisons with `&&`, as in `a < b && b < c`"));
+                    return Err(ParseError::new(
+                        format!("comparisons do not chain (`{}` after `{}`)", next.symbol(), op.symbol()),
+                        self.span,
+                    )
+                    .hint("combine comparisons with `&&`, as in `a < b && b < c`"));
                 }
             }
             let _ = op_span;
@@ -420,7 +433,9 @@ impl<'a> Parser<'a> {
                 ExprKind::Lit(Literal::Str(s))
             }
             Tok::Duration(_) => {
-                return Err(self.unexpected("a value").hint("durations only appear after align, every, window and time_shift"));
+                return Err(self
+                    .unexpected("a value")
+                    .hint("durations only appear after align, every, window and time_shift"));
             }
             Tok::Sym("(") => {
                 self.bump()?;
@@ -438,7 +453,11 @@ impl<'a> Parser<'a> {
                     if self.eat_sym("(")? {
                         let idx = match self.tok {
                             Tok::Int(i) if (0..=u32::MAX as i64).contains(&i) => i as u32,
-                            _ => return Err(self.unexpected("a tuple index").hint("`val(0)` is the first value of a joined table")),
+                            _ => {
+                                return Err(self
+                                    .unexpected("a tuple index")
+                                    .hint("`val(0)` is the first value of a joined table"))
+                            }
                         };
                         self.bump()?;
                         let end = self.expect_sym(")", "close with `)`")?;

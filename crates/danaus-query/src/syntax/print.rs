@@ -39,7 +39,9 @@ impl Display for Op {
             Op::Filter(e) => write!(f, "filter {e}"),
             Op::Value(e) => write!(f, "value {e}"),
             Op::Align { aligner, window: None, .. } => write!(f, "align {}", aligner.name()),
-            Op::Align { aligner, window: Some(w), .. } => write!(f, "align {}({})", aligner.name(), format_duration(*w)),
+            Op::Align { aligner, window: Some(w), .. } => {
+                write!(f, "align {}({})", aligner.name(), format_duration(*w))
+            }
             Op::Every(d, _) => write!(f, "every {}", format_duration(*d)),
             Op::Window(d, _) => write!(f, "window {}", format_duration(*d)),
             Op::TimeShift(d, _) => write!(f, "time_shift {}", format_duration(*d)),

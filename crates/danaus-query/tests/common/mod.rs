@@ -21,8 +21,8 @@ use std::sync::Arc;
 
 use danaus_leaf::{Leaf, LeafConfig, LeafOptions, SeriesWrite};
 use danaus_model::{
-    Bucketer, Distribution, FieldDef, FieldType, FieldValue, MetricKind, MetricSchema, Point, ScalarType,
-    TargetSchema, Value, ValueType,
+    Bucketer, Distribution, FieldDef, FieldType, FieldValue, MetricKind, MetricSchema, Point, ScalarType, TargetSchema,
+    Value, ValueType,
 };
 use danaus_query::{Engine, LeafSource, QueryLimits, SeriesSource, Table, ZoneSources};
 use danaus_storage::{Clock, KvStore, MemKv, MemLogDevice};
@@ -111,8 +111,7 @@ fn value(ty: ScalarType, s: &str) -> Value {
             let (bounds, rest) = body.split_once("](").unwrap();
             let vals = rest.strip_suffix(')').unwrap();
             let bounds: Vec<f64> = bounds.split(',').map(|b| b.parse().unwrap()).collect();
-            let vals: Vec<f64> =
-                vals.split(',').filter(|v| !v.is_empty()).map(|v| v.parse().unwrap()).collect();
+            let vals: Vec<f64> = vals.split(',').filter(|v| !v.is_empty()).map(|v| v.parse().unwrap()).collect();
             Value::Distribution(Box::new(Distribution::from_values(Bucketer::Explicit { bounds }, &vals)))
         }
     }
@@ -231,7 +230,8 @@ impl DataSet {
 }
 
 pub async fn leaf_with(data: &DataSet, series: &[&SeriesWrite]) -> Leaf {
-    let opts = LeafOptions { out_of_order_window: std::time::Duration::from_secs(365 * 86_400), ..LeafOptions::default() };
+    let opts =
+        LeafOptions { out_of_order_window: std::time::Duration::from_secs(365 * 86_400), ..LeafOptions::default() };
     let leaf = Leaf::open(LeafConfig {
         kv: Arc::new(MemKv::new()) as Arc<dyn KvStore>,
         log: Arc::new(MemLogDevice::new()),
@@ -263,7 +263,10 @@ pub async fn single(data: &DataSet) -> Engine {
 /// target on one leaf; `seed` varies the placement.
 pub async fn spread(data: &DataSet, zones: usize, leaves: usize, seed: u64) -> Engine {
     let mut placement: BTreeMap<(usize, usize), Vec<&SeriesWrite>> = BTreeMap::new();
-    let h = |s: &str| s.bytes().fold(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let h = |s: &str| {
+        s.bytes()
+            .fold(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(b)))
+    };
     for s in &data.series {
         let zone = (h(&format!("{}", data.location(s))) % zones as u64) as usize;
         let target = format!("{}{:?}", s.target_schema, s.target_fields);

@@ -1,0 +1,179 @@
+//! gRPC QueryService: runs queries on the engine (`danaus-query`) and
+//! streams their batches, then the completeness report.
+//!
+//! A query runs on a blocking-pool thread: it is CPU work, and its result
+//! sink can then wait for the client (backpressure through a bounded
+//! channel) without holding an async worker. A watcher cancels the query
+//! as soon as the client goes away; the engine checks between batches.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use danaus_proto::convert;
+use danaus_proto::v1 as pb;
+use danaus_query::{Engine, QueryLimits, QueryRange, QueryReport, RunOptions, Table, DEFAULT_STEP};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use crate::status::query_status;
+use crate::tenant::tenant;
+
+/// Query counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct QueryStats {
+    /// Queries received.
+    pub requests: AtomicU64,
+    /// Queries that ended with an error (cancellations excluded).
+    pub failures: AtomicU64,
+    /// Queries stopped because the caller went away or the deadline passed.
+    pub cancelled: AtomicU64,
+    /// Queries refused because too many were running.
+    pub refused: AtomicU64,
+    /// Series read by queries.
+    pub series_touched: AtomicU64,
+    /// Points read by queries.
+    pub points_touched: AtomicU64,
+}
+
+/// The QueryService.
+#[derive(Clone)]
+pub struct QueryApi {
+    engine: Arc<Engine>,
+    running: Arc<Semaphore>,
+    max_running: usize,
+    stats: Arc<QueryStats>,
+}
+
+impl QueryApi {
+    /// Serves `engine`, running at most `max_running` queries at once.
+    pub fn new(engine: Arc<Engine>, max_running: usize, stats: Arc<QueryStats>) -> Self {
+        Self { engine, running: Arc::new(Semaphore::new(max_running)), max_running, stats }
+    }
+}
+
+fn batch_to(t: &Table) -> pb::QueryResponse {
+    let series = t
+        .series
+        .iter()
+        .map(|s| pb::ResultSeries {
+            fields: s.fields.iter().map(convert::field_value_to).collect(),
+            points: s.points.iter().map(convert::point_to).collect(),
+        })
+        .collect();
+    pb::QueryResponse {
+        item: Some(pb::query_response::Item::Batch(pb::ResultBatch { columns: t.columns.to_vec(), series })),
+    }
+}
+
+fn completeness_to(r: &QueryReport) -> pb::QueryResponse {
+    let sources = r
+        .completeness
+        .sources
+        .iter()
+        .map(|s| pb::SourceStatus {
+            zone: s.zone.clone(),
+            source: s.source.clone(),
+            answered: s.missing.is_none(),
+            missing_reason: s.missing.clone().unwrap_or_default(),
+        })
+        .collect();
+    pb::QueryResponse {
+        item: Some(pb::query_response::Item::Completeness(pb::Completeness {
+            complete: r.completeness.is_complete(),
+            sources,
+            series_touched: r.series_touched,
+            points_touched: r.points_touched,
+        })),
+    }
+}
+
+static QUERY_ID: AtomicU64 = AtomicU64::new(1);
+
+#[tonic::async_trait]
+impl pb::query_service_server::QueryService for QueryApi {
+    type QueryStream = ReceiverStream<Result<pb::QueryResponse, Status>>;
+
+    async fn query(&self, req: Request<pb::QueryRequest>) -> Result<Response<Self::QueryStream>, Status> {
+        let tenant = tenant(&req)?;
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let permit = self.running.clone().try_acquire_owned().map_err(|_| {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            Status::resource_exhausted(format!(
+                "{} queries are already running (the server's limit); retry shortly",
+                self.max_running
+            ))
+        })?;
+        let r = req.into_inner();
+        let range =
+            QueryRange { start: r.start_time, end: r.end_time, step: if r.step == 0 { DEFAULT_STEP } else { r.step } };
+        let defaults = QueryLimits::default();
+        let limits = QueryLimits {
+            max_series: if r.max_series == 0 { defaults.max_series } else { r.max_series },
+            max_points: if r.max_points == 0 { defaults.max_points } else { r.max_points },
+        };
+        let span = tracing::info_span!(
+            "rpc",
+            method = "QueryService/Query",
+            tenant = %tenant,
+            query_id = QUERY_ID.fetch_add(1, Ordering::Relaxed)
+        );
+        // Plan before streaming, so a bad query fails the call itself.
+        {
+            let _e = span.enter();
+            self.engine.plan(&tenant, &r.query, range).map_err(|e| query_status(&e, &r.query))?;
+        }
+        let opts = RunOptions {
+            deadline: (r.timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(r.timeout_ms)),
+            limits: Some(limits),
+            ..RunOptions::default()
+        };
+        let (tx, rx) = mpsc::channel(4);
+        // Cancel the query as soon as the client goes away.
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        let watcher_tx = tx.clone();
+        let cancel = opts.cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = watcher_tx.closed() => cancel.cancel(),
+                _ = done_rx => {}
+            }
+        });
+        let engine = self.engine.clone();
+        let stats = self.stats.clone();
+        let handle = tokio::runtime::Handle::current();
+        let text = r.query;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _e = span.enter();
+            // This thread only drives this query, so waiting here for
+            // channel capacity is the backpressure we want. (`blocking_send`
+            // refuses to run inside `block_on`.)
+            let mut sink = |t: Table| -> danaus_query::Result<()> {
+                futures::executor::block_on(tx.send(Ok(batch_to(&t))))
+                    .map_err(|_| danaus_query::Error::Cancelled("the caller went away".into()))
+            };
+            let result = handle.block_on(engine.run(&tenant, &text, range, opts, &mut sink).in_current_span());
+            let _ = done_tx.send(());
+            match result {
+                Ok(report) => {
+                    stats.series_touched.fetch_add(report.series_touched, Ordering::Relaxed);
+                    stats.points_touched.fetch_add(report.points_touched, Ordering::Relaxed);
+                    let _ = futures::executor::block_on(tx.send(Ok(completeness_to(&report))));
+                }
+                Err(e) => {
+                    if matches!(e, danaus_query::Error::Cancelled(_)) {
+                        stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        stats.failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::debug!(error = %e, "query failed");
+                    let _ = futures::executor::block_on(tx.send(Err(query_status(&e, &text))));
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
