@@ -331,6 +331,9 @@ impl ChunkBuilder {
     }
 }
 
+/// Upper bound on points per byte of chunk data, for plausibility checks.
+const MAX_POINTS_PER_BYTE: usize = 256;
+
 /// An immutable, serialised chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
@@ -389,6 +392,16 @@ impl Chunk {
         let count = r.len(u32::MAX as usize, "point count")? as u32;
         let min_time = r.ivarint()?;
         let max_time = r.ivarint()?;
+        // Decoders size their output by the count: a corrupt count must not
+        // make them allocate more than the bytes could possibly hold. The
+        // densest coding (packed blocks of 32 equal deltas) still spends a
+        // byte per block and column, so 256 points per byte is generous.
+        if count as usize > MAX_POINTS_PER_BYTE * r.remaining() + 256 {
+            return Err(Error::Corrupt(format!(
+                "chunk claims {count} points in {} bytes of data",
+                r.remaining()
+            )));
+        }
         Ok((ChunkHeader { value_type, has_start, count, min_time, max_time }, r))
     }
 

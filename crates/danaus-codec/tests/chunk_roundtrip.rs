@@ -255,3 +255,20 @@ proptest! {
         prop_assert_eq!(bits, want);
     }
 }
+
+/// Found by the `chunk_decode` fuzz target: a corrupt point count made the
+/// batch decoder allocate gigabytes before noticing the data was short.
+#[test]
+fn implausible_point_count_is_corrupt() {
+    let mut b = ChunkBuilder::new(ValueType::Scalar(ScalarType::Double), false);
+    b.push(&Point { start_time: None, end_time: 10, value: Value::Double(1.0) }).unwrap();
+    let good = b.finish().into_bytes();
+    // Rewrite the count varint (after version, value type, flags) to 2^28.
+    let mut bad = good[..3].to_vec();
+    bad.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x01]);
+    bad.extend_from_slice(&good[4..]);
+    let chunk = Chunk::from_bytes(bad);
+    let e = chunk.header().unwrap_err();
+    assert!(e.to_string().contains("claims 268435456 points"), "{e}");
+    assert!(chunk.iter().is_err());
+}

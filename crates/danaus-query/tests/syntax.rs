@@ -160,6 +160,11 @@ fn error_positions_and_hints() {
     assert!(shown.contains("add a unit"), "{shown}");
     let err = parse("fetch Host:: /cpu").unwrap_err();
     assert!(err.message.contains("metric path"), "{err}");
+    // Found by the fuzzer: an error at a multi-byte character rendered by
+    // slicing inside it.
+    let q = "fetch Host::\u{45c}pu/usage";
+    let err = parse(q).unwrap_err();
+    assert!(err.render(q).contains("expected a metric path"), "{}", err.render(q));
     let err = parse("fetch Host::/cpu | filter a < b < c").unwrap_err();
     assert!(err.hint.unwrap().contains("&&"));
 }

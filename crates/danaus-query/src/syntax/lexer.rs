@@ -125,7 +125,8 @@ impl<'a> Lexer<'a> {
         let len =
             r.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '.' | '-'))).unwrap_or(r.len());
         if len == 0 || !r.starts_with('/') {
-            return Err(ParseError::new("expected a metric path after `::`", Span::new(start, start + len.max(1)))
+            let width = if len > 0 { len } else { r.chars().next().map_or(0, char::len_utf8) };
+            return Err(ParseError::new("expected a metric path after `::`", Span::new(start, start + width))
                 .hint("metric names are paths such as `/rpc/server/latency`, written right after `::`"));
         }
         self.pos += len;

@@ -43,7 +43,16 @@ impl ParseError {
 
 /// Renders `message` at `span` of `query` (shared with planning errors).
 pub fn render_at(query: &str, span: Span, message: &str, hint: Option<&str>) -> String {
-    let start = span.start.min(query.len());
+    // Spans are byte offsets; never cut a character in two.
+    let boundary = |mut i: usize| {
+        i = i.min(query.len());
+        while !query.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let start = boundary(span.start);
+    let span = Span::new(start, boundary(span.end.max(start)));
     let line_start = query[..start].rfind('\n').map_or(0, |i| i + 1);
     let line_end = query[start..].find('\n').map_or(query.len(), |i| start + i);
     let line_no = query[..start].matches('\n').count() + 1;
