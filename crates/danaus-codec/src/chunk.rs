@@ -397,10 +397,7 @@ impl Chunk {
         // densest coding (packed blocks of 32 equal deltas) still spends a
         // byte per block and column, so 256 points per byte is generous.
         if count as usize > MAX_POINTS_PER_BYTE * r.remaining() + 256 {
-            return Err(Error::Corrupt(format!(
-                "chunk claims {count} points in {} bytes of data",
-                r.remaining()
-            )));
+            return Err(Error::Corrupt(format!("chunk claims {count} points in {} bytes of data", r.remaining())));
         }
         Ok((ChunkHeader { value_type, has_start, count, min_time, max_time }, r))
     }

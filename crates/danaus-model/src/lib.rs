@@ -31,6 +31,7 @@ mod distribution;
 mod error;
 mod key;
 mod schema;
+pub mod time;
 pub mod validate;
 mod value;
 

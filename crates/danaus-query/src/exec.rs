@@ -252,7 +252,7 @@ impl Runner {
                                 Error::Eval(format!(
                                     "value of series {} at {}: {err}",
                                     describe(&t.columns, &s.fields),
-                                    p.end_time
+                                    danaus_model::time::format_time(p.end_time)
                                 ))
                             })?;
                         }
