@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use danaus_codec::varint::{put_ivarint, put_uvarint, ByteReader};
 use danaus_codec::{get_value_type, put_value_type, Chunk};
-use danaus_model::{validate, FieldValue, MetricKind, MetricSchema, Point, SeriesKey, TargetSchema, ValueType};
+use danaus_model::{
+    validate, FieldValue, MetricKind, MetricSchema, Point, ScalarType, SeriesKey, TargetSchema, Value, ValueType,
+};
 use danaus_storage::{Cf, Clock, KvStore, LogDevice, RecoveryLog, ReplayReport, WriteBatch};
 
 use crate::error::{Error, Result};
@@ -661,18 +663,38 @@ impl Leaf {
         };
         // Memory holds everything from `complete_from` on: skip the store.
         let stored = if start >= complete_from { Vec::new() } else { self.stored_chunks(id, start, end).await? };
-        let mut points = Vec::new();
+        let corrupt = |e: danaus_codec::Error| Error::Internal(format!("series {}: {e}", series.key));
         // Memory first: on equal timestamps the stable sort keeps it.
-        let chunks = mem.into_iter().chain(stored);
-        for c in chunks {
-            let h = c.header().map_err(|e| Error::Internal(format!("series {}: {e}", series.key)))?;
+        let mut chunks = Vec::with_capacity(mem.len() + stored.len());
+        let mut total = 0usize;
+        for c in mem.into_iter().chain(stored) {
+            let h = c.header().map_err(corrupt)?;
             if h.count == 0 || h.max_time < start || h.min_time > end {
                 continue;
             }
-            for p in c.iter().map_err(|e| Error::Internal(format!("series {}: {e}", series.key)))? {
-                let p = p.map_err(|e| Error::Internal(format!("series {}: {e}", series.key)))?;
-                if p.end_time >= start && p.end_time <= end {
-                    points.push(p);
+            total += h.count as usize;
+            chunks.push((c, h));
+        }
+        let mut points = Vec::with_capacity(total.min(self.inner.opts.max_points_per_read + 1));
+        let (mut times, mut values) = (Vec::new(), Vec::new());
+        for (c, h) in chunks {
+            let whole = h.min_time >= start && h.max_time <= end;
+            if h.value_type == ValueType::Scalar(ScalarType::Double) && !h.has_start {
+                // The batch kernel: one coding decision per column, not per point.
+                times.clear();
+                values.clear();
+                c.iter().map_err(corrupt)?.read_doubles(&mut times, &mut values).map_err(corrupt)?;
+                for (&t, &v) in times.iter().zip(&values) {
+                    if whole || (t >= start && t <= end) {
+                        points.push(Point { start_time: None, end_time: t, value: Value::Double(v) });
+                    }
+                }
+            } else {
+                for p in c.iter().map_err(corrupt)? {
+                    let p = p.map_err(corrupt)?;
+                    if whole || (p.end_time >= start && p.end_time <= end) {
+                        points.push(p);
+                    }
                 }
             }
             if points.len() > self.inner.opts.max_points_per_read {
@@ -682,7 +704,10 @@ impl Leaf {
                 )));
             }
         }
-        points.sort_by_key(|p| p.end_time);
+        // Usually one in-order chunk after another: already sorted.
+        if !points.is_sorted_by_key(|p| p.end_time) {
+            points.sort_by_key(|p| p.end_time);
+        }
         points.dedup_by_key(|p| p.end_time);
         Ok(points)
     }
