@@ -91,6 +91,18 @@ impl Value {
         })
     }
 
+    /// The type's name as users write it: `int64`, `distribution`, `tuple`, …
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Bool(_) => "bool",
+            Value::Int64(_) => "int64",
+            Value::Double(_) => "double",
+            Value::String(_) => "string",
+            Value::Distribution(_) => "distribution",
+            Value::Tuple(_) => "tuple",
+        }
+    }
+
     /// The full value type of this value.
     pub fn value_type(&self) -> ValueType {
         match self {

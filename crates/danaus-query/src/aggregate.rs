@@ -69,22 +69,11 @@ pub enum Partial {
     Dist(Box<Distribution>),
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Bool(_) => "bool",
-        Value::Int64(_) => "int64",
-        Value::Double(_) => "double",
-        Value::String(_) => "string",
-        Value::Distribution(_) => "distribution",
-        Value::Tuple(_) => "tuple",
-    }
-}
-
 fn refuse(a: Aggregator, v: &Value) -> Error {
     Error::Eval(format!(
         "aggregator `{}` does not apply to {} values{}",
         a.name(),
-        type_name(v),
+        v.type_name(),
         if matches!(v, Value::Distribution(_)) {
             "; distributions take sum, mean, count, stddev, percentile or distribution"
         } else {

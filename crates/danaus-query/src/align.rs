@@ -60,22 +60,11 @@ pub fn grid(start: i64, end: i64, period: i64) -> (i64, i64) {
     (first, last)
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Bool(_) => "bool",
-        Value::Int64(_) => "int64",
-        Value::Double(_) => "double",
-        Value::String(_) => "string",
-        Value::Distribution(_) => "distribution",
-        Value::Tuple(_) => "tuple",
-    }
-}
-
 fn unsupported(a: Aligner, v: &Value) -> Error {
     Error::Eval(format!(
         "aligner `{}` does not apply to {} values{}",
         a.name(),
-        type_name(v),
+        v.type_name(),
         match a {
             Aligner::Delta | Aligner::Rate | Aligner::Mean | Aligner::Interpolate => {
                 "; use next_older or count, or convert with `value`"

@@ -174,17 +174,6 @@ pub struct ZoneSources {
 /// Series per batch handed from sources and to callers.
 pub const BATCH: usize = 512;
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Bool(_) => "bool",
-        Value::Int64(_) => "int64",
-        Value::Double(_) => "double",
-        Value::String(_) => "string",
-        Value::Distribution(_) => "distribution",
-        Value::Tuple(_) => "tuple",
-    }
-}
-
 fn describe(columns: &[String], fields: &[FieldValue]) -> String {
     let parts: Vec<String> = columns.iter().zip(fields).map(|(c, v)| format!("{c}={v}")).collect();
     format!("{{{}}}", parts.join(", "))
@@ -294,7 +283,7 @@ fn top(mut t: Table, k: u64, bottom: bool, ranker: Ranker) -> Result<Table> {
                         "`{}` ranks numbers, series {} has {} values",
                         if bottom { "bottom" } else { "top" },
                         describe(&t.columns, &s.fields),
-                        type_name(v)
+                        v.type_name()
                     )))
                 }
             }

@@ -211,17 +211,6 @@ pub struct Env<'a> {
     pub val: Option<&'a Value>,
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Bool(_) => "bool",
-        Value::Int64(_) => "int64",
-        Value::Double(_) => "double",
-        Value::String(_) => "string",
-        Value::Distribution(_) => "distribution",
-        Value::Tuple(_) => "tuple",
-    }
-}
-
 fn as_f64(v: &Value) -> Option<f64> {
     match v {
         Value::Int64(i) => Some(*i as f64),
@@ -235,7 +224,7 @@ impl CExpr {
     pub fn matches(&self, fields: &[FieldValue]) -> Result<bool> {
         match self.eval(&Env { fields, val: None })? {
             Value::Bool(b) => Ok(b),
-            v => Err(Error::Eval(format!("a filter must be true or false, this one gives {}", type_name(&v)))),
+            v => Err(Error::Eval(format!("a filter must be true or false, this one gives {}", v.type_name()))),
         }
     }
 
@@ -255,28 +244,28 @@ impl CExpr {
                 Some(v) => {
                     return Err(Error::Eval(format!(
                         "`val({i})` on a {} value; only joined tables have several",
-                        type_name(v)
+                        v.type_name()
                     )))
                 }
                 None => return Err(Error::Eval("`val` is not available here".into())),
             },
             CExpr::Unary(UnOp::Not, e) => match e.eval(env)? {
                 Value::Bool(b) => Value::Bool(!b),
-                v => return Err(Error::Eval(format!("`!` needs a bool, got {}", type_name(&v)))),
+                v => return Err(Error::Eval(format!("`!` needs a bool, got {}", v.type_name()))),
             },
             CExpr::Unary(UnOp::Neg, e) => match e.eval(env)? {
                 Value::Int64(i) => {
                     Value::Int64(i.checked_neg().ok_or_else(|| Error::Eval(format!("-({i}) overflows int64")))?)
                 }
                 Value::Double(d) => Value::Double(-d),
-                v => return Err(Error::Eval(format!("`-` needs a number, got {}", type_name(&v)))),
+                v => return Err(Error::Eval(format!("`-` needs a number, got {}", v.type_name()))),
             },
             CExpr::Regex { input, re, negate } => {
                 let text = match input.eval(env)? {
                     Value::String(s) => s,
                     Value::Int64(i) => i.to_string(),
                     Value::Bool(b) => b.to_string(),
-                    v => return Err(Error::Eval(format!("`=~` needs a string, got {}", type_name(&v)))),
+                    v => return Err(Error::Eval(format!("`=~` needs a string, got {}", v.type_name()))),
                 };
                 Value::Bool(re.is_match(&text) != *negate)
             }
@@ -296,7 +285,7 @@ impl CExpr {
 fn bool_of(v: Value, op: &str) -> Result<bool> {
     match v {
         Value::Bool(b) => Ok(b),
-        v => Err(Error::Eval(format!("`{op}` needs bools, got {}", type_name(&v)))),
+        v => Err(Error::Eval(format!("`{op}` needs bools, got {}", v.type_name()))),
     }
 }
 
@@ -312,8 +301,8 @@ fn binary(op: BinOp, l: Value, r: Value) -> Result<Value> {
                 _ => {
                     return Err(Error::Eval(format!(
                         "cannot compare {} with {} using `{}`",
-                        type_name(&l),
-                        type_name(&r),
+                        l.type_name(),
+                        r.type_name(),
                         op.symbol()
                     )))
                 }
@@ -361,8 +350,8 @@ fn binary(op: BinOp, l: Value, r: Value) -> Result<Value> {
             _ => Err(Error::Eval(format!(
                 "`{}` needs numbers, got {} and {}",
                 op.symbol(),
-                type_name(&l),
-                type_name(&r)
+                l.type_name(),
+                r.type_name()
             ))),
         },
     }
@@ -371,14 +360,14 @@ fn binary(op: BinOp, l: Value, r: Value) -> Result<Value> {
 fn num(v: &Value, f: &str) -> Result<f64> {
     match v {
         Value::Bool(b) => Ok(f64::from(u8::from(*b))),
-        v => as_f64(v).ok_or_else(|| Error::Eval(format!("`{f}` needs a number, got {}", type_name(v)))),
+        v => as_f64(v).ok_or_else(|| Error::Eval(format!("`{f}` needs a number, got {}", v.type_name()))),
     }
 }
 
 fn dist<'a>(v: &'a Value, f: &str) -> Result<&'a danaus_model::Distribution> {
     match v {
         Value::Distribution(d) => Ok(d),
-        v => Err(Error::Eval(format!("`{f}` needs a distribution, got {}", type_name(v)))),
+        v => Err(Error::Eval(format!("`{f}` needs a distribution, got {}", v.type_name()))),
     }
 }
 
@@ -394,7 +383,7 @@ fn call(f: Func, mut args: Vec<Value>) -> Result<Value> {
             Value::String(s) => {
                 Value::Int64(s.trim().parse().map_err(|_| Error::Eval(format!("int({s:?}): not an integer")))?)
             }
-            v => return Err(Error::Eval(format!("`int` needs a number, got {}", type_name(&v)))),
+            v => return Err(Error::Eval(format!("`int` needs a number, got {}", v.type_name()))),
         },
         Func::Bool => match a {
             Value::Bool(b) => Value::Bool(b),
@@ -405,7 +394,7 @@ fn call(f: Func, mut args: Vec<Value>) -> Result<Value> {
             Value::Int64(i) => i.to_string(),
             Value::Double(d) => d.to_string(),
             Value::Bool(b) => b.to_string(),
-            v => return Err(Error::Eval(format!("`string` needs a scalar, got {}", type_name(&v)))),
+            v => return Err(Error::Eval(format!("`string` needs a scalar, got {}", v.type_name()))),
         }),
         Func::Percentile => {
             let p = num(&args[0], "percentile")?;
