@@ -654,27 +654,45 @@ impl Leaf {
         Ok(out)
     }
 
-    /// The points of a selected series in `[start, end]`, merged from memory
-    /// and the long-term store, in time order, one per timestamp.
-    pub async fn points(&self, series: &SelectedSeries, start: i64, end: i64) -> Result<Vec<Point>> {
+    /// The chunks of a selected series that may hold points in
+    /// `[start, end]`, memory first, with their headers and the total point
+    /// count.
+    async fn chunks_in(
+        &self,
+        series: &SelectedSeries,
+        start: i64,
+        end: i64,
+    ) -> Result<(Vec<(Chunk, danaus_codec::ChunkHeader)>, usize)> {
         let (id, mem, complete_from) = {
             let g = series.series.lock();
             (g.id, g.memory_chunks(start, end), g.complete_from)
         };
         // Memory holds everything from `complete_from` on: skip the store.
         let stored = if start >= complete_from { Vec::new() } else { self.stored_chunks(id, start, end).await? };
-        let corrupt = |e: danaus_codec::Error| Error::Internal(format!("series {}: {e}", series.key));
-        // Memory first: on equal timestamps the stable sort keeps it.
         let mut chunks = Vec::with_capacity(mem.len() + stored.len());
         let mut total = 0usize;
         for c in mem.into_iter().chain(stored) {
-            let h = c.header().map_err(corrupt)?;
+            let h = c.header().map_err(|e| corrupt(series, e))?;
             if h.count == 0 || h.max_time < start || h.min_time > end {
                 continue;
             }
             total += h.count as usize;
             chunks.push((c, h));
         }
+        Ok((chunks, total))
+    }
+
+    fn too_many_points(&self, series: &SelectedSeries) -> Error {
+        Error::ResourceExhausted(format!(
+            "series {} has more than {} points in the range (the per-read point limit); narrow the time range",
+            series.key, self.inner.opts.max_points_per_read
+        ))
+    }
+
+    /// The points of a selected series in `[start, end]`, merged from memory
+    /// and the long-term store, in time order, one per timestamp.
+    pub async fn points(&self, series: &SelectedSeries, start: i64, end: i64) -> Result<Vec<Point>> {
+        let (chunks, total) = self.chunks_in(series, start, end).await?;
         let mut points = Vec::with_capacity(total.min(self.inner.opts.max_points_per_read + 1));
         let (mut times, mut values) = (Vec::new(), Vec::new());
         for (c, h) in chunks {
@@ -683,25 +701,22 @@ impl Leaf {
                 // The batch kernel: one coding decision per column, not per point.
                 times.clear();
                 values.clear();
-                c.iter().map_err(corrupt)?.read_doubles(&mut times, &mut values).map_err(corrupt)?;
+                c.iter().and_then(|mut it| it.read_doubles(&mut times, &mut values)).map_err(|e| corrupt(series, e))?;
                 for (&t, &v) in times.iter().zip(&values) {
                     if whole || (t >= start && t <= end) {
                         points.push(Point { start_time: None, end_time: t, value: Value::Double(v) });
                     }
                 }
             } else {
-                for p in c.iter().map_err(corrupt)? {
-                    let p = p.map_err(corrupt)?;
+                for p in c.iter().map_err(|e| corrupt(series, e))? {
+                    let p = p.map_err(|e| corrupt(series, e))?;
                     if whole || (p.end_time >= start && p.end_time <= end) {
                         points.push(p);
                     }
                 }
             }
             if points.len() > self.inner.opts.max_points_per_read {
-                return Err(Error::ResourceExhausted(format!(
-                    "series {} has more than {} points in the range (the per-read point limit); narrow the time range",
-                    series.key, self.inner.opts.max_points_per_read
-                )));
+                return Err(self.too_many_points(series));
             }
         }
         // Usually one in-order chunk after another: already sorted.
@@ -710,6 +725,65 @@ impl Leaf {
         }
         points.dedup_by_key(|p| p.end_time);
         Ok(points)
+    }
+
+    /// Like [`Leaf::points`] for a double series whose points carry no
+    /// start times, as two columns appended to `times` and `values` (which
+    /// callers reuse across series): the scan path of numeric queries, with
+    /// no per-point `Value`. Returns `false`, appending nothing, when the
+    /// series is of another type or has start times; use `points` then.
+    pub async fn doubles(
+        &self,
+        series: &SelectedSeries,
+        start: i64,
+        end: i64,
+        times: &mut Vec<i64>,
+        values: &mut Vec<f64>,
+    ) -> Result<bool> {
+        if series.value_type != ValueType::Scalar(ScalarType::Double) {
+            return Ok(false);
+        }
+        let (chunks, total) = self.chunks_in(series, start, end).await?;
+        if chunks.iter().any(|(_, h)| h.has_start || h.value_type != series.value_type) {
+            return Ok(false);
+        }
+        if total > self.inner.opts.max_points_per_read {
+            return Err(self.too_many_points(series));
+        }
+        let (t0, v0) = (times.len(), values.len());
+        times.reserve(total);
+        values.reserve(total);
+        for (c, h) in &chunks {
+            let (ct, cv) = (times.len(), values.len());
+            c.iter().and_then(|mut it| it.read_doubles(times, values)).map_err(|e| corrupt(series, e))?;
+            if h.min_time < start || h.max_time > end {
+                // Keep only the range: compact in place.
+                let mut w = ct;
+                for r in ct..times.len() {
+                    if times[r] >= start && times[r] <= end {
+                        times[w] = times[r];
+                        values[w] = values[r];
+                        w += 1;
+                    }
+                }
+                times.truncate(w);
+                values.truncate(cv + (w - ct));
+            }
+        }
+        if !times[t0..].is_sorted() || times[t0..].windows(2).any(|w| w[0] == w[1]) {
+            // Out-of-order chunks or memory/store overlap: order by time,
+            // memory (earlier) first, one point per time.
+            let mut pairs: Vec<(i64, f64)> = times[t0..].iter().copied().zip(values[v0..].iter().copied()).collect();
+            pairs.sort_by_key(|p| p.0);
+            pairs.dedup_by_key(|p| p.0);
+            times.truncate(t0);
+            values.truncate(v0);
+            for (t, v) in pairs {
+                times.push(t);
+                values.push(v);
+            }
+        }
+        Ok(true)
     }
 
     /// Chunks of series `id` in the long-term store that may hold points in
@@ -975,4 +1049,8 @@ async fn background(inner: std::sync::Weak<Inner>) {
             }
         }
     }
+}
+
+fn corrupt(series: &SelectedSeries, e: danaus_codec::Error) -> Error {
+    Error::Internal(format!("series {}: {e}", series.key))
 }

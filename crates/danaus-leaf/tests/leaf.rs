@@ -137,6 +137,11 @@ async fn dump(leaf: &Leaf) -> BTreeMap<(String, i64, String), Vec<(i64, u64)>> {
                 _ => panic!("not a double"),
             })
             .collect();
+        // The column scan agrees with the point read.
+        let (mut times, mut values) = (vec![-1], vec![0.0]);
+        assert!(leaf.doubles(&s, i64::MIN, i64::MAX, &mut times, &mut values).await.unwrap());
+        let cols: Vec<(i64, u64)> = times[1..].iter().zip(&values[1..]).map(|(t, v)| (*t, v.to_bits())).collect();
+        assert_eq!(cols, pts, "doubles() and points() differ for {s:?}");
         if !pts.is_empty() {
             out.insert((u, t, me), pts);
         }
@@ -385,6 +390,10 @@ mod model_check {
                     let task = s.target_fields.iter().find(|(k, _)| k == "task_num").map(|(_, v)| v.clone());
                     let Some(FieldValue::Int64(t)) = task else { panic!("{s:?}") };
                     let pts: Vec<(i64, u64)> = pts.iter().map(|p| match p.value { Value::Double(d) => (p.end_time, d.to_bits()), _ => panic!() }).collect();
+                    let (mut times, mut values) = (Vec::new(), Vec::new());
+                    assert!(leaf.doubles(&s, from, i64::MAX, &mut times, &mut values).await.unwrap());
+                    let cols: Vec<(i64, u64)> = times.iter().zip(&values).map(|(t, v)| (*t, v.to_bits())).collect();
+                    assert_eq!(cols, pts);
                     if !pts.is_empty() { got.insert(("m".into(), t, "Get".into()), pts); }
                 }
                 let want_recent: BTreeMap<_, Vec<(i64, u64)>> = want

@@ -278,6 +278,82 @@ pub fn align(spec: &AlignSpec, kind: MetricKind, points: &[Point]) -> Result<Vec
     Ok(out)
 }
 
+/// [`align`] for a double series without start times, given as columns:
+/// the same results, without a `Value` per raw point. `times` is sorted
+/// with one point per time.
+pub fn align_doubles(spec: &AlignSpec, kind: MetricKind, times: &[i64], values: &[f64]) -> Vec<Point> {
+    let mut out = Vec::with_capacity(spec.times().size_hint().0.min(times.len()));
+    if times.is_empty() {
+        return out;
+    }
+    let w = spec.window;
+    // Increase ending at point i (see `increases`; no start times here, so
+    // a counter's first point is only a baseline).
+    let inc = |i: usize| -> Option<f64> {
+        match kind {
+            MetricKind::Delta => Some(values[i]),
+            _ if i == 0 => None,
+            MetricKind::Cumulative if values[i] < values[i - 1] => Some(values[i]),
+            _ => Some(values[i] - values[i - 1]),
+        }
+    };
+    let (mut lo, mut hi) = (0usize, 0usize);
+    for t in spec.times() {
+        while hi < times.len() && times[hi] <= t {
+            hi += 1;
+        }
+        while lo < hi && times[lo] <= t.saturating_sub(w) {
+            lo += 1;
+        }
+        let n = hi - lo;
+        let value = match spec.aligner {
+            Aligner::Delta | Aligner::Rate => {
+                let mut sum: Option<f64> = None;
+                for i in lo..hi {
+                    if let Some(x) = inc(i) {
+                        sum = Some(sum.map_or(x, |s| s + x));
+                    }
+                }
+                match (sum, spec.aligner) {
+                    (Some(s), Aligner::Rate) => Some(Value::Double(s / (w as f64 / 1e9))),
+                    (s, _) => s.map(Value::Double),
+                }
+            }
+            Aligner::Count => (n > 0).then_some(Value::Int64(n as i64)),
+            Aligner::Mean => (n > 0).then(|| Value::Double(values[lo..hi].iter().sum::<f64>() / n as f64)),
+            Aligner::Min | Aligner::Max => (n > 0).then(|| {
+                let max = spec.aligner == Aligner::Max;
+                let mut best = values[lo];
+                for &v in &values[lo + 1..hi] {
+                    if best.is_nan() && !v.is_nan() || (!v.is_nan() && if max { v > best } else { v < best }) {
+                        best = v;
+                    }
+                }
+                Value::Double(best)
+            }),
+            Aligner::NextOlder => (n > 0).then(|| Value::Double(values[hi - 1])),
+            Aligner::Interpolate => {
+                let prev = hi.checked_sub(1).filter(|&i| times[i] > t.saturating_sub(w));
+                let next = (hi < times.len() && times[hi] < t.saturating_add(w)).then_some(hi);
+                match (prev, next) {
+                    (Some(p), _) if times[p] == t => Some(values[p]),
+                    (Some(p), Some(q)) => {
+                        let f = (t - times[p]) as f64 / (times[q] - times[p]) as f64;
+                        Some(values[p] + (values[q] - values[p]) * f)
+                    }
+                    (Some(p), None) => Some(values[p]),
+                    (None, _) => None,
+                }
+                .map(Value::Double)
+            }
+        };
+        if let Some(value) = value {
+            out.push(Point { start_time: None, end_time: t, value });
+        }
+    }
+    out
+}
+
 /// Min or max of a window; NaN only when every value is NaN.
 fn extreme(window: &[Point], max: bool) -> Result<Option<Value>> {
     let a = if max { Aligner::Max } else { Aligner::Min };
@@ -402,6 +478,34 @@ mod tests {
         assert_eq!(vals(&out), vec![(10, 1.0)]);
         let out = align(&spec(Aligner::Max, 10, 10, 10), MetricKind::Gauge, &p).unwrap();
         assert_eq!(vals(&out), vec![(10, 3.0)]);
+    }
+
+    proptest::proptest! {
+        /// The column kernel gives exactly what the general aligner gives.
+        #[test]
+        fn align_doubles_equals_align(
+            raw in proptest::collection::vec((0i64..400, proptest::prop_oneof![-50.0f64..50.0, proptest::strategy::Just(f64::NAN)]), 0..60),
+            aligner in proptest::sample::select(Aligner::ALL.to_vec()),
+            kind in proptest::sample::select(vec![MetricKind::Gauge, MetricKind::Delta, MetricKind::Cumulative]),
+            window in 1i64..120,
+            period in 1i64..60,
+            first in -50i64..300,
+        ) {
+            let mut raw = raw;
+            raw.sort_by_key(|p| p.0);
+            raw.dedup_by_key(|p| p.0);
+            let times: Vec<i64> = raw.iter().map(|p| p.0 * S).collect();
+            let values: Vec<f64> = raw.iter().map(|p| p.1).collect();
+            let points: Vec<Point> = raw.iter().map(|&(t, v)| Point { start_time: None, end_time: t * S, value: Value::Double(v) }).collect();
+            let first = first * S / (period * S) * (period * S);
+            let spec = AlignSpec { aligner, window: window * S, period: period * S, first, last: first + 20 * period * S, fetched_from: 0 };
+            let a = align(&spec, kind, &points).unwrap();
+            let b = align_doubles(&spec, kind, &times, &values);
+            proptest::prop_assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(&b) {
+                proptest::prop_assert!(x.end_time == y.end_time && x.value.same_as(&y.value), "{:?} vs {:?}", x, y);
+            }
+        }
     }
 
     #[test]

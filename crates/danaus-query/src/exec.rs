@@ -14,7 +14,7 @@ use crate::align::{align, AlignSpec};
 use crate::error::{Error, Result};
 use crate::expr::{compile, CExpr, Context, Env};
 use crate::plan::{Combine, FetchPlan, Node, Stage, TableOp};
-use crate::source::SeriesSource;
+use crate::source::{in_series, SeriesSource};
 use crate::syntax::ast::Ranker;
 use crate::table::{Columns, PhaseOutput, Series, Table};
 
@@ -174,7 +174,8 @@ pub struct ZoneSources {
 /// Series per batch handed from sources and to callers.
 pub const BATCH: usize = 512;
 
-fn describe(columns: &[String], fields: &[FieldValue]) -> String {
+/// `{name=value, …}` of a series, for messages.
+pub(crate) fn describe(columns: &[String], fields: &[FieldValue]) -> String {
     let parts: Vec<String> = columns.iter().zip(fields).map(|(c, v)| format!("{c}={v}")).collect();
     format!("{{{}}}", parts.join(", "))
 }
@@ -227,10 +228,7 @@ impl Runner {
                 }
                 Step::Align(spec) => {
                     for s in &mut t.series {
-                        s.points = align(spec, t.kind, &s.points).map_err(|e| match e {
-                            Error::Eval(m) => Error::Eval(format!("series {}: {m}", describe(&t.columns, &s.fields))),
-                            e => e,
-                        })?;
+                        s.points = align(spec, t.kind, &s.points).map_err(|e| in_series(e, &t.columns, &s.fields))?;
                     }
                     Table { kind: spec.output_kind(), ..t }
                 }
@@ -322,7 +320,14 @@ pub async fn run_leaf_stage(
 ) -> Result<Option<PhaseOutput>> {
     let spec = &fp.fetch;
     let predicate = spec.predicate.as_ref().map(|p| compile(p, &spec.columns, Context::Filter)).transpose()?;
-    let (runner, _) = Runner::new(&fp.leaf.ops, spec.columns.clone())?;
+    // A leading alignment runs inside the source, which can align a series
+    // straight from its columns.
+    let (pre_align, rest) = match fp.leaf.ops.split_first() {
+        Some((TableOp::Align(a), rest)) => (Some(a), rest),
+        _ => (None, fp.leaf.ops.as_slice()),
+    };
+    let kind = pre_align.map_or(spec.kind, AlignSpec::output_kind);
+    let (runner, _) = Runner::new(rest, spec.columns.clone())?;
     let mut acc: Option<GroupAcc> = None;
     let mut acc_keys: Vec<usize> = Vec::new();
     let keep = |fields: &[FieldValue]| -> Result<bool> {
@@ -335,9 +340,9 @@ pub async fn run_leaf_stage(
         Ok(true)
     };
     let max_series = usize::try_from(ctx.limits.max_series).unwrap_or(usize::MAX);
-    let mut sink = |batch: Vec<Series>| -> Result<()> {
-        ctx.touch_points(batch.iter().map(|s| s.points.len() as u64).sum())?;
-        let t = runner.run(Table { columns: spec.columns.clone(), kind: spec.kind, series: batch })?;
+    let mut sink = |batch: Vec<Series>, raw_points: u64| -> Result<()> {
+        ctx.touch_points(raw_points)?;
+        let t = runner.run(Table { columns: spec.columns.clone(), kind, series: batch })?;
         match &fp.leaf.partial {
             Some(g) => {
                 let a = acc.get_or_insert_with(|| {
@@ -352,10 +357,10 @@ pub async fn run_leaf_stage(
             None => emit(t),
         }
     };
-    source.fetch(&ctx.tenant, spec, &keep, max_series, BATCH, &mut sink).await?;
+    source.fetch(&ctx.tenant, spec, &keep, pre_align, max_series, BATCH, &mut sink).await?;
     Ok(match (&fp.leaf.partial, acc) {
         (Some(_), Some(a)) => Some(PhaseOutput::Partial(a.into_partial())),
-        (Some(g), None) => Some(PhaseOutput::Partial(GroupAcc::new(g, spec.kind).into_partial())),
+        (Some(g), None) => Some(PhaseOutput::Partial(GroupAcc::new(g, kind).into_partial())),
         (None, _) => None,
     })
 }

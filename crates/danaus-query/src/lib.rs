@@ -40,7 +40,7 @@ pub mod syntax;
 mod table;
 
 pub use aggregate::{default_bucketer, GroupSpec, Partial, PartialGroup, PartialTable};
-pub use align::AlignSpec;
+pub use align::{align, align_doubles, AlignSpec};
 pub use engine::{Engine, QueryReport, RunOptions};
 pub use error::{Error, Result};
 pub use exec::{

@@ -8,6 +8,7 @@ use danaus_leaf::{Leaf, ReadRequest};
 use danaus_model::{FieldValue, MetricSchema, TargetSchema};
 use futures::future::BoxFuture;
 
+use crate::align::{align, align_doubles, AlignSpec};
 use crate::error::{Error, Result};
 use crate::plan::FetchSpec;
 use crate::table::Series;
@@ -15,8 +16,8 @@ use crate::table::Series;
 /// Decides, from its fields, whether a selected series is read.
 pub type Keep<'a> = &'a (dyn Fn(&[FieldValue]) -> Result<bool> + Send + Sync);
 
-/// Receives batches of series.
-pub type Sink<'a> = &'a mut (dyn FnMut(Vec<Series>) -> Result<()> + Send);
+/// Receives batches of series, with the number of raw points read for them.
+pub type Sink<'a> = &'a mut (dyn FnMut(Vec<Series>, u64) -> Result<()> + Send);
 
 /// A store of series that leaf phases read.
 pub trait SeriesSource: Send + Sync {
@@ -30,12 +31,16 @@ pub trait SeriesSource: Send + Sync {
     /// their points in `[spec.start, spec.end]`, handing them to `sink` in
     /// batches of about `batch` series. Series arrive grouped by target
     /// and a batch never splits a target. Fields are in `spec.columns`
-    /// order. At most `max_series` series may be selected.
+    /// order. At most `max_series` series may be selected. With `align`,
+    /// each series reaches the sink already aligned by it (a source can do
+    /// that without materialising raw points: see [`align_doubles`]).
+    #[allow(clippy::too_many_arguments)]
     fn fetch<'a>(
         &'a self,
         tenant: &'a str,
         spec: &'a FetchSpec,
         keep: Keep<'a>,
+        align: Option<&'a AlignSpec>,
         max_series: usize,
         batch: usize,
         sink: Sink<'a>,
@@ -91,6 +96,7 @@ impl SeriesSource for LeafSource {
         tenant: &'a str,
         spec: &'a FetchSpec,
         keep: Keep<'a>,
+        align_by: Option<&'a AlignSpec>,
         max_series: usize,
         batch: usize,
         sink: Sink<'a>,
@@ -113,12 +119,15 @@ impl SeriesSource for LeafSource {
                 e => leaf_error(&self.name, e),
             })?;
             let mut out: Vec<Series> = Vec::with_capacity(batch.min(selected.len()));
+            let mut raw_points = 0u64;
             let mut last_target: Option<&[FieldValue]> = None;
+            // Column buffers reused across series.
+            let (mut times, mut values) = (Vec::new(), Vec::new());
             for s in &selected {
                 // Cut batches only between targets (series come sorted by key).
                 let target = s.key.target_fields.as_slice();
                 if out.len() >= batch && last_target != Some(target) {
-                    sink(std::mem::take(&mut out))?;
+                    sink(std::mem::take(&mut out), std::mem::take(&mut raw_points))?;
                 }
                 last_target = Some(target);
                 let fields: Vec<FieldValue> =
@@ -126,13 +135,40 @@ impl SeriesSource for LeafSource {
                 if !keep(&fields)? {
                     continue;
                 }
-                let points = self.leaf.points(s, spec.start, spec.end).await.map_err(|e| leaf_error(&self.name, e))?;
+                let failed = |e| leaf_error(&self.name, e);
+                let points = match align_by {
+                    Some(a) => {
+                        times.clear();
+                        values.clear();
+                        if self.leaf.doubles(s, spec.start, spec.end, &mut times, &mut values).await.map_err(failed)? {
+                            raw_points += times.len() as u64;
+                            align_doubles(a, spec.kind, &times, &values)
+                        } else {
+                            let raw = self.leaf.points(s, spec.start, spec.end).await.map_err(failed)?;
+                            raw_points += raw.len() as u64;
+                            align(a, spec.kind, &raw).map_err(|e| in_series(e, &spec.columns, &fields))?
+                        }
+                    }
+                    None => {
+                        let raw = self.leaf.points(s, spec.start, spec.end).await.map_err(failed)?;
+                        raw_points += raw.len() as u64;
+                        raw
+                    }
+                };
                 out.push(Series { fields, points });
             }
             if !out.is_empty() {
-                sink(out)?;
+                sink(out, raw_points)?;
             }
             Ok(())
         })
+    }
+}
+
+/// Names the series in an evaluation error.
+pub(crate) fn in_series(e: Error, columns: &[String], fields: &[FieldValue]) -> Error {
+    match e {
+        Error::Eval(m) => Error::Eval(format!("series {}: {m}", crate::exec::describe(columns, fields))),
+        e => e,
     }
 }
