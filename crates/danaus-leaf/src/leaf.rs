@@ -7,21 +7,22 @@ use std::time::Instant;
 
 use danaus_codec::varint::{put_ivarint, put_uvarint, ByteReader};
 use danaus_codec::{get_value_type, put_value_type, Chunk};
-use danaus_model::{
-    validate, FieldValue, MetricKind, MetricSchema, Point, ScalarType, SeriesKey, TargetSchema, Value, ValueType,
-};
+use danaus_model::{validate, FieldValue, MetricSchema, Point, SeriesKey, TargetSchema};
 use danaus_storage::{Cf, Clock, KvStore, LogDevice, RecoveryLog, ReplayReport, WriteBatch};
 
 use crate::error::{Error, Result};
 use crate::index::{Index, SeriesRef};
 use crate::intern::ChunkContext;
 use crate::keys;
-use crate::matcher::{compile, Matcher};
 use crate::options::{nanos, LeafOptions, MAX_CHUNK_SPAN_NS};
 use crate::schemas::{Applied, Schemas};
 use crate::series::{Accept, Limits, SeriesState};
 use crate::stats::LeafStats;
 use crate::wal_record::{self, Entry, RecordBuilder};
+
+mod read;
+
+pub use read::{ReadRequest, SelectedSeries};
 
 /// What a leaf is built from: its storage seams and options.
 pub struct LeafConfig {
@@ -85,38 +86,6 @@ pub struct WriteResult {
     pub accepted_points: u64,
     /// Series with refused points.
     pub errors: Vec<SeriesError>,
-}
-
-/// A raw read: one metric of one target schema, filtered by field matchers,
-/// over `[start, end]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadRequest {
-    /// Target schema name.
-    pub target_schema: String,
-    /// Metric name.
-    pub metric: String,
-    /// Matchers over target and metric fields; all must match.
-    pub matchers: Vec<Matcher>,
-    /// Inclusive start time.
-    pub start: i64,
-    /// Inclusive end time.
-    pub end: i64,
-}
-
-/// A series selected by a read.
-#[derive(Debug, Clone)]
-pub struct SelectedSeries {
-    series: SeriesRef,
-    /// Its key.
-    pub key: SeriesKey,
-    /// Target fields by name, in declaration order.
-    pub target_fields: Vec<(String, FieldValue)>,
-    /// Metric fields by name, in declaration order.
-    pub metric_fields: Vec<(String, FieldValue)>,
-    /// Value type.
-    pub value_type: ValueType,
-    /// Kind.
-    pub kind: MetricKind,
 }
 
 /// What a checkpoint did.
@@ -597,198 +566,9 @@ impl Leaf {
         Ok(result)
     }
 
-    /// Selects the series a read covers, up to the per-read series limit.
-    pub fn select(&self, tenant: &str, req: &ReadRequest) -> Result<Vec<SelectedSeries>> {
-        self.select_at_most(tenant, req, self.inner.opts.max_series_per_read)
-    }
-
-    /// Selects the series a read covers; more than `limit` is an error.
-    /// Queries pass their own limit, which may exceed a raw read's.
-    pub fn select_at_most(&self, tenant: &str, req: &ReadRequest, limit: usize) -> Result<Vec<SelectedSeries>> {
-        let inner = &self.inner;
-        let ts = inner.schemas.target(tenant, &req.target_schema).ok_or_else(|| {
-            Error::NotFound(format!("unknown target schema {:?} (tenant {tenant:?})", req.target_schema))
-        })?;
-        let ms = inner
-            .schemas
-            .metric(tenant, &req.metric)
-            .ok_or_else(|| Error::NotFound(format!("unknown metric schema {:?} (tenant {tenant:?})", req.metric)))?;
-        if req.start > req.end {
-            return Err(Error::InvalidArgument(format!("start time {} is after end time {}", req.start, req.end)));
-        }
-        let matchers = compile(&req.matchers, &ts, &ms)?;
-        let order = ts.key_order();
-        let mut out = Vec::new();
-        for s in inner.index.for_metric(tenant, &req.target_schema, &req.metric) {
-            let g = s.lock();
-            if !matchers.iter().all(|m| m.matches(&g.key)) {
-                continue;
-            }
-            if out.len() >= limit {
-                return Err(Error::ResourceExhausted(format!(
-                    "read matches more than {limit} series (the per-read series limit); add matchers to narrow it"
-                )));
-            }
-            // Key order → declaration order: field `i` sits at its position in `order`.
-            let target_fields: Vec<(String, FieldValue)> = ts
-                .fields
-                .iter()
-                .enumerate()
-                .filter_map(|(i, def)| {
-                    let pos = order.iter().position(|&o| o == i)?;
-                    Some((def.name.clone(), g.key.target_fields.get(pos)?.clone()))
-                })
-                .collect();
-            let metric_fields =
-                ms.fields.iter().zip(&g.key.metric_fields).map(|(d, v)| (d.name.clone(), v.clone())).collect();
-            out.push(SelectedSeries {
-                series: s.clone(),
-                key: g.key.clone(),
-                target_fields,
-                metric_fields,
-                value_type: g.value_type.clone(),
-                kind: g.kind,
-            });
-        }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
-    }
-
-    /// The chunks of a selected series that may hold points in
-    /// `[start, end]`, memory first, with their headers and the total point
-    /// count.
-    async fn chunks_in(
-        &self,
-        series: &SelectedSeries,
-        start: i64,
-        end: i64,
-    ) -> Result<(Vec<(Chunk, danaus_codec::ChunkHeader)>, usize)> {
-        let (id, mem, complete_from) = {
-            let g = series.series.lock();
-            (g.id, g.memory_chunks(start, end), g.complete_from)
-        };
-        // Memory holds everything from `complete_from` on: skip the store.
-        let stored = if start >= complete_from { Vec::new() } else { self.stored_chunks(id, start, end).await? };
-        let mut chunks = Vec::with_capacity(mem.len() + stored.len());
-        let mut total = 0usize;
-        for c in mem.into_iter().chain(stored) {
-            let h = c.header().map_err(|e| corrupt(series, e))?;
-            if h.count == 0 || h.max_time < start || h.min_time > end {
-                continue;
-            }
-            total += h.count as usize;
-            chunks.push((c, h));
-        }
-        Ok((chunks, total))
-    }
-
-    fn too_many_points(&self, series: &SelectedSeries) -> Error {
-        Error::ResourceExhausted(format!(
-            "series {} has more than {} points in the range (the per-read point limit); narrow the time range",
-            series.key, self.inner.opts.max_points_per_read
-        ))
-    }
-
-    /// The points of a selected series in `[start, end]`, merged from memory
-    /// and the long-term store, in time order, one per timestamp.
-    pub async fn points(&self, series: &SelectedSeries, start: i64, end: i64) -> Result<Vec<Point>> {
-        let (chunks, total) = self.chunks_in(series, start, end).await?;
-        let mut points = Vec::with_capacity(total.min(self.inner.opts.max_points_per_read + 1));
-        let (mut times, mut values) = (Vec::new(), Vec::new());
-        for (c, h) in chunks {
-            let whole = h.min_time >= start && h.max_time <= end;
-            if h.value_type == ValueType::Scalar(ScalarType::Double) && !h.has_start {
-                // The batch kernel: one coding decision per column, not per point.
-                times.clear();
-                values.clear();
-                c.iter().and_then(|mut it| it.read_doubles(&mut times, &mut values)).map_err(|e| corrupt(series, e))?;
-                for (&t, &v) in times.iter().zip(&values) {
-                    if whole || (t >= start && t <= end) {
-                        points.push(Point { start_time: None, end_time: t, value: Value::Double(v) });
-                    }
-                }
-            } else {
-                for p in c.iter().map_err(|e| corrupt(series, e))? {
-                    let p = p.map_err(|e| corrupt(series, e))?;
-                    if whole || (p.end_time >= start && p.end_time <= end) {
-                        points.push(p);
-                    }
-                }
-            }
-            if points.len() > self.inner.opts.max_points_per_read {
-                return Err(self.too_many_points(series));
-            }
-        }
-        // Usually one in-order chunk after another: already sorted.
-        if !points.is_sorted_by_key(|p| p.end_time) {
-            points.sort_by_key(|p| p.end_time);
-        }
-        points.dedup_by_key(|p| p.end_time);
-        Ok(points)
-    }
-
-    /// Like [`Leaf::points`] for a double series whose points carry no
-    /// start times, as two columns appended to `times` and `values` (which
-    /// callers reuse across series): the scan path of numeric queries, with
-    /// no per-point `Value`. Returns `false`, appending nothing, when the
-    /// series is of another type or has start times; use `points` then.
-    pub async fn doubles(
-        &self,
-        series: &SelectedSeries,
-        start: i64,
-        end: i64,
-        times: &mut Vec<i64>,
-        values: &mut Vec<f64>,
-    ) -> Result<bool> {
-        if series.value_type != ValueType::Scalar(ScalarType::Double) {
-            return Ok(false);
-        }
-        let (chunks, total) = self.chunks_in(series, start, end).await?;
-        if chunks.iter().any(|(_, h)| h.has_start || h.value_type != series.value_type) {
-            return Ok(false);
-        }
-        if total > self.inner.opts.max_points_per_read {
-            return Err(self.too_many_points(series));
-        }
-        let (t0, v0) = (times.len(), values.len());
-        times.reserve(total);
-        values.reserve(total);
-        for (c, h) in &chunks {
-            let (ct, cv) = (times.len(), values.len());
-            c.iter().and_then(|mut it| it.read_doubles(times, values)).map_err(|e| corrupt(series, e))?;
-            if h.min_time < start || h.max_time > end {
-                // Keep only the range: compact in place.
-                let mut w = ct;
-                for r in ct..times.len() {
-                    if times[r] >= start && times[r] <= end {
-                        times[w] = times[r];
-                        values[w] = values[r];
-                        w += 1;
-                    }
-                }
-                times.truncate(w);
-                values.truncate(cv + (w - ct));
-            }
-        }
-        if !times[t0..].is_sorted() || times[t0..].windows(2).any(|w| w[0] == w[1]) {
-            // Out-of-order chunks or memory/store overlap: order by time,
-            // memory (earlier) first, one point per time.
-            let mut pairs: Vec<(i64, f64)> = times[t0..].iter().copied().zip(values[v0..].iter().copied()).collect();
-            pairs.sort_by_key(|p| p.0);
-            pairs.dedup_by_key(|p| p.0);
-            times.truncate(t0);
-            values.truncate(v0);
-            for (t, v) in pairs {
-                times.push(t);
-                values.push(v);
-            }
-        }
-        Ok(true)
-    }
-
     /// Chunks of series `id` in the long-term store that may hold points in
     /// `[start, end]`.
-    async fn stored_chunks(&self, id: u64, start: i64, end: i64) -> Result<Vec<Chunk>> {
+    pub(crate) async fn stored_chunks(&self, id: u64, start: i64, end: i64) -> Result<Vec<Chunk>> {
         let kv = self.inner.kv.clone();
         let raw: Vec<Vec<u8>> = blocking(move || -> Result<Vec<Vec<u8>>> {
             let from = keys::chunk_key(id, start.saturating_sub(MAX_CHUNK_SPAN_NS), 0);
@@ -824,24 +604,6 @@ impl Leaf {
                     out.entry(p.end_time).or_insert((p.value, p.start_time));
                 }
             }
-        }
-        Ok(out)
-    }
-
-    /// Selects and reads in one call.
-    pub async fn read(&self, tenant: &str, req: &ReadRequest) -> Result<Vec<(SelectedSeries, Vec<Point>)>> {
-        let mut out = Vec::new();
-        let mut total = 0usize;
-        for s in self.select(tenant, req)? {
-            let pts = self.points(&s, req.start, req.end).await?;
-            total += pts.len();
-            if total > self.inner.opts.max_points_per_read {
-                return Err(Error::ResourceExhausted(format!(
-                    "read returns more than {} points (the per-read point limit); narrow the time range or add matchers",
-                    self.inner.opts.max_points_per_read
-                )));
-            }
-            out.push((s, pts));
         }
         Ok(out)
     }
@@ -1049,8 +811,4 @@ async fn background(inner: std::sync::Weak<Inner>) {
             }
         }
     }
-}
-
-fn corrupt(series: &SelectedSeries, e: danaus_codec::Error) -> Error {
-    Error::Internal(format!("series {}: {e}", series.key))
 }

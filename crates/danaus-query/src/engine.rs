@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use danaus_model::{MetricKind, MetricSchema, TargetSchema};
 
+use crate::ctx::{Cancel, Completeness, ExecCtx, QueryLimits};
 use crate::error::{Error, Result};
-use crate::exec::{Cancel, Completeness, ExecCtx, Executor, QueryLimits, ZoneSources};
+use crate::exec::{Executor, ZoneSources};
 use crate::plan::{plan, Catalog, Plan, QueryRange};
 use crate::source::SeriesSource;
 use crate::syntax::{ast::Query, parse};

@@ -30,6 +30,8 @@
 
 mod aggregate;
 mod align;
+mod combine;
+mod ctx;
 mod engine;
 mod error;
 mod exec;
@@ -41,12 +43,10 @@ mod table;
 
 pub use aggregate::{default_bucketer, GroupSpec, Partial, PartialGroup, PartialTable};
 pub use align::{align, align_doubles, AlignSpec};
+pub use ctx::{Cancel, Completeness, ExecCtx, QueryLimits, SourceStatus};
 pub use engine::{Engine, QueryReport, RunOptions};
 pub use error::{Error, Result};
-pub use exec::{
-    run_leaf_stage, run_merge_stage, Cancel, Completeness, ExecCtx, Executor, QueryLimits, SourceStatus, ZoneSources,
-    BATCH,
-};
+pub use exec::{run_leaf_stage, run_merge_stage, Executor, ZoneSources, BATCH};
 pub use plan::{plan, Catalog, Combine, FetchPlan, FetchSpec, Node, Plan, QueryRange, Stage, TableOp, DEFAULT_STEP};
 pub use source::{Keep, LeafSource, SeriesSource, Sink};
 pub use table::{Columns, PhaseOutput, Series, Table};
