@@ -12,8 +12,8 @@ use axum::routing::get;
 use axum::Router;
 use danaus_leaf::Leaf;
 
-use crate::grpc::GrpcStats;
-use crate::query::QueryStats;
+use danaus_node::grpc::GrpcStats;
+use danaus_node::query::QueryStats;
 
 /// What the HTTP handlers read.
 #[derive(Clone)]

@@ -9,17 +9,14 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use danaus_leaf::{Leaf, LeafConfig, LeafOptions};
-use danaus_proto::v1 as pb;
 use danaus_rocksdb::RocksKv;
 use danaus_storage::{FsLogDevice, SystemClock};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::grpc::{Api, GrpcStats};
 use crate::http::{router, HttpState};
-use crate::query::{QueryApi, QueryStats};
-use danaus_query::{Engine, LeafSource, QueryLimits, ZoneSources};
+use danaus_node::Services;
 
 /// Configuration of a standalone server.
 #[derive(Debug, Clone)]
@@ -49,8 +46,7 @@ pub struct Running {
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
 }
 
-/// Largest gRPC message accepted (a write batch).
-pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+pub use danaus_node::MAX_MESSAGE_BYTES;
 
 /// Opens the data directory, replays the log and starts serving.
 pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
@@ -79,33 +75,12 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
     let http_addr = http_listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
 
-    let stats = Arc::new(GrpcStats::default());
-    let api = Api::new(leaf.clone(), stats.clone());
-    let query_stats = Arc::new(QueryStats::default());
-    let engine = Engine::new(
-        vec![ZoneSources { name: "local".into(), leaves: vec![Arc::new(LeafSource::new("leaf-0", leaf.clone()))] }],
-        QueryLimits::default(),
-    );
-    let query_api = QueryApi::new(Arc::new(engine), cfg.max_concurrent_queries, query_stats.clone());
+    let services = Services::new(leaf.clone(), cfg.max_concurrent_queries);
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(danaus_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building gRPC reflection")?;
-    let grpc = tonic::transport::Server::builder()
-        .concurrency_limit_per_connection(cfg.max_concurrent_requests)
-        .add_service(reflection)
-        .add_service(
-            pb::schema_service_server::SchemaServiceServer::new(api.clone())
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            pb::ingest_service_server::IngestServiceServer::new(api.clone())
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(pb::read_service_server::ReadServiceServer::new(api).max_encoding_message_size(MAX_MESSAGE_BYTES))
-        .add_service(
-            pb::query_service_server::QueryServiceServer::new(query_api).max_encoding_message_size(MAX_MESSAGE_BYTES),
-        );
+    let grpc = services.server(cfg.max_concurrent_requests).add_service(reflection);
     let mut s1 = stopped.clone();
     let grpc_task = tokio::spawn(async move {
         grpc.serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc_listener), async move {
@@ -114,7 +89,7 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
         .await
         .context("gRPC server")
     });
-    let app = router(HttpState { leaf: leaf.clone(), grpc: stats, query: query_stats, started });
+    let app = router(HttpState { leaf: leaf.clone(), grpc: services.stats, query: services.query_stats, started });
     let mut s2 = stopped;
     let http_task = tokio::spawn(async move {
         axum::serve(http_listener, app)
