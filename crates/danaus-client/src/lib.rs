@@ -11,7 +11,6 @@ pub mod time;
 
 use danaus_proto::v1 as pb;
 use tonic::metadata::MetadataValue;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
@@ -33,7 +32,27 @@ impl tonic::service::Interceptor for TenantInterceptor {
     }
 }
 
-type Svc = InterceptedService<Channel, TenantInterceptor>;
+/// The generated clients with the tenant interceptor. (madsim-tonic's
+/// generated clients take the interceptor as a type parameter instead of
+/// wrapping the channel.)
+#[cfg(not(madsim))]
+mod svc {
+    use super::*;
+    use tonic::service::interceptor::InterceptedService;
+    type S = InterceptedService<Channel, TenantInterceptor>;
+    pub type Schema = pb::schema_service_client::SchemaServiceClient<S>;
+    pub type Ingest = pb::ingest_service_client::IngestServiceClient<S>;
+    pub type Query = pb::query_service_client::QueryServiceClient<S>;
+    pub type Read = pb::read_service_client::ReadServiceClient<S>;
+}
+#[cfg(madsim)]
+mod svc {
+    use super::*;
+    pub type Schema = pb::schema_service_client::SchemaServiceClient<Channel, TenantInterceptor>;
+    pub type Ingest = pb::ingest_service_client::IngestServiceClient<Channel, TenantInterceptor>;
+    pub type Query = pb::query_service_client::QueryServiceClient<Channel, TenantInterceptor>;
+    pub type Read = pb::read_service_client::ReadServiceClient<Channel, TenantInterceptor>;
+}
 
 /// A connection to a Danaus server.
 #[derive(Clone, Debug)]
@@ -60,24 +79,24 @@ impl Client {
     }
 
     /// SchemaService.
-    pub fn schema(&self) -> pb::schema_service_client::SchemaServiceClient<Svc> {
+    pub fn schema(&self) -> svc::Schema {
         pb::schema_service_client::SchemaServiceClient::with_interceptor(self.channel.clone(), self.interceptor.clone())
     }
 
     /// IngestService.
-    pub fn ingest(&self) -> pb::ingest_service_client::IngestServiceClient<Svc> {
+    pub fn ingest(&self) -> svc::Ingest {
         pb::ingest_service_client::IngestServiceClient::with_interceptor(self.channel.clone(), self.interceptor.clone())
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     /// QueryService.
-    pub fn query(&self) -> pb::query_service_client::QueryServiceClient<Svc> {
+    pub fn query(&self) -> svc::Query {
         pb::query_service_client::QueryServiceClient::with_interceptor(self.channel.clone(), self.interceptor.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     /// ReadService.
-    pub fn read(&self) -> pb::read_service_client::ReadServiceClient<Svc> {
+    pub fn read(&self) -> svc::Read {
         pb::read_service_client::ReadServiceClient::with_interceptor(self.channel.clone(), self.interceptor.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use danaus_proto::convert;
 use danaus_proto::v1 as pb;
 use danaus_query::{Engine, QueryLimits, QueryRange, QueryReport, RunOptions, Table, DEFAULT_STEP};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -141,10 +141,51 @@ impl pb::query_service_server::QueryService for QueryApi {
                 _ = done_rx => {}
             }
         });
-        let engine = self.engine.clone();
-        let stats = self.stats.clone();
+        let job = Job { engine: self.engine.clone(), stats: self.stats.clone(), tenant, text: r.query, range, opts };
+        job.spawn(tx, done_tx, permit, span);
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// One query to run and where its results go.
+struct Job {
+    engine: Arc<Engine>,
+    stats: Arc<QueryStats>,
+    tenant: String,
+    text: String,
+    range: QueryRange,
+    opts: RunOptions,
+}
+
+type Tx = mpsc::Sender<Result<pb::QueryResponse, Status>>;
+
+impl Job {
+    /// Counts the outcome and turns it into the stream's last message.
+    fn finish(&self, result: danaus_query::Result<QueryReport>) -> Result<pb::QueryResponse, Status> {
+        match result {
+            Ok(report) => {
+                self.stats.series_touched.fetch_add(report.series_touched, Ordering::Relaxed);
+                self.stats.points_touched.fetch_add(report.points_touched, Ordering::Relaxed);
+                Ok(completeness_to(&report))
+            }
+            Err(e) => {
+                if matches!(e, danaus_query::Error::Cancelled(_)) {
+                    self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::debug!(error = %e, "query failed");
+                Err(query_status(&e, &self.text))
+            }
+        }
+    }
+
+    /// Runs on a blocking-pool thread: a query is CPU work, and its sink
+    /// may then wait for the client (backpressure through the bounded
+    /// channel) without holding an async worker.
+    #[cfg(not(madsim))]
+    fn spawn(self, tx: Tx, done: oneshot::Sender<()>, permit: OwnedSemaphorePermit, span: tracing::Span) {
         let handle = tokio::runtime::Handle::current();
-        let text = r.query;
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let _e = span.enter();
@@ -155,25 +196,38 @@ impl pb::query_service_server::QueryService for QueryApi {
                 futures::executor::block_on(tx.send(Ok(batch_to(&t))))
                     .map_err(|_| danaus_query::Error::Cancelled("the caller went away".into()))
             };
-            let result = handle.block_on(engine.run(&tenant, &text, range, opts, &mut sink).in_current_span());
-            let _ = done_tx.send(());
-            match result {
-                Ok(report) => {
-                    stats.series_touched.fetch_add(report.series_touched, Ordering::Relaxed);
-                    stats.points_touched.fetch_add(report.points_touched, Ordering::Relaxed);
-                    let _ = futures::executor::block_on(tx.send(Ok(completeness_to(&report))));
-                }
-                Err(e) => {
-                    if matches!(e, danaus_query::Error::Cancelled(_)) {
-                        stats.cancelled.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        stats.failures.fetch_add(1, Ordering::Relaxed);
-                    }
-                    tracing::debug!(error = %e, "query failed");
-                    let _ = futures::executor::block_on(tx.send(Err(query_status(&e, &text))));
-                }
-            }
+            let result = handle.block_on(
+                self.engine.run(&self.tenant, &self.text, self.range, self.opts.clone(), &mut sink).in_current_span(),
+            );
+            let _ = done.send(());
+            let last = self.finish(result);
+            let _ = futures::executor::block_on(tx.send(last));
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    /// Under the simulator there are no blocking threads: the query runs as
+    /// a task and its batches are sent when it ends (same messages, no
+    /// streaming backpressure).
+    #[cfg(madsim)]
+    fn spawn(self, tx: Tx, done: oneshot::Sender<()>, permit: OwnedSemaphorePermit, span: tracing::Span) {
+        tokio::spawn(
+            async move {
+                let _permit = permit;
+                let mut batches = Vec::new();
+                let mut sink = |t: Table| -> danaus_query::Result<()> {
+                    batches.push(batch_to(&t));
+                    Ok(())
+                };
+                let result = self.engine.run(&self.tenant, &self.text, self.range, self.opts.clone(), &mut sink).await;
+                let _ = done.send(());
+                for b in batches {
+                    if tx.send(Ok(b)).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = tx.send(self.finish(result)).await;
+            }
+            .instrument(span),
+        );
     }
 }

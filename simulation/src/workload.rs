@@ -1,0 +1,372 @@
+//! Clients of the simulated cluster: writers that record every
+//! acknowledgement, readers that check what they read against the model.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use danaus_client::Client;
+use danaus_proto::v1 as pb;
+use madsim::rand::{seq::SliceRandom, thread_rng, Rng};
+use madsim::time::{sleep, timeout, Instant};
+use parking_lot::Mutex;
+
+use crate::model::{host, value_of, zone, State, SERIES, STEP, T_BASE};
+
+/// The tenant the workload uses.
+pub const TENANT: &str = "sim";
+/// Target schema and metric of the workload.
+pub const TARGET: &str = "Host";
+/// The metric.
+pub const METRIC: &str = "/sim/value";
+
+/// What every client task shares.
+#[derive(Clone)]
+pub struct Ctx {
+    /// The model.
+    pub state: Arc<Mutex<State>>,
+    /// The node's gRPC address.
+    pub addr: String,
+    /// Set when the workload should stop.
+    pub stop: Arc<AtomicBool>,
+    /// Start of the run, for trace times.
+    pub start: Instant,
+}
+
+impl Ctx {
+    /// Records a trace event now.
+    pub fn event(&self, what: &str) {
+        self.state.lock().event(self.start.elapsed(), what);
+    }
+
+    async fn connect(&self) -> Option<Client> {
+        match timeout(Duration::from_secs(2), Client::connect(&self.addr, Some(TENANT))).await {
+            Ok(Ok(c)) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+fn s(v: &str) -> pb::FieldValue {
+    pb::FieldValue { value: Some(pb::field_value::Value::StringValue(v.into())) }
+}
+
+/// Creates the workload's schemas, retrying until the node answers.
+pub async fn apply_schemas(ctx: Ctx) {
+    let target = pb::TargetSchema {
+        name: TARGET.into(),
+        fields: vec![
+            pb::FieldDef { name: "zone".into(), r#type: pb::FieldType::String as i32 },
+            pb::FieldDef { name: "host".into(), r#type: pb::FieldType::String as i32 },
+        ],
+        location_field: "zone".into(),
+    };
+    let metric = pb::MetricSchema {
+        name: METRIC.into(),
+        fields: vec![],
+        value_type: Some(pb::ValueType { elements: vec![pb::ScalarType::Double as i32], tuple: false }),
+        kind: pb::MetricKind::Gauge as i32,
+        unit: String::new(),
+        description: String::new(),
+    };
+    loop {
+        if let Some(c) = ctx.connect().await {
+            let req = pb::ApplySchemasRequest { targets: vec![target.clone()], metrics: vec![metric.clone()] };
+            if let Ok(Ok(_)) = timeout(Duration::from_secs(3), c.schema().apply(req)).await {
+                ctx.event("schemas applied");
+                return;
+            }
+        }
+        sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A batch: series index → times.
+type Batch = Vec<(usize, Vec<i64>)>;
+
+fn request(batch: &Batch) -> pb::WriteRequest {
+    pb::WriteRequest {
+        series: batch
+            .iter()
+            .map(|(i, times)| pb::Series {
+                target_schema: TARGET.into(),
+                target_fields: HashMap::from([("zone".into(), s(&zone(*i))), ("host".into(), s(&host(*i)))]),
+                metric: METRIC.into(),
+                metric_fields: HashMap::new(),
+                points: times
+                    .iter()
+                    .map(|&t| pb::Point {
+                        start_time: None,
+                        end_time: t,
+                        value: Some(pb::Value { value: Some(pb::value::Value::DoubleValue(value_of(*i, t))) }),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Writes batches of new points (and sometimes sends the last batch again,
+/// as a client retrying would) until told to stop.
+pub async fn writer(ctx: Ctx, id: usize) {
+    let mut client = None;
+    let mut last: Option<Batch> = None;
+    while !ctx.stop.load(Ordering::Relaxed) {
+        if client.is_none() {
+            client = ctx.connect().await;
+            if client.is_none() {
+                sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        }
+        let resend = last.is_some() && thread_rng().gen_bool(0.15);
+        let batch: Batch = match (&last, resend) {
+            (Some(b), true) => b.clone(),
+            _ => {
+                let mut series: Vec<usize> = (0..SERIES).collect();
+                series.shuffle(&mut thread_rng());
+                series.truncate(thread_rng().gen_range(1..5));
+                let mut st = ctx.state.lock();
+                series
+                    .into_iter()
+                    .map(|i| {
+                        let n = thread_rng().gen_range(1..6);
+                        let times: Vec<i64> = (0..n).map(|k| st.next[i] + k * STEP).collect();
+                        st.next[i] += n * STEP;
+                        (i, times)
+                    })
+                    .collect()
+            }
+        };
+        {
+            // Attempted before sent: a read may see a point before its ack.
+            let mut st = ctx.state.lock();
+            for (i, times) in &batch {
+                st.attempted[*i].extend(times.iter().copied());
+            }
+        }
+        let req = request(&batch);
+        let points: usize = batch.iter().map(|(_, t)| t.len()).sum();
+        let Some(c) = &client else { continue };
+        match timeout(Duration::from_secs(3), c.ingest().write(req)).await {
+            Ok(Ok(resp)) => {
+                let resp = resp.into_inner();
+                let mut st = ctx.state.lock();
+                let refused: BTreeSet<usize> = resp.errors.iter().map(|e| e.index as usize).collect();
+                for e in &resp.errors {
+                    st.violation(format!("writer {id}: the node refused series {}: {}", e.series, e.message));
+                }
+                for (pos, (i, times)) in batch.iter().enumerate() {
+                    if !refused.contains(&pos) {
+                        st.acked[*i].extend(times.iter().copied());
+                    }
+                }
+                let now = ctx.start.elapsed();
+                st.event(now, &format!("writer {id}: {points} points acked (resend: {resend})"));
+            }
+            Ok(Err(status)) => {
+                let mut st = ctx.state.lock();
+                st.failed_writes += 1;
+                let now = ctx.start.elapsed();
+                st.event(now, &format!("writer {id}: write failed: {:?}", status.code()));
+                client = None;
+            }
+            Err(_) => {
+                let mut st = ctx.state.lock();
+                st.failed_writes += 1;
+                let now = ctx.start.elapsed();
+                st.event(now, &format!("writer {id}: write timed out"));
+                client = None;
+            }
+        }
+        last = Some(batch);
+        sleep(Duration::from_millis(thread_rng().gen_range(20..200))).await;
+    }
+}
+
+fn double(v: Option<&pb::Value>) -> f64 {
+    match v.and_then(|v| v.value.as_ref()) {
+        Some(pb::value::Value::DoubleValue(d)) => *d,
+        _ => f64::NAN,
+    }
+}
+
+/// Raw points of series `i` through ReadService.
+pub async fn read_raw(c: &Client, i: usize) -> Result<Vec<(i64, f64)>, String> {
+    let req = pb::ReadRequest {
+        target_schema: TARGET.into(),
+        metric: METRIC.into(),
+        matchers: vec![pb::Matcher { field: "host".into(), op: pb::MatchOp::Eq as i32, value: host(i) }],
+        start_time: T_BASE,
+        end_time: i64::MAX / 2,
+    };
+    let mut st = c.read().read(req).await.map_err(|e| format!("{:?}", e.code()))?.into_inner();
+    let mut out = Vec::new();
+    while let Some(m) = st.message().await.map_err(|e| format!("{:?}", e.code()))? {
+        for s in m.series {
+            out.extend(s.points.iter().map(|p| (p.end_time, double(p.value.as_ref()))));
+        }
+    }
+    Ok(out)
+}
+
+/// Runs `query` over the workload's whole time range: the batches'
+/// series as (fields, points), and whether the answer was complete.
+pub async fn query(c: &Client, query: &str) -> Result<(Vec<(Vec<String>, Vec<(i64, f64)>)>, bool), String> {
+    let req = pb::QueryRequest {
+        query: query.into(),
+        start_time: T_BASE - 3600 * STEP,
+        end_time: T_BASE + 2 * 3600 * STEP,
+        step: 60 * STEP,
+        ..Default::default()
+    };
+    let mut st = c.query().query(req).await.map_err(|e| format!("{:?}: {}", e.code(), e.message()))?.into_inner();
+    let (mut out, mut complete) = (Vec::new(), None);
+    while let Some(m) = st.message().await.map_err(|e| format!("{:?}: {}", e.code(), e.message()))? {
+        match m.item {
+            Some(pb::query_response::Item::Batch(b)) => {
+                for s in b.series {
+                    let fields = s
+                        .fields
+                        .iter()
+                        .map(|f| match &f.value {
+                            Some(pb::field_value::Value::StringValue(v)) => v.clone(),
+                            other => format!("{other:?}"),
+                        })
+                        .collect();
+                    let points = s
+                        .points
+                        .iter()
+                        .map(|p| {
+                            let v = match p.value.as_ref().and_then(|v| v.value.as_ref()) {
+                                Some(pb::value::Value::Int64Value(i)) => *i as f64,
+                                _ => double(p.value.as_ref()),
+                            };
+                            (p.end_time, v)
+                        })
+                        .collect();
+                    out.push((fields, points));
+                }
+            }
+            Some(pb::query_response::Item::Completeness(c)) => complete = Some(c.complete),
+            None => {}
+        }
+    }
+    match complete {
+        Some(c) => Ok((out, c)),
+        None => Err("no completeness report".into()),
+    }
+}
+
+/// Points of series `i` through QueryService (a raw fetch).
+pub async fn query_raw(c: &Client, i: usize) -> Result<(Vec<(i64, f64)>, bool), String> {
+    let (series, complete) = query(c, &format!("fetch {TARGET}::{METRIC} | filter host == \"{}\"", host(i))).await?;
+    Ok((series.into_iter().flat_map(|(_, p)| p).collect(), complete))
+}
+
+/// Reads series at random while the writers write, checking each read.
+pub async fn reader(ctx: Ctx) {
+    let mut client = None;
+    while !ctx.stop.load(Ordering::Relaxed) {
+        if client.is_none() {
+            client = ctx.connect().await;
+        }
+        if let Some(c) = &client {
+            let i = thread_rng().gen_range(0..SERIES);
+            let acked_before = ctx.state.lock().acked[i].clone();
+            let via_query = thread_rng().gen_bool(0.5);
+            let got = if via_query {
+                timeout(Duration::from_secs(3), query_raw(c, i)).await.map(|r| r.map(|(p, _)| p))
+            } else {
+                timeout(Duration::from_secs(3), read_raw(c, i)).await
+            };
+            let via = if via_query { "query" } else { "read" };
+            match got {
+                Ok(Ok(points)) => {
+                    let mut st = ctx.state.lock();
+                    st.check_read(via, i, &acked_before, &points);
+                    let now = ctx.start.elapsed();
+                    st.event(now, &format!("{via} {}: {} points", host(i), points.len()));
+                }
+                Ok(Err(e)) => {
+                    ctx.event(&format!("{via} {} failed: {e}", host(i)));
+                    client = None;
+                }
+                Err(_) => {
+                    ctx.event(&format!("{via} {} timed out", host(i)));
+                    client = None;
+                }
+            }
+        }
+        sleep(Duration::from_millis(thread_rng().gen_range(100..600))).await;
+    }
+}
+
+/// After healing: every series read both ways must hold exactly the
+/// acknowledged points (plus, possibly, unacknowledged ones that were
+/// written), and a per-host count through the query engine must agree.
+pub async fn final_check(ctx: Ctx) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let client = loop {
+        if let Some(c) = ctx.connect().await {
+            if timeout(Duration::from_secs(3), read_raw(&c, 0)).await.is_ok_and(|r| r.is_ok()) {
+                break c;
+            }
+        }
+        if Instant::now() > deadline {
+            ctx.state.lock().violation("the node did not answer within 120 s after healing".into());
+            return;
+        }
+        sleep(Duration::from_millis(500)).await;
+    };
+    let mut counts = vec![0usize; SERIES];
+    for (i, count) in counts.iter_mut().enumerate() {
+        let acked = ctx.state.lock().acked[i].clone();
+        match read_raw(&client, i).await {
+            Ok(points) => {
+                *count = points.len();
+                ctx.state.lock().check_read("final read", i, &acked, &points);
+            }
+            Err(e) => ctx.state.lock().violation(format!("final read of {} failed: {e}", host(i))),
+        }
+        match query_raw(&client, i).await {
+            Ok((points, complete)) => {
+                let mut st = ctx.state.lock();
+                st.check_read("final query", i, &acked, &points);
+                if points.len() != *count {
+                    st.violation(format!(
+                        "{}: the query returned {} points, the read {}",
+                        host(i),
+                        points.len(),
+                        count
+                    ));
+                }
+                if !complete {
+                    st.violation(format!("final query of {} is marked incomplete with every node up", host(i)));
+                }
+            }
+            Err(e) => ctx.state.lock().violation(format!("final query of {} failed: {e}", host(i))),
+        }
+    }
+    // The engine's aggregation agrees with the raw reads.
+    let q = format!("fetch {TARGET}::{METRIC} | every 1h | align count(1h) | group_by [host], sum");
+    match query(&client, &q).await {
+        Ok((series, complete)) => {
+            let mut st = ctx.state.lock();
+            st.checked_reads += 1;
+            if !complete {
+                st.violation("the count query is marked incomplete with every node up".into());
+            }
+            for i in 0..SERIES {
+                let got: f64 =
+                    series.iter().filter(|(f, _)| f.first() == Some(&host(i))).flat_map(|(_, p)| p).map(|p| p.1).sum();
+                if got as usize != counts[i] {
+                    st.violation(format!("count query says {} has {got} points; reads found {}", host(i), counts[i]));
+                }
+            }
+        }
+        Err(e) => ctx.state.lock().violation(format!("the count query failed: {e}")),
+    }
+    ctx.event("final check done");
+}
