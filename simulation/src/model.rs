@@ -38,6 +38,8 @@ pub struct State {
     pub acked: Vec<BTreeSet<i64>>,
     /// Per series: the next time to write.
     pub next: Vec<i64>,
+    /// Per series: times skipped so far, to be written later out of order.
+    pub holes: Vec<Vec<i64>>,
     /// Write requests that failed.
     pub failed_writes: usize,
     /// Reads checked.
@@ -54,6 +56,7 @@ impl Default for State {
             attempted: vec![BTreeSet::new(); SERIES],
             acked: vec![BTreeSet::new(); SERIES],
             next: vec![T_BASE; SERIES],
+            holes: vec![Vec::new(); SERIES],
             failed_writes: 0,
             checked_reads: 0,
             violations: Vec::new(),
@@ -87,10 +90,24 @@ impl State {
     /// the series' acknowledged times when the read was sent: all of them
     /// must be there; anything there must have been written, with its value.
     pub fn check_read(&mut self, via: &str, i: usize, acked_before: &BTreeSet<i64>, got: &[(i64, f64)]) {
+        self.check_range(via, i, acked_before, (i64::MIN, i64::MAX), got)
+    }
+
+    /// [`State::check_read`] for a read of the times in `range` only.
+    pub fn check_range(
+        &mut self,
+        via: &str,
+        i: usize,
+        acked_before: &BTreeSet<i64>,
+        range: (i64, i64),
+        got: &[(i64, f64)],
+    ) {
         self.checked_reads += 1;
         let mut seen = BTreeSet::new();
         for &(t, v) in got {
-            if !self.attempted[i].contains(&t) {
+            if t < range.0 || t > range.1 {
+                self.violation(format!("{via}: series {} returned {t}, outside the range {range:?}", host(i)));
+            } else if !self.attempted[i].contains(&t) {
                 self.violation(format!("{via}: series {} returned a point at {t} that was never written", host(i)));
             } else if v.to_bits() != value_of(i, t).to_bits() {
                 self.violation(format!(
@@ -103,7 +120,7 @@ impl State {
                 self.violation(format!("{via}: series {} returned time {t} twice", host(i)));
             }
         }
-        let missing: Vec<i64> = acked_before.difference(&seen).copied().collect();
+        let missing: Vec<i64> = acked_before.range(range.0..=range.1).filter(|t| !seen.contains(t)).copied().collect();
         if !missing.is_empty() {
             self.violation(format!(
                 "{via}: series {} lost {} acknowledged points (first at {})",

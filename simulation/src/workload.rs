@@ -131,9 +131,25 @@ pub async fn writer(ctx: Ctx, id: usize) {
                 series
                     .into_iter()
                     .map(|i| {
-                        let n = thread_rng().gen_range(1..6);
-                        let times: Vec<i64> = (0..n).map(|k| st.next[i] + k * STEP).collect();
-                        st.next[i] += n * STEP;
+                        let mut times = Vec::new();
+                        // Sometimes fill a hole left earlier: an out-of-order
+                        // write, well inside the leaf's 10-minute window.
+                        let head = st.next[i];
+                        st.holes[i].retain(|&h| head - h < 300 * STEP);
+                        if !st.holes[i].is_empty() && thread_rng().gen_bool(0.3) {
+                            let k = thread_rng().gen_range(0..st.holes[i].len());
+                            times.push(st.holes[i].swap_remove(k));
+                        }
+                        for _ in 0..thread_rng().gen_range(1..6) {
+                            // Leave a hole now and then.
+                            if thread_rng().gen_bool(0.1) {
+                                let h = st.next[i];
+                                st.holes[i].push(h);
+                                st.next[i] += STEP;
+                            }
+                            times.push(st.next[i]);
+                            st.next[i] += STEP;
+                        }
                         (i, times)
                     })
                     .collect()
@@ -194,12 +210,17 @@ fn double(v: Option<&pb::Value>) -> f64 {
 
 /// Raw points of series `i` through ReadService.
 pub async fn read_raw(c: &Client, i: usize) -> Result<Vec<(i64, f64)>, String> {
+    read_range(c, i, (T_BASE, i64::MAX / 2)).await
+}
+
+/// Raw points of series `i` in `range` through ReadService.
+pub async fn read_range(c: &Client, i: usize, range: (i64, i64)) -> Result<Vec<(i64, f64)>, String> {
     let req = pb::ReadRequest {
         target_schema: TARGET.into(),
         metric: METRIC.into(),
         matchers: vec![pb::Matcher { field: "host".into(), op: pb::MatchOp::Eq as i32, value: host(i) }],
-        start_time: T_BASE,
-        end_time: i64::MAX / 2,
+        start_time: range.0,
+        end_time: range.1,
     };
     let mut st = c.read().read(req).await.map_err(|e| format!("{:?}", e.code()))?.into_inner();
     let mut out = Vec::new();
@@ -274,18 +295,31 @@ pub async fn reader(ctx: Ctx) {
         }
         if let Some(c) = &client {
             let i = thread_rng().gen_range(0..SERIES);
-            let acked_before = ctx.state.lock().acked[i].clone();
+            let (acked_before, head) = {
+                let st = ctx.state.lock();
+                (st.acked[i].clone(), st.next[i])
+            };
+            // A whole-series read, or a slice of it (which may cut chunks).
+            let range = if thread_rng().gen_bool(0.5) {
+                (T_BASE, i64::MAX / 2)
+            } else {
+                let span = (head - T_BASE) / STEP + 1;
+                let a = T_BASE + thread_rng().gen_range(0..span) * STEP;
+                (a, a + thread_rng().gen_range(0..60) * STEP)
+            };
             let via_query = thread_rng().gen_bool(0.5);
             let got = if via_query {
-                timeout(Duration::from_secs(3), query_raw(c, i)).await.map(|r| r.map(|(p, _)| p))
+                timeout(Duration::from_secs(3), query_raw(c, i)).await.map(|r| {
+                    r.map(|(p, _)| p.into_iter().filter(|(t, _)| *t >= range.0 && *t <= range.1).collect::<Vec<_>>())
+                })
             } else {
-                timeout(Duration::from_secs(3), read_raw(c, i)).await
+                timeout(Duration::from_secs(3), read_range(c, i, range)).await
             };
             let via = if via_query { "query" } else { "read" };
             match got {
                 Ok(Ok(points)) => {
                     let mut st = ctx.state.lock();
-                    st.check_read(via, i, &acked_before, &points);
+                    st.check_range(via, i, &acked_before, range, &points);
                     let now = ctx.start.elapsed();
                     st.event(now, &format!("{via} {}: {} points", host(i), points.len()));
                 }
@@ -320,7 +354,7 @@ pub async fn final_check(ctx: Ctx) {
         }
         sleep(Duration::from_millis(500)).await;
     };
-    let mut counts = vec![0usize; SERIES];
+    let mut counts = [0usize; SERIES];
     for (i, count) in counts.iter_mut().enumerate() {
         let acked = ctx.state.lock().acked[i].clone();
         match read_raw(&client, i).await {
@@ -358,11 +392,11 @@ pub async fn final_check(ctx: Ctx) {
             if !complete {
                 st.violation("the count query is marked incomplete with every node up".into());
             }
-            for i in 0..SERIES {
+            for (i, &count) in counts.iter().enumerate() {
                 let got: f64 =
                     series.iter().filter(|(f, _)| f.first() == Some(&host(i))).flat_map(|(_, p)| p).map(|p| p.1).sum();
-                if got as usize != counts[i] {
-                    st.violation(format!("count query says {} has {got} points; reads found {}", host(i), counts[i]));
+                if got as usize != count {
+                    st.violation(format!("count query says {} has {got} points; reads found {count}", host(i)));
                 }
             }
         }

@@ -6,7 +6,7 @@
 //! `danaus-model`. Conversion errors name the field at fault; they never
 //! panic on malformed input.
 
-#![allow(missing_docs, clippy::all)]
+#![allow(missing_docs, clippy::all, clippy::unwrap_used)] // generated code
 
 /// Generated types and services of `danaus.v1`.
 pub mod v1 {
