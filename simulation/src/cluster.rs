@@ -67,6 +67,11 @@ async fn serve(disk: Disk, skew_ns: i64, state: Arc<Mutex<State>>) {
     }
 }
 
+/// madsim's default packet latency, restored after a delay fault.
+fn normal_latency() -> std::ops::Range<Duration> {
+    Duration::from_millis(1)..Duration::from_millis(10)
+}
+
 /// Runs the workload under the fault schedule, heals, checks.
 pub async fn scenario(cfg: SimConfig) -> Outcome {
     let handle = Handle::current();
@@ -131,6 +136,11 @@ pub async fn scenario(cfg: SimConfig) -> Outcome {
                 net.update_config(|c| c.packet_loss_rate = *rate);
                 sleep(*heal_after).await;
                 net.update_config(|c| c.packet_loss_rate = 0.0);
+            }
+            Fault::Delay { min_ms, max_ms, heal_after } => {
+                net.update_config(|c| c.send_latency = Duration::from_millis(*min_ms)..Duration::from_millis(*max_ms));
+                sleep(*heal_after).await;
+                net.update_config(|c| c.send_latency = normal_latency());
             }
             Fault::Pause { resume_after } => {
                 handle.pause(node.id());

@@ -26,6 +26,15 @@ pub enum Fault {
         /// For how long.
         heal_after: Duration,
     },
+    /// Every packet is delayed by a random latency in the range.
+    Delay {
+        /// Least delay, ms.
+        min_ms: u64,
+        /// Most delay, ms.
+        max_ms: u64,
+        /// For how long.
+        heal_after: Duration,
+    },
     /// The node stops running (a long GC pause, a stalled VM).
     Pause {
         /// For how long.
@@ -53,6 +62,9 @@ impl std::fmt::Display for Scheduled {
             Fault::Loss { rate, heal_after } => {
                 write!(f, "lose {:.0}% of packets for {:.3}s", rate * 100.0, heal_after.as_secs_f64())
             }
+            Fault::Delay { min_ms, max_ms, heal_after } => {
+                write!(f, "delay packets by {min_ms}-{max_ms} ms for {:.3}s", heal_after.as_secs_f64())
+            }
             Fault::Pause { resume_after } => write!(f, "pause the node for {:.3}s", resume_after.as_secs_f64()),
         }
     }
@@ -69,15 +81,21 @@ pub fn schedule(seconds: u64, clients: usize) -> Vec<Scheduled> {
     let mut at = ms(1000, 4000);
     let end = Duration::from_secs(seconds);
     while at < end {
-        let fault = match thread_rng().gen_range(0..5) {
+        let fault = match thread_rng().gen_range(0..6) {
             0 | 1 => Fault::Crash { down: ms(100, 3000) },
             2 => Fault::Partition { client: thread_rng().gen_range(0..clients), heal_after: ms(500, 4000) },
             3 => Fault::Loss { rate: thread_rng().gen_range(0.05..0.4), heal_after: ms(500, 4000) },
+            4 => {
+                let min_ms = thread_rng().gen_range(10..500);
+                Fault::Delay { min_ms, max_ms: min_ms + thread_rng().gen_range(1..2000), heal_after: ms(500, 4000) }
+            }
             _ => Fault::Pause { resume_after: ms(100, 2500) },
         };
         let length = match &fault {
             Fault::Crash { down } => *down,
-            Fault::Partition { heal_after, .. } | Fault::Loss { heal_after, .. } => *heal_after,
+            Fault::Partition { heal_after, .. } | Fault::Loss { heal_after, .. } | Fault::Delay { heal_after, .. } => {
+                *heal_after
+            }
             Fault::Pause { resume_after } => *resume_after,
         };
         out.push(Scheduled { at, fault });

@@ -15,7 +15,8 @@
 //!
 //! **Faults** come on a schedule drawn from the seed ([`faults`]): crash
 //! and restart of the node (unsynced log bytes lost), partitions between a
-//! client host and the node, packet loss, pauses, and a skewed node clock.
+//! client host and the node, packet loss, packet delay, pauses, and a
+//! skewed node clock.
 //!
 //! **Invariants** ([`model`]): every acknowledged point is readable (during
 //! the run, for points acknowledged before a read began, and after
