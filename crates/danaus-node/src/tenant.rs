@@ -15,10 +15,15 @@ pub fn tenant<T>(req: &Request<T>) -> Result<String, Status> {
         return Ok(danaus_model::DEFAULT_TENANT.to_owned());
     };
     let s = v.to_str().map_err(|_| Status::invalid_argument(format!("{TENANT_HEADER} must be ASCII")))?;
+    tenant_name(Some(s)).map_err(Status::invalid_argument)
+}
+
+/// Validates a tenant named by a header (any protocol); `None` is the
+/// default tenant.
+pub fn tenant_name(value: Option<&str>) -> Result<String, String> {
+    let Some(s) = value else { return Ok(danaus_model::DEFAULT_TENANT.to_owned()) };
     if s.is_empty() || s.len() > 64 || !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
-        return Err(Status::invalid_argument(format!(
-            "{TENANT_HEADER} {s:?} is not a valid tenant name (1-64 characters of [A-Za-z0-9_.-])"
-        )));
+        return Err(format!("{TENANT_HEADER} {s:?} is not a valid tenant name (1-64 characters of [A-Za-z0-9_.-])"));
     }
     Ok(s.to_owned())
 }

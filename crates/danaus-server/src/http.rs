@@ -1,16 +1,21 @@
-//! The HTTP port: `/metrics` (Prometheus text format 0.0.4) and `/healthz`.
+//! The HTTP port: `/metrics` (Prometheus text format 0.0.4), `/healthz`,
+//! and Prometheus remote_write at `/api/v1/write` (`danaus-prom`).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Router;
 use danaus_leaf::Leaf;
+use danaus_node::tenant::{tenant_name, TENANT_HEADER};
+use danaus_node::MAX_MESSAGE_BYTES;
+use danaus_prom::Receiver;
 
 use danaus_node::grpc::GrpcStats;
 use danaus_node::query::QueryStats;
@@ -24,13 +29,39 @@ pub struct HttpState {
     pub grpc: Arc<GrpcStats>,
     /// Query counters.
     pub query: Arc<QueryStats>,
+    /// The remote_write receiver.
+    pub remote_write: Arc<Receiver>,
     /// Process start.
     pub started: Instant,
 }
 
 /// The router.
 pub fn router(state: HttpState) -> Router {
-    Router::new().route("/metrics", get(metrics)).route("/healthz", get(healthz)).with_state(state)
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/api/v1/write", post(remote_write))
+        .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
+        .with_state(state)
+}
+
+/// Prometheus remote_write (1.0 and 2.0); the tenant comes from the
+/// `x-danaus-tenant` header as on the gRPC API.
+async fn remote_write(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let tenant = match tenant_name(h(TENANT_HEADER)) {
+        Ok(t) => t,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let reply = st.remote_write.handle(&tenant, h("content-type"), h("content-encoding"), &body).await;
+    let mut resp =
+        (StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), reply.body).into_response();
+    for (k, v) in reply.headers {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
 }
 
 /// `200 ok` while the leaf accepts writes; `503` with the reason when it
@@ -151,6 +182,11 @@ async fn metrics(State(st): State<HttpState>) -> impl IntoResponse {
     t.counter("danaus_grpc_read_requests_total", "Read RPCs.", &st.grpc.read_requests);
     t.counter("danaus_grpc_read_series_total", "Series streamed by reads.", &st.grpc.read_series);
     t.counter("danaus_grpc_read_points_total", "Points streamed by reads.", &st.grpc.read_points);
+    let rw = st.remote_write.stats();
+    t.counter("danaus_remote_write_requests_total", "Prometheus remote_write requests.", &rw.requests);
+    t.counter("danaus_remote_write_samples_total", "Samples stored from remote_write.", &rw.samples_written);
+    t.counter("danaus_remote_write_series_refused_total", "Series refused (400 to the sender).", &rw.series_refused);
+    t.counter("danaus_remote_write_failed_requests_total", "Requests refused as a whole.", &rw.failed_requests);
     t.counter("danaus_query_requests_total", "Queries received.", &st.query.requests);
     t.counter("danaus_query_failures_total", "Queries that ended with an error.", &st.query.failures);
     t.counter(

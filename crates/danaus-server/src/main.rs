@@ -58,6 +58,9 @@ struct StandaloneArgs {
     /// Queries run at once; more are refused with RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = 16)]
     max_concurrent_queries: usize,
+    /// Location (zone) of Prometheus series without a `location` label.
+    #[arg(long, default_value = "local")]
+    location: String,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, default_value = "info", env = "DANAUS_LOG")]
     log: String,
@@ -112,6 +115,7 @@ fn main() -> anyhow::Result<()> {
             leaf,
             max_concurrent_requests: args.max_concurrent_requests,
             max_concurrent_queries: args.max_concurrent_queries,
+            location: args.location,
         })
         .await?;
         // One parseable line for scripts and tests (ports may be ephemeral).

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::http::{router, HttpState};
 use danaus_node::Services;
+use danaus_prom::Receiver;
 
 /// Configuration of a standalone server.
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct StandaloneConfig {
     pub max_concurrent_requests: usize,
     /// Queries run at once; more are refused with RESOURCE_EXHAUSTED.
     pub max_concurrent_queries: usize,
+    /// Location of Prometheus series that carry no `location` label.
+    pub location: String,
 }
 
 /// A running standalone server.
@@ -89,7 +92,14 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
         .await
         .context("gRPC server")
     });
-    let app = router(HttpState { leaf: leaf.clone(), grpc: services.stats, query: services.query_stats, started });
+    let remote_write = Arc::new(Receiver::new(leaf.clone(), cfg.location.clone()));
+    let app = router(HttpState {
+        leaf: leaf.clone(),
+        grpc: services.stats,
+        query: services.query_stats,
+        remote_write,
+        started,
+    });
     let mut s2 = stopped;
     let http_task = tokio::spawn(async move {
         axum::serve(http_listener, app)

@@ -1,0 +1,291 @@
+//! Prometheus label sets onto the Danaus data model.
+//!
+//! Every series belongs to the target schema
+//! `prometheus_target{location*, job, instance}`: `location` comes from a
+//! `location` label or the receiver's default, `job` and `instance` from
+//! their labels. The metric schema is named by `__name__`; its fields are
+//! the series' other labels, sorted, registered the first time the metric
+//! is seen, with double values and a kind from the metadata (counters, and
+//! histogram and summary `_bucket`/`_count`/`_sum` series, are cumulative;
+//! without metadata, names ending in `_total` are).
+//!
+//! A later series may leave labels out (Prometheus treats an absent label
+//! as the empty string, and so does Danaus) but may not bring labels the
+//! metric was registered without: it is refused with a message naming
+//! them. Nothing is renamed or dropped silently.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use danaus_leaf::{Leaf, SeriesWrite};
+use danaus_model::{
+    FieldDef, FieldType, FieldValue, MetricKind, MetricSchema, Point, ScalarType, TargetSchema, Value, ValueType,
+};
+use parking_lot::Mutex;
+
+use crate::prompb::{v1, v2, COUNTER};
+
+/// The target schema every Prometheus series belongs to.
+pub const TARGET_SCHEMA: &str = "prometheus_target";
+
+const HISTOGRAM: i32 = 3;
+const SUMMARY: i32 = 5;
+
+/// One series as received, either version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PromSeries {
+    /// Labels, `__name__` among them.
+    pub labels: Vec<(String, String)>,
+    /// `(ms since the epoch, value)`, oldest first.
+    pub samples: Vec<(i64, f64)>,
+    /// Native histogram samples (not supported yet).
+    pub histograms: usize,
+    /// Metric type from metadata (0: unknown).
+    pub metric_type: i32,
+    /// Help text from metadata.
+    pub help: String,
+    /// Unit from metadata.
+    pub unit: String,
+    /// When a counter started, ms (2.0's created timestamp).
+    pub created_ms: Option<i64>,
+}
+
+impl PromSeries {
+    /// The series of a 1.0 request, with metadata joined by family name.
+    pub fn from_v1(req: v1::WriteRequest) -> Vec<PromSeries> {
+        let meta: HashMap<&str, &v1::MetricMetadata> =
+            req.metadata.iter().map(|m| (m.metric_family_name.as_str(), m)).collect();
+        req.timeseries
+            .iter()
+            .map(|ts| {
+                let labels: Vec<(String, String)> =
+                    ts.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+                let name = labels.iter().find(|(k, _)| k == "__name__").map(|(_, v)| v.as_str()).unwrap_or("");
+                let m = family(name).iter().find_map(|f| meta.get(f));
+                PromSeries {
+                    samples: ts.samples.iter().map(|s| (s.timestamp, s.value)).collect(),
+                    histograms: ts.histograms.len(),
+                    metric_type: m.map_or(0, |m| m.r#type),
+                    help: m.map(|m| m.help.clone()).unwrap_or_default(),
+                    unit: m.map(|m| m.unit.clone()).unwrap_or_default(),
+                    created_ms: None,
+                    labels,
+                }
+            })
+            .collect()
+    }
+
+    /// The series of a 2.0 request, with symbols resolved. A reference out
+    /// of range makes the whole request malformed.
+    pub fn from_v2(req: v2::Request) -> Result<Vec<PromSeries>, String> {
+        let sym = |i: u32| -> Result<String, String> {
+            req.symbols.get(i as usize).cloned().ok_or_else(|| {
+                format!("symbol reference {i} is out of range: the request has {} symbols", req.symbols.len())
+            })
+        };
+        let mut out = Vec::with_capacity(req.timeseries.len());
+        for (n, ts) in req.timeseries.iter().enumerate() {
+            if ts.labels_refs.len() % 2 != 0 {
+                return Err(format!("series {n} has an odd number of label references"));
+            }
+            let labels =
+                ts.labels_refs.chunks(2).map(|p| Ok((sym(p[0])?, sym(p[1])?))).collect::<Result<Vec<_>, String>>()?;
+            let meta = ts.metadata.clone().unwrap_or_default();
+            out.push(PromSeries {
+                labels,
+                samples: ts.samples.iter().map(|s| (s.timestamp, s.value)).collect(),
+                histograms: ts.histograms.len(),
+                metric_type: meta.r#type,
+                help: sym(meta.help_ref)?,
+                unit: sym(meta.unit_ref)?,
+                created_ms: (ts.created_timestamp != 0).then_some(ts.created_timestamp),
+            });
+        }
+        Ok(out)
+    }
+
+    fn label(&self, name: &str) -> Option<&str> {
+        self.labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// `name{label="value", …}` for messages.
+    pub fn describe(&self) -> String {
+        let name = self.label("__name__").unwrap_or("");
+        let rest: Vec<String> =
+            self.labels.iter().filter(|(k, _)| k != "__name__").map(|(k, v)| format!("{k}={v:?}")).collect();
+        format!("{name}{{{}}}", rest.join(", "))
+    }
+}
+
+/// The family a series name may belong to, most specific first: metadata
+/// is keyed by family (`http_request_duration_seconds`), series carry
+/// suffixed names (`…_bucket`).
+fn family(name: &str) -> Vec<&str> {
+    let mut out = vec![name];
+    for suffix in ["_bucket", "_count", "_sum", "_total", "_created"] {
+        if let Some(base) = name.strip_suffix(suffix) {
+            out.push(base);
+        }
+    }
+    out
+}
+
+fn kind_for(name: &str, metric_type: i32) -> MetricKind {
+    let cumulative = match metric_type {
+        COUNTER => true,
+        HISTOGRAM => ["_bucket", "_count", "_sum"].iter().any(|s| name.ends_with(s)),
+        SUMMARY => ["_count", "_sum"].iter().any(|s| name.ends_with(s)),
+        0 => name.ends_with("_total"),
+        _ => false,
+    };
+    if cumulative {
+        MetricKind::Cumulative
+    } else {
+        MetricKind::Gauge
+    }
+}
+
+const TARGET_LABELS: [&str; 3] = ["location", "job", "instance"];
+
+/// Registers schemas on first sight and turns series into leaf writes.
+pub struct Registry {
+    leaf: Leaf,
+    default_location: String,
+    targets_ready: Mutex<std::collections::HashSet<String>>,
+}
+
+impl Registry {
+    /// A registry writing schemas into `leaf`.
+    pub fn new(leaf: Leaf, default_location: String) -> Self {
+        Self { leaf, default_location, targets_ready: Mutex::new(Default::default()) }
+    }
+
+    async fn ensure_target(&self, tenant: &str) -> Result<(), String> {
+        if self.targets_ready.lock().contains(tenant) {
+            return Ok(());
+        }
+        let schema = TargetSchema {
+            name: TARGET_SCHEMA.into(),
+            fields: TARGET_LABELS.iter().map(|n| FieldDef::new(*n, FieldType::String)).collect(),
+            location_field: "location".into(),
+        };
+        match self.leaf.target_schema(tenant, TARGET_SCHEMA) {
+            Some(existing) if *existing == schema => {}
+            Some(existing) => {
+                return Err(format!(
+                    "target schema {TARGET_SCHEMA} exists with fields other than location, job, instance ({:?}); \
+                     Prometheus data needs it as documented",
+                    existing.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>()
+                ))
+            }
+            None => {
+                self.leaf.apply_target_schema(tenant, schema).await.map_err(|e| e.to_string())?;
+            }
+        }
+        self.targets_ready.lock().insert(tenant.to_owned());
+        Ok(())
+    }
+
+    async fn metric(&self, tenant: &str, s: &PromSeries, name: &str) -> Result<Arc<MetricSchema>, String> {
+        if let Some(m) = self.leaf.metric_schema(tenant, name) {
+            return Ok(m);
+        }
+        let mut fields: Vec<&str> = s
+            .labels
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| *k != "__name__" && !TARGET_LABELS.contains(k))
+            .collect();
+        fields.sort_unstable();
+        let schema = MetricSchema {
+            name: name.to_owned(),
+            fields: fields.iter().map(|f| FieldDef::new(*f, FieldType::String)).collect(),
+            value_type: ValueType::Scalar(ScalarType::Double),
+            kind: kind_for(name, s.metric_type),
+            unit: s.unit.clone(),
+            description: s.help.clone(),
+        };
+        schema.validate().map_err(|e| e.to_string())?;
+        // A concurrent request may have registered it first, perhaps with
+        // other labels: then the stored schema decides.
+        if let Err(e) = self.leaf.apply_metric_schema(tenant, schema).await {
+            return self.leaf.metric_schema(tenant, name).ok_or_else(|| e.to_string());
+        }
+        self.leaf.metric_schema(tenant, name).ok_or_else(|| format!("metric {name} vanished after registration"))
+    }
+
+    /// The leaf write for a series, registering schemas as needed; an
+    /// error says why the series cannot be stored.
+    pub async fn series_write(&self, tenant: &str, s: &PromSeries) -> Result<SeriesWrite, String> {
+        if s.histograms > 0 {
+            return Err("native histograms are not supported yet; send classic histograms".into());
+        }
+        let name = s.label("__name__").filter(|n| !n.is_empty()).ok_or("the series has no __name__ label")?;
+        self.ensure_target(tenant).await?;
+        let schema = self.metric(tenant, s, name).await?;
+        if schema.value_type != ValueType::Scalar(ScalarType::Double) {
+            return Err(format!(
+                "metric {name} exists with {} values; Prometheus samples are doubles",
+                schema.value_type
+            ));
+        }
+        let extra: Vec<&str> = s
+            .labels
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| *k != "__name__" && !TARGET_LABELS.contains(k) && schema.field(k).is_none())
+            .collect();
+        if !extra.is_empty() {
+            return Err(format!(
+                "metric {name} was registered with the labels [{}]; this series also has [{}], which Danaus does \
+                 not drop or rename: relabel them away or use another metric name",
+                schema.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
+                extra.join(", ")
+            ));
+        }
+        let get = |k: &str| s.label(k).unwrap_or("").to_owned();
+        let location = s.label("location").filter(|l| !l.is_empty()).unwrap_or(&self.default_location).to_owned();
+        let target_fields = vec![
+            ("location".to_owned(), FieldValue::String(location)),
+            ("job".to_owned(), FieldValue::String(get("job"))),
+            ("instance".to_owned(), FieldValue::String(get("instance"))),
+        ];
+        let metric_fields = schema.fields.iter().map(|f| (f.name.clone(), FieldValue::String(get(&f.name)))).collect();
+        let start = match schema.kind {
+            MetricKind::Cumulative => s.created_ms.map(|ms| ms.saturating_mul(1_000_000)),
+            _ => None,
+        };
+        let points = s
+            .samples
+            .iter()
+            .map(|&(ms, v)| Point {
+                start_time: start.filter(|st| *st <= ms.saturating_mul(1_000_000)),
+                end_time: ms.saturating_mul(1_000_000),
+                value: Value::Double(v),
+            })
+            .collect();
+        Ok(SeriesWrite {
+            target_schema: TARGET_SCHEMA.into(),
+            target_fields,
+            metric: name.to_owned(),
+            metric_fields,
+            points,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_follow_metadata_then_names() {
+        assert_eq!(kind_for("http_requests_total", 0), MetricKind::Cumulative);
+        assert_eq!(kind_for("node_load1", 0), MetricKind::Gauge);
+        assert_eq!(kind_for("requests", COUNTER), MetricKind::Cumulative);
+        assert_eq!(kind_for("latency_bucket", HISTOGRAM), MetricKind::Cumulative);
+        assert_eq!(kind_for("latency", SUMMARY), MetricKind::Gauge);
+        assert_eq!(kind_for("latency_sum", SUMMARY), MetricKind::Cumulative);
+        assert_eq!(family("latency_bucket"), vec!["latency_bucket", "latency"]);
+    }
+}

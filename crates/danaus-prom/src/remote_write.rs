@@ -1,0 +1,234 @@
+//! The remote_write receiver (1.0 and 2.0).
+//!
+//! A request is checked (`Content-Encoding: snappy`; a protobuf content
+//! type, 415 otherwise), decompressed, decoded, turned into series
+//! ([`crate::labels`]) and written to the leaf in one batch. Every series
+//! that can be stored is stored; the reply says what was not:
+//!
+//! * all stored: 204 (1.0) or 200 with the `X-Prometheus-Remote-Write-*-Written`
+//!   headers (2.0);
+//! * some series invalid: 400 naming them (the sender must not retry;
+//!   the valid ones are stored);
+//! * the leaf cannot take writes now: 503; over a limit: 429 (the sender
+//!   retries, and retries are idempotent).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use danaus_leaf::Leaf;
+
+use crate::labels::{PromSeries, Registry};
+use crate::prompb::{v1, v2};
+
+/// Largest decompressed request accepted.
+pub const MAX_DECOMPRESSED: usize = 64 << 20;
+
+/// An HTTP reply, independent of the HTTP framework.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Extra headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// Body (a human-readable message on errors).
+    pub body: String,
+}
+
+impl Reply {
+    fn error(status: u16, body: impl Into<String>) -> Self {
+        let mut body = body.into();
+        body.push('\n');
+        Self { status, headers: Vec::new(), body }
+    }
+}
+
+/// Which message a request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    V1,
+    V2,
+}
+
+fn version(content_type: Option<&str>) -> Result<Version, Reply> {
+    let ct = content_type.unwrap_or("application/x-protobuf");
+    let mut parts = ct.split(';').map(str::trim);
+    let media = parts.next().unwrap_or_default();
+    if !media.eq_ignore_ascii_case("application/x-protobuf") {
+        return Err(Reply::error(
+            415,
+            format!("unsupported Content-Type {ct:?}: remote_write takes application/x-protobuf"),
+        ));
+    }
+    let mut v = Version::V1;
+    for p in parts {
+        if let Some(proto) = p.strip_prefix("proto=") {
+            v = match proto.trim_matches('"') {
+                "prometheus.WriteRequest" => Version::V1,
+                "io.prometheus.write.v2.Request" => Version::V2,
+                other => {
+                    return Err(Reply::error(
+                        415,
+                        format!(
+                            "unsupported proto {other:?}: this receiver takes prometheus.WriteRequest (1.0) and io.prometheus.write.v2.Request (2.0)"
+                        ),
+                    ))
+                }
+            };
+        }
+    }
+    Ok(v)
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Requests received.
+    pub requests: AtomicU64,
+    /// Samples stored.
+    pub samples_written: AtomicU64,
+    /// Series refused (the sender was told with a 400).
+    pub series_refused: AtomicU64,
+    /// Requests answered with 4xx (other than per-series refusals) or 5xx.
+    pub failed_requests: AtomicU64,
+}
+
+/// Receives remote_write requests into a leaf.
+pub struct Receiver {
+    leaf: Leaf,
+    registry: Registry,
+    stats: Stats,
+}
+
+impl Receiver {
+    /// Writes into `leaf`; series without a `location` label get
+    /// `default_location`.
+    pub fn new(leaf: Leaf, default_location: impl Into<String>) -> Self {
+        Self { registry: Registry::new(leaf.clone(), default_location.into()), leaf, stats: Stats::default() }
+    }
+
+    /// The receiver's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Handles one request body.
+    pub async fn handle(
+        &self,
+        tenant: &str,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+        body: &[u8],
+    ) -> Reply {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let reply = self.handle_inner(tenant, content_type, content_encoding, body).await;
+        if reply.status >= 400 && !reply.body.contains("series refused") {
+            self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
+        }
+        reply
+    }
+
+    async fn handle_inner(
+        &self,
+        tenant: &str,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+        body: &[u8],
+    ) -> Reply {
+        let v = match version(content_type) {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        match content_encoding.map(str::trim) {
+            Some(e) if e.eq_ignore_ascii_case("snappy") => {}
+            other => {
+                return Reply::error(
+                    415,
+                    format!("unsupported Content-Encoding {other:?}: remote_write bodies are snappy-compressed"),
+                )
+            }
+        }
+        let raw = match snap::raw::decompress_len(body) {
+            Ok(n) if n > MAX_DECOMPRESSED => {
+                return Reply::error(
+                    400,
+                    format!("the body decompresses to {n} bytes, more than the {MAX_DECOMPRESSED}-byte limit"),
+                )
+            }
+            Ok(_) => match snap::raw::Decoder::new().decompress_vec(body) {
+                Ok(raw) => raw,
+                Err(e) => return Reply::error(400, format!("the body is not snappy block-compressed: {e}")),
+            },
+            Err(e) => return Reply::error(400, format!("the body is not snappy block-compressed: {e}")),
+        };
+        let series = match v {
+            Version::V1 => match <v1::WriteRequest as prost::Message>::decode(raw.as_slice()) {
+                Ok(req) => PromSeries::from_v1(req),
+                Err(e) => return Reply::error(400, format!("the body is not a prometheus.WriteRequest: {e}")),
+            },
+            Version::V2 => match <v2::Request as prost::Message>::decode(raw.as_slice()) {
+                Ok(req) => match PromSeries::from_v2(req) {
+                    Ok(s) => s,
+                    Err(e) => return Reply::error(400, e),
+                },
+                Err(e) => return Reply::error(400, format!("the body is not an io.prometheus.write.v2.Request: {e}")),
+            },
+        };
+        self.ingest(tenant, v, series).await
+    }
+
+    async fn ingest(&self, tenant: &str, v: Version, series: Vec<PromSeries>) -> Reply {
+        let total: usize = series.iter().map(|s| s.samples.len()).sum();
+        let mut refused: Vec<(String, usize, String)> = Vec::new();
+        let mut batch = Vec::with_capacity(series.len());
+        let mut origin = Vec::with_capacity(series.len());
+        for (i, s) in series.iter().enumerate() {
+            match self.registry.series_write(tenant, s).await {
+                Ok(w) => {
+                    batch.push(w);
+                    origin.push(i);
+                }
+                Err(e) => refused.push((s.describe(), s.samples.len(), e)),
+            }
+        }
+        let result = match self.leaf.write(tenant, &batch).await {
+            Ok(r) => r,
+            Err(danaus_leaf::Error::Unavailable(m)) => {
+                return Reply::error(503, format!("the leaf cannot take writes now ({m}); retry"))
+            }
+            Err(danaus_leaf::Error::ResourceExhausted(m)) => return Reply::error(429, m),
+            Err(e) => return Reply::error(500, format!("write failed: {e}")),
+        };
+        for e in &result.errors {
+            let s = &series[origin[e.index]];
+            refused.push((s.describe(), e.rejected_points.len(), e.message.clone()));
+        }
+        let written = result.accepted_points as usize;
+        self.stats.samples_written.fetch_add(result.accepted_points, Ordering::Relaxed);
+        self.stats.series_refused.fetch_add(refused.len() as u64, Ordering::Relaxed);
+        let mut headers = Vec::new();
+        if v == Version::V2 {
+            headers.push(("X-Prometheus-Remote-Write-Samples-Written", written.to_string()));
+            headers.push(("X-Prometheus-Remote-Write-Histograms-Written", "0".to_owned()));
+            headers.push(("X-Prometheus-Remote-Write-Exemplars-Written", "0".to_owned()));
+        }
+        if refused.is_empty() {
+            let status = if v == Version::V1 { 204 } else { 200 };
+            return Reply { status, headers, body: String::new() };
+        }
+        let rejected: usize = refused.iter().map(|r| r.1).sum();
+        let mut body = format!(
+            "{} of {} series refused ({} of {} samples); the rest were stored\n",
+            refused.len(),
+            series.len(),
+            rejected,
+            total
+        );
+        for (s, _, why) in refused.iter().take(10) {
+            body.push_str(&format!("{s}: {why}\n"));
+        }
+        if refused.len() > 10 {
+            body.push_str(&format!("… and {} more\n", refused.len() - 10));
+        }
+        tracing::debug!(refused = refused.len(), "remote_write refused series");
+        Reply { status: 400, headers, body }
+    }
+}

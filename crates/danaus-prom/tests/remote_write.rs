@@ -1,0 +1,258 @@
+//! The remote_write receiver over a real leaf (memory store): what a
+//! Prometheus sender sees for good, bad and retried requests, and what is
+//! stored.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::sync::Arc;
+
+use danaus_leaf::{Leaf, LeafConfig, LeafOptions, MatchOp, Matcher, ReadRequest};
+use danaus_model::{FieldValue, MetricKind, Value};
+use danaus_prom::prompb::{v1, v2, COUNTER};
+use danaus_prom::{Receiver, TARGET_SCHEMA};
+use danaus_storage::{MemKv, MemLogDevice, SystemClock};
+use prost::Message;
+
+const TENANT: &str = "prom";
+const V1: Option<&str> = Some("application/x-protobuf");
+const V2: Option<&str> = Some("application/x-protobuf;proto=io.prometheus.write.v2.Request");
+const SNAPPY: Option<&str> = Some("snappy");
+/// Prometheus' stale marker.
+const STALE: u64 = 0x7ff0_0000_0000_0002;
+const T: i64 = 1_700_000_000_000;
+
+async fn leaf() -> Leaf {
+    Leaf::open(LeafConfig {
+        kv: Arc::new(MemKv::new()),
+        log: Arc::new(MemLogDevice::new()),
+        clock: Arc::new(SystemClock),
+        options: LeafOptions {
+            out_of_order_window: std::time::Duration::from_secs(3600 * 24 * 3650),
+            ..LeafOptions::default()
+        },
+    })
+    .await
+    .unwrap()
+}
+
+fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> v1::TimeSeries {
+    v1::TimeSeries {
+        labels: labels.iter().map(|(n, v)| v1::Label { name: (*n).into(), value: (*v).into() }).collect(),
+        samples: samples.iter().map(|&(timestamp, value)| v1::Sample { value, timestamp }).collect(),
+        histograms: vec![],
+    }
+}
+
+fn snappy(msg: &impl Message) -> Vec<u8> {
+    snap::raw::Encoder::new().compress_vec(&msg.encode_to_vec()).unwrap()
+}
+
+async fn read(leaf: &Leaf, metric: &str, instance: &str) -> Vec<(i64, u64)> {
+    let req = ReadRequest {
+        target_schema: TARGET_SCHEMA.into(),
+        metric: metric.into(),
+        matchers: vec![Matcher { field: "instance".into(), op: MatchOp::Eq, value: instance.into() }],
+        start: i64::MIN,
+        end: i64::MAX,
+    };
+    let mut out = Vec::new();
+    for (_, points) in leaf.read(TENANT, &req).await.unwrap() {
+        for p in points {
+            let Value::Double(v) = p.value else { panic!("not a double") };
+            out.push((p.end_time, v.to_bits()));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn version_1_stores_series_and_registers_schemas() {
+    let leaf = leaf().await;
+    let rx = Receiver::new(leaf.clone(), "zone-a");
+    let req = v1::WriteRequest {
+        timeseries: vec![
+            series(
+                &[
+                    ("__name__", "http_requests_total"),
+                    ("job", "api"),
+                    ("instance", "h1:9100"),
+                    ("method", "GET"),
+                    ("code", "200"),
+                ],
+                &[(T, 10.0), (T + 15_000, 12.0)],
+            ),
+            series(
+                &[("__name__", "node_load1"), ("job", "node"), ("instance", "h1:9100")],
+                &[(T, 0.5), (T + 15_000, f64::from_bits(STALE))],
+            ),
+        ],
+        metadata: vec![v1::MetricMetadata {
+            r#type: COUNTER,
+            metric_family_name: "http_requests".into(),
+            help: "Requests.".into(),
+            unit: String::new(),
+        }],
+    };
+    let r = rx.handle(TENANT, V1, SNAPPY, &snappy(&req)).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(
+        read(&leaf, "http_requests_total", "h1:9100").await,
+        vec![(T * 1_000_000, 10f64.to_bits()), ((T + 15_000) * 1_000_000, 12f64.to_bits())]
+    );
+    // The stale marker is kept bit for bit.
+    assert_eq!(read(&leaf, "node_load1", "h1:9100").await[1].1, STALE);
+
+    let m = leaf.metric_schema(TENANT, "http_requests_total").unwrap();
+    assert_eq!(m.kind, MetricKind::Cumulative);
+    assert_eq!(m.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), vec!["code", "method"]);
+    assert_eq!(m.description, "Requests.");
+    assert_eq!(leaf.metric_schema(TENANT, "node_load1").unwrap().kind, MetricKind::Gauge);
+    let t = leaf.target_schema(TENANT, TARGET_SCHEMA).unwrap();
+    assert_eq!(t.location_field, "location");
+    // Series without a location label get the receiver's.
+    let (s, _) = leaf
+        .read(
+            TENANT,
+            &ReadRequest {
+                target_schema: TARGET_SCHEMA.into(),
+                metric: "node_load1".into(),
+                matchers: vec![],
+                start: i64::MIN,
+                end: i64::MAX,
+            },
+        )
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(s.target_fields.contains(&("location".into(), FieldValue::String("zone-a".into()))));
+
+    // The same request again (a retry) is accepted; a different value at a
+    // stored time is refused and named.
+    assert_eq!(rx.handle(TENANT, V1, SNAPPY, &snappy(&req)).await.status, 204);
+    let conflict = v1::WriteRequest {
+        timeseries: vec![series(&[("__name__", "node_load1"), ("job", "node"), ("instance", "h1:9100")], &[(T, 0.75)])],
+        metadata: vec![],
+    };
+    let r = rx.handle(TENANT, V1, SNAPPY, &snappy(&conflict)).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("node_load1{"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn label_sets_that_do_not_fit_are_refused_by_name_and_the_rest_stored() {
+    let leaf = leaf().await;
+    let rx = Receiver::new(leaf.clone(), "zone-a");
+    let first = v1::WriteRequest {
+        timeseries: vec![series(
+            &[("__name__", "up"), ("job", "node"), ("instance", "a"), ("env", "prod")],
+            &[(T, 1.0)],
+        )],
+        metadata: vec![],
+    };
+    assert_eq!(rx.handle(TENANT, V1, SNAPPY, &snappy(&first)).await.status, 204);
+    let req = v1::WriteRequest {
+        timeseries: vec![
+            // Leaves `env` out: stored with env="".
+            series(&[("__name__", "up"), ("job", "node"), ("instance", "b")], &[(T, 1.0)]),
+            // Brings a label `up` was not registered with.
+            series(&[("__name__", "up"), ("job", "node"), ("instance", "c"), ("rack", "r1")], &[(T, 0.0)]),
+            // No name at all.
+            series(&[("job", "node")], &[(T, 0.0)]),
+        ],
+        metadata: vec![],
+    };
+    let r = rx.handle(TENANT, V1, SNAPPY, &snappy(&req)).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.starts_with("2 of 3 series refused (2 of 3 samples); the rest were stored"), "{}", r.body);
+    assert!(r.body.contains("registered with the labels [env]; this series also has [rack]"), "{}", r.body);
+    assert!(r.body.contains("no __name__ label"), "{}", r.body);
+    assert_eq!(read(&leaf, "up", "b").await.len(), 1);
+    assert!(read(&leaf, "up", "c").await.is_empty());
+    assert_eq!(rx.stats().series_refused.load(std::sync::atomic::Ordering::Relaxed), 2);
+}
+
+#[tokio::test]
+async fn content_negotiation_and_malformed_bodies() {
+    let leaf = leaf().await;
+    let rx = Receiver::new(leaf.clone(), "z");
+    let body =
+        snappy(&v1::WriteRequest { timeseries: vec![series(&[("__name__", "x")], &[(T, 1.0)])], metadata: vec![] });
+    let r = rx.handle(TENANT, Some("application/json"), SNAPPY, &body).await;
+    assert_eq!(r.status, 415, "{}", r.body);
+    let r = rx.handle(TENANT, Some("application/x-protobuf;proto=io.prometheus.write.v3.Request"), SNAPPY, &body).await;
+    assert_eq!(r.status, 415, "{}", r.body);
+    let r = rx.handle(TENANT, V1, Some("gzip"), &body).await;
+    assert_eq!(r.status, 415, "{}", r.body);
+    assert!(r.body.contains("snappy"), "{}", r.body);
+    let r = rx.handle(TENANT, V1, SNAPPY, b"definitely not snappy").await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let garbage = snap::raw::Encoder::new().compress_vec(&[0xff, 0xff, 0xff, 0x01]).unwrap();
+    let r = rx.handle(TENANT, V1, SNAPPY, &garbage).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("not a prometheus.WriteRequest"), "{}", r.body);
+    // `proto=prometheus.WriteRequest` is 1.0 spelled out.
+    let r = rx.handle(TENANT, Some("application/x-protobuf; proto=prometheus.WriteRequest"), SNAPPY, &body).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+}
+
+#[tokio::test]
+async fn version_2_resolves_symbols_reports_written_and_keeps_created_timestamps() {
+    let leaf = leaf().await;
+    let rx = Receiver::new(leaf.clone(), "z");
+    let symbols: Vec<String> =
+        ["", "__name__", "jobs_total", "job", "batch", "instance", "w1", "Jobs done.", "node_temp", "celsius"]
+            .iter()
+            .map(|s| (*s).into())
+            .collect();
+    let req = v2::Request {
+        symbols,
+        timeseries: vec![
+            v2::TimeSeries {
+                labels_refs: vec![1, 2, 5, 6, 3, 4],
+                samples: vec![v1::Sample { value: 3.0, timestamp: T }, v1::Sample { value: 5.0, timestamp: T + 1000 }],
+                metadata: Some(v2::Metadata { r#type: COUNTER, help_ref: 7, unit_ref: 0 }),
+                created_timestamp: T - 60_000,
+                ..Default::default()
+            },
+            v2::TimeSeries {
+                labels_refs: vec![1, 8, 3, 4, 5, 6],
+                samples: vec![v1::Sample { value: 41.5, timestamp: T }],
+                metadata: Some(v2::Metadata { r#type: 2, help_ref: 0, unit_ref: 9 }),
+                ..Default::default()
+            },
+        ],
+    };
+    let r = rx.handle(TENANT, V2, SNAPPY, &snappy(&req)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.headers.contains(&("X-Prometheus-Remote-Write-Samples-Written", "3".into())), "{:?}", r.headers);
+    assert!(r.headers.contains(&("X-Prometheus-Remote-Write-Histograms-Written", "0".into())));
+    let m = leaf.metric_schema(TENANT, "jobs_total").unwrap();
+    assert_eq!((m.kind, m.description.as_str()), (MetricKind::Cumulative, "Jobs done."));
+    assert_eq!(leaf.metric_schema(TENANT, "node_temp").unwrap().unit, "celsius");
+    let req = ReadRequest {
+        target_schema: TARGET_SCHEMA.into(),
+        metric: "jobs_total".into(),
+        matchers: vec![],
+        start: i64::MIN,
+        end: i64::MAX,
+    };
+    let (_, points) = leaf.read(TENANT, &req).await.unwrap().remove(0);
+    assert_eq!(points[0].start_time, Some((T - 60_000) * 1_000_000), "the created timestamp is the start time");
+
+    // A reference past the symbol table is a malformed request.
+    let bad = v2::Request {
+        symbols: vec!["".into()],
+        timeseries: vec![v2::TimeSeries { labels_refs: vec![0, 7], ..Default::default() }],
+    };
+    let r = rx.handle(TENANT, V2, SNAPPY, &snappy(&bad)).await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("symbol reference 7 is out of range"), "{}", r.body);
+    // Native histograms are refused, by series.
+    let hist = v2::Request {
+        symbols: vec!["".into(), "__name__".into(), "h".into()],
+        timeseries: vec![v2::TimeSeries { labels_refs: vec![1, 2], histograms: vec![vec![]], ..Default::default() }],
+    };
+    let r = rx.handle(TENANT, V2, SNAPPY, &snappy(&hist)).await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("native histograms are not supported"), "{}", r.body);
+}
