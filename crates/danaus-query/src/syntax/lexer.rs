@@ -1,7 +1,7 @@
 //! Tokens of the query language.
 //!
 //! The parser pulls tokens one at a time because one token depends on its
-//! context: after `::` the lexer reads a metric path (`/rpc/server/latency`),
+//! context: after `::` the lexer reads a metric name (`/rpc/server/latency`),
 //! where `/` is part of the name rather than division.
 
 use super::ast::Span;
@@ -12,7 +12,7 @@ use super::ParseError;
 pub enum Tok {
     /// A name or keyword.
     Ident(String),
-    /// A metric path after `::`.
+    /// A metric name after `::`.
     Path(String),
     /// A string literal (unescaped).
     Str(String),
@@ -33,7 +33,7 @@ impl Tok {
     pub fn describe(&self) -> String {
         match self {
             Tok::Ident(s) => format!("`{s}`"),
-            Tok::Path(s) => format!("metric path `{s}`"),
+            Tok::Path(s) => format!("metric name `{s}`"),
             Tok::Str(s) => format!("string {s:?}"),
             Tok::Int(i) => format!("number {i}"),
             Tok::Float(f) => format!("number {f}"),
@@ -118,16 +118,25 @@ impl<'a> Lexer<'a> {
         Ok((tok, Span::new(start, self.pos)))
     }
 
-    /// Reads a metric path right after `::` (no space allowed before it).
+    /// Reads a metric name right after `::` (no space allowed before it):
+    /// a path (`/rpc/server/latency`) or an identifier as Prometheus names
+    /// metrics (`http_requests_total`, `job:errors:rate5m`).
     pub fn path(&mut self) -> Result<(Tok, Span), ParseError> {
         let start = self.pos;
         let r = self.rest();
-        let len =
-            r.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '.' | '-'))).unwrap_or(r.len());
-        if len == 0 || !r.starts_with('/') {
+        let len = if r.starts_with('/') {
+            r.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '.' | '-'))).unwrap_or(r.len())
+        } else if r.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_' || c == ':') {
+            r.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | ':'))).unwrap_or(r.len())
+        } else {
+            0
+        };
+        if len == 0 || r == "/" || (r.starts_with('/') && len == 1) {
             let width = if len > 0 { len } else { r.chars().next().map_or(0, char::len_utf8) };
-            return Err(ParseError::new("expected a metric path after `::`", Span::new(start, start + width))
-                .hint("metric names are paths such as `/rpc/server/latency`, written right after `::`"));
+            return Err(ParseError::new("expected a metric name after `::`", Span::new(start, start + width)).hint(
+                "metric names are paths such as `/rpc/server/latency` or names such as `http_requests_total`, \
+                 written right after `::`",
+            ));
         }
         self.pos += len;
         Ok((Tok::Path(r[..len].to_owned()), Span::new(start, self.pos)))
@@ -331,6 +340,17 @@ mod tests {
         assert_eq!(toks(r#""\u{1F600}x""#), vec![Tok::Str("\u{1F600}x".into())]);
         let e = Lexer::new("\"abc").next_token().unwrap_err();
         assert!(e.message.contains("unterminated"));
+    }
+
+    #[test]
+    fn metric_names_are_paths_or_identifiers() {
+        for name in ["/rpc/server/latency", "http_requests_total", "job:errors:rate5m", "_x"] {
+            let mut l = Lexer::new(name);
+            assert_eq!(l.path().unwrap().0, Tok::Path(name.into()), "{name}");
+        }
+        for bad in ["", "/", " /x", "9lives", "-x"] {
+            assert!(Lexer::new(bad).path().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! ```text
 //! query    := pipeline EOF
 //! pipeline := source ('|' op)*
-//! source   := 'fetch' IDENT '::' PATH | '{' pipeline (';' pipeline)* '}'
+//! source   := 'fetch' IDENT '::' METRIC | '{' pipeline (';' pipeline)* '}'
+//! METRIC   := a path (`/rpc/latency`) or an identifier (`http_requests_total`)
 //! op       := 'filter' expr | 'align' IDENT ('(' DURATION ')')? | 'every' DURATION
 //!           | 'window' DURATION | 'value' expr
 //!           | 'group_by' '[' (field (',' field)*)? ']' (',' IDENT ('(' number ')')?)?
