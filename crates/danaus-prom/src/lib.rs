@@ -17,6 +17,7 @@
 pub mod labels;
 pub mod prompb;
 pub mod remote_write;
+pub mod scrape;
 pub mod text;
 
 pub use labels::TARGET_SCHEMA;

@@ -41,6 +41,15 @@ impl Reply {
     }
 }
 
+/// The outcome of storing a set of series.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Samples stored.
+    pub samples: usize,
+    /// Series refused: (series, samples refused, why).
+    pub refused: Vec<(String, usize, String)>,
+}
+
 /// Which message a request carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Version {
@@ -175,8 +184,10 @@ impl Receiver {
         self.ingest(tenant, v, series).await
     }
 
-    async fn ingest(&self, tenant: &str, v: Version, series: Vec<PromSeries>) -> Reply {
-        let total: usize = series.iter().map(|s| s.samples.len()).sum();
+    /// Stores `series` (registering schemas on first sight): what was
+    /// written and what was refused, by series. `Err` when the leaf could
+    /// not take the batch at all (the reply a sender should get).
+    pub async fn write_series(&self, tenant: &str, series: &[PromSeries]) -> Result<Written, Reply> {
         let mut refused: Vec<(String, usize, String)> = Vec::new();
         let mut batch = Vec::with_capacity(series.len());
         let mut origin = Vec::with_capacity(series.len());
@@ -192,18 +203,26 @@ impl Receiver {
         let result = match self.leaf.write(tenant, &batch).await {
             Ok(r) => r,
             Err(danaus_leaf::Error::Unavailable(m)) => {
-                return Reply::error(503, format!("the leaf cannot take writes now ({m}); retry"))
+                return Err(Reply::error(503, format!("the leaf cannot take writes now ({m}); retry")))
             }
-            Err(danaus_leaf::Error::ResourceExhausted(m)) => return Reply::error(429, m),
-            Err(e) => return Reply::error(500, format!("write failed: {e}")),
+            Err(danaus_leaf::Error::ResourceExhausted(m)) => return Err(Reply::error(429, m)),
+            Err(e) => return Err(Reply::error(500, format!("write failed: {e}"))),
         };
         for e in &result.errors {
             let s = &series[origin[e.index]];
             refused.push((s.describe(), e.rejected_points.len(), e.message.clone()));
         }
-        let written = result.accepted_points as usize;
         self.stats.samples_written.fetch_add(result.accepted_points, Ordering::Relaxed);
         self.stats.series_refused.fetch_add(refused.len() as u64, Ordering::Relaxed);
+        Ok(Written { samples: result.accepted_points as usize, refused })
+    }
+
+    async fn ingest(&self, tenant: &str, v: Version, series: Vec<PromSeries>) -> Reply {
+        let total: usize = series.iter().map(|s| s.samples.len()).sum();
+        let Written { samples: written, refused } = match self.write_series(tenant, &series).await {
+            Ok(w) => w,
+            Err(reply) => return reply,
+        };
         let mut headers = Vec::new();
         if v == Version::V2 {
             headers.push(("X-Prometheus-Remote-Write-Samples-Written", written.to_string()));

@@ -61,6 +61,10 @@ struct StandaloneArgs {
     /// Location (zone) of Prometheus series without a `location` label.
     #[arg(long, default_value = "local")]
     location: String,
+    /// Scrape Prometheus/OpenMetrics targets as configured in this file
+    /// (Prometheus' scrape_configs format; see docs/prometheus.md).
+    #[arg(long)]
+    scrape_config: Option<PathBuf>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, default_value = "info", env = "DANAUS_LOG")]
     log: String,
@@ -116,6 +120,7 @@ fn main() -> anyhow::Result<()> {
             max_concurrent_requests: args.max_concurrent_requests,
             max_concurrent_queries: args.max_concurrent_queries,
             location: args.location,
+            scrape_config: args.scrape_config,
         })
         .await?;
         // One parseable line for scripts and tests (ports may be ephemeral).

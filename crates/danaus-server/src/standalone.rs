@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::http::{router, HttpState};
 use danaus_node::Services;
+use danaus_prom::scrape::{ScrapeConfig, Scraper};
 use danaus_prom::Receiver;
 
 /// Configuration of a standalone server.
@@ -36,6 +37,8 @@ pub struct StandaloneConfig {
     pub max_concurrent_queries: usize,
     /// Location of Prometheus series that carry no `location` label.
     pub location: String,
+    /// Prometheus-style scrape configuration to run, if any.
+    pub scrape_config: Option<PathBuf>,
 }
 
 /// A running standalone server.
@@ -47,6 +50,7 @@ pub struct Running {
     leaf: Leaf,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    scraper: Option<Scraper>,
 }
 
 pub use danaus_node::MAX_MESSAGE_BYTES;
@@ -93,6 +97,15 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
         .context("gRPC server")
     });
     let remote_write = Arc::new(Receiver::new(leaf.clone(), cfg.location.clone()));
+    let scraper = match &cfg.scrape_config {
+        Some(path) => {
+            let sc =
+                ScrapeConfig::load(path).map_err(anyhow::Error::msg).context("loading the scrape configuration")?;
+            tracing::info!(jobs = sc.jobs.len(), path = %path.display(), "scraping");
+            Some(Scraper::start(sc, remote_write.clone()))
+        }
+        None => None,
+    };
     let app = router(HttpState {
         leaf: leaf.clone(),
         grpc: services.stats,
@@ -110,7 +123,7 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
             .context("HTTP server")
     });
     tracing::info!(%grpc_addr, %http_addr, data_dir = %cfg.data_dir.display(), elapsed_ms = started.elapsed().as_millis() as u64, "danaus standalone is serving");
-    Ok(Running { grpc_addr, http_addr, leaf, stop, tasks: vec![grpc_task, http_task] })
+    Ok(Running { grpc_addr, http_addr, leaf, stop, tasks: vec![grpc_task, http_task], scraper })
 }
 
 impl Running {
@@ -122,6 +135,9 @@ impl Running {
     /// Stops accepting requests, lets in-flight ones finish, then
     /// checkpoints the leaf and flushes the long-term store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        if let Some(s) = self.scraper {
+            s.stop().await;
+        }
         let _ = self.stop.send(true);
         for t in self.tasks {
             t.await??;

@@ -1,0 +1,169 @@
+//! Scraping real HTTP targets on loopback into a leaf: static and
+//! file-discovered targets, both text formats, `up` and the other synthetic
+//! series, stale markers for vanished series, and failing targets.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use danaus_leaf::{Leaf, LeafConfig, LeafOptions, MatchOp, Matcher, ReadRequest};
+use danaus_model::{FieldValue, Value};
+use danaus_prom::scrape::{ScrapeConfig, Scraper, STALE_NAN};
+use danaus_prom::{Receiver, TARGET_SCHEMA};
+use danaus_storage::{MemKv, MemLogDevice, SystemClock};
+use parking_lot::Mutex;
+
+#[derive(Clone)]
+struct Target {
+    body: Arc<Mutex<(u16, String)>>,
+    openmetrics: bool,
+}
+
+async fn serve(t: Target) -> String {
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move |headers: HeaderMap| {
+            let t = t.clone();
+            async move {
+                let (status, body) = t.body.lock().clone();
+                let wants_om = headers
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|a| a.contains("application/openmetrics-text"));
+                let ct = if t.openmetrics && wants_om {
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8"
+                } else {
+                    "text/plain; version=0.0.4; charset=utf-8"
+                };
+                (StatusCode::from_u16(status).unwrap(), [(header::CONTENT_TYPE, ct)], body).into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+async fn values(leaf: &Leaf, metric: &str, instance: &str) -> Vec<(Vec<(String, FieldValue)>, f64)> {
+    let req = ReadRequest {
+        target_schema: TARGET_SCHEMA.into(),
+        metric: metric.into(),
+        matchers: vec![Matcher { field: "instance".into(), op: MatchOp::Eq, value: instance.into() }],
+        start: i64::MIN,
+        end: i64::MAX,
+    };
+    let Ok(read) = leaf.read("scraped", &req).await else { return Vec::new() };
+    read.into_iter()
+        .flat_map(|(s, points)| {
+            let fields: Vec<(String, FieldValue)> = s.target_fields.iter().chain(&s.metric_fields).cloned().collect();
+            points.into_iter().map(move |p| match p.value {
+                Value::Double(d) => (fields.clone(), d),
+                v => panic!("{v:?}"),
+            })
+        })
+        .collect()
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_static_and_discovered_targets() {
+    let leaf = Leaf::open(LeafConfig {
+        kv: Arc::new(MemKv::new()),
+        log: Arc::new(MemLogDevice::new()),
+        clock: Arc::new(SystemClock),
+        options: LeafOptions::default(),
+    })
+    .await
+    .unwrap();
+    let a = Target {
+        body: Arc::new(Mutex::new((
+            200,
+            "# TYPE app_requests_total counter\napp_requests_total{code=\"200\"} 7\napp_requests_total{code=\"500\"} 1\n\
+             # TYPE app_temp gauge\napp_temp 21.5\n"
+                .into(),
+        ))),
+        openmetrics: false,
+    };
+    let b = Target {
+        body: Arc::new(Mutex::new((200, "# TYPE jobs counter\njobs_total 3\n# EOF\n".into()))),
+        openmetrics: true,
+    };
+    let (addr_a, addr_b) = (serve(a.clone()).await, serve(b.clone()).await);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "tenant: scraped\nscrape_configs:\n  - job_name: app\n    scrape_interval: 100ms\n    scrape_timeout: 100ms\n    \
+         static_configs:\n      - targets: ['{addr_a}']\n        labels: {{env: prod}}\n    \
+         file_sd_configs:\n      - files: ['sd/*.json']\n        refresh_interval: 100ms\n"
+    );
+    std::fs::create_dir(dir.path().join("sd")).unwrap();
+    std::fs::write(dir.path().join("scrape.yml"), config).unwrap();
+    let cfg = ScrapeConfig::load(&dir.path().join("scrape.yml")).unwrap();
+    let rx = Arc::new(Receiver::new(leaf.clone(), "local"));
+    let scraper = Scraper::start(cfg, rx);
+
+    // The static target: its samples with the target's labels, and `up`.
+    eventually("app_temp from the static target", || async { !values(&leaf, "app_temp", &addr_a).await.is_empty() })
+        .await;
+    let (fields, v) = values(&leaf, "app_temp", &addr_a).await.remove(0);
+    assert_eq!(v, 21.5);
+    assert!(fields.contains(&("job".into(), FieldValue::String("app".into()))), "{fields:?}");
+    assert!(fields.contains(&("env".into(), FieldValue::String("prod".into()))), "{fields:?}");
+    eventually("up == 1", || async { values(&leaf, "up", &addr_a).await.iter().any(|(_, v)| *v == 1.0) }).await;
+    eventually("scrape_samples_scraped == 3", || async {
+        values(&leaf, "scrape_samples_scraped", &addr_a).await.iter().any(|(_, v)| *v == 3.0)
+    })
+    .await;
+    assert_eq!(leaf.metric_schema("scraped", "app_requests_total").unwrap().kind, danaus_model::MetricKind::Cumulative);
+
+    // A target appears in a discovery file: it is scraped (OpenMetrics).
+    std::fs::write(
+        dir.path().join("sd/more.json"),
+        format!(r#"[{{"targets": ["{addr_b}"], "labels": {{"team": "batch"}}}}]"#),
+    )
+    .unwrap();
+    eventually("jobs_total from the discovered target", || async {
+        !values(&leaf, "jobs_total", &addr_b).await.is_empty()
+    })
+    .await;
+
+    // A series vanishes: it gets a stale marker.
+    a.body.lock().1 = "app_requests_total{code=\"200\"} 8\napp_temp 22\n".into();
+    eventually("a stale marker for code=500", || async {
+        values(&leaf, "app_requests_total", &addr_a)
+            .await
+            .iter()
+            .any(|(f, v)| v.to_bits() == STALE_NAN && f.contains(&("code".into(), FieldValue::String("500".into()))))
+    })
+    .await;
+
+    // The target fails: up == 0.
+    a.body.lock().0 = 500;
+    eventually("up == 0 for the failing target", || async {
+        values(&leaf, "up", &addr_a).await.iter().any(|(_, v)| *v == 0.0)
+    })
+    .await;
+
+    // The discovery file goes away: the target stops being scraped.
+    std::fs::remove_file(dir.path().join("sd/more.json")).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = values(&leaf, "up", &addr_b).await.len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(values(&leaf, "up", &addr_b).await.len(), before, "a removed target is still scraped");
+    scraper.stop().await;
+}
