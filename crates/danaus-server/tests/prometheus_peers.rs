@@ -1,0 +1,186 @@
+//! Interop with the real Prometheus ecosystem (Debian's packages, which
+//! `scripts/test` installs): Prometheus 2.42 scrapes a real node_exporter
+//! and remote-writes to Danaus while Danaus scrapes the same exporter
+//! itself. The same series must arrive by both routes, and match what
+//! Prometheus' own HTTP API lists.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{http_get, Server};
+use danaus_client::Client;
+use danaus_proto::v1 as pb;
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn need(bin: &str) -> String {
+    let path = format!("/usr/bin/{bin}");
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{bin} is missing: install Debian's prometheus and prometheus-node-exporter (scripts/test does)"
+    );
+    path
+}
+
+fn wait_http(addr: &str, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if std::net::TcpStream::connect(addr).is_ok() && http_get(addr, path).0 == 200 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{addr}{path} did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Label sets (without `job`, sorted) of `metric` in Danaus, for one job.
+async fn danaus_series(c: &Client, metric: &str, job: &str) -> BTreeSet<Vec<(String, String)>> {
+    let req = pb::ReadRequest {
+        target_schema: "prometheus_target".into(),
+        metric: metric.into(),
+        matchers: vec![pb::Matcher { field: "job".into(), op: pb::MatchOp::Eq as i32, value: job.into() }],
+        start_time: 0,
+        end_time: i64::MAX,
+    };
+    let mut out = BTreeSet::new();
+    let Ok(st) = c.read().read(req).await else { return out };
+    let mut st = st.into_inner();
+    while let Ok(Some(m)) = st.message().await {
+        for s in m.series {
+            let mut labels: Vec<(String, String)> = s
+                .target_fields
+                .iter()
+                .chain(&s.metric_fields)
+                .filter(|(k, _)| *k != "job" && *k != "location")
+                .map(|(k, v)| match &v.value {
+                    Some(pb::field_value::Value::StringValue(x)) => (k.clone(), x.clone()),
+                    other => (k.clone(), format!("{other:?}")),
+                })
+                .filter(|(_, v)| !v.is_empty())
+                .collect();
+            labels.sort();
+            out.insert(labels);
+        }
+    }
+    out
+}
+
+/// Label sets (without `__name__` and `job`) Prometheus lists for `metric`.
+fn prometheus_series(addr: &str, metric: &str) -> BTreeSet<Vec<(String, String)>> {
+    let (status, body) = http_get(addr, &format!("/api/v1/series?match%5B%5D={metric}"));
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let mut labels: Vec<(String, String)> = s
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| *k != "__name__" && *k != "job")
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect();
+            labels.sort();
+            labels
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_remote_write_and_danaus_scrape_agree() {
+    let (prom_bin, exporter_bin) = (need("prometheus"), need("prometheus-node-exporter"));
+    let dir = tempfile::tempdir().unwrap();
+    let exporter = format!("127.0.0.1:{}", free_port());
+    let _exporter = Proc(
+        Command::new(exporter_bin)
+            .arg(format!("--web.listen-address={exporter}"))
+            .args(["--collector.disable-defaults", "--collector.cpu", "--collector.loadavg", "--collector.meminfo"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_http(&exporter, "/metrics");
+
+    std::fs::write(
+        dir.path().join("scrape.yml"),
+        format!(
+            "scrape_configs:\n  - job_name: node-direct\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    \
+             static_configs:\n      - targets: ['{exporter}']\n"
+        ),
+    )
+    .unwrap();
+    let scrape = dir.path().join("scrape.yml");
+    let danaus = Server::start(&dir.path().join("danaus"), &["--scrape-config", scrape.to_str().unwrap()]);
+
+    let prom = format!("127.0.0.1:{}", free_port());
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: node\n    \
+             static_configs:\n      - targets: ['{exporter}']\nremote_write:\n  - url: http://{}/api/v1/write\n    \
+             queue_config:\n      batch_send_deadline: 1s\n      max_samples_per_send: 5000\n",
+            danaus.http
+        ),
+    )
+    .unwrap();
+    let _prom = Proc(
+        Command::new(prom_bin)
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address={prom}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_http(&prom, "/-/ready");
+
+    let c = Client::connect(&danaus.grpc, None).await.unwrap();
+    let metrics = ["node_cpu_seconds_total", "node_load1", "node_memory_MemTotal_bytes", "up"];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut pending = Vec::new();
+        for m in metrics {
+            let want = prometheus_series(&prom, m);
+            let written = danaus_series(&c, m, "node").await;
+            let scraped = danaus_series(&c, m, "node-direct").await;
+            if want.is_empty() || want != written || want != scraped {
+                pending.push(format!(
+                    "{m}: prometheus {} series, remote-written {}, scraped {}",
+                    want.len(),
+                    written.len(),
+                    scraped.len()
+                ));
+            }
+        }
+        if pending.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "series did not converge:\n{}", pending.join("\n"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Nothing Prometheus sent was refused.
+    let (_, m) = http_get(&danaus.http, "/metrics");
+    assert!(m.contains("danaus_remote_write_series_refused_total 0"), "{m}");
+    assert!(m.contains("danaus_remote_write_failed_requests_total 0"), "{m}");
+}
