@@ -53,13 +53,13 @@ pub struct PromSeries {
 impl PromSeries {
     /// The series of a 1.0 request, with metadata joined by family name.
     pub fn from_v1(req: v1::WriteRequest) -> Vec<PromSeries> {
+        let v1::WriteRequest { timeseries, metadata } = req;
         let meta: HashMap<&str, &v1::MetricMetadata> =
-            req.metadata.iter().map(|m| (m.metric_family_name.as_str(), m)).collect();
-        req.timeseries
-            .iter()
+            metadata.iter().map(|m| (m.metric_family_name.as_str(), m)).collect();
+        timeseries
+            .into_iter()
             .map(|ts| {
-                let labels: Vec<(String, String)> =
-                    ts.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+                let labels: Vec<(String, String)> = ts.labels.into_iter().map(|l| (l.name, l.value)).collect();
                 let name = labels.iter().find(|(k, _)| k == "__name__").map(|(_, v)| v.as_str()).unwrap_or("");
                 let m = family(name).iter().find_map(|f| meta.get(f));
                 PromSeries {
@@ -160,7 +160,8 @@ impl Registry {
         Self { leaf, default_location, targets_ready: Mutex::new(Default::default()) }
     }
 
-    async fn ensure_target(&self, tenant: &str) -> Result<(), String> {
+    /// Creates `prometheus_target` for `tenant` if needed.
+    pub async fn ensure_target(&self, tenant: &str) -> Result<(), String> {
         if self.targets_ready.lock().contains(tenant) {
             return Ok(());
         }
@@ -214,20 +215,35 @@ impl Registry {
         self.leaf.metric_schema(tenant, name).ok_or_else(|| format!("metric {name} vanished after registration"))
     }
 
-    /// The leaf write for a series, registering schemas as needed; an
-    /// error says why the series cannot be stored.
-    pub async fn series_write(&self, tenant: &str, s: &PromSeries) -> Result<SeriesWrite, String> {
+    /// The leaf write for a series (moving its labels and samples),
+    /// registering its metric schema if needed; `cache` keeps the schemas
+    /// one request has looked up. Call [`Registry::ensure_target`] first.
+    /// An error gives the series back with why it cannot be stored.
+    pub async fn series_write(
+        &self,
+        tenant: &str,
+        s: PromSeries,
+        cache: &mut HashMap<String, Arc<MetricSchema>>,
+    ) -> Result<SeriesWrite, (PromSeries, String)> {
         if s.histograms > 0 {
-            return Err("native histograms are not supported yet; send classic histograms".into());
+            return Err((s, "native histograms are not supported yet; send classic histograms".into()));
         }
-        let name = s.label("__name__").filter(|n| !n.is_empty()).ok_or("the series has no __name__ label")?;
-        self.ensure_target(tenant).await?;
-        let schema = self.metric(tenant, s, name).await?;
+        let Some(name) = s.label("__name__").filter(|n| !n.is_empty()).map(str::to_owned) else {
+            return Err((s, "the series has no __name__ label".into()));
+        };
+        let schema = match cache.get(&name) {
+            Some(m) => m.clone(),
+            None => match self.metric(tenant, &s, &name).await {
+                Ok(m) => {
+                    cache.insert(name.clone(), m.clone());
+                    m
+                }
+                Err(e) => return Err((s, e)),
+            },
+        };
         if schema.value_type != ValueType::Scalar(ScalarType::Double) {
-            return Err(format!(
-                "metric {name} exists with {} values; Prometheus samples are doubles",
-                schema.value_type
-            ));
+            let e = format!("metric {name} exists with {} values; Prometheus samples are doubles", schema.value_type);
+            return Err((s, e));
         }
         let extra: Vec<&str> = s
             .labels
@@ -236,41 +252,54 @@ impl Registry {
             .filter(|k| *k != "__name__" && !TARGET_LABELS.contains(k) && schema.field(k).is_none())
             .collect();
         if !extra.is_empty() {
-            return Err(format!(
+            let e = format!(
                 "metric {name} was registered with the labels [{}]; this series also has [{}], which Danaus does \
                  not drop or rename: relabel them away or use another metric name",
                 schema.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
                 extra.join(", ")
-            ));
+            );
+            return Err((s, e));
         }
-        let get = |k: &str| s.label(k).unwrap_or("").to_owned();
-        let location = s.label("location").filter(|l| !l.is_empty()).unwrap_or(&self.default_location).to_owned();
+        let PromSeries { labels, samples, created_ms, .. } = s;
+        let (mut location, mut job, mut instance) = (None, String::new(), String::new());
+        let mut values: Vec<Option<String>> = vec![None; schema.fields.len()];
+        for (k, v) in labels {
+            match k.as_str() {
+                "__name__" => {}
+                "location" => location = Some(v).filter(|l| !l.is_empty()),
+                "job" => job = v,
+                "instance" => instance = v,
+                _ => {
+                    if let Some((i, _)) = schema.field(&k) {
+                        values[i] = Some(v);
+                    }
+                }
+            }
+        }
         let target_fields = vec![
-            ("location".to_owned(), FieldValue::String(location)),
-            ("job".to_owned(), FieldValue::String(get("job"))),
-            ("instance".to_owned(), FieldValue::String(get("instance"))),
+            ("location".to_owned(), FieldValue::String(location.unwrap_or_else(|| self.default_location.clone()))),
+            ("job".to_owned(), FieldValue::String(job)),
+            ("instance".to_owned(), FieldValue::String(instance)),
         ];
-        let metric_fields = schema.fields.iter().map(|f| (f.name.clone(), FieldValue::String(get(&f.name)))).collect();
+        let metric_fields = schema
+            .fields
+            .iter()
+            .zip(values)
+            .map(|(f, v)| (f.name.clone(), FieldValue::String(v.unwrap_or_default())))
+            .collect();
         let start = match schema.kind {
-            MetricKind::Cumulative => s.created_ms.map(|ms| ms.saturating_mul(1_000_000)),
+            MetricKind::Cumulative => created_ms.map(|ms| ms.saturating_mul(1_000_000)),
             _ => None,
         };
-        let points = s
-            .samples
-            .iter()
-            .map(|&(ms, v)| Point {
+        let points = samples
+            .into_iter()
+            .map(|(ms, v)| Point {
                 start_time: start.filter(|st| *st <= ms.saturating_mul(1_000_000)),
                 end_time: ms.saturating_mul(1_000_000),
                 value: Value::Double(v),
             })
             .collect();
-        Ok(SeriesWrite {
-            target_schema: TARGET_SCHEMA.into(),
-            target_fields,
-            metric: name.to_owned(),
-            metric_fields,
-            points,
-        })
+        Ok(SeriesWrite { target_schema: TARGET_SCHEMA.into(), target_fields, metric: name, metric_fields, points })
     }
 }
 

@@ -12,6 +12,7 @@
 //! * the leaf cannot take writes now: 503; over a limit: 429 (the sender
 //!   retries, and retries are idempotent).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use danaus_leaf::Leaf;
@@ -187,17 +188,17 @@ impl Receiver {
     /// Stores `series` (registering schemas on first sight): what was
     /// written and what was refused, by series. `Err` when the leaf could
     /// not take the batch at all (the reply a sender should get).
-    pub async fn write_series(&self, tenant: &str, series: &[PromSeries]) -> Result<Written, Reply> {
+    pub async fn write_series(&self, tenant: &str, series: Vec<PromSeries>) -> Result<Written, Reply> {
         let mut refused: Vec<(String, usize, String)> = Vec::new();
+        if let Err(e) = self.registry.ensure_target(tenant).await {
+            return Err(Reply::error(500, e));
+        }
         let mut batch = Vec::with_capacity(series.len());
-        let mut origin = Vec::with_capacity(series.len());
-        for (i, s) in series.iter().enumerate() {
-            match self.registry.series_write(tenant, s).await {
-                Ok(w) => {
-                    batch.push(w);
-                    origin.push(i);
-                }
-                Err(e) => refused.push((s.describe(), s.samples.len(), e)),
+        let mut cache = HashMap::new();
+        for s in series {
+            match self.registry.series_write(tenant, s, &mut cache).await {
+                Ok(w) => batch.push(w),
+                Err((s, e)) => refused.push((s.describe(), s.samples.len(), e)),
             }
         }
         let result = match self.leaf.write(tenant, &batch).await {
@@ -208,9 +209,8 @@ impl Receiver {
             Err(danaus_leaf::Error::ResourceExhausted(m)) => return Err(Reply::error(429, m)),
             Err(e) => return Err(Reply::error(500, format!("write failed: {e}"))),
         };
-        for e in &result.errors {
-            let s = &series[origin[e.index]];
-            refused.push((s.describe(), e.rejected_points.len(), e.message.clone()));
+        for e in result.errors {
+            refused.push((e.series, e.rejected_points.len(), e.message));
         }
         self.stats.samples_written.fetch_add(result.accepted_points, Ordering::Relaxed);
         self.stats.series_refused.fetch_add(refused.len() as u64, Ordering::Relaxed);
@@ -219,7 +219,8 @@ impl Receiver {
 
     async fn ingest(&self, tenant: &str, v: Version, series: Vec<PromSeries>) -> Reply {
         let total: usize = series.iter().map(|s| s.samples.len()).sum();
-        let Written { samples: written, refused } = match self.write_series(tenant, &series).await {
+        let count = series.len();
+        let Written { samples: written, refused } = match self.write_series(tenant, series).await {
             Ok(w) => w,
             Err(reply) => return reply,
         };
@@ -237,7 +238,7 @@ impl Receiver {
         let mut body = format!(
             "{} of {} series refused ({} of {} samples); the rest were stored\n",
             refused.len(),
-            series.len(),
+            count,
             rejected,
             total
         );

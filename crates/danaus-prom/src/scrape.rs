@@ -452,7 +452,7 @@ async fn scrape_once(
     series.push(synthetic("up", if scraped.is_some() { 1.0 } else { 0.0 }, "1 if the last scrape succeeded."));
     series.push(synthetic("scrape_duration_seconds", started.elapsed().as_secs_f64(), "How long the scrape took."));
     series.push(synthetic("scrape_samples_scraped", scraped.unwrap_or(0) as f64, "Samples the target exposed."));
-    match receiver.write_series(&cfg.tenant, &series).await {
+    match receiver.write_series(&cfg.tenant, series).await {
         Ok(w) if !w.refused.is_empty() => {
             tracing::warn!(target = %t.address, refused = w.refused.len(), first = %w.refused[0].2, "scraped series refused");
         }
