@@ -256,3 +256,14 @@ async fn version_2_resolves_symbols_reports_written_and_keeps_created_timestamps
     assert_eq!(r.status, 400);
     assert!(r.body.contains("native histograms are not supported"), "{}", r.body);
 }
+
+#[tokio::test]
+async fn a_leaf_that_cannot_take_writes_is_a_retryable_503() {
+    let leaf = leaf().await;
+    let rx = Receiver::new(leaf.clone(), "z");
+    leaf.shutdown().await.unwrap();
+    let req = v1::WriteRequest { timeseries: vec![series(&[("__name__", "x")], &[(T, 1.0)])], metadata: vec![] };
+    let r = rx.handle(TENANT, V1, SNAPPY, &snappy(&req)).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("retry"), "{}", r.body);
+}
