@@ -129,60 +129,60 @@ impl Receiver {
         body: &[u8],
     ) -> Reply {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let reply = self.handle_inner(tenant, content_type, content_encoding, body).await;
-        if reply.status >= 400 && !reply.body.contains("series refused") {
-            self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
+        match Self::decode(content_type, content_encoding, body) {
+            Ok((v, series)) => self.ingest(tenant, v, series).await,
+            Err(reply) => {
+                self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
+                reply
+            }
         }
-        reply
     }
 
-    async fn handle_inner(
-        &self,
-        tenant: &str,
+    /// The request's series, or the reply refusing the request as a whole.
+    fn decode(
         content_type: Option<&str>,
         content_encoding: Option<&str>,
         body: &[u8],
-    ) -> Reply {
-        let v = match version(content_type) {
-            Ok(v) => v,
-            Err(r) => return r,
-        };
+    ) -> Result<(Version, Vec<PromSeries>), Reply> {
+        let v = version(content_type)?;
         match content_encoding.map(str::trim) {
             Some(e) if e.eq_ignore_ascii_case("snappy") => {}
             other => {
-                return Reply::error(
+                return Err(Reply::error(
                     415,
                     format!("unsupported Content-Encoding {other:?}: remote_write bodies are snappy-compressed"),
-                )
+                ))
             }
         }
         let raw = match snap::raw::decompress_len(body) {
             Ok(n) if n > MAX_DECOMPRESSED => {
-                return Reply::error(
+                return Err(Reply::error(
                     400,
                     format!("the body decompresses to {n} bytes, more than the {MAX_DECOMPRESSED}-byte limit"),
-                )
+                ))
             }
             Ok(_) => match snap::raw::Decoder::new().decompress_vec(body) {
                 Ok(raw) => raw,
-                Err(e) => return Reply::error(400, format!("the body is not snappy block-compressed: {e}")),
+                Err(e) => return Err(Reply::error(400, format!("the body is not snappy block-compressed: {e}"))),
             },
-            Err(e) => return Reply::error(400, format!("the body is not snappy block-compressed: {e}")),
+            Err(e) => return Err(Reply::error(400, format!("the body is not snappy block-compressed: {e}"))),
         };
         let series = match v {
             Version::V1 => match <v1::WriteRequest as prost::Message>::decode(raw.as_slice()) {
                 Ok(req) => PromSeries::from_v1(req),
-                Err(e) => return Reply::error(400, format!("the body is not a prometheus.WriteRequest: {e}")),
+                Err(e) => return Err(Reply::error(400, format!("the body is not a prometheus.WriteRequest: {e}"))),
             },
             Version::V2 => match <v2::Request as prost::Message>::decode(raw.as_slice()) {
                 Ok(req) => match PromSeries::from_v2(req) {
                     Ok(s) => s,
-                    Err(e) => return Reply::error(400, e),
+                    Err(e) => return Err(Reply::error(400, e)),
                 },
-                Err(e) => return Reply::error(400, format!("the body is not an io.prometheus.write.v2.Request: {e}")),
+                Err(e) => {
+                    return Err(Reply::error(400, format!("the body is not an io.prometheus.write.v2.Request: {e}")))
+                }
             },
         };
-        self.ingest(tenant, v, series).await
+        Ok((v, series))
     }
 
     /// Stores `series` (registering schemas on first sight): what was
@@ -222,7 +222,10 @@ impl Receiver {
         let count = series.len();
         let Written { samples: written, refused } = match self.write_series(tenant, series).await {
             Ok(w) => w,
-            Err(reply) => return reply,
+            Err(reply) => {
+                self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
+                return reply;
+            }
         };
         let mut headers = Vec::new();
         if v == Version::V2 {
