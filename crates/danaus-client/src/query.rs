@@ -82,6 +82,13 @@ pub async fn run(
     while let Some(msg) = stream.message().await.map_err(fail)? {
         match msg.item {
             Some(pb::query_response::Item::Batch(b)) => {
+                if format == Format::Csv && !csv_header {
+                    let mut h = vec!["time".to_owned()];
+                    h.extend(b.columns.iter().map(|c| csv_cell(c)));
+                    h.push("value".into());
+                    writeln!(out, "{}", h.join(","))?;
+                    csv_header = true;
+                }
                 for s in &b.series {
                     printed.series += 1;
                     printed.points += s.points.len();
@@ -121,13 +128,6 @@ pub async fn run(
                             writeln!(out, "{}", serde_json::json!({"fields": f, "points": points}))?;
                         }
                         Format::Csv => {
-                            if !csv_header {
-                                let mut h = vec!["time".to_owned()];
-                                h.extend(b.columns.iter().map(|c| csv_cell(c)));
-                                h.push("value".into());
-                                writeln!(out, "{}", h.join(","))?;
-                                csv_header = true;
-                            }
                             for (t, v) in &values {
                                 let mut row = vec![format_time(*t)];
                                 row.extend(fields.iter().map(|f| csv_cell(&f.to_text())));

@@ -108,16 +108,22 @@ impl Engine {
         let mut completeness = Completeness::default();
         let exec = Executor { zones: &self.zones, ctx: &ctx };
         // Series without points in the range are not part of the answer.
+        let mut emitted = false;
         let mut out = |mut t: Table| -> Result<()> {
             t.series.retain(|s| !s.points.is_empty());
             if t.series.is_empty() {
                 return Ok(());
             }
+            emitted = true;
             sink(t)
         };
         let t = exec.run(&p.root, &mut completeness, Some(&mut out)).await?;
         if !t.series.is_empty() {
             crate::exec::emit_batches(t, &mut out)?;
+        }
+        // An empty answer still says what its columns are.
+        if !emitted {
+            sink(Table::empty(crate::exec::output_columns(&p.root), MetricKind::Gauge))?;
         }
         Ok(QueryReport { completeness, series_touched: ctx.series_touched(), points_touched: ctx.points_touched() })
     }
@@ -138,6 +144,7 @@ impl Engine {
             }
             Ok(())
         };
+        // (An empty answer arrives as one empty table with its columns.)
         let report = self.run(tenant, text, range, opts, &mut sink).await?;
         let mut t = out.unwrap_or_else(|| Table::empty(Arc::new(Vec::new()), MetricKind::Gauge));
         t.sort();

@@ -276,6 +276,30 @@ pub fn run_merge_stage(stage: &Stage, inputs: Vec<PhaseOutput>, columns: Columns
     })
 }
 
+/// The columns a node's result has.
+pub fn output_columns(node: &Node) -> Columns {
+    match node {
+        Node::Fetch(fp) => {
+            let zone = stage_input_columns(&fp.leaf, fp.fetch.columns.clone());
+            let root = stage_input_columns(&fp.zone, zone);
+            stage_input_columns(&fp.root, root)
+        }
+        Node::Tables { inputs, combine, ops } => {
+            let mut cols: Vec<String> = Vec::new();
+            for (i, input) in inputs.iter().enumerate() {
+                for c in output_columns(input).iter() {
+                    let join = matches!(combine, Combine::Join { .. });
+                    if (i == 0 || join) && !cols.contains(c) {
+                        cols.push(c.clone());
+                    }
+                }
+            }
+            let stage = Stage { merge: None, ops: ops.clone(), partial: None };
+            stage_input_columns(&stage, Arc::new(cols))
+        }
+    }
+}
+
 /// Columns a stage's input has, given the phase below's output columns.
 fn stage_input_columns(below: &Stage, below_input: Columns) -> Columns {
     if let Some(p) = &below.partial {
