@@ -23,6 +23,9 @@ use crate::prompb::{v1, v2};
 /// Largest decompressed request accepted.
 pub const MAX_DECOMPRESSED: usize = 64 << 20;
 
+/// Bodies at least this large are decoded on the blocking pool.
+const OFFLOAD_BYTES: usize = 256 << 10;
+
 /// An HTTP reply, independent of the HTTP framework.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -129,7 +132,18 @@ impl Receiver {
         body: &[u8],
     ) -> Reply {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        match Self::decode(content_type, content_encoding, body) {
+        // Large bodies take milliseconds of CPU to decompress and decode:
+        // keep that off the async workers.
+        let decoded = if body.len() >= OFFLOAD_BYTES {
+            let (ct, ce, b) = (content_type.map(str::to_owned), content_encoding.map(str::to_owned), body.to_vec());
+            match tokio::task::spawn_blocking(move || Self::decode(ct.as_deref(), ce.as_deref(), &b)).await {
+                Ok(r) => r,
+                Err(e) => Err(Reply::error(500, format!("decoding the request failed: {e}"))),
+            }
+        } else {
+            Self::decode(content_type, content_encoding, body)
+        };
+        match decoded {
             Ok((v, series)) => self.ingest(tenant, v, series).await,
             Err(reply) => {
                 self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);

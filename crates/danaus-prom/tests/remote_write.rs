@@ -267,3 +267,26 @@ async fn a_leaf_that_cannot_take_writes_is_a_retryable_503() {
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.body.contains("retry"), "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_are_decoded_off_the_async_workers_with_the_same_result() {
+    let leaf = leaf().await;
+    let rx = Receiver::new(leaf.clone(), "z");
+    // Noisy values so the body stays large after compression.
+    let req = v1::WriteRequest {
+        timeseries: (0..2000)
+            .map(|i| {
+                let inst = format!("host-{i}");
+                let samples: Vec<(i64, f64)> =
+                    (0..20).map(|k| (T + k * 1000, (i * 7919 + k as usize) as f64 * 1.000_001)).collect();
+                series(&[("__name__", "big"), ("job", "j"), ("instance", &inst)], &samples)
+            })
+            .collect(),
+        metadata: vec![],
+    };
+    let body = snappy(&req);
+    assert!(body.len() >= 256 << 10, "the body is only {} bytes", body.len());
+    let r = rx.handle(TENANT, V1, SNAPPY, &body).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(read(&leaf, "big", "host-1999").await.len(), 20);
+}
