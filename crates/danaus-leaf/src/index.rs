@@ -15,9 +15,12 @@ const SHARDS: usize = 64;
 
 type MetricKey = (String, String, String);
 
+/// One shard: encoded key → series.
+type Shard = RwLock<HashMap<Arc<[u8]>, SeriesRef, rustc_hash::FxBuildHasher>>;
+
 #[derive(Default)]
 pub(crate) struct Index {
-    shards: Vec<RwLock<HashMap<Vec<u8>, SeriesRef, rustc_hash::FxBuildHasher>>>,
+    shards: Vec<Shard>,
     by_id: RwLock<HashMap<u64, SeriesRef>>,
     by_metric: RwLock<HashMap<MetricKey, Vec<SeriesRef>>>,
     hasher: rustc_hash::FxBuildHasher,
@@ -28,7 +31,7 @@ impl Index {
         Self { shards: (0..SHARDS).map(|_| RwLock::new(HashMap::default())).collect(), ..Default::default() }
     }
 
-    fn shard(&self, key: &[u8]) -> &RwLock<HashMap<Vec<u8>, SeriesRef, rustc_hash::FxBuildHasher>> {
+    fn shard(&self, key: &[u8]) -> &Shard {
         &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
@@ -52,9 +55,12 @@ impl Index {
         }
         let state = make();
         let id = state.id;
+        // The map shares the series' own copy of its key.
+        let shared_key = state.encoded_key.clone();
+        debug_assert_eq!(&*shared_key, key, "a series must be indexed under its own key");
         let mkey = (state.key.tenant.clone(), state.key.target_schema.clone(), state.key.metric.clone());
         let s = Arc::new(Mutex::new(state));
-        shard.insert(key.to_vec(), s.clone());
+        shard.insert(shared_key, s.clone());
         drop(shard);
         self.by_id.write().insert(id, s.clone());
         self.by_metric.write().entry(mkey).or_default().push(s.clone());

@@ -221,7 +221,7 @@ impl Leaf {
                     Ok(s) => {
                         max_id = max_id.max(id);
                         let key = s.encoded_key.clone();
-                        index.get_or_insert(&key, || s);
+                        index.get_or_insert(&key[..], || s);
                         true
                     }
                     Err(e) => {

@@ -96,7 +96,8 @@ pub(crate) enum Accept {
 pub(crate) struct SeriesState {
     pub id: u64,
     pub key: SeriesKey,
-    pub encoded_key: Vec<u8>,
+    /// The encoded key, shared with the index map (one copy per series).
+    pub encoded_key: std::sync::Arc<[u8]>,
     pub value_type: ValueType,
     pub kind: MetricKind,
     pub head: Option<OpenChunk>,
@@ -119,6 +120,7 @@ pub(crate) struct SeriesState {
 
 impl SeriesState {
     pub(crate) fn new(id: u64, key: SeriesKey, encoded_key: Vec<u8>, value_type: ValueType, kind: MetricKind) -> Self {
+        let encoded_key: std::sync::Arc<[u8]> = encoded_key.into();
         Self {
             id,
             key,
