@@ -2,7 +2,7 @@
 //! persisted (synchronously) in the long-term store's meta family before an
 //! apply is acknowledged.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use danaus_model::{MetricSchema, TargetSchema};
@@ -32,7 +32,7 @@ struct Tenant {
 /// Schemas by tenant.
 #[derive(Default)]
 pub(crate) struct Schemas {
-    tenants: RwLock<HashMap<String, Tenant>>,
+    tenants: RwLock<rustc_hash::FxHashMap<String, Tenant>>,
     /// Serialises applies so check-then-store is atomic.
     apply: parking_lot::Mutex<()>,
 }

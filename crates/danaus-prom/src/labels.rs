@@ -22,6 +22,7 @@ use danaus_model::{
     FieldDef, FieldType, FieldValue, MetricKind, MetricSchema, Point, ScalarType, TargetSchema, Value, ValueType,
 };
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 
 use crate::prompb::{v1, v2, COUNTER};
 
@@ -223,7 +224,7 @@ impl Registry {
         &self,
         tenant: &str,
         s: PromSeries,
-        cache: &mut HashMap<String, Arc<MetricSchema>>,
+        cache: &mut FxHashMap<String, Arc<MetricSchema>>,
     ) -> Result<SeriesWrite, (PromSeries, String)> {
         if s.histograms > 0 {
             return Err((s, "native histograms are not supported yet; send classic histograms".into()));

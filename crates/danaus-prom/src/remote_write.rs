@@ -12,10 +12,10 @@
 //! * the leaf cannot take writes now: 503; over a limit: 429 (the sender
 //!   retries, and retries are idempotent).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use danaus_leaf::Leaf;
+use rustc_hash::FxHashMap;
 
 use crate::labels::{PromSeries, Registry};
 use crate::prompb::{v1, v2};
@@ -208,7 +208,7 @@ impl Receiver {
             return Err(Reply::error(500, e));
         }
         let mut batch = Vec::with_capacity(series.len());
-        let mut cache = HashMap::new();
+        let mut cache = FxHashMap::default();
         for s in series {
             match self.registry.series_write(tenant, s, &mut cache).await {
                 Ok(w) => batch.push(w),
