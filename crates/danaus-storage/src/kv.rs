@@ -16,11 +16,13 @@ pub enum Cf {
     Series,
     /// (series id, chunk start, sequence) → chunk bytes.
     Chunks,
+    /// Raft groups' logs, votes and snapshots, by group.
+    Raft,
 }
 
 impl Cf {
     /// Every column family.
-    pub const ALL: [Cf; 3] = [Cf::Meta, Cf::Series, Cf::Chunks];
+    pub const ALL: [Cf; 4] = [Cf::Meta, Cf::Series, Cf::Chunks, Cf::Raft];
 
     /// The column family's name on disk.
     pub fn name(self) -> &'static str {
@@ -28,6 +30,7 @@ impl Cf {
             Cf::Meta => "meta",
             Cf::Series => "series",
             Cf::Chunks => "chunks",
+            Cf::Raft => "raft",
         }
     }
 }
