@@ -2,7 +2,7 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files: Vec<_> = ["types", "schema", "ingest", "read", "query", "raft"]
+    let files: Vec<_> = ["types", "schema", "ingest", "read", "query", "raft", "zone"]
         .iter()
         .map(|f| root.join(format!("danaus/v1/{f}.proto")))
         .collect();
