@@ -25,6 +25,13 @@
 //! routers, leaves and mixers through watches.
 
 pub mod plan;
+pub mod service;
 pub mod table;
+pub mod watch;
 
-pub use table::{Fence, LeafEntry, Range, RangeId, Replica, ReplicaState, TenantSchemas, ZoneCommand, ZoneReply, ZoneTable};
+pub use plan::{LeafLoad, Policy, RangeLoad, Step};
+pub use service::{Assigner, AssignerConfig};
+pub use table::{
+    Fence, LeafEntry, Range, RangeId, Replica, ReplicaState, TenantSchemas, ZoneCommand, ZoneReply, ZoneTable,
+};
+pub use watch::TableWatcher;

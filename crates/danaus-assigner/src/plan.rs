@@ -172,10 +172,8 @@ pub fn next_step(
         if r.replicas.iter().any(|x| x.state == ReplicaState::Joining) {
             continue;
         }
-        let report = r
-            .ready()
-            .filter_map(|l| loads.get(l)?.ranges.iter().find(|x| x.range == r.id))
-            .max_by_key(|x| x.series);
+        let report =
+            r.ready().filter_map(|l| loads.get(l)?.ranges.iter().find(|x| x.range == r.id)).max_by_key(|x| x.series);
         if let Some(rl) = report {
             if rl.series > policy.max_series_per_range {
                 if let Some(at) = rl.median_target.as_ref().filter(|at| r.contains(at) && **at > r.start) {

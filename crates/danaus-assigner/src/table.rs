@@ -268,7 +268,10 @@ impl ZoneTable {
                 if self.ranges.is_empty() {
                     let id = self.next_id();
                     let changed_at = self.version + 1;
-                    self.ranges.insert(Vec::new(), Range { id, start: Vec::new(), end: None, replicas: Vec::new(), changed_at });
+                    self.ranges.insert(
+                        Vec::new(),
+                        Range { id, start: Vec::new(), end: None, replicas: Vec::new(), changed_at },
+                    );
                 }
                 Ok(changed)
             }
@@ -338,7 +341,11 @@ impl ZoneTable {
             }
             ZoneCommand::PromoteReplica { range, leaf } => {
                 let r = self.range_mut(range)?;
-                let rep = r.replicas.iter_mut().find(|x| x.leaf == leaf).ok_or_else(|| format!("{leaf:?} holds no replica of range {range}"))?;
+                let rep = r
+                    .replicas
+                    .iter_mut()
+                    .find(|x| x.leaf == leaf)
+                    .ok_or_else(|| format!("{leaf:?} holds no replica of range {range}"))?;
                 let changed = rep.state != ReplicaState::Ready;
                 rep.state = ReplicaState::Ready;
                 Ok(changed)
@@ -361,7 +368,13 @@ impl ZoneTable {
                 self.ranges.remove(&r.start);
                 let (a, b) = (self.next_id(), self.next_id());
                 let v = self.version + 1;
-                let left = Range { id: a, start: r.start.clone(), end: Some(at.clone()), replicas: r.replicas.clone(), changed_at: v };
+                let left = Range {
+                    id: a,
+                    start: r.start.clone(),
+                    end: Some(at.clone()),
+                    replicas: r.replicas.clone(),
+                    changed_at: v,
+                };
                 let right = Range { id: b, start: at.clone(), end: r.end, replicas: r.replicas, changed_at: v };
                 self.ranges.insert(left.start.clone(), left);
                 self.ranges.insert(at, right);

@@ -1,0 +1,140 @@
+//! Following the zone table from the assigner's members.
+//!
+//! A [`TableWatcher`] streams the table from one member at a time
+//! (`AssignerService.Watch`), moves on to the next when that member goes
+//! away, and never goes back to an older version. While every member is
+//! unreachable it keeps the last table it had, so routers keep routing
+//! and mixers keep querying through an assigner outage.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use danaus_proto::v1 as pb;
+use pb::assigner_service_client::AssignerServiceClient;
+use tokio::sync::watch;
+use tonic::transport::Endpoint;
+
+use crate::table::ZoneTable;
+
+/// The latest zone table known here.
+#[derive(Clone)]
+pub struct TableWatcher {
+    rx: watch::Receiver<Arc<ZoneTable>>,
+    // Keeps a fixed watcher's channel open.
+    _tx: Option<Arc<watch::Sender<Arc<ZoneTable>>>>,
+}
+
+impl std::fmt::Debug for TableWatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableWatcher").field("version", &self.rx.borrow().version).finish()
+    }
+}
+
+/// Why a table version did not arrive.
+#[derive(Debug, thiserror::Error)]
+#[error("zone table version {wanted} not seen within {waited:?} (have {have}); is the range assigner reachable?")]
+pub struct NotYet {
+    /// The version waited for.
+    pub wanted: u64,
+    /// The version held.
+    pub have: u64,
+    /// How long it waited.
+    pub waited: Duration,
+}
+
+impl TableWatcher {
+    /// Follows the table from the assigner members at `addrs` (host:port).
+    pub fn start(addrs: Vec<String>) -> Self {
+        let (tx, rx) = watch::channel(Arc::new(ZoneTable::default()));
+        tokio::spawn(follow(addrs, tx));
+        Self { rx, _tx: None }
+    }
+
+    /// A watcher fed by `tx` (in-process assigners and tests).
+    pub fn from_channel(rx: watch::Receiver<Arc<ZoneTable>>) -> Self {
+        Self { rx, _tx: None }
+    }
+
+    /// A watcher that always sees `table`.
+    pub fn fixed(table: ZoneTable) -> Self {
+        let (tx, rx) = watch::channel(Arc::new(table));
+        Self { rx, _tx: Some(Arc::new(tx)) }
+    }
+
+    /// The latest table.
+    pub fn current(&self) -> Arc<ZoneTable> {
+        self.rx.borrow().clone()
+    }
+
+    /// Changes as they arrive.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ZoneTable>> {
+        self.rx.clone()
+    }
+
+    /// Waits until the table reaches `version`.
+    pub async fn wait_for(&self, version: u64, timeout: Duration) -> Result<Arc<ZoneTable>, NotYet> {
+        let mut rx = self.rx.clone();
+        let wait = async {
+            loop {
+                let t = rx.borrow_and_update().clone();
+                if t.version >= version {
+                    return Some(t);
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Some(t)) => Ok(t),
+            _ => Err(NotYet { wanted: version, have: self.rx.borrow().version, waited: timeout }),
+        }
+    }
+}
+
+async fn follow(addrs: Vec<String>, tx: watch::Sender<Arc<ZoneTable>>) {
+    if addrs.is_empty() {
+        tracing::error!("no range assigner addresses: the zone table stays empty");
+        return;
+    }
+    let mut backoff = Duration::from_millis(50);
+    let mut i = 0usize;
+    loop {
+        if tx.is_closed() {
+            return;
+        }
+        let addr = &addrs[i % addrs.len()];
+        i += 1;
+        match stream_from(addr, &tx).await {
+            Ok(()) => backoff = Duration::from_millis(50),
+            Err(e) => {
+                tracing::debug!(assigner = %addr, "zone table watch: {e}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+async fn stream_from(addr: &str, tx: &watch::Sender<Arc<ZoneTable>>) -> Result<(), String> {
+    let url = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
+    let channel = Endpoint::from_shared(url)
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let mut client = AssignerServiceClient::new(channel).max_decoding_message_size(256 << 20);
+    let min_version = tx.borrow().version;
+    let mut stream =
+        client.watch(pb::WatchTableRequest { min_version }).await.map_err(|s| s.message().to_owned())?.into_inner();
+    while let Some(update) = stream.message().await.map_err(|s| s.message().to_owned())? {
+        if update.version <= tx.borrow().version {
+            continue;
+        }
+        let table: ZoneTable =
+            serde_json::from_slice(&update.table_json).map_err(|e| format!("undecodable zone table: {e}"))?;
+        tx.send_replace(Arc::new(table));
+    }
+    Ok(())
+}
