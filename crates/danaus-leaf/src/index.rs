@@ -75,6 +75,28 @@ impl Index {
             .unwrap_or_default()
     }
 
+    /// Removes `doomed` from every map.
+    pub(crate) fn remove(&self, doomed: &[SeriesRef]) {
+        let mut ids = std::collections::HashSet::new();
+        let mut metrics = std::collections::HashSet::new();
+        for s in doomed {
+            let g = s.lock();
+            self.shard(&g.encoded_key).write().remove(&*g.encoded_key);
+            ids.insert(g.id);
+            metrics.insert((g.key.tenant.clone(), g.key.target_schema.clone(), g.key.metric.clone()));
+        }
+        self.by_id.write().retain(|id, _| !ids.contains(id));
+        let mut by_metric = self.by_metric.write();
+        for m in metrics {
+            if let Some(v) = by_metric.get_mut(&m) {
+                v.retain(|s| !ids.contains(&s.lock().id));
+                if v.is_empty() {
+                    by_metric.remove(&m);
+                }
+            }
+        }
+    }
+
     pub(crate) fn all(&self) -> Vec<SeriesRef> {
         self.by_id.read().values().cloned().collect()
     }

@@ -380,6 +380,20 @@ impl Leaf {
     /// batch are refused; the result lists what was refused and why. On
     /// `Ok`, every accepted point is durable in the recovery log.
     pub async fn write(&self, tenant: &str, batch: &[SeriesWrite]) -> Result<WriteResult> {
+        let limits = self.inner.limits;
+        self.write_with(tenant, batch, limits).await
+    }
+
+    /// Writes history copied from another replica of a range: like
+    /// [`write`](Self::write), but points older than the out-of-order
+    /// window are accepted too (duplicates are still recognised, and a
+    /// different value at an existing time is still a conflict).
+    pub async fn import(&self, tenant: &str, batch: &[SeriesWrite]) -> Result<WriteResult> {
+        let limits = Limits { ooo_window: i64::MAX, ..self.inner.limits };
+        self.write_with(tenant, batch, limits).await
+    }
+
+    async fn write_with(&self, tenant: &str, batch: &[SeriesWrite], limits: Limits) -> Result<WriteResult> {
         let inner = &self.inner;
         if inner.closed.load(Ordering::Acquire) {
             return Err(Error::Unavailable("leaf is shutting down; retry on another replica or after restart".into()));
@@ -482,11 +496,11 @@ impl Leaf {
                     stored.clear();
                     for &j in accepted.iter() {
                         let p = &sw.points[j];
-                        match s.check(p, &inner.limits, in_store) {
+                        match s.check(p, &limits, in_store) {
                             Ok(Accept::Stored) => {
                                 s.apply(
                                     p,
-                                    &inner.limits,
+                                    &limits,
                                     &mut || inner.next_chunk_seq.fetch_add(1, Ordering::Relaxed),
                                     &inner.chunks,
                                 );
@@ -625,6 +639,46 @@ impl Leaf {
     pub async fn disk_bytes(&self) -> Result<u64> {
         let kv = self.inner.kv.clone();
         Ok(blocking(move || kv.disk_bytes()).await??)
+    }
+
+    /// Deletes every series whose target string lies in `[start, end)`
+    /// (`end` `None`: no bound) from memory and the long-term store: what a
+    /// leaf does with a range it no longer holds. Returns how many series
+    /// went. Runs between checkpoints, so no checkpoint writes a dropped
+    /// series back. Points of dropped series still in the recovery log
+    /// come back on a restart until a checkpoint covers them; the caller
+    /// drops again then (dropping is idempotent).
+    pub async fn drop_range(&self, start: &[u8], end: Option<&[u8]>) -> Result<u64> {
+        let inner = &self.inner;
+        let _guard = inner.checkpoint_lock.lock().await;
+        let doomed: Vec<SeriesRef> = inner
+            .index
+            .all()
+            .into_iter()
+            .filter(|s| {
+                let ts = s.lock().key.target_string().0;
+                ts.as_slice() >= start && end.is_none_or(|e| ts.as_slice() < e)
+            })
+            .collect();
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        inner.index.remove(&doomed);
+        let mut b = WriteBatch::default();
+        for s in &doomed {
+            let id = s.lock().id;
+            b.delete(Cf::Series, keys::series_key(id).to_vec());
+            b.delete_range(
+                Cf::Chunks,
+                keys::chunk_key(id, i64::MIN, 0),
+                keys::chunk_key(id.saturating_add(1), i64::MIN, 0),
+            );
+        }
+        let kv = inner.kv.clone();
+        blocking(move || kv.write(b, true)).await??;
+        let n = doomed.len() as u64;
+        inner.stats.series_dropped.fetch_add(n, Ordering::Relaxed);
+        Ok(n)
     }
 
     /// Writes memory into the long-term store and deletes the recovery-log

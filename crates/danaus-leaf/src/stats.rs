@@ -19,6 +19,8 @@ pub struct LeafStats {
     pub points_conflict: AtomicU64,
     /// Series created.
     pub series_created: AtomicU64,
+    /// Series deleted because their range moved away.
+    pub series_dropped: AtomicU64,
     /// Checkpoints completed.
     pub checkpoints: AtomicU64,
     /// Checkpoints that failed.

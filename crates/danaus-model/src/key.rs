@@ -145,14 +145,26 @@ pub fn encode_parts<'a>(
     metric: &str,
     metric_fields: impl Iterator<Item = &'a FieldValue>,
 ) {
-    encode_str(out, tenant);
-    encode_str(out, target_schema);
-    for f in target_fields {
-        encode_field(out, f);
-    }
+    encode_target_parts(out, tenant, target_schema, target_fields);
     out.push(TAG_END_TARGET);
     encode_str(out, metric);
     for f in metric_fields {
+        encode_field(out, f);
+    }
+}
+
+/// Encodes a target string from its parts (fields in target-string order),
+/// exactly as [`SeriesKey::target_string`] does: the prefix of every key of
+/// the target's series.
+pub fn encode_target_parts<'a>(
+    out: &mut Vec<u8>,
+    tenant: &str,
+    target_schema: &str,
+    target_fields: impl Iterator<Item = &'a FieldValue>,
+) {
+    encode_str(out, tenant);
+    encode_str(out, target_schema);
+    for f in target_fields {
         encode_field(out, f);
     }
 }

@@ -57,6 +57,17 @@ pub fn encoded_series_key(
     Ok(out)
 }
 
+/// The target string of a series given its target fields by name: the
+/// prefix of [`encoded_series_key`]'s output that decides its range.
+pub fn encoded_target(tenant: &str, target: &TargetSchema, target_values: &[(String, FieldValue)]) -> Result<Vec<u8>> {
+    let target_in_decl = ordered(&target.name, &target.fields, target_values)?;
+    let loc = target.location_index();
+    let order = std::iter::once(loc).chain((0..target.fields.len()).filter(move |&i| i != loc));
+    let mut out = Vec::with_capacity(64);
+    crate::key::encode_target_parts(&mut out, tenant, &target.name, order.map(|i| target_in_decl[i]));
+    Ok(out)
+}
+
 fn ordered<'a>(schema: &str, defs: &[FieldDef], values: &'a [(String, FieldValue)]) -> Result<Vec<&'a FieldValue>> {
     let mut out = Vec::with_capacity(defs.len());
     for def in defs {
@@ -200,6 +211,7 @@ mod tests {
         let k = series_key("default", &t, &tv, &m, &mv).unwrap();
         assert_eq!(k.target_fields, vec![FieldValue::String("c".into()), FieldValue::String("u".into())]);
         assert_eq!(encoded_series_key("default", &t, &tv, &m, &mv).unwrap(), k.encode());
+        assert_eq!(encoded_target("default", &t, &tv).unwrap(), k.target_string().0);
 
         let wrong = map(&[("code", FieldValue::String("200".into()))]);
         let e = series_key("default", &t, &tv, &m, &wrong).unwrap_err().to_string();

@@ -134,6 +134,11 @@ async fn metrics(State(st): State<HttpState>) -> impl IntoResponse {
         &leaf_stats.points_conflict,
     );
     t.counter("danaus_leaf_series_created_total", "Series created.", &leaf_stats.series_created);
+    t.counter(
+        "danaus_leaf_series_dropped_total",
+        "Series deleted because their range moved to other leaves.",
+        &leaf_stats.series_dropped,
+    );
     t.metric("danaus_leaf_series", "gauge", "Series in the leaf's index.", mem.series);
     t.metric("danaus_leaf_memory_points", "gauge", "Points held in memory chunks.", mem.points);
     t.metric(

@@ -42,6 +42,35 @@ pub struct SelectedSeries {
     pub kind: MetricKind,
 }
 
+/// A selected series from its state; `order` is `ts.key_order()`.
+fn selected(
+    s: &SeriesRef,
+    g: &crate::series::SeriesState,
+    ts: &danaus_model::TargetSchema,
+    ms: &danaus_model::MetricSchema,
+    order: &[usize],
+) -> SelectedSeries {
+    // Key order → declaration order: field `i` sits at its position in `order`.
+    let target_fields: Vec<(String, FieldValue)> = ts
+        .fields
+        .iter()
+        .enumerate()
+        .filter_map(|(i, def)| {
+            let pos = order.iter().position(|&o| o == i)?;
+            Some((def.name.clone(), g.key.target_fields.get(pos)?.clone()))
+        })
+        .collect();
+    let metric_fields = ms.fields.iter().zip(&g.key.metric_fields).map(|(d, v)| (d.name.clone(), v.clone())).collect();
+    SelectedSeries {
+        series: s.clone(),
+        key: g.key.clone(),
+        target_fields,
+        metric_fields,
+        value_type: g.value_type.clone(),
+        kind: g.kind,
+    }
+}
+
 impl Leaf {
     /// Selects the series a read covers, up to the per-read series limit.
     pub fn select(&self, tenant: &str, req: &ReadRequest) -> Result<Vec<SelectedSeries>> {
@@ -75,29 +104,69 @@ impl Leaf {
                     "read matches more than {limit} series (the per-read series limit); add matchers to narrow it"
                 )));
             }
-            // Key order → declaration order: field `i` sits at its position in `order`.
-            let target_fields: Vec<(String, FieldValue)> = ts
-                .fields
-                .iter()
-                .enumerate()
-                .filter_map(|(i, def)| {
-                    let pos = order.iter().position(|&o| o == i)?;
-                    Some((def.name.clone(), g.key.target_fields.get(pos)?.clone()))
-                })
-                .collect();
-            let metric_fields =
-                ms.fields.iter().zip(&g.key.metric_fields).map(|(d, v)| (d.name.clone(), v.clone())).collect();
-            out.push(SelectedSeries {
-                series: s.clone(),
-                key: g.key.clone(),
-                target_fields,
-                metric_fields,
-                value_type: g.value_type.clone(),
-                kind: g.kind,
-            });
+            out.push(selected(&s, &g, &ts, &ms, &order));
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    /// Every series, of any tenant and schema, whose target string lies in
+    /// `[start, end)` (`end` `None`: no bound), sorted by key. This is what
+    /// a replica of that range holds.
+    pub fn select_range(&self, start: &[u8], end: Option<&[u8]>) -> Vec<SelectedSeries> {
+        let inner = &self.inner;
+        let mut out = Vec::new();
+        for s in inner.index.all() {
+            let g = s.lock();
+            let ts = g.key.target_string();
+            if ts.0.as_slice() < start || end.is_some_and(|e| ts.0.as_slice() >= e) {
+                continue;
+            }
+            let (Some(t), Some(m)) = (
+                inner.schemas.target(&g.key.tenant, &g.key.target_schema),
+                inner.schemas.metric(&g.key.tenant, &g.key.metric),
+            ) else {
+                continue;
+            };
+            out.push(selected(&s, &g, &t, &m, &t.key_order()));
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// For each range `[start, end)`, the number of series in it and a
+    /// median of their target strings (estimated from a sample).
+    pub fn range_stats(&self, ranges: &[(Vec<u8>, Option<Vec<u8>>)]) -> Vec<(u64, Option<Vec<u8>>)> {
+        const SAMPLE: usize = 4096;
+        let mut counts = vec![0u64; ranges.len()];
+        let mut samples: Vec<Vec<Vec<u8>>> = vec![Vec::new(); ranges.len()];
+        for s in self.inner.index.all() {
+            let ts = s.lock().key.target_string().0;
+            let Some(i) =
+                ranges.iter().position(|(a, b)| ts.as_slice() >= a.as_slice() && b.as_ref().is_none_or(|b| ts < *b))
+            else {
+                continue;
+            };
+            counts[i] += 1;
+            // The index iterates in hash order: keeping every k-th series
+            // once the sample is full keeps it spread over the range.
+            let n = counts[i] as usize;
+            if samples[i].len() < SAMPLE || n % (n / SAMPLE + 1) == 0 {
+                if samples[i].len() >= SAMPLE * 2 {
+                    samples[i].truncate(SAMPLE);
+                }
+                samples[i].push(ts);
+            }
+        }
+        counts
+            .into_iter()
+            .zip(samples)
+            .map(|(c, mut s)| {
+                s.sort();
+                s.dedup();
+                (c, s.get(s.len() / 2).cloned())
+            })
+            .collect()
     }
 
     /// The chunks of a selected series that may hold points in
