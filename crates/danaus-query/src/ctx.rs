@@ -88,6 +88,21 @@ impl ExecCtx {
         Ok(())
     }
 
+    /// Counts `series` series and `points` points read elsewhere (by a
+    /// remote leaf) against the limits.
+    pub fn add_touched(&self, series: u64, points: u64) -> Result<()> {
+        let n = self.series.fetch_add(series, Ordering::Relaxed) + series;
+        if n > self.limits.max_series {
+            return Err(Error::Limit {
+                name: "max_series",
+                what: "series touched",
+                limit: self.limits.max_series,
+                hint: "add filters to narrow it, or raise the limit",
+            });
+        }
+        self.touch_points(points)
+    }
+
     pub(crate) fn touch_series(&self) -> Result<()> {
         let n = self.series.fetch_add(1, Ordering::Relaxed) + 1;
         if n > self.limits.max_series {

@@ -10,7 +10,7 @@ use crate::ctx::{Cancel, Completeness, ExecCtx, QueryLimits};
 use crate::error::{Error, Result};
 use crate::exec::{Executor, ZoneSources};
 use crate::plan::{plan, Catalog, Plan, QueryRange};
-use crate::source::SeriesSource;
+use crate::source::LeafPhase;
 use crate::syntax::{ast::Query, parse};
 use crate::table::Table;
 
@@ -46,7 +46,7 @@ pub struct Engine {
 }
 
 struct SourceCatalog<'a> {
-    source: &'a dyn SeriesSource,
+    source: &'a dyn LeafPhase,
     tenant: &'a str,
 }
 

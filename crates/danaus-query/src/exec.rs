@@ -12,7 +12,7 @@ use crate::ctx::{Completeness, ExecCtx};
 use crate::error::{Error, Result};
 use crate::expr::{compile, CExpr, Context, Env};
 use crate::plan::{Combine, FetchPlan, Node, Stage, TableOp};
-use crate::source::{in_series, SeriesSource};
+use crate::source::{in_series, LeafPhase, SeriesSource};
 use crate::syntax::ast::Ranker;
 use crate::table::{Columns, PhaseOutput, Series, Table};
 
@@ -21,8 +21,8 @@ use crate::table::{Columns, PhaseOutput, Series, Table};
 pub struct ZoneSources {
     /// The zone's name.
     pub name: String,
-    /// Its leaves.
-    pub leaves: Vec<Arc<dyn SeriesSource>>,
+    /// Its leaves (in-process sources or remote leaves).
+    pub leaves: Vec<Arc<dyn LeafPhase>>,
 }
 
 /// Series per batch handed from sources and to callers.
@@ -377,7 +377,7 @@ impl Executor<'_> {
         if let (true, Some(out)) = (streaming, stream) {
             for zone in self.zones {
                 for leaf in &zone.leaves {
-                    match run_leaf_stage(leaf.as_ref(), fp, self.ctx, &mut *out).await {
+                    match leaf.run_phase(fp, self.ctx, &mut *out).await {
                         Ok(_) => completeness.record(&zone.name, leaf.name(), None),
                         Err(e) if is_unavailable(&e) => {
                             completeness.record(&zone.name, leaf.name(), Some(e.to_string()))
@@ -398,7 +398,7 @@ impl Executor<'_> {
                     tables.push(t);
                     Ok(())
                 };
-                let r = run_leaf_stage(leaf.as_ref(), fp, self.ctx, &mut collect).await;
+                let r = leaf.run_phase(fp, self.ctx, &mut collect).await;
                 (leaf.name().to_owned(), r.map(|partial| (partial, tables)))
             });
             let results = futures::future::join_all(runs).await;

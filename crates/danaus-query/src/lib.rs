@@ -48,5 +48,5 @@ pub use engine::{Engine, QueryReport, RunOptions};
 pub use error::{Error, Result};
 pub use exec::{run_leaf_stage, run_merge_stage, Executor, ZoneSources, BATCH};
 pub use plan::{plan, Catalog, Combine, FetchPlan, FetchSpec, Node, Plan, QueryRange, Stage, TableOp, DEFAULT_STEP};
-pub use source::{Keep, LeafSource, SeriesSource, Sink};
+pub use source::{Keep, LeafPhase, LeafSource, SeriesSource, Sink, TargetRanges};
 pub use table::{Columns, PhaseOutput, Series, Table};

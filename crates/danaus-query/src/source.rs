@@ -9,9 +9,10 @@ use danaus_model::{FieldValue, MetricSchema, TargetSchema};
 use futures::future::BoxFuture;
 
 use crate::align::{align, align_doubles, AlignSpec};
+use crate::ctx::ExecCtx;
 use crate::error::{Error, Result};
-use crate::plan::FetchSpec;
-use crate::table::Series;
+use crate::plan::{FetchPlan, FetchSpec};
+use crate::table::{PhaseOutput, Series, Table};
 
 /// Decides, from its fields, whether a selected series is read.
 pub type Keep<'a> = &'a (dyn Fn(&[FieldValue]) -> Result<bool> + Send + Sync);
@@ -47,18 +48,72 @@ pub trait SeriesSource: Send + Sync {
     ) -> BoxFuture<'a, Result<()>>;
 }
 
+/// Where a zone runs the leaf phase of a fetch: any in-process
+/// [`SeriesSource`] (through [`run_leaf_stage`](crate::run_leaf_stage)), or
+/// a remote leaf that runs the phase itself and sends back its output.
+pub trait LeafPhase: Send + Sync {
+    /// The name in completeness reports.
+    fn name(&self) -> &str;
+
+    /// The schemas of a fetch.
+    fn schemas(&self, tenant: &str, target: &str, metric: &str) -> Result<(Arc<TargetSchema>, Arc<MetricSchema>)>;
+
+    /// Runs `fp`'s leaf stage: finished series go to `emit`, partial
+    /// aggregates are returned. Series and points read count against `ctx`.
+    fn run_phase<'a>(
+        &'a self,
+        fp: &'a FetchPlan,
+        ctx: &'a ExecCtx,
+        emit: &'a mut (dyn FnMut(Table) -> Result<()> + Send),
+    ) -> BoxFuture<'a, Result<Option<PhaseOutput>>>;
+}
+
+impl<T: SeriesSource> LeafPhase for T {
+    fn name(&self) -> &str {
+        SeriesSource::name(self)
+    }
+
+    fn schemas(&self, tenant: &str, target: &str, metric: &str) -> Result<(Arc<TargetSchema>, Arc<MetricSchema>)> {
+        SeriesSource::schemas(self, tenant, target, metric)
+    }
+
+    fn run_phase<'a>(
+        &'a self,
+        fp: &'a FetchPlan,
+        ctx: &'a ExecCtx,
+        emit: &'a mut (dyn FnMut(Table) -> Result<()> + Send),
+    ) -> BoxFuture<'a, Result<Option<PhaseOutput>>> {
+        Box::pin(crate::exec::run_leaf_stage(self, fp, ctx, emit))
+    }
+}
+
+/// Target-string ranges `[start, end)` (`end` `None`: no bound).
+pub type TargetRanges = Arc<Vec<(Vec<u8>, Option<Vec<u8>>)>>;
+
 /// A [`SeriesSource`] over a leaf in this process.
 #[derive(Clone)]
 pub struct LeafSource {
     name: String,
     leaf: Leaf,
+    ranges: Option<TargetRanges>,
 }
 
 impl LeafSource {
     /// Serves `leaf` under `name`.
     pub fn new(name: impl Into<String>, leaf: Leaf) -> Self {
-        Self { name: name.into(), leaf }
+        Self { name: name.into(), leaf, ranges: None }
     }
+
+    /// Reads only series whose target string lies in one of `ranges`: a
+    /// replica answers for the ranges the mixer gave it, and no other.
+    pub fn with_ranges(mut self, ranges: TargetRanges) -> Self {
+        self.ranges = Some(ranges);
+        self
+    }
+}
+
+fn in_ranges(ranges: &[(Vec<u8>, Option<Vec<u8>>)], target: &[u8]) -> bool {
+    ranges.iter().any(|(a, b)| target >= a.as_slice() && b.as_deref().is_none_or(|b| target < b))
 }
 
 fn leaf_error(source: &str, e: danaus_leaf::Error) -> Error {
@@ -109,15 +164,23 @@ impl SeriesSource for LeafSource {
                 start: spec.start,
                 end: spec.end,
             };
-            let selected = self.leaf.select_at_most(tenant, &req, max_series).map_err(|e| match e {
-                danaus_leaf::Error::ResourceExhausted(_) => Error::Limit {
-                    name: "max_series",
-                    what: "series touched",
-                    limit: max_series as u64,
-                    hint: "add filters to narrow the query",
-                },
+            let over = || Error::Limit {
+                name: "max_series",
+                what: "series touched",
+                limit: max_series as u64,
+                hint: "add filters to narrow the query",
+            };
+            let limit = if self.ranges.is_some() { usize::MAX } else { max_series };
+            let mut selected = self.leaf.select_at_most(tenant, &req, limit).map_err(|e| match e {
+                danaus_leaf::Error::ResourceExhausted(_) => over(),
                 e => leaf_error(&self.name, e),
             })?;
+            if let Some(ranges) = &self.ranges {
+                selected.retain(|s| in_ranges(ranges, &s.key.target_string().0));
+                if selected.len() > max_series {
+                    return Err(over());
+                }
+            }
             let mut out: Vec<Series> = Vec::with_capacity(batch.min(selected.len()));
             let mut raw_points = 0u64;
             let mut last_target: Option<&[FieldValue]> = None;

@@ -139,25 +139,33 @@ impl Leaf {
     pub fn range_stats(&self, ranges: &[(Vec<u8>, Option<Vec<u8>>)]) -> Vec<(u64, Option<Vec<u8>>)> {
         const SAMPLE: usize = 4096;
         let mut counts = vec![0u64; ranges.len()];
-        let mut samples: Vec<Vec<Vec<u8>>> = vec![Vec::new(); ranges.len()];
+        // Per range: every `stride`-th series is sampled; when the sample
+        // fills up, every other one goes and the stride doubles. (The index
+        // iterates in hash order, so the sample spreads over the range.)
+        let mut samples: Vec<(Vec<Vec<u8>>, u64)> = vec![(Vec::new(), 1); ranges.len()];
         for s in self.inner.index.all() {
             let ts = s.lock().key.target_string().0;
-            let Some(i) =
-                ranges.iter().position(|(a, b)| ts.as_slice() >= a.as_slice() && b.as_ref().is_none_or(|b| ts < *b))
+            let Some(i) = ranges
+                .iter()
+                .position(|(a, b)| ts.as_slice() >= a.as_slice() && b.as_ref().is_none_or(|b| ts < *b))
             else {
                 continue;
             };
             counts[i] += 1;
-            // The index iterates in hash order: keeping every k-th series
-            // once the sample is full keeps it spread over the range.
-            let n = counts[i] as usize;
-            if samples[i].len() < SAMPLE || n % (n / SAMPLE + 1) == 0 {
-                if samples[i].len() >= SAMPLE * 2 {
-                    samples[i].truncate(SAMPLE);
+            let (sample, stride) = &mut samples[i];
+            if counts[i].is_multiple_of(*stride) {
+                sample.push(ts);
+                if sample.len() >= 2 * SAMPLE {
+                    let mut keep = false;
+                    sample.retain(|_| {
+                        keep = !keep;
+                        keep
+                    });
+                    *stride *= 2;
                 }
-                samples[i].push(ts);
             }
         }
+        let samples = samples.into_iter().map(|(s, _)| s);
         counts
             .into_iter()
             .zip(samples)

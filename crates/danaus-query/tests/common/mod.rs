@@ -24,7 +24,7 @@ use danaus_model::{
     Bucketer, Distribution, FieldDef, FieldType, FieldValue, MetricKind, MetricSchema, Point, ScalarType, TargetSchema,
     Value, ValueType,
 };
-use danaus_query::{Engine, LeafSource, QueryLimits, SeriesSource, Table, ZoneSources};
+use danaus_query::{Engine, LeafPhase, LeafSource, QueryLimits, Table, ZoneSources};
 use danaus_storage::{Clock, KvStore, MemKv, MemLogDevice};
 
 pub const SEC: i64 = 1_000_000_000;
@@ -255,7 +255,7 @@ pub async fn leaf_with(data: &DataSet, series: &[&SeriesWrite]) -> Leaf {
 /// One zone with one leaf holding everything.
 pub async fn single(data: &DataSet) -> Engine {
     let leaf = leaf_with(data, &data.series.iter().collect::<Vec<_>>()).await;
-    let src: Arc<dyn SeriesSource> = Arc::new(LeafSource::new("leaf-0", leaf));
+    let src: Arc<dyn LeafPhase> = Arc::new(LeafSource::new("leaf-0", leaf));
     Engine::new(vec![ZoneSources { name: "zone-0".into(), leaves: vec![src] }], QueryLimits::default())
 }
 
@@ -275,7 +275,7 @@ pub async fn spread(data: &DataSet, zones: usize, leaves: usize, seed: u64) -> E
     }
     let mut out = Vec::new();
     for z in 0..zones {
-        let mut srcs: Vec<Arc<dyn SeriesSource>> = Vec::new();
+        let mut srcs: Vec<Arc<dyn LeafPhase>> = Vec::new();
         for l in 0..leaves {
             let series = placement.get(&(z, l)).cloned().unwrap_or_default();
             srcs.push(Arc::new(LeafSource::new(format!("leaf-{z}-{l}"), leaf_with(data, &series).await)));
