@@ -135,7 +135,18 @@ impl pb::schema_service_server::SchemaService for Api {
     }
 }
 
-fn error_code(c: ErrorCode) -> i32 {
+/// A wire series as a leaf write.
+pub(crate) fn series_write(s: &pb::Series) -> Result<SeriesWrite, convert::ConvertError> {
+    Ok(SeriesWrite {
+        target_schema: s.target_schema.clone(),
+        target_fields: convert::field_list(&s.target_fields)?,
+        metric: s.metric.clone(),
+        metric_fields: convert::field_list(&s.metric_fields)?,
+        points: s.points.iter().enumerate().map(|(j, p)| convert::point(p, j)).collect::<Result<_, _>>()?,
+    })
+}
+
+pub(crate) fn error_code(c: ErrorCode) -> i32 {
     (match c {
         ErrorCode::InvalidArgument => pb::SeriesErrorCode::InvalidArgument,
         ErrorCode::NotFound => pb::SeriesErrorCode::NotFound,
@@ -157,20 +168,7 @@ impl pb::ingest_service_server::IngestService for Api {
             let mut positions = Vec::with_capacity(req.series.len());
             let mut errors = Vec::new();
             for (i, s) in req.series.iter().enumerate() {
-                let converted = (|| -> Result<SeriesWrite, convert::ConvertError> {
-                    Ok(SeriesWrite {
-                        target_schema: s.target_schema.clone(),
-                        target_fields: convert::field_list(&s.target_fields)?,
-                        metric: s.metric.clone(),
-                        metric_fields: convert::field_list(&s.metric_fields)?,
-                        points: s
-                            .points
-                            .iter()
-                            .enumerate()
-                            .map(|(j, p)| convert::point(p, j))
-                            .collect::<Result<_, _>>()?,
-                    })
-                })();
+                let converted = series_write(s);
                 match converted {
                     Ok(w) => {
                         batch.push(w);

@@ -6,6 +6,10 @@
 //! tenant check ([`tenant`]) → wire conversion (`danaus-proto`) → leaf or
 //! engine; errors become statuses in one place ([`status`]).
 //!
+//! In a zone, [`zone_leaf`] adds the leaf's zone-internal face
+//! (`LeafService`: fenced router writes, leaf phases for mixers, range
+//! copies) and its agent (heartbeats, schema mirror, range drops).
+//!
 //! The crate holds no RocksDB, file system or HTTP: the leaf arrives with
 //! its storage already chosen. `danaus-server` gives it RocksDB and the
 //! file system and adds HTTP and reflection; `simulation/` gives it the
@@ -16,6 +20,7 @@ pub mod grpc;
 pub mod query;
 pub mod status;
 pub mod tenant;
+pub mod zone_leaf;
 
 use std::sync::Arc;
 

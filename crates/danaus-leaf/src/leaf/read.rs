@@ -145,9 +145,8 @@ impl Leaf {
         let mut samples: Vec<(Vec<Vec<u8>>, u64)> = vec![(Vec::new(), 1); ranges.len()];
         for s in self.inner.index.all() {
             let ts = s.lock().key.target_string().0;
-            let Some(i) = ranges
-                .iter()
-                .position(|(a, b)| ts.as_slice() >= a.as_slice() && b.as_ref().is_none_or(|b| ts < *b))
+            let Some(i) =
+                ranges.iter().position(|(a, b)| ts.as_slice() >= a.as_slice() && b.as_ref().is_none_or(|b| ts < *b))
             else {
                 continue;
             };

@@ -1,0 +1,563 @@
+//! A leaf as a member of a zone.
+//!
+//! [`ZoneLeaf`] serves `LeafService`: fenced writes from leaf routers, the
+//! leaf phase of query plans for mixers (restricted to the ranges the mixer
+//! assigned it), and range export/copy for moves. Its agent keeps the leaf
+//! in step with the zone table: heartbeats with load to every assigner
+//! member, the zone's schemas mirrored into the leaf, and data of ranges
+//! that moved away dropped after a grace period.
+//!
+//! Fencing: a write carries the table version the router routed by. Each
+//! series is accepted only if this leaf holds its range and the range has
+//! not changed since that version ([`ZoneTable::check_write`]). Writes hold
+//! a read lock of `fence` from that check until they are durable;
+//! [`ZoneLeaf::applied_version`] takes the write lock, so the version a
+//! heartbeat reports covers every write that was checked against an older
+//! table. The assigner starts a range's history copy only after every
+//! source reported the version in which the new replica joined: later
+//! writes reached the new replica too, earlier ones are in the copy.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use danaus_assigner::{LeafLoad, RangeLoad, ReplicaState, TableWatcher, ZoneTable};
+use danaus_leaf::{Leaf, SeriesWrite};
+use danaus_model::{validate, MetricSchema, TargetSchema};
+use danaus_proto::convert;
+use danaus_proto::v1 as pb;
+use danaus_query::{run_leaf_stage, Cancel, ExecCtx, FetchPlan, LeafSource, PhaseOutput, QueryLimits, Table};
+use pb::leaf_service_client::LeafServiceClient;
+use tokio::sync::{mpsc, RwLock};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+use tonic::{Request, Response, Status};
+
+use crate::grpc::{error_code, series_write};
+use crate::status::leaf_status;
+use crate::tenant::{tenant, TENANT_HEADER};
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ZoneLeafStats {
+    /// Series refused because the router's range map was stale or wrong.
+    pub wrong_replica: AtomicU64,
+    /// Leaf phases run for mixers.
+    pub stages: AtomicU64,
+    /// Leaf phases refused because the leaf does not hold a range asked.
+    pub stages_refused: AtomicU64,
+    /// Ranges copied in.
+    pub copies: AtomicU64,
+    /// Series exported to other leaves.
+    pub exported_series: AtomicU64,
+    /// Ranges whose data was dropped.
+    pub drops: AtomicU64,
+}
+
+/// How the leaf's agent runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Heartbeat period.
+    pub heartbeat: Duration,
+    /// How often range loads are recomputed (a scan of the index).
+    pub load_every: Duration,
+    /// How long data of a range that moved away is kept (queries routed
+    /// by an older table may still read it).
+    pub drop_grace: Duration,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(1),
+            load_every: Duration::from_secs(10),
+            drop_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A leaf serving its zone.
+pub struct ZoneLeaf {
+    name: String,
+    addr: String,
+    leaf: Leaf,
+    table: TableWatcher,
+    fence: RwLock<()>,
+    /// Counters.
+    pub stats: Arc<ZoneLeafStats>,
+}
+
+impl std::fmt::Debug for ZoneLeaf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZoneLeaf").field("name", &self.name).field("addr", &self.addr).finish()
+    }
+}
+
+type Bounds = (Vec<u8>, Option<Vec<u8>>);
+
+fn bounds(r: &pb::TargetRange) -> Bounds {
+    (r.start.clone(), (!r.end.is_empty()).then(|| r.end.clone()))
+}
+
+/// Whether `[a, b)` lies inside ranges this leaf holds ready.
+fn covered(table: &ZoneTable, leaf: &str, (a, b): &Bounds) -> bool {
+    let mut at = a.clone();
+    loop {
+        let Some(r) = table.range_for(&at) else { return false };
+        if r.replica(leaf).is_none_or(|x| x.state != ReplicaState::Ready) {
+            return false;
+        }
+        match (&r.end, b) {
+            (None, _) => return true,
+            (Some(e), Some(b)) if e >= b => return true,
+            (Some(e), _) => at = e.clone(),
+        }
+    }
+}
+
+impl ZoneLeaf {
+    /// Serves `leaf` as `name`, reachable at `addr`, following `table`.
+    pub fn new(name: impl Into<String>, addr: impl Into<String>, leaf: Leaf, table: TableWatcher) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.into(),
+            addr: addr.into(),
+            leaf,
+            table,
+            fence: RwLock::new(()),
+            stats: Arc::default(),
+        })
+    }
+
+    /// The leaf's name in the zone.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The gRPC service.
+    pub fn service(self: &Arc<Self>) -> pb::leaf_service_server::LeafServiceServer<LeafSvc> {
+        pb::leaf_service_server::LeafServiceServer::new(LeafSvc(self.clone()))
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20)
+    }
+
+    /// The table version every finished and future write is checked
+    /// against (waits for writes checked against older versions).
+    pub async fn applied_version(&self) -> u64 {
+        let _all = self.fence.write().await;
+        self.table.current().version
+    }
+
+    /// Applies the table's schemas the leaf lacks.
+    async fn mirror_schemas(&self, table: &ZoneTable) {
+        for (tenant, s) in &table.schemas {
+            for t in s.targets.values() {
+                if self.leaf.target_schema(tenant, &t.name).as_deref() != Some(t) {
+                    if let Err(e) = self.leaf.apply_target_schema(tenant, t.clone()).await {
+                        tracing::warn!(tenant, schema = %t.name, "mirroring a target schema: {e}");
+                    }
+                }
+            }
+            for m in s.metrics.values() {
+                if self.leaf.metric_schema(tenant, &m.name).as_deref() != Some(m) {
+                    if let Err(e) = self.leaf.apply_metric_schema(tenant, m.clone()).await {
+                        tracing::warn!(tenant, schema = %m.name, "mirroring a metric schema: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ranges of the table this leaf does not hold (ready or joining).
+    fn foreign_ranges(&self, table: &ZoneTable) -> Vec<Bounds> {
+        table
+            .ranges
+            .values()
+            .filter(|r| r.replica(&self.name).is_none())
+            .map(|r| (r.start.clone(), r.end.clone()))
+            .collect()
+    }
+
+    async fn load(&self, table: &ZoneTable, samples_per_sec: f64) -> LeafLoad {
+        let held: Vec<(u64, Bounds)> =
+            table.ranges_of(&self.name).map(|(r, _)| (r.id, (r.start.clone(), r.end.clone()))).collect();
+        let bounds: Vec<Bounds> = held.iter().map(|(_, b)| b.clone()).collect();
+        let stats = self.leaf.range_stats(&bounds);
+        let mem = self.leaf.memory_usage();
+        LeafLoad {
+            series: mem.series as u64,
+            samples_per_sec,
+            memory_bytes: mem.chunk_bytes as u64,
+            table_version: 0,
+            ranges: held
+                .iter()
+                .zip(stats)
+                .map(|((id, _), (series, median))| RangeLoad { range: *id, series, median_target: median })
+                .collect(),
+        }
+    }
+
+    /// Runs until the process ends: heartbeats to `assigners`, schema
+    /// mirroring, and dropping ranges that moved away.
+    pub async fn run_agent(self: Arc<Self>, assigners: Vec<String>, cfg: AgentConfig) {
+        let mut clients: Vec<(String, Option<AssignerClient>)> = assigners.into_iter().map(|a| (a, None)).collect();
+        let mut load = LeafLoad::default();
+        let mut last_load: Option<(Instant, u64)> = None;
+        let mut pending_drops: HashMap<Bounds, Instant> = HashMap::new();
+        loop {
+            let table = self.table.current();
+            if table.version > 0 {
+                self.mirror_schemas(&table).await;
+            }
+            let now = Instant::now();
+            if last_load.is_none_or(|(at, _)| now.duration_since(at) >= cfg.load_every) {
+                let accepted = self.leaf.stats().points_accepted.load(Ordering::Relaxed);
+                let rate = match last_load {
+                    Some((at, before)) => {
+                        accepted.saturating_sub(before) as f64 / now.duration_since(at).as_secs_f64().max(1e-3)
+                    }
+                    None => 0.0,
+                };
+                load = self.load(&table, rate).await;
+                last_load = Some((now, accepted));
+            }
+            load.table_version = self.applied_version().await;
+            let load_json = serde_json::to_vec(&load).unwrap_or_default();
+            for (addr, client) in clients.iter_mut() {
+                if client.is_none() {
+                    if let Ok(e) = Endpoint::from_shared(format!("http://{addr}")) {
+                        *client = Some(pb::assigner_service_client::AssignerServiceClient::new(
+                            e.connect_timeout(Duration::from_secs(1)).connect_lazy(),
+                        ));
+                    }
+                }
+                if let Some(c) = client.as_mut() {
+                    let mut req = Request::new(pb::LeafHeartbeat {
+                        leaf: self.name.clone(),
+                        addr: self.addr.clone(),
+                        load_json: load_json.clone(),
+                    });
+                    req.set_timeout(cfg.heartbeat.max(Duration::from_millis(500)));
+                    if let Err(s) = c.heartbeat(req).await {
+                        tracing::debug!(assigner = %addr, "heartbeat: {}", s.message());
+                    }
+                }
+            }
+            // Drop what moved away, once the grace period passed — unless
+            // this leaf holds nothing at all (a renamed leaf must not wipe
+            // its data on the strength of a name).
+            let holds_any = table.ranges_of(&self.name).next().is_some();
+            if table.version > 0 && holds_any {
+                let foreign = self.foreign_ranges(&table);
+                pending_drops.retain(|b, _| foreign.contains(b));
+                for b in foreign {
+                    let since = *pending_drops.entry(b.clone()).or_insert(now);
+                    if now.duration_since(since) >= cfg.drop_grace {
+                        match self.leaf.drop_range(&b.0, b.1.as_deref()).await {
+                            Ok(0) => {}
+                            Ok(n) => {
+                                self.stats.drops.fetch_add(1, Ordering::Relaxed);
+                                tracing::info!(series = n, "dropped a range that moved to other leaves");
+                            }
+                            Err(e) => tracing::warn!("dropping a range that moved away: {e}"),
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(cfg.heartbeat).await;
+        }
+    }
+
+    async fn write(&self, tenant: &str, req: pb::LeafWriteRequest) -> Result<pb::WriteResponse, Status> {
+        let _fence = self.fence.read().await;
+        let mut table = self.table.current();
+        if table.version < req.table_version {
+            // The router saw a newer table: catch up before judging.
+            table = self.table.wait_for(req.table_version, Duration::from_secs(2)).await.unwrap_or(table);
+        }
+        let mut batch = Vec::with_capacity(req.series.len());
+        let mut positions = Vec::with_capacity(req.series.len());
+        let mut errors = Vec::new();
+        let mut missing_schemas: BTreeMap<String, ()> = BTreeMap::new();
+        for (i, s) in req.series.iter().enumerate() {
+            let reject = |message: String, code: pb::SeriesErrorCode| pb::SeriesError {
+                index: i as u32,
+                series: format!("{}::{}", s.target_schema, s.metric),
+                message,
+                rejected_points: (0..s.points.len() as u32).collect(),
+                code: code as i32,
+            };
+            let w = match series_write(s) {
+                Ok(w) => w,
+                Err(e) => {
+                    errors.push(reject(e.0, pb::SeriesErrorCode::InvalidArgument));
+                    continue;
+                }
+            };
+            if let Some(ts) = table.target_schema(tenant, &w.target_schema) {
+                if let Ok(target) = validate::encoded_target(tenant, ts, &w.target_fields) {
+                    if let Err(f) = table.check_write(&self.name, &target, req.table_version) {
+                        self.stats.wrong_replica.fetch_add(1, Ordering::Relaxed);
+                        errors.push(reject(
+                            format!(
+                                "leaf {} does not take this series at table version {}: {f:?}; refresh the range map",
+                                self.name, req.table_version
+                            ),
+                            pb::SeriesErrorCode::WrongReplica,
+                        ));
+                        continue;
+                    }
+                }
+                if self.leaf.target_schema(tenant, &w.target_schema).is_none()
+                    || self.leaf.metric_schema(tenant, &w.metric).is_none()
+                {
+                    missing_schemas.insert(w.target_schema.clone(), ());
+                }
+            }
+            batch.push(w);
+            positions.push(i);
+        }
+        if !missing_schemas.is_empty() {
+            // The mirror has not caught up with a schema the router used.
+            self.mirror_schemas(&table).await;
+        }
+        let result = self.leaf.write(tenant, &batch).await.map_err(leaf_status)?;
+        errors.extend(result.errors.into_iter().map(|e| pb::SeriesError {
+            index: positions[e.index] as u32,
+            series: e.series,
+            message: e.message,
+            rejected_points: e.rejected_points,
+            code: error_code(e.code),
+        }));
+        errors.sort_by_key(|e| e.index);
+        Ok(pb::WriteResponse { accepted_points: result.accepted_points, errors })
+    }
+
+    /// Streams the series of a range from this leaf, a tenant at a time.
+    async fn export(&self, range: Bounds, tx: mpsc::Sender<Result<pb::ExportBatch, Status>>) -> Result<(), Status> {
+        const BATCH_POINTS: usize = 65_536;
+        let selected = self.leaf.select_range(&range.0, range.1.as_deref());
+        let mut out: Option<ExportParts> = None;
+        let mut points_in_batch = 0usize;
+        for s in selected {
+            let tenant = s.key.tenant.clone();
+            if out.as_ref().is_some_and(|o| o.0 != tenant || points_in_batch >= BATCH_POINTS) {
+                if let Some(o) = out.take() {
+                    send_export(&tx, o).await?;
+                }
+                points_in_batch = 0;
+            }
+            let o = out.get_or_insert_with(|| (tenant.clone(), Vec::new(), BTreeMap::new(), BTreeMap::new()));
+            if let Some(t) = self.leaf.target_schema(&tenant, &s.key.target_schema) {
+                o.2.insert(t.name.clone(), (*t).clone());
+            }
+            if let Some(m) = self.leaf.metric_schema(&tenant, &s.key.metric) {
+                o.3.insert(m.name.clone(), (*m).clone());
+            }
+            let points = self.leaf.points(&s, i64::MIN, i64::MAX).await.map_err(leaf_status)?;
+            points_in_batch += points.len() + 1;
+            o.1.push(pb::Series {
+                target_schema: s.key.target_schema.clone(),
+                target_fields: convert::field_map_to(s.target_fields.iter()),
+                metric: s.key.metric.clone(),
+                metric_fields: convert::field_map_to(s.metric_fields.iter()),
+                points: points.iter().map(convert::point_to).collect(),
+            });
+            self.stats.exported_series.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(o) = out.take() {
+            send_export(&tx, o).await?;
+        }
+        Ok(())
+    }
+
+    /// Copies a range from the first source that gives all of it.
+    async fn copy_range(&self, range: Bounds, sources: &[String]) -> Result<pb::CopyRangeReply, Status> {
+        let mut last_err = String::from("no sources given");
+        for src in sources {
+            match self.copy_from(&range, src).await {
+                Ok(r) => {
+                    self.stats.copies.fetch_add(1, Ordering::Relaxed);
+                    return Ok(r);
+                }
+                Err(e) => {
+                    tracing::warn!(source = %src, "range copy: {e}");
+                    last_err = format!("from {src}: {e}");
+                }
+            }
+        }
+        Err(Status::unavailable(format!("copying the range failed; last error {last_err}")))
+    }
+
+    async fn copy_from(&self, range: &Bounds, src: &str) -> Result<pb::CopyRangeReply, String> {
+        let channel = Endpoint::from_shared(format!("http://{src}"))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(Duration::from_secs(2))
+            .connect()
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let mut client = LeafServiceClient::new(channel).max_decoding_message_size(256 << 20);
+        let req = pb::ExportRequest {
+            range: Some(pb::TargetRange { start: range.0.clone(), end: range.1.clone().unwrap_or_default() }),
+        };
+        let mut stream = client.export(req).await.map_err(|s| s.message().to_owned())?.into_inner();
+        let mut reply = pb::CopyRangeReply::default();
+        while let Some(b) = stream.message().await.map_err(|s| s.message().to_owned())? {
+            let targets: Vec<TargetSchema> =
+                serde_json::from_slice(&b.target_schemas_json).map_err(|e| e.to_string())?;
+            let metrics: Vec<MetricSchema> =
+                serde_json::from_slice(&b.metric_schemas_json).map_err(|e| e.to_string())?;
+            for t in targets {
+                self.leaf.apply_target_schema(&b.tenant, t).await.map_err(|e| e.to_string())?;
+            }
+            for m in metrics {
+                self.leaf.apply_metric_schema(&b.tenant, m).await.map_err(|e| e.to_string())?;
+            }
+            let batch: Vec<SeriesWrite> =
+                b.series.iter().map(series_write).collect::<Result<_, _>>().map_err(|e| e.0)?;
+            let r = self.leaf.import(&b.tenant, &batch).await.map_err(|e| e.to_string())?;
+            if let Some(e) = r.errors.first() {
+                // Replicas disagree (a conflict) or the data is invalid:
+                // the copy must not silently lose points.
+                return Err(format!("importing series {}: {}", e.series, e.message));
+            }
+            reply.series += batch.len() as u64;
+            reply.points += r.accepted_points;
+        }
+        Ok(reply)
+    }
+
+    async fn run_stage(&self, tenant: String, req: pb::LeafStageRequest) -> Result<Vec<pb::LeafStageReply>, Status> {
+        self.stats.stages.fetch_add(1, Ordering::Relaxed);
+        let fp: FetchPlan = rmp_serde::from_slice(&req.plan)
+            .map_err(|e| Status::invalid_argument(format!("undecodable leaf plan: {e}")))?;
+        let ranges: Vec<Bounds> = req.ranges.iter().map(bounds).collect();
+        let table = self.table.current();
+        if let Some(r) = ranges.iter().find(|r| !covered(&table, &self.name, r)) {
+            self.stats.stages_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Status::failed_precondition(format!(
+                "leaf {} does not hold range [{}, {}) ready at table version {}",
+                self.name,
+                danaus_assigner::table::escape(&r.0),
+                r.1.as_deref().map_or_else(|| "∞".to_owned(), danaus_assigner::table::escape),
+                table.version
+            )));
+        }
+        let source = LeafSource::new(self.name.clone(), self.leaf.clone()).with_ranges(Arc::new(ranges));
+        let limits = QueryLimits { max_series: req.max_series, max_points: req.max_points };
+        let deadline = (req.timeout_ms > 0).then(|| std::time::Instant::now() + Duration::from_millis(req.timeout_ms));
+        let ctx = ExecCtx::new(tenant, limits, Cancel::new(), deadline);
+        let mut tables: Vec<Table> = Vec::new();
+        let mut emit = |t: Table| -> danaus_query::Result<()> {
+            tables.push(t);
+            Ok(())
+        };
+        let partial = run_leaf_stage(&source, &fp, &ctx, &mut emit).await.map_err(|e| stage_status(&e))?;
+        let mut out = Vec::with_capacity(tables.len() + 2);
+        let enc = |e: rmp_serde::encode::Error| Status::internal(format!("encoding a leaf phase's output: {e}"));
+        for t in &tables {
+            out.push(pb::LeafStageReply {
+                item: Some(pb::leaf_stage_reply::Item::Table(rmp_serde::to_vec(t).map_err(enc)?)),
+            });
+        }
+        if let Some(p) = partial {
+            let p: PhaseOutput = p;
+            out.push(pb::LeafStageReply {
+                item: Some(pb::leaf_stage_reply::Item::Partial(rmp_serde::to_vec(&p).map_err(enc)?)),
+            });
+        }
+        out.push(pb::LeafStageReply {
+            item: Some(pb::leaf_stage_reply::Item::Done(pb::StageDone {
+                series_touched: ctx.series_touched(),
+                points_touched: ctx.points_touched(),
+            })),
+        });
+        Ok(out)
+    }
+}
+
+/// A leaf phase's error as a status the mixer maps back.
+fn stage_status(e: &danaus_query::Error) -> Status {
+    use danaus_query::Error as E;
+    match e {
+        E::Limit { .. } => Status::resource_exhausted(e.to_string()),
+        E::Cancelled(_) => Status::deadline_exceeded(e.to_string()),
+        E::NotFound(_) => Status::not_found(e.to_string()),
+        E::Source { unavailable: true, .. } => Status::unavailable(e.to_string()),
+        E::Invalid { .. } | E::Eval(_) => Status::invalid_argument(e.to_string()),
+        _ => Status::internal(e.to_string()),
+    }
+}
+
+type AssignerClient = pb::assigner_service_client::AssignerServiceClient<tonic::transport::Channel>;
+
+type ExportParts = (String, Vec<pb::Series>, BTreeMap<String, TargetSchema>, BTreeMap<String, MetricSchema>);
+
+async fn send_export(tx: &mpsc::Sender<Result<pb::ExportBatch, Status>>, o: ExportParts) -> Result<(), Status> {
+    let (tenant, series, targets, metrics) = o;
+    let enc = |e: serde_json::Error| Status::internal(format!("encoding schemas: {e}"));
+    let batch = pb::ExportBatch {
+        tenant,
+        target_schemas_json: serde_json::to_vec(&targets.into_values().collect::<Vec<_>>()).map_err(enc)?,
+        metric_schemas_json: serde_json::to_vec(&metrics.into_values().collect::<Vec<_>>()).map_err(enc)?,
+        series,
+    };
+    tx.send(Ok(batch)).await.map_err(|_| Status::cancelled("the copying leaf went away"))
+}
+
+/// `LeafService` over a [`ZoneLeaf`].
+#[derive(Clone)]
+pub struct LeafSvc(Arc<ZoneLeaf>);
+
+#[tonic::async_trait]
+impl pb::leaf_service_server::LeafService for LeafSvc {
+    async fn write(&self, req: Request<pb::LeafWriteRequest>) -> Result<Response<pb::WriteResponse>, Status> {
+        let tenant = tenant(&req)?;
+        Ok(Response::new(self.0.write(&tenant, req.into_inner()).await?))
+    }
+
+    type RunStageStream = ReceiverStream<Result<pb::LeafStageReply, Status>>;
+
+    async fn run_stage(&self, req: Request<pb::LeafStageRequest>) -> Result<Response<Self::RunStageStream>, Status> {
+        let tenant = tenant(&req)?;
+        let replies = self.0.run_stage(tenant, req.into_inner()).await?;
+        let (tx, rx) = mpsc::channel(replies.len().max(1));
+        for r in replies {
+            // The channel holds them all.
+            let _ = tx.try_send(Ok(r));
+        }
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    type ExportStream = ReceiverStream<Result<pb::ExportBatch, Status>>;
+
+    async fn export(&self, req: Request<pb::ExportRequest>) -> Result<Response<Self::ExportStream>, Status> {
+        let range = req.into_inner().range.ok_or_else(|| Status::invalid_argument("export needs a range"))?;
+        let (tx, rx) = mpsc::channel(2);
+        let me = self.0.clone();
+        tokio::spawn(async move {
+            // Wait for writes checked against older tables (see the module docs).
+            drop(me.fence.write().await);
+            if let Err(s) = me.export(bounds(&range), tx.clone()).await {
+                let _ = tx.send(Err(s)).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn copy_range(&self, req: Request<pb::CopyRangeRequest>) -> Result<Response<pb::CopyRangeReply>, Status> {
+        let r = req.into_inner();
+        let range = r.range.ok_or_else(|| Status::invalid_argument("copy needs a range"))?;
+        Ok(Response::new(self.0.copy_range(bounds(&range), &r.sources).await?))
+    }
+}
+
+/// Sets the tenant header on a request.
+pub fn with_tenant<T>(req: &mut Request<T>, tenant: &str) -> Result<(), Status> {
+    let v = tenant
+        .parse()
+        .map_err(|_| Status::invalid_argument(format!("tenant {tenant:?} is not a valid header value")))?;
+    req.metadata_mut().insert(TENANT_HEADER, v);
+    Ok(())
+}
