@@ -1,0 +1,239 @@
+//! The zone's front door for writes and schemas.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use danaus_assigner::{TableWatcher, ZoneCommand};
+use danaus_model::FieldValue;
+use danaus_node::tenant::tenant;
+use danaus_node::zone_leaf::with_tenant;
+use danaus_proto::convert;
+use danaus_proto::v1 as pb;
+use parking_lot::Mutex;
+use pb::assigner_service_client::AssignerServiceClient;
+use pb::ingest_service_client::IngestServiceClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use crate::leaf_router::LeafRouter;
+use crate::zone_map::ZoneMap;
+
+/// `IngestService` and `SchemaService` of a zone.
+pub struct IngestRouter {
+    leaves: Arc<LeafRouter>,
+    zones: ZoneMap,
+    assigners: Vec<String>,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl std::fmt::Debug for IngestRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestRouter").field("zone", &self.zones.local).finish()
+    }
+}
+
+fn channel_to(cache: &Mutex<HashMap<String, Channel>>, addr: &str) -> Result<Channel, Status> {
+    if let Some(c) = cache.lock().get(addr) {
+        return Ok(c.clone());
+    }
+    let c = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| Status::internal(format!("bad address {addr:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(1))
+        .connect_lazy();
+    cache.lock().insert(addr.to_owned(), c.clone());
+    Ok(c)
+}
+
+impl IngestRouter {
+    /// The front door of zone `zones.local`, writing through `leaves` and
+    /// applying schemas through the assigner members at `assigners`.
+    pub fn new(leaves: Arc<LeafRouter>, zones: ZoneMap, assigners: Vec<String>) -> Arc<Self> {
+        Arc::new(Self { leaves, zones, assigners, channels: Mutex::default() })
+    }
+
+    fn table(&self) -> &TableWatcher {
+        self.leaves.table()
+    }
+
+    /// The gRPC services.
+    pub fn services(
+        self: &Arc<Self>,
+    ) -> (pb::ingest_service_server::IngestServiceServer<Front>, pb::schema_service_server::SchemaServiceServer<Front>)
+    {
+        (
+            pb::ingest_service_server::IngestServiceServer::new(Front(self.clone()))
+                .max_decoding_message_size(danaus_node::MAX_MESSAGE_BYTES),
+            pb::schema_service_server::SchemaServiceServer::new(Front(self.clone())),
+        )
+    }
+
+    /// The zone owning series `s`, by its location field; `None` for this
+    /// zone (also when the location cannot be read: the leaf router then
+    /// reports what is wrong with the series).
+    fn zone_for(&self, tenant: &str, s: &pb::Series) -> Option<String> {
+        let table = self.table().current();
+        let ts = table.target_schema(tenant, &s.target_schema)?;
+        let v = s.target_fields.get(&ts.location_field)?;
+        let Ok(FieldValue::String(loc)) = convert::field_value(v, &ts.location_field) else { return None };
+        let z = self.zones.zone_of(&loc)?;
+        (z.name != self.zones.local).then(|| z.name.clone())
+    }
+
+    /// Writes a batch: this zone's series through the leaf router, the
+    /// others forwarded to their zones' routers.
+    pub async fn write(self: &Arc<Self>, tenant: &str, series: Vec<pb::Series>) -> Result<pb::WriteResponse, Status> {
+        let mut by_zone: BTreeMap<Option<String>, (Vec<usize>, Vec<pb::Series>)> = BTreeMap::new();
+        for (i, s) in series.into_iter().enumerate() {
+            let e = by_zone.entry(self.zone_for(tenant, &s)).or_default();
+            e.0.push(i);
+            e.1.push(s);
+        }
+        let mut out = pb::WriteResponse::default();
+        for (zone, (positions, batch)) in by_zone {
+            let r = match &zone {
+                None => self.leaves.write(tenant, batch).await?,
+                Some(z) => self.forward(tenant, z, batch).await?,
+            };
+            out.accepted_points += r.accepted_points;
+            out.errors.extend(r.errors.into_iter().map(|mut e| {
+                e.index = positions.get(e.index as usize).copied().unwrap_or(0) as u32;
+                e
+            }));
+        }
+        out.errors.sort_by_key(|e| e.index);
+        Ok(out)
+    }
+
+    async fn forward(&self, tenant: &str, zone: &str, batch: Vec<pb::Series>) -> Result<pb::WriteResponse, Status> {
+        let routers = self.zones.zones.iter().find(|z| z.name == zone).map(|z| z.routers.clone()).unwrap_or_default();
+        let mut last = format!("zone {zone} has no routers in the zone map");
+        for addr in &routers {
+            let mut client = IngestServiceClient::new(channel_to(&self.channels, addr)?)
+                .max_encoding_message_size(danaus_node::MAX_MESSAGE_BYTES);
+            let mut req = Request::new(pb::WriteRequest { series: batch.clone() });
+            with_tenant(&mut req, tenant)?;
+            req.set_timeout(Duration::from_secs(30));
+            match client.write(req).await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(s) if s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::DeadlineExceeded => {
+                    last = format!("router {addr} of zone {zone}: {}", s.message());
+                }
+                Err(s) => return Err(s),
+            }
+        }
+        Err(Status::unavailable(format!("cannot forward to zone {zone}: {last}")))
+    }
+
+    /// Proposes a change of the zone table through any assigner member.
+    async fn propose(&self, cmd: &ZoneCommand) -> Result<u64, Status> {
+        let json = serde_json::to_vec(cmd).map_err(|e| Status::internal(e.to_string()))?;
+        let mut last = Status::unavailable("no range assigner addresses configured");
+        for addr in &self.assigners {
+            let mut client = AssignerServiceClient::new(channel_to(&self.channels, addr)?);
+            let mut req = Request::new(pb::ZoneProposal { command_json: json.clone() });
+            req.set_timeout(Duration::from_secs(15));
+            match client.propose(req).await {
+                Ok(r) => return Ok(r.into_inner().version),
+                Err(s) if s.code() == tonic::Code::InvalidArgument => return Err(s),
+                Err(s) => last = s,
+            }
+        }
+        Err(Status::unavailable(format!("the range assigner is unreachable: {}", last.message())))
+    }
+}
+
+/// The services over an [`IngestRouter`].
+#[derive(Clone)]
+pub struct Front(Arc<IngestRouter>);
+
+#[tonic::async_trait]
+impl pb::ingest_service_server::IngestService for Front {
+    async fn write(&self, req: Request<pb::WriteRequest>) -> Result<Response<pb::WriteResponse>, Status> {
+        let tenant = tenant(&req)?;
+        Ok(Response::new(self.0.write(&tenant, req.into_inner().series).await?))
+    }
+}
+
+fn outcome(o: pb::ApplyOutcome) -> i32 {
+    o as i32
+}
+
+#[tonic::async_trait]
+impl pb::schema_service_server::SchemaService for Front {
+    async fn apply(&self, req: Request<pb::ApplySchemasRequest>) -> Result<Response<pb::ApplySchemasResponse>, Status> {
+        let tenant = tenant(&req)?;
+        let req = req.into_inner();
+        let bad = |e: convert::ConvertError| Status::invalid_argument(e.0);
+        let targets = req.targets.iter().map(convert::target_schema).collect::<Result<Vec<_>, _>>().map_err(bad)?;
+        let metrics = req.metrics.iter().map(convert::metric_schema).collect::<Result<Vec<_>, _>>().map_err(bad)?;
+        for t in &targets {
+            t.validate().map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        for m in &metrics {
+            m.validate().map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        let mut results = Vec::new();
+        let mut version = 0;
+        for t in targets {
+            let before = self.0.table().current().target_schema(&tenant, &t.name).cloned();
+            let o = match before {
+                Some(b) if b == t => pb::ApplyOutcome::Unchanged,
+                Some(_) => pb::ApplyOutcome::Updated,
+                None => pb::ApplyOutcome::Created,
+            };
+            let name = t.name.clone();
+            if o != pb::ApplyOutcome::Unchanged {
+                version = self.0.propose(&ZoneCommand::ApplyTargetSchema { tenant: tenant.clone(), schema: t }).await?;
+            }
+            results.push(pb::ApplyResult { name, is_target: true, outcome: outcome(o) });
+        }
+        for m in metrics {
+            let before = self.0.table().current().metric_schema(&tenant, &m.name).cloned();
+            let o = match before {
+                Some(b) if b == m => pb::ApplyOutcome::Unchanged,
+                Some(_) => pb::ApplyOutcome::Updated,
+                None => pb::ApplyOutcome::Created,
+            };
+            let name = m.name.clone();
+            if o != pb::ApplyOutcome::Unchanged {
+                version = self.0.propose(&ZoneCommand::ApplyMetricSchema { tenant: tenant.clone(), schema: m }).await?;
+            }
+            results.push(pb::ApplyResult { name, is_target: false, outcome: outcome(o) });
+        }
+        // A write sent after this call returns routes with the new schemas.
+        self.0
+            .table()
+            .wait_for(version, Duration::from_secs(10))
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(pb::ApplySchemasResponse { results }))
+    }
+
+    async fn get(&self, req: Request<pb::GetSchemaRequest>) -> Result<Response<pb::GetSchemaResponse>, Status> {
+        let tenant = tenant(&req)?;
+        use pb::get_schema_request::Name;
+        use pb::get_schema_response::Schema;
+        let table = self.0.table().current();
+        let schema = match req.into_inner().name {
+            Some(Name::Target(n)) => Schema::Target(convert::target_schema_to(
+                table.target_schema(&tenant, &n).ok_or_else(|| Status::not_found(format!("no target schema {n:?}")))?,
+            )),
+            Some(Name::Metric(n)) => Schema::Metric(convert::metric_schema_to(
+                table.metric_schema(&tenant, &n).ok_or_else(|| Status::not_found(format!("no metric schema {n:?}")))?,
+            )),
+            None => return Err(Status::invalid_argument("name a target or a metric schema")),
+        };
+        Ok(Response::new(pb::GetSchemaResponse { schema: Some(schema) }))
+    }
+
+    async fn list(&self, req: Request<pb::ListSchemasRequest>) -> Result<Response<pb::ListSchemasResponse>, Status> {
+        let tenant = tenant(&req)?;
+        let table = self.0.table().current();
+        let s = table.schemas.get(&tenant);
+        Ok(Response::new(pb::ListSchemasResponse {
+            targets: s.map(|s| s.targets.values().map(convert::target_schema_to).collect()).unwrap_or_default(),
+            metrics: s.map(|s| s.metrics.values().map(convert::metric_schema_to).collect()).unwrap_or_default(),
+        }))
+    }
+}

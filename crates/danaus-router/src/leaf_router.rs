@@ -1,0 +1,407 @@
+//! The leaf router: series → range → replica leaves, quorum acks.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use danaus_assigner::{ReplicaState, TableWatcher, ZoneTable};
+use danaus_model::validate;
+use danaus_node::zone_leaf::with_tenant;
+use danaus_proto::convert;
+use danaus_proto::v1 as pb;
+use parking_lot::Mutex;
+use pb::leaf_service_client::LeafServiceClient;
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+/// How many replicas must store a write before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quorum {
+    /// A majority of the range's ready replicas.
+    Majority,
+    /// Every ready replica.
+    All,
+    /// One ready replica.
+    One,
+}
+
+impl Quorum {
+    fn needed(self, ready: usize) -> usize {
+        match self {
+            Quorum::Majority => ready / 2 + 1,
+            Quorum::All => ready,
+            Quorum::One => ready.min(1),
+        }
+    }
+
+    /// Parses `majority`, `all` or `one`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "majority" => Ok(Quorum::Majority),
+            "all" => Ok(Quorum::All),
+            "one" => Ok(Quorum::One),
+            _ => Err(format!("unknown write quorum {s:?}: use majority, all or one")),
+        }
+    }
+}
+
+/// How the router writes.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// Replicas that must store a write before it is acknowledged.
+    pub quorum: Quorum,
+    /// Give up on a write (UNAVAILABLE) after this long.
+    pub deadline: Duration,
+    /// Longest wait for one replica's answer.
+    pub attempt_timeout: Duration,
+    /// After the ack, keep writing to replicas that have not stored it yet
+    /// for this long.
+    pub catch_up: Duration,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            quorum: Quorum::Majority,
+            deadline: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(2),
+            catch_up: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct RouterStats {
+    /// Write requests.
+    pub writes: AtomicU64,
+    /// Series routed.
+    pub series: AtomicU64,
+    /// Sends to a replica that failed (unreachable, timed out).
+    pub replica_failures: AtomicU64,
+    /// Series a replica refused because the router's map was stale.
+    pub stale_map: AtomicU64,
+    /// Writes that did not reach quorum by the deadline.
+    pub quorum_failures: AtomicU64,
+    /// Replicas that had still not stored a write when catch-up gave up.
+    pub replicas_behind: AtomicU64,
+}
+
+/// Where one series stands.
+#[derive(Debug, Clone, Default)]
+struct Pending {
+    /// Leaves that stored it (or answered it with a final per-series error).
+    acks: BTreeSet<String>,
+    /// The first final error a replica gave, or one the router found.
+    error: Option<pb::SeriesError>,
+    /// Quorum reached (or refused before any replica was asked).
+    done: bool,
+    /// Why it is still pending, for the error at the deadline.
+    why: String,
+}
+
+/// Routes writes to the replicas of their ranges.
+pub struct LeafRouter {
+    table: TableWatcher,
+    cfg: RouterConfig,
+    clients: Mutex<HashMap<String, LeafServiceClient<Channel>>>,
+    /// Counters.
+    pub stats: Arc<RouterStats>,
+}
+
+impl std::fmt::Debug for LeafRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeafRouter").field("cfg", &self.cfg).finish()
+    }
+}
+
+fn series_error(index: usize, s: &pb::Series, message: String, code: pb::SeriesErrorCode) -> pb::SeriesError {
+    pb::SeriesError {
+        index: index as u32,
+        series: format!("{}::{}", s.target_schema, s.metric),
+        message,
+        rejected_points: (0..s.points.len() as u32).collect(),
+        code: code as i32,
+    }
+}
+
+/// What one round decided for a series: its range's replicas.
+struct Route {
+    ready: Vec<String>,
+    joining: Vec<String>,
+}
+
+impl LeafRouter {
+    /// A router following `table`.
+    pub fn new(table: TableWatcher, cfg: RouterConfig) -> Arc<Self> {
+        Arc::new(Self { table, cfg, clients: Mutex::default(), stats: Arc::default() })
+    }
+
+    /// The zone table the router routes by.
+    pub fn table(&self) -> &TableWatcher {
+        &self.table
+    }
+
+    fn client(&self, addr: &str) -> Result<LeafServiceClient<Channel>, String> {
+        if let Some(c) = self.clients.lock().get(addr) {
+            return Ok(c.clone());
+        }
+        let ch = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| format!("bad leaf address {addr:?}: {e}"))?
+            .connect_timeout(Duration::from_secs(1))
+            .connect_lazy();
+        let c = LeafServiceClient::new(ch).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
+        self.clients.lock().insert(addr.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    /// Writes `series` of `tenant`. Per-series problems (invalid data,
+    /// unknown schemas, conflicts) are listed in the response; if some
+    /// series did not reach its write quorum by the deadline, the whole
+    /// call fails with UNAVAILABLE, and retrying it is safe (replicas
+    /// recognise points they already hold).
+    pub async fn write(self: &Arc<Self>, tenant: &str, series: Vec<pb::Series>) -> Result<pb::WriteResponse, Status> {
+        self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        self.stats.series.fetch_add(series.len() as u64, Ordering::Relaxed);
+        let series = Arc::new(series);
+        let mut state = vec![Pending::default(); series.len()];
+        let deadline = Instant::now() + self.cfg.deadline;
+        let routes = self.rounds(tenant, &series, &mut state, self.cfg.quorum, deadline).await?;
+        let behind: Vec<usize> = state
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| p.done && routes.get(i).is_some_and(|r| r.iter().any(|l| !p.acks.contains(l))))
+            .map(|(i, _)| i)
+            .collect();
+        let stuck: Vec<(usize, &Pending)> = state.iter().enumerate().filter(|(_, p)| !p.done).collect();
+        if !stuck.is_empty() {
+            self.stats.quorum_failures.fetch_add(1, Ordering::Relaxed);
+            let (i, p) = stuck[0];
+            return Err(Status::unavailable(format!(
+                "{} of {} series did not reach the write quorum within {:?}; the first, series {} ({}::{}): {}. Retrying the write is safe.",
+                stuck.len(),
+                series.len(),
+                self.cfg.deadline,
+                i,
+                series[i].target_schema,
+                series[i].metric,
+                p.why
+            )));
+        }
+        let mut accepted = 0u64;
+        let mut errors = Vec::new();
+        for (i, p) in state.iter().enumerate() {
+            let rejected = p.error.as_ref().map_or(0, |e| e.rejected_points.len());
+            accepted += series[i].points.len().saturating_sub(rejected) as u64;
+            if let Some(e) = &p.error {
+                errors.push(e.clone());
+            }
+        }
+        if !behind.is_empty() && self.cfg.quorum != Quorum::All {
+            self.catch_up(tenant, series, state, behind);
+        }
+        Ok(pb::WriteResponse { accepted_points: accepted, errors })
+    }
+
+    /// Keeps writing, in the background, to replicas that have not stored
+    /// series the caller was already told are stored.
+    fn catch_up(self: &Arc<Self>, tenant: &str, series: Arc<Vec<pb::Series>>, state: Vec<Pending>, behind: Vec<usize>) {
+        let me = self.clone();
+        let tenant = tenant.to_owned();
+        tokio::spawn(async move {
+            let mut state: Vec<Pending> = state
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut p)| {
+                    // Only the ones behind are still open.
+                    p.done = !behind.contains(&i);
+                    p
+                })
+                .collect();
+            let deadline = Instant::now() + me.cfg.catch_up;
+            if me.rounds(&tenant, &series, &mut state, Quorum::All, deadline).await.is_err() {
+                return;
+            }
+            let left = state.iter().filter(|p| !p.done).count() as u64;
+            if left > 0 {
+                me.stats.replicas_behind.fetch_add(left, Ordering::Relaxed);
+                tracing::warn!(series = left, "replicas did not catch up with acknowledged writes");
+            }
+        });
+    }
+
+    /// Sends rounds of writes until every series is done or the deadline
+    /// passes. Returns each series' replica leaves as last routed.
+    async fn rounds(
+        &self,
+        tenant: &str,
+        series: &[pb::Series],
+        state: &mut [Pending],
+        quorum: Quorum,
+        deadline: Instant,
+    ) -> Result<BTreeMap<usize, Vec<String>>, Status> {
+        let mut routed: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let mut table = self.table.current();
+            if table.ranges.is_empty() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                table = self.table.wait_for(1, left).await.map_err(|e| Status::unavailable(e.to_string()))?;
+            }
+            // Route every open series and batch it per leaf.
+            let mut batches: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            let mut routes: BTreeMap<usize, Route> = BTreeMap::new();
+            for (i, s) in series.iter().enumerate() {
+                if state[i].done {
+                    continue;
+                }
+                match route(&table, tenant, s) {
+                    Err((msg, code)) => {
+                        state[i].error = Some(series_error(i, s, msg, code));
+                        state[i].done = true;
+                    }
+                    Ok(None) => state[i].why = "no range holds its target in the zone table".into(),
+                    Ok(Some(r)) => {
+                        routed.insert(i, r.ready.iter().chain(&r.joining).cloned().collect());
+                        if quorum_met(&r, &state[i].acks, quorum) {
+                            state[i].done = true;
+                            continue;
+                        }
+                        for leaf in r.ready.iter().chain(&r.joining) {
+                            if !state[i].acks.contains(leaf) {
+                                batches.entry(leaf.clone()).or_default().push(i);
+                            }
+                        }
+                        routes.insert(i, r);
+                    }
+                }
+            }
+            if batches.is_empty() && state.iter().all(|p| p.done) {
+                return Ok(routed);
+            }
+            let sends = batches.into_iter().map(|(leaf, idx)| {
+                let addr = table.leaves.get(&leaf).map(|e| e.addr.clone());
+                let req = pb::LeafWriteRequest {
+                    table_version: table.version,
+                    series: idx.iter().map(|&i| series[i].clone()).collect(),
+                };
+                async move {
+                    let r = match addr {
+                        None => Err(format!("leaf {leaf} has no address in the zone table")),
+                        Some(addr) => self.send(tenant, &addr, req).await,
+                    };
+                    (leaf, idx, r)
+                }
+            });
+            let mut stale = false;
+            for (leaf, idx, r) in futures::future::join_all(sends).await {
+                match r {
+                    Err(e) => {
+                        self.stats.replica_failures.fetch_add(1, Ordering::Relaxed);
+                        for &i in &idx {
+                            state[i].why = format!("leaf {leaf}: {e}");
+                        }
+                    }
+                    Ok(resp) => {
+                        let mut errs: HashMap<u32, pb::SeriesError> = HashMap::new();
+                        for e in resp.errors {
+                            errs.insert(e.index, e);
+                        }
+                        for (j, &i) in idx.iter().enumerate() {
+                            match errs.remove(&(j as u32)) {
+                                None => {
+                                    state[i].acks.insert(leaf.clone());
+                                }
+                                Some(e) if e.code == pb::SeriesErrorCode::WrongReplica as i32 => {
+                                    self.stats.stale_map.fetch_add(1, Ordering::Relaxed);
+                                    stale = true;
+                                    state[i].why = format!("leaf {leaf}: {}", e.message);
+                                }
+                                Some(e) if e.code == pb::SeriesErrorCode::NotFound as i32 => {
+                                    // The table has the schema (else routing
+                                    // refused it): the leaf's mirror lags.
+                                    state[i].why = format!("leaf {leaf}: {}", e.message);
+                                }
+                                Some(mut e) => {
+                                    e.index = i as u32;
+                                    state[i].acks.insert(leaf.clone());
+                                    state[i].error.get_or_insert(e);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for (i, r) in &routes {
+                if quorum_met(r, &state[*i].acks, quorum) {
+                    state[*i].done = true;
+                }
+            }
+            if state.iter().all(|p| p.done) {
+                return Ok(routed);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(routed);
+            }
+            let pause = backoff.min(deadline - now);
+            if stale {
+                // Wait for the table the replicas know, briefly.
+                let _ = self.table.wait_for(table.version + 1, pause.max(Duration::from_millis(200))).await;
+            } else {
+                tokio::time::sleep(pause).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+
+    async fn send(&self, tenant: &str, addr: &str, req: pb::LeafWriteRequest) -> Result<pb::WriteResponse, String> {
+        let mut client = self.client(addr)?;
+        let mut req = Request::new(req);
+        with_tenant(&mut req, tenant).map_err(|s| s.message().to_owned())?;
+        req.set_timeout(self.cfg.attempt_timeout);
+        match client.write(req).await {
+            Ok(r) => Ok(r.into_inner()),
+            Err(s) => Err(format!("{:?}: {}", s.code(), s.message())),
+        }
+    }
+}
+
+fn quorum_met(r: &Route, acks: &BTreeSet<String>, quorum: Quorum) -> bool {
+    let ready = r.ready.iter().filter(|l| acks.contains(*l)).count();
+    ready >= quorum.needed(r.ready.len()).max(1) && r.joining.iter().all(|l| acks.contains(l))
+}
+
+/// The replicas of a series' range; `Err` for a series no replica could
+/// take (unknown schema, malformed fields).
+fn route(table: &ZoneTable, tenant: &str, s: &pb::Series) -> Result<Option<Route>, (String, pb::SeriesErrorCode)> {
+    let ts = table.target_schema(tenant, &s.target_schema).ok_or_else(|| {
+        (
+            format!("unknown target schema {:?}; apply it first (danausctl schema apply)", s.target_schema),
+            pb::SeriesErrorCode::NotFound,
+        )
+    })?;
+    if table.metric_schema(tenant, &s.metric).is_none() {
+        return Err((
+            format!("unknown metric schema {:?}; apply it first (danausctl schema apply)", s.metric),
+            pb::SeriesErrorCode::NotFound,
+        ));
+    }
+    let fields = convert::field_list(&s.target_fields).map_err(|e| (e.0, pb::SeriesErrorCode::InvalidArgument))?;
+    let target = validate::encoded_target(tenant, ts, &fields)
+        .map_err(|e| (e.to_string(), pb::SeriesErrorCode::InvalidArgument))?;
+    let Some(r) = table.range_for(&target) else { return Ok(None) };
+    let mut route = Route { ready: Vec::new(), joining: Vec::new() };
+    for rep in &r.replicas {
+        match rep.state {
+            ReplicaState::Ready => route.ready.push(rep.leaf.clone()),
+            ReplicaState::Joining => route.joining.push(rep.leaf.clone()),
+        }
+    }
+    if route.ready.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(route))
+}

@@ -1,0 +1,28 @@
+//! # danaus-router
+//!
+//! The write path of a zone (design: Write path and durability).
+//!
+//! * [`leaf_router::LeafRouter`] maps each series to its range by target
+//!   string (the zone table, followed through a `TableWatcher`, so it keeps
+//!   routing through an assigner outage), writes it to every replica of
+//!   the range, and acknowledges once the write quorum stored it: a
+//!   majority of the ready replicas (configurable) and every joining one
+//!   (a range being moved must not miss a write). Replicas that refuse a
+//!   series because the router's map is stale make it wait for a newer
+//!   table and retry; unreachable replicas are retried with backoff until
+//!   the deadline. Errors are reported per series.
+//! * [`ingest::IngestRouter`] is the zone's front door (`IngestService`,
+//!   `SchemaService`): it sends each series to the zone that owns its
+//!   location (the zone map), its own zone's through the leaf router, and
+//!   applies schemas through the zone's Raft group.
+//!
+//! Data flows one way: client → ingestion router → (other zone's router |
+//! leaf router) → leaves.
+
+pub mod ingest;
+pub mod leaf_router;
+pub mod zone_map;
+
+pub use ingest::IngestRouter;
+pub use leaf_router::{LeafRouter, Quorum, RouterConfig, RouterStats};
+pub use zone_map::ZoneMap;
