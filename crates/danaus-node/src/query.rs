@@ -38,10 +38,14 @@ pub struct QueryStats {
     pub points_touched: AtomicU64,
 }
 
+/// Gives the engine a query runs on: one fixed engine, or one built per
+/// query (a zone mixer's, over the replicas the zone table names now).
+pub type EngineSource = Arc<dyn Fn() -> Arc<Engine> + Send + Sync>;
+
 /// The QueryService.
 #[derive(Clone)]
 pub struct QueryApi {
-    engine: Arc<Engine>,
+    engines: EngineSource,
     running: Arc<Semaphore>,
     max_running: usize,
     stats: Arc<QueryStats>,
@@ -50,7 +54,12 @@ pub struct QueryApi {
 impl QueryApi {
     /// Serves `engine`, running at most `max_running` queries at once.
     pub fn new(engine: Arc<Engine>, max_running: usize, stats: Arc<QueryStats>) -> Self {
-        Self { engine, running: Arc::new(Semaphore::new(max_running)), max_running, stats }
+        Self::with_engines(Arc::new(move || engine.clone()), max_running, stats)
+    }
+
+    /// Serves queries on the engine `engines` gives for each.
+    pub fn with_engines(engines: EngineSource, max_running: usize, stats: Arc<QueryStats>) -> Self {
+        Self { engines, running: Arc::new(Semaphore::new(max_running)), max_running, stats }
     }
 }
 
@@ -120,10 +129,11 @@ impl pb::query_service_server::QueryService for QueryApi {
             tenant = %tenant,
             query_id = QUERY_ID.fetch_add(1, Ordering::Relaxed)
         );
+        let engine = (self.engines)();
         // Plan before streaming, so a bad query fails the call itself.
         {
             let _e = span.enter();
-            self.engine.plan(&tenant, &r.query, range).map_err(|e| query_status(&e, &r.query))?;
+            engine.plan(&tenant, &r.query, range).map_err(|e| query_status(&e, &r.query))?;
         }
         let opts = RunOptions {
             deadline: (r.timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(r.timeout_ms)),
@@ -141,7 +151,7 @@ impl pb::query_service_server::QueryService for QueryApi {
                 _ = done_rx => {}
             }
         });
-        let job = Job { engine: self.engine.clone(), stats: self.stats.clone(), tenant, text: r.query, range, opts };
+        let job = Job { engine, stats: self.stats.clone(), tenant, text: r.query, range, opts };
         job.spawn(tx, done_tx, permit, span);
         Ok(Response::new(ReceiverStream::new(rx)))
     }

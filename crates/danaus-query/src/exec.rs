@@ -405,12 +405,9 @@ impl Executor<'_> {
             let mut leaf_outputs = Vec::new();
             for (name, r) in results {
                 match r {
-                    Ok((Some(partial), _)) => {
+                    Ok((partials, tables)) => {
                         completeness.record(&zone.name, &name, None);
-                        leaf_outputs.push(partial);
-                    }
-                    Ok((None, tables)) => {
-                        completeness.record(&zone.name, &name, None);
+                        leaf_outputs.extend(partials);
                         leaf_outputs.extend(tables.into_iter().map(PhaseOutput::Table));
                     }
                     Err(e) if is_unavailable(&e) => completeness.record(&zone.name, &name, Some(e.to_string())),

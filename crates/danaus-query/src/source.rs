@@ -59,13 +59,15 @@ pub trait LeafPhase: Send + Sync {
     fn schemas(&self, tenant: &str, target: &str, metric: &str) -> Result<(Arc<TargetSchema>, Arc<MetricSchema>)>;
 
     /// Runs `fp`'s leaf stage: finished series go to `emit`, partial
-    /// aggregates are returned. Series and points read count against `ctx`.
+    /// aggregates are returned (one per leaf that ran the stage; a remote
+    /// source may spread it over several replicas). Series and points read
+    /// count against `ctx`.
     fn run_phase<'a>(
         &'a self,
         fp: &'a FetchPlan,
         ctx: &'a ExecCtx,
         emit: &'a mut (dyn FnMut(Table) -> Result<()> + Send),
-    ) -> BoxFuture<'a, Result<Option<PhaseOutput>>>;
+    ) -> BoxFuture<'a, Result<Vec<PhaseOutput>>>;
 }
 
 impl<T: SeriesSource> LeafPhase for T {
@@ -82,8 +84,8 @@ impl<T: SeriesSource> LeafPhase for T {
         fp: &'a FetchPlan,
         ctx: &'a ExecCtx,
         emit: &'a mut (dyn FnMut(Table) -> Result<()> + Send),
-    ) -> BoxFuture<'a, Result<Option<PhaseOutput>>> {
-        Box::pin(crate::exec::run_leaf_stage(self, fp, ctx, emit))
+    ) -> BoxFuture<'a, Result<Vec<PhaseOutput>>> {
+        Box::pin(async move { Ok(crate::exec::run_leaf_stage(self, fp, ctx, emit).await?.into_iter().collect()) })
     }
 }
 

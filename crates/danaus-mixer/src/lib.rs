@@ -1,0 +1,23 @@
+//! # danaus-mixer
+//!
+//! The zone mixer (design: Query path). For each query it takes the zone
+//! table as it is now, picks one ready replica for every range (spreading
+//! ranges over replicas, avoiding leaves that failed recently) and gives
+//! the engine one [`RemoteLeaf`] per chosen leaf: the engine runs the zone
+//! and root phases here, and each remote leaf runs the leaf phase on its
+//! leaf, restricted to the ranges it was given, so every series is read
+//! exactly once.
+//!
+//! A remote leaf that has not answered after `hedge_after` is hedged: its
+//! ranges are asked of their other ready replicas too, and the first
+//! complete answer wins (the other is dropped, never merged). A leaf that
+//! fails is retried on the other replicas at once. Ranges that no replica
+//! answers — or that are cut by the query's deadline — make the leaf show
+//! as missing in the completeness report, with the reason; the rest of the
+//! answer still arrives.
+
+mod remote;
+mod zone;
+
+pub use remote::{RemoteLeaf, Replica};
+pub use zone::{MixerConfig, MixerStats, ZoneMixer};

@@ -1,0 +1,268 @@
+//! A leaf in another process, as a [`LeafPhase`] of the engine.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use danaus_model::{MetricSchema, TargetSchema};
+use danaus_node::zone_leaf::with_tenant;
+use danaus_proto::v1 as pb;
+use danaus_query::{Error, ExecCtx, FetchPlan, LeafPhase, PhaseOutput, Result, Table};
+use futures::future::BoxFuture;
+use pb::leaf_service_client::LeafServiceClient;
+use tonic::Request;
+
+use crate::zone::Shared;
+
+/// One replica of a range: the leaf's name and address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    /// The leaf's name.
+    pub leaf: String,
+    /// Its address.
+    pub addr: String,
+}
+
+/// A target range with the replicas that may answer for it, the chosen
+/// one first.
+#[derive(Debug, Clone)]
+pub(crate) struct RangeAsk {
+    pub bounds: (Vec<u8>, Option<Vec<u8>>),
+    pub replicas: Vec<Replica>,
+}
+
+/// The leaf phase of a query on one remote leaf, over the ranges the mixer
+/// chose it for.
+pub struct RemoteLeaf {
+    name: String,
+    ranges: Vec<RangeAsk>,
+    shared: Arc<Shared>,
+}
+
+/// What one leaf answered.
+#[derive(Default)]
+struct Answer {
+    tables: Vec<Table>,
+    partials: Vec<PhaseOutput>,
+    series: u64,
+    points: u64,
+}
+
+/// Why an ask failed: `retry` when another replica may do better.
+struct Failed {
+    retry: bool,
+    error: Error,
+}
+
+impl RemoteLeaf {
+    pub(crate) fn new(name: String, ranges: Vec<RangeAsk>, shared: Arc<Shared>) -> Self {
+        Self { name, ranges, shared }
+    }
+
+    /// Asks `replica` for the leaf phase over `ranges`.
+    async fn ask(&self, replica: &Replica, ranges: &[&RangeAsk], plan: &[u8], ctx: &ExecCtx) -> Result<Answer, Failed> {
+        let unavailable = |m: String| Failed {
+            retry: true,
+            error: Error::Source { source_name: replica.leaf.clone(), message: m, unavailable: true },
+        };
+        let mut client: LeafServiceClient<_> =
+            self.shared.client(&replica.addr).map_err(unavailable)?.max_decoding_message_size(256 << 20);
+        let timeout = ctx.deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(unavailable("cut by the query's deadline".into()));
+        }
+        let mut req = Request::new(pb::LeafStageRequest {
+            plan: plan.to_vec(),
+            ranges: ranges
+                .iter()
+                .map(|r| pb::TargetRange { start: r.bounds.0.clone(), end: r.bounds.1.clone().unwrap_or_default() })
+                .collect(),
+            max_series: ctx.limits.max_series.saturating_sub(ctx.series_touched()),
+            max_points: ctx.limits.max_points.saturating_sub(ctx.points_touched()),
+            timeout_ms: timeout.map_or(0, |t| t.as_millis().max(1) as u64),
+        });
+        with_tenant(&mut req, &ctx.tenant).map_err(|s| unavailable(s.message().to_owned()))?;
+        if let Some(t) = timeout {
+            req.set_timeout(t);
+        }
+        let status = |s: tonic::Status| {
+            use tonic::Code;
+            let m = format!("leaf {} at {}: {}", replica.leaf, replica.addr, s.message());
+            match s.code() {
+                Code::Unavailable | Code::FailedPrecondition | Code::Unknown | Code::Cancelled | Code::Aborted => {
+                    unavailable(m)
+                }
+                Code::DeadlineExceeded => unavailable(format!("cut by the query's deadline ({m})")),
+                Code::InvalidArgument => Failed { retry: false, error: Error::invalid(s.message().to_owned(), None) },
+                Code::NotFound => Failed { retry: false, error: Error::NotFound(s.message().to_owned()) },
+                Code::ResourceExhausted => Failed { retry: false, error: limit_error(s.message(), ctx) },
+                _ => Failed {
+                    retry: true,
+                    error: Error::Source { source_name: replica.leaf.clone(), message: m, unavailable: false },
+                },
+            }
+        };
+        let mut stream = client.run_stage(req).await.map_err(status)?.into_inner();
+        let mut answer = Answer::default();
+        let decode = |e: rmp_serde::decode::Error| Failed {
+            retry: true,
+            error: Error::Source {
+                source_name: replica.leaf.clone(),
+                message: format!("undecodable leaf phase output: {e}"),
+                unavailable: false,
+            },
+        };
+        let mut done = false;
+        while let Some(msg) = stream.message().await.map_err(status)? {
+            match msg.item {
+                Some(pb::leaf_stage_reply::Item::Table(b)) => {
+                    answer.tables.push(rmp_serde::from_slice(&b).map_err(decode)?)
+                }
+                Some(pb::leaf_stage_reply::Item::Partial(b)) => {
+                    answer.partials.push(rmp_serde::from_slice(&b).map_err(decode)?)
+                }
+                Some(pb::leaf_stage_reply::Item::Done(d)) => {
+                    answer.series = d.series_touched;
+                    answer.points = d.points_touched;
+                    done = true;
+                }
+                None => {}
+            }
+        }
+        if !done {
+            return Err(unavailable("the leaf's answer ended early".into()));
+        }
+        Ok(answer)
+    }
+
+    /// Asks the other replicas of every range: each range goes to its
+    /// first replica other than the ones in `avoid`.
+    async fn ask_others(&self, avoid: &[String], plan: &[u8], ctx: &ExecCtx) -> Result<Answer, Failed> {
+        let mut groups: Vec<(Replica, Vec<&RangeAsk>)> = Vec::new();
+        for r in &self.ranges {
+            let Some(rep) = r.replicas.iter().find(|x| !avoid.contains(&x.leaf)) else {
+                return Err(Failed {
+                    retry: false,
+                    error: Error::Source {
+                        source_name: self.name.clone(),
+                        message: "no other ready replica holds its ranges".into(),
+                        unavailable: true,
+                    },
+                });
+            };
+            match groups.iter_mut().find(|(g, _)| g.leaf == rep.leaf) {
+                Some((_, rs)) => rs.push(r),
+                None => groups.push((rep.clone(), vec![r])),
+            }
+        }
+        let asks = groups.iter().map(|(rep, rs)| self.ask(rep, rs, plan, ctx));
+        let mut merged = Answer::default();
+        for a in futures::future::join_all(asks).await {
+            let a = a?;
+            merged.tables.extend(a.tables);
+            merged.partials.extend(a.partials);
+            merged.series += a.series;
+            merged.points += a.points;
+        }
+        Ok(merged)
+    }
+
+    async fn run(&self, fp: &FetchPlan, ctx: &ExecCtx) -> Result<Answer> {
+        let plan = rmp_serde::to_vec(fp).map_err(|e| Error::Eval(format!("internal: encoding the leaf plan: {e}")))?;
+        let primary = self.ranges.first().and_then(|r| r.replicas.first()).cloned().ok_or_else(|| Error::Source {
+            source_name: self.name.clone(),
+            message: "no ranges".into(),
+            unavailable: true,
+        })?;
+        let all: Vec<&RangeAsk> = self.ranges.iter().collect();
+        let first = self.ask(&primary, &all, &plan, ctx);
+        tokio::pin!(first);
+        let hedge_after = self.shared.cfg.hedge_after;
+        let outcome = tokio::select! {
+            r = &mut first => Some(r),
+            _ = tokio::time::sleep(hedge_after) => None,
+        };
+        let result = match outcome {
+            Some(Ok(a)) => Ok(a),
+            Some(Err(f)) if !f.retry => Err(f),
+            Some(Err(f)) => {
+                self.shared.suspect(&primary.leaf);
+                tracing::debug!(leaf = %primary.leaf, "leaf phase failed, asking other replicas: {}", f.error);
+                self.ask_others(std::slice::from_ref(&primary.leaf), &plan, ctx).await.map_err(|g| {
+                    // Report the primary's failure: it is why the leaf is missing.
+                    if g.retry {
+                        f
+                    } else {
+                        g
+                    }
+                })
+            }
+            None => {
+                // Slow: hedge on the other replicas; the first full answer wins.
+                self.shared.stats.hedges.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let others = self.ask_others(std::slice::from_ref(&primary.leaf), &plan, ctx);
+                tokio::pin!(others);
+                tokio::select! {
+                    r = &mut first => match r {
+                        Ok(a) => Ok(a),
+                        Err(_) => others.await,
+                    },
+                    r = &mut others => match r {
+                        Ok(a) => {
+                            self.shared.stats.hedges_won.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            Ok(a)
+                        }
+                        Err(_) => first.await,
+                    },
+                }
+            }
+        };
+        result.map_err(|f| f.error)
+    }
+}
+
+fn limit_error(message: &str, ctx: &ExecCtx) -> Error {
+    if message.contains("max_points") {
+        Error::Limit {
+            name: "max_points",
+            what: "points read",
+            limit: ctx.limits.max_points,
+            hint: "shorten the time range or add filters",
+        }
+    } else {
+        Error::Limit {
+            name: "max_series",
+            what: "series touched",
+            limit: ctx.limits.max_series,
+            hint: "add filters to narrow it, or raise the limit",
+        }
+    }
+}
+
+impl LeafPhase for RemoteLeaf {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn schemas(&self, tenant: &str, target: &str, metric: &str) -> Result<(Arc<TargetSchema>, Arc<MetricSchema>)> {
+        self.shared.schemas(tenant, target, metric)
+    }
+
+    fn run_phase<'a>(
+        &'a self,
+        fp: &'a FetchPlan,
+        ctx: &'a ExecCtx,
+        emit: &'a mut (dyn FnMut(Table) -> Result<()> + Send),
+    ) -> BoxFuture<'a, Result<Vec<PhaseOutput>>> {
+        Box::pin(async move {
+            let a = self.run(fp, ctx).await?;
+            ctx.add_touched(a.series, a.points)?;
+            for t in a.tables {
+                emit(t)?;
+            }
+            Ok(a.partials)
+        })
+    }
+}
+
+/// How long to wait before hedging, by default.
+pub(crate) const DEFAULT_HEDGE_AFTER: Duration = Duration::from_millis(500);

@@ -1,0 +1,217 @@
+//! The zone mixer: per query, an engine over the replicas the zone table
+//! names now.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use danaus_assigner::{ReplicaState, TableWatcher};
+use danaus_model::{MetricSchema, TargetSchema};
+use danaus_query::{Engine, Error, LeafPhase, QueryLimits, Result, ZoneSources};
+use parking_lot::Mutex;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::remote::{RangeAsk, RemoteLeaf, Replica, DEFAULT_HEDGE_AFTER};
+
+/// How the mixer runs.
+#[derive(Debug, Clone)]
+pub struct MixerConfig {
+    /// The zone's name in completeness reports.
+    pub zone: String,
+    /// Ask other replicas when a leaf has not answered after this long.
+    pub hedge_after: Duration,
+    /// Avoid a leaf that failed for this long.
+    pub suspect_for: Duration,
+    /// Default per-query limits.
+    pub limits: QueryLimits,
+}
+
+impl Default for MixerConfig {
+    fn default() -> Self {
+        Self {
+            zone: "zone".into(),
+            hedge_after: DEFAULT_HEDGE_AFTER,
+            suspect_for: Duration::from_secs(10),
+            limits: QueryLimits::default(),
+        }
+    }
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct MixerStats {
+    /// Leaf phases hedged on other replicas.
+    pub hedges: AtomicU64,
+    /// Hedges that answered first.
+    pub hedges_won: AtomicU64,
+    /// Queries planned.
+    pub queries: AtomicU64,
+}
+
+/// State shared by a mixer and its remote leaves.
+pub(crate) struct Shared {
+    pub cfg: MixerConfig,
+    table: TableWatcher,
+    channels: Mutex<HashMap<String, Channel>>,
+    suspects: Mutex<HashMap<String, Instant>>,
+    pub stats: Arc<MixerStats>,
+}
+
+impl Shared {
+    pub(crate) fn client(
+        &self,
+        addr: &str,
+    ) -> std::result::Result<danaus_proto::v1::leaf_service_client::LeafServiceClient<Channel>, String> {
+        let ch = match self.channels.lock().get(addr) {
+            Some(c) => c.clone(),
+            None => {
+                let c = Endpoint::from_shared(format!("http://{addr}"))
+                    .map_err(|e| format!("bad leaf address {addr:?}: {e}"))?
+                    .connect_timeout(Duration::from_secs(1))
+                    .connect_lazy();
+                self.channels.lock().insert(addr.to_owned(), c.clone());
+                c
+            }
+        };
+        Ok(danaus_proto::v1::leaf_service_client::LeafServiceClient::new(ch))
+    }
+
+    pub(crate) fn suspect(&self, leaf: &str) {
+        self.suspects.lock().insert(leaf.to_owned(), Instant::now() + self.cfg.suspect_for);
+    }
+
+    fn is_suspect(&self, leaf: &str) -> bool {
+        let mut s = self.suspects.lock();
+        match s.get(leaf) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                s.remove(leaf);
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn schemas(
+        &self,
+        tenant: &str,
+        target: &str,
+        metric: &str,
+    ) -> Result<(Arc<TargetSchema>, Arc<MetricSchema>)> {
+        let table = self.table.current();
+        let t = table
+            .target_schema(tenant, target)
+            .ok_or_else(|| Error::NotFound(format!("unknown target schema {target:?} (tenant {tenant:?})")))?;
+        let m = table
+            .metric_schema(tenant, metric)
+            .ok_or_else(|| Error::NotFound(format!("unknown metric {metric:?} (tenant {tenant:?})")))?;
+        Ok((Arc::new(t.clone()), Arc::new(m.clone())))
+    }
+}
+
+/// The zone mixer.
+#[derive(Clone)]
+pub struct ZoneMixer {
+    shared: Arc<Shared>,
+    turn: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for ZoneMixer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZoneMixer").field("zone", &self.shared.cfg.zone).finish()
+    }
+}
+
+impl ZoneMixer {
+    /// A mixer over the zone `table` describes.
+    pub fn new(table: TableWatcher, cfg: MixerConfig) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                cfg,
+                table,
+                channels: Mutex::default(),
+                suspects: Mutex::default(),
+                stats: Arc::default(),
+            }),
+            turn: Arc::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Arc<MixerStats> {
+        &self.shared.stats
+    }
+
+    /// An engine over one ready replica per range of the current table.
+    /// Ranges without a ready replica make a source that reports itself
+    /// missing.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
+        let table = self.shared.table.current();
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed) as usize;
+        let mut by_leaf: Vec<(String, Vec<RangeAsk>)> = Vec::new();
+        let mut orphans = Vec::new();
+        for r in table.ranges.values() {
+            let mut replicas: Vec<Replica> = r
+                .replicas
+                .iter()
+                .filter(|x| x.state == ReplicaState::Ready)
+                .filter_map(|x| Some(Replica { leaf: x.leaf.clone(), addr: table.leaves.get(&x.leaf)?.addr.clone() }))
+                .collect();
+            if replicas.is_empty() {
+                orphans.push(r.describe());
+                continue;
+            }
+            // Spread ranges over replicas, query by query; healthy first.
+            let n = replicas.len();
+            replicas.rotate_left((turn + r.id as usize) % n);
+            replicas.sort_by_key(|x| self.shared.is_suspect(&x.leaf));
+            let ask = RangeAsk { bounds: (r.start.clone(), r.end.clone()), replicas };
+            let leaf = ask.replicas[0].leaf.clone();
+            match by_leaf.iter_mut().find(|(l, _)| *l == leaf) {
+                Some((_, asks)) => asks.push(ask),
+                None => by_leaf.push((leaf, vec![ask])),
+            }
+        }
+        let mut leaves: Vec<Arc<dyn LeafPhase>> = by_leaf
+            .into_iter()
+            .map(|(leaf, asks)| Arc::new(RemoteLeaf::new(leaf, asks, self.shared.clone())) as Arc<dyn LeafPhase>)
+            .collect();
+        if !orphans.is_empty() {
+            leaves.push(Arc::new(Unplaced { ranges: orphans, shared: self.shared.clone() }));
+        }
+        Arc::new(Engine::new(vec![ZoneSources { name: self.shared.cfg.zone.clone(), leaves }], self.shared.cfg.limits))
+    }
+}
+
+/// Ranges no ready replica holds: reported missing in every answer.
+struct Unplaced {
+    ranges: Vec<String>,
+    shared: Arc<Shared>,
+}
+
+impl LeafPhase for Unplaced {
+    fn name(&self) -> &str {
+        "unplaced-ranges"
+    }
+
+    fn schemas(&self, tenant: &str, target: &str, metric: &str) -> Result<(Arc<TargetSchema>, Arc<MetricSchema>)> {
+        self.shared.schemas(tenant, target, metric)
+    }
+
+    fn run_phase<'a>(
+        &'a self,
+        _fp: &'a danaus_query::FetchPlan,
+        _ctx: &'a danaus_query::ExecCtx,
+        _emit: &'a mut (dyn FnMut(danaus_query::Table) -> Result<()> + Send),
+    ) -> futures::future::BoxFuture<'a, Result<Vec<danaus_query::PhaseOutput>>> {
+        Box::pin(async move {
+            Err(Error::Source {
+                source_name: "unplaced-ranges".into(),
+                message: format!("no ready replica holds {}", self.ranges.join(", ")),
+                unavailable: true,
+            })
+        })
+    }
+}
