@@ -74,18 +74,22 @@ async fn healthz(State(st): State<HttpState>) -> impl IntoResponse {
     }
 }
 
-struct Text(String);
+/// A Prometheus text exposition being written.
+pub struct Text(pub String);
 
 impl Text {
-    fn metric(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    /// Writes one sample with its HELP and TYPE lines.
+    pub fn metric(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
         let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
     }
-    fn counter(&mut self, name: &str, help: &str, v: &AtomicU64) {
+    /// Writes a counter.
+    pub fn counter(&mut self, name: &str, help: &str, v: &AtomicU64) {
         self.metric(name, "counter", help, v.load(Ordering::Relaxed));
     }
 }
 
-fn rss_bytes() -> u64 {
+/// The process' resident set size.
+pub fn rss_bytes() -> u64 {
     // Resident pages are the second field of /proc/self/statm.
     std::fs::read_to_string("/proc/self/statm")
         .ok()
@@ -94,11 +98,36 @@ fn rss_bytes() -> u64 {
 }
 
 async fn metrics(State(st): State<HttpState>) -> impl IntoResponse {
-    let leaf_stats = st.leaf.stats();
-    let log = st.leaf.log_stats();
-    let mem = st.leaf.memory_usage();
     let disk = st.leaf.disk_bytes().await.unwrap_or(0);
     let mut t = Text(String::with_capacity(4096));
+    process_metrics(&mut t, st.started);
+    leaf_metrics(&mut t, &st.leaf, disk);
+    t.counter("danaus_grpc_schema_requests_total", "Schema RPCs.", &st.grpc.schema_requests);
+    t.counter("danaus_grpc_write_requests_total", "Write RPCs.", &st.grpc.write_requests);
+    t.counter("danaus_grpc_write_failures_total", "Write RPCs that failed as a whole.", &st.grpc.write_failures);
+    t.counter("danaus_grpc_read_requests_total", "Read RPCs.", &st.grpc.read_requests);
+    t.counter("danaus_grpc_read_series_total", "Series streamed by reads.", &st.grpc.read_series);
+    t.counter("danaus_grpc_read_points_total", "Points streamed by reads.", &st.grpc.read_points);
+    let rw = st.remote_write.stats();
+    t.counter("danaus_remote_write_requests_total", "Prometheus remote_write requests.", &rw.requests);
+    t.counter("danaus_remote_write_samples_total", "Samples stored from remote_write.", &rw.samples_written);
+    t.counter("danaus_remote_write_series_refused_total", "Series refused (400 to the sender).", &rw.series_refused);
+    t.counter("danaus_remote_write_failed_requests_total", "Requests refused as a whole.", &rw.failed_requests);
+    t.counter("danaus_query_requests_total", "Queries received.", &st.query.requests);
+    t.counter("danaus_query_failures_total", "Queries that ended with an error.", &st.query.failures);
+    t.counter(
+        "danaus_query_cancelled_total",
+        "Queries stopped because the caller went away or the deadline passed.",
+        &st.query.cancelled,
+    );
+    t.counter("danaus_query_refused_total", "Queries refused: too many running.", &st.query.refused);
+    t.counter("danaus_query_series_touched_total", "Series read by queries.", &st.query.series_touched);
+    t.counter("danaus_query_points_touched_total", "Points read by queries.", &st.query.points_touched);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], t.0)
+}
+
+/// Build, uptime and memory of the process.
+pub fn process_metrics(t: &mut Text, started: Instant) {
     let _ = writeln!(
         t.0,
         "# HELP danaus_build_info Build information.\n# TYPE danaus_build_info gauge\ndanaus_build_info{{version=\"{}\"}} 1",
@@ -108,9 +137,16 @@ async fn metrics(State(st): State<HttpState>) -> impl IntoResponse {
         "danaus_uptime_seconds",
         "gauge",
         "Seconds since the process started.",
-        st.started.elapsed().as_secs_f64(),
+        started.elapsed().as_secs_f64(),
     );
     t.metric("danaus_process_resident_memory_bytes", "gauge", "Resident set size.", rss_bytes());
+}
+
+/// A leaf's counters and gauges.
+pub fn leaf_metrics(t: &mut Text, leaf: &Leaf, disk: u64) {
+    let leaf_stats = leaf.stats();
+    let log = leaf.log_stats();
+    let mem = leaf.memory_usage();
     t.counter("danaus_leaf_write_requests_total", "Write batches handled by the leaf.", &leaf_stats.write_requests);
     t.counter("danaus_leaf_points_accepted_total", "Points accepted and durable.", &leaf_stats.points_accepted);
     t.counter(
@@ -181,26 +217,4 @@ async fn metrics(State(st): State<HttpState>) -> impl IntoResponse {
     t.counter("danaus_wal_records_total", "Recovery-log records written and synced.", &log.records);
     t.counter("danaus_wal_syncs_total", "Recovery-log group commits (fsyncs).", &log.syncs);
     t.counter("danaus_wal_bytes_total", "Recovery-log bytes written.", &log.bytes);
-    t.counter("danaus_grpc_schema_requests_total", "Schema RPCs.", &st.grpc.schema_requests);
-    t.counter("danaus_grpc_write_requests_total", "Write RPCs.", &st.grpc.write_requests);
-    t.counter("danaus_grpc_write_failures_total", "Write RPCs that failed as a whole.", &st.grpc.write_failures);
-    t.counter("danaus_grpc_read_requests_total", "Read RPCs.", &st.grpc.read_requests);
-    t.counter("danaus_grpc_read_series_total", "Series streamed by reads.", &st.grpc.read_series);
-    t.counter("danaus_grpc_read_points_total", "Points streamed by reads.", &st.grpc.read_points);
-    let rw = st.remote_write.stats();
-    t.counter("danaus_remote_write_requests_total", "Prometheus remote_write requests.", &rw.requests);
-    t.counter("danaus_remote_write_samples_total", "Samples stored from remote_write.", &rw.samples_written);
-    t.counter("danaus_remote_write_series_refused_total", "Series refused (400 to the sender).", &rw.series_refused);
-    t.counter("danaus_remote_write_failed_requests_total", "Requests refused as a whole.", &rw.failed_requests);
-    t.counter("danaus_query_requests_total", "Queries received.", &st.query.requests);
-    t.counter("danaus_query_failures_total", "Queries that ended with an error.", &st.query.failures);
-    t.counter(
-        "danaus_query_cancelled_total",
-        "Queries stopped because the caller went away or the deadline passed.",
-        &st.query.cancelled,
-    );
-    t.counter("danaus_query_refused_total", "Queries refused: too many running.", &st.query.refused);
-    t.counter("danaus_query_series_touched_total", "Series read by queries.", &st.query.series_touched);
-    t.counter("danaus_query_points_touched_total", "Points read by queries.", &st.query.points_touched);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], t.0)
 }

@@ -7,11 +7,17 @@
 //! ReadService, QueryService) plus server reflection, and the HTTP port
 //! ([`http`]: `/metrics`, `/healthz`).
 //!
+//! A distributed zone runs the roles separately ([`zone`]): `danaus
+//! assigner`, `leaf`, `router` and `mixer`; `danaus dev-cluster`
+//! ([`dev_cluster`]) starts one on loopback.
+//!
 //! This crate is the only one that chooses RocksDB and the file system;
 //! everything it serves lives in `danaus-node`, which the simulator runs
 //! with in-memory storage. Shutdown stops the listeners, lets in-flight
 //! requests end, then checkpoints the leaf so the next start replays
 //! nothing.
 
+pub mod dev_cluster;
 pub mod http;
 pub mod standalone;
+pub mod zone;

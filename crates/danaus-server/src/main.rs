@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use danaus_leaf::LeafOptions;
 use danaus_server::standalone::{self, StandaloneConfig};
+use danaus_server::zone;
 
 /// mimalloc: the write path allocates and frees many small objects per
 /// request; glibc's allocator spent a visible share of ingest time trimming
@@ -27,6 +28,205 @@ struct Cli {
 enum Command {
     /// Run every role of one zone in this process, on a data directory.
     Standalone(StandaloneArgs),
+    /// Run a member of a zone's Raft group and range assigner.
+    Assigner(AssignerArgs),
+    /// Run a leaf of a zone.
+    Leaf(LeafArgs),
+    /// Run a zone's ingestion and leaf router (IngestService, SchemaService).
+    Router(RouterArgs),
+    /// Run a zone mixer (QueryService over the zone's leaves).
+    Mixer(MixerArgs),
+    /// Run a whole zone as separate processes on loopback, until Ctrl-C.
+    DevCluster(DevClusterArgs),
+}
+
+#[derive(Parser)]
+struct AssignerArgs {
+    /// This member's id (one of --peers).
+    #[arg(long)]
+    id: u64,
+    /// Every member: ID=HOST:PORT,... (the same list on every member).
+    #[arg(long, value_delimiter = ',', value_parser = parse_peer)]
+    peers: Vec<(u64, String)>,
+    /// gRPC listen address (RaftService, AssignerService).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// HTTP listen address for /metrics and /healthz.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Data directory (Raft log and snapshots).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Replicas per range.
+    #[arg(long, default_value_t = 3)]
+    replication: u32,
+    /// A leaf silent this long is dead; its replicas are replaced.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    dead_after: Duration,
+    /// How often the assigner reconsiders the table.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    tick: Duration,
+    /// Split ranges holding more series than this.
+    #[arg(long, default_value_t = 250_000)]
+    max_series_per_range: u64,
+    /// Raft heartbeat (elections after 5 to 10 times this).
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    raft_heartbeat: Duration,
+    /// Log filter.
+    #[arg(long, default_value = "info", env = "DANAUS_LOG")]
+    log: String,
+}
+
+#[derive(Parser)]
+struct LeafArgs {
+    /// The leaf's name in the zone (stable across restarts).
+    #[arg(long)]
+    name: String,
+    /// gRPC listen address (LeafService).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Address routers and mixers reach it at (default: --listen).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// HTTP listen address for /metrics and /healthz.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Data directory.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Range assigner members (HOST:PORT,...).
+    #[arg(long, value_delimiter = ',')]
+    assigners: Vec<String>,
+    /// Heartbeat period to the assigners.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    heartbeat: Duration,
+    /// How often range loads are recomputed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    load_every: Duration,
+    /// How long data of a range that moved away is kept.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    drop_grace: Duration,
+    /// Points this far behind a series' newest point are still accepted.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    out_of_order_window: Duration,
+    /// How often memory is checkpointed into the long-term store.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    checkpoint_interval: Duration,
+    /// Log filter.
+    #[arg(long, default_value = "info", env = "DANAUS_LOG")]
+    log: String,
+}
+
+#[derive(Parser)]
+struct RouterArgs {
+    /// gRPC listen address (IngestService, SchemaService).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// HTTP listen address for /metrics and /healthz.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Range assigner members (HOST:PORT,...).
+    #[arg(long, value_delimiter = ',')]
+    assigners: Vec<String>,
+    /// This zone's name.
+    #[arg(long, default_value = "zone")]
+    zone: String,
+    /// Zone map (YAML: local, zones with routers and locations); default:
+    /// this zone owns every location.
+    #[arg(long)]
+    zone_map: Option<PathBuf>,
+    /// Replicas that must store a write before it is acked: majority, all, one.
+    #[arg(long, default_value = "majority", value_parser = danaus_router::Quorum::parse)]
+    write_quorum: danaus_router::Quorum,
+    /// Give up on a write after this long (UNAVAILABLE; retrying is safe).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    write_deadline: Duration,
+    /// Log filter.
+    #[arg(long, default_value = "info", env = "DANAUS_LOG")]
+    log: String,
+}
+
+#[derive(Parser)]
+struct MixerArgs {
+    /// gRPC listen address (QueryService).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// HTTP listen address for /metrics and /healthz.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Range assigner members (HOST:PORT,...).
+    #[arg(long, value_delimiter = ',')]
+    assigners: Vec<String>,
+    /// This zone's name, in completeness reports.
+    #[arg(long, default_value = "zone")]
+    zone: String,
+    /// Ask other replicas when a leaf has not answered after this long.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    hedge_after: Duration,
+    /// Queries run at once; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 16)]
+    max_concurrent_queries: usize,
+    /// Log filter.
+    #[arg(long, default_value = "info", env = "DANAUS_LOG")]
+    log: String,
+}
+
+#[derive(Parser)]
+struct DevClusterArgs {
+    #[command(subcommand)]
+    action: DevClusterAction,
+}
+
+#[derive(Subcommand)]
+enum DevClusterAction {
+    /// Start the zone and keep it running until Ctrl-C.
+    Up {
+        /// Leaves to start.
+        #[arg(long, default_value_t = 3)]
+        leaves: usize,
+        /// Replicas per range (default: min(3, leaves)).
+        #[arg(long)]
+        replication: Option<u32>,
+        /// Directory for data and logs.
+        #[arg(long, default_value = "./danaus-dev-cluster")]
+        dir: PathBuf,
+    },
+}
+
+/// Parses `ID=HOST:PORT`.
+fn parse_peer(s: &str) -> Result<(u64, String), String> {
+    let (id, addr) = s.split_once('=').ok_or_else(|| format!("{s:?} is not ID=HOST:PORT"))?;
+    let id = id.parse().map_err(|_| format!("{id:?} in {s:?} is not a member id"))?;
+    Ok((id, addr.to_owned()))
+}
+
+fn init_logs(filter: &str) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).context("--log")?)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    Ok(())
+}
+
+/// Runs a role until SIGINT/SIGTERM, printing its addresses first.
+fn run_role<F>(log: &str, start: impl FnOnce() -> F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<zone::RunningRole>>,
+{
+    init_logs(log)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let running = start().await?;
+        println!(
+            "danaus listening grpc={} http={}",
+            running.grpc_addr,
+            running.http_addr.map_or_else(|| "-".to_owned(), |a| a.to_string())
+        );
+        let sig = shutdown_signal().await?;
+        tracing::info!(signal = sig, "shutting down");
+        running.shutdown().await
+    })
 }
 
 #[derive(Parser)]
@@ -97,12 +297,113 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let Command::Standalone(args) = cli.command;
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let args = match cli.command {
+        Command::Standalone(args) => args,
+        Command::Assigner(a) => {
+            return run_role(&a.log, || {
+                zone::start_assigner(zone::AssignerRole {
+                    id: a.id,
+                    peers: a.peers.into_iter().collect(),
+                    grpc_addr: a.listen,
+                    http_addr: a.http,
+                    data_dir: a.data_dir,
+                    assigner: danaus_assigner::AssignerConfig {
+                        replication: a.replication,
+                        policy: danaus_assigner::Policy {
+                            max_series_per_range: a.max_series_per_range,
+                            ..danaus_assigner::Policy::default()
+                        },
+                        dead_after: a.dead_after,
+                        tick: a.tick,
+                        ..danaus_assigner::AssignerConfig::default()
+                    },
+                    heartbeat: a.raft_heartbeat,
+                })
+            })
+        }
+        Command::Leaf(a) => {
+            return run_role(&a.log, || {
+                zone::start_leaf(zone::LeafRole {
+                    name: a.name,
+                    grpc_addr: a.listen,
+                    advertise: a.advertise,
+                    http_addr: a.http,
+                    data_dir: a.data_dir,
+                    assigners: a.assigners,
+                    leaf: LeafOptions {
+                        out_of_order_window: a.out_of_order_window,
+                        checkpoint_interval: a.checkpoint_interval,
+                        ..LeafOptions::default()
+                    },
+                    agent: danaus_node::zone_leaf::AgentConfig {
+                        heartbeat: a.heartbeat,
+                        load_every: a.load_every,
+                        drop_grace: a.drop_grace,
+                    },
+                })
+            })
+        }
+        Command::Router(a) => {
+            let zones = match &a.zone_map {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                    danaus_router::ZoneMap::from_yaml(&text).map_err(anyhow::Error::msg)?
+                }
+                None => danaus_router::ZoneMap::single(&a.zone),
+            };
+            return run_role(&a.log, || {
+                zone::start_router(zone::RouterRole {
+                    grpc_addr: a.listen,
+                    http_addr: a.http,
+                    assigners: a.assigners,
+                    zones,
+                    router: danaus_router::RouterConfig {
+                        quorum: a.write_quorum,
+                        deadline: a.write_deadline,
+                        ..danaus_router::RouterConfig::default()
+                    },
+                })
+            });
+        }
+        Command::Mixer(a) => {
+            return run_role(&a.log, || {
+                zone::start_mixer(zone::MixerRole {
+                    grpc_addr: a.listen,
+                    http_addr: a.http,
+                    assigners: a.assigners,
+                    mixer: danaus_mixer::MixerConfig {
+                        zone: a.zone,
+                        hedge_after: a.hedge_after,
+                        ..danaus_mixer::MixerConfig::default()
+                    },
+                    max_concurrent_queries: a.max_concurrent_queries,
+                })
+            })
+        }
+        Command::DevCluster(DevClusterArgs { action: DevClusterAction::Up { leaves, replication, dir } }) => {
+            init_logs("info")?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            return rt.block_on(async move {
+                let bin = std::env::current_exe().context("finding the danaus binary")?;
+                let mut cfg = danaus_server::dev_cluster::DevClusterConfig::new(bin, &dir, leaves);
+                if let Some(r) = replication {
+                    cfg.replication = r;
+                }
+                eprintln!("starting a zone of {leaves} leaves in {} (logs there) ...", dir.display());
+                let cluster = danaus_server::dev_cluster::DevCluster::start(cfg).await?;
+                for p in cluster.procs.values() {
+                    println!("{:<12} grpc={} http={}", p.name, p.grpc, p.http);
+                }
+                println!("schemas and writes: danausctl --addr http://{} schema apply -f ... / write ...", cluster.router());
+                println!("queries:            danausctl --addr http://{} query ...", cluster.mixer());
+                let sig = shutdown_signal().await?;
+                eprintln!("{sig}: stopping the zone");
+                drop(cluster);
+                Ok(())
+            });
+        }
+    };
+    init_logs(&args.log)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let leaf = LeafOptions {

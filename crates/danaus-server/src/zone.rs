@@ -1,0 +1,344 @@
+//! The roles of a distributed zone, each a subcommand of `danaus`:
+//! `assigner` (a member of the zone's Raft group and the range assigner),
+//! `leaf`, `router` (ingestion and leaf router) and `mixer` (zone mixer).
+//! Each serves gRPC on its own address and, if asked, `/metrics` and
+//! `/healthz` over HTTP. `danaus dev-cluster` (`dev_cluster`) starts a
+//! whole zone of them on loopback.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use danaus_assigner::{Assigner, AssignerConfig, TableWatcher, ZoneTable};
+use danaus_leaf::{Leaf, LeafConfig, LeafOptions};
+use danaus_mixer::{MixerConfig, ZoneMixer};
+use danaus_node::query::{QueryApi, QueryStats};
+use danaus_node::zone_leaf::{AgentConfig, ZoneLeaf};
+use danaus_proto::v1 as pb;
+use danaus_raft::{BasicNode, GroupConfig, NodeId, RaftGroup, RaftServer};
+use danaus_rocksdb::RocksKv;
+use danaus_router::{IngestRouter, LeafRouter, RouterConfig, ZoneMap};
+use danaus_storage::{FsLogDevice, KvStore, SystemClock};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::http::{leaf_metrics, process_metrics, Text};
+
+/// Renders a role's `/metrics`.
+type Render = Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>> + Send + Sync>;
+
+/// A running role.
+pub struct RunningRole {
+    /// Bound gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// Bound HTTP address, if any.
+    pub http_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<anyhow::Result<()>>>,
+    leaf: Option<Leaf>,
+    raft: Option<Arc<RaftGroup<ZoneTable>>>,
+}
+
+impl RunningRole {
+    /// Stops serving; a leaf checkpoints, a Raft member stops.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            t.await??;
+        }
+        if let Some(l) = self.leaf {
+            l.shutdown().await.context("final checkpoint")?;
+        }
+        if let Some(r) = self.raft {
+            r.shutdown().await;
+        }
+        Ok(())
+    }
+}
+
+async fn serve(
+    grpc: tonic::transport::server::Router,
+    grpc_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
+    render: Render,
+) -> anyhow::Result<(SocketAddr, Option<SocketAddr>, watch::Sender<bool>, Vec<JoinHandle<anyhow::Result<()>>>)> {
+    let listener = TcpListener::bind(grpc_addr).await.with_context(|| format!("binding gRPC to {grpc_addr}"))?;
+    let bound = listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    let mut s1 = stopped.clone();
+    let mut tasks = vec![tokio::spawn(async move {
+        grpc.serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+            let _ = s1.wait_for(|s| *s).await;
+        })
+        .await
+        .context("gRPC server")
+    })];
+    let mut http_bound = None;
+    if let Some(addr) = http_addr {
+        let l = TcpListener::bind(addr).await.with_context(|| format!("binding HTTP to {addr}"))?;
+        http_bound = Some(l.local_addr()?);
+        let app = axum::Router::new()
+            .route(
+                "/metrics",
+                get(move || {
+                    let render = render.clone();
+                    async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], render().await) }
+                }),
+            )
+            .route("/healthz", get(|| async { (StatusCode::OK, "ok\n").into_response() }));
+        let mut s2 = stopped;
+        tasks.push(tokio::spawn(async move {
+            axum::serve(l, app)
+                .with_graceful_shutdown(async move {
+                    let _ = s2.wait_for(|s| *s).await;
+                })
+                .await
+                .context("HTTP server")
+        }));
+    }
+    Ok((bound, http_bound, stop, tasks))
+}
+
+fn grpc_builder() -> tonic::transport::Server {
+    tonic::transport::Server::builder().concurrency_limit_per_connection(256)
+}
+
+async fn open_kv(dir: &std::path::Path) -> anyhow::Result<Arc<dyn KvStore>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("rocksdb");
+    let kv = tokio::task::spawn_blocking(move || RocksKv::open(&path))
+        .await?
+        .context("opening the long-term store (is another danaus using this data directory?)")?;
+    Ok(Arc::new(kv))
+}
+
+/// A range assigner member.
+#[derive(Debug, Clone)]
+pub struct AssignerRole {
+    /// Member id in the zone's Raft group.
+    pub id: NodeId,
+    /// Every member (this one included): id → host:port.
+    pub peers: BTreeMap<NodeId, String>,
+    /// gRPC address to bind.
+    pub grpc_addr: SocketAddr,
+    /// HTTP address for /metrics.
+    pub http_addr: Option<SocketAddr>,
+    /// Data directory (the Raft log and snapshots).
+    pub data_dir: PathBuf,
+    /// Assigner tuning.
+    pub assigner: AssignerConfig,
+    /// Raft heartbeat; elections after 5× this.
+    pub heartbeat: Duration,
+}
+
+/// Starts a range assigner member.
+pub async fn start_assigner(cfg: AssignerRole) -> anyhow::Result<RunningRole> {
+    let started = Instant::now();
+    let kv = open_kv(&cfg.data_dir).await?;
+    let raft = RaftServer::new();
+    let mut gc = GroupConfig::new("zone", cfg.id);
+    gc.heartbeat = cfg.heartbeat;
+    gc.election_timeout = cfg.heartbeat * 5;
+    let group = Arc::new(RaftGroup::<ZoneTable>::start(gc, kv, &raft).await.context("starting the zone's Raft group")?);
+    let assigner = Assigner::new(group.clone(), cfg.assigner.clone());
+    let grpc = grpc_builder().add_service(raft.service()).add_service(assigner.service());
+    let a = assigner.clone();
+    let render: Render = Arc::new(move || {
+        let a = a.clone();
+        Box::pin(async move {
+            let mut t = Text(String::new());
+            process_metrics(&mut t, started);
+            let m = a.group().metrics();
+            t.metric("danaus_raft_term", "gauge", "Current Raft term of the zone group.", m.current_term);
+            t.metric("danaus_raft_is_leader", "gauge", "1 on the group's leader.", u8::from(a.group().is_leader()));
+            t.metric("danaus_raft_last_applied", "gauge", "Last applied log index.", m.last_applied.map_or(0, |l| l.index));
+            let v = a.group().read(|t| (t.version, t.ranges.len(), t.leaves.len()));
+            t.metric("danaus_zone_table_version", "gauge", "Zone table version applied here.", v.0);
+            t.metric("danaus_zone_ranges", "gauge", "Ranges in the zone table.", v.1);
+            t.metric("danaus_zone_leaves", "gauge", "Leaves in the zone table.", v.2);
+            let s = &a.stats;
+            t.counter("danaus_assigner_replicas_added_total", "Replicas placed.", &s.adds);
+            t.counter("danaus_assigner_copies_total", "Range history copies finished.", &s.copies);
+            t.counter("danaus_assigner_replicas_removed_total", "Replicas removed.", &s.removes);
+            t.counter("danaus_assigner_splits_total", "Ranges split.", &s.splits);
+            t.counter("danaus_assigner_step_failures_total", "Assigner steps that failed.", &s.failures);
+            t.0
+        })
+    });
+    let (grpc_addr, http_addr, stop, mut tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render).await?;
+    let members: BTreeMap<NodeId, BasicNode> = cfg.peers.iter().map(|(id, a)| (*id, BasicNode::new(a))).collect();
+    group.initialize(members).await.context("initialising the zone's Raft group")?;
+    let controller = tokio::spawn(assigner.clone().run_controller());
+    let mut s = stop.subscribe();
+    tasks.push(tokio::spawn(async move {
+        let _ = s.wait_for(|v| *v).await;
+        controller.abort();
+        Ok(())
+    }));
+    tracing::info!(id = cfg.id, %grpc_addr, "range assigner member serving");
+    Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: None, raft: Some(group) })
+}
+
+/// A leaf of a zone.
+#[derive(Debug, Clone)]
+pub struct LeafRole {
+    /// Its name in the zone.
+    pub name: String,
+    /// gRPC address to bind.
+    pub grpc_addr: SocketAddr,
+    /// Address routers and mixers use (default: the bound one).
+    pub advertise: Option<String>,
+    /// HTTP address for /metrics.
+    pub http_addr: Option<SocketAddr>,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Assigner members (host:port).
+    pub assigners: Vec<String>,
+    /// Leaf tuning.
+    pub leaf: LeafOptions,
+    /// Agent tuning.
+    pub agent: AgentConfig,
+}
+
+/// Starts a leaf.
+pub async fn start_leaf(cfg: LeafRole) -> anyhow::Result<RunningRole> {
+    let started = Instant::now();
+    let kv = open_kv(&cfg.data_dir).await?;
+    let log = FsLogDevice::open(cfg.data_dir.join("wal")).context("opening the recovery log directory")?;
+    let leaf = Leaf::open(LeafConfig { kv, log: Arc::new(log), clock: Arc::new(SystemClock), options: cfg.leaf.clone() })
+        .await
+        .context("opening the leaf")?;
+    let listener = std::net::TcpListener::bind(cfg.grpc_addr).with_context(|| format!("binding {}", cfg.grpc_addr))?;
+    let bound = listener.local_addr()?;
+    drop(listener);
+    let advertise = cfg.advertise.clone().unwrap_or_else(|| bound.to_string());
+    let table = TableWatcher::start(cfg.assigners.clone());
+    let zl = ZoneLeaf::new(cfg.name.clone(), advertise, leaf.clone(), table);
+    let grpc = grpc_builder().add_service(zl.service());
+    let (l, z) = (leaf.clone(), zl.clone());
+    let render: Render = Arc::new(move || {
+        let (l, z) = (l.clone(), z.clone());
+        Box::pin(async move {
+            let mut t = Text(String::new());
+            process_metrics(&mut t, started);
+            let disk = l.disk_bytes().await.unwrap_or(0);
+            leaf_metrics(&mut t, &l, disk);
+            let s = &z.stats;
+            t.counter("danaus_leaf_wrong_replica_total", "Series refused as routed by a stale or wrong range map.", &s.wrong_replica);
+            t.counter("danaus_leaf_stages_total", "Leaf phases run for mixers.", &s.stages);
+            t.counter("danaus_leaf_stages_refused_total", "Leaf phases refused: a range asked is not held ready.", &s.stages_refused);
+            t.counter("danaus_leaf_range_copies_total", "Range histories copied in.", &s.copies);
+            t.counter("danaus_leaf_exported_series_total", "Series exported to other leaves.", &s.exported_series);
+            t.counter("danaus_leaf_range_drops_total", "Ranges dropped after moving away.", &s.drops);
+            t.0
+        })
+    });
+    let (grpc_addr, http_addr, stop, mut tasks) = serve(grpc, bound, cfg.http_addr, render).await?;
+    let agent = tokio::spawn(zl.clone().run_agent(cfg.assigners.clone(), cfg.agent.clone()));
+    let mut s = stop.subscribe();
+    tasks.push(tokio::spawn(async move {
+        let _ = s.wait_for(|v| *v).await;
+        agent.abort();
+        Ok(())
+    }));
+    tracing::info!(name = %cfg.name, %grpc_addr, "leaf serving");
+    Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: Some(leaf), raft: None })
+}
+
+/// A router (the zone's ingestion front door).
+#[derive(Debug, Clone)]
+pub struct RouterRole {
+    /// gRPC address to bind.
+    pub grpc_addr: SocketAddr,
+    /// HTTP address for /metrics.
+    pub http_addr: Option<SocketAddr>,
+    /// Assigner members.
+    pub assigners: Vec<String>,
+    /// Zones and their locations.
+    pub zones: ZoneMap,
+    /// Write quorum, deadlines.
+    pub router: RouterConfig,
+}
+
+/// Starts a router.
+pub async fn start_router(cfg: RouterRole) -> anyhow::Result<RunningRole> {
+    let started = Instant::now();
+    let table = TableWatcher::start(cfg.assigners.clone());
+    let leaves = LeafRouter::new(table, cfg.router.clone());
+    let front = IngestRouter::new(leaves.clone(), cfg.zones.clone(), cfg.assigners.clone());
+    let (ingest, schema) = front.services();
+    let grpc = grpc_builder().add_service(ingest).add_service(schema);
+    let stats = leaves.stats.clone();
+    let render: Render = Arc::new(move || {
+        let s = stats.clone();
+        Box::pin(async move {
+            let mut t = Text(String::new());
+            process_metrics(&mut t, started);
+            t.counter("danaus_router_writes_total", "Write requests routed.", &s.writes);
+            t.counter("danaus_router_series_total", "Series routed.", &s.series);
+            t.counter("danaus_router_replica_failures_total", "Sends to a replica that failed.", &s.replica_failures);
+            t.counter("danaus_router_stale_map_total", "Series refused by a replica as routed by a stale map.", &s.stale_map);
+            t.counter("danaus_router_quorum_failures_total", "Writes that missed the quorum by the deadline.", &s.quorum_failures);
+            t.counter("danaus_router_replicas_behind_total", "Replicas that did not catch up with an acked write.", &s.replicas_behind);
+            t.0
+        })
+    });
+    let (grpc_addr, http_addr, stop, tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render).await?;
+    tracing::info!(%grpc_addr, "router serving");
+    Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: None, raft: None })
+}
+
+/// A zone mixer.
+#[derive(Debug, Clone)]
+pub struct MixerRole {
+    /// gRPC address to bind.
+    pub grpc_addr: SocketAddr,
+    /// HTTP address for /metrics.
+    pub http_addr: Option<SocketAddr>,
+    /// Assigner members.
+    pub assigners: Vec<String>,
+    /// Mixer tuning.
+    pub mixer: MixerConfig,
+    /// Queries run at once.
+    pub max_concurrent_queries: usize,
+}
+
+/// Starts a zone mixer.
+pub async fn start_mixer(cfg: MixerRole) -> anyhow::Result<RunningRole> {
+    let started = Instant::now();
+    let table = TableWatcher::start(cfg.assigners.clone());
+    let mixer = ZoneMixer::new(table, cfg.mixer.clone());
+    let qstats = Arc::new(QueryStats::default());
+    let m = mixer.clone();
+    let api = QueryApi::with_engines(Arc::new(move || m.engine()), cfg.max_concurrent_queries, qstats.clone());
+    let grpc = grpc_builder().add_service(
+        pb::query_service_server::QueryServiceServer::new(api).max_encoding_message_size(danaus_node::MAX_MESSAGE_BYTES),
+    );
+    let ms = mixer.stats().clone();
+    let render: Render = Arc::new(move || {
+        let (q, ms) = (qstats.clone(), ms.clone());
+        Box::pin(async move {
+            let mut t = Text(String::new());
+            process_metrics(&mut t, started);
+            t.counter("danaus_query_requests_total", "Queries received.", &q.requests);
+            t.counter("danaus_query_failures_total", "Queries that ended with an error.", &q.failures);
+            t.counter("danaus_query_cancelled_total", "Queries stopped early.", &q.cancelled);
+            t.counter("danaus_query_refused_total", "Queries refused: too many running.", &q.refused);
+            t.counter("danaus_query_series_touched_total", "Series read by queries.", &q.series_touched);
+            t.counter("danaus_query_points_touched_total", "Points read by queries.", &q.points_touched);
+            t.counter("danaus_mixer_hedges_total", "Leaf phases hedged on other replicas.", &ms.hedges);
+            t.counter("danaus_mixer_hedges_won_total", "Hedges that answered first.", &ms.hedges_won);
+            t.0
+        })
+    });
+    let (grpc_addr, http_addr, stop, tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render).await?;
+    tracing::info!(%grpc_addr, "zone mixer serving");
+    Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: None, raft: None })
+}
