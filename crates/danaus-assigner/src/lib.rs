@@ -24,11 +24,13 @@
 //! Data flows one way: leaves report load up; the table flows down to
 //! routers, leaves and mixers through watches.
 
+pub mod client;
 pub mod plan;
 pub mod service;
 pub mod table;
 pub mod watch;
 
+pub use client::ZoneClient;
 pub use plan::{LeafLoad, Policy, RangeLoad, Step};
 pub use service::{Assigner, AssignerConfig};
 pub use table::{

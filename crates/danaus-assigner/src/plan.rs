@@ -5,7 +5,9 @@
 //!
 //! Priorities, highest first:
 //! 1. finish joins: copy the history of a joining replica (or drop it if
-//!    its leaf died);
+//!    its leaf died); a lagging replica rejoins once its leaf reports the
+//!    table in which it was demoted (it is alive again, not merely not yet
+//!    declared dead), and is then repaired by a copy like a joining one;
 //! 2. replication: a range with fewer than `replication` replicas on live,
 //!    accepting leaves gets one on the least-loaded such leaf;
 //! 3. trim: a range with more ready replicas than needed loses one: on a
@@ -94,6 +96,13 @@ pub enum Step {
         /// The leaf.
         leaf: String,
     },
+    /// Make the lagging replica of `range` on `leaf` join again.
+    Rejoin {
+        /// The range.
+        range: RangeId,
+        /// The leaf.
+        leaf: String,
+    },
     /// Split `range` at `at`.
     Split {
         /// The range.
@@ -133,9 +142,19 @@ pub fn next_step(
             }
         }
     }
+    for r in table.ranges.values() {
+        // A leaf that reports the table in which it was demoted has lived
+        // past the demotion: it is back, not merely not yet declared dead.
+        let back = |leaf: &str| live.contains(leaf) && loads.get(leaf).is_some_and(|l| l.table_version >= r.changed_at);
+        if let Some(rep) = r.replicas.iter().find(|x| x.state == ReplicaState::Lagging && back(&x.leaf)) {
+            if r.ready().any(|l| live.contains(l)) {
+                return Some(Step::Rejoin { range: r.id, leaf: rep.leaf.clone() });
+            }
+        }
+    }
     // 2. Replication.
     for r in table.ranges.values() {
-        let have = r.replicas.iter().filter(|x| usable(&x.leaf)).count();
+        let have = r.replicas.iter().filter(|x| x.state != ReplicaState::Lagging && usable(&x.leaf)).count();
         if have < want {
             let target = table
                 .leaves
@@ -160,8 +179,9 @@ pub fn next_step(
         }
         let victim = r.replicas.iter().max_by_key(|x| {
             let dead = !live.contains(&x.leaf);
+            let lagging = x.state == ReplicaState::Lagging;
             let draining = !usable(&x.leaf);
-            (dead, draining, weight(&x.leaf), x.leaf.clone())
+            (dead, lagging, draining, weight(&x.leaf), x.leaf.clone())
         });
         if let Some(v) = victim {
             return Some(Step::Remove { range: r.id, leaf: v.leaf.clone() });
@@ -254,6 +274,7 @@ mod tests {
                 Step::Copy { range, leaf, .. } => ZoneCommand::PromoteReplica { range, leaf },
                 Step::Remove { range, leaf } => ZoneCommand::RemoveReplica { range, leaf },
                 Step::Split { range, at } => ZoneCommand::Split { range, at },
+                Step::Rejoin { range, leaf } => ZoneCommand::Rejoin { range, leaf },
             };
             t.apply(cmd).unwrap();
         }
@@ -297,6 +318,35 @@ mod tests {
         let steps = settle(&mut t, &BTreeMap::new(), &live(&[other]));
         assert_eq!(steps, vec![Step::Add { range: t.ranges.values().next().unwrap().id, leaf: other.into() }]);
         assert!(t.ranges.values().next().unwrap().replica(&holder).is_some());
+    }
+
+    #[test]
+    fn a_lagging_replica_on_a_live_leaf_is_repaired_and_on_a_dead_one_replaced() {
+        let mut t = zone(2, &["a", "b"]);
+        settle(&mut t, &BTreeMap::new(), &live(&["a", "b"]));
+        let r = t.ranges.values().next().unwrap().clone();
+        let (keep, lag) = (r.replicas[0].leaf.clone(), r.replicas[1].leaf.clone());
+        t.apply(ZoneCommand::Demote { range: r.id, leaf: lag.clone() }).unwrap();
+        // Until the leaf shows it saw the demotion, nothing happens to it.
+        assert_eq!(next_step(&t, &BTreeMap::new(), &live(&["a", "b"]), &Policy::default()), None);
+        let seen = LeafLoad { table_version: t.version, ..Default::default() };
+        let loads: BTreeMap<String, LeafLoad> = [(lag.clone(), seen)].into_iter().collect();
+        let steps = settle(&mut t, &loads, &live(&["a", "b"]));
+        assert_eq!(steps[0], Step::Rejoin { range: r.id, leaf: lag.clone() });
+        assert!(
+            matches!(&steps[1], Step::Copy { leaf, sources, .. } if *leaf == lag && *sources == vec![keep.clone()])
+        );
+        assert_eq!(t.range(r.id).unwrap().ready().count(), 2);
+        // Lagging on a dead leaf, with a spare leaf: a replacement is
+        // placed and filled, then the lagging replica goes.
+        t.apply(ZoneCommand::RegisterLeaf { leaf: "c".into(), addr: "c:1".into() }).unwrap();
+        t.apply(ZoneCommand::Demote { range: r.id, leaf: lag.clone() }).unwrap();
+        let steps = settle(&mut t, &BTreeMap::new(), &live(&[keep.as_str(), "c"]));
+        assert_eq!(steps[0], Step::Add { range: r.id, leaf: "c".into() });
+        assert_eq!(steps.last().unwrap(), &Step::Remove { range: r.id, leaf: lag.clone() });
+        let r = t.range(r.id).unwrap();
+        assert!(r.replica(&lag).is_none());
+        assert_eq!(r.ready().count(), 2);
     }
 
     #[test]

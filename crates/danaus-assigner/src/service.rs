@@ -172,6 +172,9 @@ impl Assigner {
                 propose(ZoneCommand::RemoveReplica { range, leaf }).await?;
                 self.stats.removes.fetch_add(1, Ordering::Relaxed);
             }
+            Step::Rejoin { range, leaf } => {
+                propose(ZoneCommand::Rejoin { range, leaf }).await?;
+            }
             Step::Split { range, at } => {
                 propose(ZoneCommand::Split { range, at }).await?;
                 self.stats.splits.fetch_add(1, Ordering::Relaxed);
@@ -283,6 +286,7 @@ impl pb::assigner_service_server::AssignerService for Service {
             serde_json::from_slice(&hb.load_json)
                 .map_err(|e| Status::invalid_argument(format!("bad load report: {e}")))?
         };
+        tracing::debug!(leaf = %hb.leaf, table_version = load.table_version, "heartbeat");
         self.0.heartbeats.lock().insert(hb.leaf.clone(), Heartbeat { at: Instant::now(), load });
         let known = self.0.group.read(|t| t.leaves.get(&hb.leaf).map(|e| e.addr == hb.addr));
         if known != Some(true) && self.0.group.leader().is_some() {

@@ -5,6 +5,10 @@
 //! starts, the last is unbounded). Each range lists its replica leaves: a
 //! `Ready` replica holds the range's whole history; a `Joining` one
 //! receives every write (dual write) while its history is copied in.
+//! A `Lagging` replica missed writes that were acknowledged without it (a
+//! router demoted it because it could not reach it): it is not read and
+//! its acks are not waited for, until the assigner has it rejoin (it
+//! becomes `Joining` again and gets the history copied in).
 //! Every change bumps the table's `version`; each range records the
 //! version of its last change (`changed_at`), which is how leaves fence
 //! writes routed by an older map (see [`ZoneTable::check_write`]).
@@ -29,6 +33,8 @@ pub enum ReplicaState {
     Joining,
     /// Holds the range's whole history: reads may go to it.
     Ready,
+    /// Missed acknowledged writes: not read until repaired.
+    Lagging,
 }
 
 /// One leaf holding a range.
@@ -114,12 +120,31 @@ pub struct ZoneTable {
     pub replication: u32,
     /// The next range id to hand out.
     pub next_range_id: RangeId,
-    /// Ranges by start.
+    /// Ranges by start (a list in JSON, whose map keys must be strings).
+    #[serde(with = "ranges_as_list")]
     pub ranges: BTreeMap<Vec<u8>, Range>,
     /// Leaves by name.
     pub leaves: BTreeMap<String, LeafEntry>,
     /// Schemas by tenant.
     pub schemas: BTreeMap<String, TenantSchemas>,
+}
+
+mod ranges_as_list {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Range;
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<Vec<u8>, Range>, s: S) -> Result<S::Ok, S::Error> {
+        let list: Vec<&Range> = m.values().collect();
+        list.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<Vec<u8>, Range>, D::Error> {
+        let list = Vec::<Range>::deserialize(d)?;
+        Ok(list.into_iter().map(|r| (r.start.clone(), r)).collect())
+    }
 }
 
 /// A change of the table, proposed through Raft.
@@ -176,6 +201,21 @@ pub enum ZoneCommand {
     },
     /// Removes a replica.
     RemoveReplica {
+        /// The range.
+        range: RangeId,
+        /// The leaf.
+        leaf: String,
+    },
+    /// Marks a ready replica lagging: a router acknowledged writes it does
+    /// not hold. Refused for the range's last ready replica.
+    Demote {
+        /// The range.
+        range: RangeId,
+        /// The leaf.
+        leaf: String,
+    },
+    /// Makes a lagging replica join again, to be repaired by a copy.
+    Rejoin {
         /// The range.
         range: RangeId,
         /// The leaf.
@@ -360,6 +400,43 @@ impl ZoneTable {
                 r.replicas.retain(|x| x.leaf != leaf);
                 Ok(r.replicas.len() != before)
             }
+            ZoneCommand::Demote { range, leaf } => {
+                let r = self.range_mut(range)?;
+                let ready = r.ready().count();
+                let rep = r
+                    .replicas
+                    .iter_mut()
+                    .find(|x| x.leaf == leaf)
+                    .ok_or_else(|| format!("{leaf:?} holds no replica of range {range}"))?;
+                match rep.state {
+                    ReplicaState::Lagging => Ok(false),
+                    ReplicaState::Joining => {
+                        Err(format!("{leaf:?} is joining range {range}; only ready replicas are demoted"))
+                    }
+                    ReplicaState::Ready if ready <= 1 => {
+                        Err(format!("{leaf:?} holds the last ready replica of range {range}; it cannot be demoted"))
+                    }
+                    ReplicaState::Ready => {
+                        rep.state = ReplicaState::Lagging;
+                        Ok(true)
+                    }
+                }
+            }
+            ZoneCommand::Rejoin { range, leaf } => {
+                let r = self.range_mut(range)?;
+                let rep = r
+                    .replicas
+                    .iter_mut()
+                    .find(|x| x.leaf == leaf)
+                    .ok_or_else(|| format!("{leaf:?} holds no replica of range {range}"))?;
+                match rep.state {
+                    ReplicaState::Lagging => {
+                        rep.state = ReplicaState::Joining;
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
+            }
             ZoneCommand::Split { range, at } => {
                 let r = self.range(range).ok_or_else(|| format!("no range {range}"))?.clone();
                 if at <= r.start || r.end.as_ref().is_some_and(|e| at >= *e) {
@@ -393,7 +470,9 @@ impl ZoneTable {
         match cmd {
             ZoneCommand::AddReplica { range, .. }
             | ZoneCommand::PromoteReplica { range, .. }
-            | ZoneCommand::RemoveReplica { range, .. } => Some(*range),
+            | ZoneCommand::RemoveReplica { range, .. }
+            | ZoneCommand::Demote { range, .. }
+            | ZoneCommand::Rejoin { range, .. } => Some(*range),
             _ => None,
         }
     }
@@ -511,6 +590,34 @@ mod tests {
         t.apply(ZoneCommand::ApplyMetricSchema { tenant: "x".into(), schema: m }).unwrap();
         assert!(t.metric_schema("x", "/m").is_some());
         assert!(t.metric_schema("y", "/m").is_none());
+    }
+
+    #[test]
+    fn demoted_replicas_rejoin_through_a_copy() {
+        let mut t = table(2, &["a", "b"]);
+        let r = only_range(&t);
+        t.apply(ZoneCommand::AddReplica { range: r, leaf: "a".into() }).unwrap();
+        t.apply(ZoneCommand::AddReplica { range: r, leaf: "b".into() }).unwrap();
+        t.apply(ZoneCommand::PromoteReplica { range: r, leaf: "b".into() }).unwrap();
+        t.apply(ZoneCommand::Demote { range: r, leaf: "b".into() }).unwrap();
+        assert_eq!(t.range(r).unwrap().replica("b").unwrap().state, ReplicaState::Lagging);
+        let err = t.apply(ZoneCommand::Demote { range: r, leaf: "a".into() }).unwrap_err();
+        assert!(err.contains("last ready replica"), "{err}");
+        // A lagging replica still takes writes (routers send them best effort).
+        assert_eq!(t.check_write("b", b"x", t.version), Ok(()));
+        t.apply(ZoneCommand::Rejoin { range: r, leaf: "b".into() }).unwrap();
+        assert_eq!(t.range(r).unwrap().replica("b").unwrap().state, ReplicaState::Joining);
+    }
+
+    #[test]
+    fn the_table_survives_json() {
+        let mut t = table(2, &["a", "b"]);
+        let r = only_range(&t);
+        t.apply(ZoneCommand::AddReplica { range: r, leaf: "a".into() }).unwrap();
+        t.apply(ZoneCommand::Split { range: r, at: vec![7, 0, 255] }).unwrap();
+        let json = serde_json::to_vec(&t).unwrap();
+        let back: ZoneTable = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, t);
     }
 
     proptest! {

@@ -134,6 +134,7 @@ async fn stream_from(addr: &str, tx: &watch::Sender<Arc<ZoneTable>>) -> Result<(
         }
         let table: ZoneTable =
             serde_json::from_slice(&update.table_json).map_err(|e| format!("undecodable zone table: {e}"))?;
+        tracing::debug!(assigner = %addr, version = table.version, "zone table");
         tx.send_replace(Arc::new(table));
     }
     Ok(())

@@ -63,8 +63,9 @@ impl Shared {
         &self,
         addr: &str,
     ) -> std::result::Result<danaus_proto::v1::leaf_service_client::LeafServiceClient<Channel>, String> {
-        let ch = match self.channels.lock().get(addr) {
-            Some(c) => c.clone(),
+        let cached = self.channels.lock().get(addr).cloned();
+        let ch = match cached {
+            Some(c) => c,
             None => {
                 let c = Endpoint::from_shared(format!("http://{addr}"))
                     .map_err(|e| format!("bad leaf address {addr:?}: {e}"))?

@@ -4,14 +4,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use danaus_assigner::{TableWatcher, ZoneCommand};
+use danaus_assigner::{TableWatcher, ZoneClient, ZoneCommand};
 use danaus_model::FieldValue;
 use danaus_node::tenant::tenant;
 use danaus_node::zone_leaf::with_tenant;
 use danaus_proto::convert;
 use danaus_proto::v1 as pb;
 use parking_lot::Mutex;
-use pb::assigner_service_client::AssignerServiceClient;
 use pb::ingest_service_client::IngestServiceClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
@@ -23,7 +22,7 @@ use crate::zone_map::ZoneMap;
 pub struct IngestRouter {
     leaves: Arc<LeafRouter>,
     zones: ZoneMap,
-    assigners: Vec<String>,
+    zone: Arc<ZoneClient>,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
@@ -47,9 +46,9 @@ fn channel_to(cache: &Mutex<HashMap<String, Channel>>, addr: &str) -> Result<Cha
 
 impl IngestRouter {
     /// The front door of zone `zones.local`, writing through `leaves` and
-    /// applying schemas through the assigner members at `assigners`.
-    pub fn new(leaves: Arc<LeafRouter>, zones: ZoneMap, assigners: Vec<String>) -> Arc<Self> {
-        Arc::new(Self { leaves, zones, assigners, channels: Mutex::default() })
+    /// applying schemas through `zone`.
+    pub fn new(leaves: Arc<LeafRouter>, zones: ZoneMap, zone: Arc<ZoneClient>) -> Arc<Self> {
+        Arc::new(Self { leaves, zones, zone, channels: Mutex::default() })
     }
 
     fn table(&self) -> &TableWatcher {
@@ -127,19 +126,7 @@ impl IngestRouter {
 
     /// Proposes a change of the zone table through any assigner member.
     async fn propose(&self, cmd: &ZoneCommand) -> Result<u64, Status> {
-        let json = serde_json::to_vec(cmd).map_err(|e| Status::internal(e.to_string()))?;
-        let mut last = Status::unavailable("no range assigner addresses configured");
-        for addr in &self.assigners {
-            let mut client = AssignerServiceClient::new(channel_to(&self.channels, addr)?);
-            let mut req = Request::new(pb::ZoneProposal { command_json: json.clone() });
-            req.set_timeout(Duration::from_secs(15));
-            match client.propose(req).await {
-                Ok(r) => return Ok(r.into_inner().version),
-                Err(s) if s.code() == tonic::Code::InvalidArgument => return Err(s),
-                Err(s) => last = s,
-            }
-        }
-        Err(Status::unavailable(format!("the range assigner is unreachable: {}", last.message())))
+        self.zone.propose(cmd).await
     }
 }
 

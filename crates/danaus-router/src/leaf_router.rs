@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use danaus_assigner::{ReplicaState, TableWatcher, ZoneTable};
+use danaus_assigner::{RangeId, ReplicaState, TableWatcher, ZoneClient, ZoneCommand, ZoneTable};
 use danaus_model::validate;
 use danaus_node::zone_leaf::with_tenant;
 use danaus_proto::convert;
@@ -17,32 +17,29 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
 /// How many replicas must store a write before it is acknowledged.
+///
+/// Reads go to one ready replica, so an acknowledged point must be on
+/// every ready replica. With `Majority`, a write stored by a majority of
+/// the ready replicas is acknowledged once the others have been demoted to
+/// lagging in the zone table (after failing for `demote_after`): they are
+/// not read again until the assigner has repaired them. A minority never
+/// demotes a majority, so a router cut off from most leaves cannot. With
+/// `All`, nothing is demoted: a write waits for every ready replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Quorum {
-    /// A majority of the range's ready replicas.
+    /// A majority stores it; the rest store it or are demoted.
     Majority,
-    /// Every ready replica.
+    /// Every ready replica stores it.
     All,
-    /// One ready replica.
-    One,
 }
 
 impl Quorum {
-    fn needed(self, ready: usize) -> usize {
-        match self {
-            Quorum::Majority => ready / 2 + 1,
-            Quorum::All => ready,
-            Quorum::One => ready.min(1),
-        }
-    }
-
-    /// Parses `majority`, `all` or `one`.
+    /// Parses `majority` or `all`.
     pub fn parse(s: &str) -> Result<Self, String> {
         match s {
             "majority" => Ok(Quorum::Majority),
             "all" => Ok(Quorum::All),
-            "one" => Ok(Quorum::One),
-            _ => Err(format!("unknown write quorum {s:?}: use majority, all or one")),
+            _ => Err(format!("unknown write quorum {s:?}: use majority or all")),
         }
     }
 }
@@ -56,9 +53,8 @@ pub struct RouterConfig {
     pub deadline: Duration,
     /// Longest wait for one replica's answer.
     pub attempt_timeout: Duration,
-    /// After the ack, keep writing to replicas that have not stored it yet
-    /// for this long.
-    pub catch_up: Duration,
+    /// With `Majority`, demote a ready replica that has failed for this long.
+    pub demote_after: Duration,
 }
 
 impl Default for RouterConfig {
@@ -67,7 +63,7 @@ impl Default for RouterConfig {
             quorum: Quorum::Majority,
             deadline: Duration::from_secs(10),
             attempt_timeout: Duration::from_secs(2),
-            catch_up: Duration::from_secs(30),
+            demote_after: Duration::from_secs(1),
         }
     }
 }
@@ -85,8 +81,8 @@ pub struct RouterStats {
     pub stale_map: AtomicU64,
     /// Writes that did not reach quorum by the deadline.
     pub quorum_failures: AtomicU64,
-    /// Replicas that had still not stored a write when catch-up gave up.
-    pub replicas_behind: AtomicU64,
+    /// Replicas demoted to lagging because they missed acknowledged writes.
+    pub demotions: AtomicU64,
 }
 
 /// Where one series stands.
@@ -100,11 +96,14 @@ struct Pending {
     done: bool,
     /// Why it is still pending, for the error at the deadline.
     why: String,
+    /// When sends to a leaf first failed.
+    failing_since: BTreeMap<String, Instant>,
 }
 
 /// Routes writes to the replicas of their ranges.
 pub struct LeafRouter {
     table: TableWatcher,
+    zone: Arc<ZoneClient>,
     cfg: RouterConfig,
     clients: Mutex<HashMap<String, LeafServiceClient<Channel>>>,
     /// Counters.
@@ -129,14 +128,27 @@ fn series_error(index: usize, s: &pb::Series, message: String, code: pb::SeriesE
 
 /// What one round decided for a series: its range's replicas.
 struct Route {
+    range: RangeId,
     ready: Vec<String>,
     joining: Vec<String>,
+    lagging: Vec<String>,
+}
+
+impl Route {
+    fn all(&self) -> impl Iterator<Item = &String> {
+        self.ready.iter().chain(&self.joining).chain(&self.lagging)
+    }
+
+    /// Stored where reads may go and where a copy is under way.
+    fn complete(&self, acks: &BTreeSet<String>) -> bool {
+        self.ready.iter().chain(&self.joining).all(|l| acks.contains(l))
+    }
 }
 
 impl LeafRouter {
-    /// A router following `table`.
-    pub fn new(table: TableWatcher, cfg: RouterConfig) -> Arc<Self> {
-        Arc::new(Self { table, cfg, clients: Mutex::default(), stats: Arc::default() })
+    /// A router following `table`, demoting replicas through `zone`.
+    pub fn new(table: TableWatcher, zone: Arc<ZoneClient>, cfg: RouterConfig) -> Arc<Self> {
+        Arc::new(Self { table, zone, cfg, clients: Mutex::default(), stats: Arc::default() })
     }
 
     /// The zone table the router routes by.
@@ -162,19 +174,12 @@ impl LeafRouter {
     /// series did not reach its write quorum by the deadline, the whole
     /// call fails with UNAVAILABLE, and retrying it is safe (replicas
     /// recognise points they already hold).
-    pub async fn write(self: &Arc<Self>, tenant: &str, series: Vec<pb::Series>) -> Result<pb::WriteResponse, Status> {
+    pub async fn write(&self, tenant: &str, series: Vec<pb::Series>) -> Result<pb::WriteResponse, Status> {
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
         self.stats.series.fetch_add(series.len() as u64, Ordering::Relaxed);
-        let series = Arc::new(series);
         let mut state = vec![Pending::default(); series.len()];
         let deadline = Instant::now() + self.cfg.deadline;
-        let routes = self.rounds(tenant, &series, &mut state, self.cfg.quorum, deadline).await?;
-        let behind: Vec<usize> = state
-            .iter()
-            .enumerate()
-            .filter(|(i, p)| p.done && routes.get(i).is_some_and(|r| r.iter().any(|l| !p.acks.contains(l))))
-            .map(|(i, _)| i)
-            .collect();
+        self.rounds(tenant, &series, &mut state, deadline).await?;
         let stuck: Vec<(usize, &Pending)> = state.iter().enumerate().filter(|(_, p)| !p.done).collect();
         if !stuck.is_empty() {
             self.stats.quorum_failures.fetch_add(1, Ordering::Relaxed);
@@ -199,50 +204,18 @@ impl LeafRouter {
                 errors.push(e.clone());
             }
         }
-        if !behind.is_empty() && self.cfg.quorum != Quorum::All {
-            self.catch_up(tenant, series, state, behind);
-        }
         Ok(pb::WriteResponse { accepted_points: accepted, errors })
     }
 
-    /// Keeps writing, in the background, to replicas that have not stored
-    /// series the caller was already told are stored.
-    fn catch_up(self: &Arc<Self>, tenant: &str, series: Arc<Vec<pb::Series>>, state: Vec<Pending>, behind: Vec<usize>) {
-        let me = self.clone();
-        let tenant = tenant.to_owned();
-        tokio::spawn(async move {
-            let mut state: Vec<Pending> = state
-                .into_iter()
-                .enumerate()
-                .map(|(i, mut p)| {
-                    // Only the ones behind are still open.
-                    p.done = !behind.contains(&i);
-                    p
-                })
-                .collect();
-            let deadline = Instant::now() + me.cfg.catch_up;
-            if me.rounds(&tenant, &series, &mut state, Quorum::All, deadline).await.is_err() {
-                return;
-            }
-            let left = state.iter().filter(|p| !p.done).count() as u64;
-            if left > 0 {
-                me.stats.replicas_behind.fetch_add(left, Ordering::Relaxed);
-                tracing::warn!(series = left, "replicas did not catch up with acknowledged writes");
-            }
-        });
-    }
-
     /// Sends rounds of writes until every series is done or the deadline
-    /// passes. Returns each series' replica leaves as last routed.
+    /// passes.
     async fn rounds(
         &self,
         tenant: &str,
         series: &[pb::Series],
         state: &mut [Pending],
-        quorum: Quorum,
         deadline: Instant,
-    ) -> Result<BTreeMap<usize, Vec<String>>, Status> {
-        let mut routed: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    ) -> Result<(), Status> {
         let mut backoff = Duration::from_millis(20);
         loop {
             let mut table = self.table.current();
@@ -262,14 +235,13 @@ impl LeafRouter {
                         state[i].error = Some(series_error(i, s, msg, code));
                         state[i].done = true;
                     }
-                    Ok(None) => state[i].why = "no range holds its target in the zone table".into(),
+                    Ok(None) => state[i].why = "no ready replica holds its range in the zone table".into(),
                     Ok(Some(r)) => {
-                        routed.insert(i, r.ready.iter().chain(&r.joining).cloned().collect());
-                        if quorum_met(&r, &state[i].acks, quorum) {
+                        if r.complete(&state[i].acks) {
                             state[i].done = true;
                             continue;
                         }
-                        for leaf in r.ready.iter().chain(&r.joining) {
+                        for leaf in r.all() {
                             if !state[i].acks.contains(leaf) {
                                 batches.entry(leaf.clone()).or_default().push(i);
                             }
@@ -278,8 +250,8 @@ impl LeafRouter {
                     }
                 }
             }
-            if batches.is_empty() && state.iter().all(|p| p.done) {
-                return Ok(routed);
+            if state.iter().all(|p| p.done) {
+                return Ok(());
             }
             let sends = batches.into_iter().map(|(leaf, idx)| {
                 let addr = table.leaves.get(&leaf).map(|e| e.addr.clone());
@@ -296,12 +268,14 @@ impl LeafRouter {
                 }
             });
             let mut stale = false;
+            let now = Instant::now();
             for (leaf, idx, r) in futures::future::join_all(sends).await {
                 match r {
                     Err(e) => {
                         self.stats.replica_failures.fetch_add(1, Ordering::Relaxed);
                         for &i in &idx {
                             state[i].why = format!("leaf {leaf}: {e}");
+                            state[i].failing_since.entry(leaf.clone()).or_insert(now);
                         }
                     }
                     Ok(resp) => {
@@ -334,17 +308,57 @@ impl LeafRouter {
                     }
                 }
             }
+            // Done where complete; demote ready replicas that keep failing
+            // once a majority stored the write.
+            let mut demote: BTreeSet<(RangeId, String)> = BTreeSet::new();
+            let now = Instant::now();
             for (i, r) in &routes {
-                if quorum_met(r, &state[*i].acks, quorum) {
-                    state[*i].done = true;
+                let p = &mut state[*i];
+                if r.complete(&p.acks) {
+                    p.done = true;
+                    continue;
+                }
+                if self.cfg.quorum != Quorum::Majority || !r.joining.iter().all(|l| p.acks.contains(l)) {
+                    continue;
+                }
+                let stored = r.ready.iter().filter(|l| p.acks.contains(*l)).count();
+                if stored < r.ready.len() / 2 + 1 {
+                    continue;
+                }
+                let missing: Vec<&String> = r.ready.iter().filter(|l| !p.acks.contains(*l)).collect();
+                let failing = |l: &String| {
+                    p.failing_since.get(l).is_some_and(|since| now.duration_since(*since) >= self.cfg.demote_after)
+                };
+                if missing.iter().all(|l| failing(l)) {
+                    for l in missing {
+                        demote.insert((r.range, l.clone()));
+                    }
                 }
             }
             if state.iter().all(|p| p.done) {
-                return Ok(routed);
+                return Ok(());
+            }
+            let mut newest = 0;
+            for (range, leaf) in demote {
+                match self.zone.propose(&ZoneCommand::Demote { range, leaf: leaf.clone() }).await {
+                    Ok(v) => {
+                        self.stats.demotions.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(range, leaf = %leaf, "demoted an unreachable replica to lagging");
+                        newest = newest.max(v);
+                    }
+                    Err(e) => {
+                        tracing::warn!(range, leaf = %leaf, "could not demote an unreachable replica: {}", e.message())
+                    }
+                }
             }
             let now = Instant::now();
             if now >= deadline {
-                return Ok(routed);
+                return Ok(());
+            }
+            if newest > 0 {
+                // Route by the table with the demotions before going on.
+                let _ = self.table.wait_for(newest, deadline - now).await;
+                continue;
             }
             let pause = backoff.min(deadline - now);
             if stale {
@@ -352,7 +366,7 @@ impl LeafRouter {
                 let _ = self.table.wait_for(table.version + 1, pause.max(Duration::from_millis(200))).await;
             } else {
                 tokio::time::sleep(pause).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                backoff = (backoff * 2).min(Duration::from_millis(500));
             }
         }
     }
@@ -367,11 +381,6 @@ impl LeafRouter {
             Err(s) => Err(format!("{:?}: {}", s.code(), s.message())),
         }
     }
-}
-
-fn quorum_met(r: &Route, acks: &BTreeSet<String>, quorum: Quorum) -> bool {
-    let ready = r.ready.iter().filter(|l| acks.contains(*l)).count();
-    ready >= quorum.needed(r.ready.len()).max(1) && r.joining.iter().all(|l| acks.contains(l))
 }
 
 /// The replicas of a series' range; `Err` for a series no replica could
@@ -393,11 +402,12 @@ fn route(table: &ZoneTable, tenant: &str, s: &pb::Series) -> Result<Option<Route
     let target = validate::encoded_target(tenant, ts, &fields)
         .map_err(|e| (e.to_string(), pb::SeriesErrorCode::InvalidArgument))?;
     let Some(r) = table.range_for(&target) else { return Ok(None) };
-    let mut route = Route { ready: Vec::new(), joining: Vec::new() };
+    let mut route = Route { range: r.id, ready: Vec::new(), joining: Vec::new(), lagging: Vec::new() };
     for rep in &r.replicas {
         match rep.state {
             ReplicaState::Ready => route.ready.push(rep.leaf.clone()),
             ReplicaState::Joining => route.joining.push(rep.leaf.clone()),
+            ReplicaState::Lagging => route.lagging.push(rep.leaf.clone()),
         }
     }
     if route.ready.is_empty() {

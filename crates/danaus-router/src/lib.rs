@@ -5,9 +5,12 @@
 //! * [`leaf_router::LeafRouter`] maps each series to its range by target
 //!   string (the zone table, followed through a `TableWatcher`, so it keeps
 //!   routing through an assigner outage), writes it to every replica of
-//!   the range, and acknowledges once the write quorum stored it: a
-//!   majority of the ready replicas (configurable) and every joining one
-//!   (a range being moved must not miss a write). Replicas that refuse a
+//!   the range, and acknowledges once every ready and every joining
+//!   replica stored it (a range being moved must not miss a write, and
+//!   reads go to any one ready replica). A ready replica that keeps failing
+//!   after a majority stored the write is demoted to lagging in the zone
+//!   table first (not read until the assigner repairs it), so one dead
+//!   leaf does not stop writes ([`Quorum`]). Replicas that refuse a
 //!   series because the router's map is stale make it wait for a newer
 //!   table and retry; unreachable replicas are retried with backoff until
 //!   the deadline. Errors are reported per series.

@@ -27,6 +27,8 @@ pub struct DevClusterConfig {
     pub replication: u32,
     /// Split ranges holding more series than this.
     pub max_series_per_range: u64,
+    /// Rebalance only ranges holding at least this many series.
+    pub min_move_series: u64,
     /// Extra arguments for every leaf.
     pub leaf_args: Vec<String>,
 }
@@ -41,6 +43,7 @@ impl DevClusterConfig {
             assigners: 3,
             replication: leaves.clamp(1, 3) as u32,
             max_series_per_range: 250_000,
+            min_move_series: 1_000,
             leaf_args: Vec::new(),
         }
     }
@@ -105,41 +108,43 @@ impl DevCluster {
                 "200ms".into(),
                 "--max-series-per-range".into(),
                 cfg.max_series_per_range.to_string(),
+                "--min-move-series".into(),
+                cfg.min_move_series.to_string(),
             ];
-            procs.insert(name.clone(), Proc { name: name.clone(), grpc: grpc.clone(), http: http.clone(), args, log: cfg.dir.join(format!("{name}.log")), child: None });
+            procs.insert(
+                name.clone(),
+                Proc {
+                    name: name.clone(),
+                    grpc: grpc.clone(),
+                    http: http.clone(),
+                    args,
+                    log: cfg.dir.join(format!("{name}.log")),
+                    child: None,
+                },
+            );
         }
         for i in 1..=cfg.leaves {
-            let name = format!("leaf-{i}");
+            let p = leaf_proc(&cfg, i, &assigner_list)?;
+            procs.insert(p.name.clone(), p);
+        }
+        for role in ["router", "mixer"] {
             let (grpc, http) = (free_port()?, free_port()?);
             let mut args = vec![
-                "leaf".into(),
-                "--name".into(),
-                name.clone(),
+                role.into(),
                 "--listen".into(),
                 grpc.clone(),
                 "--http".into(),
                 http.clone(),
-                "--data-dir".into(),
-                dir(&name),
                 "--assigners".into(),
                 assigner_list.clone(),
-                "--heartbeat".into(),
-                "300ms".into(),
-                "--load-every".into(),
-                "1s".into(),
-                "--drop-grace".into(),
-                "2s".into(),
             ];
-            args.extend(cfg.leaf_args.iter().cloned());
-            procs.insert(name.clone(), Proc { name: name.clone(), grpc, http, args, log: cfg.dir.join(format!("{name}.log")), child: None });
-        }
-        for role in ["router", "mixer"] {
-            let (grpc, http) = (free_port()?, free_port()?);
-            let mut args = vec![role.into(), "--listen".into(), grpc.clone(), "--http".into(), http.clone(), "--assigners".into(), assigner_list.clone()];
             if role == "mixer" {
                 args.extend(["--hedge-after".into(), "300ms".into()]);
             }
-            procs.insert(role.into(), Proc { name: role.into(), grpc, http, args, log: cfg.dir.join(format!("{role}.log")), child: None });
+            procs.insert(
+                role.into(),
+                Proc { name: role.into(), grpc, http, args, log: cfg.dir.join(format!("{role}.log")), child: None },
+            );
         }
         let mut c = Self { cfg, procs };
         let names: Vec<String> = c.procs.keys().cloned().collect();
@@ -150,13 +155,24 @@ impl DevCluster {
         Ok(c)
     }
 
+    /// Starts one more leaf; returns its name.
+    pub fn add_leaf(&mut self) -> anyhow::Result<String> {
+        let n = self.leaves().len() + 1;
+        let list = self.assigners().join(",");
+        let p = leaf_proc(&self.cfg, n, &list)?;
+        let name = p.name.clone();
+        self.procs.insert(name.clone(), p);
+        self.spawn(&name)?;
+        Ok(name)
+    }
+
     fn spawn(&mut self, name: &str) -> anyhow::Result<()> {
         let bin = self.cfg.bin.clone();
         let p = self.procs.get_mut(name).with_context(|| format!("no process {name}"))?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&p.log)?;
         let child = Command::new(&bin)
             .args(&p.args)
-            .env("DANAUS_LOG", "info")
+            .env("DANAUS_LOG", std::env::var("DANAUS_DEV_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()
@@ -274,6 +290,32 @@ impl Drop for DevCluster {
             }
         }
     }
+}
+
+fn leaf_proc(cfg: &DevClusterConfig, i: usize, assigners: &str) -> anyhow::Result<Proc> {
+    let name = format!("leaf-{i}");
+    let (grpc, http) = (free_port()?, free_port()?);
+    let mut args = vec![
+        "leaf".into(),
+        "--name".into(),
+        name.clone(),
+        "--listen".into(),
+        grpc.clone(),
+        "--http".into(),
+        http.clone(),
+        "--data-dir".into(),
+        cfg.dir.join(&name).display().to_string(),
+        "--assigners".into(),
+        assigners.to_owned(),
+        "--heartbeat".into(),
+        "300ms".into(),
+        "--load-every".into(),
+        "1s".into(),
+        "--drop-grace".into(),
+        "2s".into(),
+    ];
+    args.extend(cfg.leaf_args.iter().cloned());
+    Ok(Proc { name: name.clone(), grpc, http, args, log: cfg.dir.join(format!("{name}.log")), child: None })
 }
 
 async fn fetch_table(addr: &str) -> anyhow::Result<ZoneTable> {

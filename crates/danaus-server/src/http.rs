@@ -133,12 +133,7 @@ pub fn process_metrics(t: &mut Text, started: Instant) {
         "# HELP danaus_build_info Build information.\n# TYPE danaus_build_info gauge\ndanaus_build_info{{version=\"{}\"}} 1",
         env!("CARGO_PKG_VERSION")
     );
-    t.metric(
-        "danaus_uptime_seconds",
-        "gauge",
-        "Seconds since the process started.",
-        started.elapsed().as_secs_f64(),
-    );
+    t.metric("danaus_uptime_seconds", "gauge", "Seconds since the process started.", started.elapsed().as_secs_f64());
     t.metric("danaus_process_resident_memory_bytes", "gauge", "Resident set size.", rss_bytes());
 }
 

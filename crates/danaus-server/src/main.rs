@@ -69,6 +69,9 @@ struct AssignerArgs {
     /// Split ranges holding more series than this.
     #[arg(long, default_value_t = 250_000)]
     max_series_per_range: u64,
+    /// Rebalance only ranges holding at least this many series.
+    #[arg(long, default_value_t = 1_000)]
+    min_move_series: u64,
     /// Raft heartbeat (elections after 5 to 10 times this).
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
     raft_heartbeat: Duration,
@@ -311,6 +314,7 @@ fn main() -> anyhow::Result<()> {
                         replication: a.replication,
                         policy: danaus_assigner::Policy {
                             max_series_per_range: a.max_series_per_range,
+                            min_move_series: a.min_move_series,
                             ..danaus_assigner::Policy::default()
                         },
                         dead_after: a.dead_after,
@@ -394,7 +398,10 @@ fn main() -> anyhow::Result<()> {
                 for p in cluster.procs.values() {
                     println!("{:<12} grpc={} http={}", p.name, p.grpc, p.http);
                 }
-                println!("schemas and writes: danausctl --addr http://{} schema apply -f ... / write ...", cluster.router());
+                println!(
+                    "schemas and writes: danausctl --addr http://{} schema apply -f ... / write ...",
+                    cluster.router()
+                );
                 println!("queries:            danausctl --addr http://{} query ...", cluster.mixer());
                 let sig = shutdown_signal().await?;
                 eprintln!("{sig}: stopping the zone");

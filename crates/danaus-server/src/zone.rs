@@ -158,7 +158,12 @@ pub async fn start_assigner(cfg: AssignerRole) -> anyhow::Result<RunningRole> {
             let m = a.group().metrics();
             t.metric("danaus_raft_term", "gauge", "Current Raft term of the zone group.", m.current_term);
             t.metric("danaus_raft_is_leader", "gauge", "1 on the group's leader.", u8::from(a.group().is_leader()));
-            t.metric("danaus_raft_last_applied", "gauge", "Last applied log index.", m.last_applied.map_or(0, |l| l.index));
+            t.metric(
+                "danaus_raft_last_applied",
+                "gauge",
+                "Last applied log index.",
+                m.last_applied.map_or(0, |l| l.index),
+            );
             let v = a.group().read(|t| (t.version, t.ranges.len(), t.leaves.len()));
             t.metric("danaus_zone_table_version", "gauge", "Zone table version applied here.", v.0);
             t.metric("danaus_zone_ranges", "gauge", "Ranges in the zone table.", v.1);
@@ -212,9 +217,10 @@ pub async fn start_leaf(cfg: LeafRole) -> anyhow::Result<RunningRole> {
     let started = Instant::now();
     let kv = open_kv(&cfg.data_dir).await?;
     let log = FsLogDevice::open(cfg.data_dir.join("wal")).context("opening the recovery log directory")?;
-    let leaf = Leaf::open(LeafConfig { kv, log: Arc::new(log), clock: Arc::new(SystemClock), options: cfg.leaf.clone() })
-        .await
-        .context("opening the leaf")?;
+    let leaf =
+        Leaf::open(LeafConfig { kv, log: Arc::new(log), clock: Arc::new(SystemClock), options: cfg.leaf.clone() })
+            .await
+            .context("opening the leaf")?;
     let listener = std::net::TcpListener::bind(cfg.grpc_addr).with_context(|| format!("binding {}", cfg.grpc_addr))?;
     let bound = listener.local_addr()?;
     drop(listener);
@@ -231,9 +237,17 @@ pub async fn start_leaf(cfg: LeafRole) -> anyhow::Result<RunningRole> {
             let disk = l.disk_bytes().await.unwrap_or(0);
             leaf_metrics(&mut t, &l, disk);
             let s = &z.stats;
-            t.counter("danaus_leaf_wrong_replica_total", "Series refused as routed by a stale or wrong range map.", &s.wrong_replica);
+            t.counter(
+                "danaus_leaf_wrong_replica_total",
+                "Series refused as routed by a stale or wrong range map.",
+                &s.wrong_replica,
+            );
             t.counter("danaus_leaf_stages_total", "Leaf phases run for mixers.", &s.stages);
-            t.counter("danaus_leaf_stages_refused_total", "Leaf phases refused: a range asked is not held ready.", &s.stages_refused);
+            t.counter(
+                "danaus_leaf_stages_refused_total",
+                "Leaf phases refused: a range asked is not held ready.",
+                &s.stages_refused,
+            );
             t.counter("danaus_leaf_range_copies_total", "Range histories copied in.", &s.copies);
             t.counter("danaus_leaf_exported_series_total", "Series exported to other leaves.", &s.exported_series);
             t.counter("danaus_leaf_range_drops_total", "Ranges dropped after moving away.", &s.drops);
@@ -271,8 +285,9 @@ pub struct RouterRole {
 pub async fn start_router(cfg: RouterRole) -> anyhow::Result<RunningRole> {
     let started = Instant::now();
     let table = TableWatcher::start(cfg.assigners.clone());
-    let leaves = LeafRouter::new(table, cfg.router.clone());
-    let front = IngestRouter::new(leaves.clone(), cfg.zones.clone(), cfg.assigners.clone());
+    let zone = Arc::new(danaus_assigner::ZoneClient::new(cfg.assigners.clone()));
+    let leaves = LeafRouter::new(table, zone.clone(), cfg.router.clone());
+    let front = IngestRouter::new(leaves.clone(), cfg.zones.clone(), zone);
     let (ingest, schema) = front.services();
     let grpc = grpc_builder().add_service(ingest).add_service(schema);
     let stats = leaves.stats.clone();
@@ -284,9 +299,21 @@ pub async fn start_router(cfg: RouterRole) -> anyhow::Result<RunningRole> {
             t.counter("danaus_router_writes_total", "Write requests routed.", &s.writes);
             t.counter("danaus_router_series_total", "Series routed.", &s.series);
             t.counter("danaus_router_replica_failures_total", "Sends to a replica that failed.", &s.replica_failures);
-            t.counter("danaus_router_stale_map_total", "Series refused by a replica as routed by a stale map.", &s.stale_map);
-            t.counter("danaus_router_quorum_failures_total", "Writes that missed the quorum by the deadline.", &s.quorum_failures);
-            t.counter("danaus_router_replicas_behind_total", "Replicas that did not catch up with an acked write.", &s.replicas_behind);
+            t.counter(
+                "danaus_router_stale_map_total",
+                "Series refused by a replica as routed by a stale map.",
+                &s.stale_map,
+            );
+            t.counter(
+                "danaus_router_quorum_failures_total",
+                "Writes that missed the quorum by the deadline.",
+                &s.quorum_failures,
+            );
+            t.counter(
+                "danaus_router_demotions_total",
+                "Replicas demoted to lagging after missing acknowledged writes.",
+                &s.demotions,
+            );
             t.0
         })
     });
@@ -319,7 +346,8 @@ pub async fn start_mixer(cfg: MixerRole) -> anyhow::Result<RunningRole> {
     let m = mixer.clone();
     let api = QueryApi::with_engines(Arc::new(move || m.engine()), cfg.max_concurrent_queries, qstats.clone());
     let grpc = grpc_builder().add_service(
-        pb::query_service_server::QueryServiceServer::new(api).max_encoding_message_size(danaus_node::MAX_MESSAGE_BYTES),
+        pb::query_service_server::QueryServiceServer::new(api)
+            .max_encoding_message_size(danaus_node::MAX_MESSAGE_BYTES),
     );
     let ms = mixer.stats().clone();
     let render: Render = Arc::new(move || {

@@ -1,0 +1,243 @@
+//! A zone of real processes on loopback (`danaus dev-cluster`): three
+//! range assigner members, leaves, a router and a mixer. Writes go through
+//! the router, queries through the mixer; processes are killed with
+//! SIGKILL while clients keep going.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use danaus_assigner::ReplicaState;
+use danaus_client::Client;
+use danaus_proto::v1 as pb;
+use danaus_server::dev_cluster::{metric, DevCluster, DevClusterConfig};
+use parking_lot::Mutex;
+
+const SEC: i64 = 1_000_000_000;
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64
+}
+
+fn s(v: &str) -> pb::FieldValue {
+    pb::FieldValue { value: Some(pb::field_value::Value::StringValue(v.into())) }
+}
+
+async fn cluster(leaves: usize, tweak: impl FnOnce(&mut DevClusterConfig)) -> (tempfile::TempDir, DevCluster) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = DevClusterConfig::new(env!("CARGO_BIN_EXE_danaus"), dir.path(), leaves);
+    tweak(&mut cfg);
+    let c = match DevCluster::start(cfg).await {
+        Ok(c) => c,
+        Err(e) => {
+            dump_logs(dir.path());
+            panic!("the dev cluster did not start: {e:#}");
+        }
+    };
+    (dir, c)
+}
+
+fn dump_logs(dir: &std::path::Path) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().extension().is_some_and(|x| x == "log") {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            eprintln!(
+                "==== {} (last lines)\n{}",
+                e.path().display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+}
+
+async fn apply_schemas(router: &str) {
+    let c = Client::connect(&format!("http://{router}"), None).await.unwrap();
+    let target = pb::TargetSchema {
+        name: "Task".into(),
+        fields: vec![
+            pb::FieldDef { name: "cluster".into(), r#type: pb::FieldType::String as i32 },
+            pb::FieldDef { name: "task".into(), r#type: pb::FieldType::String as i32 },
+        ],
+        location_field: "cluster".into(),
+    };
+    let metric = pb::MetricSchema {
+        name: "/load".into(),
+        fields: vec![],
+        value_type: Some(pb::ValueType { elements: vec![pb::ScalarType::Double as i32], tuple: false }),
+        kind: pb::MetricKind::Gauge as i32,
+        unit: String::new(),
+        description: String::new(),
+    };
+    c.schema().apply(pb::ApplySchemasRequest { targets: vec![target], metrics: vec![metric] }).await.unwrap();
+}
+
+/// The value written for task `task` at `t`: a pure function, so a reader
+/// knows what must be there.
+fn value(task: usize, t: i64) -> f64 {
+    (task as f64) * 1000.0 + ((t / SEC) % 1000) as f64
+}
+
+fn series(task: usize, times: &[i64]) -> pb::Series {
+    pb::Series {
+        target_schema: "Task".into(),
+        target_fields: HashMap::from([
+            ("cluster".into(), s(&format!("c{}", task % 3))),
+            ("task".into(), s(&format!("t{task:05}"))),
+        ]),
+        metric: "/load".into(),
+        metric_fields: HashMap::new(),
+        points: times
+            .iter()
+            .map(|&t| pb::Point {
+                start_time: None,
+                end_time: t,
+                value: Some(pb::Value { value: Some(pb::value::Value::DoubleValue(value(task, t))) }),
+            })
+            .collect(),
+    }
+}
+
+/// Acknowledged points: task → times.
+type Acked = Arc<Mutex<BTreeMap<usize, Vec<i64>>>>;
+
+/// Writes one point per task per round through the router until `stop`,
+/// recording what was acknowledged. Failed writes (UNAVAILABLE) are
+/// retried as a client would; they are never counted as acknowledged.
+async fn writer(router: String, tasks: usize, t0: i64, stop: Arc<AtomicBool>, acked: Acked) -> u64 {
+    let c = Client::connect(&format!("http://{router}"), None).await.unwrap();
+    let mut round = 0i64;
+    let mut failures = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let t = t0 + round * SEC;
+        for chunk in (0..tasks).collect::<Vec<_>>().chunks(250) {
+            let batch: Vec<pb::Series> = chunk.iter().map(|&i| series(i, &[t])).collect();
+            loop {
+                match c.ingest().write(pb::WriteRequest { series: batch.clone() }).await {
+                    Ok(r) => {
+                        let r = r.into_inner();
+                        assert!(r.errors.is_empty(), "per-series errors: {:?}", &r.errors[..r.errors.len().min(3)]);
+                        let mut a = acked.lock();
+                        for &i in chunk {
+                            a.entry(i).or_default().push(t);
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        assert!(failures < 200, "too many failed writes; last: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+        round += 1;
+    }
+    failures
+}
+
+struct Answer {
+    points: BTreeMap<usize, Vec<(i64, f64)>>,
+    completeness: pb::Completeness,
+}
+
+async fn query_all(mixer: &str, from: i64, to: i64) -> Answer {
+    let c = Client::connect(&format!("http://{mixer}"), None).await.unwrap();
+    let req = pb::QueryRequest {
+        query: "fetch Task::/load".into(),
+        start_time: from,
+        end_time: to,
+        step: 0,
+        max_series: 0,
+        max_points: 0,
+        timeout_ms: 20_000,
+    };
+    let mut stream = c.query().query(req).await.unwrap().into_inner();
+    let mut points = BTreeMap::new();
+    let mut completeness = None;
+    while let Some(m) = stream.message().await.unwrap() {
+        match m.item {
+            Some(pb::query_response::Item::Batch(b)) => {
+                let task_col = b.columns.iter().position(|c| c == "task").unwrap();
+                for s in b.series {
+                    let Some(pb::field_value::Value::StringValue(task)) = &s.fields[task_col].value else { panic!() };
+                    let task: usize = task[1..].parse().unwrap();
+                    let pts: Vec<(i64, f64)> = s
+                        .points
+                        .iter()
+                        .map(|p| match p.value.as_ref().and_then(|v| v.value.as_ref()) {
+                            Some(pb::value::Value::DoubleValue(d)) => (p.end_time, *d),
+                            other => panic!("unexpected value {other:?}"),
+                        })
+                        .collect();
+                    let prev = points.insert(task, pts);
+                    assert!(prev.is_none(), "task {task} came back twice: ranges overlap or a replica answered twice");
+                }
+            }
+            Some(pb::query_response::Item::Completeness(c)) => completeness = Some(c),
+            None => {}
+        }
+    }
+    Answer { points, completeness: completeness.unwrap() }
+}
+
+/// Every acknowledged point is in the answer with its value; nothing else is.
+fn check(what: &str, answer: &Answer, acked: &BTreeMap<usize, Vec<i64>>, written_until: i64) {
+    for (task, times) in acked {
+        let got = answer.points.get(task).unwrap_or_else(|| panic!("{what}: task {task} is missing entirely"));
+        let got_times: std::collections::BTreeSet<i64> = got.iter().map(|p| p.0).collect();
+        for (k, t) in times.iter().enumerate() {
+            assert!(
+                got_times.contains(t),
+                "{what}: acknowledged point {k} of {} of task {task} at {t} is missing; got {} points; completeness {:?}",
+                times.len(),
+                got.len(),
+                answer.completeness
+            );
+        }
+        for (t, v) in got {
+            assert!(*t <= written_until, "a point from the future");
+            assert_eq!(*v, value(*task, *t), "wrong value for task {task} at {t}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_killed_while_writing_loses_no_acked_point_and_queries_stay_complete() {
+    let (_dir, mut c) = cluster(3, |_| {}).await;
+    apply_schemas(c.router()).await;
+    let (stop, acked): (Arc<AtomicBool>, Acked) = (Arc::default(), Arc::default());
+    // Rounds are faster than one a second: start far enough back that no
+    // point lies in the future.
+    let t0 = now_ns() - 3600 * SEC;
+    let w = tokio::spawn(writer(c.router().to_owned(), 300, t0, stop.clone(), acked.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.kill("leaf-2").unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let failures = w.await.unwrap();
+    let acked = acked.lock().clone();
+    let rounds = acked.values().map(Vec::len).min().unwrap();
+    assert!(rounds >= 3, "the writer made too little progress ({rounds} rounds, {failures} failed writes)");
+    let answer = query_all(c.mixer(), t0 - SEC, now_ns()).await;
+    assert!(acked.values().all(|v| v.last().is_some_and(|t| *t < now_ns())));
+    assert!(answer.completeness.complete, "answer incomplete with one leaf of three down: {:?}", answer.completeness);
+    check("with leaf-2 dead", &answer, &acked, now_ns());
+    assert_eq!(answer.points.len(), 300);
+    // The router demoted the dead replica rather than stop writing.
+    let demotions = metric(&c.procs["router"].http, "danaus_router_demotions_total").await.unwrap();
+    assert!(demotions >= 1.0, "no demotion recorded");
+    let t = c.table().await.unwrap();
+    // leaf-2 is no longer read: lagging, or already removed.
+    assert!(t.ranges.values().all(|r| r.replica("leaf-2").is_none_or(|x| x.state == ReplicaState::Lagging)), "{t:#?}");
+    // The killed leaf comes back, is repaired by a copy, and the data stays whole.
+    c.restart("leaf-2").unwrap();
+    let t = c.wait_settled(Duration::from_secs(30)).await.unwrap();
+    assert!(t.ranges.values().all(|r| r.replica("leaf-2").is_some_and(|x| x.state == ReplicaState::Ready)));
+    let again = query_all(c.mixer(), t0 - SEC, now_ns()).await;
+    assert!(again.completeness.complete);
+    check("after leaf-2 came back", &again, &acked, now_ns());
+}
