@@ -241,3 +241,119 @@ async fn a_leaf_killed_while_writing_loses_no_acked_point_and_queries_stay_compl
     assert!(again.completeness.complete);
     check("after leaf-2 came back", &again, &acked, now_ns());
 }
+
+/// Tasks acknowledged in every round so far (a proxy for progress).
+fn rounds_acked(acked: &Acked) -> usize {
+    acked.lock().values().map(Vec::len).min().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_assigner_leader_does_not_stop_ingestion_and_a_new_leader_takes_over() {
+    let (_dir, mut c) = cluster(3, |_| {}).await;
+    apply_schemas(c.router()).await;
+    let (stop, acked): (Arc<AtomicBool>, Acked) = (Arc::default(), Arc::default());
+    let t0 = now_ns() - 3600 * SEC;
+    let w = tokio::spawn(writer(c.router().to_owned(), 200, t0, stop.clone(), acked.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (old, before) = c.leader_table().await.unwrap();
+    c.kill(&old).unwrap();
+    let at_kill = rounds_acked(&acked);
+    // Writes go on while the group elects a new leader: routers route by
+    // the table they have.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(rounds_acked(&acked) > at_kill + 1, "ingestion stalled after the assigner leader died");
+    let mut new = None;
+    for _ in 0..50 {
+        if let Ok((l, t)) = c.leader_table().await {
+            new = Some((l, t));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (new, table) = new.expect("no new assigner leader");
+    assert_ne!(new, old);
+    assert!(table.version >= before.version, "the new leader lost table entries");
+    assert_eq!(table.ranges, before.ranges.clone().into_iter().map(|(k, v)| (k, v)).collect(), "ranges changed");
+    // The new leader accepts changes: a schema applied through the router
+    // commits through it.
+    let client = Client::connect(&format!("http://{}", c.router()), None).await.unwrap();
+    let extra = pb::MetricSchema {
+        name: "/extra".into(),
+        fields: vec![],
+        value_type: Some(pb::ValueType { elements: vec![pb::ScalarType::Int64 as i32], tuple: false }),
+        kind: pb::MetricKind::Gauge as i32,
+        unit: String::new(),
+        description: String::new(),
+    };
+    client.schema().apply(pb::ApplySchemasRequest { targets: vec![], metrics: vec![extra] }).await.unwrap();
+    let after = c.table().await.unwrap();
+    assert!(after.metric_schema("default", "/extra").is_some());
+    stop.store(true, Ordering::Relaxed);
+    w.await.unwrap();
+    let acked = acked.lock().clone();
+    let answer = query_all(c.mixer(), t0 - SEC, now_ns()).await;
+    assert!(answer.completeness.complete);
+    check("after the assigner failover", &answer, &acked, now_ns());
+    // The old leader rejoins as a follower and catches up.
+    c.restart(&old).unwrap();
+    for _ in 0..50 {
+        if let Some(p) = c.procs.get(&old) {
+            if metric(&p.http, "danaus_zone_table_version").await.unwrap_or(0.0) >= after.version as f64 {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the restarted assigner member did not catch up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_split_and_move_to_a_new_leaf_under_writes_without_losing_a_point() {
+    let (_dir, mut c) = cluster(1, |cfg| {
+        cfg.replication = 1;
+        cfg.max_series_per_range = 150;
+        cfg.min_move_series = 1;
+    })
+    .await;
+    apply_schemas(c.router()).await;
+    let (stop, acked): (Arc<AtomicBool>, Acked) = (Arc::default(), Arc::default());
+    let t0 = now_ns() - 3600 * SEC;
+    let w = tokio::spawn(writer(c.router().to_owned(), 600, t0, stop.clone(), acked.clone()));
+    // The leaf reports 600 series in one range: the assigner splits it.
+    let mut split = false;
+    for _ in 0..100 {
+        if c.table().await.unwrap().ranges.len() >= 3 {
+            split = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(split, "the range was not split: {:#?}", c.table().await.unwrap().ranges);
+    // A second leaf joins; ranges move to it (dual write, copy, drop).
+    let leaf2 = c.add_leaf().unwrap();
+    let mut moved = false;
+    for _ in 0..150 {
+        let t = c.table().await.unwrap();
+        let on2 = t.ranges_of(&leaf2).filter(|(_, s)| *s == ReplicaState::Ready).count();
+        let dropped = metric(&c.procs["leaf-1"].http, "danaus_leaf_series_dropped_total").await.unwrap_or(0.0);
+        if on2 >= 1 && dropped > 0.0 {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let t = c.table().await.unwrap();
+    assert!(moved, "no range moved to {leaf2} and was dropped from leaf-1: {:#?}", t.ranges);
+    // Keep writing a little after the move, then stop.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    w.await.unwrap();
+    let acked = acked.lock().clone();
+    let answer = query_all(c.mixer(), t0 - SEC, now_ns()).await;
+    assert!(answer.completeness.complete, "{:?}", answer.completeness);
+    assert_eq!(answer.points.len(), 600);
+    check("after ranges moved", &answer, &acked, now_ns());
+    // Both leaves answered for their own ranges.
+    let sources: Vec<&str> = answer.completeness.sources.iter().map(|s| s.source.as_str()).collect();
+    assert!(sources.contains(&"leaf-1") && sources.contains(&leaf2.as_str()), "{sources:?}");
+}
