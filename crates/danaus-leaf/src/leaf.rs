@@ -86,6 +86,8 @@ pub struct WriteResult {
     pub accepted_points: u64,
     /// Series with refused points.
     pub errors: Vec<SeriesError>,
+    /// Positions in the batch of series this write created.
+    pub created: Vec<usize>,
 }
 
 /// What a checkpoint did.
@@ -476,6 +478,7 @@ impl Leaf {
                 };
                 if created {
                     inner.stats.series_created.fetch_add(1, Ordering::Relaxed);
+                    result.created.push(i);
                 }
                 // Checks and applies the accepted points under the series'
                 // lock, and adds the stored ones to the log record.

@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use pb::leaf_service_client::LeafServiceClient;
 use tonic::Request;
 
-use crate::zone::Shared;
+use crate::zone::{Pruner, Shared};
 
 /// One replica of a range: the leaf's name and address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +36,7 @@ pub struct RemoteLeaf {
     name: String,
     ranges: Vec<RangeAsk>,
     shared: Arc<Shared>,
+    pruner: Option<Arc<Pruner>>,
 }
 
 /// What one leaf answered.
@@ -54,8 +55,8 @@ struct Failed {
 }
 
 impl RemoteLeaf {
-    pub(crate) fn new(name: String, ranges: Vec<RangeAsk>, shared: Arc<Shared>) -> Self {
-        Self { name, ranges, shared }
+    pub(crate) fn new(name: String, ranges: Vec<RangeAsk>, shared: Arc<Shared>, pruner: Option<Arc<Pruner>>) -> Self {
+        Self { name, ranges, shared, pruner }
     }
 
     /// Asks `replica` for the leaf phase over `ranges`.
@@ -254,6 +255,14 @@ impl LeafPhase for RemoteLeaf {
         emit: &'a mut (dyn FnMut(Table) -> Result<()> + Send),
     ) -> BoxFuture<'a, Result<Vec<PhaseOutput>>> {
         Box::pin(async move {
+            // The leaf is ready for all its ranges, so its hints cover them:
+            // if it holds no matching series, neither do they.
+            if let Some(p) = &self.pruner {
+                if p.skip(&ctx.tenant, &fp.fetch, &self.name).await {
+                    self.shared.stats.pruned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(Vec::new());
+                }
+            }
             let a = self.run(fp, ctx).await?;
             ctx.add_touched(a.series, a.points)?;
             for t in a.tables {

@@ -25,6 +25,8 @@ pub struct MixerConfig {
     pub suspect_for: Duration,
     /// Default per-query limits.
     pub limits: QueryLimits,
+    /// The zone index server (host:port), for field-hints pruning.
+    pub index: Option<String>,
 }
 
 impl Default for MixerConfig {
@@ -34,6 +36,7 @@ impl Default for MixerConfig {
             hedge_after: DEFAULT_HEDGE_AFTER,
             suspect_for: Duration::from_secs(10),
             limits: QueryLimits::default(),
+            index: None,
         }
     }
 }
@@ -47,6 +50,11 @@ pub struct MixerStats {
     pub hedges_won: AtomicU64,
     /// Queries planned.
     pub queries: AtomicU64,
+    /// Leaf phases skipped because field hints showed the leaf holds no
+    /// matching series.
+    pub pruned: AtomicU64,
+    /// Questions to the index server that failed (nothing was pruned).
+    pub index_failures: AtomicU64,
 }
 
 /// State shared by a mixer and its remote leaves.
@@ -76,6 +84,23 @@ impl Shared {
             }
         };
         Ok(danaus_proto::v1::leaf_service_client::LeafServiceClient::new(ch))
+    }
+
+    fn index_client(&self) -> Option<danaus_proto::v1::index_service_client::IndexServiceClient<Channel>> {
+        let addr = self.cfg.index.as_ref()?;
+        let cached = self.channels.lock().get(addr).cloned();
+        let ch = match cached {
+            Some(c) => c,
+            None => {
+                let c = Endpoint::from_shared(format!("http://{addr}"))
+                    .ok()?
+                    .connect_timeout(Duration::from_secs(1))
+                    .connect_lazy();
+                self.channels.lock().insert(addr.clone(), c.clone());
+                c
+            }
+        };
+        Some(danaus_proto::v1::index_service_client::IndexServiceClient::new(ch).max_encoding_message_size(64 << 20))
     }
 
     pub(crate) fn suspect(&self, leaf: &str) {
@@ -175,14 +200,67 @@ impl ZoneMixer {
                 None => by_leaf.push((leaf, vec![ask])),
             }
         }
+        let pruner = self.shared.cfg.index.is_some().then(|| {
+            Arc::new(Pruner {
+                shared: self.shared.clone(),
+                leaves: by_leaf.iter().map(|(l, _)| l.clone()).collect(),
+                answers: tokio::sync::Mutex::default(),
+            })
+        });
         let mut leaves: Vec<Arc<dyn LeafPhase>> = by_leaf
             .into_iter()
-            .map(|(leaf, asks)| Arc::new(RemoteLeaf::new(leaf, asks, self.shared.clone())) as Arc<dyn LeafPhase>)
+            .map(|(leaf, asks)| {
+                Arc::new(RemoteLeaf::new(leaf, asks, self.shared.clone(), pruner.clone())) as Arc<dyn LeafPhase>
+            })
             .collect();
         if !orphans.is_empty() {
             leaves.push(Arc::new(Unplaced { ranges: orphans, shared: self.shared.clone() }));
         }
         Arc::new(Engine::new(vec![ZoneSources { name: self.shared.cfg.zone.clone(), leaves }], self.shared.cfg.limits))
+    }
+}
+
+/// Field-hints pruning for one query: asks the index server once per
+/// fetch which of the query's leaves cannot hold a matching series.
+pub(crate) struct Pruner {
+    shared: Arc<Shared>,
+    leaves: Vec<String>,
+    answers: tokio::sync::Mutex<HashMap<String, Arc<Vec<String>>>>,
+}
+
+impl Pruner {
+    /// Whether `leaf` can be skipped for `spec`.
+    pub(crate) async fn skip(&self, tenant: &str, spec: &danaus_query::FetchSpec, leaf: &str) -> bool {
+        let key = format!("{tenant}\0{}\0{}\0{:?}", spec.target, spec.metric, spec.matchers);
+        let mut answers = self.answers.lock().await;
+        let excluded = match answers.get(&key) {
+            Some(a) => a.clone(),
+            None => {
+                let a = Arc::new(self.ask(tenant, spec).await);
+                answers.insert(key, a.clone());
+                a
+            }
+        };
+        excluded.iter().any(|l| l == leaf)
+    }
+
+    async fn ask(&self, tenant: &str, spec: &danaus_query::FetchSpec) -> Vec<String> {
+        let Ok((t, m)) = self.shared.schemas(tenant, &spec.target, &spec.metric) else { return Vec::new() };
+        let req = danaus_index::requirement(tenant, &t, &m, &spec.matchers);
+        let Some(mut client) = self.shared.index_client() else { return Vec::new() };
+        let mut r = tonic::Request::new(danaus_proto::v1::ExcludeRequest {
+            clauses: danaus_index::server::requirement_to(&req),
+            leaves: self.leaves.clone(),
+        });
+        r.set_timeout(Duration::from_secs(1));
+        match client.exclude(r).await {
+            Ok(r) => r.into_inner().excluded,
+            Err(s) => {
+                self.shared.stats.index_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("index server: {}", s.message());
+                Vec::new()
+            }
+        }
     }
 }
 

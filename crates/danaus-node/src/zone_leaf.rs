@@ -7,6 +7,11 @@
 //! member, the zone's schemas mirrored into the leaf, and data of ranges
 //! that moved away dropped after a grace period.
 //!
+//! Field hints: the leaf keeps the fingerprints of its series' field values
+//! (`danaus-index`), adds those of every series a write or a copy creates,
+//! rebuilds them after a drop, and pushes the changes to the zone index
+//! server as they happen (and a keepalive every second).
+//!
 //! Fencing: a write carries the table version the router routed by. Each
 //! series is accepted only if this leaf holds its range and the range has
 //! not changed since that version ([`ZoneTable::check_write`]). Writes hold
@@ -17,7 +22,7 @@
 //! source reported the version in which the new replica joined: later
 //! writes reached the new replica too, earlier ones are in the copy.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +34,7 @@ use danaus_proto::convert;
 use danaus_proto::v1 as pb;
 use danaus_query::{run_leaf_stage, Cancel, ExecCtx, FetchPlan, LeafSource, PhaseOutput, QueryLimits, Table};
 use pb::leaf_service_client::LeafServiceClient;
-use tokio::sync::{mpsc, RwLock};
+use tokio::sync::{mpsc, Notify, RwLock};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
@@ -54,6 +59,17 @@ pub struct ZoneLeafStats {
     pub exported_series: AtomicU64,
     /// Ranges whose data was dropped.
     pub drops: AtomicU64,
+    /// Hint pushes to the index server that failed.
+    pub hint_push_failures: AtomicU64,
+}
+
+/// The leaf's field hints and what the index server has not seen yet.
+#[derive(Default)]
+struct Hints {
+    fps: HashSet<u64>,
+    unsent: Vec<u64>,
+    /// The next push must carry everything.
+    full: bool,
 }
 
 /// How the leaf's agent runs.
@@ -85,6 +101,8 @@ pub struct ZoneLeaf {
     leaf: Leaf,
     table: TableWatcher,
     fence: RwLock<()>,
+    hints: parking_lot::Mutex<Hints>,
+    hints_changed: Notify,
     /// Counters.
     pub stats: Arc<ZoneLeafStats>,
 }
@@ -126,6 +144,8 @@ impl ZoneLeaf {
             leaf,
             table,
             fence: RwLock::new(()),
+            hints: parking_lot::Mutex::new(Hints { full: true, ..Hints::default() }),
+            hints_changed: Notify::new(),
             stats: Arc::default(),
         })
     }
@@ -147,6 +167,102 @@ impl ZoneLeaf {
     pub async fn applied_version(&self) -> u64 {
         let _all = self.fence.write().await;
         self.table.current().version
+    }
+
+    /// Adds the hints of the series of `batch` at `created`.
+    fn add_hints(&self, tenant: &str, batch: &[SeriesWrite], created: &[usize]) {
+        if created.is_empty() {
+            return;
+        }
+        let mut new = HashSet::new();
+        for &i in created {
+            if let Some(w) = batch.get(i) {
+                danaus_index::series_fingerprints(
+                    tenant,
+                    &w.target_schema,
+                    &w.target_fields,
+                    &w.metric,
+                    &w.metric_fields,
+                    &mut new,
+                );
+            }
+        }
+        let mut h = self.hints.lock();
+        let before = h.unsent.len();
+        for f in new {
+            if h.fps.insert(f) {
+                h.unsent.push(f);
+            }
+        }
+        if h.unsent.len() > before {
+            drop(h);
+            self.hints_changed.notify_one();
+        }
+    }
+
+    /// Recomputes every hint from the leaf's series (at start, after drops).
+    fn rebuild_hints(&self) {
+        let mut fps = HashSet::new();
+        for s in self.leaf.select_range(b"", None) {
+            danaus_index::series_fingerprints(
+                &s.key.tenant,
+                &s.key.target_schema,
+                &s.target_fields,
+                &s.key.metric,
+                &s.metric_fields,
+                &mut fps,
+            );
+        }
+        let mut h = self.hints.lock();
+        h.fps = fps;
+        h.unsent.clear();
+        h.full = true;
+        drop(h);
+        self.hints_changed.notify_one();
+    }
+
+    /// Pushes hints to the index server at `index` until the process ends.
+    pub async fn run_hints(self: Arc<Self>, index: String) {
+        let epoch =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+        self.rebuild_hints();
+        let channel = match Endpoint::from_shared(format!("http://{index}")) {
+            Ok(e) => e.connect_timeout(Duration::from_secs(1)).connect_lazy(),
+            Err(e) => {
+                tracing::error!(index = %index, "bad index server address: {e}");
+                return;
+            }
+        };
+        let mut client =
+            pb::index_service_client::IndexServiceClient::new(channel).max_encoding_message_size(256 << 20);
+        loop {
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.hints_changed.notified()).await;
+            // Let a burst of new series gather into one push.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let (full, added) = {
+                let mut h = self.hints.lock();
+                if h.full {
+                    h.full = false;
+                    h.unsent.clear();
+                    (true, h.fps.iter().copied().collect::<Vec<_>>())
+                } else {
+                    (false, std::mem::take(&mut h.unsent))
+                }
+            };
+            let mut req =
+                Request::new(pb::HintsPush { leaf: self.name.clone(), epoch, full, added, removed: Vec::new() });
+            req.set_timeout(Duration::from_secs(5));
+            match client.push(req).await {
+                Ok(r) if r.get_ref().need_full => self.hints.lock().full = true,
+                Ok(_) => {}
+                Err(s) => {
+                    self.stats.hint_push_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(index = %index, "hints push: {}", s.message());
+                    // Resend everything once the server answers again.
+                    self.hints.lock().full = true;
+                }
+            }
+        }
     }
 
     /// Applies the table's schemas the leaf lacks.
@@ -258,6 +374,7 @@ impl ZoneLeaf {
                             Ok(0) => {}
                             Ok(n) => {
                                 self.stats.drops.fetch_add(1, Ordering::Relaxed);
+                                self.rebuild_hints();
                                 tracing::info!(series = n, "dropped a range that moved to other leaves");
                             }
                             Err(e) => tracing::warn!("dropping a range that moved away: {e}"),
@@ -323,6 +440,7 @@ impl ZoneLeaf {
             self.mirror_schemas(&table).await;
         }
         let result = self.leaf.write(tenant, &batch).await.map_err(leaf_status)?;
+        self.add_hints(tenant, &batch, &result.created);
         errors.extend(result.errors.into_iter().map(|e| pb::SeriesError {
             index: positions[e.index] as u32,
             series: e.series,
@@ -417,6 +535,7 @@ impl ZoneLeaf {
             let batch: Vec<SeriesWrite> =
                 b.series.iter().map(series_write).collect::<Result<_, _>>().map_err(|e| e.0)?;
             let r = self.leaf.import(&b.tenant, &batch).await.map_err(|e| e.to_string())?;
+            self.add_hints(&b.tenant, &batch, &r.created);
             if let Some(e) = r.errors.first() {
                 // Replicas disagree (a conflict) or the data is invalid:
                 // the copy must not silently lose points.

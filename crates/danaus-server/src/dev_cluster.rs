@@ -1,5 +1,6 @@
 //! `danaus dev-cluster`: a whole zone as separate processes on loopback —
-//! three range assigner members, N leaves, a router and a mixer — for
+//! three range assigner members, N leaves, a router, a mixer and an index
+//! server — for
 //! development and for the end-to-end tests, which kill and restart its
 //! processes.
 
@@ -123,10 +124,23 @@ impl DevCluster {
                 },
             );
         }
+        let (index_grpc, index_http) = (free_port()?, free_port()?);
         for i in 1..=cfg.leaves {
-            let p = leaf_proc(&cfg, i, &assigner_list)?;
+            let p = leaf_proc(&cfg, i, &assigner_list, &index_grpc)?;
             procs.insert(p.name.clone(), p);
         }
+        let args = vec!["index".into(), "--listen".into(), index_grpc.clone(), "--http".into(), index_http.clone()];
+        procs.insert(
+            "index".into(),
+            Proc {
+                name: "index".into(),
+                grpc: index_grpc.clone(),
+                http: index_http,
+                args,
+                log: cfg.dir.join("index.log"),
+                child: None,
+            },
+        );
         for role in ["router", "mixer"] {
             let (grpc, http) = (free_port()?, free_port()?);
             let mut args = vec![
@@ -139,7 +153,7 @@ impl DevCluster {
                 assigner_list.clone(),
             ];
             if role == "mixer" {
-                args.extend(["--hedge-after".into(), "300ms".into()]);
+                args.extend(["--hedge-after".into(), "300ms".into(), "--index".into(), index_grpc.clone()]);
             }
             procs.insert(
                 role.into(),
@@ -159,7 +173,8 @@ impl DevCluster {
     pub fn add_leaf(&mut self) -> anyhow::Result<String> {
         let n = self.leaves().len() + 1;
         let list = self.assigners().join(",");
-        let p = leaf_proc(&self.cfg, n, &list)?;
+        let index = self.procs["index"].grpc.clone();
+        let p = leaf_proc(&self.cfg, n, &list, &index)?;
         let name = p.name.clone();
         self.procs.insert(name.clone(), p);
         self.spawn(&name)?;
@@ -292,7 +307,7 @@ impl Drop for DevCluster {
     }
 }
 
-fn leaf_proc(cfg: &DevClusterConfig, i: usize, assigners: &str) -> anyhow::Result<Proc> {
+fn leaf_proc(cfg: &DevClusterConfig, i: usize, assigners: &str, index: &str) -> anyhow::Result<Proc> {
     let name = format!("leaf-{i}");
     let (grpc, http) = (free_port()?, free_port()?);
     let mut args = vec![
@@ -313,6 +328,8 @@ fn leaf_proc(cfg: &DevClusterConfig, i: usize, assigners: &str) -> anyhow::Resul
         "1s".into(),
         "--drop-grace".into(),
         "2s".into(),
+        "--index".into(),
+        index.to_owned(),
     ];
     args.extend(cfg.leaf_args.iter().cloned());
     Ok(Proc { name: name.clone(), grpc, http, args, log: cfg.dir.join(format!("{name}.log")), child: None })

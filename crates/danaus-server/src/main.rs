@@ -36,6 +36,8 @@ enum Command {
     Router(RouterArgs),
     /// Run a zone mixer (QueryService over the zone's leaves).
     Mixer(MixerArgs),
+    /// Run a zone index server (field hints for pruning).
+    Index(IndexArgs),
     /// Run a whole zone as separate processes on loopback, until Ctrl-C.
     DevCluster(DevClusterArgs),
 }
@@ -109,6 +111,9 @@ struct LeafArgs {
     /// How long data of a range that moved away is kept.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     drop_grace: Duration,
+    /// Zone index server to push field hints to (HOST:PORT).
+    #[arg(long)]
+    index: Option<String>,
     /// Points this far behind a series' newest point are still accepted.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     out_of_order_window: Duration,
@@ -166,9 +171,28 @@ struct MixerArgs {
     /// Ask other replicas when a leaf has not answered after this long.
     #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     hedge_after: Duration,
+    /// Zone index server for field-hints pruning (HOST:PORT).
+    #[arg(long)]
+    index: Option<String>,
     /// Queries run at once; more are refused with RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = 16)]
     max_concurrent_queries: usize,
+    /// Log filter.
+    #[arg(long, default_value = "info", env = "DANAUS_LOG")]
+    log: String,
+}
+
+#[derive(Parser)]
+struct IndexArgs {
+    /// gRPC listen address (IndexService).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// HTTP listen address for /metrics and /healthz.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// A leaf's hints count this long after its last push.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    fresh_for: Duration,
     /// Log filter.
     #[arg(long, default_value = "info", env = "DANAUS_LOG")]
     log: String,
@@ -344,6 +368,7 @@ fn main() -> anyhow::Result<()> {
                         load_every: a.load_every,
                         drop_grace: a.drop_grace,
                     },
+                    index: a.index,
                 })
             })
         }
@@ -378,9 +403,19 @@ fn main() -> anyhow::Result<()> {
                     mixer: danaus_mixer::MixerConfig {
                         zone: a.zone,
                         hedge_after: a.hedge_after,
+                        index: a.index,
                         ..danaus_mixer::MixerConfig::default()
                     },
                     max_concurrent_queries: a.max_concurrent_queries,
+                })
+            })
+        }
+        Command::Index(a) => {
+            return run_role(&a.log, || {
+                zone::start_index(zone::IndexRole {
+                    grpc_addr: a.listen,
+                    http_addr: a.http,
+                    index: danaus_index::IndexConfig { fresh_for: a.fresh_for },
                 })
             })
         }

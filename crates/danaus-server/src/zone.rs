@@ -210,6 +210,8 @@ pub struct LeafRole {
     pub leaf: LeafOptions,
     /// Agent tuning.
     pub agent: AgentConfig,
+    /// The zone index server to push field hints to.
+    pub index: Option<String>,
 }
 
 /// Starts a leaf.
@@ -251,15 +253,24 @@ pub async fn start_leaf(cfg: LeafRole) -> anyhow::Result<RunningRole> {
             t.counter("danaus_leaf_range_copies_total", "Range histories copied in.", &s.copies);
             t.counter("danaus_leaf_exported_series_total", "Series exported to other leaves.", &s.exported_series);
             t.counter("danaus_leaf_range_drops_total", "Ranges dropped after moving away.", &s.drops);
+            t.counter(
+                "danaus_leaf_hint_push_failures_total",
+                "Field-hint pushes to the index server that failed.",
+                &s.hint_push_failures,
+            );
             t.0
         })
     });
     let (grpc_addr, http_addr, stop, mut tasks) = serve(grpc, bound, cfg.http_addr, render).await?;
     let agent = tokio::spawn(zl.clone().run_agent(cfg.assigners.clone(), cfg.agent.clone()));
+    let hints = cfg.index.clone().map(|i| tokio::spawn(zl.clone().run_hints(i)));
     let mut s = stop.subscribe();
     tasks.push(tokio::spawn(async move {
         let _ = s.wait_for(|v| *v).await;
         agent.abort();
+        if let Some(h) = hints {
+            h.abort();
+        }
         Ok(())
     }));
     tracing::info!(name = %cfg.name, %grpc_addr, "leaf serving");
@@ -363,10 +374,46 @@ pub async fn start_mixer(cfg: MixerRole) -> anyhow::Result<RunningRole> {
             t.counter("danaus_query_points_touched_total", "Points read by queries.", &q.points_touched);
             t.counter("danaus_mixer_hedges_total", "Leaf phases hedged on other replicas.", &ms.hedges);
             t.counter("danaus_mixer_hedges_won_total", "Hedges that answered first.", &ms.hedges_won);
+            t.counter("danaus_mixer_pruned_total", "Leaf phases skipped by field hints.", &ms.pruned);
+            t.counter("danaus_mixer_index_failures_total", "Index server questions that failed.", &ms.index_failures);
             t.0
         })
     });
     let (grpc_addr, http_addr, stop, tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render).await?;
     tracing::info!(%grpc_addr, "zone mixer serving");
+    Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: None, raft: None })
+}
+
+/// A zone index server.
+#[derive(Debug, Clone)]
+pub struct IndexRole {
+    /// gRPC address to bind.
+    pub grpc_addr: SocketAddr,
+    /// HTTP address for /metrics.
+    pub http_addr: Option<SocketAddr>,
+    /// Tuning.
+    pub index: danaus_index::IndexConfig,
+}
+
+/// Starts a zone index server.
+pub async fn start_index(cfg: IndexRole) -> anyhow::Result<RunningRole> {
+    let started = Instant::now();
+    let index = danaus_index::IndexServer::new(cfg.index.clone());
+    let grpc = grpc_builder().add_service(index.service());
+    let i = index.clone();
+    let render: Render = Arc::new(move || {
+        let i = i.clone();
+        Box::pin(async move {
+            let mut t = Text(String::new());
+            process_metrics(&mut t, started);
+            t.counter("danaus_index_pushes_total", "Field-hint pushes received.", &i.stats.pushes);
+            t.counter("danaus_index_questions_total", "Pruning questions answered.", &i.stats.questions);
+            t.counter("danaus_index_excluded_total", "Leaves excluded in answers.", &i.stats.excluded);
+            t.metric("danaus_index_fingerprints", "gauge", "Fingerprints held, over all leaves.", i.fingerprints());
+            t.0
+        })
+    });
+    let (grpc_addr, http_addr, stop, tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render).await?;
+    tracing::info!(%grpc_addr, "zone index server serving");
     Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: None, raft: None })
 }

@@ -273,7 +273,7 @@ async fn killing_the_assigner_leader_does_not_stop_ingestion_and_a_new_leader_ta
     let (new, table) = new.expect("no new assigner leader");
     assert_ne!(new, old);
     assert!(table.version >= before.version, "the new leader lost table entries");
-    assert_eq!(table.ranges, before.ranges.clone().into_iter().map(|(k, v)| (k, v)).collect(), "ranges changed");
+    assert_eq!(table.ranges, before.ranges, "ranges changed");
     // The new leader accepts changes: a schema applied through the router
     // commits through it.
     let client = Client::connect(&format!("http://{}", c.router()), None).await.unwrap();
@@ -356,4 +356,102 @@ async fn ranges_split_and_move_to_a_new_leaf_under_writes_without_losing_a_point
     // Both leaves answered for their own ranges.
     let sources: Vec<&str> = answer.completeness.sources.iter().map(|s| s.source.as_str()).collect();
     assert!(sources.contains(&"leaf-1") && sources.contains(&leaf2.as_str()), "{sources:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_hints_keep_a_selective_query_off_leaves_without_matching_series() {
+    let (_dir, c) = cluster(3, |cfg| {
+        cfg.replication = 1;
+        cfg.max_series_per_range = 250;
+        cfg.min_move_series = 1;
+    })
+    .await;
+    apply_schemas(c.router()).await;
+    // Six locations of 100 tasks; targets sort by location first.
+    let client = Client::connect(&format!("http://{}", c.router()), None).await.unwrap();
+    let t0 = now_ns() - 600 * SEC;
+    let loc = |task: usize| format!("c{}", task / 100);
+    for round in 0..5 {
+        let batch: Vec<pb::Series> = (0..600)
+            .map(|i| {
+                let mut s = series(i, &[t0 + round * SEC]);
+                s.target_fields.insert("cluster".into(), self::s(&loc(i)));
+                s
+            })
+            .collect();
+        let r = client.ingest().write(pb::WriteRequest { series: batch }).await.unwrap().into_inner();
+        assert!(r.errors.is_empty());
+    }
+    // Let the assigner split and spread the ranges, and the zone settle.
+    let mut last = (0, std::time::Instant::now());
+    let table = loop {
+        let t = c.table().await.unwrap();
+        let spread = c.leaves().iter().all(|l| t.ranges_of(l).next().is_some());
+        let quiet = t.ranges.values().all(|r| r.ready().count() == r.replicas.len());
+        if t.version != last.0 {
+            last = (t.version, std::time::Instant::now());
+        } else if spread && quiet && last.1.elapsed() > Duration::from_secs(3) {
+            break t;
+        }
+        assert!(last.1.elapsed() < Duration::from_secs(60), "the zone did not settle: {:#?}", t.ranges);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Which leaves hold series of location c0.
+    let ts = table.target_schema("default", "Task").unwrap().clone();
+    let mut holders = std::collections::BTreeSet::new();
+    for i in 0..100 {
+        let fields = vec![
+            ("cluster".to_owned(), danaus_model::FieldValue::String(loc(i))),
+            ("task".to_owned(), danaus_model::FieldValue::String(format!("t{i:05}"))),
+        ];
+        let target = danaus_model::validate::encoded_target("default", &ts, &fields).unwrap();
+        holders.insert(table.range_for(&target).unwrap().ready().next().unwrap().to_owned());
+    }
+    assert!(holders.len() < 3, "location c0 spread over every leaf; nothing to prune: {:#?}", table.ranges);
+    // Hints are pushed within milliseconds; allow a keepalive round.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stages = |c: &DevCluster| {
+        let leaves = c.leaves();
+        let procs: Vec<(String, String)> = leaves.iter().map(|l| (l.clone(), c.procs[l].http.clone())).collect();
+        async move {
+            let mut out = BTreeMap::new();
+            for (l, http) in procs {
+                out.insert(l, metric(&http, "danaus_leaf_stages_total").await.unwrap());
+            }
+            out
+        }
+    };
+    let before = stages(&c).await;
+    let mc = Client::connect(&format!("http://{}", c.mixer()), None).await.unwrap();
+    let req = pb::QueryRequest {
+        query: "fetch Task::/load | filter cluster == \"c0\"".into(),
+        start_time: t0 - SEC,
+        end_time: now_ns(),
+        step: 0,
+        max_series: 0,
+        max_points: 0,
+        timeout_ms: 10_000,
+    };
+    let mut stream = mc.query().query(req).await.unwrap().into_inner();
+    let (mut series_seen, mut complete) = (0, false);
+    while let Some(m) = stream.message().await.unwrap() {
+        match m.item {
+            Some(pb::query_response::Item::Batch(b)) => series_seen += b.series.len(),
+            Some(pb::query_response::Item::Completeness(cm)) => complete = cm.complete,
+            None => {}
+        }
+    }
+    assert_eq!(series_seen, 100);
+    assert!(complete);
+    let after = stages(&c).await;
+    for (leaf, n) in &after {
+        let asked = n - before[leaf];
+        if holders.contains(leaf) {
+            assert!(asked >= 1.0, "{leaf} holds c0 series but was not asked");
+        } else {
+            assert_eq!(asked, 0.0, "{leaf} holds no c0 series but was asked");
+        }
+    }
+    let pruned = metric(&c.procs["mixer"].http, "danaus_mixer_pruned_total").await.unwrap();
+    assert!(pruned >= 1.0);
 }

@@ -1,0 +1,16 @@
+//! # danaus-index
+//!
+//! Field hints (design: Query path). Leaves fingerprint excerpts of their
+//! series' field values ([`hints`]) and push them, as deltas, to the zone
+//! index server ([`server`]); for each fetch the mixer turns the filters
+//! into a [`hints::Requirement`] and asks which leaves cannot hold a
+//! matching series, and leaves those out. No false negatives: a leaf is
+//! left out only if its fingerprints are fresh (pushed within the
+//! freshness bound) and fail the requirement, which every matching series
+//! satisfies.
+
+pub mod hints;
+pub mod server;
+
+pub use hints::{requirement, series_fingerprints, Requirement};
+pub use server::{IndexConfig, IndexServer};
