@@ -21,3 +21,17 @@ pub mod dev_cluster;
 pub mod http;
 pub mod standalone;
 pub mod zone;
+
+/// Accepted connections with Nagle's algorithm off: small gRPC replies
+/// (a stream's last message, an ack) must not wait for a delayed ACK.
+pub fn nodelay(
+    listener: tokio::net::TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt as _;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
+        if let Ok(s) = &s {
+            let _ = s.set_nodelay(true);
+        }
+        s
+    })
+}

@@ -217,6 +217,12 @@ enum DevClusterAction {
         /// Directory for data and logs.
         #[arg(long, default_value = "./danaus-dev-cluster")]
         dir: PathBuf,
+        /// Split ranges holding more series than this.
+        #[arg(long, default_value_t = 250_000)]
+        max_series_per_range: u64,
+        /// Rebalance only ranges holding at least this many series.
+        #[arg(long, default_value_t = 1_000)]
+        min_move_series: u64,
     },
 }
 
@@ -419,7 +425,9 @@ fn main() -> anyhow::Result<()> {
                 })
             })
         }
-        Command::DevCluster(DevClusterArgs { action: DevClusterAction::Up { leaves, replication, dir } }) => {
+        Command::DevCluster(DevClusterArgs {
+            action: DevClusterAction::Up { leaves, replication, dir, max_series_per_range, min_move_series },
+        }) => {
             init_logs("info")?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             return rt.block_on(async move {
@@ -428,6 +436,8 @@ fn main() -> anyhow::Result<()> {
                 if let Some(r) = replication {
                     cfg.replication = r;
                 }
+                cfg.max_series_per_range = max_series_per_range;
+                cfg.min_move_series = min_move_series;
                 eprintln!("starting a zone of {leaves} leaves in {} (logs there) ...", dir.display());
                 let cluster = danaus_server::dev_cluster::DevCluster::start(cfg).await?;
                 for p in cluster.procs.values() {

@@ -90,7 +90,7 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
     let grpc = services.server(cfg.max_concurrent_requests).add_service(reflection);
     let mut s1 = stopped.clone();
     let grpc_task = tokio::spawn(async move {
-        grpc.serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc_listener), async move {
+        grpc.serve_with_incoming_shutdown(crate::nodelay(grpc_listener), async move {
             let _ = s1.wait_for(|s| *s).await;
         })
         .await

@@ -74,7 +74,7 @@ async fn serve(
     let (stop, stopped) = watch::channel(false);
     let mut s1 = stopped.clone();
     let mut tasks = vec![tokio::spawn(async move {
-        grpc.serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), async move {
+        grpc.serve_with_incoming_shutdown(crate::nodelay(listener), async move {
             let _ = s1.wait_for(|s| *s).await;
         })
         .await
