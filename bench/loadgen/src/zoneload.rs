@@ -193,6 +193,9 @@ async fn main() -> anyhow::Result<()> {
         ingest.write(batch(&args, start..(start + args.targets_per_request).min(args.targets), t0)).await?;
     }
     let ranges = wait_settled(&args.assigners, args.settle).await?;
+    // An idle window, so the harness can measure the zone's background CPU.
+    eprintln!("zoneload: idle window starts");
+    tokio::time::sleep(Duration::from_secs(3)).await;
     eprintln!(
         "zoneload: {} series in {ranges} ranges; timing {} rounds",
         args.targets * args.series_per_target,

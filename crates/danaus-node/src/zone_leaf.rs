@@ -155,7 +155,8 @@ impl ZoneLeaf {
         &self.name
     }
 
-    /// The gRPC service.
+    /// The gRPC service (not under the simulator, whose server types differ).
+    #[cfg(not(madsim))]
     pub fn service(self: &Arc<Self>) -> pb::leaf_service_server::LeafServiceServer<LeafSvc> {
         pb::leaf_service_server::LeafServiceServer::new(LeafSvc(self.clone()))
             .max_decoding_message_size(256 << 20)

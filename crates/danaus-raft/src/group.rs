@@ -138,18 +138,21 @@ impl<S: StateMachine> RaftGroup<S> {
             };
             // A leader cut off from its quorum waits for a commit that
             // cannot come; the deadline bounds that wait too.
-            let outcome = match tokio::time::timeout_at(deadline, attempt).await {
-                Ok(o) => o,
-                Err(_) => {
-                    return Err(Error::NoLeader {
-                        group: self.cfg.group.clone(),
-                        reason: format!(
+            let outcome =
+                match tokio::time::timeout(deadline.saturating_duration_since(tokio::time::Instant::now()), attempt)
+                    .await
+                {
+                    Ok(o) => o,
+                    Err(_) => {
+                        return Err(Error::NoLeader {
+                            group: self.cfg.group.clone(),
+                            reason: format!(
                             "not committed within {:?} (a quorum is unreachable; the command may still commit later)",
                             self.cfg.propose_timeout
                         ),
-                    })
-                }
-            };
+                        })
+                    }
+                };
             let why = match outcome {
                 ProposeOutcome::Applied(reply) => {
                     let r: std::result::Result<Option<S::Reply>, String> = serde_json::from_str(&reply.0)

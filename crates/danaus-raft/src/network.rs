@@ -201,7 +201,8 @@ impl RaftServer {
         self.groups.write().remove(group);
     }
 
-    /// The gRPC service.
+    /// The gRPC service (not under the simulator, whose server types differ).
+    #[cfg(not(madsim))]
     pub fn service(&self) -> pb::raft_service_server::RaftServiceServer<Self> {
         pb::raft_service_server::RaftServiceServer::new(self.clone())
             .max_decoding_message_size(256 << 20)
