@@ -146,6 +146,23 @@ pub(crate) fn series_write(s: &pb::Series) -> Result<SeriesWrite, convert::Conve
     })
 }
 
+/// Adds a leaf's per-series errors, whose indexes are into the batch the
+/// leaf saw, with their positions in the request; sorts by position.
+pub(crate) fn add_series_errors(
+    out: &mut Vec<pb::SeriesError>,
+    errors: Vec<danaus_leaf::SeriesError>,
+    positions: &[usize],
+) {
+    out.extend(errors.into_iter().map(|e| pb::SeriesError {
+        index: positions[e.index] as u32,
+        series: e.series,
+        message: e.message,
+        rejected_points: e.rejected_points,
+        code: error_code(e.code),
+    }));
+    out.sort_by_key(|e| e.index);
+}
+
 pub(crate) fn error_code(c: ErrorCode) -> i32 {
     (match c {
         ErrorCode::InvalidArgument => pb::SeriesErrorCode::InvalidArgument,
@@ -190,14 +207,7 @@ impl pb::ingest_service_server::IngestService for Api {
                     return Err(leaf_status(e));
                 }
             };
-            errors.extend(result.errors.into_iter().map(|e| pb::SeriesError {
-                index: positions[e.index] as u32,
-                series: e.series,
-                message: e.message,
-                rejected_points: e.rejected_points,
-                code: error_code(e.code),
-            }));
-            errors.sort_by_key(|e| e.index);
+            add_series_errors(&mut errors, result.errors, &positions);
             if !errors.is_empty() {
                 tracing::debug!(errors = errors.len(), first = %errors[0].message, "write refused some series");
             }

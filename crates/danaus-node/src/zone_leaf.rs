@@ -40,7 +40,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status};
 
-use crate::grpc::{error_code, series_write};
+use crate::grpc::{add_series_errors, series_write};
 use crate::status::leaf_status;
 use crate::tenant::{tenant, TENANT_HEADER};
 
@@ -442,14 +442,7 @@ impl ZoneLeaf {
         }
         let result = self.leaf.write(tenant, &batch).await.map_err(leaf_status)?;
         self.add_hints(tenant, &batch, &result.created);
-        errors.extend(result.errors.into_iter().map(|e| pb::SeriesError {
-            index: positions[e.index] as u32,
-            series: e.series,
-            message: e.message,
-            rejected_points: e.rejected_points,
-            code: error_code(e.code),
-        }));
-        errors.sort_by_key(|e| e.index);
+        add_series_errors(&mut errors, result.errors, &positions);
         Ok(pb::WriteResponse { accepted_points: result.accepted_points, errors })
     }
 

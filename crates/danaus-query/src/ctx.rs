@@ -91,20 +91,13 @@ impl ExecCtx {
     /// Counts `series` series and `points` points read elsewhere (by a
     /// remote leaf) against the limits.
     pub fn add_touched(&self, series: u64, points: u64) -> Result<()> {
-        let n = self.series.fetch_add(series, Ordering::Relaxed) + series;
-        if n > self.limits.max_series {
-            return Err(Error::Limit {
-                name: "max_series",
-                what: "series touched",
-                limit: self.limits.max_series,
-                hint: "add filters to narrow it, or raise the limit",
-            });
-        }
+        self.count_series(series)?;
         self.touch_points(points)
     }
 
-    pub(crate) fn touch_series(&self) -> Result<()> {
-        let n = self.series.fetch_add(1, Ordering::Relaxed) + 1;
+    /// Adds `k` series; the new total, or the limit's error.
+    fn count_series(&self, k: u64) -> Result<u64> {
+        let n = self.series.fetch_add(k, Ordering::Relaxed) + k;
         if n > self.limits.max_series {
             return Err(Error::Limit {
                 name: "max_series",
@@ -113,6 +106,11 @@ impl ExecCtx {
                 hint: "add filters to narrow it, or raise the limit",
             });
         }
+        Ok(n)
+    }
+
+    pub(crate) fn touch_series(&self) -> Result<()> {
+        let n = self.count_series(1)?;
         if n.is_multiple_of(1024) {
             self.check()?;
         }
