@@ -88,6 +88,10 @@ impl RemoteLeaf {
         let status = |s: tonic::Status| {
             use tonic::Code;
             let m = format!("leaf {} at {}: {}", replica.leaf, replica.addr, s.message());
+            // A client-side timeout shows up as CANCELLED ("Timeout expired").
+            if ctx.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return unavailable(format!("cut by the query's deadline ({m})"));
+            }
             match s.code() {
                 Code::Unavailable | Code::FailedPrecondition | Code::Unknown | Code::Cancelled | Code::Aborted => {
                     unavailable(m)

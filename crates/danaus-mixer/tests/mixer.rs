@@ -1,0 +1,175 @@
+//! The zone mixer against leaves that are slow, down or cut by the
+//! deadline: fake `LeafService`s on loopback answer the leaf phase with a
+//! series naming the leaf that answered.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use danaus_assigner::{LeafEntry, Range, Replica, ReplicaState, TableWatcher, TenantSchemas, ZoneTable};
+use danaus_mixer::{MixerConfig, ZoneMixer};
+use danaus_model::{FieldDef, FieldType, FieldValue, MetricKind, MetricSchema, Point, ScalarType, TargetSchema, Value, ValueType};
+use danaus_proto::v1 as pb;
+use danaus_query::{FetchPlan, QueryRange, RunOptions, Series, Table};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+#[derive(Clone)]
+struct FakeLeaf {
+    name: String,
+    delay: Duration,
+    down: bool,
+    asked: Arc<AtomicU64>,
+}
+
+#[tonic::async_trait]
+impl pb::leaf_service_server::LeafService for FakeLeaf {
+    async fn write(&self, _: Request<pb::LeafWriteRequest>) -> Result<Response<pb::WriteResponse>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    type RunStageStream = ReceiverStream<Result<pb::LeafStageReply, Status>>;
+
+    async fn run_stage(&self, req: Request<pb::LeafStageRequest>) -> Result<Response<Self::RunStageStream>, Status> {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        if self.down {
+            return Err(Status::unavailable("leaf is shutting down"));
+        }
+        tokio::time::sleep(self.delay).await;
+        let fp: FetchPlan = rmp_serde::from_slice(&req.into_inner().plan).unwrap();
+        let t = Table {
+            columns: fp.fetch.columns.clone(),
+            kind: MetricKind::Gauge,
+            series: vec![Series {
+                fields: vec![FieldValue::String(self.name.clone())],
+                points: vec![Point::gauge(1_000_000_000, Value::Double(1.0))],
+            }],
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tx.send(Ok(pb::LeafStageReply { item: Some(pb::leaf_stage_reply::Item::Table(rmp_serde::to_vec(&t).unwrap())) }))
+            .await
+            .unwrap();
+        tx.send(Ok(pb::LeafStageReply {
+            item: Some(pb::leaf_stage_reply::Item::Done(pb::StageDone { series_touched: 1, points_touched: 1 })),
+        }))
+        .await
+        .unwrap();
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    type ExportStream = ReceiverStream<Result<pb::ExportBatch, Status>>;
+
+    async fn export(&self, _: Request<pb::ExportRequest>) -> Result<Response<Self::ExportStream>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn copy_range(&self, _: Request<pb::CopyRangeRequest>) -> Result<Response<pb::CopyRangeReply>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+}
+
+async fn serve(leaf: FakeLeaf) -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(pb::leaf_service_server::LeafServiceServer::new(leaf))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(l))
+            .await
+            .unwrap();
+    });
+    addr
+}
+
+/// One range held ready by every leaf given, with its behaviour.
+async fn zone(leaves: &[(&str, Duration, bool)]) -> (ZoneMixer, BTreeMap<String, Arc<AtomicU64>>) {
+    let mut table = ZoneTable { version: 1, replication: leaves.len() as u32, next_range_id: 1, ..ZoneTable::default() };
+    let mut asked = BTreeMap::new();
+    let mut replicas = Vec::new();
+    for (name, delay, down) in leaves {
+        let counter = Arc::new(AtomicU64::new(0));
+        asked.insert((*name).to_owned(), counter.clone());
+        let addr = serve(FakeLeaf { name: (*name).into(), delay: *delay, down: *down, asked: counter }).await;
+        table.leaves.insert((*name).into(), LeafEntry { addr, accepting: true });
+        replicas.push(Replica { leaf: (*name).into(), state: ReplicaState::Ready });
+    }
+    table.ranges.insert(Vec::new(), Range { id: 1, start: Vec::new(), end: None, replicas, changed_at: 1 });
+    let mut s = TenantSchemas::default();
+    s.targets.insert(
+        "T".into(),
+        TargetSchema { name: "T".into(), fields: vec![FieldDef::new("loc", FieldType::String)], location_field: "loc".into() },
+    );
+    s.metrics.insert(
+        "/m".into(),
+        MetricSchema {
+            name: "/m".into(),
+            fields: vec![],
+            value_type: ValueType::Scalar(ScalarType::Double),
+            kind: MetricKind::Gauge,
+            unit: String::new(),
+            description: String::new(),
+        },
+    );
+    table.schemas.insert("default".into(), s);
+    let cfg = MixerConfig { zone: "z".into(), hedge_after: Duration::from_millis(100), ..MixerConfig::default() };
+    (ZoneMixer::new(TableWatcher::fixed(table), cfg), asked)
+}
+
+const RANGE: QueryRange = QueryRange { start: 0, end: 10_000_000_000, step: 1_000_000_000 };
+
+async fn answer(m: &ZoneMixer, deadline: Option<Duration>) -> (Vec<String>, danaus_query::QueryReport, Duration) {
+    let t = Instant::now();
+    let opts = RunOptions { deadline: deadline.map(|d| Instant::now() + d), ..RunOptions::default() };
+    let (table, report) = m.engine().collect("default", "fetch T::/m", RANGE, opts).await.unwrap();
+    let who = table
+        .series
+        .iter()
+        .map(|s| match &s.fields[0] {
+            FieldValue::String(n) => n.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    (who, report, t.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_replica_is_hedged_and_the_fast_one_answers() {
+    let (m, asked) = zone(&[("slow", Duration::from_secs(3), false), ("fast", Duration::ZERO, false)]).await;
+    // Two queries: the mixer rotates the first choice, so one of them asks
+    // the slow leaf first and must hedge.
+    for _ in 0..2 {
+        let (who, report, took) = answer(&m, None).await;
+        assert_eq!(who, vec!["fast"], "exactly one replica's answer, the fast one's");
+        assert!(report.completeness.is_complete());
+        assert!(took < Duration::from_secs(2), "the hedge did not win: {took:?}");
+    }
+    assert!(asked["slow"].load(Ordering::Relaxed) >= 1);
+    assert!(m.stats().hedges_won.load(Ordering::Relaxed) >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_replica_is_replaced_at_once() {
+    let (m, asked) = zone(&[("down", Duration::ZERO, true), ("up", Duration::ZERO, false)]).await;
+    for _ in 0..2 {
+        let (who, report, took) = answer(&m, None).await;
+        assert_eq!(who, vec!["up"]);
+        assert!(report.completeness.is_complete(), "{:?}", report.completeness);
+        assert!(took < Duration::from_millis(90), "failover waited for the hedge delay: {took:?}");
+    }
+    assert!(asked["down"].load(Ordering::Relaxed) >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaves_cut_by_the_deadline_are_reported_missing_and_the_query_still_answers() {
+    let (m, _) = zone(&[("a", Duration::from_secs(5), false), ("b", Duration::from_secs(5), false)]).await;
+    let (who, report, took) = answer(&m, Some(Duration::from_millis(400))).await;
+    assert!(who.is_empty());
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(!report.completeness.is_complete());
+    let missing: Vec<_> = report.completeness.sources.iter().filter_map(|s| s.missing.as_deref()).collect();
+    assert_eq!(missing.len(), 1, "{:?}", report.completeness);
+    assert!(missing[0].contains("deadline"), "{missing:?}");
+}
