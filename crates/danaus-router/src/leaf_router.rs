@@ -7,14 +7,12 @@ use std::time::Duration;
 
 use danaus_assigner::{RangeId, ReplicaState, TableWatcher, ZoneClient, ZoneCommand, ZoneTable};
 use danaus_model::validate;
-use danaus_node::zone_leaf::with_tenant;
 use danaus_proto::convert;
 use danaus_proto::v1 as pb;
-use parking_lot::Mutex;
-use pb::leaf_service_client::LeafServiceClient;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Status};
+use tonic::Status;
+
+use crate::lanes::Lanes;
 
 /// How many replicas must store a write before it is acknowledged.
 ///
@@ -105,7 +103,7 @@ pub struct LeafRouter {
     table: TableWatcher,
     zone: Arc<ZoneClient>,
     cfg: RouterConfig,
-    clients: Mutex<HashMap<String, LeafServiceClient<Channel>>>,
+    lanes: Arc<Lanes>,
     /// Counters.
     pub stats: Arc<RouterStats>,
 }
@@ -148,25 +146,12 @@ impl Route {
 impl LeafRouter {
     /// A router following `table`, demoting replicas through `zone`.
     pub fn new(table: TableWatcher, zone: Arc<ZoneClient>, cfg: RouterConfig) -> Arc<Self> {
-        Arc::new(Self { table, zone, cfg, clients: Mutex::default(), stats: Arc::default() })
+        Arc::new(Self { table, zone, cfg, lanes: Arc::default(), stats: Arc::default() })
     }
 
     /// The zone table the router routes by.
     pub fn table(&self) -> &TableWatcher {
         &self.table
-    }
-
-    fn client(&self, addr: &str) -> Result<LeafServiceClient<Channel>, String> {
-        if let Some(c) = self.clients.lock().get(addr) {
-            return Ok(c.clone());
-        }
-        let ch = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("bad leaf address {addr:?}: {e}"))?
-            .connect_timeout(Duration::from_secs(1))
-            .connect_lazy();
-        let c = LeafServiceClient::new(ch).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
-        self.clients.lock().insert(addr.to_owned(), c.clone());
-        Ok(c)
     }
 
     /// Writes `series` of `tenant`. Per-series problems (invalid data,
@@ -372,14 +357,7 @@ impl LeafRouter {
     }
 
     async fn send(&self, tenant: &str, addr: &str, req: pb::LeafWriteRequest) -> Result<pb::WriteResponse, String> {
-        let mut client = self.client(addr)?;
-        let mut req = Request::new(req);
-        with_tenant(&mut req, tenant).map_err(|s| s.message().to_owned())?;
-        req.set_timeout(self.cfg.attempt_timeout);
-        match client.write(req).await {
-            Ok(r) => Ok(r.into_inner()),
-            Err(s) => Err(format!("{:?}: {}", s.code(), s.message())),
-        }
+        self.lanes.send(tenant, addr, req.table_version, req.series, self.cfg.attempt_timeout).await
     }
 }
 

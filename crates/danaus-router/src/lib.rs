@@ -23,6 +23,7 @@
 //! leaf router) → leaves.
 
 pub mod ingest;
+mod lanes;
 pub mod leaf_router;
 pub mod zone_map;
 

@@ -1,0 +1,151 @@
+//! Per-leaf write lanes: concurrent writes to the same leaf share RPCs.
+//!
+//! Each (tenant, leaf) has a lane. A write joins its lane's queue; if no
+//! RPC is in flight on the lane, a task takes everything queued, sends it
+//! as one `LeafService.Write` and hands each caller its part of the answer,
+//! then takes whatever queued up meanwhile. An idle lane adds no delay; a
+//! busy one turns many small batches into few large ones (with N leaves a
+//! client request splits N ways, so without lanes each leaf would see
+//! batches 1/N as large). The merged request carries the oldest table
+//! version of its parts, so fencing stays as strict as for each part.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use danaus_node::zone_leaf::with_tenant;
+use danaus_proto::v1 as pb;
+use parking_lot::Mutex;
+use pb::leaf_service_client::LeafServiceClient;
+use tokio::sync::oneshot;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Request;
+
+/// Series per merged RPC, at most.
+const MAX_SERIES: usize = 20_000;
+
+type Reply = Result<pb::WriteResponse, String>;
+
+struct Part {
+    series: Vec<pb::Series>,
+    version: u64,
+    tx: oneshot::Sender<Reply>,
+}
+
+#[derive(Default)]
+struct Lane {
+    queue: Vec<Part>,
+    running: bool,
+}
+
+/// The lanes of a router.
+#[derive(Default)]
+pub(crate) struct Lanes {
+    lanes: Mutex<HashMap<(String, String), Lane>>,
+    clients: Mutex<HashMap<String, LeafServiceClient<Channel>>>,
+}
+
+impl Lanes {
+    fn client(&self, addr: &str) -> Result<LeafServiceClient<Channel>, String> {
+        let cached = self.clients.lock().get(addr).cloned();
+        if let Some(c) = cached {
+            return Ok(c);
+        }
+        let ch = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| format!("bad leaf address {addr:?}: {e}"))?
+            .connect_timeout(Duration::from_secs(1))
+            .connect_lazy();
+        let c = LeafServiceClient::new(ch).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
+        self.clients.lock().insert(addr.to_owned(), c.clone());
+        Ok(c)
+    }
+
+    /// Writes `series` routed by table `version` to the leaf at `addr`.
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        tenant: &str,
+        addr: &str,
+        version: u64,
+        series: Vec<pb::Series>,
+        timeout: Duration,
+    ) -> Reply {
+        let (tx, rx) = oneshot::channel();
+        let key = (tenant.to_owned(), addr.to_owned());
+        let start = {
+            let mut lanes = self.lanes.lock();
+            let lane = lanes.entry(key.clone()).or_default();
+            lane.queue.push(Part { series, version, tx });
+            !std::mem::replace(&mut lane.running, true)
+        };
+        if start {
+            // A task, not this caller: a caller that goes away must not
+            // strand the others queued behind it.
+            let me = self.clone();
+            tokio::spawn(async move { me.drain(key, timeout).await });
+        }
+        rx.await.unwrap_or_else(|_| Err("the write lane stopped".into()))
+    }
+
+    async fn drain(self: Arc<Self>, key: (String, String), timeout: Duration) {
+        loop {
+            let parts: Vec<Part> = {
+                let mut lanes = self.lanes.lock();
+                let Some(lane) = lanes.get_mut(&key) else { return };
+                if lane.queue.is_empty() {
+                    lane.running = false;
+                    return;
+                }
+                let mut n = 0;
+                let take = lane.queue.iter().take_while(|p| {
+                    n += p.series.len();
+                    n <= MAX_SERIES || n == p.series.len()
+                });
+                let k = take.count().max(1);
+                lane.queue.drain(..k).collect()
+            };
+            let version = parts.iter().map(|p| p.version).min().unwrap_or(0);
+            let mut bounds = Vec::with_capacity(parts.len());
+            let mut series = Vec::new();
+            let mut txs = Vec::with_capacity(parts.len());
+            for p in parts {
+                let from = series.len();
+                series.extend(p.series);
+                bounds.push(from..series.len());
+                txs.push(p.tx);
+            }
+            let result = self.rpc(&key.0, &key.1, pb::LeafWriteRequest { table_version: version, series }, timeout).await;
+            match result {
+                Err(e) => {
+                    for tx in txs {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                }
+                Ok(resp) => {
+                    let mut per: Vec<Vec<pb::SeriesError>> = vec![Vec::new(); txs.len()];
+                    for mut e in resp.errors {
+                        let i = e.index as usize;
+                        if let Some(k) = bounds.iter().position(|b| b.contains(&i)) {
+                            e.index = (i - bounds[k].start) as u32;
+                            per[k].push(e);
+                        }
+                    }
+                    for (tx, errors) in txs.into_iter().zip(per) {
+                        // The router counts acknowledged points itself.
+                        let _ = tx.send(Ok(pb::WriteResponse { accepted_points: 0, errors }));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn rpc(&self, tenant: &str, addr: &str, req: pb::LeafWriteRequest, timeout: Duration) -> Reply {
+        let mut client = self.client(addr)?;
+        let mut req = Request::new(req);
+        with_tenant(&mut req, tenant).map_err(|s| s.message().to_owned())?;
+        req.set_timeout(timeout);
+        match client.write(req).await {
+            Ok(r) => Ok(r.into_inner()),
+            Err(s) => Err(format!("{:?}: {}", s.code(), s.message())),
+        }
+    }
+}
