@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use danaus_assigner::{LeafEntry, Range, Replica, ReplicaState, TableWatcher, TenantSchemas, ZoneTable};
 use danaus_mixer::{MixerConfig, ZoneMixer};
-use danaus_model::{FieldDef, FieldType, FieldValue, MetricKind, MetricSchema, Point, ScalarType, TargetSchema, Value, ValueType};
+use danaus_model::{
+    FieldDef, FieldType, FieldValue, MetricKind, MetricSchema, Point, ScalarType, TargetSchema, Value, ValueType,
+};
 use danaus_proto::v1 as pb;
 use danaus_query::{FetchPlan, QueryRange, RunOptions, Series, Table};
 use tokio_stream::wrappers::ReceiverStream;
@@ -49,9 +51,11 @@ impl pb::leaf_service_server::LeafService for FakeLeaf {
             }],
         };
         let (tx, rx) = tokio::sync::mpsc::channel(2);
-        tx.send(Ok(pb::LeafStageReply { item: Some(pb::leaf_stage_reply::Item::Table(rmp_serde::to_vec(&t).unwrap())) }))
-            .await
-            .unwrap();
+        tx.send(Ok(pb::LeafStageReply {
+            item: Some(pb::leaf_stage_reply::Item::Table(rmp_serde::to_vec(&t).unwrap())),
+        }))
+        .await
+        .unwrap();
         tx.send(Ok(pb::LeafStageReply {
             item: Some(pb::leaf_stage_reply::Item::Done(pb::StageDone { series_touched: 1, points_touched: 1 })),
         }))
@@ -86,7 +90,8 @@ async fn serve(leaf: FakeLeaf) -> String {
 
 /// One range held ready by every leaf given, with its behaviour.
 async fn zone(leaves: &[(&str, Duration, bool)]) -> (ZoneMixer, BTreeMap<String, Arc<AtomicU64>>) {
-    let mut table = ZoneTable { version: 1, replication: leaves.len() as u32, next_range_id: 1, ..ZoneTable::default() };
+    let mut table =
+        ZoneTable { version: 1, replication: leaves.len() as u32, next_range_id: 1, ..ZoneTable::default() };
     let mut asked = BTreeMap::new();
     let mut replicas = Vec::new();
     for (name, delay, down) in leaves {
@@ -100,7 +105,11 @@ async fn zone(leaves: &[(&str, Duration, bool)]) -> (ZoneMixer, BTreeMap<String,
     let mut s = TenantSchemas::default();
     s.targets.insert(
         "T".into(),
-        TargetSchema { name: "T".into(), fields: vec![FieldDef::new("loc", FieldType::String)], location_field: "loc".into() },
+        TargetSchema {
+            name: "T".into(),
+            fields: vec![FieldDef::new("loc", FieldType::String)],
+            location_field: "loc".into(),
+        },
     );
     s.metrics.insert(
         "/m".into(),

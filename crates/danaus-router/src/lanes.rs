@@ -113,7 +113,8 @@ impl Lanes {
                 bounds.push(from..series.len());
                 txs.push(p.tx);
             }
-            let result = self.rpc(&key.0, &key.1, pb::LeafWriteRequest { table_version: version, series }, timeout).await;
+            let result =
+                self.rpc(&key.0, &key.1, pb::LeafWriteRequest { table_version: version, series }, timeout).await;
             match result {
                 Err(e) => {
                     for tx in txs {

@@ -74,7 +74,11 @@ async fn other_zones_series_are_forwarded_and_errors_keep_their_positions() {
     let mut schemas = TenantSchemas::default();
     schemas.targets.insert(
         "T".into(),
-        TargetSchema { name: "T".into(), fields: vec![FieldDef::new("loc", FieldType::String)], location_field: "loc".into() },
+        TargetSchema {
+            name: "T".into(),
+            fields: vec![FieldDef::new("loc", FieldType::String)],
+            location_field: "loc".into(),
+        },
     );
     let mut table = ZoneTable { version: 1, ..ZoneTable::default() };
     table.schemas.insert("acme".into(), schemas);
