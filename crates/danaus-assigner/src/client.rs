@@ -1,12 +1,11 @@
 //! Proposing changes of the zone table from outside the Raft group.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
+use danaus_proto::channels::Channels;
 use danaus_proto::v1 as pb;
-use parking_lot::Mutex;
 use pb::assigner_service_client::AssignerServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 use crate::table::ZoneCommand;
@@ -16,26 +15,17 @@ use crate::table::ZoneCommand;
 #[derive(Debug, Default)]
 pub struct ZoneClient {
     assigners: Vec<String>,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Channels,
 }
 
 impl ZoneClient {
     /// A client of the members at `assigners` (host:port).
     pub fn new(assigners: Vec<String>) -> Self {
-        Self { assigners, channels: Mutex::default() }
+        Self { assigners, channels: Channels::default() }
     }
 
     fn channel(&self, addr: &str) -> Result<Channel, Status> {
-        let cached = self.channels.lock().get(addr).cloned();
-        if let Some(c) = cached {
-            return Ok(c);
-        }
-        let c = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Status::internal(format!("bad assigner address {addr:?}: {e}")))?
-            .connect_timeout(Duration::from_secs(1))
-            .connect_lazy();
-        self.channels.lock().insert(addr.to_owned(), c.clone());
-        Ok(c)
+        self.channels.get(addr).map_err(Status::invalid_argument)
     }
 
     /// Proposes `cmd`; the table version that includes it. A refusal by

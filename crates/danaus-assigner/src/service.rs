@@ -13,7 +13,6 @@ use pb::leaf_service_client::LeafServiceClient;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status};
 
 use crate::plan::{next_step, LeafLoad, Policy, Step};
@@ -216,10 +215,7 @@ impl Assigner {
         let addr_of = |l: &str| table.leaves.get(l).map(|e| e.addr.clone()).ok_or_else(|| format!("no leaf {l:?}"));
         let dest = addr_of(leaf)?;
         let sources = sources.iter().map(|s| addr_of(s)).collect::<Result<Vec<_>, _>>()?;
-        let url = format!("http://{dest}");
-        let channel = Endpoint::from_shared(url)
-            .map_err(|e| e.to_string())?
-            .connect_timeout(Duration::from_secs(2))
+        let channel = danaus_proto::channels::endpoint(&dest)?
             .connect()
             .await
             .map_err(|e| format!("connecting to leaf {leaf} at {dest}: {e}"))?;

@@ -12,7 +12,6 @@ use std::time::Duration;
 use danaus_proto::v1 as pb;
 use pb::assigner_service_client::AssignerServiceClient;
 use tokio::sync::watch;
-use tonic::transport::Endpoint;
 
 use crate::table::ZoneTable;
 
@@ -117,13 +116,7 @@ async fn follow(addrs: Vec<String>, tx: watch::Sender<Arc<ZoneTable>>) {
 }
 
 async fn stream_from(addr: &str, tx: &watch::Sender<Arc<ZoneTable>>) -> Result<(), String> {
-    let url = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
-    let channel = Endpoint::from_shared(url)
-        .map_err(|e| e.to_string())?
-        .connect_timeout(Duration::from_secs(1))
-        .connect()
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
+    let channel = danaus_proto::channels::endpoint(addr)?.connect().await.map_err(|e| format!("connect: {e}"))?;
     let mut client = AssignerServiceClient::new(channel).max_decoding_message_size(256 << 20);
     let min_version = tx.borrow().version;
     let mut stream =

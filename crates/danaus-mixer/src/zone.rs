@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use danaus_assigner::{ReplicaState, TableWatcher};
 use danaus_model::{MetricSchema, TargetSchema};
+use danaus_proto::channels::Channels;
 use danaus_query::{Engine, Error, LeafPhase, QueryLimits, Result, ZoneSources};
 use parking_lot::Mutex;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::remote::{RangeAsk, RemoteLeaf, Replica, DEFAULT_HEDGE_AFTER};
 
@@ -61,7 +62,7 @@ pub struct MixerStats {
 pub(crate) struct Shared {
     pub cfg: MixerConfig,
     table: TableWatcher,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Channels,
     suspects: Mutex<HashMap<String, Instant>>,
     pub stats: Arc<MixerStats>,
 }
@@ -71,35 +72,11 @@ impl Shared {
         &self,
         addr: &str,
     ) -> std::result::Result<danaus_proto::v1::leaf_service_client::LeafServiceClient<Channel>, String> {
-        let cached = self.channels.lock().get(addr).cloned();
-        let ch = match cached {
-            Some(c) => c,
-            None => {
-                let c = Endpoint::from_shared(format!("http://{addr}"))
-                    .map_err(|e| format!("bad leaf address {addr:?}: {e}"))?
-                    .connect_timeout(Duration::from_secs(1))
-                    .connect_lazy();
-                self.channels.lock().insert(addr.to_owned(), c.clone());
-                c
-            }
-        };
-        Ok(danaus_proto::v1::leaf_service_client::LeafServiceClient::new(ch))
+        Ok(danaus_proto::v1::leaf_service_client::LeafServiceClient::new(self.channels.get(addr)?))
     }
 
     fn index_client(&self) -> Option<danaus_proto::v1::index_service_client::IndexServiceClient<Channel>> {
-        let addr = self.cfg.index.as_ref()?;
-        let cached = self.channels.lock().get(addr).cloned();
-        let ch = match cached {
-            Some(c) => c,
-            None => {
-                let c = Endpoint::from_shared(format!("http://{addr}"))
-                    .ok()?
-                    .connect_timeout(Duration::from_secs(1))
-                    .connect_lazy();
-                self.channels.lock().insert(addr.clone(), c.clone());
-                c
-            }
-        };
+        let ch = self.channels.get(self.cfg.index.as_ref()?).ok()?;
         Some(danaus_proto::v1::index_service_client::IndexServiceClient::new(ch).max_encoding_message_size(64 << 20))
     }
 
@@ -156,7 +133,7 @@ impl ZoneMixer {
             shared: Arc::new(Shared {
                 cfg,
                 table,
-                channels: Mutex::default(),
+                channels: Channels::default(),
                 suspects: Mutex::default(),
                 stats: Arc::default(),
             }),

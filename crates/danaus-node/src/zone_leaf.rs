@@ -37,7 +37,6 @@ use pb::leaf_service_client::LeafServiceClient;
 use tokio::sync::{mpsc, Notify, RwLock};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
 use tonic::{Request, Response, Status};
 
 use crate::grpc::{add_series_errors, series_write};
@@ -227,8 +226,8 @@ impl ZoneLeaf {
         let epoch =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
         self.rebuild_hints();
-        let channel = match Endpoint::from_shared(format!("http://{index}")) {
-            Ok(e) => e.connect_timeout(Duration::from_secs(1)).connect_lazy(),
+        let channel = match danaus_proto::channels::endpoint(&index) {
+            Ok(e) => e.connect_lazy(),
             Err(e) => {
                 tracing::error!(index = %index, "bad index server address: {e}");
                 return;
@@ -343,10 +342,8 @@ impl ZoneLeaf {
             let load_json = serde_json::to_vec(&load).unwrap_or_default();
             for (addr, client) in clients.iter_mut() {
                 if client.is_none() {
-                    if let Ok(e) = Endpoint::from_shared(format!("http://{addr}")) {
-                        *client = Some(pb::assigner_service_client::AssignerServiceClient::new(
-                            e.connect_timeout(Duration::from_secs(1)).connect_lazy(),
-                        ));
+                    if let Ok(e) = danaus_proto::channels::endpoint(addr) {
+                        *client = Some(pb::assigner_service_client::AssignerServiceClient::new(e.connect_lazy()));
                     }
                 }
                 if let Some(c) = client.as_mut() {
@@ -503,12 +500,7 @@ impl ZoneLeaf {
     }
 
     async fn copy_from(&self, range: &Bounds, src: &str) -> Result<pb::CopyRangeReply, String> {
-        let channel = Endpoint::from_shared(format!("http://{src}"))
-            .map_err(|e| e.to_string())?
-            .connect_timeout(Duration::from_secs(2))
-            .connect()
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
+        let channel = danaus_proto::channels::endpoint(src)?.connect().await.map_err(|e| format!("connect: {e}"))?;
         let mut client = LeafServiceClient::new(channel).max_decoding_message_size(256 << 20);
         let req = pb::ExportRequest {
             range: Some(pb::TargetRange { start: range.0.clone(), end: range.1.clone().unwrap_or_default() }),

@@ -16,4 +16,5 @@ pub mod v1 {
 /// Encoded `FileDescriptorSet` of every Danaus proto, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/danaus_descriptor.bin"));
 
+pub mod channels;
 pub mod convert;

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
+use danaus_proto::channels::Channels;
 use danaus_proto::v1 as pb;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -18,25 +18,16 @@ use parking_lot::RwLock;
 use pb::raft_service_client::RaftServiceClient;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::{Command, NodeId, Raft, Reply, TypeConfig};
-
-/// Opens a lazily connecting channel to `addr` (`host:port`).
-pub(crate) fn channel(addr: &str) -> Result<Channel, String> {
-    let url = if addr.contains("://") { addr.to_owned() } else { format!("http://{addr}") };
-    Ok(Endpoint::from_shared(url)
-        .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
-        .connect_timeout(Duration::from_secs(1))
-        .connect_lazy())
-}
 
 /// Sends one group's Raft messages to its peers.
 #[derive(Clone)]
 pub struct GrpcNetwork {
     group: String,
-    channels: Arc<RwLock<HashMap<String, Channel>>>,
+    channels: Arc<Channels>,
 }
 
 impl GrpcNetwork {
@@ -46,12 +37,9 @@ impl GrpcNetwork {
     }
 
     pub(crate) fn client(&self, addr: &str) -> Result<RaftServiceClient<Channel>, String> {
-        if let Some(c) = self.channels.read().get(addr) {
-            return Ok(RaftServiceClient::new(c.clone()));
-        }
-        let c = channel(addr)?;
-        self.channels.write().insert(addr.to_owned(), c.clone());
-        Ok(RaftServiceClient::new(c).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20))
+        Ok(RaftServiceClient::new(self.channels.get(addr)?)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20))
     }
 }
 

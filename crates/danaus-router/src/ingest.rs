@@ -1,6 +1,6 @@
 //! The zone's front door for writes and schemas.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,11 +8,10 @@ use danaus_assigner::{TableWatcher, ZoneClient, ZoneCommand};
 use danaus_model::FieldValue;
 use danaus_node::tenant::tenant;
 use danaus_node::zone_leaf::with_tenant;
+use danaus_proto::channels::Channels;
 use danaus_proto::convert;
 use danaus_proto::v1 as pb;
-use parking_lot::Mutex;
 use pb::ingest_service_client::IngestServiceClient;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
 use crate::leaf_router::LeafRouter;
@@ -23,7 +22,7 @@ pub struct IngestRouter {
     leaves: Arc<LeafRouter>,
     zones: ZoneMap,
     zone: Arc<ZoneClient>,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Channels,
 }
 
 impl std::fmt::Debug for IngestRouter {
@@ -32,23 +31,11 @@ impl std::fmt::Debug for IngestRouter {
     }
 }
 
-fn channel_to(cache: &Mutex<HashMap<String, Channel>>, addr: &str) -> Result<Channel, Status> {
-    if let Some(c) = cache.lock().get(addr) {
-        return Ok(c.clone());
-    }
-    let c = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| Status::internal(format!("bad address {addr:?}: {e}")))?
-        .connect_timeout(Duration::from_secs(1))
-        .connect_lazy();
-    cache.lock().insert(addr.to_owned(), c.clone());
-    Ok(c)
-}
-
 impl IngestRouter {
     /// The front door of zone `zones.local`, writing through `leaves` and
     /// applying schemas through `zone`.
     pub fn new(leaves: Arc<LeafRouter>, zones: ZoneMap, zone: Arc<ZoneClient>) -> Arc<Self> {
-        Arc::new(Self { leaves, zones, zone, channels: Mutex::default() })
+        Arc::new(Self { leaves, zones, zone, channels: Channels::default() })
     }
 
     fn table(&self) -> &TableWatcher {
@@ -108,7 +95,7 @@ impl IngestRouter {
         let routers = self.zones.zones.iter().find(|z| z.name == zone).map(|z| z.routers.clone()).unwrap_or_default();
         let mut last = format!("zone {zone} has no routers in the zone map");
         for addr in &routers {
-            let mut client = IngestServiceClient::new(channel_to(&self.channels, addr)?)
+            let mut client = IngestServiceClient::new(self.channels.get(addr).map_err(Status::invalid_argument)?)
                 .max_encoding_message_size(danaus_node::MAX_MESSAGE_BYTES);
             let mut req = Request::new(pb::WriteRequest { series: batch.clone() });
             with_tenant(&mut req, tenant)?;

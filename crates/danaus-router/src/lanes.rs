@@ -14,11 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use danaus_node::zone_leaf::with_tenant;
+use danaus_proto::channels::Channels;
 use danaus_proto::v1 as pb;
 use parking_lot::Mutex;
 use pb::leaf_service_client::LeafServiceClient;
 use tokio::sync::oneshot;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::Request;
 
 /// Series per merged RPC, at most.
@@ -42,22 +43,14 @@ struct Lane {
 #[derive(Default)]
 pub(crate) struct Lanes {
     lanes: Mutex<HashMap<(String, String), Lane>>,
-    clients: Mutex<HashMap<String, LeafServiceClient<Channel>>>,
+    channels: Channels,
 }
 
 impl Lanes {
     fn client(&self, addr: &str) -> Result<LeafServiceClient<Channel>, String> {
-        let cached = self.clients.lock().get(addr).cloned();
-        if let Some(c) = cached {
-            return Ok(c);
-        }
-        let ch = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("bad leaf address {addr:?}: {e}"))?
-            .connect_timeout(Duration::from_secs(1))
-            .connect_lazy();
-        let c = LeafServiceClient::new(ch).max_decoding_message_size(256 << 20).max_encoding_message_size(256 << 20);
-        self.clients.lock().insert(addr.to_owned(), c.clone());
-        Ok(c)
+        Ok(LeafServiceClient::new(self.channels.get(addr)?)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20))
     }
 
     /// Writes `series` routed by table `version` to the leaf at `addr`.
