@@ -4,8 +4,12 @@
 //! (`AssignerService.Watch`), moves on to the next when that member goes
 //! away, and never goes back to an older version. While every member is
 //! unreachable it keeps the last table it had, so routers keep routing
-//! and mixers keep querying through an assigner outage.
+//! and mixers keep querying through an assigner outage. With a cache file
+//! ([`TableWatcher::start_cached`]) the last table also survives a restart
+//! of the process during the outage: it is written (atomically) on every
+//! new version and read at start.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,8 +48,18 @@ pub struct NotYet {
 impl TableWatcher {
     /// Follows the table from the assigner members at `addrs` (host:port).
     pub fn start(addrs: Vec<String>) -> Self {
-        let (tx, rx) = watch::channel(Arc::new(ZoneTable::default()));
-        tokio::spawn(follow(addrs, tx));
+        Self::start_cached(addrs, None)
+    }
+
+    /// Like [`start`](Self::start), starting from the table kept in `cache`
+    /// (if it holds one) and keeping every newer version there.
+    pub fn start_cached(addrs: Vec<String>, cache: Option<PathBuf>) -> Self {
+        let initial = cache.as_deref().and_then(load_cache).unwrap_or_default();
+        if initial.version > 0 {
+            tracing::info!(version = initial.version, "starting from the cached zone table");
+        }
+        let (tx, rx) = watch::channel(Arc::new(initial));
+        tokio::spawn(follow(addrs, tx, cache));
         Self { rx, _tx: None }
     }
 
@@ -91,7 +105,41 @@ impl TableWatcher {
     }
 }
 
-async fn follow(addrs: Vec<String>, tx: watch::Sender<Arc<ZoneTable>>) {
+/// The table in `path`, if it holds a readable one.
+pub fn load_cache(path: &Path) -> Option<ZoneTable> {
+    let bytes = std::fs::read(path).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "ignoring an unreadable zone table cache: {e}");
+            None
+        }
+    }
+}
+
+/// Writes `table` to `path` atomically (a temporary file renamed over it).
+pub fn save_cache(path: &Path, table: &ZoneTable) -> std::io::Result<()> {
+    let bytes = serde_json::to_vec(table).map_err(std::io::Error::other)?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+async fn follow(addrs: Vec<String>, tx: watch::Sender<Arc<ZoneTable>>, cache: Option<PathBuf>) {
+    if let Some(path) = cache {
+        // Keep every new version in the cache, off the async workers.
+        let mut rx = tx.subscribe();
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let t = rx.borrow_and_update().clone();
+                let p = path.clone();
+                match danaus_storage::run_blocking(move || save_cache(&p, &t)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) | Err(e) => tracing::warn!(path = %path.display(), "saving the zone table cache: {e}"),
+                }
+            }
+        });
+    }
     if addrs.is_empty() {
         tracing::error!("no range assigner addresses: the zone table stays empty");
         return;
@@ -131,4 +179,27 @@ async fn stream_from(addr: &str, tx: &watch::Sender<Arc<ZoneTable>>) -> Result<(
         tx.send_replace(Arc::new(table));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::table::ZoneCommand;
+    use danaus_raft::StateMachine;
+
+    #[tokio::test]
+    async fn a_cached_table_is_there_at_start_with_no_assigner_reachable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zone-table.json");
+        let mut t = ZoneTable::default();
+        t.apply(ZoneCommand::Init { replication: 2 }).unwrap();
+        t.apply(ZoneCommand::RegisterLeaf { leaf: "a".into(), addr: "a:1".into() }).unwrap();
+        save_cache(&path, &t).unwrap();
+        // Nothing listens there: only the cache can provide the table.
+        let w = TableWatcher::start_cached(vec!["127.0.0.1:9".into()], Some(path.clone()));
+        assert_eq!(*w.current(), t);
+        std::fs::write(&path, b"{ not json").unwrap();
+        assert!(load_cache(&path).is_none(), "a damaged cache is ignored, not trusted");
+    }
 }

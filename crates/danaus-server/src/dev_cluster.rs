@@ -151,6 +151,8 @@ impl DevCluster {
                 http.clone(),
                 "--assigners".into(),
                 assigner_list.clone(),
+                "--state-dir".into(),
+                dir(role),
             ];
             if role == "mixer" {
                 args.extend(["--hedge-after".into(), "300ms".into(), "--index".into(), index_grpc.clone()]);

@@ -149,6 +149,10 @@ struct RouterArgs {
     /// Give up on a write after this long (UNAVAILABLE; retrying is safe).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     write_deadline: Duration,
+    /// Keep the last zone table here, to route through an assigner outage
+    /// that outlasts a restart.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
     /// Log filter.
     #[arg(long, default_value = "info", env = "DANAUS_LOG")]
     log: String,
@@ -177,6 +181,10 @@ struct MixerArgs {
     /// Queries run at once; more are refused with RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = 16)]
     max_concurrent_queries: usize,
+    /// Keep the last zone table here, to query through an assigner outage
+    /// that outlasts a restart.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
     /// Log filter.
     #[arg(long, default_value = "info", env = "DANAUS_LOG")]
     log: String,
@@ -397,6 +405,7 @@ fn main() -> anyhow::Result<()> {
                         deadline: a.write_deadline,
                         ..danaus_router::RouterConfig::default()
                     },
+                    state_dir: a.state_dir,
                 })
             });
         }
@@ -413,6 +422,7 @@ fn main() -> anyhow::Result<()> {
                         ..danaus_mixer::MixerConfig::default()
                     },
                     max_concurrent_queries: a.max_concurrent_queries,
+                    state_dir: a.state_dir,
                 })
             })
         }

@@ -106,6 +106,13 @@ async fn serve(
     Ok((bound, http_bound, stop, tasks))
 }
 
+/// The zone table cache in a state directory (created if missing).
+fn table_cache(state_dir: Option<&std::path::Path>) -> anyhow::Result<Option<PathBuf>> {
+    let Some(d) = state_dir else { return Ok(None) };
+    std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    Ok(Some(d.join("zone-table.json")))
+}
+
 fn grpc_builder() -> tonic::transport::Server {
     tonic::transport::Server::builder().concurrency_limit_per_connection(256)
 }
@@ -227,7 +234,7 @@ pub async fn start_leaf(cfg: LeafRole) -> anyhow::Result<RunningRole> {
     let bound = listener.local_addr()?;
     drop(listener);
     let advertise = cfg.advertise.clone().unwrap_or_else(|| bound.to_string());
-    let table = TableWatcher::start(cfg.assigners.clone());
+    let table = TableWatcher::start_cached(cfg.assigners.clone(), Some(cfg.data_dir.join("zone-table.json")));
     let zl = ZoneLeaf::new(cfg.name.clone(), advertise, leaf.clone(), table);
     let grpc = grpc_builder().add_service(zl.service());
     let (l, z) = (leaf.clone(), zl.clone());
@@ -290,12 +297,14 @@ pub struct RouterRole {
     pub zones: ZoneMap,
     /// Write quorum, deadlines.
     pub router: RouterConfig,
+    /// Where the last zone table is kept across restarts.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Starts a router.
 pub async fn start_router(cfg: RouterRole) -> anyhow::Result<RunningRole> {
     let started = Instant::now();
-    let table = TableWatcher::start(cfg.assigners.clone());
+    let table = TableWatcher::start_cached(cfg.assigners.clone(), table_cache(cfg.state_dir.as_deref())?);
     let zone = Arc::new(danaus_assigner::ZoneClient::new(cfg.assigners.clone()));
     let leaves = LeafRouter::new(table, zone.clone(), cfg.router.clone());
     let front = IngestRouter::new(leaves.clone(), cfg.zones.clone(), zone);
@@ -346,12 +355,14 @@ pub struct MixerRole {
     pub mixer: MixerConfig,
     /// Queries run at once.
     pub max_concurrent_queries: usize,
+    /// Where the last zone table is kept across restarts.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Starts a zone mixer.
 pub async fn start_mixer(cfg: MixerRole) -> anyhow::Result<RunningRole> {
     let started = Instant::now();
-    let table = TableWatcher::start(cfg.assigners.clone());
+    let table = TableWatcher::start_cached(cfg.assigners.clone(), table_cache(cfg.state_dir.as_deref())?);
     let mixer = ZoneMixer::new(table, cfg.mixer.clone());
     let qstats = Arc::new(QueryStats::default());
     let m = mixer.clone();

@@ -455,3 +455,42 @@ async fn field_hints_keep_a_selective_query_off_leaves_without_matching_series()
     let pruned = metric(&c.procs["mixer"].http, "danaus_mixer_pruned_total").await.unwrap();
     assert!(pruned >= 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_assigner_down_writes_and_queries_go_on_across_router_and_mixer_restarts() {
+    let (_dir, mut c) = cluster(3, |_| {}).await;
+    apply_schemas(c.router()).await;
+    // Let the router and mixer cache the table that has the schemas.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for a in ["assigner-1", "assigner-2", "assigner-3"] {
+        c.kill(a).unwrap();
+    }
+    // Restarted during the outage, they start from their cached tables.
+    for p in ["router", "mixer"] {
+        c.stop(p).unwrap();
+        c.restart(p).unwrap();
+        let addr = c.procs[p].grpc.clone();
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let (stop, acked): (Arc<AtomicBool>, Acked) = (Arc::default(), Arc::default());
+    let t0 = now_ns() - 3600 * SEC;
+    let w = tokio::spawn(writer(c.router().to_owned(), 100, t0, stop.clone(), acked.clone()));
+    for _ in 0..100 {
+        if rounds_acked(&acked) >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    w.await.unwrap();
+    let acked = acked.lock().clone();
+    assert!(acked.values().map(Vec::len).min().unwrap_or(0) >= 3, "writes did not go on without the assigners");
+    let answer = query_all(c.mixer(), t0 - SEC, now_ns()).await;
+    assert!(answer.completeness.complete);
+    check("with every assigner member down", &answer, &acked, now_ns());
+}
