@@ -8,6 +8,7 @@
 
 pub mod query;
 pub mod time;
+pub mod zone;
 
 use danaus_proto::v1 as pb;
 use tonic::metadata::MetadataValue;
@@ -92,6 +93,12 @@ impl Client {
     /// QueryService.
     pub fn query(&self) -> svc::Query {
         pb::query_service_client::QueryServiceClient::with_interceptor(self.channel.clone(), self.interceptor.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// The range assigner (when connected to one of its members).
+    pub fn assigner(&self) -> pb::assigner_service_client::AssignerServiceClient<Channel> {
+        pb::assigner_service_client::AssignerServiceClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 

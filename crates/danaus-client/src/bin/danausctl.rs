@@ -38,6 +38,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The zone table (ranges, replicas, leaves); --addr names a range
+    /// assigner member.
+    Zone {
+        /// Print the table as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Target and metric schemas.
     #[command(subcommand)]
     Schema(SchemaCmd),
@@ -435,6 +442,21 @@ async fn read(
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let client = Client::connect(&cli.addr, cli.tenant.as_deref()).await?;
     match cli.command {
+        Command::Zone { json } => {
+            let mut stream = client
+                .assigner()
+                .watch(pb::WatchTableRequest { min_version: 0 })
+                .await
+                .map_err(|s| anyhow::anyhow!("{} (is --addr a range assigner member?)", s.message()))?
+                .into_inner();
+            let update = stream.message().await?.ok_or_else(|| anyhow::anyhow!("the assigner sent no table"))?;
+            let table: serde_json::Value = serde_json::from_slice(&update.table_json)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&table)?);
+            } else {
+                print!("{}", danaus_client::zone::render(&table));
+            }
+        }
         Command::Schema(SchemaCmd::Apply { file }) => {
             let mut text = String::new();
             if file == "-" {
