@@ -321,10 +321,13 @@ impl ZoneLeaf {
         let mut load = LeafLoad::default();
         let mut last_load: Option<(Instant, u64)> = None;
         let mut pending_drops: HashMap<Bounds, Instant> = HashMap::new();
+        let mut mirrored = 0u64;
         loop {
             let table = self.table.current();
-            if table.version > 0 {
+            // Schemas change rarely: compare them only when the table did.
+            if table.version > mirrored {
                 self.mirror_schemas(&table).await;
+                mirrored = table.version;
             }
             let now = Instant::now();
             if last_load.is_none_or(|(at, _)| now.duration_since(at) >= cfg.load_every) {
@@ -394,7 +397,7 @@ impl ZoneLeaf {
         let mut batch = Vec::with_capacity(req.series.len());
         let mut positions = Vec::with_capacity(req.series.len());
         let mut errors = Vec::new();
-        let mut missing_schemas: BTreeMap<String, ()> = BTreeMap::new();
+        let mut schema_missing = false;
         for (i, s) in req.series.iter().enumerate() {
             let reject = |message: String, code: pb::SeriesErrorCode| pb::SeriesError {
                 index: i as u32,
@@ -427,13 +430,13 @@ impl ZoneLeaf {
                 if self.leaf.target_schema(tenant, &w.target_schema).is_none()
                     || self.leaf.metric_schema(tenant, &w.metric).is_none()
                 {
-                    missing_schemas.insert(w.target_schema.clone(), ());
+                    schema_missing = true;
                 }
             }
             batch.push(w);
             positions.push(i);
         }
-        if !missing_schemas.is_empty() {
+        if schema_missing {
             // The mirror has not caught up with a schema the router used.
             self.mirror_schemas(&table).await;
         }
