@@ -110,6 +110,7 @@ async fn apply_schema(router: Channel) -> anyhow::Result<()> {
             kind: pb::MetricKind::Gauge as i32,
             unit: String::new(),
             description: String::new(),
+            collection: None,
         }],
     })
     .await?;

@@ -586,6 +586,7 @@ mod tests {
             kind: MetricKind::Gauge,
             unit: String::new(),
             description: String::new(),
+            collection: None,
         };
         t.apply(ZoneCommand::ApplyMetricSchema { tenant: "x".into(), schema: m }).unwrap();
         assert!(t.metric_schema("x", "/m").is_some());

@@ -246,6 +246,7 @@ mod tests {
             kind: danaus_model::MetricKind::Gauge,
             unit: String::new(),
             description: String::new(),
+            collection: None,
         };
         (t, m)
     }

@@ -70,6 +70,7 @@ async fn open(dir: &std::path::Path) -> Leaf {
                 kind: MetricKind::Gauge,
                 unit: String::new(),
                 description: String::new(),
+                collection: None,
             },
         )
         .await

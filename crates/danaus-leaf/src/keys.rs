@@ -1,7 +1,9 @@
 //! Key layout in the long-term store.
 //!
 //! * `Meta`: `schema/target/<tenant>\0<name>` and `schema/metric/<tenant>\0<name>`
-//!   → schema JSON; `state/next_series_id` and `state/next_chunk_seq` → u64 BE.
+//!   → schema JSON; `state/next_series_id` and `state/next_chunk_seq` → u64 BE;
+//!   `agg_open/<series id u64 BE>` → a recovery-log record of the deltas in
+//!   that output series' open collection-aggregation buckets (checkpointed).
 //! * `Series`: series id (u64 BE) → `uvarint len | series key | value type |
 //!   kind | zigzag max time`.
 //! * `Chunks`: series id (u64 BE) | chunk min time (i64, sign-flipped BE) |
@@ -10,6 +12,14 @@
 
 pub(crate) const NEXT_SERIES_ID: &[u8] = b"state/next_series_id";
 pub(crate) const NEXT_CHUNK_SEQ: &[u8] = b"state/next_chunk_seq";
+
+pub(crate) const AGG_OPEN_PREFIX: &[u8] = b"agg_open/";
+
+pub(crate) fn agg_open_key(id: u64) -> Vec<u8> {
+    let mut k = AGG_OPEN_PREFIX.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
 
 pub(crate) fn schema_key(kind: &str, tenant: &str, name: &str) -> Vec<u8> {
     format!("schema/{kind}/{tenant}\0{name}").into_bytes()

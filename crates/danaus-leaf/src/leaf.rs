@@ -7,9 +7,10 @@ use std::time::Instant;
 
 use danaus_codec::varint::{put_ivarint, put_uvarint, ByteReader};
 use danaus_codec::{get_value_type, put_value_type, Chunk};
-use danaus_model::{validate, FieldValue, MetricSchema, Point, SeriesKey, TargetSchema};
+use danaus_model::{validate, CollectionAggregation, FieldValue, MetricSchema, Point, SeriesKey, TargetSchema};
 use danaus_storage::{Cf, Clock, KvStore, LogDevice, RecoveryLog, ReplayReport, WriteBatch};
 
+use crate::aggregate::{Admitted, Aggregator, Refusal};
 use crate::error::{Error, Result};
 use crate::index::{Index, SeriesRef};
 use crate::intern::ChunkContext;
@@ -147,6 +148,8 @@ pub(crate) struct Inner {
     stats: LeafStats,
     replay: ReplayReport,
     chunks: Arc<ChunkContext>,
+    /// Open collection-aggregation buckets.
+    agg: Aggregator,
 }
 
 /// A leaf store; cheap to clone.
@@ -211,7 +214,7 @@ impl Leaf {
         // Loading and replay block on disk: keep them off the async workers.
         let chunks = Arc::new(ChunkContext::default());
         let replay_chunks = chunks.clone();
-        let (schemas, index, next_series, next_seq, replay) = blocking(move || -> Result<_> {
+        let (schemas, index, next_series, next_seq, replay, agg) = blocking(move || -> Result<_> {
             let ctx = replay_chunks;
             let schemas = Schemas::load(kv2.as_ref())?;
             let index = Index::new();
@@ -240,6 +243,25 @@ impl Leaf {
             let mut next_series = read_u64(keys::NEXT_SERIES_ID)?.max(max_id + 1);
             let mut next_seq = read_u64(keys::NEXT_CHUNK_SEQ)?.max(1);
             let replay_limits = Limits { ooo_window: i64::MAX, ..limits };
+            // Deltas of open aggregation buckets saved by the last
+            // checkpoint, then those the log still holds (the overlap is
+            // recognised as duplicates).
+            let agg = Aggregator::default();
+            let mut saved = Vec::new();
+            kv2.scan(Cf::Meta, keys::AGG_OPEN_PREFIX, &keys::prefix_end(keys::AGG_OPEN_PREFIX), &mut |_, v| {
+                saved.push(v.to_vec());
+                true
+            })?;
+            for v in saved {
+                let entries = wal_record::decode(&v).map_err(|e| {
+                    Error::Internal(format!("long-term store has an unreadable aggregation bucket: {e}"))
+                })?;
+                for entry in entries {
+                    if let Entry::AggInput { id, bucket, closes_at, input_key, point } = entry {
+                        let _ = agg.admit(id, None, bucket, closes_at, &input_key, &point);
+                    }
+                }
+            }
             let report = RecoveryLog::replay(dev2.as_ref(), &mut |payload| {
                 for entry in wal_record::decode(payload)? {
                     match entry {
@@ -251,6 +273,12 @@ impl Leaf {
                                 s.def_durable = true;
                                 s
                             });
+                        }
+                        Entry::AggInput { id, bucket, closes_at, input_key, point } => {
+                            if index.by_id(id).is_none() {
+                                return Err(format!("aggregated delta for unknown series {id}"));
+                            }
+                            let _ = agg.admit(id, None, bucket, closes_at, &input_key, &point);
                         }
                         Entry::Points { id, points } => {
                             let s = index.by_id(id).ok_or_else(|| format!("points for unknown series {id}"))?;
@@ -271,7 +299,9 @@ impl Leaf {
                 }
                 Ok(())
             })?;
-            Ok((schemas, index, next_series, next_seq, report))
+            // Buckets whose output point is stored closed before the restart.
+            agg.prune_closed(|id| index.by_id(id).and_then(|s| s.lock().max_time));
+            Ok((schemas, index, next_series, next_seq, report, agg))
         })
         .await??;
         let log = RecoveryLog::start(device, options.log.clone(), replay.next_segment)?;
@@ -307,6 +337,7 @@ impl Leaf {
             replay,
             opts: options,
             chunks,
+            agg,
         });
         let leaf = Leaf { inner };
         tokio::spawn(background(Arc::downgrade(&leaf.inner)));
@@ -383,19 +414,27 @@ impl Leaf {
     /// `Ok`, every accepted point is durable in the recovery log.
     pub async fn write(&self, tenant: &str, batch: &[SeriesWrite]) -> Result<WriteResult> {
         let limits = self.inner.limits;
-        self.write_with(tenant, batch, limits).await
+        self.write_with(tenant, batch, limits, true).await
     }
 
     /// Writes history copied from another replica of a range: like
     /// [`write`](Self::write), but points older than the out-of-order
     /// window are accepted too (duplicates are still recognised, and a
-    /// different value at an existing time is still a conflict).
+    /// different value at an existing time is still a conflict). Points of
+    /// collection-aggregated metrics are stored as given: they are another
+    /// replica's output points, not deltas to fold.
     pub async fn import(&self, tenant: &str, batch: &[SeriesWrite]) -> Result<WriteResult> {
         let limits = Limits { ooo_window: i64::MAX, ..self.inner.limits };
-        self.write_with(tenant, batch, limits).await
+        self.write_with(tenant, batch, limits, false).await
     }
 
-    async fn write_with(&self, tenant: &str, batch: &[SeriesWrite], limits: Limits) -> Result<WriteResult> {
+    async fn write_with(
+        &self,
+        tenant: &str,
+        batch: &[SeriesWrite],
+        limits: Limits,
+        aggregate: bool,
+    ) -> Result<WriteResult> {
         let inner = &self.inner;
         if inner.closed.load(Ordering::Acquire) {
             return Err(Error::Unavailable("leaf is shutting down; retry on another replica or after restart".into()));
@@ -432,6 +471,10 @@ impl Leaf {
                 });
                 continue;
             };
+            if let Some(c) = ms.collection.as_ref().filter(|_| aggregate) {
+                self.admit_deltas(tenant, i, sw, (&ts, &ms, c), &mut result, &mut rec, &mut defined)?;
+                continue;
+            }
             let encoded = match validate::encoded_series_key(tenant, &ts, &sw.target_fields, &ms, &sw.metric_fields) {
                 Ok(k) => k,
                 Err(e) => {
@@ -466,20 +509,7 @@ impl Leaf {
                 }
             }
             if !accepted.is_empty() {
-                let (series, created) = match inner.index.get(&encoded) {
-                    Some(s) => (s, false),
-                    None => {
-                        let decoded = SeriesKey::decode(&encoded).map_err(|e| Error::Internal(e.to_string()))?;
-                        inner.index.get_or_insert(&encoded, || {
-                            let id = inner.next_series_id.fetch_add(1, Ordering::Relaxed);
-                            SeriesState::new(id, decoded, encoded.clone(), ms.value_type.clone(), ms.kind)
-                        })
-                    }
-                };
-                if created {
-                    inner.stats.series_created.fetch_add(1, Ordering::Relaxed);
-                    result.created.push(i);
-                }
+                let series = self.series_for(&encoded, &ms, i, &mut result)?;
                 // Checks and applies the accepted points under the series'
                 // lock, and adds the stored ones to the log record.
                 let mut apply_locked = |s: &mut SeriesState,
@@ -583,6 +613,164 @@ impl Leaf {
         Ok(result)
     }
 
+    /// The series with key `encoded`, created (and counted in `result`) if
+    /// new; `i` is its position in the batch.
+    fn series_for(&self, encoded: &[u8], ms: &MetricSchema, i: usize, result: &mut WriteResult) -> Result<SeriesRef> {
+        let inner = &self.inner;
+        let (series, created) = match inner.index.get(encoded) {
+            Some(s) => (s, false),
+            None => {
+                let decoded = SeriesKey::decode(encoded).map_err(|e| Error::Internal(e.to_string()))?;
+                inner.index.get_or_insert(encoded, || {
+                    let id = inner.next_series_id.fetch_add(1, Ordering::Relaxed);
+                    SeriesState::new(id, decoded, encoded.to_vec(), ms.value_type.clone(), ms.kind)
+                })
+            }
+        };
+        if created {
+            inner.stats.series_created.fetch_add(1, Ordering::Relaxed);
+            result.created.push(i);
+        }
+        Ok(series)
+    }
+
+    /// Folds the deltas of series `sw` (position `i`) of a collection-
+    /// aggregated metric into its output series' open buckets, adding them
+    /// to the log record; refusals go into `result`.
+    #[allow(clippy::too_many_arguments)]
+    fn admit_deltas(
+        &self,
+        tenant: &str,
+        i: usize,
+        sw: &SeriesWrite,
+        (ts, ms, c): (&TargetSchema, &MetricSchema, &CollectionAggregation),
+        result: &mut WriteResult,
+        rec: &mut RecordBuilder,
+        defined: &mut Vec<SeriesRef>,
+    ) -> Result<()> {
+        let inner = &self.inner;
+        let keys =
+            validate::encoded_series_key(tenant, ts, &sw.target_fields, ms, &sw.metric_fields).and_then(|input| {
+                let (t, m) = c.output_fields(ts, ms, &sw.target_fields, &sw.metric_fields)?;
+                Ok((input, validate::encoded_series_key(tenant, ts, &t, ms, &m)?))
+            });
+        let (input, output) = match keys {
+            Ok(k) => k,
+            Err(e) => {
+                inner.stats.points_invalid.fetch_add(sw.points.len() as u64, Ordering::Relaxed);
+                result.errors.push(SeriesError {
+                    index: i,
+                    series: format!("{}::{}", sw.target_schema, sw.metric),
+                    message: e.to_string(),
+                    rejected_points: (0..sw.points.len() as u32).collect(),
+                    code: ErrorCode::InvalidArgument,
+                });
+                return Ok(());
+            }
+        };
+        let key = LazyKey(&input);
+        let mut err: Option<SeriesError> = None;
+        let mut reject = |j: usize, msg: String, code: ErrorCode| {
+            match code {
+                ErrorCode::OutOfWindow => &inner.stats.points_late,
+                ErrorCode::Conflict => &inner.stats.points_conflict,
+                _ => &inner.stats.points_invalid,
+            }
+            .fetch_add(1, Ordering::Relaxed);
+            err.get_or_insert_with(|| SeriesError {
+                index: i,
+                series: key.to_string(),
+                message: msg,
+                rejected_points: Vec::new(),
+                code,
+            })
+            .rejected_points
+            .push(j as u32);
+        };
+        let mut valid = Vec::with_capacity(sw.points.len());
+        for (j, p) in sw.points.iter().enumerate() {
+            match validate::point(ms, &key, j, p) {
+                Ok(()) => valid.push(j),
+                Err(e) => reject(j, e.to_string(), ErrorCode::InvalidArgument),
+            }
+        }
+        if !valid.is_empty() {
+            let series = self.series_for(&output, ms, i, result)?;
+            let (id, stored_through, needs_def, fits) = {
+                let s = series.lock();
+                (s.id, s.max_time, !s.def_durable, s.value_type == ms.value_type && s.kind == ms.kind)
+            };
+            let now = inner.clock.now();
+            let mut admitted = 0u64;
+            for &j in &valid {
+                let p = &sw.points[j];
+                if !fits {
+                    reject(
+                        j,
+                        "output series was created with another value type or kind".into(),
+                        ErrorCode::InvalidArgument,
+                    );
+                    continue;
+                }
+                let end = c.bucket_end(p.end_time);
+                let bucket = (end.saturating_sub(c.period), end);
+                let closes_at = c.closes_at(end);
+                if closes_at <= now {
+                    reject(
+                        j,
+                        format!(
+                            "point {j}: late delta: its collection-aggregation bucket ending at {} stopped admitting at {} (admission window {})",
+                            danaus_model::time::format_time(end),
+                            danaus_model::time::format_time(closes_at),
+                            danaus_model::time::format_duration_ns(c.admission_window),
+                        ),
+                        ErrorCode::OutOfWindow,
+                    );
+                    continue;
+                }
+                match inner.agg.admit(id, stored_through, bucket, closes_at, &input, p) {
+                    Ok(a) => {
+                        if a == Admitted::Duplicate {
+                            inner.stats.points_duplicate.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            inner.stats.points_aggregated.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if admitted == 0 && needs_def {
+                            rec.series(id, &output, &ms.value_type, ms.kind);
+                            defined.push(series.clone());
+                        }
+                        rec.agg_input(id, bucket, closes_at, &input, p);
+                        admitted += 1;
+                    }
+                    Err(Refusal::Late(m)) => reject(j, format!("point {j}: {m}"), ErrorCode::OutOfWindow),
+                    Err(Refusal::Conflict(m)) => reject(j, format!("point {j}: {m}"), ErrorCode::Conflict),
+                    Err(Refusal::Invalid(m)) => reject(j, format!("point {j}: {m}"), ErrorCode::InvalidArgument),
+                }
+            }
+            result.accepted_points += admitted;
+        }
+        if let Some(mut e) = err {
+            let n = e.rejected_points.len();
+            if n > 1 {
+                e.message = format!("{n} of {} points refused; first: {}", sw.points.len(), e.message);
+            }
+            result.errors.push(e);
+        }
+        Ok(())
+    }
+
+    /// Closes the collection-aggregation buckets whose admission window has
+    /// passed: each becomes one point of its output series, durable on
+    /// return. Runs on its own every half second; returns how many closed.
+    pub async fn close_buckets(&self) -> Result<usize> {
+        close_buckets(&self.inner).await
+    }
+
+    /// Open collection-aggregation buckets, and the deltas they hold.
+    pub fn open_buckets(&self) -> (usize, usize) {
+        self.inner.agg.open_counts()
+    }
+
     /// Chunks of series `id` in the long-term store that may hold points in
     /// `[start, end]`.
     pub(crate) async fn stored_chunks(&self, id: u64, start: i64, end: i64) -> Result<Vec<Chunk>> {
@@ -667,6 +855,7 @@ impl Leaf {
             return Ok(0);
         }
         inner.index.remove(&doomed);
+        inner.agg.remove(&doomed.iter().map(|s| s.lock().id).collect::<Vec<_>>());
         let mut b = WriteBatch::default();
         for s in &doomed {
             let id = s.lock().id;
@@ -762,6 +951,19 @@ async fn checkpoint(inner: &Arc<Inner>) -> Result<CheckpointReport> {
         }
     }
     if let Some(b) = batches.last_mut() {
+        // Open aggregation buckets replace the previous checkpoint's: their
+        // deltas may be in the log segments this checkpoint removes.
+        b.delete_range(Cf::Meta, keys::AGG_OPEN_PREFIX.to_vec(), keys::prefix_end(keys::AGG_OPEN_PREFIX));
+        for (id, buckets) in inner.agg.snapshot() {
+            let mut rec = RecordBuilder::new();
+            for (end, bucket) in buckets {
+                for ((input, end_time), (start_time, value)) in bucket.inputs {
+                    let p = Point { start_time, end_time, value };
+                    rec.agg_input(id, (bucket.start, end), bucket.closes_at, &input, &p);
+                }
+            }
+            b.put(Cf::Meta, keys::agg_open_key(id), rec.finish());
+        }
         b.put(
             Cf::Meta,
             keys::NEXT_SERIES_ID.to_vec(),
@@ -846,6 +1048,54 @@ async fn checkpoint(inner: &Arc<Inner>) -> Result<CheckpointReport> {
     Ok(report)
 }
 
+async fn close_buckets(inner: &Arc<Inner>) -> Result<usize> {
+    // Under the checkpoint lock: a taken bucket is in neither the saved
+    // buckets nor the stored chunks until its point is applied.
+    let _guard = inner.checkpoint_lock.lock().await;
+    let due = inner.agg.take_due(inner.clock.now());
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let unlimited = Limits { ooo_window: i64::MAX, ..inner.limits };
+    let mut rec = RecordBuilder::new();
+    let mut defined = Vec::new();
+    let mut closed = 0;
+    for c in &due {
+        // Gone: its range moved away.
+        let Some(series) = inner.index.by_id(c.id) else { continue };
+        let mut s = series.lock();
+        match s.check(&c.point, &unlimited, &HashMap::new()) {
+            Ok(Accept::Stored) => s.apply(
+                &c.point,
+                &unlimited,
+                &mut || inner.next_chunk_seq.fetch_add(1, Ordering::Relaxed),
+                &inner.chunks,
+            ),
+            Ok(Accept::Duplicate) => {}
+            Err(msg) => {
+                inner.stats.points_conflict.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(series = %LazyKey(&s.encoded_key), inputs = c.inputs, "aggregation bucket not stored: {msg}");
+                continue;
+            }
+        }
+        if !s.def_durable {
+            rec.series(s.id, &s.encoded_key, &s.value_type, s.kind);
+            defined.push(series.clone());
+        }
+        rec.begin_points(s.id, 1);
+        rec.point(&c.point);
+        closed += 1;
+    }
+    if !rec.is_empty() {
+        inner.log.append(rec.finish()).await?;
+        for s in defined {
+            s.lock().def_durable = true;
+        }
+    }
+    inner.stats.aggregation_buckets_closed.fetch_add(closed as u64, Ordering::Relaxed);
+    Ok(closed)
+}
+
 /// Checkpoints on a timer, or early when the log has grown enough. Ends
 /// when the leaf is dropped or closed.
 async fn background(inner: std::sync::Weak<Inner>) {
@@ -855,6 +1105,9 @@ async fn background(inner: std::sync::Weak<Inner>) {
         let Some(inner) = inner.upgrade() else { return };
         if inner.closed.load(Ordering::Acquire) {
             return;
+        }
+        if let Err(e) = close_buckets(&inner).await {
+            tracing::warn!(error = %e, "closing aggregation buckets failed; will retry");
         }
         let grown = inner.log.stats().bytes.load(Ordering::Relaxed)
             - inner

@@ -36,6 +36,7 @@
 //! picks series; [`Leaf::points`] merges memory and stored chunks, keeping
 //! one point per timestamp.
 
+mod aggregate;
 mod error;
 mod index;
 mod intern;

@@ -17,6 +17,12 @@ pub struct LeafStats {
     pub points_out_of_window: AtomicU64,
     /// Points refused because a different point exists at that time.
     pub points_conflict: AtomicU64,
+    /// Deltas folded into collection-aggregation buckets.
+    pub points_aggregated: AtomicU64,
+    /// Deltas refused because their collection-aggregation bucket had closed.
+    pub points_late: AtomicU64,
+    /// Collection-aggregation buckets closed into output points.
+    pub aggregation_buckets_closed: AtomicU64,
     /// Series created.
     pub series_created: AtomicU64,
     /// Series deleted because their range moved away.

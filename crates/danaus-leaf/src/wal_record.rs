@@ -4,6 +4,10 @@
 //! u8 version (1), then entries until the end:
 //!   0x01 series: uvarint id | bytes key | value type | u8 kind
 //!   0x02 points: uvarint id | uvarint n | n × point
+//!   0x03 delta admitted to a collection-aggregation bucket of output
+//!        series id: uvarint id | zigzag bucket start | zigzag bucket end
+//!        | zigzag closes at
+//!        | bytes input series key | point
 //! point: zigzag end time (delta from the previous point in the entry)
 //!        | u8 0 or 1 + zigzag (start − end) | value
 //! value: 0/1 bool | 2 zigzag int64 | 3 f64 LE | 4 bytes string
@@ -21,6 +25,7 @@ use danaus_model::{MetricKind, Point, Value, ValueType};
 const VERSION: u8 = 1;
 const SERIES: u8 = 1;
 const POINTS: u8 = 2;
+const AGG_INPUT: u8 = 3;
 
 pub(crate) fn kind_code(k: MetricKind) -> u8 {
     match k {
@@ -84,6 +89,20 @@ impl RecordBuilder {
             }
         }
         put_value(&mut self.buf, &p.value);
+    }
+
+    /// A delta folded into bucket `bucket_end` of output series `id`.
+    pub(crate) fn agg_input(&mut self, id: u64, bucket: (i64, i64), closes_at: i64, input_key: &[u8], p: &Point) {
+        self.buf.push(AGG_INPUT);
+        put_uvarint(&mut self.buf, id);
+        put_ivarint(&mut self.buf, bucket.0);
+        put_ivarint(&mut self.buf, bucket.1);
+        put_ivarint(&mut self.buf, closes_at);
+        put_uvarint(&mut self.buf, input_key.len() as u64);
+        self.buf.extend_from_slice(input_key);
+        self.prev_time = 0;
+        self.point(p);
+        self.entries += 1;
     }
 
     pub(crate) fn finish(self) -> Vec<u8> {
@@ -155,6 +174,18 @@ fn get_value(r: &mut ByteReader<'_>, depth: u32) -> Result<Value, String> {
 pub(crate) enum Entry {
     Series { id: u64, key: Vec<u8>, value_type: ValueType, kind: MetricKind },
     Points { id: u64, points: Vec<Point> },
+    AggInput { id: u64, bucket: (i64, i64), closes_at: i64, input_key: Vec<u8>, point: Point },
+}
+
+fn get_point(r: &mut ByteReader<'_>, prev: i64) -> Result<Point, String> {
+    let e = |x: danaus_codec::Error| x.to_string();
+    let end_time = prev.wrapping_add(r.ivarint().map_err(e)?);
+    let start_time = match r.u8().map_err(e)? {
+        0 => None,
+        1 => Some(end_time.wrapping_add(r.ivarint().map_err(e)?)),
+        f => return Err(format!("bad start flag {f}")),
+    };
+    Ok(Point { start_time, end_time, value: get_value(r, 0)? })
 }
 
 /// Decodes a whole record.
@@ -182,16 +213,21 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Vec<Entry>, String> {
                 let mut points = Vec::with_capacity(n);
                 let mut prev = 0i64;
                 for _ in 0..n {
-                    let end_time = prev.wrapping_add(r.ivarint().map_err(e)?);
-                    prev = end_time;
-                    let start_time = match r.u8().map_err(e)? {
-                        0 => None,
-                        1 => Some(end_time.wrapping_add(r.ivarint().map_err(e)?)),
-                        f => return Err(format!("bad start flag {f}")),
-                    };
-                    points.push(Point { start_time, end_time, value: get_value(&mut r, 0)? });
+                    let p = get_point(&mut r, prev)?;
+                    prev = p.end_time;
+                    points.push(p);
                 }
                 out.push(Entry::Points { id, points });
+            }
+            AGG_INPUT => {
+                let id = r.uvarint().map_err(e)?;
+                let bucket_start = r.ivarint().map_err(e)?;
+                let bucket_end = r.ivarint().map_err(e)?;
+                let closes_at = r.ivarint().map_err(e)?;
+                let n = r.len(r.remaining(), "input key").map_err(e)?;
+                let input_key = r.bytes(n).map_err(e)?.to_vec();
+                let point = get_point(&mut r, 0)?;
+                out.push(Entry::AggInput { id, bucket: (bucket_start, bucket_end), closes_at, input_key, point });
             }
             t => return Err(format!("unknown entry type {t}")),
         }
@@ -230,8 +266,14 @@ mod tests {
         for p in &pts {
             b.point(p);
         }
+        b.agg_input(7, (10, 20), 50, b"in", &pts[0]);
         let got = decode(&b.finish()).unwrap();
-        assert_eq!(got.len(), 2);
+        assert_eq!(got.len(), 3);
+        let Entry::AggInput { id: 7, bucket: (10, 20), closes_at: 50, input_key, point } = &got[2] else {
+            panic!("{got:?}")
+        };
+        assert_eq!(input_key, b"in");
+        assert!(point.value.same_as(&pts[0].value) && point.start_time == Some(5) && point.end_time == 10);
         let Entry::Points { id, points } = &got[1] else { panic!("{got:?}") };
         assert_eq!(*id, 7);
         for (a, b) in points.iter().zip(&pts) {

@@ -79,6 +79,7 @@ fn latency_schema() -> MetricSchema {
         kind: MetricKind::Gauge,
         unit: "ms".into(),
         description: String::new(),
+        collection: None,
     }
 }
 
@@ -554,4 +555,143 @@ async fn ranges_are_imported_selected_counted_and_dropped() {
     let r = leaf.write("default", &[series("u", 4, "Get", vec![gauge(T0 + 20 * SEC, 4.0)])]).await.unwrap();
     assert!(r.errors.is_empty());
     assert_eq!(leaf.select_range(&cut, None).len(), 1);
+}
+
+fn count_schema() -> MetricSchema {
+    MetricSchema {
+        name: "/rpc/count".into(),
+        fields: vec![FieldDef::new("method", FieldType::String)],
+        value_type: ValueType::Scalar(ScalarType::Int64),
+        kind: MetricKind::Delta,
+        unit: "1".into(),
+        description: String::new(),
+        collection: Some(danaus_model::CollectionAggregation {
+            drop_fields: vec!["task_num".into()],
+            period: 10 * SEC,
+            admission_window: 30 * SEC,
+        }),
+    }
+}
+
+fn count(task: i64, points: Vec<Point>) -> SeriesWrite {
+    SeriesWrite { metric: "/rpc/count".into(), ..series("u", task, "Get", points) }
+}
+
+fn delta(end: i64, v: i64) -> Point {
+    Point { start_time: Some(end - SEC), end_time: end, value: Value::Int64(v) }
+}
+
+/// The aggregated output: (task_num, method) → [(start, end, value)].
+async fn counts(leaf: &Leaf) -> BTreeMap<(i64, String), Vec<(Option<i64>, i64, i64)>> {
+    let r = ReadRequest { metric: "/rpc/count".into(), ..req(vec![]) };
+    let mut out = BTreeMap::new();
+    for (s, pts) in leaf.read("default", &r).await.unwrap() {
+        let task = s.target_fields.iter().find(|(k, _)| k == "task_num").map(|(_, v)| v.clone());
+        let method = s.metric_fields.iter().find(|(k, _)| k == "method").map(|(_, v)| v.clone());
+        let (Some(FieldValue::Int64(t)), Some(FieldValue::String(m))) = (task, method) else { panic!("{s:?}") };
+        let pts = pts
+            .iter()
+            .map(|p| match p.value {
+                Value::Int64(v) => (p.start_time, p.end_time, v),
+                _ => panic!("not an int"),
+            })
+            .collect::<Vec<_>>();
+        if !pts.is_empty() {
+            out.insert((t, m), pts);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn collection_aggregation_sums_deltas_per_bucket_and_refuses_late_ones() {
+    let env = Env::new(opts());
+    let leaf = env.open().await;
+    setup(&leaf).await;
+    leaf.apply_metric_schema("default", count_schema()).await.unwrap();
+    // Three tasks, two buckets: (T0-10s, T0] and (T0, T0+10s].
+    for task in 0..3 {
+        let w = [count(task, vec![delta(T0 - 5 * SEC, 1), delta(T0 + 5 * SEC, 10 + task)])];
+        assert!(leaf.write("default", &w).await.unwrap().errors.is_empty());
+    }
+    // A retry is recognised; a different value for the same delta is not.
+    let r = leaf.write("default", &[count(1, vec![delta(T0 + 5 * SEC, 11)])]).await.unwrap();
+    assert!(r.errors.is_empty() && r.accepted_points == 1);
+    let r = leaf.write("default", &[count(1, vec![delta(T0 + 5 * SEC, 99)])]).await.unwrap();
+    assert_eq!(r.errors[0].code, ErrorCode::Conflict, "{r:?}");
+    assert_eq!(leaf.open_buckets(), (2, 6));
+    // Nothing is visible before the admission window has passed.
+    leaf.close_buckets().await.unwrap();
+    assert!(counts(&leaf).await.is_empty());
+    env.clock.0.store(T0 + 30 * SEC, Ordering::Relaxed);
+    leaf.close_buckets().await.unwrap();
+    let want_first = vec![(Some(T0 - 10 * SEC), T0, 3)];
+    assert_eq!(counts(&leaf).await, BTreeMap::from([((0, "Get".to_string()), want_first.clone())]));
+    // The first bucket has closed: a delta for it is late, refused and
+    // counted; the second still admits.
+    let r = leaf.write("default", &[count(7, vec![delta(T0 - 2 * SEC, 5), delta(T0 + 2 * SEC, 100)])]).await.unwrap();
+    assert_eq!(r.errors.len(), 1);
+    assert_eq!(r.errors[0].code, ErrorCode::OutOfWindow);
+    assert_eq!(r.errors[0].rejected_points, vec![0]);
+    assert!(r.errors[0].message.contains("late delta"), "{}", r.errors[0].message);
+    assert_eq!(leaf.stats().points_late.load(Ordering::Relaxed), 1);
+    env.clock.0.store(T0 + 40 * SEC, Ordering::Relaxed);
+    leaf.close_buckets().await.unwrap();
+    let want = vec![want_first[0], (Some(T0), T0 + 10 * SEC, 10 + 11 + 12 + 100)];
+    assert_eq!(counts(&leaf).await, BTreeMap::from([((0, "Get".to_string()), want)]));
+    assert_eq!(leaf.stats().aggregation_buckets_closed.load(Ordering::Relaxed), 2);
+    assert_eq!(leaf.open_buckets(), (0, 0));
+    // Dropping the location field is refused with a clear error.
+    let mut bad = count_schema();
+    bad.name = "/rpc/bad".into();
+    bad.collection.as_mut().unwrap().drop_fields = vec!["cluster".into()];
+    leaf.apply_metric_schema("default", bad).await.unwrap();
+    let w = SeriesWrite { metric: "/rpc/bad".into(), ..count(1, vec![delta(T0 + 45 * SEC, 1)]) };
+    let r = leaf.write("default", &[w]).await.unwrap();
+    assert!(r.errors[0].message.contains("cannot drop \"cluster\""), "{:?}", r.errors);
+}
+
+#[tokio::test]
+async fn open_buckets_survive_checkpoints_and_crashes_without_double_counting() {
+    let env = Env::new(opts());
+    let leaf = env.open().await;
+    setup(&leaf).await;
+    leaf.apply_metric_schema("default", count_schema()).await.unwrap();
+    for task in 0..4 {
+        assert!(leaf.write("default", &[count(task, vec![delta(T0 + SEC, 1)])]).await.unwrap().errors.is_empty());
+    }
+    // The checkpoint saves the open bucket and removes the log holding it.
+    let report = leaf.checkpoint().await.unwrap();
+    assert!(report.segments_removed >= 1, "{report:?}");
+    for task in 4..6 {
+        assert!(leaf.write("default", &[count(task, vec![delta(T0 + 2 * SEC, 10)])]).await.unwrap().errors.is_empty());
+    }
+    // Crash, then retry an acknowledged delta: it is a duplicate.
+    drop(leaf);
+    env.dev.crash();
+    let leaf = env.open().await;
+    assert_eq!(leaf.open_buckets(), (1, 6));
+    let r = leaf.write("default", &[count(0, vec![delta(T0 + SEC, 1)])]).await.unwrap();
+    assert!(r.errors.is_empty());
+    assert_eq!(leaf.stats().points_duplicate.load(Ordering::Relaxed), 1);
+    env.clock.0.store(T0 + 40 * SEC, Ordering::Relaxed);
+    leaf.close_buckets().await.unwrap();
+    let want = BTreeMap::from([((0, "Get".to_string()), vec![(Some(T0), T0 + 10 * SEC, 24)])]);
+    assert_eq!(counts(&leaf).await, want);
+    // After a crash the closed bucket does not come back as open, so it is
+    // neither stored twice nor reopened for late deltas.
+    drop(leaf);
+    env.dev.crash();
+    let leaf = env.open().await;
+    assert_eq!(leaf.open_buckets(), (0, 0));
+    assert_eq!(counts(&leaf).await, want);
+    let r = leaf.write("default", &[count(9, vec![delta(T0 + 3 * SEC, 1)])]).await.unwrap();
+    assert_eq!(r.errors[0].code, ErrorCode::OutOfWindow);
+    // And after a checkpointed restart too.
+    leaf.checkpoint().await.unwrap();
+    leaf.shutdown().await.unwrap();
+    drop(leaf);
+    let leaf = env.open().await;
+    assert_eq!(leaf.open_buckets(), (0, 0));
+    assert_eq!(counts(&leaf).await, want);
 }

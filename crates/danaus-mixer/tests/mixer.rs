@@ -120,6 +120,7 @@ async fn zone(leaves: &[(&str, Duration, bool)]) -> (ZoneMixer, BTreeMap<String,
             kind: MetricKind::Gauge,
             unit: String::new(),
             description: String::new(),
+            collection: None,
         },
     );
     table.schemas.insert("default".into(), s);

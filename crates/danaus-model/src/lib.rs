@@ -27,6 +27,7 @@
 //! single source of truth for what may be stored; every error names the
 //! schema, field, series and point at fault.
 
+pub mod collection;
 mod distribution;
 mod error;
 mod key;
@@ -35,6 +36,7 @@ pub mod time;
 pub mod validate;
 mod value;
 
+pub use collection::CollectionAggregation;
 pub use distribution::{Bucketer, Distribution, Exemplar};
 pub use error::{Error, Result};
 pub use key::{decode_fields, encode_field, encode_parts, KeyDecoder, SeriesKey, TargetString};

@@ -204,6 +204,11 @@ pub struct MetricSchema {
     /// Free text.
     #[serde(default)]
     pub description: String,
+    /// Collection aggregation: leaves fold incoming deltas across dropped
+    /// fields into one output series per admission period. Delta metrics
+    /// only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection: Option<crate::collection::CollectionAggregation>,
 }
 
 impl MetricSchema {
@@ -230,6 +235,15 @@ impl MetricSchema {
                 )));
             }
         }
+        if let Some(c) = &self.collection {
+            if self.kind != MetricKind::Delta {
+                return Err(bad(format!(
+                    "collection aggregation sums deltas; a {} metric cannot have it",
+                    self.kind.name()
+                )));
+            }
+            c.validate(&self.name)?;
+        }
         Ok(())
     }
 
@@ -239,7 +253,8 @@ impl MetricSchema {
     }
 
     /// Whether `other` may replace `self` without rewriting stored data: only
-    /// unit and description may change.
+    /// unit, description and the collection aggregation may change (a new
+    /// aggregation applies to buckets opened after it).
     pub fn compatible_update(&self, other: &MetricSchema) -> bool {
         self.name == other.name
             && self.fields == other.fields
@@ -347,10 +362,18 @@ mod tests {
             kind: MetricKind::Cumulative,
             unit: String::new(),
             description: String::new(),
+            collection: None,
         };
         assert!(m.validate().unwrap_err().to_string().contains("cumulative metrics must have"));
         m.kind = MetricKind::Gauge;
         m.validate().unwrap();
+        m.collection = Some(crate::CollectionAggregation {
+            drop_fields: vec![],
+            period: 1_000_000_000,
+            admission_window: 1_000_000_000,
+        });
+        assert!(m.validate().unwrap_err().to_string().contains("a gauge metric cannot have it"));
+        m.collection = None;
         for bad in ["/", "/a//b", "rpc latency", "/a b"] {
             m.name = bad.into();
             assert!(m.validate().is_err(), "{bad}");

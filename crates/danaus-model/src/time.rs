@@ -21,6 +21,26 @@ pub fn parse_duration_ns(s: &str) -> Option<i64> {
     n.checked_mul(mult)
 }
 
+/// Formats ns as the largest unit that divides it exactly (`90s`, `5m`,
+/// `250ms`); [`parse_duration_ns`] reads it back.
+pub fn format_duration_ns(ns: i64) -> String {
+    const UNITS: [(&str, i64); 8] = [
+        ("w", 604_800_000_000_000),
+        ("d", 86_400_000_000_000),
+        ("h", 3_600_000_000_000),
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+        ("us", 1_000),
+        ("ns", 1),
+    ];
+    if ns <= 0 {
+        return format!("{ns}ns");
+    }
+    let (unit, mult) = UNITS.iter().copied().find(|(_, m)| ns % m == 0).unwrap_or(("ns", 1));
+    format!("{}{unit}", ns / mult)
+}
+
 /// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };

@@ -68,6 +68,22 @@ pub fn encoded_target(tenant: &str, target: &TargetSchema, target_values: &[(Str
     Ok(out)
 }
 
+/// The target string that decides where a series is stored: its own, or
+/// for a collection-aggregated metric its output series' (dropped target
+/// fields blanked), so every input of one output series reaches the same
+/// leaves.
+pub fn routing_target(
+    tenant: &str,
+    target: &TargetSchema,
+    metric: Option<&MetricSchema>,
+    target_values: &[(String, FieldValue)],
+) -> Result<Vec<u8>> {
+    match metric.and_then(|m| m.collection.as_ref()).filter(|c| !c.drop_fields.is_empty()) {
+        Some(c) => encoded_target(tenant, target, &c.output_target(target_values)),
+        None => encoded_target(tenant, target, target_values),
+    }
+}
+
 fn ordered<'a>(schema: &str, defs: &[FieldDef], values: &'a [(String, FieldValue)]) -> Result<Vec<&'a FieldValue>> {
     let mut out = Vec::with_capacity(defs.len());
     for def in defs {
@@ -195,6 +211,7 @@ mod tests {
                 kind: MetricKind::Cumulative,
                 unit: "ms".into(),
                 description: String::new(),
+                collection: None,
             },
         )
     }

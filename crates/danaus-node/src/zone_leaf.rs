@@ -414,7 +414,8 @@ impl ZoneLeaf {
                 }
             };
             if let Some(ts) = table.target_schema(tenant, &w.target_schema) {
-                if let Ok(target) = validate::encoded_target(tenant, ts, &w.target_fields) {
+                let ms = table.metric_schema(tenant, &w.metric);
+                if let Ok(target) = validate::routing_target(tenant, ts, ms, &w.target_fields) {
                     if let Err(f) = table.check_write(&self.name, &target, req.table_version) {
                         self.stats.wrong_replica.fetch_add(1, Ordering::Relaxed);
                         errors.push(reject(

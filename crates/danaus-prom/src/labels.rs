@@ -206,6 +206,7 @@ impl Registry {
             kind: kind_for(name, s.metric_type),
             unit: s.unit.clone(),
             description: s.help.clone(),
+            collection: None,
         };
         schema.validate().map_err(|e| e.to_string())?;
         // A concurrent request may have registered it first, perhaps with

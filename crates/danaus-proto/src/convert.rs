@@ -123,6 +123,11 @@ pub fn metric_schema(s: &pb::MetricSchema) -> Result<m::MetricSchema> {
         kind: kind(s.kind, &s.name)?,
         unit: s.unit.clone(),
         description: s.description.clone(),
+        collection: s.collection.as_ref().map(|c| m::CollectionAggregation {
+            drop_fields: c.drop_fields.clone(),
+            period: c.period_ns,
+            admission_window: c.admission_window_ns,
+        }),
     })
 }
 
@@ -135,6 +140,11 @@ pub fn metric_schema_to(s: &m::MetricSchema) -> pb::MetricSchema {
         kind: kind_to(s.kind),
         unit: s.unit.clone(),
         description: s.description.clone(),
+        collection: s.collection.as_ref().map(|c| pb::CollectionAggregation {
+            drop_fields: c.drop_fields.clone(),
+            period_ns: c.period,
+            admission_window_ns: c.admission_window,
+        }),
     }
 }
 
@@ -332,6 +342,11 @@ mod tests {
                 kind: m::MetricKind::Delta,
                 unit: "s".into(),
                 description: "d".into(),
+                collection: Some(m::CollectionAggregation {
+                    drop_fields: vec!["task".into()],
+                    period: 10,
+                    admission_window: 20,
+                }),
             };
             assert_eq!(metric_schema(&metric_schema_to(&s)).unwrap(), s);
         }

@@ -73,6 +73,7 @@ async fn leaf(series: usize) -> Leaf {
                 kind,
                 unit: String::new(),
                 description: String::new(),
+                collection: None,
             },
         )
         .await

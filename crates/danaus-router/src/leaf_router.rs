@@ -370,14 +370,14 @@ fn route(table: &ZoneTable, tenant: &str, s: &pb::Series) -> Result<Option<Route
             pb::SeriesErrorCode::NotFound,
         )
     })?;
-    if table.metric_schema(tenant, &s.metric).is_none() {
+    let Some(ms) = table.metric_schema(tenant, &s.metric) else {
         return Err((
             format!("unknown metric schema {:?}; apply it first (danausctl schema apply)", s.metric),
             pb::SeriesErrorCode::NotFound,
         ));
-    }
+    };
     let fields = convert::field_list(&s.target_fields).map_err(|e| (e.0, pb::SeriesErrorCode::InvalidArgument))?;
-    let target = validate::encoded_target(tenant, ts, &fields)
+    let target = validate::routing_target(tenant, ts, Some(ms), &fields)
         .map_err(|e| (e.to_string(), pb::SeriesErrorCode::InvalidArgument))?;
     let Some(r) = table.range_for(&target) else { return Ok(None) };
     let mut route = Route { range: r.id, ready: Vec::new(), joining: Vec::new(), lagging: Vec::new() };

@@ -164,6 +164,34 @@ pub fn leaf_metrics(t: &mut Text, leaf: &Leaf, disk: u64) {
         "Points refused because a different point exists at that time.",
         &leaf_stats.points_conflict,
     );
+    t.counter(
+        "danaus_leaf_aggregation_points_total",
+        "Deltas folded into collection-aggregation buckets.",
+        &leaf_stats.points_aggregated,
+    );
+    t.counter(
+        "danaus_leaf_aggregation_late_points_total",
+        "Deltas refused because their collection-aggregation bucket had closed.",
+        &leaf_stats.points_late,
+    );
+    t.counter(
+        "danaus_leaf_aggregation_buckets_closed_total",
+        "Collection-aggregation buckets closed into output points.",
+        &leaf_stats.aggregation_buckets_closed,
+    );
+    let (open_buckets, open_deltas) = leaf.open_buckets();
+    t.metric(
+        "danaus_leaf_aggregation_open_buckets",
+        "gauge",
+        "Collection-aggregation buckets still admitting deltas.",
+        open_buckets,
+    );
+    t.metric(
+        "danaus_leaf_aggregation_open_deltas",
+        "gauge",
+        "Deltas held by open collection-aggregation buckets.",
+        open_deltas,
+    );
     t.counter("danaus_leaf_series_created_total", "Series created.", &leaf_stats.series_created);
     t.counter(
         "danaus_leaf_series_dropped_total",

@@ -53,6 +53,7 @@ async fn apply_schemas(c: &Client) {
         kind: pb::MetricKind::Gauge as i32,
         unit: String::new(),
         description: String::new(),
+        collection: None,
     };
     c.schema().apply(pb::ApplySchemasRequest { targets: vec![target], metrics: vec![metric] }).await.unwrap();
 }

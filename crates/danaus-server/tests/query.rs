@@ -39,6 +39,7 @@ async fn load(c: &Client) {
         kind: pb::MetricKind::Gauge as i32,
         unit: String::new(),
         description: String::new(),
+        collection: None,
     };
     c.schema().apply(pb::ApplySchemasRequest { targets: vec![target], metrics: vec![metric] }).await.unwrap();
     for chunk in 0..TASKS / 500 {

@@ -46,6 +46,7 @@ async fn serves_the_api_metrics_and_shuts_down_cleanly() {
         kind: pb::MetricKind::Gauge as i32,
         unit: "ms".into(),
         description: String::new(),
+        collection: None,
     };
     c.schema().apply(pb::ApplySchemasRequest { targets: vec![target], metrics: vec![metric] }).await.unwrap();
     // A bad schema is refused with a message naming the problem.

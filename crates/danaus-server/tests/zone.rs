@@ -71,6 +71,7 @@ async fn apply_schemas(router: &str) {
         kind: pb::MetricKind::Gauge as i32,
         unit: String::new(),
         description: String::new(),
+        collection: None,
     };
     c.schema().apply(pb::ApplySchemasRequest { targets: vec![target], metrics: vec![metric] }).await.unwrap();
 }
@@ -284,6 +285,7 @@ async fn killing_the_assigner_leader_does_not_stop_ingestion_and_a_new_leader_ta
         kind: pb::MetricKind::Gauge as i32,
         unit: String::new(),
         description: String::new(),
+        collection: None,
     };
     client.schema().apply(pb::ApplySchemasRequest { targets: vec![], metrics: vec![extra] }).await.unwrap();
     let after = c.table().await.unwrap();
@@ -358,6 +360,24 @@ async fn ranges_split_and_move_to_a_new_leaf_under_writes_without_losing_a_point
     assert!(sources.contains(&"leaf-1") && sources.contains(&leaf2.as_str()), "{sources:?}");
 }
 
+/// Waits until the assigner has split and spread the ranges over every
+/// leaf and the table has stayed the same for 3 s; returns the table.
+async fn spread_and_settle(c: &DevCluster) -> danaus_assigner::ZoneTable {
+    let mut last = (0, std::time::Instant::now());
+    loop {
+        let t = c.table().await.unwrap();
+        let spread = c.leaves().iter().all(|l| t.ranges_of(l).next().is_some());
+        let quiet = t.ranges.values().all(|r| r.ready().count() == r.replicas.len());
+        if t.version != last.0 {
+            last = (t.version, std::time::Instant::now());
+        } else if spread && quiet && last.1.elapsed() > Duration::from_secs(3) {
+            return t;
+        }
+        assert!(last.1.elapsed() < Duration::from_secs(60), "the zone did not settle: {:#?}", t.ranges);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn field_hints_keep_a_selective_query_off_leaves_without_matching_series() {
     let (_dir, c) = cluster(3, |cfg| {
@@ -382,20 +402,7 @@ async fn field_hints_keep_a_selective_query_off_leaves_without_matching_series()
         let r = client.ingest().write(pb::WriteRequest { series: batch }).await.unwrap().into_inner();
         assert!(r.errors.is_empty());
     }
-    // Let the assigner split and spread the ranges, and the zone settle.
-    let mut last = (0, std::time::Instant::now());
-    let table = loop {
-        let t = c.table().await.unwrap();
-        let spread = c.leaves().iter().all(|l| t.ranges_of(l).next().is_some());
-        let quiet = t.ranges.values().all(|r| r.ready().count() == r.replicas.len());
-        if t.version != last.0 {
-            last = (t.version, std::time::Instant::now());
-        } else if spread && quiet && last.1.elapsed() > Duration::from_secs(3) {
-            break t;
-        }
-        assert!(last.1.elapsed() < Duration::from_secs(60), "the zone did not settle: {:#?}", t.ranges);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let table = spread_and_settle(&c).await;
     // Which leaves hold series of location c0.
     let ts = table.target_schema("default", "Task").unwrap().clone();
     let mut holders = std::collections::BTreeSet::new();
@@ -493,4 +500,126 @@ async fn with_every_assigner_down_writes_and_queries_go_on_across_router_and_mix
     let answer = query_all(c.mixer(), t0 - SEC, now_ns()).await;
     assert!(answer.completeness.complete);
     check("with every assigner member down", &answer, &acked, now_ns());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collection_aggregation_folds_deltas_from_many_ranges_into_one_series_and_counts_late_ones() {
+    let (_dir, c) = cluster(3, |cfg| {
+        cfg.replication = 1;
+        cfg.max_series_per_range = 100;
+        cfg.min_move_series = 1;
+    })
+    .await;
+    apply_schemas(c.router()).await;
+    let client = Client::connect(&format!("http://{}", c.router()), None).await.unwrap();
+    let requests = pb::MetricSchema {
+        name: "/requests".into(),
+        fields: vec![],
+        value_type: Some(pb::ValueType { elements: vec![pb::ScalarType::Int64 as i32], tuple: false }),
+        kind: pb::MetricKind::Delta as i32,
+        unit: "1".into(),
+        description: String::new(),
+        collection: Some(pb::CollectionAggregation {
+            drop_fields: vec!["task".into()],
+            period_ns: SEC,
+            admission_window_ns: 3 * SEC,
+        }),
+    };
+    client.schema().apply(pb::ApplySchemasRequest { targets: vec![], metrics: vec![requests] }).await.unwrap();
+    // Two locations of 300 tasks, at most 100 series a range: each
+    // location's tasks end up in at least three ranges, which three leaves
+    // cannot hold all on one leaf once balanced.
+    let loc = |task: usize| format!("c{}", task / 300);
+    let t0 = now_ns() - 600 * SEC;
+    for round in 0..3 {
+        let batch: Vec<pb::Series> = (0..600)
+            .map(|i| {
+                let mut s = series(i, &[t0 + round * SEC]);
+                s.target_fields.insert("cluster".into(), self::s(&loc(i)));
+                s
+            })
+            .collect();
+        let r = client.ingest().write(pb::WriteRequest { series: batch }).await.unwrap().into_inner();
+        assert!(r.errors.is_empty());
+    }
+    let table = spread_and_settle(&c).await;
+    let ts = table.target_schema("default", "Task").unwrap().clone();
+    let holders: std::collections::BTreeSet<String> = (0..300)
+        .map(|i| {
+            let fields = vec![
+                ("cluster".to_owned(), danaus_model::FieldValue::String(loc(i))),
+                ("task".to_owned(), danaus_model::FieldValue::String(format!("t{i:05}"))),
+            ];
+            let target = danaus_model::validate::encoded_target("default", &ts, &fields).unwrap();
+            table.range_for(&target).unwrap().ready().next().unwrap().to_owned()
+        })
+        .collect();
+    assert!(holders.len() >= 2, "location c0 sits on one leaf; the test needs it spread: {:#?}", table.ranges);
+    // Every task sends one delta into the bucket ending at `end`.
+    let end = (now_ns() / SEC + 1) * SEC;
+    let delta = |task: usize, end: i64| pb::Series {
+        target_schema: "Task".into(),
+        target_fields: HashMap::from([("cluster".into(), s(&loc(task))), ("task".into(), s(&format!("t{task:05}")))]),
+        metric: "/requests".into(),
+        metric_fields: HashMap::new(),
+        points: vec![pb::Point {
+            start_time: Some(end - SEC),
+            end_time: end,
+            value: Some(pb::Value { value: Some(pb::value::Value::Int64Value(1 + (task % 7) as i64)) }),
+        }],
+    };
+    let batch: Vec<pb::Series> = (0..600).map(|i| delta(i, end)).collect();
+    let r = client.ingest().write(pb::WriteRequest { series: batch.clone() }).await.unwrap().into_inner();
+    assert!(r.errors.is_empty(), "{:?}", &r.errors[..r.errors.len().min(3)]);
+    // A retried batch is recognised, not counted twice.
+    let r = client.ingest().write(pb::WriteRequest { series: batch }).await.unwrap().into_inner();
+    assert!(r.errors.is_empty(), "{:?}", &r.errors[..r.errors.len().min(3)]);
+    // After the admission window, each location has one output series
+    // (task blanked) whose point is the sum of its tasks' deltas.
+    tokio::time::sleep(Duration::from_nanos((end + 3 * SEC - now_ns()).max(0) as u64) + Duration::from_secs(1)).await;
+    let mc = Client::connect(&format!("http://{}", c.mixer()), None).await.unwrap();
+    let req = pb::QueryRequest {
+        query: "fetch Task::/requests".into(),
+        start_time: end - 10 * SEC,
+        end_time: end + SEC,
+        step: 0,
+        max_series: 0,
+        max_points: 0,
+        timeout_ms: 10_000,
+    };
+    let mut stream = mc.query().query(req).await.unwrap().into_inner();
+    let mut sums = BTreeMap::new();
+    while let Some(m) = stream.message().await.unwrap() {
+        if let Some(pb::query_response::Item::Batch(b)) = m.item {
+            let col = |n: &str| b.columns.iter().position(|c| c == n).unwrap();
+            for s in b.series {
+                let field = |i: usize| match &s.fields[i].value {
+                    Some(pb::field_value::Value::StringValue(v)) => v.clone(),
+                    other => panic!("{other:?}"),
+                };
+                assert_eq!(field(col("task")), "", "the dropped field is blanked");
+                let pts: Vec<(i64, i64)> = s
+                    .points
+                    .iter()
+                    .map(|p| match p.value.as_ref().and_then(|v| v.value.as_ref()) {
+                        Some(pb::value::Value::Int64Value(v)) => (p.end_time, *v),
+                        other => panic!("unexpected value {other:?}"),
+                    })
+                    .collect();
+                assert!(sums.insert(field(col("cluster")), pts).is_none(), "one output series per location");
+            }
+        }
+    }
+    let want = |tasks: std::ops::Range<usize>| vec![(end, tasks.map(|i| 1 + (i % 7) as i64).sum::<i64>())];
+    assert_eq!(sums, BTreeMap::from([("c0".into(), want(0..300)), ("c1".into(), want(300..600))]));
+    // A delta for the closed bucket is refused as late and counted.
+    let r = client.ingest().write(pb::WriteRequest { series: vec![delta(5, end)] }).await.unwrap().into_inner();
+    assert_eq!(r.errors.len(), 1);
+    assert_eq!(r.errors[0].code, pb::SeriesErrorCode::OutOfWindow as i32, "{:?}", r.errors[0]);
+    assert!(r.errors[0].message.contains("late delta"), "{}", r.errors[0].message);
+    let mut late = 0.0;
+    for l in c.leaves() {
+        late += metric(&c.procs[&l].http, "danaus_leaf_aggregation_late_points_total").await.unwrap();
+    }
+    assert_eq!(late, 1.0);
 }

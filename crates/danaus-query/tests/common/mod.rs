@@ -176,6 +176,7 @@ impl DataSet {
                         kind,
                         unit: String::new(),
                         description: String::new(),
+                        collection: None,
                     });
                 }
                 "series" => {
