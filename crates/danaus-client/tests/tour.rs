@@ -132,6 +132,30 @@ fn readme_tour_works() {
     assert!(text(&o).contains("did you mean `filter`?"), "{}", text(&o));
     assert!(text(&o).contains("1:42: unknown operation `fliter`"), "{}", text(&o));
 
+    // Collection aggregation: three tasks' deltas become one series.
+    let o = ctl(&grpc, &["schema", "list"]);
+    assert!(text(&o).contains("(collection aggregation: drop [task_num] every 5s, admitted for 5s)"), "{}", text(&o));
+    let o = ctl(&grpc, &["write", "-f", "examples/tour/deltas.jsonl"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let read = || {
+        ctl(
+            &grpc,
+            &["read", "--target", "ComputeTask", "--metric", "/rpc/server/requests", "-o", "json", "--from", "now-1m"],
+        )
+    };
+    let started = std::time::Instant::now();
+    let line = loop {
+        let o = read();
+        assert!(o.status.success(), "{}", text(&o));
+        if let Some(l) = String::from_utf8_lossy(&o.stdout).lines().find(|l| l.contains("\"points\":[{")) {
+            break serde_json::from_str::<serde_json::Value>(l).unwrap();
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "no aggregated point: {}", text(&o));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert_eq!(line["target_fields"]["task_num"], 0, "{line}");
+    assert_eq!(line["points"][0]["value"], 12, "{line}");
+
     let o = ctl(&grpc, &["read", "--target", "ComputeTask", "--metric", "/rpc/server/latency", "--match", "nope=1"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("unknown field \"nope\""), "{}", text(&o));

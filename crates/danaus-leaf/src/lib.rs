@@ -15,6 +15,13 @@
 //! in memory but whose log write failed is not acknowledged; the client's
 //! retry is an idempotent duplicate.
 //!
+//! **Collection aggregation.** Series of a delta metric whose schema has
+//! `collection` set are folded into output series (dropped fields blanked)
+//! per admission period instead of being stored; their deltas are logged,
+//! deduplicated per input series and end time, refused when late, saved by
+//! checkpoints while their bucket is open, and become one point per bucket
+//! when the admission window has passed ([`Leaf::close_buckets`]).
+//!
 //! **Checkpoints.** Periodically (and at shutdown) the leaf rotates the log,
 //! writes every unpersisted chunk (sealed chunks, and snapshots of open ones)
 //! plus new series records to the long-term store with one synced batch, then

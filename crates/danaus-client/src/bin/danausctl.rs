@@ -508,8 +508,20 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 let ms = convert::metric_schema(&ms)?;
                 let fields: Vec<String> =
                     ms.fields.iter().map(|f| format!("{}: {}", f.name, f.field_type.name())).collect();
+                let collection = ms
+                    .collection
+                    .as_ref()
+                    .map(|c| {
+                        format!(
+                            " (collection aggregation: drop [{}] every {}, admitted for {})",
+                            c.drop_fields.join(", "),
+                            m::time::format_duration_ns(c.period),
+                            m::time::format_duration_ns(c.admission_window)
+                        )
+                    })
+                    .unwrap_or_default();
                 println!(
-                    "metric {}{{{}}} {} {} {}",
+                    "metric {}{{{}}} {} {} {}{collection}",
                     ms.name,
                     fields.join(", "),
                     ms.kind.name(),
