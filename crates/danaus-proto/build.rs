@@ -1,7 +1,9 @@
 //! Generates the gRPC code (real and simulated) from `proto/danaus/v1`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not baked in with env!: a compiler cache may hand
+    // out a build script compiled in another checkout.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files: Vec<_> = ["types", "schema", "ingest", "read", "query", "raft", "zone"]
         .iter()
         .map(|f| root.join(format!("danaus/v1/{f}.proto")))

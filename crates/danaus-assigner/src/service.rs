@@ -146,12 +146,15 @@ impl Assigner {
                 initialised = ok;
                 continue;
             }
-            // A member that just started has not heard every leaf yet.
-            if self.started.elapsed() < self.cfg.dead_after {
-                continue;
-            }
+            // A member that just started may not have heard every leaf yet:
+            // it waits until it has heard each leaf of the table, or for as
+            // long as a leaf may stay silent.
             let table = self.group.read(|t| t.clone());
             let (loads, live) = self.live();
+            let heard_all = !table.leaves.is_empty() && table.leaves.keys().all(|l| live.contains(l));
+            if self.started.elapsed() < self.cfg.dead_after && !heard_all {
+                continue;
+            }
             let Some(step) = next_step(&table, &loads, &live, &self.cfg.policy) else { continue };
             tracing::info!(?step, version = table.version, "range assigner step");
             if let Err(e) = self.execute(&table, step.clone()).await {

@@ -358,7 +358,7 @@ impl ZoneTable {
                 match t.metrics.get(&schema.name) {
                     Some(cur) if *cur == schema => Ok(false),
                     Some(cur) if !cur.compatible_update(&schema) => Err(format!(
-                        "metric schema {:?} already exists with other fields, type or kind; only unit and description may change",
+                        "metric schema {:?} already exists with other fields, type or kind; only unit, description and collection aggregation may change",
                         schema.name
                     )),
                     _ => {

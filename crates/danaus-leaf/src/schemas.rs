@@ -111,7 +111,7 @@ impl Schemas {
         Ok(Applied::Created)
     }
 
-    /// Validates and stores a metric schema; only unit and description of
+    /// Validates and stores a metric schema; only unit, description and collection aggregation of
     /// an existing one may change.
     pub(crate) fn apply_metric(&self, kv: &dyn KvStore, tenant: &str, m: MetricSchema) -> Result<Applied> {
         m.validate()?;
@@ -121,7 +121,7 @@ impl Schemas {
             Some(cur) if cur.compatible_update(&m) => Applied::Updated,
             Some(cur) => {
                 return Err(Error::InvalidArgument(format!(
-                    "metric schema {:?} already exists as {} {} with fields [{}]; only unit and description may change",
+                    "metric schema {:?} already exists as {} {} with fields [{}]; only unit, description and collection aggregation may change",
                     m.name,
                     cur.kind.name(),
                     cur.value_type,

@@ -313,7 +313,7 @@ async fn schema_changes_that_would_rekey_data_are_refused() {
         .await
         .unwrap_err()
         .to_string()
-        .contains("only unit and description may change"));
+        .contains("only unit, description and collection aggregation may change"));
     // Schemas persist.
     drop(leaf);
     let leaf = env.open().await;

@@ -16,8 +16,10 @@
 //! as missing in the completeness report, with the reason; the rest of the
 //! answer still arrives.
 
+mod read;
 mod remote;
 mod zone;
 
+pub use read::ZoneRead;
 pub use remote::{RemoteLeaf, Replica};
 pub use zone::{MixerConfig, MixerStats, ZoneMixer};

@@ -145,8 +145,10 @@ impl RemoteLeaf {
         let mut groups: Vec<(Replica, Vec<&RangeAsk>)> = Vec::new();
         for r in &self.ranges {
             let Some(rep) = r.replicas.iter().find(|x| !avoid.contains(&x.leaf)) else {
+                // Not the real reason: callers report the first replica's
+                // failure instead (`retry`).
                 return Err(Failed {
-                    retry: false,
+                    retry: true,
                     error: Error::Source {
                         source_name: self.name.clone(),
                         message: "no other ready replica holds its ranges".into(),

@@ -84,7 +84,11 @@ impl Shared {
         self.suspects.lock().insert(leaf.to_owned(), Instant::now() + self.cfg.suspect_for);
     }
 
-    fn is_suspect(&self, leaf: &str) -> bool {
+    pub(crate) fn table_now(&self) -> Arc<danaus_assigner::ZoneTable> {
+        self.table.current()
+    }
+
+    pub(crate) fn is_suspect(&self, leaf: &str) -> bool {
         let mut s = self.suspects.lock();
         match s.get(leaf) {
             Some(until) if *until > Instant::now() => true,
@@ -144,6 +148,14 @@ impl ZoneMixer {
     /// Counters.
     pub fn stats(&self) -> &Arc<MixerStats> {
         &self.shared.stats
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub(crate) fn next_turn(&self) -> usize {
+        self.turn.fetch_add(1, Ordering::Relaxed) as usize
     }
 
     /// An engine over one ready replica per range of the current table.

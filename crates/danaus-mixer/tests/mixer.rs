@@ -73,6 +73,19 @@ impl pb::leaf_service_server::LeafService for FakeLeaf {
     async fn copy_range(&self, _: Request<pb::CopyRangeRequest>) -> Result<Response<pb::CopyRangeReply>, Status> {
         Err(Status::unimplemented("not in this test"))
     }
+
+    type ReadStream = ReceiverStream<Result<pb::ReadResponse, Status>>;
+
+    async fn read(&self, _: Request<pb::LeafReadRequest>) -> Result<Response<Self::ReadStream>, Status> {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        if self.down {
+            return Err(Status::unavailable("leaf is shutting down"));
+        }
+        let series = pb::Series { target_schema: "T".into(), metric: self.name.clone(), ..pb::Series::default() };
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(Ok(pb::ReadResponse { series: vec![series] })).await.unwrap();
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
 }
 
 async fn serve(leaf: FakeLeaf) -> String {
@@ -182,4 +195,22 @@ async fn leaves_cut_by_the_deadline_are_reported_missing_and_the_query_still_ans
     let missing: Vec<_> = report.completeness.sources.iter().filter_map(|s| s.missing.as_deref()).collect();
     assert_eq!(missing.len(), 1, "{:?}", report.completeness);
     assert!(missing[0].contains("deadline"), "{missing:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_reads_fail_over_to_another_replica_and_name_unknown_schemas() {
+    let (m, asked) = zone(&[("down", Duration::ZERO, true), ("up", Duration::ZERO, false)]).await;
+    let req = pb::ReadRequest { target_schema: "T".into(), metric: "/m".into(), ..pb::ReadRequest::default() };
+    for _ in 0..2 {
+        let mut st = m.read("default", req.clone()).unwrap();
+        let mut who = Vec::new();
+        while let Some(r) = tokio_stream::StreamExt::next(&mut st).await {
+            who.extend(r.unwrap().series.into_iter().map(|s| s.metric));
+        }
+        assert_eq!(who, vec!["up"], "one replica answers for the range");
+    }
+    assert!(asked["down"].load(Ordering::Relaxed) >= 1);
+    let e = m.read("default", pb::ReadRequest { metric: "/nope".into(), ..req }).unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    assert!(e.message().contains("/nope"), "{}", e.message());
 }

@@ -239,66 +239,77 @@ impl pb::read_service_server::ReadService for Api {
     async fn read(&self, req: Request<pb::ReadRequest>) -> Result<Response<Self::ReadStream>, Status> {
         let tenant = tenant(&req)?;
         self.stats.read_requests.fetch_add(1, Ordering::Relaxed);
-        let r = req.into_inner();
-        let matchers = r
-            .matchers
-            .iter()
-            .map(|m| Ok(Matcher { field: m.field.clone(), op: match_op(m.op, &m.field)?, value: m.value.clone() }))
-            .collect::<Result<Vec<_>, Status>>()?;
-        let rr = ReadRequest {
-            target_schema: r.target_schema,
-            metric: r.metric,
-            matchers,
-            start: r.start_time,
-            end: r.end_time,
-        };
+        let rr = read_request(req.into_inner())?;
         let span = span("ReadService/Read", &tenant);
         let selected = {
             let _e = span.enter();
             self.leaf.select(&tenant, &rr).map_err(leaf_status)?
         };
-        let (tx, rx) = mpsc::channel(4);
-        let leaf = self.leaf.clone();
-        let stats = self.stats.clone();
-        tokio::spawn(
-            async move {
-                let mut batch = Vec::new();
-                let mut points_in_batch = 0;
-                for s in selected {
-                    let pts = match leaf.points(&s, rr.start, rr.end).await {
-                        Ok(p) => p,
-                        Err(e) => {
-                            let _ = tx.send(Err(leaf_status(e))).await;
-                            return;
-                        }
-                    };
-                    if pts.is_empty() {
-                        continue;
+        Ok(Response::new(stream_read(self.leaf.clone(), selected, &rr, Some(self.stats.clone()), span)))
+    }
+}
+
+/// A read request from the wire.
+pub(crate) fn read_request(r: pb::ReadRequest) -> Result<ReadRequest, Status> {
+    let matchers = r
+        .matchers
+        .iter()
+        .map(|m| Ok(Matcher { field: m.field.clone(), op: match_op(m.op, &m.field)?, value: m.value.clone() }))
+        .collect::<Result<Vec<_>, Status>>()?;
+    Ok(ReadRequest { target_schema: r.target_schema, metric: r.metric, matchers, start: r.start_time, end: r.end_time })
+}
+
+/// Streams the points of `selected` within the request's time range, in
+/// batches; stops when the caller goes away.
+pub(crate) fn stream_read(
+    leaf: Leaf,
+    selected: Vec<danaus_leaf::SelectedSeries>,
+    rr: &ReadRequest,
+    stats: Option<Arc<GrpcStats>>,
+    span: tracing::Span,
+) -> ReceiverStream<Result<pb::ReadResponse, Status>> {
+    let (tx, rx) = mpsc::channel(4);
+    let (start, end) = (rr.start, rr.end);
+    tokio::spawn(
+        async move {
+            let mut batch = Vec::new();
+            let mut points_in_batch = 0;
+            for s in selected {
+                let pts = match leaf.points(&s, start, end).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(Err(leaf_status(e))).await;
+                        return;
                     }
+                };
+                if pts.is_empty() {
+                    continue;
+                }
+                if let Some(stats) = &stats {
                     stats.read_series.fetch_add(1, Ordering::Relaxed);
                     stats.read_points.fetch_add(pts.len() as u64, Ordering::Relaxed);
-                    points_in_batch += pts.len();
-                    batch.push(pb::Series {
-                        target_schema: s.key.target_schema.clone(),
-                        target_fields: convert::field_map_to(&s.target_fields),
-                        metric: s.key.metric.clone(),
-                        metric_fields: convert::field_map_to(&s.metric_fields),
-                        points: pts.iter().map(convert::point_to).collect(),
-                    });
-                    if batch.len() >= BATCH_SERIES || points_in_batch >= BATCH_POINTS {
-                        points_in_batch = 0;
-                        // The caller went away: stop reading.
-                        if tx.send(Ok(pb::ReadResponse { series: std::mem::take(&mut batch) })).await.is_err() {
-                            return;
-                        }
+                }
+                points_in_batch += pts.len();
+                batch.push(pb::Series {
+                    target_schema: s.key.target_schema.clone(),
+                    target_fields: convert::field_map_to(&s.target_fields),
+                    metric: s.key.metric.clone(),
+                    metric_fields: convert::field_map_to(&s.metric_fields),
+                    points: pts.iter().map(convert::point_to).collect(),
+                });
+                if batch.len() >= BATCH_SERIES || points_in_batch >= BATCH_POINTS {
+                    points_in_batch = 0;
+                    // The caller went away: stop reading.
+                    if tx.send(Ok(pb::ReadResponse { series: std::mem::take(&mut batch) })).await.is_err() {
+                        return;
                     }
                 }
-                if !batch.is_empty() {
-                    let _ = tx.send(Ok(pb::ReadResponse { series: batch })).await;
-                }
             }
-            .instrument(span),
-        );
-        Ok(Response::new(ReceiverStream::new(rx)))
-    }
+            if !batch.is_empty() {
+                let _ = tx.send(Ok(pb::ReadResponse { series: batch })).await;
+            }
+        }
+        .instrument(span),
+    );
+    ReceiverStream::new(rx)
 }

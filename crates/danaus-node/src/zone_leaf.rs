@@ -69,6 +69,8 @@ struct Hints {
     unsent: Vec<u64>,
     /// The next push must carry everything.
     full: bool,
+    /// Bumped whenever fingerprints are added.
+    generation: u64,
 }
 
 /// How the leaf's agent runs.
@@ -102,6 +104,10 @@ pub struct ZoneLeaf {
     fence: RwLock<()>,
     hints: parking_lot::Mutex<Hints>,
     hints_changed: Notify,
+    /// The hint generation the last push attempt carried (0: none yet).
+    hints_pushed: tokio::sync::watch::Sender<u64>,
+    /// Whether a pusher runs (`run_hints`).
+    hints_on: std::sync::atomic::AtomicBool,
     /// Counters.
     pub stats: Arc<ZoneLeafStats>,
 }
@@ -145,6 +151,8 @@ impl ZoneLeaf {
             fence: RwLock::new(()),
             hints: parking_lot::Mutex::new(Hints { full: true, ..Hints::default() }),
             hints_changed: Notify::new(),
+            hints_pushed: tokio::sync::watch::Sender::new(0),
+            hints_on: std::sync::atomic::AtomicBool::new(false),
             stats: Arc::default(),
         })
     }
@@ -170,9 +178,11 @@ impl ZoneLeaf {
     }
 
     /// Adds the hints of the series of `batch` at `created`.
-    fn add_hints(&self, tenant: &str, batch: &[SeriesWrite], created: &[usize]) {
+    /// Queues the fingerprints of new series for the index server; returns
+    /// the hint generation holding them if any were new.
+    fn add_hints(&self, tenant: &str, batch: &[SeriesWrite], created: &[usize]) -> Option<u64> {
         if created.is_empty() {
-            return;
+            return None;
         }
         let mut new = HashSet::new();
         for &i in created {
@@ -195,9 +205,25 @@ impl ZoneLeaf {
             }
         }
         if h.unsent.len() > before {
+            h.generation += 1;
+            let g = h.generation;
             drop(h);
             self.hints_changed.notify_one();
+            return Some(g);
         }
+        None
+    }
+
+    /// Waits (up to a second) until the index server has been sent hint
+    /// generation `g`, so a query right after an acknowledged write is not
+    /// pruned away from the series it created.
+    async fn hints_sent(&self, g: Option<u64>) {
+        let Some(g) = g else { return };
+        if !self.hints_on.load(Ordering::Acquire) {
+            return;
+        }
+        let mut rx = self.hints_pushed.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(1), rx.wait_for(|p| *p >= g)).await;
     }
 
     /// Recomputes every hint from the leaf's series (at start, after drops).
@@ -235,18 +261,19 @@ impl ZoneLeaf {
         };
         let mut client =
             pb::index_service_client::IndexServiceClient::new(channel).max_encoding_message_size(256 << 20);
+        self.hints_on.store(true, Ordering::Release);
         loop {
             let _ = tokio::time::timeout(Duration::from_secs(1), self.hints_changed.notified()).await;
             // Let a burst of new series gather into one push.
             tokio::time::sleep(Duration::from_millis(10)).await;
-            let (full, added) = {
+            let (full, added, generation) = {
                 let mut h = self.hints.lock();
                 if h.full {
                     h.full = false;
                     h.unsent.clear();
-                    (true, h.fps.iter().copied().collect::<Vec<_>>())
+                    (true, h.fps.iter().copied().collect::<Vec<_>>(), h.generation)
                 } else {
-                    (false, std::mem::take(&mut h.unsent))
+                    (false, std::mem::take(&mut h.unsent), h.generation)
                 }
             };
             let mut req =
@@ -262,6 +289,23 @@ impl ZoneLeaf {
                     self.hints.lock().full = true;
                 }
             }
+            // Writers waiting for this generation go on either way: after a
+            // failed push the index stops pruning this leaf once its last
+            // push is no longer fresh.
+            self.hints_pushed.send_replace(generation);
+        }
+    }
+
+    /// Mirrors the table's schemas now when the leaf lacks one the table
+    /// has: a router or mixer may use a schema before the agent's mirror
+    /// has caught up.
+    async fn ensure_schemas(&self, tenant: &str, target: &str, metric: &str) {
+        if self.leaf.target_schema(tenant, target).is_some() && self.leaf.metric_schema(tenant, metric).is_some() {
+            return;
+        }
+        let table = self.table.current();
+        if table.target_schema(tenant, target).is_some() || table.metric_schema(tenant, metric).is_some() {
+            self.mirror_schemas(&table).await;
         }
     }
 
@@ -442,7 +486,8 @@ impl ZoneLeaf {
             self.mirror_schemas(&table).await;
         }
         let result = self.leaf.write(tenant, &batch).await.map_err(leaf_status)?;
-        self.add_hints(tenant, &batch, &result.created);
+        let g = self.add_hints(tenant, &batch, &result.created);
+        self.hints_sent(g).await;
         add_series_errors(&mut errors, result.errors, &positions);
         Ok(pb::WriteResponse { accepted_points: result.accepted_points, errors })
     }
@@ -525,7 +570,7 @@ impl ZoneLeaf {
             let batch: Vec<SeriesWrite> =
                 b.series.iter().map(series_write).collect::<Result<_, _>>().map_err(|e| e.0)?;
             let r = self.leaf.import(&b.tenant, &batch).await.map_err(|e| e.to_string())?;
-            self.add_hints(&b.tenant, &batch, &r.created);
+            let _ = self.add_hints(&b.tenant, &batch, &r.created);
             if let Some(e) = r.errors.first() {
                 // Replicas disagree (a conflict) or the data is invalid:
                 // the copy must not silently lose points.
@@ -537,11 +582,9 @@ impl ZoneLeaf {
         Ok(reply)
     }
 
-    async fn run_stage(&self, tenant: String, req: pb::LeafStageRequest) -> Result<Vec<pb::LeafStageReply>, Status> {
-        self.stats.stages.fetch_add(1, Ordering::Relaxed);
-        let fp: FetchPlan = rmp_serde::from_slice(&req.plan)
-            .map_err(|e| Status::invalid_argument(format!("undecodable leaf plan: {e}")))?;
-        let ranges: Vec<Bounds> = req.ranges.iter().map(bounds).collect();
+    /// Refuses (and counts) a phase or read over a range this leaf does not
+    /// hold ready.
+    fn check_ready(&self, ranges: &[Bounds]) -> Result<(), Status> {
         let table = self.table.current();
         if let Some(r) = ranges.iter().find(|r| !covered(&table, &self.name, r)) {
             self.stats.stages_refused.fetch_add(1, Ordering::Relaxed);
@@ -553,6 +596,16 @@ impl ZoneLeaf {
                 table.version
             )));
         }
+        Ok(())
+    }
+
+    async fn run_stage(&self, tenant: String, req: pb::LeafStageRequest) -> Result<Vec<pb::LeafStageReply>, Status> {
+        self.stats.stages.fetch_add(1, Ordering::Relaxed);
+        let fp: FetchPlan = rmp_serde::from_slice(&req.plan)
+            .map_err(|e| Status::invalid_argument(format!("undecodable leaf plan: {e}")))?;
+        let ranges: Vec<Bounds> = req.ranges.iter().map(bounds).collect();
+        self.check_ready(&ranges)?;
+        self.ensure_schemas(&tenant, &fp.fetch.target, &fp.fetch.metric).await;
         let source = LeafSource::new(self.name.clone(), self.leaf.clone()).with_ranges(Arc::new(ranges));
         let limits = QueryLimits { max_series: req.max_series, max_points: req.max_points };
         let deadline = (req.timeout_ms > 0).then(|| std::time::Instant::now() + Duration::from_millis(req.timeout_ms));
@@ -659,6 +712,30 @@ impl pb::leaf_service_server::LeafService for LeafSvc {
         let r = req.into_inner();
         let range = r.range.ok_or_else(|| Status::invalid_argument("copy needs a range"))?;
         Ok(Response::new(self.0.copy_range(bounds(&range), &r.sources).await?))
+    }
+
+    type ReadStream = ReceiverStream<Result<pb::ReadResponse, Status>>;
+
+    async fn read(&self, req: Request<pb::LeafReadRequest>) -> Result<Response<Self::ReadStream>, Status> {
+        let tenant = tenant(&req)?;
+        let r = req.into_inner();
+        let rr = crate::grpc::read_request(r.read.unwrap_or_default())?;
+        let ranges: Vec<Bounds> = r.ranges.iter().map(bounds).collect();
+        self.0.check_ready(&ranges)?;
+        self.0.ensure_schemas(&tenant, &rr.target_schema, &rr.metric).await;
+        let selected: Vec<_> = self
+            .0
+            .leaf
+            .select(&tenant, &rr)
+            .map_err(leaf_status)?
+            .into_iter()
+            .filter(|s| {
+                let t = s.key.target_string().0;
+                ranges.iter().any(|(a, b)| t >= *a && b.as_ref().is_none_or(|b| t < *b))
+            })
+            .collect();
+        let span = tracing::info_span!("rpc", method = "LeafService/Read", tenant);
+        Ok(Response::new(crate::grpc::stream_read(self.0.leaf.clone(), selected, &rr, None, span)))
     }
 }
 

@@ -17,7 +17,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use danaus_leaf::{Leaf, SeriesWrite};
+use danaus_leaf::SeriesWrite;
+
+use crate::store::Store;
 use danaus_model::{
     FieldDef, FieldType, FieldValue, MetricKind, MetricSchema, Point, ScalarType, TargetSchema, Value, ValueType,
 };
@@ -150,14 +152,14 @@ const TARGET_LABELS: [&str; 3] = ["location", "job", "instance"];
 
 /// Registers schemas on first sight and turns series into leaf writes.
 pub struct Registry {
-    leaf: Leaf,
+    leaf: Arc<dyn Store>,
     default_location: String,
     targets_ready: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Registry {
     /// A registry writing schemas into `leaf`.
-    pub fn new(leaf: Leaf, default_location: String) -> Self {
+    pub fn new(leaf: Arc<dyn Store>, default_location: String) -> Self {
         Self { leaf, default_location, targets_ready: Mutex::new(Default::default()) }
     }
 
@@ -181,7 +183,7 @@ impl Registry {
                 ))
             }
             None => {
-                self.leaf.apply_target_schema(tenant, schema).await.map_err(|e| e.to_string())?;
+                self.leaf.apply_target_schema(tenant, schema).await?;
             }
         }
         self.targets_ready.lock().insert(tenant.to_owned());
@@ -212,7 +214,7 @@ impl Registry {
         // A concurrent request may have registered it first, perhaps with
         // other labels: then the stored schema decides.
         if let Err(e) = self.leaf.apply_metric_schema(tenant, schema).await {
-            return self.leaf.metric_schema(tenant, name).ok_or_else(|| e.to_string());
+            return self.leaf.metric_schema(tenant, name).ok_or(e);
         }
         self.leaf.metric_schema(tenant, name).ok_or_else(|| format!("metric {name} vanished after registration"))
     }

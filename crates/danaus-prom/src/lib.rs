@@ -18,7 +18,9 @@ pub mod labels;
 pub mod prompb;
 pub mod remote_write;
 pub mod scrape;
+pub mod store;
 pub mod text;
 
 pub use labels::TARGET_SCHEMA;
 pub use remote_write::{Receiver, Reply};
+pub use store::{Store, StoreError, Stored};

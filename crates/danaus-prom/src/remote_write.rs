@@ -13,12 +13,13 @@
 //!   retries, and retries are idempotent).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use danaus_leaf::Leaf;
 use rustc_hash::FxHashMap;
 
 use crate::labels::{PromSeries, Registry};
 use crate::prompb::{v1, v2};
+use crate::store::{Store, StoreError};
 
 /// Largest decompressed request accepted.
 pub const MAX_DECOMPRESSED: usize = 64 << 20;
@@ -106,16 +107,16 @@ pub struct Stats {
 
 /// Receives remote_write requests into a leaf.
 pub struct Receiver {
-    leaf: Leaf,
+    leaf: Arc<dyn Store>,
     registry: Registry,
     stats: Stats,
 }
 
 impl Receiver {
-    /// Writes into `leaf`; series without a `location` label get
-    /// `default_location`.
-    pub fn new(leaf: Leaf, default_location: impl Into<String>) -> Self {
-        Self { registry: Registry::new(leaf.clone(), default_location.into()), leaf, stats: Stats::default() }
+    /// Writes into `store` (a leaf, or a zone's router); series without a
+    /// `location` label get `default_location`.
+    pub fn new(store: Arc<dyn Store>, default_location: impl Into<String>) -> Self {
+        Self { registry: Registry::new(store.clone(), default_location.into()), leaf: store, stats: Stats::default() }
     }
 
     /// The receiver's counters.
@@ -215,20 +216,16 @@ impl Receiver {
                 Err((s, e)) => refused.push((s.describe(), s.samples.len(), e)),
             }
         }
-        let result = match self.leaf.write(tenant, &batch).await {
+        let result = match self.leaf.write(tenant, batch).await {
             Ok(r) => r,
-            Err(danaus_leaf::Error::Unavailable(m)) => {
-                return Err(Reply::error(503, format!("the leaf cannot take writes now ({m}); retry")))
-            }
-            Err(danaus_leaf::Error::ResourceExhausted(m)) => return Err(Reply::error(429, m)),
-            Err(e) => return Err(Reply::error(500, format!("write failed: {e}"))),
+            Err(StoreError::Unavailable(m)) => return Err(Reply::error(503, format!("{m}; retry"))),
+            Err(StoreError::Exhausted(m)) => return Err(Reply::error(429, m)),
+            Err(StoreError::Failed(m)) => return Err(Reply::error(500, m)),
         };
-        for e in result.errors {
-            refused.push((e.series, e.rejected_points.len(), e.message));
-        }
-        self.stats.samples_written.fetch_add(result.accepted_points, Ordering::Relaxed);
+        refused.extend(result.refused);
+        self.stats.samples_written.fetch_add(result.accepted, Ordering::Relaxed);
         self.stats.series_refused.fetch_add(refused.len() as u64, Ordering::Relaxed);
-        Ok(Written { samples: result.accepted_points as usize, refused })
+        Ok(Written { samples: result.accepted as usize, refused })
     }
 
     async fn ingest(&self, tenant: &str, v: Version, series: Vec<PromSeries>) -> Reply {

@@ -68,7 +68,7 @@ async fn read(leaf: &Leaf, metric: &str, instance: &str) -> Vec<(i64, u64)> {
 #[tokio::test]
 async fn version_1_stores_series_and_registers_schemas() {
     let leaf = leaf().await;
-    let rx = Receiver::new(leaf.clone(), "zone-a");
+    let rx = Receiver::new(Arc::new(leaf.clone()), "zone-a");
     let req = v1::WriteRequest {
         timeseries: vec![
             series(
@@ -141,7 +141,7 @@ async fn version_1_stores_series_and_registers_schemas() {
 #[tokio::test]
 async fn label_sets_that_do_not_fit_are_refused_by_name_and_the_rest_stored() {
     let leaf = leaf().await;
-    let rx = Receiver::new(leaf.clone(), "zone-a");
+    let rx = Receiver::new(Arc::new(leaf.clone()), "zone-a");
     let first = v1::WriteRequest {
         timeseries: vec![series(
             &[("__name__", "up"), ("job", "node"), ("instance", "a"), ("env", "prod")],
@@ -174,7 +174,7 @@ async fn label_sets_that_do_not_fit_are_refused_by_name_and_the_rest_stored() {
 #[tokio::test]
 async fn content_negotiation_and_malformed_bodies() {
     let leaf = leaf().await;
-    let rx = Receiver::new(leaf.clone(), "z");
+    let rx = Receiver::new(Arc::new(leaf.clone()), "z");
     let body =
         snappy(&v1::WriteRequest { timeseries: vec![series(&[("__name__", "x")], &[(T, 1.0)])], metadata: vec![] });
     let r = rx.handle(TENANT, Some("application/json"), SNAPPY, &body).await;
@@ -198,7 +198,7 @@ async fn content_negotiation_and_malformed_bodies() {
 #[tokio::test]
 async fn version_2_resolves_symbols_reports_written_and_keeps_created_timestamps() {
     let leaf = leaf().await;
-    let rx = Receiver::new(leaf.clone(), "z");
+    let rx = Receiver::new(Arc::new(leaf.clone()), "z");
     let symbols: Vec<String> =
         ["", "__name__", "jobs_total", "job", "batch", "instance", "w1", "Jobs done.", "node_temp", "celsius"]
             .iter()
@@ -260,7 +260,7 @@ async fn version_2_resolves_symbols_reports_written_and_keeps_created_timestamps
 #[tokio::test]
 async fn a_leaf_that_cannot_take_writes_is_a_retryable_503() {
     let leaf = leaf().await;
-    let rx = Receiver::new(leaf.clone(), "z");
+    let rx = Receiver::new(Arc::new(leaf.clone()), "z");
     leaf.shutdown().await.unwrap();
     let req = v1::WriteRequest { timeseries: vec![series(&[("__name__", "x")], &[(T, 1.0)])], metadata: vec![] };
     let r = rx.handle(TENANT, V1, SNAPPY, &snappy(&req)).await;
@@ -271,7 +271,7 @@ async fn a_leaf_that_cannot_take_writes_is_a_retryable_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_bodies_are_decoded_off_the_async_workers_with_the_same_result() {
     let leaf = leaf().await;
-    let rx = Receiver::new(leaf.clone(), "z");
+    let rx = Receiver::new(Arc::new(leaf.clone()), "z");
     // Noisy values so the body stays large after compression.
     let req = v1::WriteRequest {
         timeseries: (0..2000)

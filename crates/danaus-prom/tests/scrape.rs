@@ -114,7 +114,7 @@ async fn scrapes_static_and_discovered_targets() {
     std::fs::create_dir(dir.path().join("sd")).unwrap();
     std::fs::write(dir.path().join("scrape.yml"), config).unwrap();
     let cfg = ScrapeConfig::load(&dir.path().join("scrape.yml")).unwrap();
-    let rx = Arc::new(Receiver::new(leaf.clone(), "local"));
+    let rx = Arc::new(Receiver::new(Arc::new(leaf.clone()), "local"));
     let scraper = Scraper::start(cfg, rx);
 
     // The static target: its samples with the target's labels, and `up`.

@@ -113,6 +113,16 @@ impl<S: StateMachine> RaftGroup<S> {
     /// member with the same set; once the group is initialized it does
     /// nothing.
     pub async fn initialize(&self, members: BTreeMap<NodeId, BasicNode>) -> Result<()> {
+        // A member that restarts with a log already has a membership: asking
+        // again would only make openraft log a refusal.
+        let known = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            m.membership_config.membership().voter_ids().next().is_some()
+        };
+        if known {
+            return Ok(());
+        }
         match self.raft.initialize(members).await {
             Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
             Err(e) => Err(Error::Stopped { group: self.cfg.group.clone(), reason: e.to_string() }),

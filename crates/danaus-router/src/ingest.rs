@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use danaus_assigner::{TableWatcher, ZoneClient, ZoneCommand};
-use danaus_model::FieldValue;
+use danaus_model::{FieldValue, MetricSchema, TargetSchema};
 use danaus_node::tenant::tenant;
 use danaus_node::zone_leaf::with_tenant;
 use danaus_proto::channels::Channels;
@@ -38,7 +38,8 @@ impl IngestRouter {
         Arc::new(Self { leaves, zones, zone, channels: Channels::default() })
     }
 
-    fn table(&self) -> &TableWatcher {
+    /// The zone table this router routes by.
+    pub fn table(&self) -> &TableWatcher {
         self.leaves.table()
     }
 
@@ -115,6 +116,59 @@ impl IngestRouter {
     async fn propose(&self, cmd: &ZoneCommand) -> Result<u64, Status> {
         self.zone.propose(cmd).await
     }
+
+    /// Validates and applies schemas through the zone table. On return the
+    /// table this router routes by holds them, so a write sent next routes
+    /// with them.
+    pub async fn apply_schemas(
+        &self,
+        tenant: &str,
+        targets: Vec<TargetSchema>,
+        metrics: Vec<MetricSchema>,
+    ) -> Result<Vec<pb::ApplyResult>, Status> {
+        for t in &targets {
+            t.validate().map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        for m in &metrics {
+            m.validate().map_err(|e| Status::invalid_argument(e.to_string()))?;
+        }
+        let outcome = |o: pb::ApplyOutcome| o as i32;
+        let mut results = Vec::new();
+        let mut version = 0;
+        for t in targets {
+            let before = self.table().current().target_schema(tenant, &t.name).cloned();
+            let o = match before {
+                Some(b) if b == t => pb::ApplyOutcome::Unchanged,
+                Some(_) => pb::ApplyOutcome::Updated,
+                None => pb::ApplyOutcome::Created,
+            };
+            let name = t.name.clone();
+            if o != pb::ApplyOutcome::Unchanged {
+                version =
+                    self.propose(&ZoneCommand::ApplyTargetSchema { tenant: tenant.to_owned(), schema: t }).await?;
+            }
+            results.push(pb::ApplyResult { name, is_target: true, outcome: outcome(o) });
+        }
+        for m in metrics {
+            let before = self.table().current().metric_schema(tenant, &m.name).cloned();
+            let o = match before {
+                Some(b) if b == m => pb::ApplyOutcome::Unchanged,
+                Some(_) => pb::ApplyOutcome::Updated,
+                None => pb::ApplyOutcome::Created,
+            };
+            let name = m.name.clone();
+            if o != pb::ApplyOutcome::Unchanged {
+                version =
+                    self.propose(&ZoneCommand::ApplyMetricSchema { tenant: tenant.to_owned(), schema: m }).await?;
+            }
+            results.push(pb::ApplyResult { name, is_target: false, outcome: outcome(o) });
+        }
+        self.table()
+            .wait_for(version, Duration::from_secs(10))
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(results)
+    }
 }
 
 /// The services over an [`IngestRouter`].
@@ -129,10 +183,6 @@ impl pb::ingest_service_server::IngestService for Front {
     }
 }
 
-fn outcome(o: pb::ApplyOutcome) -> i32 {
-    o as i32
-}
-
 #[tonic::async_trait]
 impl pb::schema_service_server::SchemaService for Front {
     async fn apply(&self, req: Request<pb::ApplySchemasRequest>) -> Result<Response<pb::ApplySchemasResponse>, Status> {
@@ -141,46 +191,7 @@ impl pb::schema_service_server::SchemaService for Front {
         let bad = |e: convert::ConvertError| Status::invalid_argument(e.0);
         let targets = req.targets.iter().map(convert::target_schema).collect::<Result<Vec<_>, _>>().map_err(bad)?;
         let metrics = req.metrics.iter().map(convert::metric_schema).collect::<Result<Vec<_>, _>>().map_err(bad)?;
-        for t in &targets {
-            t.validate().map_err(|e| Status::invalid_argument(e.to_string()))?;
-        }
-        for m in &metrics {
-            m.validate().map_err(|e| Status::invalid_argument(e.to_string()))?;
-        }
-        let mut results = Vec::new();
-        let mut version = 0;
-        for t in targets {
-            let before = self.0.table().current().target_schema(&tenant, &t.name).cloned();
-            let o = match before {
-                Some(b) if b == t => pb::ApplyOutcome::Unchanged,
-                Some(_) => pb::ApplyOutcome::Updated,
-                None => pb::ApplyOutcome::Created,
-            };
-            let name = t.name.clone();
-            if o != pb::ApplyOutcome::Unchanged {
-                version = self.0.propose(&ZoneCommand::ApplyTargetSchema { tenant: tenant.clone(), schema: t }).await?;
-            }
-            results.push(pb::ApplyResult { name, is_target: true, outcome: outcome(o) });
-        }
-        for m in metrics {
-            let before = self.0.table().current().metric_schema(&tenant, &m.name).cloned();
-            let o = match before {
-                Some(b) if b == m => pb::ApplyOutcome::Unchanged,
-                Some(_) => pb::ApplyOutcome::Updated,
-                None => pb::ApplyOutcome::Created,
-            };
-            let name = m.name.clone();
-            if o != pb::ApplyOutcome::Unchanged {
-                version = self.0.propose(&ZoneCommand::ApplyMetricSchema { tenant: tenant.clone(), schema: m }).await?;
-            }
-            results.push(pb::ApplyResult { name, is_target: false, outcome: outcome(o) });
-        }
-        // A write sent after this call returns routes with the new schemas.
-        self.0
-            .table()
-            .wait_for(version, Duration::from_secs(10))
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let results = self.0.apply_schemas(&tenant, targets, metrics).await?;
         Ok(Response::new(pb::ApplySchemasResponse { results }))
     }
 

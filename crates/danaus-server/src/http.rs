@@ -17,16 +17,19 @@ use danaus_node::tenant::{tenant_name, TENANT_HEADER};
 use danaus_node::MAX_MESSAGE_BYTES;
 use danaus_prom::Receiver;
 
-use danaus_node::grpc::GrpcStats;
+use danaus_mixer::MixerStats;
 use danaus_node::query::QueryStats;
+use danaus_router::RouterStats;
 
 /// What the HTTP handlers read.
 #[derive(Clone)]
 pub struct HttpState {
-    /// The leaf.
-    pub leaf: Leaf,
-    /// gRPC counters.
-    pub grpc: Arc<GrpcStats>,
+    /// The process' leaves.
+    pub leaves: Vec<Leaf>,
+    /// The router's counters.
+    pub router: Arc<RouterStats>,
+    /// The mixer's counters.
+    pub mixer: Arc<MixerStats>,
     /// Query counters.
     pub query: Arc<QueryStats>,
     /// The remote_write receiver.
@@ -64,11 +67,11 @@ async fn remote_write(State(st): State<HttpState>, headers: HeaderMap, body: Byt
     resp
 }
 
-/// `200 ok` while the leaf accepts writes; `503` with the reason when it
-/// cannot (a failed fsync poisons the recovery log), so load balancers and
-/// Kubernetes stop sending it traffic.
+/// `200 ok` while every leaf accepts writes; `503` with the reason when
+/// one cannot (a failed fsync poisons its recovery log), so load balancers
+/// and Kubernetes stop sending it traffic.
 async fn healthz(State(st): State<HttpState>) -> impl IntoResponse {
-    match st.leaf.unhealthy() {
+    match st.leaves.iter().find_map(Leaf::unhealthy) {
         None => (StatusCode::OK, "ok\n".to_owned()),
         Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {why}\n")),
     }
@@ -98,32 +101,57 @@ pub fn rss_bytes() -> u64 {
 }
 
 async fn metrics(State(st): State<HttpState>) -> impl IntoResponse {
-    let disk = st.leaf.disk_bytes().await.unwrap_or(0);
+    let mut disk = 0;
+    for l in &st.leaves {
+        disk += l.disk_bytes().await.unwrap_or(0);
+    }
     let mut t = Text(String::with_capacity(4096));
     process_metrics(&mut t, st.started);
-    leaf_metrics(&mut t, &st.leaf, disk);
-    t.counter("danaus_grpc_schema_requests_total", "Schema RPCs.", &st.grpc.schema_requests);
-    t.counter("danaus_grpc_write_requests_total", "Write RPCs.", &st.grpc.write_requests);
-    t.counter("danaus_grpc_write_failures_total", "Write RPCs that failed as a whole.", &st.grpc.write_failures);
-    t.counter("danaus_grpc_read_requests_total", "Read RPCs.", &st.grpc.read_requests);
-    t.counter("danaus_grpc_read_series_total", "Series streamed by reads.", &st.grpc.read_series);
-    t.counter("danaus_grpc_read_points_total", "Points streamed by reads.", &st.grpc.read_points);
+    leaf_metrics(&mut t, &st.leaves, disk);
+    router_metrics(&mut t, &st.router);
+    query_metrics(&mut t, &st.query, &st.mixer);
     let rw = st.remote_write.stats();
     t.counter("danaus_remote_write_requests_total", "Prometheus remote_write requests.", &rw.requests);
     t.counter("danaus_remote_write_samples_total", "Samples stored from remote_write.", &rw.samples_written);
     t.counter("danaus_remote_write_series_refused_total", "Series refused (400 to the sender).", &rw.series_refused);
     t.counter("danaus_remote_write_failed_requests_total", "Requests refused as a whole.", &rw.failed_requests);
-    t.counter("danaus_query_requests_total", "Queries received.", &st.query.requests);
-    t.counter("danaus_query_failures_total", "Queries that ended with an error.", &st.query.failures);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], t.0)
+}
+
+/// A router's counters.
+pub fn router_metrics(t: &mut Text, s: &RouterStats) {
+    t.counter("danaus_router_writes_total", "Write requests routed.", &s.writes);
+    t.counter("danaus_router_series_total", "Series routed.", &s.series);
+    t.counter("danaus_router_replica_failures_total", "Sends to a replica that failed.", &s.replica_failures);
+    t.counter("danaus_router_stale_map_total", "Series refused by a replica as routed by a stale map.", &s.stale_map);
+    t.counter(
+        "danaus_router_quorum_failures_total",
+        "Writes that missed the quorum by the deadline.",
+        &s.quorum_failures,
+    );
+    t.counter(
+        "danaus_router_demotions_total",
+        "Replicas demoted to lagging after missing acknowledged writes.",
+        &s.demotions,
+    );
+}
+
+/// A mixer's query counters.
+pub fn query_metrics(t: &mut Text, q: &QueryStats, ms: &MixerStats) {
+    t.counter("danaus_query_requests_total", "Queries received.", &q.requests);
+    t.counter("danaus_query_failures_total", "Queries that ended with an error.", &q.failures);
     t.counter(
         "danaus_query_cancelled_total",
         "Queries stopped because the caller went away or the deadline passed.",
-        &st.query.cancelled,
+        &q.cancelled,
     );
-    t.counter("danaus_query_refused_total", "Queries refused: too many running.", &st.query.refused);
-    t.counter("danaus_query_series_touched_total", "Series read by queries.", &st.query.series_touched);
-    t.counter("danaus_query_points_touched_total", "Points read by queries.", &st.query.points_touched);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], t.0)
+    t.counter("danaus_query_refused_total", "Queries refused: too many running.", &q.refused);
+    t.counter("danaus_query_series_touched_total", "Series read by queries.", &q.series_touched);
+    t.counter("danaus_query_points_touched_total", "Points read by queries.", &q.points_touched);
+    t.counter("danaus_mixer_hedges_total", "Leaf phases hedged on other replicas.", &ms.hedges);
+    t.counter("danaus_mixer_hedges_won_total", "Hedges that answered first.", &ms.hedges_won);
+    t.counter("danaus_mixer_pruned_total", "Leaf phases skipped by field hints.", &ms.pruned);
+    t.counter("danaus_mixer_index_failures_total", "Index server questions that failed.", &ms.index_failures);
 }
 
 /// Build, uptime and memory of the process.
@@ -137,49 +165,73 @@ pub fn process_metrics(t: &mut Text, started: Instant) {
     t.metric("danaus_process_resident_memory_bytes", "gauge", "Resident set size.", rss_bytes());
 }
 
-/// A leaf's counters and gauges.
-pub fn leaf_metrics(t: &mut Text, leaf: &Leaf, disk: u64) {
-    let leaf_stats = leaf.stats();
-    let log = leaf.log_stats();
-    let mem = leaf.memory_usage();
-    t.counter("danaus_leaf_write_requests_total", "Write batches handled by the leaf.", &leaf_stats.write_requests);
-    t.counter("danaus_leaf_points_accepted_total", "Points accepted and durable.", &leaf_stats.points_accepted);
-    t.counter(
+/// The counters and gauges of a process' leaves, summed (the last
+/// checkpoint's duration: the longest).
+pub fn leaf_metrics(t: &mut Text, leaves: &[Leaf], disk: u64) {
+    let sum = |f: &dyn Fn(&Leaf) -> u64| leaves.iter().map(f).sum::<u64>();
+    let mut mem = danaus_leaf::MemoryUsage::default();
+    for l in leaves {
+        let m = l.memory_usage();
+        mem.series += m.series;
+        mem.points += m.points;
+        mem.chunk_bytes += m.chunk_bytes;
+        mem.data_bytes += m.data_bytes;
+    }
+    t.metric(
+        "danaus_leaf_write_requests_total",
+        "counter",
+        "Write batches handled by the leaf.",
+        sum(&|l| l.stats().write_requests.load(Ordering::Relaxed)),
+    );
+    t.metric(
+        "danaus_leaf_points_accepted_total",
+        "counter",
+        "Points accepted and durable.",
+        sum(&|l| l.stats().points_accepted.load(Ordering::Relaxed)),
+    );
+    t.metric(
         "danaus_leaf_points_duplicate_total",
+        "counter",
         "Accepted points that repeated a stored point exactly.",
-        &leaf_stats.points_duplicate,
+        sum(&|l| l.stats().points_duplicate.load(Ordering::Relaxed)),
     );
-    t.counter(
+    t.metric(
         "danaus_leaf_points_invalid_total",
+        "counter",
         "Points refused for not fitting their schema.",
-        &leaf_stats.points_invalid,
+        sum(&|l| l.stats().points_invalid.load(Ordering::Relaxed)),
     );
-    t.counter(
+    t.metric(
         "danaus_leaf_points_out_of_window_total",
+        "counter",
         "Points refused as older than the out-of-order window.",
-        &leaf_stats.points_out_of_window,
+        sum(&|l| l.stats().points_out_of_window.load(Ordering::Relaxed)),
     );
-    t.counter(
+    t.metric(
         "danaus_leaf_points_conflict_total",
+        "counter",
         "Points refused because a different point exists at that time.",
-        &leaf_stats.points_conflict,
+        sum(&|l| l.stats().points_conflict.load(Ordering::Relaxed)),
     );
-    t.counter(
+    t.metric(
         "danaus_leaf_aggregation_points_total",
+        "counter",
         "Deltas folded into collection-aggregation buckets.",
-        &leaf_stats.points_aggregated,
+        sum(&|l| l.stats().points_aggregated.load(Ordering::Relaxed)),
     );
-    t.counter(
+    t.metric(
         "danaus_leaf_aggregation_late_points_total",
+        "counter",
         "Deltas refused because their collection-aggregation bucket had closed.",
-        &leaf_stats.points_late,
+        sum(&|l| l.stats().points_late.load(Ordering::Relaxed)),
     );
-    t.counter(
+    t.metric(
         "danaus_leaf_aggregation_buckets_closed_total",
+        "counter",
         "Collection-aggregation buckets closed into output points.",
-        &leaf_stats.aggregation_buckets_closed,
+        sum(&|l| l.stats().aggregation_buckets_closed.load(Ordering::Relaxed)),
     );
-    let (open_buckets, open_deltas) = leaf.open_buckets();
+    let (open_buckets, open_deltas) = leaves.iter().map(Leaf::open_buckets).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     t.metric(
         "danaus_leaf_aggregation_open_buckets",
         "gauge",
@@ -192,11 +244,17 @@ pub fn leaf_metrics(t: &mut Text, leaf: &Leaf, disk: u64) {
         "Deltas held by open collection-aggregation buckets.",
         open_deltas,
     );
-    t.counter("danaus_leaf_series_created_total", "Series created.", &leaf_stats.series_created);
-    t.counter(
+    t.metric(
+        "danaus_leaf_series_created_total",
+        "counter",
+        "Series created.",
+        sum(&|l| l.stats().series_created.load(Ordering::Relaxed)),
+    );
+    t.metric(
         "danaus_leaf_series_dropped_total",
+        "counter",
         "Series deleted because their range moved to other leaves.",
-        &leaf_stats.series_dropped,
+        sum(&|l| l.stats().series_dropped.load(Ordering::Relaxed)),
     );
     t.metric("danaus_leaf_series", "gauge", "Series in the leaf's index.", mem.series);
     t.metric("danaus_leaf_memory_points", "gauge", "Points held in memory chunks.", mem.points);
@@ -208,36 +266,70 @@ pub fn leaf_metrics(t: &mut Text, leaf: &Leaf, disk: u64) {
     );
     t.metric("danaus_leaf_memory_data_bytes", "gauge", "Bytes of encoded chunk data in memory.", mem.data_bytes);
     t.metric("danaus_leaf_disk_bytes", "gauge", "Bytes of the long-term store on disk.", disk);
-    t.counter("danaus_leaf_checkpoints_total", "Checkpoints completed.", &leaf_stats.checkpoints);
-    t.counter("danaus_leaf_checkpoint_errors_total", "Checkpoints that failed.", &leaf_stats.checkpoint_errors);
+    t.metric(
+        "danaus_leaf_checkpoints_total",
+        "counter",
+        "Checkpoints completed.",
+        sum(&|l| l.stats().checkpoints.load(Ordering::Relaxed)),
+    );
+    t.metric(
+        "danaus_leaf_checkpoint_errors_total",
+        "counter",
+        "Checkpoints that failed.",
+        sum(&|l| l.stats().checkpoint_errors.load(Ordering::Relaxed)),
+    );
     t.metric(
         "danaus_leaf_last_checkpoint_seconds",
         "gauge",
         "Duration of the last checkpoint.",
-        leaf_stats.last_checkpoint_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        leaves.iter().map(|l| l.stats().last_checkpoint_micros.load(Ordering::Relaxed)).max().unwrap_or(0) as f64 / 1e6,
     );
-    t.counter("danaus_leaf_chunks_flushed_total", "Chunks written to the long-term store.", &leaf_stats.chunks_flushed);
-    t.counter(
+    t.metric(
+        "danaus_leaf_chunks_flushed_total",
+        "counter",
+        "Chunks written to the long-term store.",
+        sum(&|l| l.stats().chunks_flushed.load(Ordering::Relaxed)),
+    );
+    t.metric(
         "danaus_leaf_flushed_bytes_total",
+        "counter",
         "Chunk bytes written to the long-term store.",
-        &leaf_stats.bytes_flushed,
+        sum(&|l| l.stats().bytes_flushed.load(Ordering::Relaxed)),
     );
-    t.counter(
+    t.metric(
         "danaus_leaf_replay_records_total",
+        "counter",
         "Recovery-log records replayed at start.",
-        &leaf_stats.replay_records,
+        sum(&|l| l.stats().replay_records.load(Ordering::Relaxed)),
     );
-    t.counter(
+    t.metric(
         "danaus_leaf_replay_torn_tails_total",
+        "counter",
         "Torn log tails truncated at start.",
-        &leaf_stats.replay_torn_tails,
+        sum(&|l| l.stats().replay_torn_tails.load(Ordering::Relaxed)),
     );
-    t.counter(
+    t.metric(
         "danaus_leaf_replay_corrupt_segments_total",
+        "counter",
         "Damaged log segments found at start.",
-        &leaf_stats.replay_corrupt_segments,
+        sum(&|l| l.stats().replay_corrupt_segments.load(Ordering::Relaxed)),
     );
-    t.counter("danaus_wal_records_total", "Recovery-log records written and synced.", &log.records);
-    t.counter("danaus_wal_syncs_total", "Recovery-log group commits (fsyncs).", &log.syncs);
-    t.counter("danaus_wal_bytes_total", "Recovery-log bytes written.", &log.bytes);
+    t.metric(
+        "danaus_wal_records_total",
+        "counter",
+        "Recovery-log records written and synced.",
+        sum(&|l| l.log_stats().records.load(Ordering::Relaxed)),
+    );
+    t.metric(
+        "danaus_wal_syncs_total",
+        "counter",
+        "Recovery-log group commits (fsyncs).",
+        sum(&|l| l.log_stats().syncs.load(Ordering::Relaxed)),
+    );
+    t.metric(
+        "danaus_wal_bytes_total",
+        "counter",
+        "Recovery-log bytes written.",
+        sum(&|l| l.log_stats().bytes.load(Ordering::Relaxed)),
+    );
 }

@@ -19,6 +19,7 @@
 
 pub mod dev_cluster;
 pub mod http;
+pub mod prom_store;
 pub mod standalone;
 pub mod zone;
 

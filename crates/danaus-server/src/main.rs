@@ -242,8 +242,11 @@ fn parse_peer(s: &str) -> Result<(u64, String), String> {
 }
 
 fn init_logs(filter: &str) -> anyhow::Result<()> {
+    // openraft narrates every vote and election at info; keep that out
+    // unless asked for by name.
+    let filter = if filter.contains("openraft") { filter.to_owned() } else { format!("{filter},openraft=warn") };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).context("--log")?)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).context("--log")?)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -302,6 +305,13 @@ struct StandaloneArgs {
     /// Location (zone) of Prometheus series without a `location` label.
     #[arg(long, default_value = "local")]
     location: String,
+    /// Leaves to run in the process (each with its own recovery log and
+    /// long-term store; the first at the top of the data directory).
+    #[arg(long, default_value_t = 1)]
+    leaves: usize,
+    /// Leaves holding each target range.
+    #[arg(long, default_value_t = 1)]
+    replication: u32,
     /// Scrape Prometheus/OpenMetrics targets as configured in this file
     /// (Prometheus' scrape_configs format; see docs/prometheus.md).
     #[arg(long)]
@@ -480,6 +490,8 @@ fn main() -> anyhow::Result<()> {
             grpc_addr: args.grpc_addr,
             http_addr: args.http_addr,
             leaf,
+            leaves: args.leaves,
+            replication: args.replication,
             max_concurrent_requests: args.max_concurrent_requests,
             max_concurrent_queries: args.max_concurrent_queries,
             location: args.location,

@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::http::{leaf_metrics, process_metrics, Text};
+use crate::http::{leaf_metrics, process_metrics, query_metrics, router_metrics, Text};
 
 /// Renders a role's `/metrics`.
 type Render = Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>> + Send + Sync>;
@@ -47,12 +47,15 @@ pub struct RunningRole {
 }
 
 impl RunningRole {
+    /// The role's leaf, if it is a leaf.
+    pub fn leaf(&self) -> Option<&Leaf> {
+        self.leaf.as_ref()
+    }
+
     /// Stops serving; a leaf checkpoints, a Raft member stops.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
-        for t in self.tasks {
-            t.await??;
-        }
+        stop_tasks(self.tasks).await?;
         if let Some(l) = self.leaf {
             l.shutdown().await.context("final checkpoint")?;
         }
@@ -61,6 +64,27 @@ impl RunningRole {
         }
         Ok(())
     }
+}
+
+/// How long a stopping server waits for open streams (a table watch from
+/// a process that stays up never ends) before it drops them.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// Waits for stopping servers, aborting those still busy after
+/// [`STOP_GRACE`].
+pub(crate) async fn stop_tasks(tasks: Vec<JoinHandle<anyhow::Result<()>>>) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + STOP_GRACE;
+    for t in tasks {
+        let abort = t.abort_handle();
+        match tokio::time::timeout_at(deadline, t).await {
+            Ok(r) => r??,
+            Err(_) => {
+                tracing::debug!("a server still had open streams at shutdown; closing them");
+                abort.abort();
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn serve(
@@ -117,7 +141,8 @@ fn grpc_builder() -> tonic::transport::Server {
     tonic::transport::Server::builder().concurrency_limit_per_connection(256)
 }
 
-async fn open_kv(dir: &std::path::Path) -> anyhow::Result<Arc<dyn KvStore>> {
+/// Opens (creating) the RocksDB long-term store under `dir/rocksdb`.
+pub async fn open_kv(dir: &std::path::Path) -> anyhow::Result<Arc<dyn KvStore>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("rocksdb");
     let kv = tokio::task::spawn_blocking(move || RocksKv::open(&path))
@@ -147,8 +172,14 @@ pub struct AssignerRole {
 
 /// Starts a range assigner member.
 pub async fn start_assigner(cfg: AssignerRole) -> anyhow::Result<RunningRole> {
-    let started = Instant::now();
     let kv = open_kv(&cfg.data_dir).await?;
+    start_assigner_on(cfg, kv).await
+}
+
+/// Starts a range assigner member on an open long-term store (its Raft log
+/// goes to the `raft` column family; `cfg.data_dir` is not used).
+pub async fn start_assigner_on(cfg: AssignerRole, kv: Arc<dyn KvStore>) -> anyhow::Result<RunningRole> {
+    let started = Instant::now();
     let raft = RaftServer::new();
     let mut gc = GroupConfig::new("zone", cfg.id);
     gc.heartbeat = cfg.heartbeat;
@@ -223,8 +254,15 @@ pub struct LeafRole {
 
 /// Starts a leaf.
 pub async fn start_leaf(cfg: LeafRole) -> anyhow::Result<RunningRole> {
-    let started = Instant::now();
     let kv = open_kv(&cfg.data_dir).await?;
+    start_leaf_on(cfg, kv).await
+}
+
+/// Starts a leaf on an open long-term store; its recovery log and table
+/// cache go under `cfg.data_dir`.
+pub async fn start_leaf_on(cfg: LeafRole, kv: Arc<dyn KvStore>) -> anyhow::Result<RunningRole> {
+    let started = Instant::now();
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let log = FsLogDevice::open(cfg.data_dir.join("wal")).context("opening the recovery log directory")?;
     let leaf =
         Leaf::open(LeafConfig { kv, log: Arc::new(log), clock: Arc::new(SystemClock), options: cfg.leaf.clone() })
@@ -244,7 +282,7 @@ pub async fn start_leaf(cfg: LeafRole) -> anyhow::Result<RunningRole> {
             let mut t = Text(String::new());
             process_metrics(&mut t, started);
             let disk = l.disk_bytes().await.unwrap_or(0);
-            leaf_metrics(&mut t, &l, disk);
+            leaf_metrics(&mut t, std::slice::from_ref(&l), disk);
             let s = &z.stats;
             t.counter(
                 "danaus_leaf_wrong_replica_total",
@@ -316,24 +354,7 @@ pub async fn start_router(cfg: RouterRole) -> anyhow::Result<RunningRole> {
         Box::pin(async move {
             let mut t = Text(String::new());
             process_metrics(&mut t, started);
-            t.counter("danaus_router_writes_total", "Write requests routed.", &s.writes);
-            t.counter("danaus_router_series_total", "Series routed.", &s.series);
-            t.counter("danaus_router_replica_failures_total", "Sends to a replica that failed.", &s.replica_failures);
-            t.counter(
-                "danaus_router_stale_map_total",
-                "Series refused by a replica as routed by a stale map.",
-                &s.stale_map,
-            );
-            t.counter(
-                "danaus_router_quorum_failures_total",
-                "Writes that missed the quorum by the deadline.",
-                &s.quorum_failures,
-            );
-            t.counter(
-                "danaus_router_demotions_total",
-                "Replicas demoted to lagging after missing acknowledged writes.",
-                &s.demotions,
-            );
+            router_metrics(&mut t, &s);
             t.0
         })
     });
@@ -367,26 +388,19 @@ pub async fn start_mixer(cfg: MixerRole) -> anyhow::Result<RunningRole> {
     let qstats = Arc::new(QueryStats::default());
     let m = mixer.clone();
     let api = QueryApi::with_engines(Arc::new(move || m.engine()), cfg.max_concurrent_queries, qstats.clone());
-    let grpc = grpc_builder().add_service(
-        pb::query_service_server::QueryServiceServer::new(api)
-            .max_encoding_message_size(danaus_node::MAX_MESSAGE_BYTES),
-    );
+    let grpc = grpc_builder()
+        .add_service(
+            pb::query_service_server::QueryServiceServer::new(api)
+                .max_encoding_message_size(danaus_node::MAX_MESSAGE_BYTES),
+        )
+        .add_service(mixer.read_service());
     let ms = mixer.stats().clone();
     let render: Render = Arc::new(move || {
         let (q, ms) = (qstats.clone(), ms.clone());
         Box::pin(async move {
             let mut t = Text(String::new());
             process_metrics(&mut t, started);
-            t.counter("danaus_query_requests_total", "Queries received.", &q.requests);
-            t.counter("danaus_query_failures_total", "Queries that ended with an error.", &q.failures);
-            t.counter("danaus_query_cancelled_total", "Queries stopped early.", &q.cancelled);
-            t.counter("danaus_query_refused_total", "Queries refused: too many running.", &q.refused);
-            t.counter("danaus_query_series_touched_total", "Series read by queries.", &q.series_touched);
-            t.counter("danaus_query_points_touched_total", "Points read by queries.", &q.points_touched);
-            t.counter("danaus_mixer_hedges_total", "Leaf phases hedged on other replicas.", &ms.hedges);
-            t.counter("danaus_mixer_hedges_won_total", "Hedges that answered first.", &ms.hedges_won);
-            t.counter("danaus_mixer_pruned_total", "Leaf phases skipped by field hints.", &ms.pruned);
-            t.counter("danaus_mixer_index_failures_total", "Index server questions that failed.", &ms.index_failures);
+            query_metrics(&mut t, &q, &ms);
             t.0
         })
     });

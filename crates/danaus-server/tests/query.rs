@@ -141,23 +141,37 @@ async fn queries_stream_results_report_completeness_and_stop_when_asked() {
     assert_eq!(e.code(), tonic::Code::ResourceExhausted);
     assert!(e.message().contains("more than 100 series touched (limit `max_series`)"), "{}", e.message());
 
-    // A deadline stops a query.
+    // A deadline stops a query: leaves cut by it are named in the
+    // completeness report (or, cut later, the query fails with
+    // DEADLINE_EXCEEDED); it never comes back complete.
     let mut hurried = req("fetch Task::/load | align rate(1m) | group_by [], sum");
     hurried.timeout_ms = 1;
-    let e = match c.query().query(hurried).await {
-        Err(e) => e,
+    match c.query().query(hurried).await {
+        Err(e) => assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{}", e.message()),
         Ok(r) => {
             let mut st = r.into_inner();
+            let mut report = None;
             loop {
                 match st.message().await {
-                    Ok(Some(_)) => continue,
-                    Ok(None) => panic!("a 1 ms deadline did not stop a query over {TASKS} series"),
-                    Err(e) => break e,
+                    Ok(Some(m)) => {
+                        if let Some(pb::query_response::Item::Completeness(c)) = m.item {
+                            report = Some(c);
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{}", e.message());
+                        break;
+                    }
                 }
             }
+            if let Some(c) = report {
+                assert!(!c.complete, "a 1 ms deadline did not stop a query over {TASKS} series");
+                let cut: Vec<_> = c.sources.iter().filter(|s| !s.answered).map(|s| s.missing_reason.clone()).collect();
+                assert!(cut.iter().any(|m| m.contains("deadline")), "{cut:?}");
+            }
         }
-    };
-    assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{}", e.message());
+    }
 
     // Walking away: read one batch of a big raw fetch, then drop the stream.
     let before = metric(&server.http, "danaus_query_cancelled_total");
