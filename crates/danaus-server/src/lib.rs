@@ -1,21 +1,22 @@
 //! # danaus-server
 //!
 //! The `danaus` binary's roles. `danaus standalone` ([`standalone`]) runs a
-//! whole zone in one process: today one leaf (`danaus-leaf`, with RocksDB
-//! from `danaus-rocksdb` and the recovery log on the file system) behind
-//! the gRPC services of `danaus-node` (SchemaService, IngestService,
-//! ReadService, QueryService) plus server reflection, and the HTTP port
-//! ([`http`]: `/metrics`, `/healthz`).
+//! whole zone in one process: the range assigner (a one-member Raft
+//! group), leaves (`danaus-leaf` with RocksDB from `danaus-rocksdb` and the
+//! recovery log on the file system), the zone index server, router and
+//! mixer, each on a loopback gRPC port, behind one public gRPC port
+//! (SchemaService, IngestService, ReadService, QueryService, reflection) and
+//! the HTTP port ([`http`]: `/metrics`, `/healthz`, remote_write).
 //!
 //! A distributed zone runs the roles separately ([`zone`]): `danaus
 //! assigner`, `leaf`, `router` and `mixer`; `danaus dev-cluster`
 //! ([`dev_cluster`]) starts one on loopback.
 //!
 //! This crate is the only one that chooses RocksDB and the file system;
-//! everything it serves lives in `danaus-node`, which the simulator runs
-//! with in-memory storage. Shutdown stops the listeners, lets in-flight
-//! requests end, then checkpoints the leaf so the next start replays
-//! nothing.
+//! what a node serves lives in `danaus-node` (which the simulator runs
+//! with in-memory storage) and the zone crates. Shutdown stops the
+//! listeners, lets in-flight requests end, then checkpoints the leaves so
+//! the next start replays nothing.
 
 pub mod dev_cluster;
 pub mod http;

@@ -95,7 +95,7 @@ fn loopback_any() -> SocketAddr {
 }
 
 /// Opens the data directory, starts every role and waits until the zone
-/// can take writes (every range has a ready replica).
+/// is whole (every range has `replication` ready replicas).
 pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
     let started = Instant::now();
     anyhow::ensure!(cfg.leaves >= 1, "a zone needs at least one leaf (--leaves)");
@@ -163,14 +163,14 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
         table.clone(),
         MixerConfig { zone: ZONE.into(), index: Some(index_addr), ..MixerConfig::default() },
     );
-    // Writes go nowhere until every range has a ready replica.
+    // Serve once every range has all its replicas ready.
     // (A table cached from the last run names the leaves' old addresses.)
     let addrs: Vec<(String, String)> =
         leaves.iter().enumerate().map(|(i, l)| (format!("leaf-{}", i + 1), l.grpc_addr.to_string())).collect();
     let ready = |t: &danaus_assigner::ZoneTable| {
         addrs.iter().all(|(n, a)| t.leaves.get(n).is_some_and(|e| e.addr == *a))
             && !t.ranges.is_empty()
-            && t.ranges.values().all(|r| r.ready().next().is_some())
+            && t.ranges.values().all(|r| r.ready().count() >= cfg.replication as usize)
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while !ready(&table.current()) {

@@ -167,3 +167,79 @@ async fn serves_the_api_metrics_and_shuts_down_cleanly() {
     assert_eq!(m.series.len(), 1);
     tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
 }
+
+/// Everything `Task::/rpc/latency` holds, by user.
+async fn read_users(c: &Client) -> Vec<String> {
+    let mut st = c
+        .read()
+        .read(pb::ReadRequest {
+            target_schema: "Task".into(),
+            metric: "/rpc/latency".into(),
+            matchers: vec![],
+            start_time: 0,
+            end_time: 10_000,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut users = Vec::new();
+    while let Some(m) = st.message().await.unwrap() {
+        for s in m.series {
+            let Some(pb::field_value::Value::StringValue(u)) = s.target_fields["user"].value.clone() else { panic!() };
+            users.push(u);
+        }
+    }
+    users.sort();
+    users
+}
+
+#[tokio::test]
+async fn several_leaves_with_replicas_in_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--leaves", "3", "--replication", "2"];
+    let server = Server::start(dir.path(), &args);
+    let c = Client::connect(&server.grpc, None).await.unwrap();
+    let target = pb::TargetSchema {
+        name: "Task".into(),
+        fields: vec![
+            pb::FieldDef { name: "cluster".into(), r#type: pb::FieldType::String as i32 },
+            pb::FieldDef { name: "user".into(), r#type: pb::FieldType::String as i32 },
+        ],
+        location_field: "cluster".into(),
+    };
+    let metric = pb::MetricSchema {
+        name: "/rpc/latency".into(),
+        fields: vec![],
+        value_type: Some(pb::ValueType { elements: vec![pb::ScalarType::Double as i32], tuple: false }),
+        kind: pb::MetricKind::Gauge as i32,
+        unit: "ms".into(),
+        description: String::new(),
+        collection: None,
+    };
+    c.schema().apply(pb::ApplySchemasRequest { targets: vec![target], metrics: vec![metric] }).await.unwrap();
+    let batch: Vec<pb::Series> =
+        (0..50).map(|i| series(&format!("u{i:02}"), pb::value::Value::DoubleValue(1.0))).collect();
+    let r = c.ingest().write(pb::WriteRequest { series: batch }).await.unwrap().into_inner();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let want: Vec<String> = (0..50).map(|i| format!("u{i:02}")).collect();
+    // Each series once, though two leaves hold it.
+    assert_eq!(read_users(&c).await, want);
+    let (_, body) = http_get(&server.http, "/metrics");
+    assert!(body.contains("danaus_leaf_points_accepted_total 100"), "two replicas of 50 points: {body}");
+    for l in ["leaf-2", "leaf-3"] {
+        assert!(dir.path().join(l).join("wal").is_dir(), "{l} has no recovery log directory");
+    }
+    tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
+    let server = Server::start(dir.path(), &args);
+    let c = Client::connect(&server.grpc, None).await.unwrap();
+    assert_eq!(read_users(&c).await, want);
+    // A replication the leaves cannot give is refused up front.
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_danaus"))
+        .args(["standalone", "--leaves", "1", "--replication", "2", "--data-dir"])
+        .arg(dir.path().join("other"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--replication 2 needs between 1 and --leaves (1)"));
+    tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
+}
