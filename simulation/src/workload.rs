@@ -69,6 +69,7 @@ pub async fn apply_schemas(ctx: Ctx) {
         kind: pb::MetricKind::Gauge as i32,
         unit: String::new(),
         description: String::new(),
+        collection: None,
     };
     loop {
         if let Some(c) = ctx.connect().await {
