@@ -146,6 +146,25 @@ pub(crate) fn series_write(s: &pb::Series) -> Result<SeriesWrite, convert::Conve
     })
 }
 
+/// A wire series as a leaf write, moving its strings; the error names the
+/// series (`schema::metric`).
+pub(crate) fn series_write_owned(s: pb::Series) -> Result<SeriesWrite, (convert::ConvertError, String)> {
+    let name = |s: &pb::Series| format!("{}::{}", s.target_schema, s.metric);
+    let points = match s.points.iter().enumerate().map(|(j, p)| convert::point(p, j)).collect::<Result<_, _>>() {
+        Ok(p) => p,
+        Err(e) => return Err((e, name(&s))),
+    };
+    let (target_schema, metric) = (s.target_schema, s.metric);
+    let fields =
+        convert::field_list_owned(s.target_fields).and_then(|t| Ok((t, convert::field_list_owned(s.metric_fields)?)));
+    match fields {
+        Ok((target_fields, metric_fields)) => {
+            Ok(SeriesWrite { target_schema, target_fields, metric, metric_fields, points })
+        }
+        Err(e) => Err((e, format!("{target_schema}::{metric}"))),
+    }
+}
+
 /// Adds a leaf's per-series errors, whose indexes are into the batch the
 /// leaf saw, with their positions in the request; sorts by position.
 pub(crate) fn add_series_errors(

@@ -39,7 +39,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::grpc::{add_series_errors, series_write};
+use crate::grpc::{add_series_errors, series_write, series_write_owned};
 use crate::status::leaf_status;
 use crate::tenant::{tenant, TENANT_HEADER};
 
@@ -431,7 +431,9 @@ impl ZoneLeaf {
         }
     }
 
-    async fn write(&self, tenant: &str, req: pb::LeafWriteRequest) -> Result<pb::WriteResponse, Status> {
+    /// `LeafService.Write` (also called in-process, see
+    /// `danaus_router::LeafRouter::add_local_leaf`).
+    pub async fn write(&self, tenant: &str, req: pb::LeafWriteRequest) -> Result<pb::WriteResponse, Status> {
         let _fence = self.fence.read().await;
         let mut table = self.table.current();
         if table.version < req.table_version {
@@ -442,30 +444,33 @@ impl ZoneLeaf {
         let mut positions = Vec::with_capacity(req.series.len());
         let mut errors = Vec::new();
         let mut schema_missing = false;
-        for (i, s) in req.series.iter().enumerate() {
-            let reject = |message: String, code: pb::SeriesErrorCode| pb::SeriesError {
+        let table_version = req.table_version;
+        for (i, s) in req.series.into_iter().enumerate() {
+            let points = s.points.len() as u32;
+            let reject = |series: String, message: String, code: pb::SeriesErrorCode| pb::SeriesError {
                 index: i as u32,
-                series: format!("{}::{}", s.target_schema, s.metric),
+                series,
                 message,
-                rejected_points: (0..s.points.len() as u32).collect(),
+                rejected_points: (0..points).collect(),
                 code: code as i32,
             };
-            let w = match series_write(s) {
+            let w = match series_write_owned(s) {
                 Ok(w) => w,
-                Err(e) => {
-                    errors.push(reject(e.0, pb::SeriesErrorCode::InvalidArgument));
+                Err((e, name)) => {
+                    errors.push(reject(name, e.0, pb::SeriesErrorCode::InvalidArgument));
                     continue;
                 }
             };
             if let Some(ts) = table.target_schema(tenant, &w.target_schema) {
                 let ms = table.metric_schema(tenant, &w.metric);
                 if let Ok(target) = validate::routing_target(tenant, ts, ms, &w.target_fields) {
-                    if let Err(f) = table.check_write(&self.name, &target, req.table_version) {
+                    if let Err(f) = table.check_write(&self.name, &target, table_version) {
                         self.stats.wrong_replica.fetch_add(1, Ordering::Relaxed);
                         errors.push(reject(
+                            format!("{}::{}", w.target_schema, w.metric),
                             format!(
-                                "leaf {} does not take this series at table version {}: {f:?}; refresh the range map",
-                                self.name, req.table_version
+                                "leaf {} does not take this series at table version {table_version}: {f:?}; refresh the range map",
+                                self.name
                             ),
                             pb::SeriesErrorCode::WrongReplica,
                         ));

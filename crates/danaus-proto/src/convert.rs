@@ -176,6 +176,22 @@ pub fn field_list(map: &HashMap<String, pb::FieldValue>) -> Result<Vec<(String, 
     map.iter().map(|(k, v)| Ok((k.clone(), field_value(v, k)?))).collect()
 }
 
+/// Like [`field_list`], moving the names and strings.
+pub fn field_list_owned(map: HashMap<String, pb::FieldValue>) -> Result<Vec<(String, m::FieldValue)>> {
+    use pb::field_value::Value as V;
+    map.into_iter()
+        .map(|(k, v)| {
+            let v = match v.value {
+                Some(V::StringValue(s)) => m::FieldValue::String(s),
+                Some(V::Int64Value(i)) => m::FieldValue::Int64(i),
+                Some(V::BoolValue(b)) => m::FieldValue::Bool(b),
+                None => return err(format!("field {k:?} has no value")),
+            };
+            Ok((k, v))
+        })
+        .collect()
+}
+
 /// Named field values to the wire.
 pub fn field_map_to<'a>(
     fields: impl IntoIterator<Item = &'a (String, m::FieldValue)>,

@@ -154,6 +154,14 @@ impl LeafRouter {
         &self.table
     }
 
+    /// Sends writes for the leaf at `addr` to `leaf` by a direct call
+    /// instead of `LeafService.Write`: for leaves in the router's own
+    /// process (`danaus standalone`). Fencing, errors and acknowledgement
+    /// are the RPC's; only the encoding and the socket go.
+    pub fn add_local_leaf(&self, addr: impl Into<String>, leaf: Arc<danaus_node::zone_leaf::ZoneLeaf>) {
+        self.lanes.add_local(addr.into(), leaf);
+    }
+
     /// Writes `series` of `tenant`. Per-series problems (invalid data,
     /// unknown schemas, conflicts) are listed in the response; if some
     /// series did not reach its write quorum by the deadline, the whole
@@ -208,14 +216,16 @@ impl LeafRouter {
                 let left = deadline.saturating_duration_since(Instant::now());
                 table = self.table.wait_for(1, left).await.map_err(|e| Status::unavailable(e.to_string()))?;
             }
-            // Route every open series and batch it per leaf.
+            // Route every open series and batch it per leaf. Series of one
+            // target (a scrape, a host) share a route: computed once.
             let mut batches: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-            let mut routes: BTreeMap<usize, Route> = BTreeMap::new();
+            let mut routes: Vec<(usize, Arc<Route>)> = Vec::new();
+            let mut cache = RouteCache::default();
             for (i, s) in series.iter().enumerate() {
                 if state[i].done {
                     continue;
                 }
-                match route(&table, tenant, s) {
+                match cache.route(&table, tenant, series, i) {
                     Err((msg, code)) => {
                         state[i].error = Some(series_error(i, s, msg, code));
                         state[i].done = true;
@@ -231,7 +241,7 @@ impl LeafRouter {
                                 batches.entry(leaf.clone()).or_default().push(i);
                             }
                         }
-                        routes.insert(i, r);
+                        routes.push((i, r));
                     }
                 }
             }
@@ -299,6 +309,7 @@ impl LeafRouter {
             let now = Instant::now();
             for (i, r) in &routes {
                 let p = &mut state[*i];
+                let r = &**r;
                 if r.complete(&p.acks) {
                     p.done = true;
                     continue;
@@ -359,6 +370,62 @@ impl LeafRouter {
     async fn send(&self, tenant: &str, addr: &str, req: pb::LeafWriteRequest) -> Result<pb::WriteResponse, String> {
         self.lanes.send(tenant, addr, req.table_version, req.series, self.cfg.attempt_timeout).await
     }
+}
+
+type Routed = Result<Option<Arc<Route>>, (String, pb::SeriesErrorCode)>;
+
+/// Routes of one round by target: series that name the same target schema,
+/// metric and target fields go where the first of them went.
+#[derive(Default)]
+struct RouteCache {
+    /// Order-independent hash of a series' routing inputs → (series
+    /// position, its route), checked for equality on a hit.
+    seen: HashMap<u64, Vec<(usize, Routed)>>,
+}
+
+impl RouteCache {
+    fn route(&mut self, table: &ZoneTable, tenant: &str, series: &[pb::Series], i: usize) -> Routed {
+        let s = &series[i];
+        let key = routing_hash(s);
+        let same = |j: usize| {
+            let o = &series[j];
+            o.target_schema == s.target_schema && o.metric == s.metric && o.target_fields == s.target_fields
+        };
+        if let Some(hit) = self.seen.get(&key).and_then(|v| v.iter().find(|(j, _)| same(*j))) {
+            return hit.1.clone();
+        }
+        let r = route(table, tenant, s).map(|o| o.map(Arc::new));
+        self.seen.entry(key).or_default().push((i, r.clone()));
+        r
+    }
+}
+
+/// A hash of what decides a series' range, independent of the order of
+/// its target fields' map.
+fn routing_hash(s: &pb::Series) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let state = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    let one = |x: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
+        let mut h = state.build_hasher();
+        x(&mut h);
+        h.finish()
+    };
+    let mut acc = one(&|h| {
+        s.target_schema.hash(h);
+        s.metric.hash(h);
+    });
+    for (k, v) in &s.target_fields {
+        acc = acc.wrapping_add(one(&|h| {
+            k.hash(h);
+            match &v.value {
+                Some(pb::field_value::Value::StringValue(x)) => (1u8, x).hash(h),
+                Some(pb::field_value::Value::Int64Value(x)) => (2u8, x).hash(h),
+                Some(pb::field_value::Value::BoolValue(x)) => (3u8, x).hash(h),
+                None => 0u8.hash(h),
+            }
+        }));
+    }
+    acc
 }
 
 /// The replicas of a series' range; `Err` for a series no replica could

@@ -158,6 +158,11 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
     let table = TableWatcher::start_cached(assigners.clone(), Some(cfg.data_dir.join("router-table.json")));
     let zone_client = Arc::new(ZoneClient::new(assigners.clone()));
     let leaf_router = LeafRouter::new(table.clone(), zone_client.clone(), RouterConfig::default());
+    for l in &leaves {
+        if let Some(zl) = l.zone_leaf() {
+            leaf_router.add_local_leaf(l.grpc_addr.to_string(), zl.clone());
+        }
+    }
     let front = IngestRouter::new(leaf_router.clone(), ZoneMap::single(ZONE), zone_client);
     let mixer = ZoneMixer::new(
         table.clone(),

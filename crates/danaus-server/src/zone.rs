@@ -43,6 +43,7 @@ pub struct RunningRole {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<anyhow::Result<()>>>,
     leaf: Option<Leaf>,
+    zone_leaf: Option<Arc<ZoneLeaf>>,
     raft: Option<Arc<RaftGroup<ZoneTable>>>,
 }
 
@@ -50,6 +51,11 @@ impl RunningRole {
     /// The role's leaf, if it is a leaf.
     pub fn leaf(&self) -> Option<&Leaf> {
         self.leaf.as_ref()
+    }
+
+    /// The leaf's zone face, if it is a leaf.
+    pub fn zone_leaf(&self) -> Option<&Arc<ZoneLeaf>> {
+        self.zone_leaf.as_ref()
     }
 
     /// Stops serving; a leaf checkpoints, a Raft member stops.
@@ -226,7 +232,7 @@ pub async fn start_assigner_on(cfg: AssignerRole, kv: Arc<dyn KvStore>) -> anyho
         Ok(())
     }));
     tracing::info!(id = cfg.id, %grpc_addr, "range assigner member serving");
-    Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: None, raft: Some(group) })
+    Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: None, zone_leaf: None, raft: Some(group) })
 }
 
 /// A leaf of a zone.
@@ -319,7 +325,7 @@ pub async fn start_leaf_on(cfg: LeafRole, kv: Arc<dyn KvStore>) -> anyhow::Resul
         Ok(())
     }));
     tracing::info!(name = %cfg.name, %grpc_addr, "leaf serving");
-    Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: Some(leaf), raft: None })
+    Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: Some(leaf), zone_leaf: Some(zl), raft: None })
 }
 
 /// A router (the zone's ingestion front door).
@@ -360,7 +366,7 @@ pub async fn start_router(cfg: RouterRole) -> anyhow::Result<RunningRole> {
     });
     let (grpc_addr, http_addr, stop, tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render).await?;
     tracing::info!(%grpc_addr, "router serving");
-    Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: None, raft: None })
+    Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: None, zone_leaf: None, raft: None })
 }
 
 /// A zone mixer.
@@ -406,7 +412,7 @@ pub async fn start_mixer(cfg: MixerRole) -> anyhow::Result<RunningRole> {
     });
     let (grpc_addr, http_addr, stop, tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render).await?;
     tracing::info!(%grpc_addr, "zone mixer serving");
-    Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: None, raft: None })
+    Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: None, zone_leaf: None, raft: None })
 }
 
 /// A zone index server.
@@ -440,5 +446,5 @@ pub async fn start_index(cfg: IndexRole) -> anyhow::Result<RunningRole> {
     });
     let (grpc_addr, http_addr, stop, tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render).await?;
     tracing::info!(%grpc_addr, "zone index server serving");
-    Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: None, raft: None })
+    Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: None, zone_leaf: None, raft: None })
 }
