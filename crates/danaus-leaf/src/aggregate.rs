@@ -117,10 +117,15 @@ impl Aggregator {
 
     /// Takes the buckets whose admission window has passed at `now`, oldest
     /// first per series; a bucket waits for every older bucket of its series.
-    pub(crate) fn take_due(&self, now: i64) -> Vec<Closed> {
+    /// Buckets of series for which `hold` is true stay open (their range is
+    /// still being copied in: they may lack deltas the copy brings).
+    pub(crate) fn take_due(&self, now: i64, hold: impl Fn(u64) -> bool) -> Vec<Closed> {
         let mut out = Vec::new();
         let mut all = self.series.lock();
         for (&id, sb) in all.iter_mut() {
+            if sb.open.first_key_value().is_some_and(|(_, b)| b.closes_at <= now) && hold(id) {
+                continue;
+            }
             while let Some(entry) = sb.open.first_entry() {
                 if entry.get().closes_at > now {
                     break;
@@ -170,6 +175,18 @@ impl Aggregator {
             .collect()
     }
 
+    /// The open buckets of the given output series with their deltas: what
+    /// a history copy carries besides stored points.
+    pub(crate) fn buckets_of(&self, ids: &[u64]) -> Vec<(u64, Vec<(i64, Bucket)>)> {
+        let all = self.series.lock();
+        ids.iter()
+            .filter_map(|id| {
+                let sb = all.get(id).filter(|sb| !sb.open.is_empty())?;
+                Some((*id, sb.open.iter().map(|(&e, b)| (e, b.clone())).collect()))
+            })
+            .collect()
+    }
+
     /// Open buckets and the deltas they hold.
     pub(crate) fn open_counts(&self) -> (usize, usize) {
         let all = self.series.lock();
@@ -205,8 +222,9 @@ mod tests {
         assert!(matches!(a.admit(1, None, (0, 10), 40, b"a", &d(0, 5, 9)), Err(Refusal::Conflict(_))));
         // A later bucket that would close first waits for the older one.
         a.admit(1, None, (10, 20), 30, b"a", &d(10, 15, 1)).unwrap();
-        assert!(a.take_due(35).is_empty());
-        let closed = a.take_due(40);
+        assert!(a.take_due(35, |_| false).is_empty());
+        assert!(a.take_due(40, |_| true).is_empty(), "held buckets stay open");
+        let closed = a.take_due(40, |_| false);
         assert_eq!(closed.len(), 2);
         assert_eq!(closed[0].point, d(0, 10, 5));
         assert_eq!(closed[0].inputs, 2);

@@ -118,6 +118,20 @@ pub struct MemoryUsage {
     pub data_bytes: usize,
 }
 
+/// A delta admitted to an open collection-aggregation bucket, as a history
+/// copy carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenDelta {
+    /// The bucket: `(start, end]`.
+    pub bucket: (i64, i64),
+    /// When the bucket stops admitting deltas.
+    pub closes_at: i64,
+    /// The input series' encoded key.
+    pub input_key: Vec<u8>,
+    /// The delta.
+    pub point: Point,
+}
+
 /// Displays an encoded series key, decoding it only when printed.
 struct LazyKey<'a>(&'a [u8]);
 
@@ -150,7 +164,14 @@ pub(crate) struct Inner {
     chunks: Arc<ChunkContext>,
     /// Open collection-aggregation buckets.
     agg: Aggregator,
+    /// Whether the buckets of output series with this target string must
+    /// stay open for now.
+    hold: parking_lot::RwLock<Option<BucketHold>>,
 }
+
+/// Decides, by target string, whether buckets must stay open past their
+/// admission window (see [`Leaf::set_bucket_hold`]).
+pub type BucketHold = Arc<dyn Fn(&[u8]) -> bool + Send + Sync>;
 
 /// A leaf store; cheap to clone.
 #[derive(Clone)]
@@ -338,6 +359,7 @@ impl Leaf {
             opts: options,
             chunks,
             agg,
+            hold: parking_lot::RwLock::default(),
         });
         let leaf = Leaf { inner };
         tokio::spawn(background(Arc::downgrade(&leaf.inner)));
@@ -771,6 +793,86 @@ impl Leaf {
         self.inner.agg.open_counts()
     }
 
+    /// Keeps the buckets of output series whose target string `hold`
+    /// accepts open past their admission window (asked each time buckets
+    /// are due): a replica still copying a range in may lack deltas the
+    /// copy brings, and must not store a partial sum.
+    pub fn set_bucket_hold(&self, hold: BucketHold) {
+        *self.inner.hold.write() = Some(hold);
+    }
+
+    /// The deltas of the open buckets of `selected` (output series of
+    /// collection-aggregated metrics), by position in `selected`: what a
+    /// history copy carries besides the stored points.
+    pub fn open_deltas(&self, selected: &[SelectedSeries]) -> Vec<(usize, Vec<OpenDelta>)> {
+        let ids: Vec<u64> = selected.iter().map(|s| s.series.lock().id).collect();
+        let by_id: HashMap<u64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        self.inner
+            .agg
+            .buckets_of(&ids)
+            .into_iter()
+            .filter_map(|(id, buckets)| {
+                let deltas = buckets
+                    .into_iter()
+                    .flat_map(|(end, b)| {
+                        b.inputs.into_iter().map(move |((input_key, end_time), (start_time, value))| OpenDelta {
+                            bucket: (b.start, end),
+                            closes_at: b.closes_at,
+                            input_key,
+                            point: Point { start_time, end_time, value },
+                        })
+                    })
+                    .collect();
+                Some((*by_id.get(&id)?, deltas))
+            })
+            .collect()
+    }
+
+    /// Admits deltas another replica held open for output series `output`
+    /// (its fields; its points are ignored): the open half of a history
+    /// copy. Deltas already here are duplicates; deltas of buckets this
+    /// replica has stored are dropped (the stored point came from the
+    /// copy). Durable on return; returns how many were new.
+    pub async fn import_open(&self, tenant: &str, output: &SeriesWrite, deltas: &[OpenDelta]) -> Result<u64> {
+        let inner = &self.inner;
+        let (Some(ts), Some(ms)) =
+            (inner.schemas.target(tenant, &output.target_schema), inner.schemas.metric(tenant, &output.metric))
+        else {
+            return Err(Error::NotFound(format!(
+                "open buckets of {}::{} arrived before their schemas",
+                output.target_schema, output.metric
+            )));
+        };
+        let key = validate::encoded_series_key(tenant, &ts, &output.target_fields, &ms, &output.metric_fields)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let mut result = WriteResult::default();
+        let series = self.series_for(&key, &ms, 0, &mut result)?;
+        let (id, stored_through, needs_def) = {
+            let s = series.lock();
+            (s.id, s.max_time, !s.def_durable)
+        };
+        let mut rec = RecordBuilder::new();
+        let mut added = 0;
+        for d in deltas {
+            if let Ok(Admitted::Added) =
+                inner.agg.admit(id, stored_through, d.bucket, d.closes_at, &d.input_key, &d.point)
+            {
+                if added == 0 && needs_def {
+                    rec.series(id, &key, &ms.value_type, ms.kind);
+                }
+                rec.agg_input(id, d.bucket, d.closes_at, &d.input_key, &d.point);
+                added += 1;
+            }
+        }
+        if !rec.is_empty() {
+            inner.log.append(rec.finish()).await?;
+            if needs_def {
+                series.lock().def_durable = true;
+            }
+        }
+        Ok(added)
+    }
+
     /// Chunks of series `id` in the long-term store that may hold points in
     /// `[start, end]`.
     pub(crate) async fn stored_chunks(&self, id: u64, start: i64, end: i64) -> Result<Vec<Chunk>> {
@@ -1052,7 +1154,11 @@ async fn close_buckets(inner: &Arc<Inner>) -> Result<usize> {
     // Under the checkpoint lock: a taken bucket is in neither the saved
     // buckets nor the stored chunks until its point is applied.
     let _guard = inner.checkpoint_lock.lock().await;
-    let due = inner.agg.take_due(inner.clock.now());
+    let held = inner.hold.read().clone();
+    let hold = |id: u64| {
+        held.as_ref().is_some_and(|f| inner.index.by_id(id).is_some_and(|s| f(&s.lock().key.target_string().0)))
+    };
+    let due = inner.agg.take_due(inner.clock.now(), hold);
     if due.is_empty() {
         return Ok(0);
     }
@@ -1073,8 +1179,9 @@ async fn close_buckets(inner: &Arc<Inner>) -> Result<usize> {
             ),
             Ok(Accept::Duplicate) => {}
             Err(msg) => {
-                inner.stats.points_conflict.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(series = %LazyKey(&s.encoded_key), inputs = c.inputs, "aggregation bucket not stored: {msg}");
+                // Only a history copy stores points of an output series
+                // besides its buckets: the copied point is the complete one.
+                tracing::debug!(series = %LazyKey(&s.encoded_key), inputs = c.inputs, "aggregation bucket superseded by copied history: {msg}");
                 continue;
             }
         }

@@ -58,8 +58,8 @@ mod wal_record;
 
 pub use error::{Error, Result};
 pub use leaf::{
-    CheckpointReport, ErrorCode, Leaf, LeafConfig, MemoryUsage, ReadRequest, SelectedSeries, SeriesError, SeriesWrite,
-    WriteResult,
+    BucketHold, CheckpointReport, ErrorCode, Leaf, LeafConfig, MemoryUsage, OpenDelta, ReadRequest, SelectedSeries,
+    SeriesError, SeriesWrite, WriteResult,
 };
 pub use matcher::{MatchOp, Matcher};
 pub use options::{LeafOptions, MAX_CHUNK_SPAN_NS};

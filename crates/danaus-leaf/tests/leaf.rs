@@ -695,3 +695,82 @@ async fn open_buckets_survive_checkpoints_and_crashes_without_double_counting() 
     assert_eq!(leaf.open_buckets(), (0, 0));
     assert_eq!(counts(&leaf).await, want);
 }
+
+#[tokio::test]
+async fn a_range_copy_carries_open_buckets_and_held_buckets_wait_for_it() {
+    // `old` held the range; `new` joins: it gets the writes from now on
+    // and the history by copy.
+    let (old_env, new_env) = (Env::new(opts()), Env::new(opts()));
+    let (old, new) = (old_env.open().await, new_env.open().await);
+    for l in [&old, &new] {
+        setup(l).await;
+        l.apply_metric_schema("default", count_schema()).await.unwrap();
+    }
+    new.set_bucket_hold(Arc::new(|_| true));
+    // Before the join: only `old` sees tasks 0 and 1 (bucket ending T0+10s)
+    // and task 2's delta of the bucket ending T0 (which `old` will close
+    // before the copy).
+    for (task, end, v) in [(0, T0 + SEC, 1), (1, T0 + 2 * SEC, 2), (2, T0 - SEC, 7)] {
+        assert!(old.write("default", &[count(task, vec![delta(end, v)])]).await.unwrap().errors.is_empty());
+    }
+    // After it: both see tasks 3 and 4 (dual writes).
+    for l in [&old, &new] {
+        for task in 3..5 {
+            assert!(l.write("default", &[count(task, vec![delta(T0 + 3 * SEC, 10)])]).await.unwrap().errors.is_empty());
+        }
+    }
+    // Bucket T0 is due on both clocks: `old` stores it; `new` holds its
+    // (empty) view of the later bucket even once that is due.
+    old_env.clock.0.store(T0 + 30 * SEC, Ordering::Relaxed);
+    old.close_buckets().await.unwrap();
+    new_env.clock.0.store(T0 + 45 * SEC, Ordering::Relaxed);
+    new.close_buckets().await.unwrap();
+    assert!(counts(&new).await.is_empty(), "a held bucket closed");
+    assert_eq!(new.open_buckets(), (1, 2));
+    // The copy: stored points first, then the open buckets' deltas.
+    let selected = old.select_range(b"", None);
+    let mut batch = Vec::new();
+    for s in &selected {
+        let points = old.points(s, i64::MIN, i64::MAX).await.unwrap();
+        if !points.is_empty() {
+            batch.push(SeriesWrite {
+                target_schema: s.key.target_schema.clone(),
+                target_fields: s.target_fields.clone(),
+                metric: s.key.metric.clone(),
+                metric_fields: s.metric_fields.clone(),
+                points,
+            });
+        }
+    }
+    assert!(new.import("default", &batch).await.unwrap().errors.is_empty());
+    for (i, deltas) in old.open_deltas(&selected) {
+        let s = &selected[i];
+        let output = SeriesWrite {
+            target_schema: s.key.target_schema.clone(),
+            target_fields: s.target_fields.clone(),
+            metric: s.key.metric.clone(),
+            metric_fields: s.metric_fields.clone(),
+            points: vec![],
+        };
+        assert_eq!(deltas.len(), 4, "tasks 0, 1, 3 and 4");
+        // Tasks 3 and 4 are already here: only 0 and 1 are new.
+        assert_eq!(new.import_open("default", &output, &deltas).await.unwrap(), 2);
+    }
+    // Promoted: the hold lifts, the bucket closes with every delta in it,
+    // the same on both replicas.
+    new.set_bucket_hold(Arc::new(|_| false));
+    new.close_buckets().await.unwrap();
+    old_env.clock.0.store(T0 + 45 * SEC, Ordering::Relaxed);
+    old.close_buckets().await.unwrap();
+    let want = BTreeMap::from([(
+        (0, "Get".to_string()),
+        vec![(Some(T0 - 10 * SEC), T0, 7), (Some(T0), T0 + 10 * SEC, 1 + 2 + 10 + 10)],
+    )]);
+    assert_eq!(counts(&old).await, want);
+    assert_eq!(counts(&new).await, want);
+    // The copied deltas are durable on the new replica.
+    drop(new);
+    new_env.dev.crash();
+    let new = new_env.open().await;
+    assert_eq!(counts(&new).await, want);
+}

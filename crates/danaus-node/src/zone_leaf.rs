@@ -143,8 +143,17 @@ fn covered(table: &ZoneTable, leaf: &str, (a, b): &Bounds) -> bool {
 impl ZoneLeaf {
     /// Serves `leaf` as `name`, reachable at `addr`, following `table`.
     pub fn new(name: impl Into<String>, addr: impl Into<String>, leaf: Leaf, table: TableWatcher) -> Arc<Self> {
+        let name: String = name.into();
+        // Collection-aggregation buckets of a range this leaf is still
+        // copying in (joining, or lagging behind) stay open: the copy may
+        // bring deltas they lack.
+        let (t, me) = (table.clone(), name.clone());
+        leaf.set_bucket_hold(Arc::new(move |target: &[u8]| {
+            let table = t.current();
+            table.range_for(target).and_then(|r| r.replica(&me)).is_some_and(|x| x.state != ReplicaState::Ready)
+        }));
         Arc::new(Self {
-            name: name.into(),
+            name,
             addr: addr.into(),
             leaf,
             table,
@@ -503,7 +512,7 @@ impl ZoneLeaf {
         let selected = self.leaf.select_range(&range.0, range.1.as_deref());
         let mut out: Option<ExportParts> = None;
         let mut points_in_batch = 0usize;
-        for s in selected {
+        for s in &selected {
             let tenant = s.key.tenant.clone();
             if out.as_ref().is_some_and(|o| o.0 != tenant || points_in_batch >= BATCH_POINTS) {
                 if let Some(o) = out.take() {
@@ -518,7 +527,7 @@ impl ZoneLeaf {
             if let Some(m) = self.leaf.metric_schema(&tenant, &s.key.metric) {
                 o.3.insert(m.name.clone(), (*m).clone());
             }
-            let points = self.leaf.points(&s, i64::MIN, i64::MAX).await.map_err(leaf_status)?;
+            let points = self.leaf.points(s, i64::MIN, i64::MAX).await.map_err(leaf_status)?;
             points_in_batch += points.len() + 1;
             o.1.push(pb::Series {
                 target_schema: s.key.target_schema.clone(),
@@ -531,6 +540,41 @@ impl ZoneLeaf {
         }
         if let Some(o) = out.take() {
             send_export(&tx, o).await?;
+        }
+        // Then the deltas of buckets still open, a batch per tenant (their
+        // schemas went with the series above).
+        let mut open: BTreeMap<String, Vec<pb::OpenBuckets>> = BTreeMap::new();
+        for (i, deltas) in self.leaf.open_deltas(&selected) {
+            let s = &selected[i];
+            open.entry(s.key.tenant.clone()).or_default().push(pb::OpenBuckets {
+                output: Some(pb::Series {
+                    target_schema: s.key.target_schema.clone(),
+                    target_fields: convert::field_map_to(s.target_fields.iter()),
+                    metric: s.key.metric.clone(),
+                    metric_fields: convert::field_map_to(s.metric_fields.iter()),
+                    points: Vec::new(),
+                }),
+                deltas: deltas
+                    .iter()
+                    .map(|d| pb::OpenDelta {
+                        input_key: d.input_key.clone(),
+                        bucket_start: d.bucket.0,
+                        bucket_end: d.bucket.1,
+                        closes_at: d.closes_at,
+                        point: Some(convert::point_to(&d.point)),
+                    })
+                    .collect(),
+            });
+        }
+        for (tenant, buckets) in open {
+            let batch = pb::ExportBatch {
+                tenant,
+                target_schemas_json: b"[]".to_vec(),
+                metric_schemas_json: b"[]".to_vec(),
+                series: Vec::new(),
+                open: buckets,
+            };
+            tx.send(Ok(batch)).await.map_err(|_| Status::cancelled("the copying leaf went away"))?;
         }
         Ok(())
     }
@@ -583,6 +627,24 @@ impl ZoneLeaf {
             }
             reply.series += batch.len() as u64;
             reply.points += r.accepted_points;
+            for o in &b.open {
+                let output =
+                    series_write(o.output.as_ref().ok_or("open buckets without their series")?).map_err(|e| e.0)?;
+                let deltas = o
+                    .deltas
+                    .iter()
+                    .map(|d| {
+                        let p = d.point.as_ref().ok_or_else(|| "an open delta without its point".to_owned())?;
+                        Ok(danaus_leaf::OpenDelta {
+                            bucket: (d.bucket_start, d.bucket_end),
+                            closes_at: d.closes_at,
+                            input_key: d.input_key.clone(),
+                            point: convert::point(p, 0).map_err(|e| e.0)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, String>>()?;
+                self.leaf.import_open(&b.tenant, &output, &deltas).await.map_err(|e| e.to_string())?;
+            }
         }
         Ok(reply)
     }
@@ -669,6 +731,7 @@ async fn send_export(tx: &mpsc::Sender<Result<pb::ExportBatch, Status>>, o: Expo
         target_schemas_json: serde_json::to_vec(&targets.into_values().collect::<Vec<_>>()).map_err(enc)?,
         metric_schemas_json: serde_json::to_vec(&metrics.into_values().collect::<Vec<_>>()).map_err(enc)?,
         series,
+        open: Vec::new(),
     };
     tx.send(Ok(batch)).await.map_err(|_| Status::cancelled("the copying leaf went away"))
 }
