@@ -53,6 +53,11 @@ struct Args {
     /// Runs of each query.
     #[arg(long, default_value_t = 5)]
     query_runs: usize,
+    /// Offered load in points per second over all senders (0: as fast as
+    /// the zone takes them). Below saturation, CPU per point measures the
+    /// work, not the contention for the cores.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
 }
 
 fn s(v: String) -> pb::FieldValue {
@@ -217,11 +222,18 @@ async fn main() -> anyhow::Result<()> {
                 .filter(|(g, _)| g % args.concurrency == k)
                 .map(|(_, s)| s)
                 .collect();
+            let per_sender = args.rate as f64 / args.concurrency as f64;
+            let mut sent = 0u64;
             for round in 1..=args.rounds {
                 let t = t0 + round as i64 * 10_000_000_000;
                 for &g in &groups {
+                    if per_sender > 0.0 {
+                        let due = start + Duration::from_secs_f64(sent as f64 / per_sender);
+                        tokio::time::sleep_until(due.into()).await;
+                    }
                     let req = batch(&args, g..(g + args.targets_per_request).min(args.targets), t);
                     let n = req.series.len() as u64;
+                    sent += n;
                     let r = ingest.write(req).await?.into_inner();
                     if !r.errors.is_empty() {
                         bail!("refused series: {:?}", r.errors[0]);
