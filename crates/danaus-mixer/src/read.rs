@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use danaus_assigner::ReplicaState;
 use danaus_node::tenant::tenant;
 use danaus_node::zone_leaf::with_tenant;
 use danaus_proto::v1 as pb;
@@ -42,18 +41,10 @@ impl ZoneMixer {
         let turn = self.next_turn();
         let mut plan = Vec::new();
         for r in table.ranges.values() {
-            let mut replicas: Vec<Replica> = r
-                .replicas
-                .iter()
-                .filter(|x| x.state == ReplicaState::Ready)
-                .filter_map(|x| Some(Replica { leaf: x.leaf.clone(), addr: table.leaves.get(&x.leaf)?.addr.clone() }))
-                .collect();
+            let replicas = shared.replicas(&table, r, turn);
             if replicas.is_empty() {
                 return Err(Status::unavailable(format!("no ready replica holds {}; retry", r.describe())));
             }
-            let n = replicas.len();
-            replicas.rotate_left((turn + r.id as usize) % n);
-            replicas.sort_by_key(|x| shared.is_suspect(&x.leaf));
             plan.push(RangeRead {
                 range: pb::TargetRange { start: r.start.clone(), end: r.end.clone().unwrap_or_default() },
                 describe: r.describe(),

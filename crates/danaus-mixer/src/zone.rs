@@ -88,7 +88,29 @@ impl Shared {
         self.table.current()
     }
 
-    pub(crate) fn is_suspect(&self, leaf: &str) -> bool {
+    /// The ready replicas of `r` in the order to ask them: spread over
+    /// queries by `turn`, healthy ones first.
+    pub(crate) fn replicas(
+        &self,
+        table: &danaus_assigner::ZoneTable,
+        r: &danaus_assigner::Range,
+        turn: usize,
+    ) -> Vec<Replica> {
+        let mut replicas: Vec<Replica> = r
+            .replicas
+            .iter()
+            .filter(|x| x.state == ReplicaState::Ready)
+            .filter_map(|x| Some(Replica { leaf: x.leaf.clone(), addr: table.leaves.get(&x.leaf)?.addr.clone() }))
+            .collect();
+        if !replicas.is_empty() {
+            let n = replicas.len();
+            replicas.rotate_left((turn + r.id as usize) % n);
+            replicas.sort_by_key(|x| self.is_suspect(&x.leaf));
+        }
+        replicas
+    }
+
+    fn is_suspect(&self, leaf: &str) -> bool {
         let mut s = self.suspects.lock();
         match s.get(leaf) {
             Some(until) if *until > Instant::now() => true,
@@ -168,20 +190,11 @@ impl ZoneMixer {
         let mut by_leaf: Vec<(String, Vec<RangeAsk>)> = Vec::new();
         let mut orphans = Vec::new();
         for r in table.ranges.values() {
-            let mut replicas: Vec<Replica> = r
-                .replicas
-                .iter()
-                .filter(|x| x.state == ReplicaState::Ready)
-                .filter_map(|x| Some(Replica { leaf: x.leaf.clone(), addr: table.leaves.get(&x.leaf)?.addr.clone() }))
-                .collect();
+            let replicas = self.shared.replicas(&table, r, turn);
             if replicas.is_empty() {
                 orphans.push(r.describe());
                 continue;
             }
-            // Spread ranges over replicas, query by query; healthy first.
-            let n = replicas.len();
-            replicas.rotate_left((turn + r.id as usize) % n);
-            replicas.sort_by_key(|x| self.shared.is_suspect(&x.leaf));
             let ask = RangeAsk { bounds: (r.start.clone(), r.end.clone()), replicas };
             let leaf = ask.replicas[0].leaf.clone();
             match by_leaf.iter_mut().find(|(l, _)| *l == leaf) {

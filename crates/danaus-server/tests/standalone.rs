@@ -26,11 +26,8 @@ fn series(user: &str, value: pb::value::Value) -> pb::Series {
     }
 }
 
-#[tokio::test]
-async fn serves_the_api_metrics_and_shuts_down_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
-    let c = Client::connect(&server.grpc, Some("team-a")).await.unwrap();
+/// `Task{cluster*, user}` and the gauge `/rpc/latency`.
+fn schemas() -> pb::ApplySchemasRequest {
     let target = pb::TargetSchema {
         name: "Task".into(),
         fields: vec![
@@ -48,7 +45,15 @@ async fn serves_the_api_metrics_and_shuts_down_cleanly() {
         description: String::new(),
         collection: None,
     };
-    c.schema().apply(pb::ApplySchemasRequest { targets: vec![target], metrics: vec![metric] }).await.unwrap();
+    pb::ApplySchemasRequest { targets: vec![target], metrics: vec![metric] }
+}
+
+#[tokio::test]
+async fn serves_the_api_metrics_and_shuts_down_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let c = Client::connect(&server.grpc, Some("team-a")).await.unwrap();
+    c.schema().apply(schemas()).await.unwrap();
     // A bad schema is refused with a message naming the problem.
     let bad = pb::TargetSchema { name: "Bad".into(), fields: vec![], location_field: "zone".into() };
     let e = c.schema().apply(pb::ApplySchemasRequest { targets: vec![bad], metrics: vec![] }).await.unwrap_err();
@@ -199,24 +204,7 @@ async fn several_leaves_with_replicas_in_one_process() {
     let args = ["--leaves", "3", "--replication", "2"];
     let server = Server::start(dir.path(), &args);
     let c = Client::connect(&server.grpc, None).await.unwrap();
-    let target = pb::TargetSchema {
-        name: "Task".into(),
-        fields: vec![
-            pb::FieldDef { name: "cluster".into(), r#type: pb::FieldType::String as i32 },
-            pb::FieldDef { name: "user".into(), r#type: pb::FieldType::String as i32 },
-        ],
-        location_field: "cluster".into(),
-    };
-    let metric = pb::MetricSchema {
-        name: "/rpc/latency".into(),
-        fields: vec![],
-        value_type: Some(pb::ValueType { elements: vec![pb::ScalarType::Double as i32], tuple: false }),
-        kind: pb::MetricKind::Gauge as i32,
-        unit: "ms".into(),
-        description: String::new(),
-        collection: None,
-    };
-    c.schema().apply(pb::ApplySchemasRequest { targets: vec![target], metrics: vec![metric] }).await.unwrap();
+    c.schema().apply(schemas()).await.unwrap();
     let batch: Vec<pb::Series> =
         (0..50).map(|i| series(&format!("u{i:02}"), pb::value::Value::DoubleValue(1.0))).collect();
     let r = c.ingest().write(pb::WriteRequest { series: batch }).await.unwrap().into_inner();

@@ -360,6 +360,22 @@ async fn ranges_split_and_move_to_a_new_leaf_under_writes_without_losing_a_point
     assert!(sources.contains(&"leaf-1") && sources.contains(&leaf2.as_str()), "{sources:?}");
 }
 
+/// Writes `rounds` points, a second apart from `t0`, to each of 600 tasks
+/// placed at location `loc(task)`.
+async fn write_rounds(client: &Client, rounds: i64, t0: i64, loc: &dyn Fn(usize) -> String) {
+    for round in 0..rounds {
+        let batch: Vec<pb::Series> = (0..600)
+            .map(|i| {
+                let mut s = series(i, &[t0 + round * SEC]);
+                s.target_fields.insert("cluster".into(), self::s(&loc(i)));
+                s
+            })
+            .collect();
+        let r = client.ingest().write(pb::WriteRequest { series: batch }).await.unwrap().into_inner();
+        assert!(r.errors.is_empty());
+    }
+}
+
 /// Waits until the assigner has split and spread the ranges over every
 /// leaf and the table has stayed the same for 3 s; returns the table.
 async fn spread_and_settle(c: &DevCluster) -> danaus_assigner::ZoneTable {
@@ -391,17 +407,7 @@ async fn field_hints_keep_a_selective_query_off_leaves_without_matching_series()
     let client = Client::connect(&format!("http://{}", c.router()), None).await.unwrap();
     let t0 = now_ns() - 600 * SEC;
     let loc = |task: usize| format!("c{}", task / 100);
-    for round in 0..5 {
-        let batch: Vec<pb::Series> = (0..600)
-            .map(|i| {
-                let mut s = series(i, &[t0 + round * SEC]);
-                s.target_fields.insert("cluster".into(), self::s(&loc(i)));
-                s
-            })
-            .collect();
-        let r = client.ingest().write(pb::WriteRequest { series: batch }).await.unwrap().into_inner();
-        assert!(r.errors.is_empty());
-    }
+    write_rounds(&client, 5, t0, &loc).await;
     let table = spread_and_settle(&c).await;
     // Which leaves hold series of location c0.
     let ts = table.target_schema("default", "Task").unwrap().clone();
@@ -530,18 +536,7 @@ async fn collection_aggregation_folds_deltas_from_many_ranges_into_one_series_an
     // location's tasks end up in at least three ranges, which three leaves
     // cannot hold all on one leaf once balanced.
     let loc = |task: usize| format!("c{}", task / 300);
-    let t0 = now_ns() - 600 * SEC;
-    for round in 0..3 {
-        let batch: Vec<pb::Series> = (0..600)
-            .map(|i| {
-                let mut s = series(i, &[t0 + round * SEC]);
-                s.target_fields.insert("cluster".into(), self::s(&loc(i)));
-                s
-            })
-            .collect();
-        let r = client.ingest().write(pb::WriteRequest { series: batch }).await.unwrap().into_inner();
-        assert!(r.errors.is_empty());
-    }
+    write_rounds(&client, 3, now_ns() - 600 * SEC, &loc).await;
     let table = spread_and_settle(&c).await;
     let ts = table.target_schema("default", "Task").unwrap().clone();
     let holders: std::collections::BTreeSet<String> = (0..300)
