@@ -454,6 +454,8 @@ impl ZoneLeaf {
         let mut errors = Vec::new();
         let mut schema_missing = false;
         let table_version = req.table_version;
+        type Verdict = (String, String, Vec<(String, danaus_model::FieldValue)>, Option<String>);
+        let mut last: Option<Verdict> = None;
         for (i, s) in req.series.into_iter().enumerate() {
             let points = s.points.len() as u32;
             let reject = |series: String, message: String, code: pb::SeriesErrorCode| pb::SeriesError {
@@ -470,27 +472,39 @@ impl ZoneLeaf {
                     continue;
                 }
             };
-            if let Some(ts) = table.target_schema(tenant, &w.target_schema) {
-                let ms = table.metric_schema(tenant, &w.metric);
-                if let Ok(target) = validate::routing_target(tenant, ts, ms, &w.target_fields) {
-                    if let Err(f) = table.check_write(&self.name, &target, table_version) {
-                        self.stats.wrong_replica.fetch_add(1, Ordering::Relaxed);
-                        errors.push(reject(
-                            format!("{}::{}", w.target_schema, w.metric),
-                            format!(
+            // Series of one target come together (a scrape, a host): the
+            // fence and the schema check are done once per run of them.
+            let same = last
+                .as_ref()
+                .is_some_and(|(t, m, f, _)| *t == w.target_schema && *m == w.metric && *f == w.target_fields);
+            if !same {
+                let mut refusal = None;
+                if let Some(ts) = table.target_schema(tenant, &w.target_schema) {
+                    let ms = table.metric_schema(tenant, &w.metric);
+                    if let Ok(target) = validate::routing_target(tenant, ts, ms, &w.target_fields) {
+                        if let Err(f) = table.check_write(&self.name, &target, table_version) {
+                            refusal = Some(format!(
                                 "leaf {} does not take this series at table version {table_version}: {f:?}; refresh the range map",
                                 self.name
-                            ),
-                            pb::SeriesErrorCode::WrongReplica,
-                        ));
-                        continue;
+                            ));
+                        }
+                    }
+                    if self.leaf.target_schema(tenant, &w.target_schema).is_none()
+                        || self.leaf.metric_schema(tenant, &w.metric).is_none()
+                    {
+                        schema_missing = true;
                     }
                 }
-                if self.leaf.target_schema(tenant, &w.target_schema).is_none()
-                    || self.leaf.metric_schema(tenant, &w.metric).is_none()
-                {
-                    schema_missing = true;
-                }
+                last = Some((w.target_schema.clone(), w.metric.clone(), w.target_fields.clone(), refusal));
+            }
+            if let Some((_, _, _, Some(refusal))) = &last {
+                self.stats.wrong_replica.fetch_add(1, Ordering::Relaxed);
+                errors.push(reject(
+                    format!("{}::{}", w.target_schema, w.metric),
+                    refusal.clone(),
+                    pb::SeriesErrorCode::WrongReplica,
+                ));
+                continue;
             }
             batch.push(w);
             positions.push(i);
