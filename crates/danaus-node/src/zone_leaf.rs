@@ -374,6 +374,10 @@ impl ZoneLeaf {
         let mut load = LeafLoad::default();
         let mut last_load: Option<(Instant, u64)> = None;
         let mut pending_drops: HashMap<Bounds, Instant> = HashMap::new();
+        // Foreign ranges already dropped: a drop scans the whole index, and
+        // nothing refills a range the fence keeps out (a restart, which may
+        // replay dropped points, starts with this empty).
+        let mut dropped: HashSet<Bounds> = HashSet::new();
         let mut mirrored = 0u64;
         loop {
             let table = self.table.current();
@@ -421,15 +425,22 @@ impl ZoneLeaf {
             if table.version > 0 && holds_any {
                 let foreign = self.foreign_ranges(&table);
                 pending_drops.retain(|b, _| foreign.contains(b));
+                dropped.retain(|b| foreign.contains(b));
                 for b in foreign {
+                    if dropped.contains(&b) {
+                        continue;
+                    }
                     let since = *pending_drops.entry(b.clone()).or_insert(now);
                     if now.duration_since(since) >= cfg.drop_grace {
                         match self.leaf.drop_range(&b.0, b.1.as_deref()).await {
-                            Ok(0) => {}
                             Ok(n) => {
-                                self.stats.drops.fetch_add(1, Ordering::Relaxed);
-                                self.rebuild_hints();
-                                tracing::info!(series = n, "dropped a range that moved to other leaves");
+                                if n > 0 {
+                                    self.stats.drops.fetch_add(1, Ordering::Relaxed);
+                                    self.rebuild_hints();
+                                    tracing::info!(series = n, "dropped a range that moved to other leaves");
+                                }
+                                pending_drops.remove(&b);
+                                dropped.insert(b);
                             }
                             Err(e) => tracing::warn!("dropping a range that moved away: {e}"),
                         }
