@@ -279,8 +279,10 @@ impl Running {
         for l in self.leaves {
             l.shutdown().await.context("final checkpoint")?;
         }
-        self.index.shutdown().await?;
-        self.assigner.shutdown().await?;
+        // Their only clients (this process' watchers and leaves) are done:
+        // what is left open are table watches that never end by themselves.
+        self.index.shutdown_within(Duration::ZERO).await?;
+        self.assigner.shutdown_within(Duration::ZERO).await?;
         tracing::info!("danaus standalone stopped cleanly");
         Ok(())
     }

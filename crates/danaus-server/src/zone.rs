@@ -60,8 +60,15 @@ impl RunningRole {
 
     /// Stops serving; a leaf checkpoints, a Raft member stops.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown_within(STOP_GRACE).await
+    }
+
+    /// Like [`shutdown`](Self::shutdown), but drops requests and streams
+    /// still open after `grace` (zero: at once — for a role whose only
+    /// clients are in the same process and already stopped).
+    pub async fn shutdown_within(self, grace: Duration) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
-        stop_tasks(self.tasks).await?;
+        stop_tasks(self.tasks, grace).await?;
         if let Some(l) = self.leaf {
             l.shutdown().await.context("final checkpoint")?;
         }
@@ -76,10 +83,9 @@ impl RunningRole {
 /// a process that stays up never ends) before it drops them.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
-/// Waits for stopping servers, aborting those still busy after
-/// [`STOP_GRACE`].
-pub(crate) async fn stop_tasks(tasks: Vec<JoinHandle<anyhow::Result<()>>>) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + STOP_GRACE;
+/// Waits for stopping servers, aborting those still busy after `grace`.
+pub(crate) async fn stop_tasks(tasks: Vec<JoinHandle<anyhow::Result<()>>>, grace: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + grace;
     for t in tasks {
         let abort = t.abort_handle();
         match tokio::time::timeout_at(deadline, t).await {
