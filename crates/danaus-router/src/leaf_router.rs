@@ -238,7 +238,13 @@ impl LeafRouter {
                         }
                         for leaf in r.all() {
                             if !state[i].acks.contains(leaf) {
-                                batches.entry(leaf.clone()).or_default().push(i);
+                                // Look up before inserting: no name copied per series.
+                                match batches.get_mut(leaf) {
+                                    Some(b) => b.push(i),
+                                    None => {
+                                        batches.insert(leaf.clone(), vec![i]);
+                                    }
+                                }
                             }
                         }
                         routes.push((i, r));
