@@ -132,6 +132,16 @@ pub struct OpenDelta {
     pub point: Point,
 }
 
+/// Words a series' error for all its refused points (of `total`);
+/// returns how many were refused.
+fn summarize(e: &mut SeriesError, total: usize) -> usize {
+    let n = e.rejected_points.len();
+    if n > 1 {
+        e.message = format!("{n} of {total} points refused; first: {}", e.message);
+    }
+    n
+}
+
 /// Displays an encoded series key, decoding it only when printed.
 struct LazyKey<'a>(&'a [u8]);
 
@@ -606,10 +616,7 @@ impl Leaf {
                 }
             }
             if let Some(mut e) = err {
-                let n = e.rejected_points.len();
-                if n > 1 {
-                    e.message = format!("{n} of {} points refused; first: {}", sw.points.len(), e.message);
-                }
+                let n = summarize(&mut e, sw.points.len());
                 match e.code {
                     ErrorCode::OutOfWindow => &inner.stats.points_out_of_window,
                     ErrorCode::Conflict => &inner.stats.points_conflict,
@@ -772,10 +779,7 @@ impl Leaf {
             result.accepted_points += admitted;
         }
         if let Some(mut e) = err {
-            let n = e.rejected_points.len();
-            if n > 1 {
-                e.message = format!("{n} of {} points refused; first: {}", sw.points.len(), e.message);
-            }
+            summarize(&mut e, sw.points.len());
             result.errors.push(e);
         }
         Ok(())

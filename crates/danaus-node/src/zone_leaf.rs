@@ -39,7 +39,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::grpc::{add_series_errors, series_write, series_write_owned};
+use crate::grpc::{add_series_errors, series_write_owned};
 use crate::status::leaf_status;
 use crate::tenant::{tenant, TENANT_HEADER};
 
@@ -630,7 +630,7 @@ impl ZoneLeaf {
         };
         let mut stream = client.export(req).await.map_err(|s| s.message().to_owned())?.into_inner();
         let mut reply = pb::CopyRangeReply::default();
-        while let Some(b) = stream.message().await.map_err(|s| s.message().to_owned())? {
+        while let Some(mut b) = stream.message().await.map_err(|s| s.message().to_owned())? {
             let targets: Vec<TargetSchema> =
                 serde_json::from_slice(&b.target_schemas_json).map_err(|e| e.to_string())?;
             let metrics: Vec<MetricSchema> =
@@ -641,8 +641,11 @@ impl ZoneLeaf {
             for m in metrics {
                 self.leaf.apply_metric_schema(&b.tenant, m).await.map_err(|e| e.to_string())?;
             }
-            let batch: Vec<SeriesWrite> =
-                b.series.iter().map(series_write).collect::<Result<_, _>>().map_err(|e| e.0)?;
+            let batch: Vec<SeriesWrite> = std::mem::take(&mut b.series)
+                .into_iter()
+                .map(series_write_owned)
+                .collect::<Result<_, _>>()
+                .map_err(|e| e.0 .0)?;
             let r = self.leaf.import(&b.tenant, &batch).await.map_err(|e| e.to_string())?;
             let _ = self.add_hints(&b.tenant, &batch, &r.created);
             if let Some(e) = r.errors.first() {
@@ -652,9 +655,9 @@ impl ZoneLeaf {
             }
             reply.series += batch.len() as u64;
             reply.points += r.accepted_points;
-            for o in &b.open {
+            for o in b.open {
                 let output =
-                    series_write(o.output.as_ref().ok_or("open buckets without their series")?).map_err(|e| e.0)?;
+                    series_write_owned(o.output.ok_or("open buckets without their series")?).map_err(|e| e.0 .0)?;
                 let deltas = o
                     .deltas
                     .iter()
