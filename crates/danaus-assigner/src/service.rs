@@ -105,9 +105,8 @@ impl Assigner {
         &self.group
     }
 
-    /// The gRPC service (not under the simulator, whose server types differ).
-    #[cfg(not(madsim))]
-    pub fn service(self: &Arc<Self>) -> pb::assigner_service_server::AssignerServiceServer<Service> {
+    /// The gRPC service.
+    pub fn service(self: &Arc<Self>) -> danaus_proto::servers::AssignerServer<Service> {
         pb::assigner_service_server::AssignerServiceServer::new(Service(self.clone()))
             .max_encoding_message_size(256 << 20)
     }

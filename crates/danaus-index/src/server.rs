@@ -68,9 +68,8 @@ impl IndexServer {
         Self { cfg, leaves: Arc::default(), stats: Arc::default() }
     }
 
-    /// The gRPC service (not under the simulator, whose server types differ).
-    #[cfg(not(madsim))]
-    pub fn service(&self) -> pb::index_service_server::IndexServiceServer<Self> {
+    /// The gRPC service.
+    pub fn service(&self) -> danaus_proto::servers::IndexServer<Self> {
         pb::index_service_server::IndexServiceServer::new(self.clone()).max_decoding_message_size(256 << 20)
     }
 

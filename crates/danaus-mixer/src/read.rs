@@ -65,8 +65,7 @@ impl ZoneMixer {
     }
 
     /// `ReadService` over this mixer.
-    #[cfg(not(madsim))]
-    pub fn read_service(&self) -> pb::read_service_server::ReadServiceServer<ZoneRead> {
+    pub fn read_service(&self) -> danaus_proto::servers::ReadServer<ZoneRead> {
         pb::read_service_server::ReadServiceServer::new(ZoneRead(self.clone()))
             .max_encoding_message_size(danaus_node::MAX_MESSAGE_BYTES)
     }

@@ -171,9 +171,8 @@ impl ZoneLeaf {
         &self.name
     }
 
-    /// The gRPC service (not under the simulator, whose server types differ).
-    #[cfg(not(madsim))]
-    pub fn service(self: &Arc<Self>) -> pb::leaf_service_server::LeafServiceServer<LeafSvc> {
+    /// The gRPC service.
+    pub fn service(self: &Arc<Self>) -> danaus_proto::servers::LeafServer<LeafSvc> {
         pb::leaf_service_server::LeafServiceServer::new(LeafSvc(self.clone()))
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20)

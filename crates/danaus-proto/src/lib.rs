@@ -18,3 +18,34 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 
 pub mod channels;
 pub mod convert;
+
+/// The generated servers under one name in normal and simulated builds
+/// (madsim-tonic's servers take an interceptor type as a second parameter).
+pub mod servers {
+    macro_rules! server {
+        ($(#[$doc:meta])* $alias:ident = $module:ident :: $server:ident) => {
+            $(#[$doc])*
+            #[cfg(not(madsim))]
+            pub type $alias<T> = crate::v1::$module::$server<T>;
+            $(#[$doc])*
+            #[cfg(madsim)]
+            pub type $alias<T> = crate::v1::$module::$server<T, tonic::codegen::IdentityInterceptor>;
+        };
+    }
+    server!(/// SchemaService's server.
+        SchemaServer = schema_service_server::SchemaServiceServer);
+    server!(/// IngestService's server.
+        IngestServer = ingest_service_server::IngestServiceServer);
+    server!(/// ReadService's server.
+        ReadServer = read_service_server::ReadServiceServer);
+    server!(/// QueryService's server.
+        QueryServer = query_service_server::QueryServiceServer);
+    server!(/// RaftService's server.
+        RaftServer = raft_service_server::RaftServiceServer);
+    server!(/// AssignerService's server.
+        AssignerServer = assigner_service_server::AssignerServiceServer);
+    server!(/// LeafService's server.
+        LeafServer = leaf_service_server::LeafServiceServer);
+    server!(/// IndexService's server.
+        IndexServer = index_service_server::IndexServiceServer);
+}

@@ -29,6 +29,7 @@ mod error;
 mod group;
 mod log_store;
 mod network;
+mod runtime;
 mod state_machine;
 
 use std::io::Cursor;
@@ -37,6 +38,7 @@ pub use error::{Error, Result};
 pub use group::{GroupConfig, RaftGroup};
 pub use log_store::KvLogStore;
 pub use network::{GrpcNetwork, RaftServer};
+pub use runtime::Runtime;
 pub use openraft::BasicNode;
 pub use state_machine::StateMachine;
 
@@ -66,6 +68,7 @@ openraft::declare_raft_types!(
         NodeId = NodeId,
         Node = BasicNode,
         SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = Runtime,
 );
 
 /// A Raft handle of a Danaus group.

@@ -189,9 +189,8 @@ impl RaftServer {
         self.groups.write().remove(group);
     }
 
-    /// The gRPC service (not under the simulator, whose server types differ).
-    #[cfg(not(madsim))]
-    pub fn service(&self) -> pb::raft_service_server::RaftServiceServer<Self> {
+    /// The gRPC service.
+    pub fn service(&self) -> danaus_proto::servers::RaftServer<Self> {
         pb::raft_service_server::RaftServiceServer::new(self.clone())
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20)

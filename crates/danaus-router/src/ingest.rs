@@ -46,7 +46,7 @@ impl IngestRouter {
     /// The gRPC services.
     pub fn services(
         self: &Arc<Self>,
-    ) -> (pb::ingest_service_server::IngestServiceServer<Front>, pb::schema_service_server::SchemaServiceServer<Front>)
+    ) -> (danaus_proto::servers::IngestServer<Front>, danaus_proto::servers::SchemaServer<Front>)
     {
         (
             pb::ingest_service_server::IngestServiceServer::new(Front(self.clone()))
