@@ -1,52 +1,324 @@
-//! The simulated cluster: a `danaus` node on its own host, client hosts,
-//! and the scenario that runs the workload under the fault schedule.
+//! The cluster builder: N zones, each with its range assigner group, leaves,
+//! index server, router and mixer, every role on its own simulated host.
+//!
+//! A host's init function starts its role the way `danaus <role>` does
+//! (the same library calls as `danaus-server`'s `zone.rs`), on the storage
+//! seams' simulated devices: an in-memory long-term store and a log device
+//! that both lose what was not synced when the host crashes. A restart
+//! runs init again on the same disks.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use danaus_assigner::{Assigner, AssignerConfig, TableWatcher, ZoneClient, ZoneTable};
+use danaus_index::{IndexConfig, IndexServer};
 use danaus_leaf::{Leaf, LeafConfig, LeafOptions};
-use danaus_node::Services;
+use danaus_mixer::{MixerConfig, ZoneMixer};
+use danaus_node::query::{QueryApi, QueryStats};
+use danaus_node::zone_leaf::{AgentConfig, ZoneLeaf};
+use danaus_proto::v1 as pb;
+use danaus_raft::{BasicNode, GroupConfig, NodeId, RaftGroup, RaftServer};
+use danaus_router::zone_map::ZoneRoute;
+use danaus_router::{IngestRouter, LeafRouter, RouterConfig, ZoneMap};
 use danaus_storage::{Clock, KvStore, MemKv, MemLogDevice, SystemClock};
-use madsim::net::NetSim;
-use madsim::rand::{thread_rng, Rng};
-use madsim::runtime::Handle;
-use madsim::time::{sleep, sleep_until, Instant};
+use madsim::runtime::{Handle, NodeHandle};
 use parking_lot::Mutex;
 
-use crate::faults::{self, Fault};
 use crate::model::State;
-use crate::workload::{self, Ctx};
-use crate::{Outcome, SimConfig};
+use crate::raft_check::RaftWatch;
+use crate::Spec;
 
-const NODE_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
-const PORT: u16 = 7070;
+/// Every role serves gRPC on this port of its host.
+pub const PORT: u16 = 7000;
 
-/// What a node keeps across crashes: its long-term store and its log
-/// device (which forgets unsynced bytes on [`MemLogDevice::crash`]).
-#[derive(Clone, Default)]
-struct Disk {
-    kv: Arc<MemKv>,
-    log: MemLogDevice,
+/// What a host runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A member of the zone's Raft group, with the range assigner.
+    Assigner(NodeId),
+    /// Leaf number `n` (from 1).
+    Leaf(usize),
+    /// The zone index server (field hints).
+    Index,
+    /// The ingestion and leaf router.
+    Router,
+    /// The zone mixer.
+    Mixer,
 }
 
-/// The node's clock, off by a fixed skew.
-struct SkewedClock(i64);
+/// The name of zone `z`; it is also the location its series carry.
+pub fn zone_name(z: usize) -> String {
+    format!("z{z}")
+}
 
-impl Clock for SkewedClock {
-    fn now(&self) -> i64 {
-        SystemClock.now().saturating_add(self.0)
+/// The address of `role` in zone `z`: 10.(z+1).0.n, port [`PORT`].
+pub fn addr(z: usize, role: Role) -> SocketAddr {
+    let n = match role {
+        Role::Assigner(id) => id as u8,
+        Role::Index => 20,
+        Role::Leaf(i) => 30 + i as u8,
+        Role::Router => 50,
+        Role::Mixer => 60,
+    };
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, z as u8 + 1, 0, n)), PORT)
+}
+
+/// A host of the cluster.
+pub struct Member {
+    /// Its zone.
+    pub zone: usize,
+    /// Its role.
+    pub role: Role,
+    /// Its name (`z0/leaf-2`).
+    pub name: String,
+    /// The simulated host.
+    pub node: NodeHandle,
+    /// Its long-term store, kept across restarts (assigners and leaves).
+    pub kv: Option<Arc<MemKv>>,
+    /// Its recovery log device (leaves).
+    pub log: Option<MemLogDevice>,
+    /// How far its clock is off, ns (leaves read time through it).
+    pub skew: Arc<AtomicI64>,
+}
+
+impl Member {
+    /// Its gRPC address.
+    pub fn addr(&self) -> SocketAddr {
+        addr(self.zone, self.role)
+    }
+
+    /// The host crashed: its disks lose what they had not synced.
+    pub fn lose_unsynced(&self) {
+        if let Some(kv) = &self.kv {
+            kv.crash();
+        }
+        if let Some(log) = &self.log {
+            log.crash();
+        }
     }
 }
 
-/// Opens the leaf on `disk` and serves the node's gRPC services until the
-/// host is killed. A leaf that cannot open is a violation.
-async fn serve(disk: Disk, skew_ns: i64, state: Arc<Mutex<State>>) {
+/// A built cluster.
+pub struct Cluster {
+    /// Its shape.
+    pub spec: Spec,
+    /// Every host.
+    pub members: Vec<Member>,
+    /// What the Raft checker sees of every assigner.
+    pub raft: Arc<RaftWatch>,
+}
+
+impl Cluster {
+    /// Creates every host and starts its role.
+    pub fn build(handle: &Handle, spec: Spec, state: Arc<Mutex<State>>) -> Self {
+        let raft = Arc::new(RaftWatch::new(spec.zones, state.clone()));
+        let mut members = Vec::new();
+        for z in 0..spec.zones {
+            let mut roles: Vec<Role> = (1..=spec.assigners as NodeId).map(Role::Assigner).collect();
+            roles.push(Role::Index);
+            roles.extend((1..=spec.leaves).map(Role::Leaf));
+            roles.extend([Role::Router, Role::Mixer]);
+            for role in roles {
+                let durable = matches!(role, Role::Assigner(_) | Role::Leaf(_));
+                let kv = durable.then(|| Arc::new(MemKv::new()));
+                let log = matches!(role, Role::Leaf(_)).then(MemLogDevice::new);
+                let skew = Arc::new(AtomicI64::new(0));
+                let ctx = RoleCtx {
+                    spec,
+                    zone: z,
+                    role,
+                    kv: kv.clone(),
+                    log: log.clone(),
+                    skew: skew.clone(),
+                    raft: raft.clone(),
+                    state: state.clone(),
+                };
+                let name = format!("{}/{}", zone_name(z), role_name(role));
+                let node = handle
+                    .create_node()
+                    .name(name.clone())
+                    .ip(addr(z, role).ip())
+                    .init(move || run_role(ctx.clone()))
+                    .build();
+                members.push(Member { zone: z, role, name, node, kv, log, skew });
+            }
+        }
+        Self { spec, members, raft }
+    }
+
+    /// The members of zone `z`.
+    pub fn zone(&self, z: usize) -> impl Iterator<Item = &Member> {
+        self.members.iter().filter(move |m| m.zone == z)
+    }
+
+    /// The router addresses of every zone (`http://…`).
+    pub fn routers(&self) -> Vec<String> {
+        (0..self.spec.zones).map(|z| format!("http://{}", addr(z, Role::Router))).collect()
+    }
+
+    /// The mixer address of zone `z` (`http://…`).
+    pub fn mixer(&self, z: usize) -> String {
+        format!("http://{}", addr(z, Role::Mixer))
+    }
+
+    /// Whether every zone is whole: every leaf registered and every range
+    /// with `replication` ready replicas, in the table a member applied.
+    pub fn settled(&self) -> bool {
+        (0..self.spec.zones).all(|z| {
+            self.raft.any_table(z).is_some_and(|t| {
+                t.leaves.len() >= self.spec.leaves
+                    && !t.ranges.is_empty()
+                    && t.ranges.values().all(|r| r.ready().count() >= self.spec.replication as usize)
+            })
+        })
+    }
+}
+
+fn role_name(role: Role) -> String {
+    match role {
+        Role::Assigner(id) => format!("assigner-{id}"),
+        Role::Leaf(i) => format!("leaf-{i}"),
+        Role::Index => "index".into(),
+        Role::Router => "router".into(),
+        Role::Mixer => "mixer".into(),
+    }
+}
+
+/// What a host's init needs.
+#[derive(Clone)]
+struct RoleCtx {
+    spec: Spec,
+    zone: usize,
+    role: Role,
+    kv: Option<Arc<MemKv>>,
+    log: Option<MemLogDevice>,
+    skew: Arc<AtomicI64>,
+    raft: Arc<RaftWatch>,
+    state: Arc<Mutex<State>>,
+}
+
+impl RoleCtx {
+    fn assigners(&self) -> Vec<String> {
+        (1..=self.spec.assigners as NodeId).map(|id| addr(self.zone, Role::Assigner(id)).to_string()).collect()
+    }
+
+    fn violation(&self, what: String) {
+        self.state.lock().violation(format!("{}/{}: {what}", zone_name(self.zone), role_name(self.role)));
+    }
+}
+
+/// A leaf's clock: the simulated wall clock, off by the host's skew.
+struct SkewedClock(Arc<AtomicI64>);
+
+impl Clock for SkewedClock {
+    fn now(&self) -> i64 {
+        SystemClock.now().saturating_add(self.0.load(Ordering::Relaxed))
+    }
+}
+
+fn grpc() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+}
+
+/// Runs the host's role until the host is killed. A role that cannot
+/// start, or whose server stops, is a violation: nothing in the faults
+/// the simulation injects excuses it.
+async fn run_role(ctx: RoleCtx) {
+    let me = addr(ctx.zone, ctx.role);
+    let served = match ctx.role {
+        Role::Assigner(id) => return run_assigner(ctx, id).await,
+        Role::Leaf(i) => return run_leaf(ctx, i).await,
+        Role::Index => {
+            let index = IndexServer::new(IndexConfig::default());
+            grpc().add_service(index.service()).serve(me).await
+        }
+        Role::Router => {
+            let assigners = ctx.assigners();
+            let table = TableWatcher::start(assigners.clone());
+            let zone = Arc::new(ZoneClient::new(assigners));
+            let leaves = LeafRouter::new(table, zone.clone(), RouterConfig::default());
+            let zones = ZoneMap {
+                local: zone_name(ctx.zone),
+                zones: (0..ctx.spec.zones)
+                    .map(|z| ZoneRoute {
+                        name: zone_name(z),
+                        routers: vec![addr(z, Role::Router).to_string()],
+                        locations: vec![zone_name(z)],
+                    })
+                    .collect(),
+            };
+            let (ingest, schema) = IngestRouter::new(leaves, zones, zone).services();
+            grpc().add_service(ingest).add_service(schema).serve(me).await
+        }
+        Role::Mixer => {
+            let table = TableWatcher::start(ctx.assigners());
+            let mixer = ZoneMixer::new(
+                table,
+                MixerConfig {
+                    zone: zone_name(ctx.zone),
+                    hedge_after: Duration::from_millis(300),
+                    index: Some(addr(ctx.zone, Role::Index).to_string()),
+                    ..MixerConfig::default()
+                },
+            );
+            let m = mixer.clone();
+            let api = QueryApi::with_engines(Arc::new(move || m.engine()), 16, Arc::new(QueryStats::default()));
+            grpc()
+                .add_service(pb::query_service_server::QueryServiceServer::new(api))
+                .add_service(mixer.read_service())
+                .serve(me)
+                .await
+        }
+    };
+    if let Err(e) = served {
+        ctx.violation(format!("the gRPC server stopped: {e}"));
+    }
+}
+
+async fn run_assigner(ctx: RoleCtx, id: NodeId) {
+    let Some(kv) = ctx.kv.clone() else { return };
+    let server = RaftServer::new();
+    let group = match RaftGroup::<ZoneTable>::start(GroupConfig::new("zone", id), kv as Arc<dyn KvStore>, &server).await
+    {
+        Ok(g) => Arc::new(g),
+        Err(e) => return ctx.violation(format!("the Raft member failed to start: {e}")),
+    };
+    let assigner = Assigner::new(
+        group.clone(),
+        AssignerConfig {
+            replication: ctx.spec.replication,
+            dead_after: Duration::from_secs(3),
+            tick: Duration::from_millis(200),
+            ..AssignerConfig::default()
+        },
+    );
+    let serving = tokio::spawn(
+        grpc().add_service(server.service()).add_service(assigner.service()).serve(addr(ctx.zone, Role::Assigner(id))),
+    );
+    let members: BTreeMap<NodeId, BasicNode> = (1..=ctx.spec.assigners as NodeId)
+        .map(|m| (m, BasicNode::new(addr(ctx.zone, Role::Assigner(m)).to_string())))
+        .collect();
+    if let Err(e) = group.initialize(members).await {
+        return ctx.violation(format!("initialising the Raft group failed: {e}"));
+    }
+    ctx.raft.register(ctx.zone, id, group);
+    tokio::spawn(assigner.run_controller());
+    match serving.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => ctx.violation(format!("the gRPC server stopped: {e}")),
+        Err(e) => ctx.violation(format!("the gRPC server task failed: {e}")),
+    }
+}
+
+async fn run_leaf(ctx: RoleCtx, i: usize) {
+    let (Some(kv), Some(log)) = (ctx.kv.clone(), ctx.log.clone()) else { return };
     let opened = Leaf::open(LeafConfig {
-        kv: disk.kv.clone() as Arc<dyn KvStore>,
-        log: Arc::new(disk.log.clone()),
-        clock: Arc::new(SkewedClock(skew_ns)),
+        kv: kv as Arc<dyn KvStore>,
+        log: Arc::new(log),
+        clock: Arc::new(SkewedClock(ctx.skew.clone())),
         options: LeafOptions {
             checkpoint_interval: Duration::from_secs(3),
             chunk_max_points: 16,
@@ -56,115 +328,19 @@ async fn serve(disk: Disk, skew_ns: i64, state: Arc<Mutex<State>>) {
     .await;
     let leaf = match opened {
         Ok(l) => l,
-        Err(e) => {
-            state.lock().violation(format!("the leaf failed to open after a restart: {e}"));
-            return;
-        }
+        Err(e) => return ctx.violation(format!("the leaf failed to open: {e}")),
     };
-    let services = Services::new(leaf, 16);
-    if let Err(e) = services.server(256).serve(SocketAddr::new(NODE_IP, PORT)).await {
-        state.lock().violation(format!("the gRPC server stopped: {e}"));
-    }
-}
-
-/// madsim's default packet latency, restored after a delay fault.
-fn normal_latency() -> std::ops::Range<Duration> {
-    Duration::from_millis(1)..Duration::from_millis(10)
-}
-
-/// Runs the workload under the fault schedule, heals, checks.
-pub async fn scenario(cfg: SimConfig) -> Outcome {
-    let handle = Handle::current();
-    let net = NetSim::current();
-    let state = Arc::new(Mutex::new(State::default()));
-    let clients = cfg.writers + 1;
-    let schedule = if cfg.faults { faults::schedule(cfg.seconds, clients) } else { Vec::new() };
-    let skew_ns: i64 = if cfg.faults { thread_rng().gen_range(-30_000i64..30_000) * 1_000_000 } else { 0 };
-
-    let disk = Disk::default();
-    let node = {
-        let (disk, state) = (disk.clone(), state.clone());
-        handle
-            .create_node()
-            .name("danaus")
-            .ip(NODE_IP)
-            .init(move || serve(disk.clone(), skew_ns, state.clone()))
-            .build()
+    let me = addr(ctx.zone, Role::Leaf(i));
+    let assigners = ctx.assigners();
+    let zl = ZoneLeaf::new(role_name(ctx.role), me.to_string(), leaf, TableWatcher::start(assigners.clone()));
+    let agent = AgentConfig {
+        heartbeat: Duration::from_millis(500),
+        load_every: Duration::from_secs(5),
+        drop_grace: Duration::from_secs(20),
     };
-    let hosts: Vec<_> = (0..clients)
-        .map(|i| {
-            let name = if i < cfg.writers { format!("writer-{i}") } else { "reader".to_owned() };
-            handle.create_node().name(name).ip(IpAddr::V4(Ipv4Addr::new(10, 0, 1, i as u8 + 1))).build()
-        })
-        .collect();
-    let start = Instant::now();
-    let ctx = Ctx {
-        state: state.clone(),
-        addr: format!("http://{NODE_IP}:{PORT}"),
-        stop: Arc::new(AtomicBool::new(false)),
-        start,
-    };
-    ctx.event(&format!("node clock skew {skew_ns} ns"));
-    let reader_host = &hosts[cfg.writers];
-    let _ = reader_host.spawn(workload::apply_schemas(ctx.clone())).await;
-
-    let mut tasks = Vec::new();
-    for (i, h) in hosts.iter().enumerate().take(cfg.writers) {
-        tasks.push(h.spawn(workload::writer(ctx.clone(), i)));
-    }
-    tasks.push(reader_host.spawn(workload::reader(ctx.clone())));
-
-    for f in &schedule {
-        sleep_until(start + f.at).await;
-        ctx.event(&f.to_string());
-        match &f.fault {
-            Fault::Crash { down } => {
-                handle.kill(node.id());
-                disk.log.crash();
-                sleep(*down).await;
-                handle.restart(node.id());
-            }
-            Fault::Partition { client, heal_after } => {
-                let c = hosts[*client].id();
-                net.clog_link(c, node.id());
-                net.clog_link(node.id(), c);
-                sleep(*heal_after).await;
-                net.unclog_link(c, node.id());
-                net.unclog_link(node.id(), c);
-            }
-            Fault::Loss { rate, heal_after } => {
-                net.update_config(|c| c.packet_loss_rate = *rate);
-                sleep(*heal_after).await;
-                net.update_config(|c| c.packet_loss_rate = 0.0);
-            }
-            Fault::Delay { min_ms, max_ms, heal_after } => {
-                net.update_config(|c| c.send_latency = Duration::from_millis(*min_ms)..Duration::from_millis(*max_ms));
-                sleep(*heal_after).await;
-                net.update_config(|c| c.send_latency = normal_latency());
-            }
-            Fault::Pause { resume_after } => {
-                handle.pause(node.id());
-                sleep(*resume_after).await;
-                handle.resume(node.id());
-            }
-        }
-    }
-    sleep_until(start + Duration::from_secs(cfg.seconds)).await;
-    ctx.stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        let _ = t.await;
-    }
-    ctx.event("healed; final check");
-    let _ = reader_host.spawn(workload::final_check(ctx.clone())).await;
-
-    let st = state.lock();
-    Outcome {
-        seed: cfg.seed,
-        trace_hash: st.trace_hash(),
-        schedule: schedule.iter().map(ToString::to_string).collect(),
-        acked_points: st.acked.iter().map(|a| a.len()).sum(),
-        failed_writes: st.failed_writes,
-        checked_reads: st.checked_reads,
-        violations: st.violations.clone(),
+    tokio::spawn(zl.clone().run_agent(assigners, agent));
+    tokio::spawn(zl.clone().run_hints(addr(ctx.zone, Role::Index).to_string()));
+    if let Err(e) = grpc().add_service(zl.service()).serve(me).await {
+        ctx.violation(format!("the gRPC server stopped: {e}"));
     }
 }

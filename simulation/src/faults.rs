@@ -2,20 +2,51 @@
 
 use std::time::Duration;
 
-use madsim::rand::{thread_rng, Rng};
+use madsim::rand::{seq::SliceRandom, thread_rng, Rng};
 
-/// One fault.
+/// A host the schedule can name: a cluster member or a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// Its name, for the printed schedule.
+    pub name: String,
+    /// Its zone, if it is a cluster member.
+    pub zone: Option<usize>,
+    /// Whether it is a leaf (its clock can be skewed).
+    pub leaf: bool,
+}
+
+/// One fault. Hosts are indexes into the schedule's host list.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
-    /// The node's host crashes (unsynced log bytes are lost) and comes back.
+    /// Hosts crash (their disks lose unsynced writes) and come back.
     Crash {
-        /// How long it stays down.
+        /// Which.
+        hosts: Vec<usize>,
+        /// How long they stay down.
         down: Duration,
     },
-    /// A client host cannot reach the node (both directions).
+    /// Two hosts cannot reach each other.
     Partition {
-        /// Which client host (index into the clients).
-        client: usize,
+        /// One side.
+        a: usize,
+        /// The other.
+        b: usize,
+        /// For how long.
+        heal_after: Duration,
+    },
+    /// A host can reach no one.
+    Isolate {
+        /// Which.
+        host: usize,
+        /// For how long.
+        heal_after: Duration,
+    },
+    /// No host of one zone can reach any host of the other.
+    ZonePartition {
+        /// One zone.
+        a: usize,
+        /// The other.
+        b: usize,
         /// For how long.
         heal_after: Duration,
     },
@@ -35,11 +66,36 @@ pub enum Fault {
         /// For how long.
         heal_after: Duration,
     },
-    /// The node stops running (a long GC pause, a stalled VM).
+    /// A host stops running (a long GC pause, a stalled VM).
     Pause {
+        /// Which.
+        host: usize,
         /// For how long.
         resume_after: Duration,
     },
+    /// A leaf's clock jumps to this offset from true time.
+    Skew {
+        /// Which.
+        host: usize,
+        /// The new offset, ms.
+        offset_ms: i64,
+    },
+}
+
+impl Fault {
+    /// How long the fault lasts.
+    pub fn length(&self) -> Duration {
+        match self {
+            Fault::Crash { down, .. } => *down,
+            Fault::Partition { heal_after, .. }
+            | Fault::Isolate { heal_after, .. }
+            | Fault::ZonePartition { heal_after, .. }
+            | Fault::Loss { heal_after, .. }
+            | Fault::Delay { heal_after, .. } => *heal_after,
+            Fault::Pause { resume_after, .. } => *resume_after,
+            Fault::Skew { .. } => Duration::ZERO,
+        }
+    }
 }
 
 /// A fault at a simulated time.
@@ -51,22 +107,26 @@ pub struct Scheduled {
     pub fault: Fault,
 }
 
-impl std::fmt::Display for Scheduled {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "t={:>7.3}s ", self.at.as_secs_f64())?;
-        match &self.fault {
-            Fault::Crash { down } => write!(f, "crash the node, restart after {:.3}s", down.as_secs_f64()),
-            Fault::Partition { client, heal_after } => {
-                write!(f, "partition client {client} from the node for {:.3}s", heal_after.as_secs_f64())
+impl Scheduled {
+    /// The fault in words, naming hosts from `hosts`.
+    pub fn describe(&self, hosts: &[Host]) -> String {
+        let n = |i: &usize| hosts.get(*i).map_or("?", |h| h.name.as_str()).to_owned();
+        let s = |d: &Duration| format!("{:.3}s", d.as_secs_f64());
+        let what = match &self.fault {
+            Fault::Crash { hosts, down } => {
+                format!("crash {}, restart after {}", hosts.iter().map(n).collect::<Vec<_>>().join(" and "), s(down))
             }
-            Fault::Loss { rate, heal_after } => {
-                write!(f, "lose {:.0}% of packets for {:.3}s", rate * 100.0, heal_after.as_secs_f64())
-            }
+            Fault::Partition { a, b, heal_after } => format!("partition {} from {} for {}", n(a), n(b), s(heal_after)),
+            Fault::Isolate { host, heal_after } => format!("isolate {} for {}", n(host), s(heal_after)),
+            Fault::ZonePartition { a, b, heal_after } => format!("partition zone z{a} from z{b} for {}", s(heal_after)),
+            Fault::Loss { rate, heal_after } => format!("lose {:.0}% of packets for {}", rate * 100.0, s(heal_after)),
             Fault::Delay { min_ms, max_ms, heal_after } => {
-                write!(f, "delay packets by {min_ms}-{max_ms} ms for {:.3}s", heal_after.as_secs_f64())
+                format!("delay packets by {min_ms}-{max_ms} ms for {}", s(heal_after))
             }
-            Fault::Pause { resume_after } => write!(f, "pause the node for {:.3}s", resume_after.as_secs_f64()),
-        }
+            Fault::Pause { host, resume_after } => format!("pause {} for {}", n(host), s(resume_after)),
+            Fault::Skew { host, offset_ms } => format!("set {}'s clock off by {offset_ms} ms", n(host)),
+        };
+        format!("t={:>7.3}s {what}", self.at.as_secs_f64())
     }
 }
 
@@ -74,32 +134,52 @@ fn ms(lo: u64, hi: u64) -> Duration {
     Duration::from_millis(thread_rng().gen_range(lo..hi))
 }
 
-/// A schedule for `seconds` of workload with `clients` client hosts: one
-/// fault every 2–8 s, each over before the next begins.
-pub fn schedule(seconds: u64, clients: usize) -> Vec<Scheduled> {
+/// A schedule for `seconds` of workload over `hosts`: a fault every
+/// 1–5 s after the previous one is over.
+pub fn schedule(seconds: u64, hosts: &[Host]) -> Vec<Scheduled> {
+    let members: Vec<usize> = (0..hosts.len()).filter(|&i| hosts[i].zone.is_some()).collect();
+    let leaves: Vec<usize> = (0..hosts.len()).filter(|&i| hosts[i].leaf).collect();
+    let zones = hosts.iter().filter_map(|h| h.zone).max().map_or(0, |z| z + 1);
     let mut out = Vec::new();
     let mut at = ms(1000, 4000);
     let end = Duration::from_secs(seconds);
-    while at < end {
-        let fault = match thread_rng().gen_range(0..6) {
-            0 | 1 => Fault::Crash { down: ms(100, 3000) },
-            2 => Fault::Partition { client: thread_rng().gen_range(0..clients), heal_after: ms(500, 4000) },
-            3 => Fault::Loss { rate: thread_rng().gen_range(0.05..0.4), heal_after: ms(500, 4000) },
+    let pick = |v: &[usize]| *v.choose(&mut thread_rng()).unwrap_or(&0);
+    while at < end && !members.is_empty() {
+        let fault = match thread_rng().gen_range(0..12) {
+            0..=2 => Fault::Crash { hosts: vec![pick(&members)], down: ms(100, 3000) },
+            3 => {
+                let mut two: Vec<usize> = members.choose_multiple(&mut thread_rng(), 2).copied().collect();
+                two.sort_unstable();
+                Fault::Crash { hosts: two, down: ms(100, 3000) }
+            }
             4 => {
+                let a = thread_rng().gen_range(0..hosts.len());
+                let b = pick(&members);
+                if a == b {
+                    continue;
+                }
+                Fault::Partition { a, b, heal_after: ms(500, 4000) }
+            }
+            5 => Fault::Isolate { host: pick(&members), heal_after: ms(500, 4000) },
+            6 if zones > 1 => {
+                let a = thread_rng().gen_range(0..zones);
+                let b = (a + thread_rng().gen_range(1..zones)) % zones;
+                Fault::ZonePartition { a: a.min(b), b: a.max(b), heal_after: ms(500, 5000) }
+            }
+            7 => Fault::Loss { rate: thread_rng().gen_range(0.05..0.4), heal_after: ms(500, 4000) },
+            8 => {
                 let min_ms = thread_rng().gen_range(10..500);
                 Fault::Delay { min_ms, max_ms: min_ms + thread_rng().gen_range(1..2000), heal_after: ms(500, 4000) }
             }
-            _ => Fault::Pause { resume_after: ms(100, 2500) },
-        };
-        let length = match &fault {
-            Fault::Crash { down } => *down,
-            Fault::Partition { heal_after, .. } | Fault::Loss { heal_after, .. } | Fault::Delay { heal_after, .. } => {
-                *heal_after
+            9 => Fault::Pause { host: pick(&members), resume_after: ms(100, 2500) },
+            10 if !leaves.is_empty() => {
+                Fault::Skew { host: pick(&leaves), offset_ms: thread_rng().gen_range(-30_000..30_000) }
             }
-            Fault::Pause { resume_after } => *resume_after,
+            _ => continue,
         };
+        let length = fault.length();
         out.push(Scheduled { at, fault });
-        at += length + ms(2000, 8000);
+        at += length + ms(1000, 5000);
     }
     out
 }

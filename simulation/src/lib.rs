@@ -33,7 +33,31 @@ pub mod faults;
 #[cfg(madsim)]
 pub mod model;
 #[cfg(madsim)]
+pub mod raft_check;
+#[cfg(madsim)]
+pub mod scenario;
+#[cfg(madsim)]
 pub mod workload;
+
+/// The shape of a simulated cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    /// Zones.
+    pub zones: usize,
+    /// Leaves per zone.
+    pub leaves: usize,
+    /// Range assigner (Raft) members per zone.
+    pub assigners: usize,
+    /// Replicas per range.
+    pub replication: u32,
+}
+
+impl Default for Spec {
+    /// Two zones of three assigners and three leaves, ranges on two.
+    fn default() -> Self {
+        Self { zones: 2, leaves: 3, assigners: 3, replication: 2 }
+    }
+}
 
 /// What one simulated run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,18 +112,27 @@ pub struct SimConfig {
     pub writers: usize,
     /// Whether to inject faults.
     pub faults: bool,
+    /// The cluster.
+    pub spec: Spec,
 }
 
 impl SimConfig {
-    /// The default run for `seed`: 60 simulated seconds, 2 writers, faults.
+    /// The default run for `seed`: 60 simulated seconds, 2 writers,
+    /// faults, the default cluster.
     pub fn new(seed: u64) -> Self {
-        Self { seed, seconds: 60, writers: 2, faults: true }
+        Self { seed, seconds: 60, writers: 2, faults: true, spec: Spec::default() }
     }
 }
 
-/// Runs one simulation.
+/// Runs one simulation in this process.
+///
+/// Run one seed per process when the run must replay from its seed alone:
+/// a process keeps state between runs that the simulator does not reset
+/// (tokio seeds each thread's `select!` RNG from a process-wide counter),
+/// so a seed's second run in one process can differ from its first.
+/// `simulation/run --seeds A..B` starts a process per seed for that reason.
 #[cfg(madsim)]
 pub fn run(cfg: SimConfig) -> Outcome {
     let rt = madsim::runtime::Runtime::with_seed_and_config(cfg.seed, madsim::Config::default());
-    rt.block_on(cluster::scenario(cfg))
+    rt.block_on(scenario::scenario(cfg))
 }

@@ -17,11 +17,6 @@ pub fn host(i: usize) -> String {
     format!("h{i:02}")
 }
 
-/// The zone (location) of series `i`.
-pub fn zone(i: usize) -> String {
-    format!("z{}", i % 3)
-}
-
 /// The value every point of series `i` at time `t` has: a pure function,
 /// so a read can check any point it gets.
 pub fn value_of(i: usize, t: i64) -> f64 {

@@ -12,7 +12,8 @@ use madsim::rand::{seq::SliceRandom, thread_rng, Rng};
 use madsim::time::{sleep, timeout, Instant};
 use parking_lot::Mutex;
 
-use crate::model::{host, value_of, zone, State, SERIES, STEP, T_BASE};
+use crate::cluster::zone_name;
+use crate::model::{host, value_of, State, SERIES, STEP, T_BASE};
 
 /// The tenant the workload uses.
 pub const TENANT: &str = "sim";
@@ -26,8 +27,10 @@ pub const METRIC: &str = "/sim/value";
 pub struct Ctx {
     /// The model.
     pub state: Arc<Mutex<State>>,
-    /// The node's gRPC address.
-    pub addr: String,
+    /// Every zone's router (`http://host:port`), by zone.
+    pub routers: Vec<String>,
+    /// Every zone's mixer, by zone.
+    pub mixers: Vec<String>,
     /// Set when the workload should stop.
     pub stop: Arc<AtomicBool>,
     /// Start of the run, for trace times.
@@ -40,11 +43,23 @@ impl Ctx {
         self.state.lock().event(self.start.elapsed(), what);
     }
 
-    async fn connect(&self) -> Option<Client> {
-        match timeout(Duration::from_secs(2), Client::connect(&self.addr, Some(TENANT))).await {
+    /// The zone owning series `i` (its location).
+    pub fn zone_of(&self, i: usize) -> usize {
+        i % self.mixers.len()
+    }
+
+    async fn connect(&self, addr: &str) -> Option<Client> {
+        match timeout(Duration::from_secs(2), Client::connect(addr, Some(TENANT))).await {
             Ok(Ok(c)) => Some(c),
             _ => None,
         }
+    }
+
+    /// A client of a router picked at random: a router forwards what
+    /// another zone owns.
+    async fn any_router(&self) -> Option<Client> {
+        let addr = self.routers.choose(&mut thread_rng())?.clone();
+        self.connect(&addr).await
     }
 }
 
@@ -52,7 +67,8 @@ fn s(v: &str) -> pb::FieldValue {
     pb::FieldValue { value: Some(pb::field_value::Value::StringValue(v.into())) }
 }
 
-/// Creates the workload's schemas, retrying until the node answers.
+/// Creates the workload's schemas in every zone, retrying until each
+/// zone's router answers.
 pub async fn apply_schemas(ctx: Ctx) {
     let target = pb::TargetSchema {
         name: TARGET.into(),
@@ -71,28 +87,30 @@ pub async fn apply_schemas(ctx: Ctx) {
         description: String::new(),
         collection: None,
     };
-    loop {
-        if let Some(c) = ctx.connect().await {
-            let req = pb::ApplySchemasRequest { targets: vec![target.clone()], metrics: vec![metric.clone()] };
-            if let Ok(Ok(_)) = timeout(Duration::from_secs(3), c.schema().apply(req)).await {
-                ctx.event("schemas applied");
-                return;
+    for (z, router) in ctx.routers.iter().enumerate() {
+        loop {
+            if let Some(c) = ctx.connect(router).await {
+                let req = pb::ApplySchemasRequest { targets: vec![target.clone()], metrics: vec![metric.clone()] };
+                if let Ok(Ok(_)) = timeout(Duration::from_secs(3), c.schema().apply(req)).await {
+                    ctx.event(&format!("schemas applied in {}", zone_name(z)));
+                    break;
+                }
             }
+            sleep(Duration::from_millis(200)).await;
         }
-        sleep(Duration::from_millis(200)).await;
     }
 }
 
 /// A batch: series index → times.
 type Batch = Vec<(usize, Vec<i64>)>;
 
-fn request(batch: &Batch) -> pb::WriteRequest {
+fn request(batch: &Batch, zones: usize) -> pb::WriteRequest {
     pb::WriteRequest {
         series: batch
             .iter()
             .map(|(i, times)| pb::Series {
                 target_schema: TARGET.into(),
-                target_fields: HashMap::from([("zone".into(), s(&zone(*i))), ("host".into(), s(&host(*i)))]),
+                target_fields: HashMap::from([("zone".into(), s(&zone_name(*i % zones))), ("host".into(), s(&host(*i)))]),
                 metric: METRIC.into(),
                 metric_fields: HashMap::new(),
                 points: times
@@ -115,7 +133,7 @@ pub async fn writer(ctx: Ctx, id: usize) {
     let mut last: Option<Batch> = None;
     while !ctx.stop.load(Ordering::Relaxed) {
         if client.is_none() {
-            client = ctx.connect().await;
+            client = ctx.any_router().await;
             if client.is_none() {
                 sleep(Duration::from_millis(200)).await;
                 continue;
@@ -163,7 +181,7 @@ pub async fn writer(ctx: Ctx, id: usize) {
                 st.attempted[*i].extend(times.iter().copied());
             }
         }
-        let req = request(&batch);
+        let req = request(&batch, ctx.mixers.len());
         let points: usize = batch.iter().map(|(_, t)| t.len()).sum();
         let Some(c) = &client else { continue };
         match timeout(Duration::from_secs(3), c.ingest().write(req)).await {
@@ -287,15 +305,19 @@ pub async fn query_raw(c: &Client, i: usize) -> Result<(Vec<(i64, f64)>, bool), 
     Ok((series.into_iter().flat_map(|(_, p)| p).collect(), complete))
 }
 
-/// Reads series at random while the writers write, checking each read.
+/// Reads series at random through the mixer of the zone owning them
+/// while the writers write, checking each read. A query marked partial
+/// need not hold every acknowledged point, but what it holds must be
+/// right; a raw read has no such mark, so it must be whole or fail.
 pub async fn reader(ctx: Ctx) {
-    let mut client = None;
+    let mut clients: Vec<Option<Client>> = vec![None; ctx.mixers.len()];
     while !ctx.stop.load(Ordering::Relaxed) {
-        if client.is_none() {
-            client = ctx.connect().await;
+        let i = thread_rng().gen_range(0..SERIES);
+        let z = ctx.zone_of(i);
+        if clients[z].is_none() {
+            clients[z] = ctx.connect(&ctx.mixers[z]).await;
         }
-        if let Some(c) = &client {
-            let i = thread_rng().gen_range(0..SERIES);
+        if let Some(c) = &clients[z] {
             let (acked_before, head) = {
                 let st = ctx.state.lock();
                 (st.acked[i].clone(), st.next[i])
@@ -311,26 +333,30 @@ pub async fn reader(ctx: Ctx) {
             let via_query = thread_rng().gen_bool(0.5);
             let got = if via_query {
                 timeout(Duration::from_secs(3), query_raw(c, i)).await.map(|r| {
-                    r.map(|(p, _)| p.into_iter().filter(|(t, _)| *t >= range.0 && *t <= range.1).collect::<Vec<_>>())
+                    r.map(|(p, complete)| {
+                        (p.into_iter().filter(|(t, _)| *t >= range.0 && *t <= range.1).collect::<Vec<_>>(), complete)
+                    })
                 })
             } else {
-                timeout(Duration::from_secs(3), read_range(c, i, range)).await
+                timeout(Duration::from_secs(3), read_range(c, i, range)).await.map(|r| r.map(|p| (p, true)))
             };
             let via = if via_query { "query" } else { "read" };
             match got {
-                Ok(Ok(points)) => {
+                Ok(Ok((points, complete))) => {
                     let mut st = ctx.state.lock();
-                    st.check_range(via, i, &acked_before, range, &points);
+                    let must_hold = if complete { acked_before } else { Default::default() };
+                    st.check_range(via, i, &must_hold, range, &points);
                     let now = ctx.start.elapsed();
-                    st.event(now, &format!("{via} {}: {} points", host(i), points.len()));
+                    let partial = if complete { "" } else { " (partial)" };
+                    st.event(now, &format!("{via} {}: {} points{partial}", host(i), points.len()));
                 }
                 Ok(Err(e)) => {
                     ctx.event(&format!("{via} {} failed: {e}", host(i)));
-                    client = None;
+                    clients[z] = None;
                 }
                 Err(_) => {
                     ctx.event(&format!("{via} {} timed out", host(i)));
-                    client = None;
+                    clients[z] = None;
                 }
             }
         }
@@ -338,34 +364,49 @@ pub async fn reader(ctx: Ctx) {
     }
 }
 
-/// After healing: every series read both ways must hold exactly the
-/// acknowledged points (plus, possibly, unacknowledged ones that were
-/// written), and a per-host count through the query engine must agree.
-pub async fn final_check(ctx: Ctx) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let client = loop {
-        if let Some(c) = ctx.connect().await {
-            if timeout(Duration::from_secs(3), read_raw(&c, 0)).await.is_ok_and(|r| r.is_ok()) {
-                break c;
+/// A client of zone `z`'s mixer once it answers reads, or `None` after
+/// `deadline` (a violation: every host is up again).
+async fn healed_mixer(ctx: &Ctx, z: usize, deadline: Instant) -> Option<Client> {
+    loop {
+        if let Some(c) = ctx.connect(&ctx.mixers[z]).await {
+            let probe = (0..SERIES).find(|&i| ctx.zone_of(i) == z).unwrap_or(0);
+            if timeout(Duration::from_secs(3), read_raw(&c, probe)).await.is_ok_and(|r| r.is_ok()) {
+                return Some(c);
             }
         }
         if Instant::now() > deadline {
-            ctx.state.lock().violation("the node did not answer within 120 s after healing".into());
-            return;
+            ctx.state.lock().violation(format!("the mixer of {} did not answer after healing", zone_name(z)));
+            return None;
         }
         sleep(Duration::from_millis(500)).await;
-    };
+    }
+}
+
+/// After healing: every series read both ways through its zone's mixer
+/// must hold exactly the acknowledged points (plus, possibly,
+/// unacknowledged ones that were written), and a per-host count through
+/// the query engine must agree.
+pub async fn final_check(ctx: Ctx) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut clients = Vec::new();
+    for z in 0..ctx.mixers.len() {
+        match healed_mixer(&ctx, z, deadline).await {
+            Some(c) => clients.push(c),
+            None => return,
+        }
+    }
     let mut counts = [0usize; SERIES];
     for (i, count) in counts.iter_mut().enumerate() {
+        let client = &clients[ctx.zone_of(i)];
         let acked = ctx.state.lock().acked[i].clone();
-        match read_raw(&client, i).await {
+        match read_raw(client, i).await {
             Ok(points) => {
                 *count = points.len();
                 ctx.state.lock().check_read("final read", i, &acked, &points);
             }
             Err(e) => ctx.state.lock().violation(format!("final read of {} failed: {e}", host(i))),
         }
-        match query_raw(&client, i).await {
+        match query_raw(client, i).await {
             Ok((points, complete)) => {
                 let mut st = ctx.state.lock();
                 st.check_read("final query", i, &acked, &points);
@@ -384,24 +425,34 @@ pub async fn final_check(ctx: Ctx) {
             Err(e) => ctx.state.lock().violation(format!("final query of {} failed: {e}", host(i))),
         }
     }
-    // The engine's aggregation agrees with the raw reads.
+    // Each zone's aggregation agrees with the raw reads of its series.
     let q = format!("fetch {TARGET}::{METRIC} | every 1h | align count(1h) | group_by [host], sum");
-    match query(&client, &q).await {
-        Ok((series, complete)) => {
-            let mut st = ctx.state.lock();
-            st.checked_reads += 1;
-            if !complete {
-                st.violation("the count query is marked incomplete with every node up".into());
-            }
-            for (i, &count) in counts.iter().enumerate() {
-                let got: f64 =
-                    series.iter().filter(|(f, _)| f.first() == Some(&host(i))).flat_map(|(_, p)| p).map(|p| p.1).sum();
-                if got as usize != count {
-                    st.violation(format!("count query says {} has {got} points; reads found {count}", host(i)));
+    for (z, client) in clients.iter().enumerate() {
+        match query(client, &q).await {
+            Ok((series, complete)) => {
+                let mut st = ctx.state.lock();
+                st.checked_reads += 1;
+                if !complete {
+                    st.violation(format!("the count query of {} is marked incomplete with every node up", zone_name(z)));
+                }
+                for (i, &count) in counts.iter().enumerate().filter(|(i, _)| ctx.zone_of(*i) == z) {
+                    let got: f64 = series
+                        .iter()
+                        .filter(|(f, _)| f.first() == Some(&host(i)))
+                        .flat_map(|(_, p)| p)
+                        .map(|p| p.1)
+                        .sum();
+                    if got as usize != count {
+                        st.violation(format!("count query says {} has {got} points; reads found {count}", host(i)));
+                    }
+                }
+                let foreign = series.iter().filter(|(f, _)| (0..SERIES).all(|i| ctx.zone_of(i) != z || f.first() != Some(&host(i)))).count();
+                if foreign > 0 {
+                    st.violation(format!("the count query of {} returned {foreign} series another zone owns", zone_name(z)));
                 }
             }
+            Err(e) => ctx.state.lock().violation(format!("the count query of {} failed: {e}", zone_name(z))),
         }
-        Err(e) => ctx.state.lock().violation(format!("the count query failed: {e}")),
     }
     ctx.event("final check done");
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use danaus_storage::KvStore;
 use openraft::error::{InitializeError, RaftError};
-use openraft::{BasicNode, RaftMetrics, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, LogId, RaftMetrics, ServerState, SnapshotPolicy};
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
@@ -219,6 +219,14 @@ impl<S: StateMachine> RaftGroup<S> {
     /// not yet applied here).
     pub fn read<R>(&self, f: impl FnOnce(&S) -> R) -> R {
         f(&self.applied.read().state)
+    }
+
+    /// Reads the local state machine together with the id of the last
+    /// entry applied to it (`None` before the first), as one snapshot:
+    /// what a checker compares across members.
+    pub fn read_applied<R>(&self, f: impl FnOnce(Option<LogId<NodeId>>, &S) -> R) -> R {
+        let a = self.applied.read();
+        f(a.last_applied, &a.state)
     }
 
     /// The index of the last applied entry; changes on every apply.

@@ -39,7 +39,7 @@ pub use group::{GroupConfig, RaftGroup};
 pub use log_store::KvLogStore;
 pub use network::{GrpcNetwork, RaftServer};
 pub use runtime::Runtime;
-pub use openraft::BasicNode;
+pub use openraft::{BasicNode, LogId, ServerState};
 pub use state_machine::StateMachine;
 
 /// A member's id within its group.

@@ -91,13 +91,21 @@ pub trait KvStore: Send + Sync + 'static {
     fn flush(&self) -> Result<()>;
 }
 
-/// An in-memory [`KvStore`] for tests and simulation. Every write is
-/// durable for as long as the value lives (a simulated node keeps it across
-/// its own restarts).
+/// An in-memory [`KvStore`] for tests and simulation. It lives as long as
+/// the value (a simulated node keeps it across its own restarts), and it
+/// keeps a store's durability contract: a write without `sync` is lost by
+/// [`MemKv::crash`] until a synced write or a [`flush`](KvStore::flush)
+/// makes it (and everything before it) durable, as RocksDB's unsynced
+/// write-ahead log is lost with the machine.
 #[derive(Debug, Default)]
 pub struct MemKv {
     cfs: RwLock<BTreeMap<Cf, Family>>,
+    /// What to put back to undo the writes not yet durable, oldest first.
+    undo: parking_lot::Mutex<Vec<Undo>>,
 }
+
+/// A key's value before an unsynced write (`None`: it had none).
+type Undo = (Cf, Vec<u8>, Option<Vec<u8>>);
 
 type Family = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -106,6 +114,19 @@ impl MemKv {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Loses every write not yet durable, as a power loss would.
+    pub fn crash(&self) {
+        let mut cfs = self.cfs.write();
+        let mut undo = self.undo.lock();
+        while let Some((cf, k, old)) = undo.pop() {
+            let m = cfs.entry(cf).or_default();
+            match old {
+                Some(v) => m.insert(k, v),
+                None => m.remove(&k),
+            };
+        }
+    }
 }
 
 impl KvStore for MemKv {
@@ -113,24 +134,37 @@ impl KvStore for MemKv {
         Ok(self.cfs.read().get(&cf).and_then(|m| m.get(key).cloned()))
     }
 
-    fn write(&self, batch: WriteBatch, _sync: bool) -> Result<()> {
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
         let mut cfs = self.cfs.write();
+        let mut undo = self.undo.lock();
+        let mut record = |cf: Cf, k: &[u8], old: Option<Vec<u8>>| {
+            if !sync {
+                undo.push((cf, k.to_vec(), old));
+            }
+        };
         for op in batch.ops {
             match op {
                 WriteOp::Put(cf, k, v) => {
-                    cfs.entry(cf).or_default().insert(k, v);
+                    let old = cfs.entry(cf).or_default().insert(k.clone(), v);
+                    record(cf, &k, old);
                 }
                 WriteOp::Delete(cf, k) => {
-                    cfs.entry(cf).or_default().remove(&k);
+                    let old = cfs.entry(cf).or_default().remove(&k);
+                    record(cf, &k, old);
                 }
                 WriteOp::DeleteRange(cf, s, e) => {
                     let m = cfs.entry(cf).or_default();
                     let doomed: Vec<Vec<u8>> = m.range(s..e).map(|(k, _)| k.clone()).collect();
                     for k in doomed {
-                        m.remove(&k);
+                        let old = m.remove(&k);
+                        record(cf, &k, old);
                     }
                 }
             }
+        }
+        if sync {
+            // A synced write makes every earlier write durable too.
+            undo.clear();
         }
         Ok(())
     }
@@ -152,6 +186,7 @@ impl KvStore for MemKv {
     }
 
     fn flush(&self) -> Result<()> {
+        self.undo.lock().clear();
         Ok(())
     }
 }
@@ -182,5 +217,37 @@ mod tests {
         assert_eq!(seen, vec![1, 5, 6, 8]);
         assert_eq!(kv.get(Cf::Chunks, &[9]).unwrap(), Some(vec![18]));
         assert_eq!(kv.get(Cf::Meta, &[9]).unwrap(), None);
+    }
+
+    fn put(kv: &MemKv, k: u8, v: u8, sync: bool) {
+        let mut b = WriteBatch::default();
+        b.put(Cf::Meta, vec![k], vec![v]);
+        kv.write(b, sync).unwrap();
+    }
+
+    #[test]
+    fn mem_kv_crash_loses_only_unsynced_writes() {
+        let kv = MemKv::new();
+        put(&kv, 1, 10, true);
+        put(&kv, 1, 11, false);
+        put(&kv, 2, 20, false);
+        let mut b = WriteBatch::default();
+        b.delete_range(Cf::Meta, vec![0], vec![9]);
+        kv.write(b, false).unwrap();
+        kv.crash();
+        assert_eq!(kv.get(Cf::Meta, &[1]).unwrap(), Some(vec![10]));
+        assert_eq!(kv.get(Cf::Meta, &[2]).unwrap(), None);
+        // A synced write makes the unsynced writes before it durable.
+        put(&kv, 3, 30, false);
+        put(&kv, 4, 40, true);
+        put(&kv, 5, 50, false);
+        kv.crash();
+        assert_eq!(kv.get(Cf::Meta, &[3]).unwrap(), Some(vec![30]));
+        assert_eq!(kv.get(Cf::Meta, &[4]).unwrap(), Some(vec![40]));
+        assert_eq!(kv.get(Cf::Meta, &[5]).unwrap(), None);
+        put(&kv, 6, 60, false);
+        kv.flush().unwrap();
+        kv.crash();
+        assert_eq!(kv.get(Cf::Meta, &[6]).unwrap(), Some(vec![60]));
     }
 }

@@ -1,50 +1,64 @@
-//! Runs simulations: `run --seed N` replays one seed exactly;
-//! `run --seeds A..B` sweeps a range. Prints each seed's fault schedule
-//! and outcome; exits 1 if any seed broke an invariant.
+//! Runs simulations. `run --seed N` runs one seed in this process and
+//! prints its fault schedule and outcome; `run --seeds A..B` runs each seed
+//! of the range in a process of its own (`--jobs` at a time), so every
+//! seed's result is what `run --seed N` replays. Exits 1 if any seed broke
+//! an invariant.
 //!
 //! Build with `RUSTFLAGS="--cfg madsim"` (the `simulation/run` script does).
 
 #[cfg(madsim)]
 fn main() {
-    use danaus_simulation::{run, SimConfig};
+    use std::process::{Child, Command, Stdio};
+
+    use danaus_simulation::{run, SimConfig, Spec};
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut seeds = 0..1u64;
+    let mut many = false;
     let mut seconds = 60;
     let mut quiet = false;
+    let mut jobs = 2usize;
+    let mut spec = Spec::default();
+    let mut passthrough = Vec::new();
     let mut i = 0;
     while i < args.len() {
         let value = args.get(i + 1).cloned().unwrap_or_default();
+        let number = |what: &str| -> u64 {
+            value.parse().unwrap_or_else(|_| usage(&format!("{what} takes a number, not {value:?}")))
+        };
         match args[i].as_str() {
             "--seed" => {
-                let s: u64 = value.parse().unwrap_or_else(|_| usage(&format!("--seed {value:?} is not a number")));
+                let s = number("--seed");
                 seeds = s..s + 1;
-                i += 1;
             }
             "--seeds" => {
                 let (a, b) = value.split_once("..").unwrap_or_else(|| usage("--seeds takes A..B"));
-                let (a, b) = (
-                    a.parse().unwrap_or_else(|_| usage("bad --seeds start")),
-                    b.parse().unwrap_or_else(|_| usage("bad --seeds end")),
-                );
+                let a = a.parse().unwrap_or_else(|_| usage("bad --seeds start"));
+                let b = b.parse().unwrap_or_else(|_| usage("bad --seeds end"));
                 seeds = a..b;
-                i += 1;
+                many = true;
             }
-            "--seconds" => {
-                seconds = value.parse().unwrap_or_else(|_| usage("--seconds takes a number"));
-                i += 1;
-            }
+            "--seconds" => seconds = number("--seconds"),
+            "--jobs" => jobs = number("--jobs").max(1) as usize,
+            "--zones" => spec.zones = number("--zones").clamp(1, 200) as usize,
+            "--leaves" => spec.leaves = number("--leaves").clamp(1, 200) as usize,
+            "--assigners" => spec.assigners = number("--assigners").clamp(1, 9) as usize,
+            "--replication" => spec.replication = number("--replication").max(1) as u32,
             "--quiet" => quiet = true,
             other => usage(&format!("unknown argument {other:?}")),
         }
-        i += 1;
+        if !matches!(args[i].as_str(), "--quiet" | "--seed" | "--seeds" | "--jobs") {
+            passthrough.push(args[i].clone());
+            passthrough.push(value.clone());
+        }
+        i += if args[i] == "--quiet" { 1 } else { 2 };
     }
-    let mut failed = Vec::new();
-    for seed in seeds {
-        let outcome = run(SimConfig { seconds, ..SimConfig::new(seed) });
-        if !outcome.violations.is_empty() {
-            failed.push(seed);
-            print!("{}", outcome.report());
-        } else if quiet {
+    if spec.replication as usize > spec.leaves {
+        usage("--replication cannot exceed --leaves");
+    }
+    if !many {
+        let seed = seeds.start;
+        let outcome = run(SimConfig { seconds, spec, ..SimConfig::new(seed) });
+        if quiet && outcome.violations.is_empty() {
             println!(
                 "seed {seed}: ok ({} points acked, {} writes failed, {} reads checked, {} faults, trace {:016x})",
                 outcome.acked_points,
@@ -56,16 +70,54 @@ fn main() {
         } else {
             print!("{}", outcome.report());
         }
+        std::process::exit(if outcome.violations.is_empty() { 0 } else { 1 });
+    }
+    // One process per seed, `jobs` at a time, reported in seed order.
+    let exe = std::env::current_exe().unwrap_or_else(|e| usage(&format!("cannot find this program: {e}")));
+    let start = |seed: u64| -> Child {
+        let mut c = Command::new(&exe);
+        c.arg("--seed").arg(seed.to_string()).args(&passthrough).stdout(Stdio::piped());
+        if quiet {
+            c.arg("--quiet");
+        }
+        c.spawn().unwrap_or_else(|e| usage(&format!("cannot start a simulation process: {e}")))
+    };
+    let mut failed = Vec::new();
+    let mut running = std::collections::VecDeque::new();
+    let mut next = seeds.clone();
+    loop {
+        while running.len() < jobs {
+            match next.next() {
+                Some(s) => running.push_back((s, start(s))),
+                None => break,
+            }
+        }
+        let Some((seed, child)) = running.pop_front() else { break };
+        match child.wait_with_output() {
+            Ok(out) => {
+                print!("{}", String::from_utf8_lossy(&out.stdout));
+                if !out.status.success() {
+                    failed.push(seed);
+                }
+            }
+            Err(e) => {
+                println!("seed {seed}: the simulation process failed: {e}");
+                failed.push(seed);
+            }
+        }
     }
     if !failed.is_empty() {
-        eprintln!("failing seeds: {failed:?}");
+        eprintln!("failing seeds: {failed:?} (replay one: simulation/run --seed N)");
         std::process::exit(1);
     }
 }
 
 #[cfg(madsim)]
 fn usage(msg: &str) -> ! {
-    eprintln!("{msg}\nusage: run [--seed N | --seeds A..B] [--seconds S] [--quiet]");
+    eprintln!(
+        "{msg}\nusage: run [--seed N | --seeds A..B [--jobs J]] [--seconds S] [--quiet]\n           \
+         [--zones Z] [--leaves L] [--assigners A] [--replication R]"
+    );
     std::process::exit(2)
 }
 

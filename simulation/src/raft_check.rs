@@ -1,0 +1,133 @@
+//! The Raft checker: watches every zone's assigner group members while the
+//! faults run and after healing.
+//!
+//! * **Election safety**: no two members lead in one term.
+//! * **State machine safety**: members that applied the same log index
+//!   applied the same entry (same log id) and hold the same zone table —
+//!   a committed entry is never replaced by another.
+//! * **No committed entry lost**: after healing every member reaches the
+//!   highest index any member ever applied.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use danaus_assigner::ZoneTable;
+use danaus_raft::{LogId, NodeId, RaftGroup, ServerState};
+use parking_lot::Mutex;
+
+use crate::model::State;
+
+type Group = Arc<RaftGroup<ZoneTable>>;
+
+#[derive(Default)]
+struct Zone {
+    /// Running members (a killed one is removed until it restarts).
+    members: BTreeMap<NodeId, Group>,
+    /// Who led each term.
+    leaders: BTreeMap<u64, NodeId>,
+    /// What was applied at each index seen: (log id, table digest, who).
+    applied: BTreeMap<u64, (LogId<NodeId>, u64, NodeId)>,
+    /// The highest applied log id seen.
+    highest: Option<LogId<NodeId>>,
+}
+
+/// What the checker knows of every zone's group.
+pub struct RaftWatch {
+    zones: Mutex<Vec<Zone>>,
+    state: Arc<Mutex<State>>,
+}
+
+fn digest(t: &ZoneTable) -> u64 {
+    let mut h = DefaultHasher::new();
+    serde_json::to_vec(t).unwrap_or_default().hash(&mut h);
+    h.finish()
+}
+
+impl RaftWatch {
+    /// A checker for `zones` zones, reporting into `state`.
+    pub fn new(zones: usize, state: Arc<Mutex<State>>) -> Self {
+        Self { zones: Mutex::new((0..zones).map(|_| Zone::default()).collect()), state }
+    }
+
+    /// Member `id` of zone `z`'s group runs (again).
+    pub fn register(&self, z: usize, id: NodeId, group: Group) {
+        self.zones.lock()[z].members.insert(id, group);
+    }
+
+    /// Member `id` of zone `z` is being killed.
+    pub fn unregister(&self, z: usize, id: NodeId) {
+        self.zones.lock()[z].members.remove(&id);
+    }
+
+    /// Looks at every running member once.
+    pub fn check(&self) {
+        let mut zones = self.zones.lock();
+        let mut violations = Vec::new();
+        for (z, zone) in zones.iter_mut().enumerate() {
+            let Zone { members, leaders, applied, highest } = zone;
+            for (&id, g) in members.iter() {
+                let m = g.metrics();
+                if m.state == ServerState::Leader {
+                    let leader = *leaders.entry(m.current_term).or_insert(id);
+                    if leader != id {
+                        violations.push(format!(
+                            "raft z{z}: members {leader} and {id} both led term {}",
+                            m.current_term
+                        ));
+                    }
+                }
+                let (log_id, d) = g.read_applied(|l, t| (l, digest(t)));
+                let Some(log_id) = log_id else { continue };
+                match applied.get(&log_id.index) {
+                    Some((seen, seen_d, who)) if *seen != log_id || *seen_d != d => violations.push(format!(
+                        "raft z{z}: at index {} member {who} applied {seen} (table {seen_d:016x}) but member {id} \
+                         applied {log_id} (table {d:016x})",
+                        log_id.index
+                    )),
+                    Some(_) => {}
+                    None => {
+                        applied.insert(log_id.index, (log_id, d, id));
+                    }
+                }
+                if highest.is_none_or(|h| h.index < log_id.index) {
+                    *highest = Some(log_id);
+                }
+            }
+        }
+        drop(zones);
+        let mut st = self.state.lock();
+        for v in violations {
+            st.violation(v);
+        }
+    }
+
+    /// The table of zone `z`'s member that applied the most, if any runs.
+    pub fn any_table(&self, z: usize) -> Option<ZoneTable> {
+        let zones = self.zones.lock();
+        zones[z]
+            .members
+            .values()
+            .map(|g| g.read_applied(|l, t| (l.map_or(0, |l| l.index), t.clone())))
+            .max_by_key(|(i, _)| *i)
+            .map(|(_, t)| t)
+    }
+
+    /// Members that have not applied up to the highest index seen, as
+    /// "z0/3 at 17 of 20"; empty once every zone has caught up.
+    pub fn behind(&self) -> Vec<String> {
+        let zones = self.zones.lock();
+        let mut out = Vec::new();
+        for (z, zone) in zones.iter().enumerate() {
+            let Some(high) = zone.highest else { continue };
+            for (id, g) in &zone.members {
+                let at = g.read_applied(|l, _| l.map_or(0, |l| l.index));
+                if at < high.index {
+                    out.push(format!("z{z}/{id} at {at} of {}", high.index));
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,195 @@
+//! One simulated run: build the cluster, wait for it to settle, run the
+//! workload under the fault schedule, heal, check.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use madsim::net::NetSim;
+use madsim::runtime::Handle;
+use madsim::time::{sleep, sleep_until, Instant};
+use parking_lot::Mutex;
+
+use crate::cluster::{Cluster, Role};
+use crate::faults::{self, Fault, Host};
+use crate::model::State;
+use crate::workload::{self, Ctx};
+use crate::{Outcome, SimConfig};
+
+/// madsim's default packet latency, restored after a delay fault.
+fn normal_latency() -> std::ops::Range<Duration> {
+    Duration::from_millis(1)..Duration::from_millis(10)
+}
+
+/// Longest a fresh cluster may take to settle.
+const SETTLE: Duration = Duration::from_secs(60);
+/// Longest the cluster may take to recover after healing.
+const RECOVER: Duration = Duration::from_secs(120);
+
+/// Runs the workload under the fault schedule, heals, checks.
+pub async fn scenario(cfg: SimConfig) -> Outcome {
+    let handle = Handle::current();
+    let net = NetSim::current();
+    let state = Arc::new(Mutex::new(State::default()));
+    let cluster = Cluster::build(&handle, cfg.spec, state.clone());
+    let client_names: Vec<String> =
+        (0..=cfg.writers).map(|i| if i < cfg.writers { format!("writer-{i}") } else { "reader".to_owned() }).collect();
+    let clients: Vec<_> = client_names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| handle.create_node().name(name).ip(std::net::IpAddr::from([10, 0, 1, i as u8 + 1])).build())
+        .collect();
+    let mut hosts: Vec<Host> = cluster
+        .members
+        .iter()
+        .map(|m| Host { name: m.name.clone(), zone: Some(m.zone), leaf: matches!(m.role, Role::Leaf(_)) })
+        .collect();
+    hosts.extend(client_names.iter().map(|n| Host { name: n.clone(), zone: None, leaf: false }));
+    let ids: Vec<_> = cluster.members.iter().map(|m| m.node.id()).chain(clients.iter().map(|c| c.id())).collect();
+    let schedule = if cfg.faults { faults::schedule(cfg.seconds, &hosts) } else { Vec::new() };
+
+    // The checker looks at the Raft groups every 50 ms from here on.
+    let checking = Arc::new(AtomicBool::new(true));
+    let checker = {
+        let (raft, checking) = (cluster.raft.clone(), checking.clone());
+        madsim::task::spawn(async move {
+            while checking.load(Ordering::Relaxed) {
+                raft.check();
+                sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    let settle_by = Instant::now() + SETTLE;
+    while !cluster.settled() {
+        if Instant::now() > settle_by {
+            state.lock().violation(format!("the cluster did not settle within {SETTLE:?}"));
+            break;
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+    let start = Instant::now();
+    let ctx = Ctx {
+        state: state.clone(),
+        routers: cluster.routers(),
+        mixers: (0..cfg.spec.zones).map(|z| cluster.mixer(z)).collect(),
+        stop: Arc::new(AtomicBool::new(false)),
+        start,
+    };
+    ctx.event("settled");
+    let reader_host = &clients[cfg.writers];
+    let _ = reader_host.spawn(workload::apply_schemas(ctx.clone())).await;
+
+    let mut tasks = Vec::new();
+    for (i, h) in clients.iter().enumerate().take(cfg.writers) {
+        tasks.push(h.spawn(workload::writer(ctx.clone(), i)));
+    }
+    tasks.push(reader_host.spawn(workload::reader(ctx.clone())));
+
+    let crash = |i: usize| {
+        if let Some(m) = cluster.members.get(i) {
+            if let Role::Assigner(id) = m.role {
+                cluster.raft.unregister(m.zone, id);
+            }
+            handle.kill(m.node.id());
+            m.lose_unsynced();
+        }
+    };
+    let zone_links = |a: usize, b: usize| {
+        let side = |z: usize| cluster.zone(z).map(|m| m.node.id()).collect::<Vec<_>>();
+        let (a, b) = (side(a), side(b));
+        a.iter().flat_map(|x| b.iter().flat_map(move |y| [(*x, *y), (*y, *x)])).collect::<Vec<_>>()
+    };
+    for f in &schedule {
+        sleep_until(start + f.at).await;
+        ctx.event(&f.describe(&hosts));
+        match &f.fault {
+            Fault::Crash { hosts, down } => {
+                for &h in hosts {
+                    crash(h);
+                }
+                sleep(*down).await;
+                for &h in hosts {
+                    handle.restart(ids[h]);
+                }
+            }
+            Fault::Partition { a, b, heal_after } => {
+                net.clog_link(ids[*a], ids[*b]);
+                net.clog_link(ids[*b], ids[*a]);
+                sleep(*heal_after).await;
+                net.unclog_link(ids[*a], ids[*b]);
+                net.unclog_link(ids[*b], ids[*a]);
+            }
+            Fault::Isolate { host, heal_after } => {
+                net.clog_node(ids[*host]);
+                sleep(*heal_after).await;
+                net.unclog_node(ids[*host]);
+            }
+            Fault::ZonePartition { a, b, heal_after } => {
+                let links = zone_links(*a, *b);
+                for (x, y) in &links {
+                    net.clog_link(*x, *y);
+                }
+                sleep(*heal_after).await;
+                for (x, y) in &links {
+                    net.unclog_link(*x, *y);
+                }
+            }
+            Fault::Loss { rate, heal_after } => {
+                net.update_config(|c| c.packet_loss_rate = *rate);
+                sleep(*heal_after).await;
+                net.update_config(|c| c.packet_loss_rate = 0.0);
+            }
+            Fault::Delay { min_ms, max_ms, heal_after } => {
+                net.update_config(|c| c.send_latency = Duration::from_millis(*min_ms)..Duration::from_millis(*max_ms));
+                sleep(*heal_after).await;
+                net.update_config(|c| c.send_latency = normal_latency());
+            }
+            Fault::Pause { host, resume_after } => {
+                handle.pause(ids[*host]);
+                sleep(*resume_after).await;
+                handle.resume(ids[*host]);
+            }
+            Fault::Skew { host, offset_ms } => {
+                if let Some(m) = cluster.members.get(*host) {
+                    m.skew.store(offset_ms.saturating_mul(1_000_000), Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    sleep_until(start + Duration::from_secs(cfg.seconds)).await;
+    ctx.stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    ctx.event("healed; final check");
+    let _ = reader_host.spawn(workload::final_check(ctx.clone())).await;
+
+    // Every Raft member catches up with the highest entry any applied.
+    let recover_by = Instant::now() + RECOVER;
+    loop {
+        cluster.raft.check();
+        let behind = cluster.raft.behind();
+        if behind.is_empty() {
+            break;
+        }
+        if Instant::now() > recover_by {
+            state.lock().violation(format!("Raft members lost committed entries or never caught up: {behind:?}"));
+            break;
+        }
+        sleep(Duration::from_millis(100)).await;
+    }
+    checking.store(false, Ordering::Relaxed);
+    let _ = checker.await;
+
+    let st = state.lock();
+    Outcome {
+        seed: cfg.seed,
+        trace_hash: st.trace_hash(),
+        schedule: schedule.iter().map(|f| f.describe(&hosts)).collect(),
+        acked_points: st.acked.iter().map(|a| a.len()).sum(),
+        failed_writes: st.failed_writes,
+        checked_reads: st.checked_reads,
+        violations: st.violations.clone(),
+    }
+}
