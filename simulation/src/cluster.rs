@@ -90,6 +90,16 @@ impl Member {
         addr(self.zone, self.role)
     }
 
+    /// The host's disks were replaced: everything on them is gone.
+    pub fn wipe(&self) {
+        if let Some(kv) = &self.kv {
+            kv.wipe();
+        }
+        if let Some(log) = &self.log {
+            log.wipe();
+        }
+    }
+
     /// The host crashed: its disks lose what they had not synced.
     pub fn lose_unsynced(&self) {
         if let Some(kv) = &self.kv {

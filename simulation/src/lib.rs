@@ -76,6 +76,8 @@ pub struct Outcome {
     pub checked_reads: usize,
     /// Invariant violations: empty when the run passed.
     pub violations: Vec<String>,
+    /// The command that replays this run.
+    pub replay: String,
 }
 
 impl Outcome {
@@ -95,7 +97,7 @@ impl Outcome {
             for v in &self.violations {
                 s.push_str(&format!("VIOLATION: {v}\n"));
             }
-            s.push_str(&format!("replay: simulation/run --seed {}\n", self.seed));
+            s.push_str(&format!("replay: {}\n", self.replay));
         }
         s
     }
@@ -114,13 +116,41 @@ pub struct SimConfig {
     pub faults: bool,
     /// The cluster.
     pub spec: Spec,
+    /// Break the product on purpose, to prove the checks catch it: half
+    /// way through, every leaf of zone z0 loses its disks (synced data
+    /// too) and restarts empty, so acknowledged points are gone.
+    pub sabotage: bool,
 }
 
 impl SimConfig {
+    /// The `simulation/run` command that replays this run.
+    pub fn replay_command(&self) -> String {
+        let mut c = format!("simulation/run --seed {}", self.seed);
+        let d = SimConfig::new(self.seed);
+        if self.seconds != d.seconds {
+            c.push_str(&format!(" --seconds {}", self.seconds));
+        }
+        let (s, ds) = (self.spec, d.spec);
+        for (flag, v, dv) in [
+            ("--zones", s.zones, ds.zones),
+            ("--leaves", s.leaves, ds.leaves),
+            ("--assigners", s.assigners, ds.assigners),
+            ("--replication", s.replication as usize, ds.replication as usize),
+        ] {
+            if v != dv {
+                c.push_str(&format!(" {flag} {v}"));
+            }
+        }
+        if self.sabotage {
+            c.push_str(" --sabotage");
+        }
+        c
+    }
+
     /// The default run for `seed`: 60 simulated seconds, 2 writers,
     /// faults, the default cluster.
     pub fn new(seed: u64) -> Self {
-        Self { seed, seconds: 60, writers: 2, faults: true, spec: Spec::default() }
+        Self { seed, seconds: 60, writers: 2, faults: true, spec: Spec::default(), sabotage: false }
     }
 }
 

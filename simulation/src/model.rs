@@ -43,6 +43,8 @@ pub struct State {
     pub violations: Vec<String>,
     hasher: DefaultHasher,
     events: u64,
+    /// Print every event as it happens (`DANAUS_SIM_TRACE=1`).
+    print: bool,
 }
 
 impl Default for State {
@@ -57,6 +59,7 @@ impl Default for State {
             violations: Vec::new(),
             hasher: DefaultHasher::new(),
             events: 0,
+            print: std::env::var_os("DANAUS_SIM_TRACE").is_some_and(|v| v == "1"),
         }
     }
 }
@@ -64,6 +67,9 @@ impl Default for State {
 impl State {
     /// Adds an event to the trace (with the simulated time it happened).
     pub fn event(&mut self, at: std::time::Duration, what: &str) {
+        if self.print {
+            println!("{:>9.3}s {what}", at.as_secs_f64());
+        }
         at.as_nanos().hash(&mut self.hasher);
         what.hash(&mut self.hasher);
         self.events += 1;
@@ -78,6 +84,9 @@ impl State {
 
     /// Records a violation.
     pub fn violation(&mut self, what: String) {
+        if self.print {
+            println!("VIOLATION: {what}");
+        }
         self.violations.push(what);
     }
 

@@ -1,7 +1,11 @@
 //! The Raft checker: watches every zone's assigner group members while the
 //! faults run and after healing.
 //!
-//! * **Election safety**: no two members lead in one term.
+//! * **Election safety**, in openraft's form: openraft names a leader by
+//!   its term *and* node (a total order, so two candidates of one term do
+//!   not split the vote forever), and a member's vote, persisted before it
+//!   is cast, never goes back, across restarts too. (Two members can lead
+//!   one after the other in one numeric term; never with one leader id.)
 //! * **State machine safety**: members that applied the same log index
 //!   applied the same entry (same log id) and hold the same zone table —
 //!   a committed entry is never replaced by another.
@@ -14,7 +18,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use danaus_assigner::ZoneTable;
-use danaus_raft::{LogId, NodeId, RaftGroup, ServerState};
+use danaus_raft::{LogId, NodeId, RaftGroup, Vote};
 use parking_lot::Mutex;
 
 use crate::model::State;
@@ -25,8 +29,8 @@ type Group = Arc<RaftGroup<ZoneTable>>;
 struct Zone {
     /// Running members (a killed one is removed until it restarts).
     members: BTreeMap<NodeId, Group>,
-    /// Who led each term.
-    leaders: BTreeMap<u64, NodeId>,
+    /// Each member's latest vote, kept across its restarts.
+    votes: BTreeMap<NodeId, Vote<NodeId>>,
     /// What was applied at each index seen: (log id, table digest, who).
     applied: BTreeMap<u64, (LogId<NodeId>, u64, NodeId)>,
     /// The highest applied log id seen.
@@ -66,18 +70,18 @@ impl RaftWatch {
         let mut zones = self.zones.lock();
         let mut violations = Vec::new();
         for (z, zone) in zones.iter_mut().enumerate() {
-            let Zone { members, leaders, applied, highest } = zone;
+            let Zone { members, votes, applied, highest } = zone;
             for (&id, g) in members.iter() {
                 let m = g.metrics();
-                if m.state == ServerState::Leader {
-                    let leader = *leaders.entry(m.current_term).or_insert(id);
-                    if leader != id {
-                        violations.push(format!(
-                            "raft z{z}: members {leader} and {id} both led term {}",
-                            m.current_term
-                        ));
+                if let Some(prev) = votes.get(&id) {
+                    if !matches!(
+                        m.vote.partial_cmp(prev),
+                        Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+                    ) {
+                        violations.push(format!("raft z{z}: member {id}'s vote went back from {prev} to {}", m.vote));
                     }
                 }
+                votes.insert(id, m.vote);
                 let (log_id, d) = g.read_applied(|l, t| (l, digest(t)));
                 let Some(log_id) = log_id else { continue };
                 match applied.get(&log_id.index) {
@@ -112,6 +116,23 @@ impl RaftWatch {
             .map(|g| g.read_applied(|l, t| (l.map_or(0, |l| l.index), t.clone())))
             .max_by_key(|(i, _)| *i)
             .map(|(_, t)| t)
+    }
+
+    /// Every running member's state, for a report.
+    pub fn describe(&self) -> String {
+        let zones = self.zones.lock();
+        let mut out = String::new();
+        for (z, zone) in zones.iter().enumerate() {
+            for (id, g) in &zone.members {
+                let m = g.metrics();
+                let t = g.read(|t| (t.version, t.leaves.len(), t.ranges.len(), t.replication));
+                out.push_str(&format!(
+                    "z{z}/{id}: {:?} term {} leader {:?} applied {:?}; table v{} with {} leaves, {} ranges, replication {}\n",
+                    m.state, m.current_term, m.current_leader, m.last_applied.map(|l| l.index), t.0, t.1, t.2, t.3
+                ));
+            }
+        }
+        out
     }
 
     /// Members that have not applied up to the highest index seen, as

@@ -63,7 +63,8 @@ pub async fn scenario(cfg: SimConfig) -> Outcome {
     let settle_by = Instant::now() + SETTLE;
     while !cluster.settled() {
         if Instant::now() > settle_by {
-            state.lock().violation(format!("the cluster did not settle within {SETTLE:?}"));
+            let now = cluster.raft.describe();
+            state.lock().violation(format!("the cluster did not settle within {SETTLE:?}:\n{now}"));
             break;
         }
         sleep(Duration::from_millis(100)).await;
@@ -157,6 +158,18 @@ pub async fn scenario(cfg: SimConfig) -> Outcome {
             }
         }
     }
+    if cfg.sabotage {
+        sleep_until(start + Duration::from_secs(cfg.seconds / 2)).await;
+        ctx.event("sabotage: every leaf of z0 loses its disks");
+        let leaves: Vec<_> = cluster.zone(0).filter(|m| matches!(m.role, Role::Leaf(_))).collect();
+        for m in &leaves {
+            handle.kill(m.node.id());
+            m.wipe();
+        }
+        for m in &leaves {
+            handle.restart(m.node.id());
+        }
+    }
     sleep_until(start + Duration::from_secs(cfg.seconds)).await;
     ctx.stop.store(true, Ordering::Relaxed);
     for t in tasks {
@@ -191,5 +204,6 @@ pub async fn scenario(cfg: SimConfig) -> Outcome {
         failed_writes: st.failed_writes,
         checked_reads: st.checked_reads,
         violations: st.violations.clone(),
+        replay: cfg.replay_command(),
     }
 }

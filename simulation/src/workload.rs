@@ -87,8 +87,13 @@ pub async fn apply_schemas(ctx: Ctx) {
         description: String::new(),
         collection: None,
     };
+    let deadline = Instant::now() + Duration::from_secs(120);
     for (z, router) in ctx.routers.iter().enumerate() {
         loop {
+            if Instant::now() > deadline {
+                ctx.state.lock().violation(format!("schemas could not be applied in {} within 120 s", zone_name(z)));
+                return;
+            }
             if let Some(c) = ctx.connect(router).await {
                 let req = pb::ApplySchemasRequest { targets: vec![target.clone()], metrics: vec![metric.clone()] };
                 if let Ok(Ok(_)) = timeout(Duration::from_secs(3), c.schema().apply(req)).await {
@@ -110,7 +115,10 @@ fn request(batch: &Batch, zones: usize) -> pb::WriteRequest {
             .iter()
             .map(|(i, times)| pb::Series {
                 target_schema: TARGET.into(),
-                target_fields: HashMap::from([("zone".into(), s(&zone_name(*i % zones))), ("host".into(), s(&host(*i)))]),
+                target_fields: HashMap::from([
+                    ("zone".into(), s(&zone_name(*i % zones))),
+                    ("host".into(), s(&host(*i))),
+                ]),
                 metric: METRIC.into(),
                 metric_fields: HashMap::new(),
                 points: times
@@ -395,29 +403,21 @@ pub async fn final_check(ctx: Ctx) {
             None => return,
         }
     }
-    let mut counts = [0usize; SERIES];
-    for (i, count) in counts.iter_mut().enumerate() {
+    // Replicas may differ in points of writes that failed part-way (never
+    // acknowledged), and a read and a query may pick different replicas:
+    // each must hold every acknowledged point and nothing unwritten; a
+    // count must lie between the two.
+    for i in 0..SERIES {
         let client = &clients[ctx.zone_of(i)];
         let acked = ctx.state.lock().acked[i].clone();
         match read_raw(client, i).await {
-            Ok(points) => {
-                *count = points.len();
-                ctx.state.lock().check_read("final read", i, &acked, &points);
-            }
+            Ok(points) => ctx.state.lock().check_read("final read", i, &acked, &points),
             Err(e) => ctx.state.lock().violation(format!("final read of {} failed: {e}", host(i))),
         }
         match query_raw(client, i).await {
             Ok((points, complete)) => {
                 let mut st = ctx.state.lock();
                 st.check_read("final query", i, &acked, &points);
-                if points.len() != *count {
-                    st.violation(format!(
-                        "{}: the query returned {} points, the read {}",
-                        host(i),
-                        points.len(),
-                        count
-                    ));
-                }
                 if !complete {
                     st.violation(format!("final query of {} is marked incomplete with every node up", host(i)));
                 }
@@ -425,7 +425,7 @@ pub async fn final_check(ctx: Ctx) {
             Err(e) => ctx.state.lock().violation(format!("final query of {} failed: {e}", host(i))),
         }
     }
-    // Each zone's aggregation agrees with the raw reads of its series.
+    // Each zone's aggregation agrees with the model for its series.
     let q = format!("fetch {TARGET}::{METRIC} | every 1h | align count(1h) | group_by [host], sum");
     for (z, client) in clients.iter().enumerate() {
         match query(client, &q).await {
@@ -433,22 +433,35 @@ pub async fn final_check(ctx: Ctx) {
                 let mut st = ctx.state.lock();
                 st.checked_reads += 1;
                 if !complete {
-                    st.violation(format!("the count query of {} is marked incomplete with every node up", zone_name(z)));
+                    st.violation(format!(
+                        "the count query of {} is marked incomplete with every node up",
+                        zone_name(z)
+                    ));
                 }
-                for (i, &count) in counts.iter().enumerate().filter(|(i, _)| ctx.zone_of(*i) == z) {
+                for i in (0..SERIES).filter(|&i| ctx.zone_of(i) == z) {
                     let got: f64 = series
                         .iter()
                         .filter(|(f, _)| f.first() == Some(&host(i)))
                         .flat_map(|(_, p)| p)
                         .map(|p| p.1)
                         .sum();
-                    if got as usize != count {
-                        st.violation(format!("count query says {} has {got} points; reads found {count}", host(i)));
+                    let (acked, written) = (st.acked[i].len(), st.attempted[i].len());
+                    if (got as usize) < acked || got as usize > written {
+                        st.violation(format!(
+                            "count query says {} has {got} points; {acked} were acknowledged, {written} written",
+                            host(i)
+                        ));
                     }
                 }
-                let foreign = series.iter().filter(|(f, _)| (0..SERIES).all(|i| ctx.zone_of(i) != z || f.first() != Some(&host(i)))).count();
+                let foreign = series
+                    .iter()
+                    .filter(|(f, _)| (0..SERIES).all(|i| ctx.zone_of(i) != z || f.first() != Some(&host(i))))
+                    .count();
                 if foreign > 0 {
-                    st.violation(format!("the count query of {} returned {foreign} series another zone owns", zone_name(z)));
+                    st.violation(format!(
+                        "the count query of {} returned {foreign} series another zone owns",
+                        zone_name(z)
+                    ));
                 }
             }
             Err(e) => ctx.state.lock().violation(format!("the count query of {} failed: {e}", zone_name(z))),

@@ -45,4 +45,20 @@ impl ZoneClient {
         }
         Err(Status::unavailable(format!("the range assigner is unreachable: {}", last.message())))
     }
+
+    /// The table version committed now, from the group's leader (a
+    /// linearizable read); UNAVAILABLE when no member confirms one.
+    pub async fn latest_version(&self) -> Result<u64, Status> {
+        let mut last = Status::unavailable("no range assigner addresses configured");
+        for addr in &self.assigners {
+            let mut client = AssignerServiceClient::new(self.channel(addr)?);
+            let mut req = Request::new(pb::LatestVersionRequest {});
+            req.set_timeout(Duration::from_secs(5));
+            match client.latest_version(req).await {
+                Ok(r) => return Ok(r.into_inner().version),
+                Err(s) => last = s,
+            }
+        }
+        Err(Status::unavailable(format!("no range assigner member leads: {}", last.message())))
+    }
 }

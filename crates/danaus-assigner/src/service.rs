@@ -300,4 +300,17 @@ impl pb::assigner_service_server::AssignerService for Service {
         let version = self.0.propose(cmd).await?;
         Ok(Response::new(pb::ZoneProposalReply { version }))
     }
+
+    async fn latest_version(
+        &self,
+        _: Request<pb::LatestVersionRequest>,
+    ) -> Result<Response<pb::LatestVersionReply>, Status> {
+        let version = self
+            .0
+            .group
+            .read_linearizable(Duration::from_secs(3), |t| t.version)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(pb::LatestVersionReply { version }))
+    }
 }

@@ -456,8 +456,14 @@ impl ZoneLeaf {
         let _fence = self.fence.read().await;
         let mut table = self.table.current();
         if table.version < req.table_version {
-            // The router saw a newer table: catch up before judging.
-            table = self.table.wait_for(req.table_version, Duration::from_secs(2)).await.unwrap_or(table);
+            // The router saw a newer table: catch up before judging. A leaf
+            // that cannot would judge by schemas and ranges the router has
+            // seen change: the router retries (or another replica takes it).
+            table = self
+                .table
+                .wait_for(req.table_version, Duration::from_secs(2))
+                .await
+                .map_err(|e| Status::unavailable(format!("leaf {} cannot judge this write yet: {e}", self.name)))?;
         }
         let mut batch = Vec::with_capacity(req.series.len());
         let mut positions = Vec::with_capacity(req.series.len());

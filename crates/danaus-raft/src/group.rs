@@ -221,6 +221,19 @@ impl<S: StateMachine> RaftGroup<S> {
         f(&self.applied.read().state)
     }
 
+    /// A linearizable read: confirms with a quorum that this member leads,
+    /// waits until its state machine applied everything committed before
+    /// the call, and reads it. Fails on a member that does not lead, or
+    /// when no quorum answers within `timeout`.
+    pub async fn read_linearizable<R>(&self, timeout: Duration, f: impl FnOnce(&S) -> R) -> Result<R> {
+        let no_leader = |reason: String| Error::NoLeader { group: self.cfg.group.clone(), reason };
+        match tokio::time::timeout(timeout, self.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => Ok(self.read(f)),
+            Ok(Err(e)) => Err(no_leader(e.to_string())),
+            Err(_) => Err(no_leader(format!("leadership not confirmed by a quorum within {timeout:?}"))),
+        }
+    }
+
     /// Reads the local state machine together with the id of the last
     /// entry applied to it (`None` before the first), as one snapshot:
     /// what a checker compares across members.

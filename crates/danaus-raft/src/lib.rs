@@ -38,8 +38,8 @@ pub use error::{Error, Result};
 pub use group::{GroupConfig, RaftGroup};
 pub use log_store::KvLogStore;
 pub use network::{GrpcNetwork, RaftServer};
+pub use openraft::{BasicNode, LogId, ServerState, Vote};
 pub use runtime::Runtime;
-pub use openraft::{BasicNode, LogId, ServerState};
 pub use state_machine::StateMachine;
 
 /// A member's id within its group.

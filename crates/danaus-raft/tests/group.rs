@@ -204,3 +204,24 @@ async fn without_a_quorum_proposals_fail_with_a_clear_error() {
         other => panic!("expected NoLeader, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linearizable_read_is_served_by_the_leader_only_and_sees_every_committed_entry() {
+    let mut members = cluster().await;
+    members[2].g().propose(&Cmd::Add("r".into(), 5)).await.unwrap().unwrap();
+    let leader = members[0].g().wait_for_leader(Duration::from_secs(10)).await.unwrap();
+    let li = members.iter().position(|m| m.id == leader).unwrap();
+    // The leader answers with a state that holds the entry just committed.
+    let v = members[li].g().read_linearizable(Duration::from_secs(3), |s| s.values.get("r").copied()).await.unwrap();
+    assert_eq!(v, Some(5));
+    // A follower does not answer: its state may trail the leader.
+    let fi = (li + 1) % 3;
+    let err = members[fi].g().read_linearizable(Duration::from_secs(3), |s| s.applied).await.unwrap_err();
+    assert!(matches!(err, Error::NoLeader { .. }), "{err:?}");
+    // A leader cut off from its quorum cannot confirm it still leads.
+    for i in [fi, (li + 2) % 3] {
+        members[i].kill().await;
+    }
+    let err = members[li].g().read_linearizable(Duration::from_secs(2), |s| s.applied).await.unwrap_err();
+    assert!(matches!(err, Error::NoLeader { .. }), "{err:?}");
+}

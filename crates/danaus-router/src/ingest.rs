@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use danaus_assigner::{TableWatcher, ZoneClient, ZoneCommand};
 use danaus_model::{FieldValue, MetricSchema, TargetSchema};
@@ -23,7 +23,15 @@ pub struct IngestRouter {
     zones: ZoneMap,
     zone: Arc<ZoneClient>,
     channels: Channels,
+    /// The last time the leader confirmed the table current, and the
+    /// version it named.
+    confirmed: parking_lot::Mutex<Option<(Instant, u64)>>,
 }
+
+/// How long a confirmation that the table is current stands for series
+/// naming schemas it does not know (bounds the leader reads that writes
+/// naming unknown schemas cost to one per this period).
+const CONFIRMED_FOR: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for IngestRouter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -35,7 +43,7 @@ impl IngestRouter {
     /// The front door of zone `zones.local`, writing through `leaves` and
     /// applying schemas through `zone`.
     pub fn new(leaves: Arc<LeafRouter>, zones: ZoneMap, zone: Arc<ZoneClient>) -> Arc<Self> {
-        Arc::new(Self { leaves, zones, zone, channels: Channels::default() })
+        Arc::new(Self { leaves, zones, zone, channels: Channels::default(), confirmed: parking_lot::Mutex::new(None) })
     }
 
     /// The zone table this router routes by.
@@ -46,8 +54,7 @@ impl IngestRouter {
     /// The gRPC services.
     pub fn services(
         self: &Arc<Self>,
-    ) -> (danaus_proto::servers::IngestServer<Front>, danaus_proto::servers::SchemaServer<Front>)
-    {
+    ) -> (danaus_proto::servers::IngestServer<Front>, danaus_proto::servers::SchemaServer<Front>) {
         (
             pb::ingest_service_server::IngestServiceServer::new(Front(self.clone()))
                 .max_decoding_message_size(danaus_node::MAX_MESSAGE_BYTES),
@@ -70,6 +77,7 @@ impl IngestRouter {
     /// Writes a batch: this zone's series through the leaf router, the
     /// others forwarded to their zones' routers.
     pub async fn write(self: &Arc<Self>, tenant: &str, series: Vec<pb::Series>) -> Result<pb::WriteResponse, Status> {
+        self.ensure_current(tenant, &series).await?;
         let mut by_zone: BTreeMap<Option<String>, (Vec<usize>, Vec<pb::Series>)> = BTreeMap::new();
         for (i, s) in series.into_iter().enumerate() {
             let e = by_zone.entry(self.zone_for(tenant, &s)).or_default();
@@ -90,6 +98,40 @@ impl IngestRouter {
         }
         out.errors.sort_by_key(|e| e.index);
         Ok(out)
+    }
+
+    /// Makes sure the table this router routes by is current when it does
+    /// not know a schema some series names (or holds no table yet). A
+    /// router that just started, or follows an assigner member still
+    /// replaying its log, holds an old table: judged on it, a series would
+    /// go to the wrong zone (its location is read through its target
+    /// schema) or be refused for a schema that exists. The leader names the
+    /// committed version and the router waits until its table has it.
+    async fn ensure_current(&self, tenant: &str, series: &[pb::Series]) -> Result<(), Status> {
+        let table = self.table().current();
+        let unknown = table.version == 0
+            || series.iter().any(|s| {
+                table.target_schema(tenant, &s.target_schema).is_none()
+                    || table.metric_schema(tenant, &s.metric).is_none()
+            });
+        if !unknown {
+            return Ok(());
+        }
+        if let Some((at, v)) = *self.confirmed.lock() {
+            if table.version > 0 && table.version >= v && at.elapsed() < CONFIRMED_FOR {
+                return Ok(());
+            }
+        }
+        let stale = |m: String| {
+            Status::unavailable(format!(
+                "this router's zone table (version {}) may be behind and cannot be checked: {m}; retry",
+                table.version
+            ))
+        };
+        let version = self.zone.latest_version().await.map_err(|s| stale(s.message().to_owned()))?;
+        self.table().wait_for(version, Duration::from_secs(5)).await.map_err(|e| stale(e.to_string()))?;
+        *self.confirmed.lock() = Some((Instant::now(), version));
+        Ok(())
     }
 
     async fn forward(&self, tenant: &str, zone: &str, batch: Vec<pb::Series>) -> Result<pb::WriteResponse, Status> {

@@ -115,6 +115,12 @@ impl MemKv {
         Self::default()
     }
 
+    /// Loses everything, synced or not: the disk was replaced.
+    pub fn wipe(&self) {
+        self.cfs.write().clear();
+        self.undo.lock().clear();
+    }
+
     /// Loses every write not yet durable, as a power loss would.
     pub fn crash(&self) {
         let mut cfs = self.cfs.write();

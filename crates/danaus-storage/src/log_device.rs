@@ -146,6 +146,11 @@ impl MemLogDevice {
         }
     }
 
+    /// Loses every segment, synced or not: the disk was replaced.
+    pub fn wipe(&self) {
+        self.files.lock().clear();
+    }
+
     /// Total bytes held.
     pub fn bytes(&self) -> usize {
         self.files.lock().values().map(|f| f.data.len()).sum()

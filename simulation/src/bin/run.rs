@@ -17,7 +17,9 @@ fn main() {
     let mut seconds = 60;
     let mut quiet = false;
     let mut jobs = 2usize;
+    let mut timeout = std::time::Duration::from_secs(300);
     let mut spec = Spec::default();
+    let mut sabotage = false;
     let mut passthrough = Vec::new();
     let mut i = 0;
     while i < args.len() {
@@ -39,25 +41,30 @@ fn main() {
             }
             "--seconds" => seconds = number("--seconds"),
             "--jobs" => jobs = number("--jobs").max(1) as usize,
+            "--timeout" => timeout = std::time::Duration::from_secs(number("--timeout").max(1)),
             "--zones" => spec.zones = number("--zones").clamp(1, 200) as usize,
             "--leaves" => spec.leaves = number("--leaves").clamp(1, 200) as usize,
             "--assigners" => spec.assigners = number("--assigners").clamp(1, 9) as usize,
             "--replication" => spec.replication = number("--replication").max(1) as u32,
             "--quiet" => quiet = true,
+            "--sabotage" => sabotage = true,
             other => usage(&format!("unknown argument {other:?}")),
         }
-        if !matches!(args[i].as_str(), "--quiet" | "--seed" | "--seeds" | "--jobs") {
+        let flag = matches!(args[i].as_str(), "--quiet" | "--sabotage");
+        if args[i] == "--sabotage" {
+            passthrough.push(args[i].clone());
+        } else if !flag && !matches!(args[i].as_str(), "--seed" | "--seeds" | "--jobs" | "--timeout") {
             passthrough.push(args[i].clone());
             passthrough.push(value.clone());
         }
-        i += if args[i] == "--quiet" { 1 } else { 2 };
+        i += if flag { 1 } else { 2 };
     }
     if spec.replication as usize > spec.leaves {
         usage("--replication cannot exceed --leaves");
     }
     if !many {
         let seed = seeds.start;
-        let outcome = run(SimConfig { seconds, spec, ..SimConfig::new(seed) });
+        let outcome = run(SimConfig { seconds, spec, sabotage, ..SimConfig::new(seed) });
         if quiet && outcome.violations.is_empty() {
             println!(
                 "seed {seed}: ok ({} points acked, {} writes failed, {} reads checked, {} faults, trace {:016x})",
@@ -92,16 +99,34 @@ fn main() {
                 None => break,
             }
         }
-        let Some((seed, child)) = running.pop_front() else { break };
-        match child.wait_with_output() {
-            Ok(out) => {
-                print!("{}", String::from_utf8_lossy(&out.stdout));
-                if !out.status.success() {
-                    failed.push(seed);
+        let Some((seed, mut child)) = running.pop_front() else { break };
+        // A seed that does not finish is a failure too (a livelock, a
+        // workload that never ends); the child is killed and reported.
+        let began = std::time::Instant::now();
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if began.elapsed() < timeout => std::thread::sleep(std::time::Duration::from_millis(20)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break None;
                 }
             }
-            Err(e) => {
-                println!("seed {seed}: the simulation process failed: {e}");
+        };
+        let mut out = String::new();
+        if let Some(mut stdout) = child.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
+        }
+        print!("{out}");
+        match status {
+            Some(s) if s.success() => {}
+            Some(_) => failed.push(seed),
+            None => {
+                println!(
+                    "seed {seed}: did not finish within {timeout:?} (a hang?); replay: simulation/run --seed {seed}{}",
+                    passthrough.iter().map(|a| format!(" {a}")).collect::<String>()
+                );
                 failed.push(seed);
             }
         }
@@ -115,8 +140,8 @@ fn main() {
 #[cfg(madsim)]
 fn usage(msg: &str) -> ! {
     eprintln!(
-        "{msg}\nusage: run [--seed N | --seeds A..B [--jobs J]] [--seconds S] [--quiet]\n           \
-         [--zones Z] [--leaves L] [--assigners A] [--replication R]"
+        "{msg}\nusage: run [--seed N | --seeds A..B [--jobs J] [--timeout S]] [--seconds S] [--quiet]\n           \
+         [--zones Z] [--leaves L] [--assigners A] [--replication R] [--sabotage]"
     );
     std::process::exit(2)
 }
