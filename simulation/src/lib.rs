@@ -5,26 +5,27 @@
 //! become madsim's simulated runtime and network, so a whole cluster runs
 //! in one thread, in simulated time, and the same seed replays exactly.
 //!
-//! **What runs.** A `danaus` node (a leaf behind the gRPC services of
-//! `danaus-node`, the same code `danaus standalone` serves) on a simulated
-//! host, with the in-memory long-term store and a log device that loses
-//! every unsynced byte when the host crashes ([`danaus_storage::MemLogDevice`]).
-//! Nothing else is mocked. Writer hosts write known data through the gRPC
-//! API and record every acknowledgement; a reader host queries through
-//! QueryService and ReadService.
+//! **What runs** ([`cluster`]): N zones, each with its range assigner
+//! (a 3-member Raft group), index server, leaves, router and mixer, every
+//! role on its own simulated host, started by the same library calls as
+//! `danaus <role>`. Only the disks are simulated: an in-memory long-term
+//! store and a log device that both lose unsynced writes when their host
+//! crashes. Writer hosts write known data through any zone's router and
+//! record every acknowledgement; a reader host reads and queries through
+//! the owning zone's mixer.
 //!
-//! **Faults** come on a schedule drawn from the seed ([`faults`]): crash
-//! and restart of the node (unsynced log bytes lost), partitions between a
-//! client host and the node, packet loss, packet delay, pauses, and a
-//! skewed node clock.
+//! **Faults** come on a schedule drawn from the seed ([`faults`]): crashes
+//! and restarts of any host (or two), partitions between hosts and between
+//! zones, isolated hosts, packet loss and delay, pauses, clock jumps.
 //!
-//! **Invariants** ([`model`]): every acknowledged point is readable (during
-//! the run, for points acknowledged before a read began, and after
-//! healing); a read never returns a point that was never written or a
-//! wrong value; a query's answer equals the reference model and says it
-//! is complete. A failure prints the seed and the fault schedule;
-//! `simulation/run --seed N` replays it. Raft groups, routers and mixers
-//! join the simulated cluster as they are built.
+//! **Invariants** ([`model`], [`raft_check`]): every acknowledged point is
+//! readable (during the run, for points acknowledged before a read began,
+//! and after healing); nothing is read that was never written, or with a
+//! wrong value; a query that misses points says it is partial; Raft votes
+//! never go back, members agree on every applied index, and none loses a
+//! committed entry. A failure prints the seed, the fault schedule and the
+//! replay command; each seed runs in a process of its own so that
+//! `simulation/run --seed N` replays it exactly.
 
 #[cfg(madsim)]
 pub mod cluster;
