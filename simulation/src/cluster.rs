@@ -43,8 +43,8 @@ pub enum Role {
     Leaf(usize),
     /// The zone index server (field hints).
     Index,
-    /// The ingestion and leaf router.
-    Router,
+    /// Ingestion and leaf router number `n` (from 1).
+    Router(usize),
     /// The zone mixer.
     Mixer,
 }
@@ -59,8 +59,8 @@ pub fn addr(z: usize, role: Role) -> SocketAddr {
     let n = match role {
         Role::Assigner(id) => id as u8,
         Role::Index => 20,
-        Role::Leaf(i) => 30 + i as u8,
-        Role::Router => 50,
+        Role::Leaf(i) => 100 + i as u8,
+        Role::Router(i) => 50 + i as u8,
         Role::Mixer => 60,
     };
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, z as u8 + 1, 0, n)), PORT)
@@ -130,7 +130,8 @@ impl Cluster {
             let mut roles: Vec<Role> = (1..=spec.assigners as NodeId).map(Role::Assigner).collect();
             roles.push(Role::Index);
             roles.extend((1..=spec.leaves).map(Role::Leaf));
-            roles.extend([Role::Router, Role::Mixer]);
+            roles.extend((1..=spec.routers).map(Role::Router));
+            roles.push(Role::Mixer);
             for role in roles {
                 let durable = matches!(role, Role::Assigner(_) | Role::Leaf(_));
                 let kv = durable.then(|| Arc::new(MemKv::new()));
@@ -164,9 +165,11 @@ impl Cluster {
         self.members.iter().filter(move |m| m.zone == z)
     }
 
-    /// The router addresses of every zone (`http://…`).
-    pub fn routers(&self) -> Vec<String> {
-        (0..self.spec.zones).map(|z| format!("http://{}", addr(z, Role::Router))).collect()
+    /// The router addresses of every zone (`http://…`), by zone.
+    pub fn routers(&self) -> Vec<Vec<String>> {
+        (0..self.spec.zones)
+            .map(|z| (1..=self.spec.routers).map(|r| format!("http://{}", addr(z, Role::Router(r)))).collect())
+            .collect()
     }
 
     /// The mixer address of zone `z` (`http://…`).
@@ -192,7 +195,7 @@ fn role_name(role: Role) -> String {
         Role::Assigner(id) => format!("assigner-{id}"),
         Role::Leaf(i) => format!("leaf-{i}"),
         Role::Index => "index".into(),
-        Role::Router => "router".into(),
+        Role::Router(i) => format!("router-{i}"),
         Role::Mixer => "mixer".into(),
     }
 }
@@ -245,7 +248,7 @@ async fn run_role(ctx: RoleCtx) {
             let index = IndexServer::new(IndexConfig::default());
             grpc().add_service(index.service()).serve(me).await
         }
-        Role::Router => {
+        Role::Router(_) => {
             let assigners = ctx.assigners();
             let table = TableWatcher::start(assigners.clone());
             let zone = Arc::new(ZoneClient::new(assigners));
@@ -255,7 +258,7 @@ async fn run_role(ctx: RoleCtx) {
                 zones: (0..ctx.spec.zones)
                     .map(|z| ZoneRoute {
                         name: zone_name(z),
-                        routers: vec![addr(z, Role::Router).to_string()],
+                        routers: (1..=ctx.spec.routers).map(|r| addr(z, Role::Router(r)).to_string()).collect(),
                         locations: vec![zone_name(z)],
                     })
                     .collect(),

@@ -49,14 +49,17 @@ pub struct Spec {
     pub leaves: usize,
     /// Range assigner (Raft) members per zone.
     pub assigners: usize,
+    /// Routers per zone.
+    pub routers: usize,
     /// Replicas per range.
     pub replication: u32,
 }
 
 impl Default for Spec {
-    /// Two zones of three assigners and three leaves, ranges on two.
+    /// Two zones of three assigners, three leaves and two routers,
+    /// ranges on two leaves.
     fn default() -> Self {
-        Self { zones: 2, leaves: 3, assigners: 3, replication: 2 }
+        Self { zones: 2, leaves: 3, assigners: 3, routers: 2, replication: 2 }
     }
 }
 
@@ -136,6 +139,7 @@ impl SimConfig {
             ("--zones", s.zones, ds.zones),
             ("--leaves", s.leaves, ds.leaves),
             ("--assigners", s.assigners, ds.assigners),
+            ("--routers", s.routers, ds.routers),
             ("--replication", s.replication as usize, ds.replication as usize),
         ] {
             if v != dv {

@@ -68,7 +68,11 @@ impl State {
     /// Adds an event to the trace (with the simulated time it happened).
     pub fn event(&mut self, at: std::time::Duration, what: &str) {
         if self.print {
-            println!("{:>9.3}s {what}", at.as_secs_f64());
+            // With the simulated wall clock, to match the roles' logs.
+            let wall = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| (d.as_millis() % 86_400_000) as f64 / 1000.0);
+            println!("{:>9.3}s [wall {wall:.3}] {what}", at.as_secs_f64());
         }
         at.as_nanos().hash(&mut self.hasher);
         what.hash(&mut self.hasher);

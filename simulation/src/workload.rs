@@ -27,8 +27,8 @@ pub const METRIC: &str = "/sim/value";
 pub struct Ctx {
     /// The model.
     pub state: Arc<Mutex<State>>,
-    /// Every zone's router (`http://host:port`), by zone.
-    pub routers: Vec<String>,
+    /// Every zone's routers (`http://host:port`), by zone.
+    pub routers: Vec<Vec<String>>,
     /// Every zone's mixer, by zone.
     pub mixers: Vec<String>,
     /// Set when the workload should stop.
@@ -58,7 +58,7 @@ impl Ctx {
     /// A client of a router picked at random: a router forwards what
     /// another zone owns.
     async fn any_router(&self) -> Option<Client> {
-        let addr = self.routers.choose(&mut thread_rng())?.clone();
+        let addr = self.routers.choose(&mut thread_rng())?.choose(&mut thread_rng())?.clone();
         self.connect(&addr).await
     }
 }
@@ -88,7 +88,8 @@ pub async fn apply_schemas(ctx: Ctx) {
         collection: None,
     };
     let deadline = Instant::now() + Duration::from_secs(120);
-    for (z, router) in ctx.routers.iter().enumerate() {
+    for (z, routers) in ctx.routers.iter().enumerate() {
+        let Some(router) = routers.first() else { continue };
         loop {
             if Instant::now() > deadline {
                 ctx.state.lock().violation(format!("schemas could not be applied in {} within 120 s", zone_name(z)));

@@ -43,6 +43,8 @@ pub struct IndexStats {
 
 struct LeafSet {
     epoch: u64,
+    /// The latest push applied.
+    seq: u64,
     fps: HashSet<u64>,
     at: Instant,
 }
@@ -78,12 +80,20 @@ impl IndexServer {
         self.leaves.read().values().map(|l| l.fps.len()).sum()
     }
 
-    /// Applies a push; whether the server needs a full one.
+    /// Applies a push; whether the server needs a full one. A push older
+    /// than one already applied (same epoch, lower or equal `seq`) changes
+    /// nothing: a full push delayed past a newer one would otherwise
+    /// replace the set with one that lacks newer series.
     pub fn push(&self, p: pb::HintsPush) -> bool {
         self.stats.pushes.fetch_add(1, Ordering::Relaxed);
         let mut leaves = self.leaves.write();
+        let stale = leaves.get(&p.leaf).is_some_and(|l| l.epoch == p.epoch && p.seq != 0 && p.seq <= l.seq);
+        if stale {
+            return false;
+        }
         if p.full {
-            leaves.insert(p.leaf, LeafSet { epoch: p.epoch, fps: p.added.into_iter().collect(), at: Instant::now() });
+            let set = LeafSet { epoch: p.epoch, seq: p.seq, fps: p.added.into_iter().collect(), at: Instant::now() };
+            leaves.insert(p.leaf, set);
             return false;
         }
         match leaves.get_mut(&p.leaf) {
@@ -92,11 +102,17 @@ impl IndexServer {
                 for r in &p.removed {
                     l.fps.remove(r);
                 }
+                l.seq = p.seq;
                 l.at = Instant::now();
                 false
             }
             _ => true,
         }
+    }
+
+    /// How long a push counts.
+    pub fn fresh_for(&self) -> Duration {
+        self.cfg.fresh_for
     }
 
     /// The leaves among `leaves` whose fresh fingerprints fail `req`.
@@ -140,7 +156,8 @@ impl pb::index_service_server::IndexService for IndexServer {
         if p.leaf.is_empty() {
             return Err(Status::invalid_argument("a hints push needs the leaf's name"));
         }
-        Ok(Response::new(pb::HintsPushReply { need_full: IndexServer::push(self, p) }))
+        let fresh_for_ms = u64::try_from(self.cfg.fresh_for.as_millis()).unwrap_or(u64::MAX);
+        Ok(Response::new(pb::HintsPushReply { need_full: IndexServer::push(self, p), fresh_for_ms }))
     }
 
     async fn exclude(&self, req: Request<pb::ExcludeRequest>) -> Result<Response<pb::ExcludeReply>, Status> {
@@ -159,7 +176,7 @@ mod tests {
     fn stale_unknown_and_restarted_leaves_are_never_excluded() {
         let s = IndexServer::new(IndexConfig { fresh_for: Duration::from_millis(200) });
         let push = |leaf: &str, epoch, full, added: Vec<u64>| {
-            s.push(pb::HintsPush { leaf: leaf.into(), epoch, full, added, removed: vec![] })
+            s.push(pb::HintsPush { leaf: leaf.into(), epoch, full, added, removed: vec![], seq: 0 })
         };
         assert!(!push("a", 1, true, vec![1, 2]));
         assert!(!push("b", 1, true, vec![3]));
@@ -172,5 +189,24 @@ mod tests {
         assert_eq!(s.exclude(&need(vec![9]), &leaves), vec!["b"]);
         std::thread::sleep(Duration::from_millis(250));
         assert!(s.exclude(&need(vec![42]), &leaves).is_empty(), "stale sets must not prune");
+    }
+
+    #[test]
+    fn a_push_delayed_past_a_newer_one_changes_nothing() {
+        let s = IndexServer::new(IndexConfig::default());
+        let push = |seq, full, added: Vec<u64>| {
+            s.push(pb::HintsPush { leaf: "a".into(), epoch: 7, full, added, removed: vec![], seq })
+        };
+        let need = |fp: u64| Requirement { clauses: vec![vec![vec![fp]]] };
+        let a = vec!["a".to_owned()];
+        // Push 2 (everything, with series 5) arrives before push 1 (sent
+        // earlier, before series 5 existed, and given up on by the leaf).
+        assert!(!push(2, true, vec![1, 5]));
+        assert!(!push(1, true, vec![1]));
+        assert!(s.exclude(&need(5), &a).is_empty(), "the late push replaced the newer set");
+        assert!(!push(2, false, vec![6]), "a repeated push is ignored, not refused");
+        assert_eq!(s.exclude(&need(6), &a), vec!["a"], "a repeated push is not applied twice");
+        assert!(!push(3, false, vec![6]));
+        assert!(s.exclude(&need(6), &a).is_empty());
     }
 }

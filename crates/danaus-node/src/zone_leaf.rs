@@ -62,6 +62,19 @@ pub struct ZoneLeafStats {
     pub hint_push_failures: AtomicU64,
 }
 
+/// How long an index server prunes by a push when it does not say (the
+/// default `fresh_for` of `danaus-index`).
+const DEFAULT_HINTS_FRESH: Duration = Duration::from_secs(3);
+
+/// The latest push the index server acknowledged.
+#[derive(Debug, Clone, Copy)]
+struct HintsAck {
+    /// The hint generation it carried.
+    generation: u64,
+    /// Until when the server may prune this leaf by what it holds.
+    lease_end: tokio::time::Instant,
+}
+
 /// The leaf's field hints and what the index server has not seen yet.
 #[derive(Default)]
 struct Hints {
@@ -104,8 +117,11 @@ pub struct ZoneLeaf {
     fence: RwLock<()>,
     hints: parking_lot::Mutex<Hints>,
     hints_changed: Notify,
-    /// The hint generation the last push attempt carried (0: none yet).
-    hints_pushed: tokio::sync::watch::Sender<u64>,
+    /// What the index server acknowledged, and until when it may prune
+    /// by it.
+    hints_acked: tokio::sync::watch::Sender<HintsAck>,
+    /// Whether the last push failed (set until one succeeds).
+    hints_failing: std::sync::atomic::AtomicBool,
     /// Whether a pusher runs (`run_hints`).
     hints_on: std::sync::atomic::AtomicBool,
     /// Counters.
@@ -160,7 +176,12 @@ impl ZoneLeaf {
             fence: RwLock::new(()),
             hints: parking_lot::Mutex::new(Hints { full: true, ..Hints::default() }),
             hints_changed: Notify::new(),
-            hints_pushed: tokio::sync::watch::Sender::new(0),
+            // A set pushed by this leaf's previous run may still be fresh.
+            hints_acked: tokio::sync::watch::Sender::new(HintsAck {
+                generation: 0,
+                lease_end: tokio::time::Instant::now() + DEFAULT_HINTS_FRESH,
+            }),
+            hints_failing: std::sync::atomic::AtomicBool::new(false),
             hints_on: std::sync::atomic::AtomicBool::new(false),
             stats: Arc::default(),
         })
@@ -222,16 +243,37 @@ impl ZoneLeaf {
         None
     }
 
-    /// Waits (up to a second) until the index server has been sent hint
-    /// generation `g`, so a query right after an acknowledged write is not
-    /// pruned away from the series it created.
+    /// Waits until series of hint generation `g` cannot be pruned away
+    /// from queries: the index server acknowledged a push holding them, or
+    /// the lease of the last push it acknowledged ran out (after which it
+    /// does not prune this leaf). Without this, a query right after an
+    /// acknowledged write or a range copy would be told, by an index that
+    /// never got the new series' hints, that this leaf holds nothing it
+    /// wants — and call its answer complete. Waits at most the lease (3 s
+    /// by default) when the index server is unreachable.
     async fn hints_sent(&self, g: Option<u64>) {
-        let Some(g) = g else { return };
+        // While pushes fail, every write waits: a retried write finds the
+        // series it creates already there, and must not be acknowledged
+        // sooner than the write that created them.
+        let g = match g {
+            Some(g) => g,
+            None if self.hints_failing.load(Ordering::Acquire) => self.hints.lock().generation,
+            None => return,
+        };
         if !self.hints_on.load(Ordering::Acquire) {
             return;
         }
-        let mut rx = self.hints_pushed.subscribe();
-        let _ = tokio::time::timeout(Duration::from_secs(1), rx.wait_for(|p| *p >= g)).await;
+        let mut rx = self.hints_acked.subscribe();
+        loop {
+            let HintsAck { generation, lease_end } = *rx.borrow_and_update();
+            if generation >= g || tokio::time::Instant::now() >= lease_end {
+                return;
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep_until(lease_end) => {}
+            }
+        }
     }
 
     /// Recomputes every hint from the leaf's series (at start, after drops).
@@ -270,6 +312,7 @@ impl ZoneLeaf {
         let mut client =
             pb::index_service_client::IndexServiceClient::new(channel).max_encoding_message_size(256 << 20);
         self.hints_on.store(true, Ordering::Release);
+        let mut seq = 0u64;
         loop {
             let _ = tokio::time::timeout(Duration::from_secs(1), self.hints_changed.notified()).await;
             // Let a burst of new series gather into one push.
@@ -284,23 +327,34 @@ impl ZoneLeaf {
                     (false, std::mem::take(&mut h.unsent), h.generation)
                 }
             };
+            seq += 1;
             let mut req =
-                Request::new(pb::HintsPush { leaf: self.name.clone(), epoch, full, added, removed: Vec::new() });
+                Request::new(pb::HintsPush { leaf: self.name.clone(), epoch, full, added, removed: Vec::new(), seq });
             req.set_timeout(Duration::from_secs(5));
             match client.push(req).await {
+                // The server holds no set of this run: it prunes nothing
+                // by one until the full push lands.
                 Ok(r) if r.get_ref().need_full => self.hints.lock().full = true,
-                Ok(_) => {}
+                Ok(r) => {
+                    let fresh = match r.get_ref().fresh_for_ms {
+                        0 => DEFAULT_HINTS_FRESH,
+                        ms => Duration::from_millis(ms),
+                    };
+                    let lease_end = tokio::time::Instant::now() + fresh;
+                    self.hints_failing.store(false, Ordering::Release);
+                    self.hints_acked.send_modify(|a| {
+                        a.generation = a.generation.max(generation);
+                        a.lease_end = a.lease_end.max(lease_end);
+                    });
+                }
                 Err(s) => {
                     self.stats.hint_push_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(index = %index, "hints push: {}", s.message());
+                    self.hints_failing.store(true, Ordering::Release);
                     // Resend everything once the server answers again.
                     self.hints.lock().full = true;
                 }
             }
-            // Writers waiting for this generation go on either way: after a
-            // failed push the index stops pruning this leaf once its last
-            // push is no longer fresh.
-            self.hints_pushed.send_replace(generation);
         }
     }
 
@@ -635,6 +689,8 @@ impl ZoneLeaf {
         };
         let mut stream = client.export(req).await.map_err(|s| s.message().to_owned())?.into_inner();
         let mut reply = pb::CopyRangeReply::default();
+        // The hint generation of the last imported series that were new here.
+        let mut hints = None;
         while let Some(mut b) = stream.message().await.map_err(|s| s.message().to_owned())? {
             let targets: Vec<TargetSchema> =
                 serde_json::from_slice(&b.target_schemas_json).map_err(|e| e.to_string())?;
@@ -652,7 +708,9 @@ impl ZoneLeaf {
                 .collect::<Result<_, _>>()
                 .map_err(|e| e.0 .0)?;
             let r = self.leaf.import(&b.tenant, &batch).await.map_err(|e| e.to_string())?;
-            let _ = self.add_hints(&b.tenant, &batch, &r.created);
+            if let Some(g) = self.add_hints(&b.tenant, &batch, &r.created) {
+                hints = Some(g);
+            }
             if let Some(e) = r.errors.first() {
                 // Replicas disagree (a conflict) or the data is invalid:
                 // the copy must not silently lose points.
@@ -679,6 +737,9 @@ impl ZoneLeaf {
                 self.leaf.import_open(&b.tenant, &output, &deltas).await.map_err(|e| e.to_string())?;
             }
         }
+        // The range becomes readable here once the copy reports success:
+        // not before the index server can no longer prune its series away.
+        self.hints_sent(hints).await;
         Ok(reply)
     }
 

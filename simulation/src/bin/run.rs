@@ -11,6 +11,12 @@ fn main() {
     use std::process::{Child, Command, Stdio};
 
     use danaus_simulation::{run, SimConfig, Spec};
+    // The roles' logs on stderr, at the level DANAUS_SIM_LOG names (e.g.
+    // debug). A plain level filter: `EnvFilter` draws hasher keys inside
+    // the simulation, which would change the run being looked at.
+    if let Some(level) = std::env::var("DANAUS_SIM_LOG").ok().and_then(|l| l.parse::<tracing::Level>().ok()) {
+        tracing_subscriber::fmt().with_max_level(level).with_ansi(false).with_writer(std::io::stderr).init();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut seeds = 0..1u64;
     let mut many = false;
@@ -43,8 +49,9 @@ fn main() {
             "--jobs" => jobs = number("--jobs").max(1) as usize,
             "--timeout" => timeout = std::time::Duration::from_secs(number("--timeout").max(1)),
             "--zones" => spec.zones = number("--zones").clamp(1, 200) as usize,
-            "--leaves" => spec.leaves = number("--leaves").clamp(1, 200) as usize,
+            "--leaves" => spec.leaves = number("--leaves").clamp(1, 99) as usize,
             "--assigners" => spec.assigners = number("--assigners").clamp(1, 9) as usize,
+            "--routers" => spec.routers = number("--routers").clamp(1, 9) as usize,
             "--replication" => spec.replication = number("--replication").max(1) as u32,
             "--quiet" => quiet = true,
             "--sabotage" => sabotage = true,
@@ -141,7 +148,7 @@ fn main() {
 fn usage(msg: &str) -> ! {
     eprintln!(
         "{msg}\nusage: run [--seed N | --seeds A..B [--jobs J] [--timeout S]] [--seconds S] [--quiet]\n           \
-         [--zones Z] [--leaves L] [--assigners A] [--replication R] [--sabotage]"
+         [--zones Z] [--leaves L] [--assigners A] [--routers N] [--replication R] [--sabotage]"
     );
     std::process::exit(2)
 }
