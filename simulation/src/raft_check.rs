@@ -1,11 +1,9 @@
 //! The Raft checker: watches every zone's assigner group members while the
 //! faults run and after healing.
 //!
-//! * **Election safety**, in openraft's form: openraft names a leader by
-//!   its term *and* node (a total order, so two candidates of one term do
-//!   not split the vote forever), and a member's vote, persisted before it
-//!   is cast, never goes back, across restarts too. (Two members can lead
-//!   one after the other in one numeric term; never with one leader id.)
+//! * **Election safety**: no two members lead in one term (the groups run
+//!   standard Raft, openraft's `single-term-leader`), and a member's vote,
+//!   persisted before it is cast, never goes back, across restarts too.
 //! * **State machine safety**: members that applied the same log index
 //!   applied the same entry (same log id) and hold the same zone table —
 //!   a committed entry is never replaced by another.
@@ -18,7 +16,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use danaus_assigner::ZoneTable;
-use danaus_raft::{LogId, NodeId, RaftGroup, Vote};
+use danaus_raft::{LogId, NodeId, RaftGroup, ServerState, Vote};
 use parking_lot::Mutex;
 
 use crate::model::State;
@@ -31,6 +29,8 @@ struct Zone {
     members: BTreeMap<NodeId, Group>,
     /// Each member's latest vote, kept across its restarts.
     votes: BTreeMap<NodeId, Vote<NodeId>>,
+    /// Who led each term.
+    leaders: BTreeMap<u64, NodeId>,
     /// What was applied at each index seen: (log id, table digest, who).
     applied: BTreeMap<u64, (LogId<NodeId>, u64, NodeId)>,
     /// The highest applied log id seen.
@@ -70,7 +70,7 @@ impl RaftWatch {
         let mut zones = self.zones.lock();
         let mut violations = Vec::new();
         for (z, zone) in zones.iter_mut().enumerate() {
-            let Zone { members, votes, applied, highest } = zone;
+            let Zone { members, votes, leaders, applied, highest } = zone;
             for (&id, g) in members.iter() {
                 let m = g.metrics();
                 if let Some(prev) = votes.get(&id) {
@@ -82,6 +82,13 @@ impl RaftWatch {
                     }
                 }
                 votes.insert(id, m.vote);
+                if m.state == ServerState::Leader {
+                    let leader = *leaders.entry(m.current_term).or_insert(id);
+                    if leader != id {
+                        violations
+                            .push(format!("raft z{z}: members {leader} and {id} both led term {}", m.current_term));
+                    }
+                }
                 let (log_id, d) = g.read_applied(|l, t| (l, digest(t)));
                 let Some(log_id) = log_id else { continue };
                 match applied.get(&log_id.index) {

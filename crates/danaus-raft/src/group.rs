@@ -27,8 +27,9 @@ pub struct GroupConfig {
     pub id: NodeId,
     /// Leader heartbeat period.
     pub heartbeat: Duration,
-    /// Election timeout: a follower that hears no leader for a random time
-    /// in `[election_timeout, 2 × election_timeout)` starts an election.
+    /// Election timeout: a follower that hears no leader for at least this
+    /// long starts an election (members are staggered above it by id, see
+    /// `election_window`).
     pub election_timeout: Duration,
     /// Take a snapshot (and purge the log below it) every this many entries.
     pub snapshot_every: u64,
@@ -38,7 +39,8 @@ pub struct GroupConfig {
 
 impl GroupConfig {
     /// Defaults for member `id` of `group`: 100 ms heartbeats, elections
-    /// after 500–1000 ms of silence, a snapshot every 1000 entries.
+    /// after 500 ms of silence and more (staggered by id), a snapshot
+    /// every 1000 entries.
     pub fn new(group: impl Into<String>, id: NodeId) -> Self {
         Self {
             group: group.into(),
@@ -68,6 +70,21 @@ impl<S: StateMachine> std::fmt::Debug for RaftGroup<S> {
     }
 }
 
+/// The window member `id` draws its election timeout from, in ms.
+///
+/// Groups run standard Raft (one leader per term), where candidates that
+/// time out together split the vote, and openraft draws a member's
+/// timeout only once and checks it on its ticks (1.5 heartbeats): members
+/// whose timeouts fell on the same tick would split every election again,
+/// for ever (the simulation found three stuck so). So members are ranked
+/// by id: each draws from its own window, two ticks after the previous
+/// rank's, and after a split vote the lowest rank alive asks alone first.
+fn election_window(id: NodeId, heartbeat_ms: u64, timeout_ms: u64) -> (u64, u64) {
+    let tick = (heartbeat_ms * 3 / 2).max(1);
+    let min = timeout_ms + (id % 5) * 2 * tick;
+    (min, min + tick)
+}
+
 /// Who leads the group, as a member knows it.
 enum Leader {
     Me,
@@ -93,8 +110,8 @@ impl<S: StateMachine> RaftGroup<S> {
         let config = openraft::Config {
             cluster_name: cfg.group.clone(),
             heartbeat_interval: ms(cfg.heartbeat),
-            election_timeout_min: ms(cfg.election_timeout),
-            election_timeout_max: ms(cfg.election_timeout) * 2,
+            election_timeout_min: election_window(cfg.id, ms(cfg.heartbeat), ms(cfg.election_timeout)).0,
+            election_timeout_max: election_window(cfg.id, ms(cfg.heartbeat), ms(cfg.election_timeout)).1,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every.max(1)),
             max_in_snapshot_log_to_keep: 100,
             ..Default::default()

@@ -63,7 +63,43 @@ pub(crate) async fn read_json<T: DeserializeOwned + Send + 'static>(
         .await
         .map_err(|e| AnyError::new(&e))?
         .map_err(|e| AnyError::new(&e))?;
-    bytes.map(|b| serde_json::from_slice(&b).map_err(|e| AnyError::new(&e))).transpose()
+    bytes.map(|b| from_stored(&b).map_err(|e| AnyError::new(&e))).transpose()
+}
+
+/// Decodes a stored value. Logs written before the groups ran standard
+/// Raft (one leader per term) name the leader's node in every log id and
+/// vote (`"leader_id":{"term":T,"node_id":N}`); such a value is rewritten
+/// to today's form (a log id's leader is its term; a vote's is the term
+/// and whom it was cast for) and decoded.
+pub(crate) fn from_stored<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    // Today's form never holds a "node_id" key (a command's own JSON is a
+    // string inside, where the quotes are escaped), so only old values pay.
+    if !bytes.windows(9).any(|w| w == b"\"node_id\"") {
+        return serde_json::from_slice(bytes);
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(bytes)?;
+    upgrade_leader_ids(&mut v);
+    serde_json::from_value(v)
+}
+
+fn upgrade_leader_ids(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let is_vote = m.contains_key("committed");
+            if let Some(Value::Object(id)) = m.get_mut("leader_id") {
+                if let (Some(term), Some(node)) = (id.get("term").cloned(), id.get("node_id").cloned()) {
+                    let upgraded = if is_vote { serde_json::json!({ "term": term, "voted_for": node }) } else { term };
+                    m.insert("leader_id".into(), upgraded);
+                }
+            }
+            for x in m.values_mut() {
+                upgrade_leader_ids(x);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(upgrade_leader_ids),
+        _ => {}
+    }
 }
 
 /// Writes `batch` synced.
@@ -116,7 +152,7 @@ impl KvLogStore {
         .map_err(|e| crate::Error::Storage(e.to_string()))?;
         let last = match last {
             Some(bytes) => {
-                let e: Entry<TypeConfig> = serde_json::from_slice(&bytes)
+                let e: Entry<TypeConfig> = from_stored(&bytes)
                     .map_err(|e| crate::Error::Storage(format!("group {group:?}: corrupt log entry: {e}")))?;
                 Some(e.log_id)
             }
@@ -150,7 +186,7 @@ impl RaftLogReader<TypeConfig> for KvLogStore {
         let read = run_blocking(move || {
             let mut out = Vec::new();
             let mut bad = None;
-            kv.scan(Cf::Raft, &start, &end, &mut |_, v| match serde_json::from_slice::<Entry<TypeConfig>>(v) {
+            kv.scan(Cf::Raft, &start, &end, &mut |_, v| match from_stored::<Entry<TypeConfig>>(v) {
                 Ok(e) => {
                     out.push(e);
                     true
@@ -269,5 +305,35 @@ impl RaftLogStorage<TypeConfig> for KvLogStore {
             st.1 = Some(log_id);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use openraft::{CommittedLeaderId, Vote};
+
+    use super::*;
+
+    /// Logs written before groups ran standard Raft (one leader per term;
+    /// openraft's `single-term-leader`) named the leader's node in every
+    /// log id and vote. They still decode, keeping terms, indexes and whom
+    /// a vote was cast for.
+    #[test]
+    fn ids_and_votes_stored_with_leader_nodes_still_decode() {
+        let id: LogId<NodeId> = from_stored(br#"{"leader_id":{"term":3,"node_id":2},"index":17}"#).unwrap();
+        assert_eq!(id, LogId::new(CommittedLeaderId::new(3, 2), 17));
+        let vote: Vote<NodeId> = from_stored(br#"{"leader_id":{"term":3,"node_id":2},"committed":true}"#).unwrap();
+        assert_eq!(vote, Vote::new_committed(3, 2));
+        let entry: Entry<TypeConfig> = from_stored(
+            br#"{"log_id":{"leader_id":{"term":1,"node_id":1},"index":4},"payload":{"Normal":"{\"x\":1}"}}"#,
+        )
+        .unwrap();
+        assert_eq!(entry.log_id, LogId::new(CommittedLeaderId::new(1, 1), 4));
+        // Today's form is read as it is.
+        let now = serde_json::to_vec(&vote).unwrap();
+        assert_eq!(from_stored::<Vote<NodeId>>(&now).unwrap(), vote);
+        // What is neither form is an error, not a guess.
+        assert!(from_stored::<Vote<NodeId>>(br#"{"leader_id":7}"#).is_err());
     }
 }
