@@ -109,10 +109,16 @@ impl IngestRouter {
     /// committed version and the router waits until its table has it.
     async fn ensure_current(&self, tenant: &str, series: &[pb::Series]) -> Result<(), Status> {
         let table = self.table().current();
+        // Series of a target come together: look each pair up once per run.
+        let mut last: Option<(&str, &str)> = None;
         let unknown = table.version == 0
             || series.iter().any(|s| {
-                table.target_schema(tenant, &s.target_schema).is_none()
-                    || table.metric_schema(tenant, &s.metric).is_none()
+                let pair = (s.target_schema.as_str(), s.metric.as_str());
+                if last == Some(pair) {
+                    return false;
+                }
+                last = Some(pair);
+                table.target_schema(tenant, pair.0).is_none() || table.metric_schema(tenant, pair.1).is_none()
             });
         if !unknown {
             return Ok(());
