@@ -62,9 +62,11 @@ pub struct ZoneLeafStats {
     pub hint_push_failures: AtomicU64,
 }
 
-/// How long an index server prunes by a push when it does not say (the
-/// default `fresh_for` of `danaus-index`).
-const DEFAULT_HINTS_FRESH: Duration = Duration::from_secs(3);
+/// How long an index server prunes by a push when it does not say: the
+/// default of `danaus-index`.
+fn default_hints_fresh() -> Duration {
+    danaus_index::IndexConfig::default().fresh_for
+}
 
 /// The latest push the index server acknowledged.
 #[derive(Debug, Clone, Copy)]
@@ -179,7 +181,7 @@ impl ZoneLeaf {
             // A set pushed by this leaf's previous run may still be fresh.
             hints_acked: tokio::sync::watch::Sender::new(HintsAck {
                 generation: 0,
-                lease_end: tokio::time::Instant::now() + DEFAULT_HINTS_FRESH,
+                lease_end: tokio::time::Instant::now() + default_hints_fresh(),
             }),
             hints_failing: std::sync::atomic::AtomicBool::new(false),
             hints_on: std::sync::atomic::AtomicBool::new(false),
@@ -337,7 +339,7 @@ impl ZoneLeaf {
                 Ok(r) if r.get_ref().need_full => self.hints.lock().full = true,
                 Ok(r) => {
                     let fresh = match r.get_ref().fresh_for_ms {
-                        0 => DEFAULT_HINTS_FRESH,
+                        0 => default_hints_fresh(),
                         ms => Duration::from_millis(ms),
                     };
                     let lease_end = tokio::time::Instant::now() + fresh;
