@@ -1,5 +1,6 @@
 //! The leaf: write path, read path, checkpoints and retention.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -444,7 +445,11 @@ impl Leaf {
     /// Writes a batch. Valid series are stored even when others in the same
     /// batch are refused; the result lists what was refused and why. On
     /// `Ok`, every accepted point is durable in the recovery log.
-    pub async fn write(&self, tenant: &str, batch: &[SeriesWrite]) -> Result<WriteResult> {
+    ///
+    /// The series may be owned or borrowed (`&[SeriesWrite]` or
+    /// `&[&SeriesWrite]`): a router hands over series it still holds for
+    /// retries without copying them.
+    pub async fn write<S: Borrow<SeriesWrite> + Sync>(&self, tenant: &str, batch: &[S]) -> Result<WriteResult> {
         let limits = self.inner.limits;
         self.write_with(tenant, batch, limits, true).await
     }
@@ -460,10 +465,10 @@ impl Leaf {
         self.write_with(tenant, batch, limits, false).await
     }
 
-    async fn write_with(
+    async fn write_with<S: Borrow<SeriesWrite> + Sync>(
         &self,
         tenant: &str,
-        batch: &[SeriesWrite],
+        batch: &[S],
         limits: Limits,
         aggregate: bool,
     ) -> Result<WriteResult> {
@@ -480,6 +485,7 @@ impl Leaf {
         let mut targets: HashMap<&str, Option<Arc<TargetSchema>>> = HashMap::new();
         let mut metrics: HashMap<&str, Option<Arc<MetricSchema>>> = HashMap::new();
         for (i, sw) in batch.iter().enumerate() {
+            let sw: &SeriesWrite = sw.borrow();
             let all = || (0..sw.points.len() as u32).collect::<Vec<_>>();
             let schemas = (
                 targets

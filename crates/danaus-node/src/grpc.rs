@@ -146,9 +146,20 @@ pub(crate) fn series_write(s: &pb::Series) -> Result<SeriesWrite, convert::Conve
     })
 }
 
+/// A leaf write as a wire series (for a write sent on to another process).
+pub fn series_to_wire(w: &SeriesWrite) -> pb::Series {
+    pb::Series {
+        target_schema: w.target_schema.clone(),
+        target_fields: convert::field_map_to(&w.target_fields),
+        metric: w.metric.clone(),
+        metric_fields: convert::field_map_to(&w.metric_fields),
+        points: w.points.iter().map(convert::point_to).collect(),
+    }
+}
+
 /// A wire series as a leaf write, moving its strings; the error names the
 /// series (`schema::metric`).
-pub(crate) fn series_write_owned(s: pb::Series) -> Result<SeriesWrite, (convert::ConvertError, String)> {
+pub fn series_write_owned(s: pb::Series) -> Result<SeriesWrite, (convert::ConvertError, String)> {
     let name = |s: &pb::Series| format!("{}::{}", s.target_schema, s.metric);
     let points = match s.points.iter().enumerate().map(|(j, p)| convert::point(p, j)).collect::<Result<_, _>>() {
         Ok(p) => p,

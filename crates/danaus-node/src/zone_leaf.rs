@@ -22,6 +22,7 @@
 //! source reported the version in which the new replica joined: later
 //! writes reached the new replica too, earlier ones are in the copy.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -211,13 +212,13 @@ impl ZoneLeaf {
     /// Adds the hints of the series of `batch` at `created`.
     /// Queues the fingerprints of new series for the index server; returns
     /// the hint generation holding them if any were new.
-    fn add_hints(&self, tenant: &str, batch: &[SeriesWrite], created: &[usize]) -> Option<u64> {
+    fn add_hints<S: Borrow<SeriesWrite>>(&self, tenant: &str, batch: &[S], created: &[usize]) -> Option<u64> {
         if created.is_empty() {
             return None;
         }
         let mut new = HashSet::new();
         for &i in created {
-            if let Some(w) = batch.get(i) {
+            if let Some(w) = batch.get(i).map(Borrow::borrow) {
                 danaus_index::series_fingerprints(
                     tenant,
                     &w.target_schema,
@@ -506,49 +507,75 @@ impl ZoneLeaf {
         }
     }
 
-    /// `LeafService.Write` (also called in-process, see
-    /// `danaus_router::LeafRouter::add_local_leaf`).
+    /// `LeafService.Write`: wire series, converted, then
+    /// [`write_series`](Self::write_series).
     pub async fn write(&self, tenant: &str, req: pb::LeafWriteRequest) -> Result<pb::WriteResponse, Status> {
+        let mut errors = Vec::new();
+        let mut batch = Vec::with_capacity(req.series.len());
+        let mut positions = Vec::with_capacity(req.series.len());
+        for (i, s) in req.series.into_iter().enumerate() {
+            let points = s.points.len() as u32;
+            match series_write_owned(s) {
+                Ok(w) => {
+                    batch.push(w);
+                    positions.push(i);
+                }
+                Err((e, name)) => errors.push(pb::SeriesError {
+                    index: i as u32,
+                    series: name,
+                    message: e.0,
+                    rejected_points: (0..points).collect(),
+                    code: pb::SeriesErrorCode::InvalidArgument as i32,
+                }),
+            }
+        }
+        let mut r = self.write_series(tenant, req.table_version, &batch).await?;
+        for e in &mut r.errors {
+            e.index = positions[e.index as usize] as u32;
+        }
+        errors.extend(r.errors);
+        errors.sort_by_key(|e| e.index);
+        Ok(pb::WriteResponse { accepted_points: r.accepted_points, errors })
+    }
+
+    /// A router's write of `series`, routed by zone table `table_version`:
+    /// fenced against range moves, refused per series where this leaf does
+    /// not hold the series' range at that version (`WrongReplica`), and
+    /// acknowledged once durable and, for series it creates, once their
+    /// field hints are pushed (or their lease ran out). Errors index into
+    /// `series`. The series may be borrowed: routers in this process hand
+    /// over what they hold for retries.
+    pub async fn write_series<S: Borrow<SeriesWrite> + Sync>(
+        &self,
+        tenant: &str,
+        table_version: u64,
+        series: &[S],
+    ) -> Result<pb::WriteResponse, Status> {
         let _fence = self.fence.read().await;
         let mut table = self.table.current();
-        if table.version < req.table_version {
+        if table.version < table_version {
             // The router saw a newer table: catch up before judging. A leaf
             // that cannot would judge by schemas and ranges the router has
             // seen change: the router retries (or another replica takes it).
             table = self
                 .table
-                .wait_for(req.table_version, Duration::from_secs(2))
+                .wait_for(table_version, Duration::from_secs(2))
                 .await
                 .map_err(|e| Status::unavailable(format!("leaf {} cannot judge this write yet: {e}", self.name)))?;
         }
-        let mut batch = Vec::with_capacity(req.series.len());
-        let mut positions = Vec::with_capacity(req.series.len());
+        let mut batch: Vec<&SeriesWrite> = Vec::with_capacity(series.len());
+        let mut positions = Vec::with_capacity(series.len());
         let mut errors = Vec::new();
         let mut schema_missing = false;
-        let table_version = req.table_version;
-        type Verdict = (String, String, Vec<(String, danaus_model::FieldValue)>, Option<String>);
-        let mut last: Option<Verdict> = None;
-        for (i, s) in req.series.into_iter().enumerate() {
-            let points = s.points.len() as u32;
-            let reject = |series: String, message: String, code: pb::SeriesErrorCode| pb::SeriesError {
-                index: i as u32,
-                series,
-                message,
-                rejected_points: (0..points).collect(),
-                code: code as i32,
-            };
-            let w = match series_write_owned(s) {
-                Ok(w) => w,
-                Err((e, name)) => {
-                    errors.push(reject(name, e.0, pb::SeriesErrorCode::InvalidArgument));
-                    continue;
-                }
-            };
+        // The previous series and the refusal for its target, if any.
+        let mut last: Option<(&SeriesWrite, Option<String>)> = None;
+        for (i, w) in series.iter().enumerate() {
+            let w: &SeriesWrite = w.borrow();
             // Series of one target come together (a scrape, a host): the
             // fence and the schema check are done once per run of them.
-            let same = last
-                .as_ref()
-                .is_some_and(|(t, m, f, _)| *t == w.target_schema && *m == w.metric && *f == w.target_fields);
+            let same = last.as_ref().is_some_and(|(p, _)| {
+                p.target_schema == w.target_schema && p.metric == w.metric && p.target_fields == w.target_fields
+            });
             if !same {
                 let mut refusal = None;
                 if let Some(ts) = table.target_schema(tenant, &w.target_schema) {
@@ -567,15 +594,17 @@ impl ZoneLeaf {
                         schema_missing = true;
                     }
                 }
-                last = Some((w.target_schema.clone(), w.metric.clone(), w.target_fields.clone(), refusal));
+                last = Some((w, refusal));
             }
-            if let Some((_, _, _, Some(refusal))) = &last {
+            if let Some((_, Some(refusal))) = &last {
                 self.stats.wrong_replica.fetch_add(1, Ordering::Relaxed);
-                errors.push(reject(
-                    format!("{}::{}", w.target_schema, w.metric),
-                    refusal.clone(),
-                    pb::SeriesErrorCode::WrongReplica,
-                ));
+                errors.push(pb::SeriesError {
+                    index: i as u32,
+                    series: format!("{}::{}", w.target_schema, w.metric),
+                    message: refusal.clone(),
+                    rejected_points: (0..w.points.len() as u32).collect(),
+                    code: pb::SeriesErrorCode::WrongReplica as i32,
+                });
                 continue;
             }
             batch.push(w);

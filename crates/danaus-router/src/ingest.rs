@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use danaus_assigner::{TableWatcher, ZoneClient, ZoneCommand};
+use danaus_assigner::{TableWatcher, ZoneClient, ZoneCommand, ZoneTable};
+use danaus_leaf::SeriesWrite;
 use danaus_model::{FieldValue, MetricSchema, TargetSchema};
+use danaus_node::grpc::{series_to_wire, series_write_owned};
 use danaus_node::tenant::tenant;
 use danaus_node::zone_leaf::with_tenant;
 use danaus_proto::channels::Channels;
@@ -65,22 +67,76 @@ impl IngestRouter {
     /// The zone owning series `s`, by its location field; `None` for this
     /// zone (also when the location cannot be read: the leaf router then
     /// reports what is wrong with the series).
-    fn zone_for(&self, tenant: &str, s: &pb::Series) -> Option<String> {
-        let table = self.table().current();
+    fn zone_for(&self, table: &ZoneTable, tenant: &str, s: &SeriesWrite) -> Option<String> {
         let ts = table.target_schema(tenant, &s.target_schema)?;
-        let v = s.target_fields.get(&ts.location_field)?;
-        let Ok(FieldValue::String(loc)) = convert::field_value(v, &ts.location_field) else { return None };
-        let z = self.zones.zone_of(&loc)?;
+        let (_, FieldValue::String(loc)) = s.target_fields.iter().find(|(k, _)| *k == ts.location_field)? else {
+            return None;
+        };
+        let z = self.zones.zone_of(loc)?;
         (z.name != self.zones.local).then(|| z.name.clone())
     }
 
-    /// Writes a batch: this zone's series through the leaf router, the
-    /// others forwarded to their zones' routers.
+    /// Writes a batch of wire series (`IngestService.Write`): converted,
+    /// then [`write_series`](Self::write_series). Series that do not
+    /// convert are refused here, by position.
     pub async fn write(self: &Arc<Self>, tenant: &str, series: Vec<pb::Series>) -> Result<pb::WriteResponse, Status> {
-        self.ensure_current(tenant, &series).await?;
-        let mut by_zone: BTreeMap<Option<String>, (Vec<usize>, Vec<pb::Series>)> = BTreeMap::new();
+        let mut batch = Vec::with_capacity(series.len());
+        let mut positions = Vec::with_capacity(series.len());
+        let mut errors = Vec::new();
         for (i, s) in series.into_iter().enumerate() {
-            let e = by_zone.entry(self.zone_for(tenant, &s)).or_default();
+            let points = s.points.len() as u32;
+            match series_write_owned(s) {
+                Ok(w) => {
+                    batch.push(w);
+                    positions.push(i);
+                }
+                Err((e, name)) => errors.push(pb::SeriesError {
+                    index: i as u32,
+                    series: name,
+                    message: e.0,
+                    rejected_points: (0..points).collect(),
+                    code: pb::SeriesErrorCode::InvalidArgument as i32,
+                }),
+            }
+        }
+        let mut r = self.write_series(tenant, batch).await?;
+        for e in &mut r.errors {
+            e.index = positions[e.index as usize] as u32;
+        }
+        r.errors.extend(errors);
+        r.errors.sort_by_key(|e| e.index);
+        Ok(r)
+    }
+
+    /// Writes a batch: this zone's series through the leaf router, the
+    /// others forwarded to their zones' routers. Errors index into
+    /// `series`.
+    pub async fn write_series(
+        self: &Arc<Self>,
+        tenant: &str,
+        series: Vec<SeriesWrite>,
+    ) -> Result<pb::WriteResponse, Status> {
+        self.ensure_current(tenant, &series).await?;
+        let table = self.table().current();
+        // Which zone each series goes to; series of a target come together.
+        let mut zones: Vec<Option<String>> = Vec::with_capacity(series.len());
+        if self.zones.zones.len() > 1 {
+            for (i, s) in series.iter().enumerate() {
+                let same = i > 0 && {
+                    let p = &series[i - 1];
+                    p.target_schema == s.target_schema && p.target_fields == s.target_fields
+                };
+                let z = if same { zones[i - 1].clone() } else { self.zone_for(&table, tenant, s) };
+                zones.push(z);
+            }
+        }
+        if zones.iter().all(Option::is_none) {
+            // All local (always so with one zone): no split, no copies.
+            return self.leaves.write(tenant, series).await;
+        }
+        let mut by_zone: BTreeMap<Option<String>, (Vec<usize>, Vec<SeriesWrite>)> = BTreeMap::new();
+        for (i, (s, zone)) in series.into_iter().zip(zones).enumerate() {
+            let e = by_zone.entry(zone).or_default();
             e.0.push(i);
             e.1.push(s);
         }
@@ -88,7 +144,7 @@ impl IngestRouter {
         for (zone, (positions, batch)) in by_zone {
             let r = match &zone {
                 None => self.leaves.write(tenant, batch).await?,
-                Some(z) => self.forward(tenant, z, batch).await?,
+                Some(z) => self.forward(tenant, z, batch.iter().map(series_to_wire).collect()).await?,
             };
             out.accepted_points += r.accepted_points;
             out.errors.extend(r.errors.into_iter().map(|mut e| {
@@ -107,7 +163,7 @@ impl IngestRouter {
     /// go to the wrong zone (its location is read through its target
     /// schema) or be refused for a schema that exists. The leader names the
     /// committed version and the router waits until its table has it.
-    async fn ensure_current(&self, tenant: &str, series: &[pb::Series]) -> Result<(), Status> {
+    async fn ensure_current(&self, tenant: &str, series: &[SeriesWrite]) -> Result<(), Status> {
         let table = self.table().current();
         // Series of a target come together: look each pair up once per run.
         let mut last: Option<(&str, &str)> = None;

@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use danaus_leaf::SeriesWrite;
+use danaus_node::grpc::series_to_wire;
 use danaus_node::zone_leaf::{with_tenant, ZoneLeaf};
 use danaus_proto::channels::Channels;
 use danaus_proto::v1 as pb;
@@ -28,7 +30,9 @@ const MAX_SERIES: usize = 20_000;
 type Reply = Result<pb::WriteResponse, String>;
 
 struct Part {
-    series: Vec<pb::Series>,
+    /// The caller's series; this part is those at `idx`.
+    series: Arc<Vec<SeriesWrite>>,
+    idx: Vec<usize>,
     version: u64,
     tx: oneshot::Sender<Reply>,
 }
@@ -55,21 +59,25 @@ impl Lanes {
             .max_encoding_message_size(256 << 20))
     }
 
-    /// Writes `series` routed by table `version` to the leaf at `addr`.
+    /// Writes the series of `series` at `idx`, routed by table `version`,
+    /// to the leaf at `addr`. Errors index into `idx`.
     pub(crate) async fn send(
         self: &Arc<Self>,
         tenant: &str,
         addr: &str,
         version: u64,
-        series: Vec<pb::Series>,
+        (series, idx): (Arc<Vec<SeriesWrite>>, Vec<usize>),
         timeout: Duration,
     ) -> Reply {
         let (tx, rx) = oneshot::channel();
         let key = (tenant.to_owned(), addr.to_owned());
         let start = {
             let mut lanes = self.lanes.lock();
-            let lane = lanes.entry(key.clone()).or_default();
-            lane.queue.push(Part { series, version, tx });
+            let lane = match lanes.get_mut(&key) {
+                Some(l) => l,
+                None => lanes.entry(key.clone()).or_default(),
+            };
+            lane.queue.push(Part { series, idx, version, tx });
             !std::mem::replace(&mut lane.running, true)
         };
         if start {
@@ -92,24 +100,26 @@ impl Lanes {
                 }
                 let mut n = 0;
                 let take = lane.queue.iter().take_while(|p| {
-                    n += p.series.len();
-                    n <= MAX_SERIES || n == p.series.len()
+                    n += p.idx.len();
+                    n <= MAX_SERIES || n == p.idx.len()
                 });
                 let k = take.count().max(1);
                 lane.queue.drain(..k).collect()
             };
             let version = parts.iter().map(|p| p.version).min().unwrap_or(0);
             let mut bounds = Vec::with_capacity(parts.len());
-            let mut series = Vec::new();
+            let mut series: Vec<&SeriesWrite> = Vec::with_capacity(parts.iter().map(|p| p.idx.len()).sum());
             let mut txs = Vec::with_capacity(parts.len());
-            for p in parts {
+            for p in &parts {
                 let from = series.len();
-                series.extend(p.series);
+                series.extend(p.idx.iter().map(|&i| &p.series[i]));
                 bounds.push(from..series.len());
+            }
+            let result = self.rpc(&key.0, &key.1, version, &series, timeout).await;
+            drop(series);
+            for p in parts {
                 txs.push(p.tx);
             }
-            let result =
-                self.rpc(&key.0, &key.1, pb::LeafWriteRequest { table_version: version, series }, timeout).await;
             match result {
                 Err(e) => {
                     for tx in txs {
@@ -139,17 +149,26 @@ impl Lanes {
         self.local.write().insert(addr, leaf);
     }
 
-    async fn rpc(&self, tenant: &str, addr: &str, req: pb::LeafWriteRequest, timeout: Duration) -> Reply {
+    async fn rpc(
+        &self,
+        tenant: &str,
+        addr: &str,
+        table_version: u64,
+        series: &[&SeriesWrite],
+        timeout: Duration,
+    ) -> Reply {
         let local = self.local.read().get(addr).cloned();
         if let Some(leaf) = local {
-            // The same handler the RPC runs, minus encoding and the socket.
-            return match tokio::time::timeout(timeout, leaf.write(tenant, req)).await {
+            // The same handler the RPC runs, minus conversion, encoding and
+            // the socket.
+            return match tokio::time::timeout(timeout, leaf.write_series(tenant, table_version, series)).await {
                 Ok(Ok(r)) => Ok(r),
                 Ok(Err(s)) => Err(format!("{:?}: {}", s.code(), s.message())),
                 Err(_) => Err(format!("DeadlineExceeded: leaf at {addr} did not answer within {timeout:?}")),
             };
         }
         let mut client = self.client(addr)?;
+        let req = pb::LeafWriteRequest { table_version, series: series.iter().map(|s| series_to_wire(s)).collect() };
         let mut req = Request::new(req);
         with_tenant(&mut req, tenant).map_err(|s| s.message().to_owned())?;
         req.set_timeout(timeout);

@@ -1,14 +1,15 @@
 //! The leaf router: series → range → replica leaves, quorum acks.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use danaus_assigner::{RangeId, ReplicaState, TableWatcher, ZoneClient, ZoneCommand, ZoneTable};
-use danaus_model::validate;
-use danaus_proto::convert;
+use danaus_leaf::SeriesWrite;
+use danaus_model::{validate, FieldValue};
 use danaus_proto::v1 as pb;
+use rustc_hash::FxHashMap;
 use tokio::time::Instant;
 use tonic::Status;
 
@@ -83,19 +84,60 @@ pub struct RouterStats {
     pub demotions: AtomicU64,
 }
 
-/// Where one series stands.
+/// Where one series stands (which leaves stored it is in [`Acks`]).
 #[derive(Debug, Clone, Default)]
 struct Pending {
-    /// Leaves that stored it (or answered it with a final per-series error).
-    acks: BTreeSet<String>,
     /// The first final error a replica gave, or one the router found.
     error: Option<pb::SeriesError>,
     /// Quorum reached (or refused before any replica was asked).
     done: bool,
     /// Why it is still pending, for the error at the deadline.
     why: String,
-    /// When sends to a leaf first failed.
-    failing_since: BTreeMap<String, Instant>,
+}
+
+/// The leaves one write reaches, numbered in the order first met.
+#[derive(Default)]
+struct Leaves {
+    names: Vec<String>,
+    ids: HashMap<String, u32>,
+}
+
+impl Leaves {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.to_owned());
+        self.ids.insert(name.to_owned(), id);
+        id
+    }
+}
+
+/// Which leaves stored (or finally answered) which series of one write:
+/// a bitset over the series per leaf, so tracking costs nothing per series
+/// beyond a bit per replica.
+struct Acks {
+    words: usize,
+    by_leaf: Vec<Vec<u64>>,
+}
+
+impl Acks {
+    fn new(series: usize) -> Self {
+        Self { words: series.div_ceil(64), by_leaf: Vec::new() }
+    }
+
+    fn has(&self, leaf: u32, i: usize) -> bool {
+        self.by_leaf.get(leaf as usize).is_some_and(|b| b[i / 64] >> (i % 64) & 1 == 1)
+    }
+
+    fn set(&mut self, leaf: u32, i: usize) {
+        let leaf = leaf as usize;
+        if self.by_leaf.len() <= leaf {
+            self.by_leaf.resize_with(leaf + 1, || vec![0; self.words]);
+        }
+        self.by_leaf[leaf][i / 64] |= 1 << (i % 64);
+    }
 }
 
 /// Routes writes to the replicas of their ranges.
@@ -114,7 +156,7 @@ impl std::fmt::Debug for LeafRouter {
     }
 }
 
-fn series_error(index: usize, s: &pb::Series, message: String, code: pb::SeriesErrorCode) -> pb::SeriesError {
+fn series_error(index: usize, s: &SeriesWrite, message: String, code: pb::SeriesErrorCode) -> pb::SeriesError {
     pb::SeriesError {
         index: index as u32,
         series: format!("{}::{}", s.target_schema, s.metric),
@@ -124,22 +166,23 @@ fn series_error(index: usize, s: &pb::Series, message: String, code: pb::SeriesE
     }
 }
 
-/// What one round decided for a series: its range's replicas.
+/// What one round decided for a series: its range's replicas (leaf ids of
+/// the write's [`Leaves`]).
 struct Route {
     range: RangeId,
-    ready: Vec<String>,
-    joining: Vec<String>,
-    lagging: Vec<String>,
+    ready: Vec<u32>,
+    joining: Vec<u32>,
+    lagging: Vec<u32>,
 }
 
 impl Route {
-    fn all(&self) -> impl Iterator<Item = &String> {
-        self.ready.iter().chain(&self.joining).chain(&self.lagging)
+    fn all(&self) -> impl Iterator<Item = u32> + '_ {
+        self.ready.iter().chain(&self.joining).chain(&self.lagging).copied()
     }
 
-    /// Stored where reads may go and where a copy is under way.
-    fn complete(&self, acks: &BTreeSet<String>) -> bool {
-        self.ready.iter().chain(&self.joining).all(|l| acks.contains(l))
+    /// Series `i` is stored where reads may go and where a copy is under way.
+    fn complete(&self, acks: &Acks, i: usize) -> bool {
+        self.ready.iter().chain(&self.joining).all(|&l| acks.has(l, i))
     }
 }
 
@@ -167,9 +210,10 @@ impl LeafRouter {
     /// series did not reach its write quorum by the deadline, the whole
     /// call fails with UNAVAILABLE, and retrying it is safe (replicas
     /// recognise points they already hold).
-    pub async fn write(&self, tenant: &str, series: Vec<pb::Series>) -> Result<pb::WriteResponse, Status> {
+    pub async fn write(&self, tenant: &str, series: Vec<SeriesWrite>) -> Result<pb::WriteResponse, Status> {
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
         self.stats.series.fetch_add(series.len() as u64, Ordering::Relaxed);
+        let series = Arc::new(series);
         let mut state = vec![Pending::default(); series.len()];
         let deadline = Instant::now() + self.cfg.deadline;
         self.rounds(tenant, &series, &mut state, deadline).await?;
@@ -190,12 +234,10 @@ impl LeafRouter {
         }
         let mut accepted = 0u64;
         let mut errors = Vec::new();
-        for (i, p) in state.iter().enumerate() {
+        for (i, p) in state.into_iter().enumerate() {
             let rejected = p.error.as_ref().map_or(0, |e| e.rejected_points.len());
             accepted += series[i].points.len().saturating_sub(rejected) as u64;
-            if let Some(e) = &p.error {
-                errors.push(e.clone());
-            }
+            errors.extend(p.error);
         }
         Ok(pb::WriteResponse { accepted_points: accepted, errors })
     }
@@ -205,11 +247,15 @@ impl LeafRouter {
     async fn rounds(
         &self,
         tenant: &str,
-        series: &[pb::Series],
+        series: &Arc<Vec<SeriesWrite>>,
         state: &mut [Pending],
         deadline: Instant,
     ) -> Result<(), Status> {
         let mut backoff = Duration::from_millis(20);
+        let mut leaves = Leaves::default();
+        let mut acks = Acks::new(series.len());
+        // When sends to a leaf first failed in this write.
+        let mut failing_since: HashMap<u32, Instant> = HashMap::new();
         loop {
             let mut table = self.table.current();
             if table.ranges.is_empty() {
@@ -218,52 +264,50 @@ impl LeafRouter {
             }
             // Route every open series and batch it per leaf. Series of one
             // target (a scrape, a host) share a route: computed once.
-            let mut batches: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-            let mut routes: Vec<(usize, Arc<Route>)> = Vec::new();
+            let mut batches: Vec<Vec<usize>> = Vec::new();
+            let mut routed: Vec<(usize, u32)> = Vec::new();
             let mut cache = RouteCache::default();
             for (i, s) in series.iter().enumerate() {
                 if state[i].done {
                     continue;
                 }
-                match cache.route(&table, tenant, series, i) {
+                match cache.route(&table, tenant, series, i, &mut leaves) {
                     Err((msg, code)) => {
                         state[i].error = Some(series_error(i, s, msg, code));
                         state[i].done = true;
                     }
                     Ok(None) => state[i].why = "no ready replica holds its range in the zone table".into(),
                     Ok(Some(r)) => {
-                        if r.complete(&state[i].acks) {
+                        let route = &cache.routes[r as usize];
+                        if route.complete(&acks, i) {
                             state[i].done = true;
                             continue;
                         }
-                        for leaf in r.all() {
-                            if !state[i].acks.contains(leaf) {
-                                // Look up before inserting: no name copied per series.
-                                match batches.get_mut(leaf) {
-                                    Some(b) => b.push(i),
-                                    None => {
-                                        batches.insert(leaf.clone(), vec![i]);
-                                    }
+                        for leaf in route.all() {
+                            if !acks.has(leaf, i) {
+                                let leaf = leaf as usize;
+                                if batches.len() <= leaf {
+                                    batches.resize_with(leaf + 1, Vec::new);
                                 }
+                                batches[leaf].push(i);
                             }
                         }
-                        routes.push((i, r));
+                        routed.push((i, r));
                     }
                 }
             }
             if state.iter().all(|p| p.done) {
                 return Ok(());
             }
-            let sends = batches.into_iter().map(|(leaf, idx)| {
-                let addr = table.leaves.get(&leaf).map(|e| e.addr.clone());
-                let req = pb::LeafWriteRequest {
-                    table_version: table.version,
-                    series: idx.iter().map(|&i| series[i].clone()).collect(),
-                };
+            let sends = batches.into_iter().enumerate().filter(|(_, idx)| !idx.is_empty()).map(|(leaf, idx)| {
+                let leaf = leaf as u32;
+                let name = &leaves.names[leaf as usize];
+                let addr = table.leaves.get(name).map(|e| e.addr.clone());
+                let version = table.version;
                 async move {
                     let r = match addr {
-                        None => Err(format!("leaf {leaf} has no address in the zone table")),
-                        Some(addr) => self.send(tenant, &addr, req).await,
+                        None => Err(format!("leaf {name} has no address in the zone table")),
+                        Some(addr) => self.send(tenant, &addr, version, (series.clone(), idx.clone())).await,
                     };
                     (leaf, idx, r)
                 }
@@ -271,37 +315,39 @@ impl LeafRouter {
             let mut stale = false;
             let now = Instant::now();
             for (leaf, idx, r) in futures::future::join_all(sends).await {
+                let name = &leaves.names[leaf as usize];
                 match r {
                     Err(e) => {
                         self.stats.replica_failures.fetch_add(1, Ordering::Relaxed);
+                        failing_since.entry(leaf).or_insert(now);
                         for &i in &idx {
-                            state[i].why = format!("leaf {leaf}: {e}");
-                            state[i].failing_since.entry(leaf.clone()).or_insert(now);
+                            state[i].why = format!("leaf {name}: {e}");
                         }
                     }
                     Ok(resp) => {
-                        let mut errs: HashMap<u32, pb::SeriesError> = HashMap::new();
-                        for e in resp.errors {
-                            errs.insert(e.index, e);
-                        }
+                        failing_since.remove(&leaf);
+                        // Errors come sorted by position in the batch.
+                        let mut errs = resp.errors.into_iter().peekable();
                         for (j, &i) in idx.iter().enumerate() {
-                            match errs.remove(&(j as u32)) {
-                                None => {
-                                    state[i].acks.insert(leaf.clone());
-                                }
+                            let e = match errs.peek() {
+                                Some(e) if e.index as usize == j => errs.next(),
+                                _ => None,
+                            };
+                            match e {
+                                None => acks.set(leaf, i),
                                 Some(e) if e.code == pb::SeriesErrorCode::WrongReplica as i32 => {
                                     self.stats.stale_map.fetch_add(1, Ordering::Relaxed);
                                     stale = true;
-                                    state[i].why = format!("leaf {leaf}: {}", e.message);
+                                    state[i].why = format!("leaf {name}: {}", e.message);
                                 }
                                 Some(e) if e.code == pb::SeriesErrorCode::NotFound as i32 => {
                                     // The table has the schema (else routing
                                     // refused it): the leaf's mirror lags.
-                                    state[i].why = format!("leaf {leaf}: {}", e.message);
+                                    state[i].why = format!("leaf {name}: {}", e.message);
                                 }
                                 Some(mut e) => {
                                     e.index = i as u32;
-                                    state[i].acks.insert(leaf.clone());
+                                    acks.set(leaf, i);
                                     state[i].error.get_or_insert(e);
                                 }
                             }
@@ -311,29 +357,29 @@ impl LeafRouter {
             }
             // Done where complete; demote ready replicas that keep failing
             // once a majority stored the write.
-            let mut demote: BTreeSet<(RangeId, String)> = BTreeSet::new();
+            let mut demote: BTreeSet<(RangeId, u32)> = BTreeSet::new();
             let now = Instant::now();
-            for (i, r) in &routes {
-                let p = &mut state[*i];
-                let r = &**r;
-                if r.complete(&p.acks) {
+            for &(i, r) in &routed {
+                let p = &mut state[i];
+                let r = &cache.routes[r as usize];
+                if r.complete(&acks, i) {
                     p.done = true;
                     continue;
                 }
-                if self.cfg.quorum != Quorum::Majority || !r.joining.iter().all(|l| p.acks.contains(l)) {
+                if self.cfg.quorum != Quorum::Majority || !r.joining.iter().all(|&l| acks.has(l, i)) {
                     continue;
                 }
-                let stored = r.ready.iter().filter(|l| p.acks.contains(*l)).count();
+                let stored = r.ready.iter().filter(|&&l| acks.has(l, i)).count();
                 if stored < r.ready.len() / 2 + 1 {
                     continue;
                 }
-                let missing: Vec<&String> = r.ready.iter().filter(|l| !p.acks.contains(*l)).collect();
-                let failing = |l: &String| {
-                    p.failing_since.get(l).is_some_and(|since| now.duration_since(*since) >= self.cfg.demote_after)
+                let failing = |l: u32| {
+                    failing_since.get(&l).is_some_and(|since| now.duration_since(*since) >= self.cfg.demote_after)
                 };
-                if missing.iter().all(|l| failing(l)) {
-                    for l in missing {
-                        demote.insert((r.range, l.clone()));
+                let mut missing = r.ready.iter().copied().filter(|&l| !acks.has(l, i));
+                if missing.clone().all(failing) {
+                    for l in missing.by_ref() {
+                        demote.insert((r.range, l));
                     }
                 }
             }
@@ -342,6 +388,7 @@ impl LeafRouter {
             }
             let mut newest = 0;
             for (range, leaf) in demote {
+                let leaf = leaves.names[leaf as usize].clone();
                 match self.zone.propose(&ZoneCommand::Demote { range, leaf: leaf.clone() }).await {
                     Ok(v) => {
                         self.stats.demotions.fetch_add(1, Ordering::Relaxed);
@@ -373,70 +420,99 @@ impl LeafRouter {
         }
     }
 
-    async fn send(&self, tenant: &str, addr: &str, req: pb::LeafWriteRequest) -> Result<pb::WriteResponse, String> {
-        self.lanes.send(tenant, addr, req.table_version, req.series, self.cfg.attempt_timeout).await
+    async fn send(
+        &self,
+        tenant: &str,
+        addr: &str,
+        version: u64,
+        part: (Arc<Vec<SeriesWrite>>, Vec<usize>),
+    ) -> Result<pb::WriteResponse, String> {
+        self.lanes.send(tenant, addr, version, part, self.cfg.attempt_timeout).await
     }
 }
 
-type Routed = Result<Option<Arc<Route>>, (String, pb::SeriesErrorCode)>;
+/// A series' route (an index into [`RouteCache::routes`]), `None` when no
+/// ready replica holds its range, or why no replica can take it.
+type Routed = Result<Option<u32>, (String, pb::SeriesErrorCode)>;
 
 /// Routes of one round by target: series that name the same target schema,
 /// metric and target fields go where the first of them went.
 #[derive(Default)]
 struct RouteCache {
-    /// Order-independent hash of a series' routing inputs → (series
-    /// position, its route), checked for equality on a hit.
-    seen: HashMap<u64, Vec<(usize, Routed)>>,
+    routes: Vec<Route>,
+    /// The previous series' position and route: series of a target come
+    /// together, so this is the usual hit.
+    last: Option<(usize, Routed)>,
+    /// Hash of a series' routing inputs → (series position, its route),
+    /// checked for equality on a hit.
+    seen: FxHashMap<u64, Vec<(usize, Routed)>>,
+}
+
+fn same_target(a: &SeriesWrite, b: &SeriesWrite) -> bool {
+    a.target_schema == b.target_schema && a.metric == b.metric && a.target_fields == b.target_fields
 }
 
 impl RouteCache {
-    fn route(&mut self, table: &ZoneTable, tenant: &str, series: &[pb::Series], i: usize) -> Routed {
+    fn route(
+        &mut self,
+        table: &ZoneTable,
+        tenant: &str,
+        series: &[SeriesWrite],
+        i: usize,
+        leaves: &mut Leaves,
+    ) -> Routed {
         let s = &series[i];
-        let key = routing_hash(s);
-        let same = |j: usize| {
-            let o = &series[j];
-            o.target_schema == s.target_schema && o.metric == s.metric && o.target_fields == s.target_fields
-        };
-        if let Some(hit) = self.seen.get(&key).and_then(|v| v.iter().find(|(j, _)| same(*j))) {
-            return hit.1.clone();
+        if let Some((j, r)) = &self.last {
+            if same_target(&series[*j], s) {
+                return r.clone();
+            }
         }
-        let r = route(table, tenant, s).map(|o| o.map(Arc::new));
-        self.seen.entry(key).or_default().push((i, r.clone()));
+        let key = routing_hash(s);
+        let hit = self.seen.get(&key).and_then(|v| v.iter().find(|(j, _)| same_target(&series[*j], s)));
+        let r = match hit {
+            Some((_, r)) => r.clone(),
+            None => {
+                let r = route(table, tenant, s, leaves).map(|o| {
+                    o.map(|route| {
+                        self.routes.push(route);
+                        (self.routes.len() - 1) as u32
+                    })
+                });
+                self.seen.entry(key).or_default().push((i, r.clone()));
+                r
+            }
+        };
+        self.last = Some((i, r.clone()));
         r
     }
 }
 
-/// A hash of what decides a series' range, independent of the order of
-/// its target fields' map.
-fn routing_hash(s: &pb::Series) -> u64 {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let state = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
-    let one = |x: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
-        let mut h = state.build_hasher();
-        x(&mut h);
-        h.finish()
-    };
-    let mut acc = one(&|h| {
-        s.target_schema.hash(h);
-        s.metric.hash(h);
-    });
+/// A hash of what decides a series' range (fields in the order given: a
+/// different order only misses the cache).
+fn routing_hash(s: &SeriesWrite) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    s.target_schema.hash(&mut h);
+    s.metric.hash(&mut h);
     for (k, v) in &s.target_fields {
-        acc = acc.wrapping_add(one(&|h| {
-            k.hash(h);
-            match &v.value {
-                Some(pb::field_value::Value::StringValue(x)) => (1u8, x).hash(h),
-                Some(pb::field_value::Value::Int64Value(x)) => (2u8, x).hash(h),
-                Some(pb::field_value::Value::BoolValue(x)) => (3u8, x).hash(h),
-                None => 0u8.hash(h),
-            }
-        }));
+        k.hash(&mut h);
+        match v {
+            FieldValue::String(x) => (1u8, x).hash(&mut h),
+            FieldValue::Int64(x) => (2u8, x).hash(&mut h),
+            FieldValue::Bool(x) => (3u8, x).hash(&mut h),
+        }
     }
-    acc
+    h.finish()
 }
 
 /// The replicas of a series' range; `Err` for a series no replica could
 /// take (unknown schema, malformed fields).
-fn route(table: &ZoneTable, tenant: &str, s: &pb::Series) -> Result<Option<Route>, (String, pb::SeriesErrorCode)> {
+fn route(
+    table: &ZoneTable,
+    tenant: &str,
+    s: &SeriesWrite,
+    leaves: &mut Leaves,
+) -> Result<Option<Route>, (String, pb::SeriesErrorCode)> {
     let ts = table.target_schema(tenant, &s.target_schema).ok_or_else(|| {
         (
             format!("unknown target schema {:?}; apply it first (danausctl schema apply)", s.target_schema),
@@ -449,16 +525,16 @@ fn route(table: &ZoneTable, tenant: &str, s: &pb::Series) -> Result<Option<Route
             pb::SeriesErrorCode::NotFound,
         ));
     };
-    let fields = convert::field_list(&s.target_fields).map_err(|e| (e.0, pb::SeriesErrorCode::InvalidArgument))?;
-    let target = validate::routing_target(tenant, ts, Some(ms), &fields)
+    let target = validate::routing_target(tenant, ts, Some(ms), &s.target_fields)
         .map_err(|e| (e.to_string(), pb::SeriesErrorCode::InvalidArgument))?;
     let Some(r) = table.range_for(&target) else { return Ok(None) };
     let mut route = Route { range: r.id, ready: Vec::new(), joining: Vec::new(), lagging: Vec::new() };
     for rep in &r.replicas {
+        let id = leaves.id(&rep.leaf);
         match rep.state {
-            ReplicaState::Ready => route.ready.push(rep.leaf.clone()),
-            ReplicaState::Joining => route.joining.push(rep.leaf.clone()),
-            ReplicaState::Lagging => route.lagging.push(rep.leaf.clone()),
+            ReplicaState::Ready => route.ready.push(id),
+            ReplicaState::Joining => route.joining.push(id),
+            ReplicaState::Lagging => route.lagging.push(id),
         }
     }
     if route.ready.is_empty() {

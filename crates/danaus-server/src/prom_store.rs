@@ -7,24 +7,12 @@ use std::sync::Arc;
 use danaus_leaf::SeriesWrite;
 use danaus_model::{MetricSchema, TargetSchema};
 use danaus_prom::{Store, StoreError, Stored};
-use danaus_proto::convert;
-use danaus_proto::v1 as pb;
 use danaus_router::IngestRouter;
 use futures::future::BoxFuture;
 use tonic::Code;
 
 /// The zone's router as a Prometheus store.
 pub struct RouterStore(pub Arc<IngestRouter>);
-
-fn series(w: SeriesWrite) -> pb::Series {
-    pb::Series {
-        target_schema: w.target_schema,
-        target_fields: convert::field_map_to(&w.target_fields),
-        metric: w.metric,
-        metric_fields: convert::field_map_to(&w.metric_fields),
-        points: w.points.iter().map(convert::point_to).collect(),
-    }
-}
 
 impl Store for RouterStore {
     fn target_schema(&self, tenant: &str, name: &str) -> Option<Arc<TargetSchema>> {
@@ -49,7 +37,7 @@ impl Store for RouterStore {
 
     fn write<'a>(&'a self, tenant: &'a str, batch: Vec<SeriesWrite>) -> BoxFuture<'a, Result<Stored, StoreError>> {
         Box::pin(async move {
-            let r = self.0.write(tenant, batch.into_iter().map(series).collect()).await.map_err(|s| {
+            let r = self.0.write_series(tenant, batch).await.map_err(|s| {
                 let m = s.message().to_owned();
                 match s.code() {
                     Code::Unavailable | Code::DeadlineExceeded => StoreError::Unavailable(m),
