@@ -484,6 +484,8 @@ impl Leaf {
         // Batches repeat a few schemas many times: look each up once.
         let mut targets: HashMap<&str, Option<Arc<TargetSchema>>> = HashMap::new();
         let mut metrics: HashMap<&str, Option<Arc<MetricSchema>>> = HashMap::new();
+        // The previous series' target and its encoded target string.
+        let mut last_target: Option<(&SeriesWrite, Vec<u8>)> = None;
         for (i, sw) in batch.iter().enumerate() {
             let sw: &SeriesWrite = sw.borrow();
             let all = || (0..sw.points.len() as u32).collect::<Vec<_>>();
@@ -513,7 +515,29 @@ impl Leaf {
                 self.admit_deltas(tenant, i, sw, (&ts, &ms, c), &mut result, &mut rec, &mut defined)?;
                 continue;
             }
-            let encoded = match validate::encoded_series_key(tenant, &ts, &sw.target_fields, &ms, &sw.metric_fields) {
+            // Series of a target come together (a host's scrape): its
+            // part of the key is encoded once for all of them.
+            let same_target = last_target
+                .as_ref()
+                .is_some_and(|(t, _)| t.target_schema == sw.target_schema && t.target_fields == sw.target_fields);
+            if !same_target {
+                last_target = match validate::encoded_target(tenant, &ts, &sw.target_fields) {
+                    Ok(t) => Some((sw, t)),
+                    Err(e) => {
+                        result.errors.push(SeriesError {
+                            index: i,
+                            series: format!("{}::{}", sw.target_schema, sw.metric),
+                            message: e.to_string(),
+                            rejected_points: all(),
+                            code: ErrorCode::InvalidArgument,
+                        });
+                        continue;
+                    }
+                };
+            }
+            let mut encoded = Vec::with_capacity(96);
+            encoded.extend_from_slice(last_target.as_ref().map_or(&[][..], |(_, t)| t.as_slice()));
+            let encoded = match validate::append_metric_key(&mut encoded, &ms, &sw.metric_fields).map(|()| encoded) {
                 Ok(k) => k,
                 Err(e) => {
                     result.errors.push(SeriesError {

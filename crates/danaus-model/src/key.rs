@@ -146,6 +146,13 @@ pub fn encode_parts<'a>(
     metric_fields: impl Iterator<Item = &'a FieldValue>,
 ) {
     encode_target_parts(out, tenant, target_schema, target_fields);
+    encode_metric_parts(out, metric, metric_fields);
+}
+
+/// Appends the metric part of a key (what follows the target string):
+/// with [`encode_target_parts`] before it, the same bytes as
+/// [`encode_parts`].
+pub fn encode_metric_parts<'a>(out: &mut Vec<u8>, metric: &str, metric_fields: impl Iterator<Item = &'a FieldValue>) {
     out.push(TAG_END_TARGET);
     encode_str(out, metric);
     for f in metric_fields {

@@ -57,6 +57,19 @@ pub fn encoded_series_key(
     Ok(out)
 }
 
+/// Appends the metric part of a series key to `target`, the encoded target
+/// of [`encoded_target`]: the same bytes as [`encoded_series_key`], for
+/// writers that encode a target once for its many series.
+pub fn append_metric_key(
+    target: &mut Vec<u8>,
+    metric: &MetricSchema,
+    metric_values: &[(String, FieldValue)],
+) -> Result<()> {
+    let metric_fields = ordered(&metric.name, &metric.fields, metric_values)?;
+    crate::key::encode_metric_parts(target, &metric.name, metric_fields.into_iter());
+    Ok(())
+}
+
 /// The target string of a series given its target fields by name: the
 /// prefix of [`encoded_series_key`]'s output that decides its range.
 pub fn encoded_target(tenant: &str, target: &TargetSchema, target_values: &[(String, FieldValue)]) -> Result<Vec<u8>> {
@@ -229,6 +242,9 @@ mod tests {
         assert_eq!(k.target_fields, vec![FieldValue::String("c".into()), FieldValue::String("u".into())]);
         assert_eq!(encoded_series_key("default", &t, &tv, &m, &mv).unwrap(), k.encode());
         assert_eq!(encoded_target("default", &t, &tv).unwrap(), k.target_string().0);
+        let mut joined = encoded_target("default", &t, &tv).unwrap();
+        append_metric_key(&mut joined, &m, &mv).unwrap();
+        assert_eq!(joined, k.encode());
 
         let wrong = map(&[("code", FieldValue::String("200".into()))]);
         let e = series_key("default", &t, &tv, &m, &wrong).unwrap_err().to_string();

@@ -567,19 +567,27 @@ impl ZoneLeaf {
         let mut positions = Vec::with_capacity(series.len());
         let mut errors = Vec::new();
         let mut schema_missing = false;
-        // The previous series and the refusal for its target, if any.
-        let mut last: Option<(&SeriesWrite, Option<String>)> = None;
+        // The previous series, whether it was routed by its target alone,
+        // and the refusal for its routing target, if any.
+        let mut last: Option<(&SeriesWrite, bool, Option<String>)> = None;
         for (i, w) in series.iter().enumerate() {
             let w: &SeriesWrite = w.borrow();
             // Series of one target come together (a scrape, a host): the
-            // fence and the schema check are done once per run of them.
-            let same = last.as_ref().is_some_and(|(p, _)| {
-                p.target_schema == w.target_schema && p.metric == w.metric && p.target_fields == w.target_fields
+            // fence check is done once per run of them, and the schema
+            // check once per metric. A metric decides the routing target
+            // only when its collection drops target fields.
+            let ms = table.metric_schema(tenant, &w.metric);
+            let by_target = ms.is_some_and(|m| m.collection.as_ref().is_none_or(|c| c.drop_fields.is_empty()));
+            let (same_target, same_metric) = last.as_ref().map_or((false, false), |(p, _, _)| {
+                (p.target_schema == w.target_schema && p.target_fields == w.target_fields, p.metric == w.metric)
             });
-            if !same {
+            let same_route = same_target && (same_metric || (by_target && last.as_ref().is_some_and(|l| l.1)));
+            if !same_metric && self.leaf.metric_schema(tenant, &w.metric).is_none() && ms.is_some() {
+                schema_missing = true;
+            }
+            if !same_route {
                 let mut refusal = None;
                 if let Some(ts) = table.target_schema(tenant, &w.target_schema) {
-                    let ms = table.metric_schema(tenant, &w.metric);
                     if let Ok(target) = validate::routing_target(tenant, ts, ms, &w.target_fields) {
                         if let Err(f) = table.check_write(&self.name, &target, table_version) {
                             refusal = Some(format!(
@@ -588,15 +596,16 @@ impl ZoneLeaf {
                             ));
                         }
                     }
-                    if self.leaf.target_schema(tenant, &w.target_schema).is_none()
-                        || self.leaf.metric_schema(tenant, &w.metric).is_none()
-                    {
+                    if self.leaf.target_schema(tenant, &w.target_schema).is_none() {
                         schema_missing = true;
                     }
                 }
-                last = Some((w, refusal));
+                last = Some((w, by_target, refusal));
+            } else if let Some(l) = &mut last {
+                l.0 = w;
+                l.1 = by_target;
             }
-            if let Some((_, Some(refusal))) = &last {
+            if let Some((_, _, Some(refusal))) = &last {
                 self.stats.wrong_replica.fetch_add(1, Ordering::Relaxed);
                 errors.push(pb::SeriesError {
                     index: i as u32,

@@ -442,14 +442,19 @@ struct RouteCache {
     routes: Vec<Route>,
     /// The previous series' position and route: series of a target come
     /// together, so this is the usual hit.
-    last: Option<(usize, Routed)>,
+    /// Whether it was routed by its target alone.
+    last: Option<(usize, Routed, bool)>,
     /// Hash of a series' routing inputs → (series position, its route),
     /// checked for equality on a hit.
     seen: FxHashMap<u64, Vec<(usize, Routed)>>,
 }
 
 fn same_target(a: &SeriesWrite, b: &SeriesWrite) -> bool {
-    a.target_schema == b.target_schema && a.metric == b.metric && a.target_fields == b.target_fields
+    a.metric == b.metric && same_target_fields(a, b)
+}
+
+fn same_target_fields(a: &SeriesWrite, b: &SeriesWrite) -> bool {
+    a.target_schema == b.target_schema && a.target_fields == b.target_fields
 }
 
 impl RouteCache {
@@ -462,8 +467,14 @@ impl RouteCache {
         leaves: &mut Leaves,
     ) -> Routed {
         let s = &series[i];
-        if let Some((j, r)) = &self.last {
-            if same_target(&series[*j], s) {
+        // A metric decides the route only when its collection drops target
+        // fields; otherwise the series of one target (a host's many
+        // metrics) share the route.
+        let metric = table.metric_schema(tenant, &s.metric);
+        let by_target = metric.is_some_and(|m| m.collection.as_ref().is_none_or(|c| c.drop_fields.is_empty()));
+        if let Some((j, r, last_by_target)) = &self.last {
+            let p = &series[*j];
+            if same_target(p, s) || (by_target && *last_by_target && r.is_ok() && same_target_fields(p, s)) {
                 return r.clone();
             }
         }
@@ -482,7 +493,7 @@ impl RouteCache {
                 r
             }
         };
-        self.last = Some((i, r.clone()));
+        self.last = Some((i, r.clone(), by_target));
         r
     }
 }
