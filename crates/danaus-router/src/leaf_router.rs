@@ -553,3 +553,113 @@ fn route(
     }
     Ok(Some(route))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use danaus_assigner::{LeafEntry, Range, Replica, TenantSchemas};
+    use danaus_model::{
+        CollectionAggregation, FieldDef, FieldType, MetricKind, MetricSchema, ScalarType, TargetSchema, ValueType,
+    };
+
+    fn metric(name: &str, drop: &[&str]) -> MetricSchema {
+        MetricSchema {
+            name: name.into(),
+            fields: vec![],
+            value_type: ValueType::Scalar(ScalarType::Int64),
+            kind: MetricKind::Delta,
+            unit: "1".into(),
+            description: String::new(),
+            collection: (!drop.is_empty()).then(|| CollectionAggregation {
+                drop_fields: drop.iter().map(|d| d.to_string()).collect(),
+                period: 1_000_000_000,
+                admission_window: 1_000_000_000,
+            }),
+        }
+    }
+
+    fn series(task: &str, metric: &str) -> SeriesWrite {
+        SeriesWrite {
+            target_schema: "Task".into(),
+            target_fields: vec![
+                ("cluster".into(), FieldValue::String("c".into())),
+                ("task".into(), FieldValue::String(task.into())),
+            ],
+            metric: metric.into(),
+            metric_fields: vec![],
+            points: vec![],
+        }
+    }
+
+    /// A host's series share its route, except where a metric's collection
+    /// drops target fields: that series goes by its output target.
+    #[test]
+    fn series_of_a_target_share_a_route_unless_their_metric_drops_target_fields() {
+        let ts = TargetSchema {
+            name: "Task".into(),
+            fields: vec![FieldDef::new("cluster", FieldType::String), FieldDef::new("task", FieldType::String)],
+            location_field: "cluster".into(),
+        };
+        let mut schemas = TenantSchemas::default();
+        schemas.targets.insert("Task".into(), ts.clone());
+        for m in [metric("/a", &[]), metric("/b", &[]), metric("/sum", &["task"])] {
+            schemas.metrics.insert(m.name.clone(), m);
+        }
+        // Split between the output target (task blanked) and task "t1".
+        let blank = validate::encoded_target(
+            "acme",
+            &ts,
+            &[("cluster".into(), FieldValue::String("c".into())), ("task".into(), FieldValue::String(String::new()))],
+        )
+        .unwrap();
+        let split = validate::encoded_target(
+            "acme",
+            &ts,
+            &[("cluster".into(), FieldValue::String("c".into())), ("task".into(), FieldValue::String("t1".into()))],
+        )
+        .unwrap();
+        assert!(blank < split);
+        let range = |id: RangeId, start: Vec<u8>, end: Option<Vec<u8>>, leaf: &str| Range {
+            id,
+            start,
+            end,
+            replicas: vec![Replica { leaf: leaf.into(), state: ReplicaState::Ready }],
+            changed_at: 1,
+        };
+        let mut table = ZoneTable { version: 1, ..ZoneTable::default() };
+        table.ranges.insert(Vec::new(), range(1, Vec::new(), Some(split.clone()), "low"));
+        table.ranges.insert(split.clone(), range(2, split, None, "high"));
+        for l in ["low", "high"] {
+            table.leaves.insert(l.into(), LeafEntry { addr: format!("{l}:1"), accepting: true });
+        }
+        table.schemas.insert("acme".into(), schemas);
+
+        let batch = vec![
+            series("t1", "/a"),
+            series("t1", "/sum"),
+            series("t1", "/b"),
+            series("t1", "/nope"),
+            series("t1", "/a"),
+        ];
+        let mut cache = RouteCache::default();
+        let mut leaves = Leaves::default();
+        let leaf_of = |r: Routed, cache: &RouteCache, leaves: &Leaves| {
+            let route = &cache.routes[r.unwrap().unwrap() as usize];
+            leaves.names[route.ready[0] as usize].clone()
+        };
+        let r = cache.route(&table, "acme", &batch, 0, &mut leaves);
+        assert_eq!(leaf_of(r, &cache, &leaves), "high");
+        let r = cache.route(&table, "acme", &batch, 1, &mut leaves);
+        assert_eq!(leaf_of(r, &cache, &leaves), "low", "the dropping metric goes by its output target");
+        let r = cache.route(&table, "acme", &batch, 2, &mut leaves);
+        assert_eq!(leaf_of(r, &cache, &leaves), "high");
+        let r = cache.route(&table, "acme", &batch, 3, &mut leaves);
+        assert!(r.unwrap_err().0.contains("unknown metric schema \"/nope\""));
+        let r = cache.route(&table, "acme", &batch, 4, &mut leaves);
+        assert_eq!(leaf_of(r, &cache, &leaves), "high");
+        // "/a", "/sum", and "/b" after "/sum" routed afresh; the last "/a"
+        // shares "/b"'s.
+        assert_eq!(cache.routes.len(), 3);
+    }
+}
