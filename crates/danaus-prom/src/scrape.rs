@@ -284,8 +284,20 @@ impl Scraper {
     }
 }
 
+/// What a target's scrape loop is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// Keep scraping.
+    Go,
+    /// The target left the configuration: mark its series stale and stop.
+    Removed,
+    /// The scraper stops (shutdown): stop, as Prometheus does, without
+    /// marking anything stale.
+    Shutdown,
+}
+
 async fn manage(cfg: Arc<ScrapeConfig>, receiver: Arc<Receiver>, mut stopped: watch::Receiver<bool>) {
-    let mut running: HashMap<Target, (watch::Sender<bool>, JoinHandle<()>)> = HashMap::new();
+    let mut running: HashMap<Target, (watch::Sender<Run>, JoinHandle<()>)> = HashMap::new();
     let mut seen_files: HashMap<PathBuf, Option<SystemTime>> = HashMap::new();
     let mut sd_groups: HashMap<PathBuf, Vec<TargetGroup>> = HashMap::new();
     let tick = cfg.jobs.iter().map(|j| j.refresh).min().unwrap_or(Duration::from_secs(30)).min(Duration::from_secs(5));
@@ -329,13 +341,13 @@ async fn manage(cfg: Arc<ScrapeConfig>, receiver: Arc<Receiver>, mut stopped: wa
         running.retain(|t, (stop, _)| {
             let keep = desired.contains(t);
             if !keep {
-                let _ = stop.send(true);
+                let _ = stop.send(Run::Removed);
             }
             keep
         });
         for t in desired {
             if let std::collections::hash_map::Entry::Vacant(e) = running.entry(t) {
-                let (stop, stopped) = watch::channel(false);
+                let (stop, stopped) = watch::channel(Run::Go);
                 let task = tokio::spawn(scrape_loop(cfg.clone(), e.key().clone(), receiver.clone(), stopped));
                 e.insert((stop, task));
             }
@@ -346,26 +358,30 @@ async fn manage(cfg: Arc<ScrapeConfig>, receiver: Arc<Receiver>, mut stopped: wa
         }
     }
     for (_, (stop, task)) in running {
-        let _ = stop.send(true);
+        let _ = stop.send(Run::Shutdown);
         let _ = task.await;
     }
 }
 
+/// A target's labels, as Prometheus sets them: its group's labels, with
+/// `job` (the job's name) and `instance` (the address) where the group sets
+/// none; labels starting with `__` are internal and dropped.
 fn target_labels(cfg: &ScrapeConfig, t: &Target) -> BTreeMap<String, String> {
     let mut l = t.labels.clone();
-    l.insert("job".into(), cfg.jobs[t.job].config.job_name.clone());
-    l.insert("instance".into(), t.address.clone());
+    l.retain(|k, v| !k.starts_with("__") && !v.is_empty());
+    l.entry("job".into()).or_insert_with(|| cfg.jobs[t.job].config.job_name.clone());
+    l.entry("instance".into()).or_insert_with(|| t.address.clone());
     l
 }
 
-async fn scrape_loop(cfg: Arc<ScrapeConfig>, t: Target, receiver: Arc<Receiver>, mut stopped: watch::Receiver<bool>) {
+async fn scrape_loop(cfg: Arc<ScrapeConfig>, t: Target, receiver: Arc<Receiver>, mut stopped: watch::Receiver<Run>) {
     let job = &cfg.jobs[t.job];
     // Spread targets over the interval, deterministically per target.
     let h = t.address.bytes().fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(b)));
     let offset = Duration::from_millis(h % job.interval.as_millis().max(1) as u64);
     tokio::select! {
         _ = tokio::time::sleep(offset) => {}
-        _ = stopped.wait_for(|s| *s) => return,
+        _ = stopped.wait_for(|s| *s != Run::Go) => return,
     }
     let mut ticker = tokio::time::interval(job.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -373,9 +389,30 @@ async fn scrape_loop(cfg: Arc<ScrapeConfig>, t: Target, receiver: Arc<Receiver>,
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = stopped.wait_for(|s| *s) => return,
+            _ = stopped.wait_for(|s| *s != Run::Go) => break,
         }
         previous = scrape_once(&cfg, &t, &receiver, previous).await;
+    }
+    if *stopped.borrow() == Run::Removed && !previous.is_empty() {
+        // Prometheus ends a removed target's series, its `up` included,
+        // with stale markers, so queries stop showing them at once.
+        let now_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let markers: Vec<PromSeries> = previous.into_iter().map(|labels| stale_marker(labels, now_ms)).collect();
+        if let Err(reply) = receiver.write_series(&cfg.tenant, markers).await {
+            tracing::warn!(target = %t.address, status = reply.status, body = %reply.body.trim(), "storing stale markers for a removed target failed");
+        }
+    }
+}
+
+fn stale_marker(labels: Vec<(String, String)>, now_ms: i64) -> PromSeries {
+    PromSeries {
+        labels,
+        samples: vec![(now_ms, f64::from_bits(STALE_NAN))],
+        histograms: 0,
+        metric_type: 0,
+        help: String::new(),
+        unit: String::new(),
+        created_ms: None,
     }
 }
 
@@ -423,18 +460,6 @@ async fn scrape_once(
             None
         }
     };
-    // Series that were there last time and are not now get a stale marker.
-    for gone in previous.difference(&current) {
-        series.push(PromSeries {
-            labels: gone.clone(),
-            samples: vec![(now_ms, f64::from_bits(STALE_NAN))],
-            histograms: 0,
-            metric_type: 0,
-            help: String::new(),
-            unit: String::new(),
-            created_ms: None,
-        });
-    }
     let synthetic = |name: &str, v: f64, help: &str| {
         let mut labels: Vec<(String, String)> = vec![("__name__".into(), name.into())];
         labels.extend(tl.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -452,13 +477,22 @@ async fn scrape_once(
     series.push(synthetic("up", if scraped.is_some() { 1.0 } else { 0.0 }, "1 if the last scrape succeeded."));
     series.push(synthetic("scrape_duration_seconds", started.elapsed().as_secs_f64(), "How long the scrape took."));
     series.push(synthetic("scrape_samples_scraped", scraped.unwrap_or(0) as f64, "Samples the target exposed."));
+    // The synthetic series end with the target too.
+    current.extend(series[series.len() - 3..].iter().map(|s| s.labels.clone()));
+    // Series that were there last time and are not now get a stale marker.
+    for gone in previous.difference(&current) {
+        series.push(stale_marker(gone.clone(), now_ms));
+    }
     match receiver.write_series(&cfg.tenant, series).await {
         Ok(w) if !w.refused.is_empty() => {
             tracing::warn!(target = %t.address, refused = w.refused.len(), first = %w.refused[0].2, "scraped series refused");
         }
         Ok(_) => {}
         Err(reply) => {
-            tracing::warn!(target = %t.address, status = reply.status, body = %reply.body.trim(), "storing a scrape failed")
+            tracing::warn!(target = %t.address, status = reply.status, body = %reply.body.trim(), "storing a scrape failed");
+            // Nothing of this scrape was stored, its stale markers
+            // included: keep what went before so the next scrape sends them.
+            current.extend(previous);
         }
     }
     current
@@ -528,6 +562,25 @@ mod tests {
         let l = merge_labels(&target, &scraped, "cpu", true);
         assert!(l.contains(&("job".into(), "other".into())) && !l.iter().any(|(k, _)| k == "exported_job"));
         assert_eq!(l[0], ("__name__".into(), "cpu".into()));
+    }
+
+    #[test]
+    fn a_groups_job_and_instance_labels_win_and_internal_labels_go() {
+        let ok = "scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:9100']\n";
+        let c = ScrapeConfig::parse(ok, PathBuf::new()).unwrap();
+        let t = |labels: &[(&str, &str)]| Target {
+            job: 0,
+            address: "127.0.0.1:9100".into(),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        let l = target_labels(&c, &t(&[]));
+        assert_eq!(l.get("job").map(String::as_str), Some("node"));
+        assert_eq!(l.get("instance").map(String::as_str), Some("127.0.0.1:9100"));
+        let l = target_labels(&c, &t(&[("job", "custom"), ("instance", "db-1"), ("__meta_x", "y"), ("env", "prod")]));
+        assert_eq!(l.get("job").map(String::as_str), Some("custom"));
+        assert_eq!(l.get("instance").map(String::as_str), Some("db-1"));
+        assert!(!l.contains_key("__meta_x"));
+        assert_eq!(l.get("env").map(String::as_str), Some("prod"));
     }
 
     #[test]

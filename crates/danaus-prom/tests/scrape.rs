@@ -134,13 +134,20 @@ async fn scrapes_static_and_discovered_targets() {
     // A target appears in a discovery file: it is scraped (OpenMetrics).
     std::fs::write(
         dir.path().join("sd/more.json"),
-        format!(r#"[{{"targets": ["{addr_b}"], "labels": {{"team": "batch"}}}}]"#),
+        format!(r#"[{{"targets": ["{addr_b}"], "labels": {{"env": "batch", "__meta_x": "dropped"}}}}]"#),
     )
     .unwrap();
     eventually("jobs_total from the discovered target", || async {
         !values(&leaf, "jobs_total", &addr_b).await.is_empty()
     })
     .await;
+    eventually("up == 1 for the discovered target", || async {
+        values(&leaf, "up", &addr_b).await.iter().any(|(_, v)| *v == 1.0)
+    })
+    .await;
+    let (fields, _) = values(&leaf, "up", &addr_b).await.remove(0);
+    assert!(fields.contains(&("env".into(), FieldValue::String("batch".into()))), "{fields:?}");
+    assert!(!fields.iter().any(|(k, _)| k.starts_with("__")), "internal labels are dropped: {fields:?}");
 
     // A series vanishes: it gets a stale marker.
     a.body.lock().1 = "app_requests_total{code=\"200\"} 8\napp_temp 22\n".into();
@@ -159,9 +166,14 @@ async fn scrapes_static_and_discovered_targets() {
     })
     .await;
 
-    // The discovery file goes away: the target stops being scraped.
+    // The discovery file goes away: the target's series, `up` included,
+    // end with stale markers, and it is no longer scraped.
     std::fs::remove_file(dir.path().join("sd/more.json")).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stale = |v: &[(Vec<(String, FieldValue)>, f64)]| v.last().is_some_and(|(_, v)| v.to_bits() == STALE_NAN);
+    eventually("stale markers for the removed target", || async {
+        stale(&values(&leaf, "up", &addr_b).await) && stale(&values(&leaf, "jobs_total", &addr_b).await)
+    })
+    .await;
     let before = values(&leaf, "up", &addr_b).await.len();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(values(&leaf, "up", &addr_b).await.len(), before, "a removed target is still scraped");
