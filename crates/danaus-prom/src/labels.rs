@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use danaus_leaf::SeriesWrite;
 
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use danaus_model::{
     FieldDef, FieldType, FieldValue, MetricKind, MetricSchema, Point, ScalarType, TargetSchema, Value, ValueType,
 };
@@ -163,8 +163,9 @@ impl Registry {
         Self { leaf, default_location, targets_ready: Mutex::new(Default::default()) }
     }
 
-    /// Creates `prometheus_target` for `tenant` if needed.
-    pub async fn ensure_target(&self, tenant: &str) -> Result<(), String> {
+    /// Creates `prometheus_target` for `tenant` if needed. A stored schema
+    /// of that name with other fields is [`StoreError::Refused`].
+    pub async fn ensure_target(&self, tenant: &str) -> Result<(), StoreError> {
         if self.targets_ready.lock().contains(tenant) {
             return Ok(());
         }
@@ -176,11 +177,11 @@ impl Registry {
         match self.leaf.target_schema(tenant, TARGET_SCHEMA) {
             Some(existing) if *existing == schema => {}
             Some(existing) => {
-                return Err(format!(
+                return Err(StoreError::Refused(format!(
                     "target schema {TARGET_SCHEMA} exists with fields other than location, job, instance ({:?}); \
                      Prometheus data needs it as documented",
                     existing.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>()
-                ))
+                )))
             }
             None => {
                 self.leaf.apply_target_schema(tenant, schema).await?;
@@ -190,7 +191,7 @@ impl Registry {
         Ok(())
     }
 
-    async fn metric(&self, tenant: &str, s: &PromSeries, name: &str) -> Result<Arc<MetricSchema>, String> {
+    async fn metric(&self, tenant: &str, s: &PromSeries, name: &str) -> Result<Arc<MetricSchema>, StoreError> {
         if let Some(m) = self.leaf.metric_schema(tenant, name) {
             return Ok(m);
         }
@@ -210,41 +211,65 @@ impl Registry {
             description: s.help.clone(),
             collection: None,
         };
-        schema.validate().map_err(|e| e.to_string())?;
+        schema.validate().map_err(|e| StoreError::Refused(e.to_string()))?;
         // A concurrent request may have registered it first, perhaps with
         // other labels: then the stored schema decides.
         if let Err(e) = self.leaf.apply_metric_schema(tenant, schema).await {
             return self.leaf.metric_schema(tenant, name).ok_or(e);
         }
-        self.leaf.metric_schema(tenant, name).ok_or_else(|| format!("metric {name} vanished after registration"))
+        self.leaf
+            .metric_schema(tenant, name)
+            .ok_or_else(|| StoreError::Unavailable(format!("metric {name} is not visible yet after registration")))
     }
 
     /// The leaf write for a series (moving its labels and samples),
     /// registering its metric schema if needed; `cache` keeps the schemas
     /// one request has looked up. Call [`Registry::ensure_target`] first.
-    /// An error gives the series back with why it cannot be stored.
+    /// `Ok(Err)` gives the series back with why it can never be stored;
+    /// `Err` is a failure to register its schema that a retry may not meet
+    /// (no quorum, a timeout): nothing of the request should be taken.
     pub async fn series_write(
         &self,
         tenant: &str,
         s: PromSeries,
         cache: &mut FxHashMap<String, Arc<MetricSchema>>,
-    ) -> Result<SeriesWrite, (PromSeries, String)> {
+    ) -> Result<Result<SeriesWrite, (PromSeries, String)>, StoreError> {
+        Ok(match self.metric_for(tenant, &s, cache).await? {
+            Ok(schema) => self.convert(s, &schema),
+            Err(e) => Err((s, e)),
+        })
+    }
+
+    /// The metric schema a series is written with, or why it cannot be.
+    async fn metric_for(
+        &self,
+        tenant: &str,
+        s: &PromSeries,
+        cache: &mut FxHashMap<String, Arc<MetricSchema>>,
+    ) -> Result<Result<Arc<MetricSchema>, String>, StoreError> {
         if s.histograms > 0 {
-            return Err((s, "native histograms are not supported yet; send classic histograms".into()));
+            return Ok(Err("native histograms are not supported yet; send classic histograms".into()));
         }
-        let Some(name) = s.label("__name__").filter(|n| !n.is_empty()).map(str::to_owned) else {
-            return Err((s, "the series has no __name__ label".into()));
+        let Some(name) = s.label("__name__").filter(|n| !n.is_empty()) else {
+            return Ok(Err("the series has no __name__ label".into()));
         };
-        let schema = match cache.get(&name) {
-            Some(m) => m.clone(),
-            None => match self.metric(tenant, &s, &name).await {
-                Ok(m) => {
-                    cache.insert(name.clone(), m.clone());
-                    m
-                }
-                Err(e) => return Err((s, e)),
-            },
-        };
+        if let Some(m) = cache.get(name) {
+            return Ok(Ok(m.clone()));
+        }
+        match self.metric(tenant, s, name).await {
+            Ok(m) => {
+                cache.insert(name.to_owned(), m.clone());
+                Ok(Ok(m))
+            }
+            Err(StoreError::Refused(e)) => Ok(Err(e)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The leaf write for a series whose metric schema is `schema`.
+    #[allow(clippy::result_large_err)] // the series goes back to be reported
+    fn convert(&self, s: PromSeries, schema: &MetricSchema) -> Result<SeriesWrite, (PromSeries, String)> {
+        let name = schema.name.clone();
         if schema.value_type != ValueType::Scalar(ScalarType::Double) {
             let e = format!("metric {name} exists with {} values; Prometheus samples are doubles", schema.value_type);
             return Err((s, e));

@@ -105,6 +105,17 @@ pub struct Stats {
     pub failed_requests: AtomicU64,
 }
 
+/// The reply telling a sender what to do about a store's failure: retry
+/// (503, 429) or not (400, 500).
+fn reply(e: StoreError) -> Reply {
+    match e {
+        StoreError::Unavailable(m) => Reply::error(503, format!("{m}; retry")),
+        StoreError::Exhausted(m) => Reply::error(429, m),
+        StoreError::Refused(m) => Reply::error(400, m),
+        StoreError::Failed(m) => Reply::error(500, m),
+    }
+}
+
 /// Receives remote_write requests into a leaf.
 pub struct Receiver {
     leaf: Arc<dyn Store>,
@@ -205,23 +216,18 @@ impl Receiver {
     /// not take the batch at all (the reply a sender should get).
     pub async fn write_series(&self, tenant: &str, series: Vec<PromSeries>) -> Result<Written, Reply> {
         let mut refused: Vec<(String, usize, String)> = Vec::new();
-        if let Err(e) = self.registry.ensure_target(tenant).await {
-            return Err(Reply::error(500, e));
-        }
+        self.registry.ensure_target(tenant).await.map_err(reply)?;
         let mut batch = Vec::with_capacity(series.len());
         let mut cache = FxHashMap::default();
         for s in series {
-            match self.registry.series_write(tenant, s, &mut cache).await {
+            // A schema that cannot be registered now fails the whole
+            // request before anything is written: the sender retries it.
+            match self.registry.series_write(tenant, s, &mut cache).await.map_err(reply)? {
                 Ok(w) => batch.push(w),
                 Err((s, e)) => refused.push((s.describe(), s.samples.len(), e)),
             }
         }
-        let result = match self.leaf.write(tenant, batch).await {
-            Ok(r) => r,
-            Err(StoreError::Unavailable(m)) => return Err(Reply::error(503, format!("{m}; retry"))),
-            Err(StoreError::Exhausted(m)) => return Err(Reply::error(429, m)),
-            Err(StoreError::Failed(m)) => return Err(Reply::error(500, m)),
-        };
+        let result = self.leaf.write(tenant, batch).await.map_err(reply)?;
         refused.extend(result.refused);
         self.stats.samples_written.fetch_add(result.accepted, Ordering::Relaxed);
         self.stats.series_refused.fetch_add(refused.len() as u64, Ordering::Relaxed);

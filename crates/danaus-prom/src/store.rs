@@ -15,8 +15,23 @@ pub enum StoreError {
     Unavailable(String),
     /// Over a limit.
     Exhausted(String),
+    /// The request cannot succeed as sent (a schema that conflicts with
+    /// one stored, an invalid name): retrying it is pointless.
+    Refused(String),
     /// Anything else.
     Failed(String),
+}
+
+impl From<danaus_leaf::Error> for StoreError {
+    fn from(e: danaus_leaf::Error) -> Self {
+        use danaus_leaf::Error as E;
+        match e {
+            E::Unavailable(m) => StoreError::Unavailable(format!("the leaf cannot take writes now ({m})")),
+            E::ResourceExhausted(m) => StoreError::Exhausted(m),
+            E::InvalidArgument(m) | E::NotFound(m) => StoreError::Refused(m),
+            E::Internal(m) => StoreError::Failed(format!("write failed: {m}")),
+        }
+    }
 }
 
 /// What a store did with a batch.
@@ -35,9 +50,9 @@ pub trait Store: Send + Sync + 'static {
     /// A metric schema by name.
     fn metric_schema(&self, tenant: &str, name: &str) -> Option<Arc<MetricSchema>>;
     /// Creates a target schema; visible to `target_schema` on return.
-    fn apply_target_schema<'a>(&'a self, tenant: &'a str, s: TargetSchema) -> BoxFuture<'a, Result<(), String>>;
+    fn apply_target_schema<'a>(&'a self, tenant: &'a str, s: TargetSchema) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Creates a metric schema; visible to `metric_schema` on return.
-    fn apply_metric_schema<'a>(&'a self, tenant: &'a str, s: MetricSchema) -> BoxFuture<'a, Result<(), String>>;
+    fn apply_metric_schema<'a>(&'a self, tenant: &'a str, s: MetricSchema) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Writes a batch: everything not refused is durable on `Ok`.
     fn write<'a>(&'a self, tenant: &'a str, batch: Vec<SeriesWrite>) -> BoxFuture<'a, Result<Stored, StoreError>>;
 }
@@ -51,24 +66,17 @@ impl Store for Leaf {
         Leaf::metric_schema(self, tenant, name)
     }
 
-    fn apply_target_schema<'a>(&'a self, tenant: &'a str, s: TargetSchema) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move { Leaf::apply_target_schema(self, tenant, s).await.map(|_| ()).map_err(|e| e.to_string()) })
+    fn apply_target_schema<'a>(&'a self, tenant: &'a str, s: TargetSchema) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { Leaf::apply_target_schema(self, tenant, s).await.map(|_| ()).map_err(StoreError::from) })
     }
 
-    fn apply_metric_schema<'a>(&'a self, tenant: &'a str, s: MetricSchema) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move { Leaf::apply_metric_schema(self, tenant, s).await.map(|_| ()).map_err(|e| e.to_string()) })
+    fn apply_metric_schema<'a>(&'a self, tenant: &'a str, s: MetricSchema) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { Leaf::apply_metric_schema(self, tenant, s).await.map(|_| ()).map_err(StoreError::from) })
     }
 
     fn write<'a>(&'a self, tenant: &'a str, batch: Vec<SeriesWrite>) -> BoxFuture<'a, Result<Stored, StoreError>> {
         Box::pin(async move {
-            let r = match Leaf::write(self, tenant, &batch).await {
-                Ok(r) => r,
-                Err(danaus_leaf::Error::Unavailable(m)) => {
-                    return Err(StoreError::Unavailable(format!("the leaf cannot take writes now ({m})")))
-                }
-                Err(danaus_leaf::Error::ResourceExhausted(m)) => return Err(StoreError::Exhausted(m)),
-                Err(e) => return Err(StoreError::Failed(format!("write failed: {e}"))),
-            };
+            let r = Leaf::write(self, tenant, &batch).await?;
             Ok(Stored {
                 accepted: r.accepted_points,
                 refused: r.errors.into_iter().map(|e| (e.series, e.rejected_points.len(), e.message)).collect(),

@@ -290,3 +290,89 @@ async fn large_bodies_are_decoded_off_the_async_workers_with_the_same_result() {
     assert_eq!(r.status, 204, "{}", r.body);
     assert_eq!(read(&leaf, "big", "host-1999").await.len(), 20);
 }
+
+/// A store whose schema registrations fail as a zone's do without an
+/// assigner leader, until told otherwise; writes go to a leaf.
+struct Flaky {
+    leaf: Leaf,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl danaus_prom::Store for Flaky {
+    fn target_schema(&self, tenant: &str, name: &str) -> Option<Arc<danaus_model::TargetSchema>> {
+        self.leaf.target_schema(tenant, name)
+    }
+    fn metric_schema(&self, tenant: &str, name: &str) -> Option<Arc<danaus_model::MetricSchema>> {
+        self.leaf.metric_schema(tenant, name)
+    }
+    fn apply_target_schema<'a>(
+        &'a self,
+        tenant: &'a str,
+        s: danaus_model::TargetSchema,
+    ) -> futures::future::BoxFuture<'a, Result<(), danaus_prom::StoreError>> {
+        danaus_prom::Store::apply_target_schema(&self.leaf, tenant, s)
+    }
+    fn apply_metric_schema<'a>(
+        &'a self,
+        tenant: &'a str,
+        s: danaus_model::MetricSchema,
+    ) -> futures::future::BoxFuture<'a, Result<(), danaus_prom::StoreError>> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Box::pin(async { Err(danaus_prom::StoreError::Unavailable("no assigner leader".into())) });
+        }
+        danaus_prom::Store::apply_metric_schema(&self.leaf, tenant, s)
+    }
+    fn write<'a>(
+        &'a self,
+        tenant: &'a str,
+        batch: Vec<danaus_leaf::SeriesWrite>,
+    ) -> futures::future::BoxFuture<'a, Result<danaus_prom::Stored, danaus_prom::StoreError>> {
+        danaus_prom::Store::write(&self.leaf, tenant, batch)
+    }
+}
+
+#[tokio::test]
+async fn a_schema_that_cannot_be_registered_now_is_a_retryable_503_and_nothing_is_written() {
+    let leaf = leaf().await;
+    let store = Arc::new(Flaky { leaf: leaf.clone(), down: true.into() });
+    let rx = Receiver::new(store.clone(), "z");
+    let known = series(&[("__name__", "known"), ("instance", "i")], &[(T, 1.0)]);
+    let req = v1::WriteRequest { timeseries: vec![known.clone()], metadata: vec![] };
+    // Schemas for a known metric are in place already (registered while up).
+    store.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(rx.handle(TENANT, V1, SNAPPY, &snappy(&req)).await.status, 204);
+    store.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let later = series(&[("__name__", "known"), ("instance", "i")], &[(T + 1000, 2.0)]);
+    let new = series(&[("__name__", "brand_new"), ("instance", "i")], &[(T, 3.0)]);
+    let req = v1::WriteRequest { timeseries: vec![later, new], metadata: vec![] };
+    let r = rx.handle(TENANT, V1, SNAPPY, &snappy(&req)).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("no assigner leader") && r.body.contains("retry"), "{}", r.body);
+    assert_eq!(read(&leaf, "known", "i").await.len(), 1, "nothing of the refused request is written");
+    // The sender retries once the zone can register schemas: all of it lands.
+    store.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let r = rx.handle(TENANT, V1, SNAPPY, &snappy(&req)).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(read(&leaf, "known", "i").await.len(), 2);
+    assert_eq!(read(&leaf, "brand_new", "i").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_conflicting_prometheus_target_schema_is_a_400_not_a_retry() {
+    let leaf = leaf().await;
+    leaf.apply_target_schema(
+        TENANT,
+        danaus_model::TargetSchema {
+            name: TARGET_SCHEMA.into(),
+            fields: vec![danaus_model::FieldDef::new("location", danaus_model::FieldType::String)],
+            location_field: "location".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let rx = Receiver::new(Arc::new(leaf.clone()), "z");
+    let req = v1::WriteRequest { timeseries: vec![series(&[("__name__", "x")], &[(T, 1.0)])], metadata: vec![] };
+    let r = rx.handle(TENANT, V1, SNAPPY, &snappy(&req)).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("exists with fields other than"), "{}", r.body);
+}
