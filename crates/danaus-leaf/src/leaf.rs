@@ -1,6 +1,7 @@
 //! The leaf: write path, read path, checkpoints and retention.
 
 use std::borrow::Borrow;
+use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -482,8 +483,8 @@ impl Leaf {
         let mut accepted = Vec::new();
         let mut stored = Vec::new();
         // Batches repeat a few schemas many times: look each up once.
-        let mut targets: HashMap<&str, Option<Arc<TargetSchema>>> = HashMap::new();
-        let mut metrics: HashMap<&str, Option<Arc<MetricSchema>>> = HashMap::new();
+        let mut targets: FxHashMap<&str, Option<Arc<TargetSchema>>> = FxHashMap::default();
+        let mut metrics: FxHashMap<&str, Option<Arc<MetricSchema>>> = FxHashMap::default();
         // The previous series' target and its encoded target string.
         let mut last_target: Option<(&SeriesWrite, Vec<u8>)> = None;
         for (i, sw) in batch.iter().enumerate() {
