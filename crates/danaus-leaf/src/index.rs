@@ -58,7 +58,8 @@ impl Index {
         // The map shares the series' own copy of its key.
         let shared_key = state.encoded_key.clone();
         debug_assert_eq!(&*shared_key, key, "a series must be indexed under its own key");
-        let mkey = (state.key.tenant.clone(), state.key.target_schema.clone(), state.key.metric.clone());
+        let k = state.key();
+        let mkey = (k.tenant, k.target_schema, k.metric);
         let s = Arc::new(Mutex::new(state));
         shard.insert(shared_key, s.clone());
         drop(shard);
@@ -83,7 +84,8 @@ impl Index {
             let g = s.lock();
             self.shard(&g.encoded_key).write().remove(&*g.encoded_key);
             ids.insert(g.id);
-            metrics.insert((g.key.tenant.clone(), g.key.target_schema.clone(), g.key.metric.clone()));
+            let k = g.key();
+            metrics.insert((k.tenant, k.target_schema, k.metric));
         }
         self.by_id.write().retain(|id, _| !ids.contains(id));
         let mut by_metric = self.by_metric.write();

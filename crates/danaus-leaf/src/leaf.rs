@@ -1,7 +1,7 @@
 //! The leaf: write path, read path, checkpoints and retention.
 
-use std::borrow::Borrow;
 use rustc_hash::FxHashMap;
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -220,7 +220,7 @@ fn parse_series_record(id: u64, v: &[u8]) -> std::result::Result<SeriesState, St
     let vt = get_value_type(&mut r).map_err(e)?;
     let kind = wal_record::kind_from(r.u8().map_err(e)?)?;
     let max = r.ivarint().map_err(e)?;
-    let mut s = SeriesState::new(id, key, key_bytes, vt, kind);
+    let mut s = SeriesState::new(id, &key, key_bytes, vt, kind);
     s.max_time = (max != i64::MIN).then_some(max);
     s.def_durable = true;
     s.record_dirty = false;
@@ -302,7 +302,7 @@ impl Leaf {
                             let decoded = SeriesKey::decode(&key).map_err(|e| e.to_string())?;
                             next_series = next_series.max(id + 1);
                             index.get_or_insert(&key, || {
-                                let mut s = SeriesState::new(id, decoded, key.clone(), value_type, kind);
+                                let mut s = SeriesState::new(id, &decoded, key.clone(), value_type, kind);
                                 s.def_durable = true;
                                 s
                             });
@@ -683,7 +683,7 @@ impl Leaf {
                 let decoded = SeriesKey::decode(encoded).map_err(|e| Error::Internal(e.to_string()))?;
                 inner.index.get_or_insert(encoded, || {
                     let id = inner.next_series_id.fetch_add(1, Ordering::Relaxed);
-                    SeriesState::new(id, decoded, encoded.to_vec(), ms.value_type.clone(), ms.kind)
+                    SeriesState::new(id, &decoded, encoded.to_vec(), ms.value_type.clone(), ms.kind)
                 })
             }
         };
@@ -984,7 +984,7 @@ impl Leaf {
             .all()
             .into_iter()
             .filter(|s| {
-                let ts = s.lock().key.target_string().0;
+                let ts = s.lock().target().to_vec();
                 ts.as_slice() >= start && end.is_none_or(|e| ts.as_slice() < e)
             })
             .collect();
@@ -1190,9 +1190,7 @@ async fn close_buckets(inner: &Arc<Inner>) -> Result<usize> {
     // buckets nor the stored chunks until its point is applied.
     let _guard = inner.checkpoint_lock.lock().await;
     let held = inner.hold.read().clone();
-    let hold = |id: u64| {
-        held.as_ref().is_some_and(|f| inner.index.by_id(id).is_some_and(|s| f(&s.lock().key.target_string().0)))
-    };
+    let hold = |id: u64| held.as_ref().is_some_and(|f| inner.index.by_id(id).is_some_and(|s| f(s.lock().target())));
     let due = inner.agg.take_due(inner.clock.now(), hold);
     if due.is_empty() {
         return Ok(0);

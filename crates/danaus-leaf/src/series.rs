@@ -95,9 +95,12 @@ pub(crate) enum Accept {
 #[derive(Debug)]
 pub(crate) struct SeriesState {
     pub id: u64,
-    pub key: SeriesKey,
     /// The encoded key, shared with the index map (one copy per series).
+    /// The decoded key is not kept: it would double a series' bookkeeping
+    /// for what reads can decode when they need it ([`SeriesState::key`]).
     pub encoded_key: std::sync::Arc<[u8]>,
+    /// Length of the target string, the prefix of `encoded_key`.
+    pub target_len: u32,
     pub value_type: ValueType,
     pub kind: MetricKind,
     pub head: Option<OpenChunk>,
@@ -119,12 +122,15 @@ pub(crate) struct SeriesState {
 }
 
 impl SeriesState {
-    pub(crate) fn new(id: u64, key: SeriesKey, encoded_key: Vec<u8>, value_type: ValueType, kind: MetricKind) -> Self {
+    /// A series keyed by `encoded_key`, whose decoded form is `key`.
+    pub(crate) fn new(id: u64, key: &SeriesKey, encoded_key: Vec<u8>, value_type: ValueType, kind: MetricKind) -> Self {
+        let target_len = key.target_string().0.len() as u32;
+        debug_assert!(encoded_key.starts_with(&key.target_string().0));
         let encoded_key: std::sync::Arc<[u8]> = encoded_key.into();
         Self {
             id,
-            key,
             encoded_key,
+            target_len,
             value_type,
             kind,
             head: None,
@@ -136,6 +142,25 @@ impl SeriesState {
             record_dirty: true,
             complete_from: i64::MIN,
         }
+    }
+
+    /// The series' key, decoded. The encoded key was decoded when the
+    /// series was created, so this cannot fail short of memory corruption;
+    /// if it did, the key is empty but for the error as its metric.
+    pub(crate) fn key(&self) -> SeriesKey {
+        SeriesKey::decode(&self.encoded_key).unwrap_or_else(|e| SeriesKey {
+            tenant: String::new(),
+            target_schema: String::new(),
+            target_fields: Vec::new(),
+            metric: format!("<undecodable series key: {e}>"),
+            metric_fields: Vec::new(),
+        })
+    }
+
+    /// The series' target string (the prefix of its key that decides its
+    /// range).
+    pub(crate) fn target(&self) -> &[u8] {
+        &self.encoded_key[..self.target_len as usize]
     }
 
     /// Whether a point at `t` may exist only in the long-term store: at or
@@ -225,7 +250,7 @@ impl SeriesState {
             // In-order chunks share their times with the target's other
             // series; the out-of-order chunk keeps its own.
             let builder = if in_order {
-                let col = ctx.open.column(&self.key.target_string().0, p.end_time);
+                let col = ctx.open.column(self.target(), p.end_time);
                 ChunkBuilder::with_shared_times(vt, has_start, col)
             } else {
                 ChunkBuilder::new(vt, has_start)
@@ -238,7 +263,7 @@ impl SeriesState {
         // Validation already checked the type; a failure here is a bug that
         // must not lose the point silently.
         if let Err(e) = open.builder.push(p) {
-            tracing::error!(series = %self.key, error = %e, "point rejected by the chunk encoder after validation");
+            tracing::error!(series = %self.key(), error = %e, "point rejected by the chunk encoder after validation");
             return;
         }
         open.version += 1;

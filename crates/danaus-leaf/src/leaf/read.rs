@@ -46,6 +46,7 @@ pub struct SelectedSeries {
 fn selected(
     s: &SeriesRef,
     g: &crate::series::SeriesState,
+    key: SeriesKey,
     ts: &danaus_model::TargetSchema,
     ms: &danaus_model::MetricSchema,
     order: &[usize],
@@ -57,13 +58,13 @@ fn selected(
         .enumerate()
         .filter_map(|(i, def)| {
             let pos = order.iter().position(|&o| o == i)?;
-            Some((def.name.clone(), g.key.target_fields.get(pos)?.clone()))
+            Some((def.name.clone(), key.target_fields.get(pos)?.clone()))
         })
         .collect();
-    let metric_fields = ms.fields.iter().zip(&g.key.metric_fields).map(|(d, v)| (d.name.clone(), v.clone())).collect();
+    let metric_fields = ms.fields.iter().zip(&key.metric_fields).map(|(d, v)| (d.name.clone(), v.clone())).collect();
     SelectedSeries {
         series: s.clone(),
-        key: g.key.clone(),
+        key,
         target_fields,
         metric_fields,
         value_type: g.value_type.clone(),
@@ -96,7 +97,8 @@ impl Leaf {
         let mut out = Vec::new();
         for s in inner.index.for_metric(tenant, &req.target_schema, &req.metric) {
             let g = s.lock();
-            if !matchers.iter().all(|m| m.matches(&g.key)) {
+            let key = g.key();
+            if !matchers.iter().all(|m| m.matches(&key)) {
                 continue;
             }
             if out.len() >= limit {
@@ -104,7 +106,7 @@ impl Leaf {
                     "read matches more than {limit} series (the per-read series limit); add matchers to narrow it"
                 )));
             }
-            out.push(selected(&s, &g, &ts, &ms, &order));
+            out.push(selected(&s, &g, key, &ts, &ms, &order));
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
@@ -118,17 +120,17 @@ impl Leaf {
         let mut out = Vec::new();
         for s in inner.index.all() {
             let g = s.lock();
-            let ts = g.key.target_string();
-            if ts.0.as_slice() < start || end.is_some_and(|e| ts.0.as_slice() >= e) {
+            let ts = g.target();
+            if ts < start || end.is_some_and(|e| ts >= e) {
                 continue;
             }
-            let (Some(t), Some(m)) = (
-                inner.schemas.target(&g.key.tenant, &g.key.target_schema),
-                inner.schemas.metric(&g.key.tenant, &g.key.metric),
-            ) else {
+            let key = g.key();
+            let (Some(t), Some(m)) =
+                (inner.schemas.target(&key.tenant, &key.target_schema), inner.schemas.metric(&key.tenant, &key.metric))
+            else {
                 continue;
             };
-            out.push(selected(&s, &g, &t, &m, &t.key_order()));
+            out.push(selected(&s, &g, key, &t, &m, &t.key_order()));
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         out
@@ -144,7 +146,7 @@ impl Leaf {
         // iterates in hash order, so the sample spreads over the range.)
         let mut samples: Vec<(Vec<Vec<u8>>, u64)> = vec![(Vec::new(), 1); ranges.len()];
         for s in self.inner.index.all() {
-            let ts = s.lock().key.target_string().0;
+            let ts = s.lock().target().to_vec();
             let Some(i) =
                 ranges.iter().position(|(a, b)| ts.as_slice() >= a.as_slice() && b.as_ref().is_none_or(|b| ts < *b))
             else {
