@@ -133,12 +133,17 @@ fn family(name: &str) -> Vec<&str> {
     out
 }
 
-fn kind_for(name: &str, metric_type: i32) -> MetricKind {
+/// The kind of a metric from its type in metadata, else from its name:
+/// remote-write 1.0 senders (Prometheus 2.x) send metadata in requests of
+/// their own, so a metric's first samples usually arrive without it. Then
+/// `_total` is a counter and `_bucket` with an `le` label a histogram's
+/// cumulative bucket.
+fn kind_for(name: &str, metric_type: i32, has_le: bool) -> MetricKind {
     let cumulative = match metric_type {
         COUNTER => true,
         HISTOGRAM => ["_bucket", "_count", "_sum"].iter().any(|s| name.ends_with(s)),
         SUMMARY => ["_count", "_sum"].iter().any(|s| name.ends_with(s)),
-        0 => name.ends_with("_total"),
+        0 => name.ends_with("_total") || (has_le && name.ends_with("_bucket")),
         _ => false,
     };
     if cumulative {
@@ -206,7 +211,7 @@ impl Registry {
             name: name.to_owned(),
             fields: fields.iter().map(|f| FieldDef::new(*f, FieldType::String)).collect(),
             value_type: ValueType::Scalar(ScalarType::Double),
-            kind: kind_for(name, s.metric_type),
+            kind: kind_for(name, s.metric_type, s.label("le").is_some()),
             unit: s.unit.clone(),
             description: s.help.clone(),
             collection: None,
@@ -338,12 +343,15 @@ mod tests {
 
     #[test]
     fn kinds_follow_metadata_then_names() {
-        assert_eq!(kind_for("http_requests_total", 0), MetricKind::Cumulative);
-        assert_eq!(kind_for("node_load1", 0), MetricKind::Gauge);
-        assert_eq!(kind_for("requests", COUNTER), MetricKind::Cumulative);
-        assert_eq!(kind_for("latency_bucket", HISTOGRAM), MetricKind::Cumulative);
-        assert_eq!(kind_for("latency", SUMMARY), MetricKind::Gauge);
-        assert_eq!(kind_for("latency_sum", SUMMARY), MetricKind::Cumulative);
+        assert_eq!(kind_for("http_requests_total", 0, false), MetricKind::Cumulative);
+        assert_eq!(kind_for("node_load1", 0, false), MetricKind::Gauge);
+        assert_eq!(kind_for("requests", COUNTER, false), MetricKind::Cumulative);
+        assert_eq!(kind_for("latency_bucket", HISTOGRAM, true), MetricKind::Cumulative);
+        assert_eq!(kind_for("latency", SUMMARY, false), MetricKind::Gauge);
+        assert_eq!(kind_for("latency_sum", SUMMARY, false), MetricKind::Cumulative);
+        // Without metadata (remote-write 1.0 sends it apart from samples).
+        assert_eq!(kind_for("latency_bucket", 0, true), MetricKind::Cumulative);
+        assert_eq!(kind_for("queue_bucket", 0, false), MetricKind::Gauge);
         assert_eq!(family("latency_bucket"), vec!["latency_bucket", "latency"]);
     }
 }

@@ -298,17 +298,22 @@ enum Run {
 
 async fn manage(cfg: Arc<ScrapeConfig>, receiver: Arc<Receiver>, mut stopped: watch::Receiver<bool>) {
     let mut running: HashMap<Target, (watch::Sender<Run>, JoinHandle<()>)> = HashMap::new();
-    let mut seen_files: HashMap<PathBuf, Option<SystemTime>> = HashMap::new();
+    // Per discovery file: its modification time and when it was last read.
+    let mut seen_files: HashMap<PathBuf, (Option<SystemTime>, Instant)> = HashMap::new();
     let mut sd_groups: HashMap<PathBuf, Vec<TargetGroup>> = HashMap::new();
     let tick = cfg.jobs.iter().map(|j| j.refresh).min().unwrap_or(Duration::from_secs(30)).min(Duration::from_secs(5));
     loop {
-        // File SD: re-read files that changed (or appeared, or went away).
+        // File SD: re-read files that changed (or appeared, or went away),
+        // and every refresh interval in any case: a rewrite within the file
+        // system's timestamp granularity leaves the time unchanged.
         let mut current = HashSet::new();
         for j in &cfg.jobs {
             for f in j.config.file_sd_configs.iter().flat_map(|f| &f.files) {
                 for (path, mtime) in sd_files(&cfg.base_dir, f) {
                     current.insert(path.clone());
-                    if seen_files.get(&path) != Some(&mtime) {
+                    let stale =
+                        seen_files.get(&path).is_none_or(|(seen, read)| *seen != mtime || read.elapsed() >= j.refresh);
+                    if stale {
                         match read_groups(&path) {
                             Ok(g) => {
                                 sd_groups.insert(path.clone(), g);
@@ -316,7 +321,7 @@ async fn manage(cfg: Arc<ScrapeConfig>, receiver: Arc<Receiver>, mut stopped: wa
                             // Keep the last good version, as Prometheus does.
                             Err(e) => tracing::warn!(error = %e, "file service discovery"),
                         }
-                        seen_files.insert(path, mtime);
+                        seen_files.insert(path, (mtime, Instant::now()));
                     }
                 }
             }

@@ -149,6 +149,23 @@ async fn scrapes_static_and_discovered_targets() {
     assert!(fields.contains(&("env".into(), FieldValue::String("batch".into()))), "{fields:?}");
     assert!(!fields.iter().any(|(k, _)| k.starts_with("__")), "internal labels are dropped: {fields:?}");
 
+    // The discovery file is edited (another target added): it is read
+    // again and the new target scraped.
+    let c = Target {
+        body: Arc::new(Mutex::new((200, "# TYPE jobs counter\njobs_total 5\n# EOF\n".into()))),
+        openmetrics: true,
+    };
+    let addr_c = serve(c.clone()).await;
+    std::fs::write(
+        dir.path().join("sd/more.json"),
+        format!(r#"[{{"targets": ["{addr_b}", "{addr_c}"], "labels": {{"env": "batch", "__meta_x": "dropped"}}}}]"#),
+    )
+    .unwrap();
+    eventually("jobs_total from the target added by editing the file", || async {
+        values(&leaf, "jobs_total", &addr_c).await.iter().any(|(_, v)| *v == 5.0)
+    })
+    .await;
+
     // A series vanishes: it gets a stale marker.
     a.body.lock().1 = "app_requests_total{code=\"200\"} 8\napp_temp 22\n".into();
     eventually("a stale marker for code=500", || async {

@@ -72,6 +72,25 @@ pub struct DevCluster {
     pub procs: BTreeMap<String, Proc>,
 }
 
+/// A process of the cluster exited while it was expected to run.
+#[derive(Debug)]
+pub struct Exited {
+    /// The process.
+    pub name: String,
+    /// How it exited.
+    pub status: String,
+    /// The first line of its log that starts with `Error` or `error`.
+    pub why: String,
+}
+
+impl std::fmt::Display for Exited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} exited ({}): {}", self.name, self.status, self.why)
+    }
+}
+
+impl std::error::Error for Exited {}
+
 fn free_port() -> anyhow::Result<String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.to_string())
@@ -79,7 +98,31 @@ fn free_port() -> anyhow::Result<String> {
 
 impl DevCluster {
     /// Starts every process and waits until each range has its replicas.
+    ///
+    /// Ports are picked free and handed to the processes, so another
+    /// program may take one in between; a process that exits while the
+    /// zone starts fails the start with its error. When the data directory
+    /// was empty (a fresh cluster), the start is then tried again on new
+    /// ports, up to three times, from an empty directory.
     pub async fn start(cfg: DevClusterConfig) -> anyhow::Result<Self> {
+        let fresh = std::fs::read_dir(&cfg.dir).map_or(true, |mut d| d.next().is_none());
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(cfg.clone()).await {
+                Err(e) if fresh && attempt < 3 && e.downcast_ref::<Exited>().is_some() => {
+                    eprintln!("dev cluster: {e:#}; starting again on new ports");
+                    for entry in std::fs::read_dir(&cfg.dir)?.flatten() {
+                        let p = entry.path();
+                        let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                    }
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn start_once(cfg: DevClusterConfig) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&cfg.dir).with_context(|| format!("creating {}", cfg.dir.display()))?;
         let mut procs = BTreeMap::new();
         let assigners: Vec<(usize, String, String)> =
@@ -268,10 +311,23 @@ impl DevCluster {
     }
 
     /// Waits until every leaf is registered and every range has
-    /// `replication` ready replicas and no joining one.
-    pub async fn wait_settled(&self, timeout: Duration) -> anyhow::Result<ZoneTable> {
+    /// `replication` ready replicas and no joining one; fails at once
+    /// ([`Exited`]) if a process has exited.
+    pub async fn wait_settled(&mut self, timeout: Duration) -> anyhow::Result<ZoneTable> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            for p in self.procs.values_mut() {
+                if let Some(status) = p.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                    let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+                    let why = log
+                        .lines()
+                        .find(|l| l.starts_with("Error") || l.starts_with("error"))
+                        .unwrap_or("see its log")
+                        .to_owned();
+                    p.child = None;
+                    return Err(Exited { name: p.name.clone(), status: status.to_string(), why }.into());
+                }
+            }
             if let Ok(t) = self.table().await {
                 let leaves_ok = self.leaves().iter().all(|l| t.leaves.contains_key(l));
                 let ranges_ok = !t.ranges.is_empty()

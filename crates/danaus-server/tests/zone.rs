@@ -622,3 +622,18 @@ async fn collection_aggregation_folds_deltas_from_many_ranges_into_one_series_an
     }
     assert_eq!(late, 1.0);
 }
+
+/// A process that exits while the zone starts fails the start at once,
+/// naming it and its error, rather than after the 60 s settle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_exits_during_start_fails_it_at_once_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = DevClusterConfig::new(env!("CARGO_BIN_EXE_danaus"), dir.path(), 1);
+    cfg.leaf_args = vec!["--no-such-flag".into()];
+    let started = std::time::Instant::now();
+    let e = DevCluster::start(cfg).await.unwrap_err();
+    let exited = e.downcast_ref::<danaus_server::dev_cluster::Exited>().expect("an Exited error");
+    assert_eq!(exited.name, "leaf-1", "{e:#}");
+    assert!(exited.why.contains("--no-such-flag"), "{e:#}");
+    assert!(started.elapsed() < Duration::from_secs(45), "took {:?}", started.elapsed());
+}
