@@ -139,6 +139,11 @@ fn family(name: &str) -> Vec<&str> {
 /// `_total` is a counter and `_bucket` with an `le` label a histogram's
 /// cumulative bucket.
 fn kind_for(name: &str, metric_type: i32, has_le: bool) -> MetricKind {
+    // OpenMetrics `_created` series (a counter family's) hold the time the
+    // counter started, which is no count.
+    if name.ends_with("_created") {
+        return MetricKind::Gauge;
+    }
     let cumulative = match metric_type {
         COUNTER => true,
         HISTOGRAM => ["_bucket", "_count", "_sum"].iter().any(|s| name.ends_with(s)),
@@ -279,6 +284,19 @@ impl Registry {
             let e = format!("metric {name} exists with {} values; Prometheus samples are doubles", schema.value_type);
             return Err((s, e));
         }
+        // Senders sort labels by name, so one pass usually proves there are
+        // no duplicates; otherwise every pair is compared.
+        let labels = &s.labels;
+        if !labels.windows(2).all(|w| w[0].0 < w[1].0) {
+            if let Some((k, _)) = labels
+                .iter()
+                .enumerate()
+                .find_map(|(i, (k, _))| labels[..i].iter().any(|(k2, _)| k2 == k).then_some((k, i)))
+            {
+                let e = format!("the series has the label {k:?} more than once");
+                return Err((s, e));
+            }
+        }
         let extra: Vec<&str> = s
             .labels
             .iter()
@@ -352,6 +370,7 @@ mod tests {
         // Without metadata (remote-write 1.0 sends it apart from samples).
         assert_eq!(kind_for("latency_bucket", 0, true), MetricKind::Cumulative);
         assert_eq!(kind_for("queue_bucket", 0, false), MetricKind::Gauge);
+        assert_eq!(kind_for("requests_created", COUNTER, false), MetricKind::Gauge);
         assert_eq!(family("latency_bucket"), vec!["latency_bucket", "latency"]);
     }
 }

@@ -158,17 +158,21 @@ async fn label_sets_that_do_not_fit_are_refused_by_name_and_the_rest_stored() {
             series(&[("__name__", "up"), ("job", "node"), ("instance", "c"), ("rack", "r1")], &[(T, 0.0)]),
             // No name at all.
             series(&[("job", "node")], &[(T, 0.0)]),
+            // A label twice: which value is meant cannot be known.
+            series(&[("__name__", "up"), ("job", "node"), ("instance", "d"), ("job", "other")], &[(T, 0.0)]),
         ],
         metadata: vec![],
     };
     let r = rx.handle(TENANT, V1, SNAPPY, &snappy(&req)).await;
     assert_eq!(r.status, 400, "{}", r.body);
-    assert!(r.body.starts_with("2 of 3 series refused (2 of 3 samples); the rest were stored"), "{}", r.body);
+    assert!(r.body.starts_with("3 of 4 series refused (3 of 4 samples); the rest were stored"), "{}", r.body);
+    assert!(r.body.contains("the label \"job\" more than once"), "{}", r.body);
+    assert!(read(&leaf, "up", "d").await.is_empty());
     assert!(r.body.contains("registered with the labels [env]; this series also has [rack]"), "{}", r.body);
     assert!(r.body.contains("no __name__ label"), "{}", r.body);
     assert_eq!(read(&leaf, "up", "b").await.len(), 1);
     assert!(read(&leaf, "up", "c").await.is_empty());
-    assert_eq!(rx.stats().series_refused.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(rx.stats().series_refused.load(std::sync::atomic::Ordering::Relaxed), 3);
 }
 
 #[tokio::test]

@@ -43,20 +43,27 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .with_state(state.clone())
+        .merge(remote_write_routes(state.remote_write))
+}
+
+/// `/api/v1/write` over `rx`: standalone's HTTP port and a zone router's.
+pub fn remote_write_routes(rx: Arc<Receiver>) -> Router {
+    Router::new()
         .route("/api/v1/write", post(remote_write))
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
-        .with_state(state)
+        .with_state(rx)
 }
 
 /// Prometheus remote_write (1.0 and 2.0); the tenant comes from the
 /// `x-danaus-tenant` header as on the gRPC API.
-async fn remote_write(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn remote_write(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> Response {
     let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let tenant = match tenant_name(h(TENANT_HEADER)) {
         Ok(t) => t,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
-    let reply = st.remote_write.handle(&tenant, h("content-type"), h("content-encoding"), &body).await;
+    let reply = rx.handle(&tenant, h("content-type"), h("content-encoding"), &body).await;
     let mut resp =
         (StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), reply.body).into_response();
     for (k, v) in reply.headers {
@@ -110,12 +117,17 @@ async fn metrics(State(st): State<HttpState>) -> impl IntoResponse {
     leaf_metrics(&mut t, &st.leaves, disk);
     router_metrics(&mut t, &st.router);
     query_metrics(&mut t, &st.query, &st.mixer);
-    let rw = st.remote_write.stats();
+    remote_write_metrics(&mut t, &st.remote_write);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], t.0)
+}
+
+/// A remote_write receiver's counters.
+pub fn remote_write_metrics(t: &mut Text, rx: &Receiver) {
+    let rw = rx.stats();
     t.counter("danaus_remote_write_requests_total", "Prometheus remote_write requests.", &rw.requests);
     t.counter("danaus_remote_write_samples_total", "Samples stored from remote_write.", &rw.samples_written);
     t.counter("danaus_remote_write_series_refused_total", "Series refused (400 to the sender).", &rw.series_refused);
     t.counter("danaus_remote_write_failed_requests_total", "Requests refused as a whole.", &rw.failed_requests);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], t.0)
 }
 
 /// A router's counters.

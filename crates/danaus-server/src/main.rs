@@ -143,6 +143,10 @@ struct RouterArgs {
     /// this zone owns every location.
     #[arg(long)]
     zone_map: Option<PathBuf>,
+    /// Location of Prometheus series (remote_write on --http) that carry
+    /// no `location` label; default: the local zone's name.
+    #[arg(long)]
+    location: Option<String>,
     /// Replicas that must store a write before it is acked: majority, all, one.
     #[arg(long, default_value = "majority", value_parser = danaus_router::Quorum::parse)]
     write_quorum: danaus_router::Quorum,
@@ -404,8 +408,10 @@ fn main() -> anyhow::Result<()> {
                 }
                 None => danaus_router::ZoneMap::single(&a.zone),
             };
+            let location = a.location.unwrap_or_else(|| zones.local.clone());
             return run_role(&a.log, || {
                 zone::start_router(zone::RouterRole {
+                    location,
                     grpc_addr: a.listen,
                     http_addr: a.http,
                     assigners: a.assigners,

@@ -29,7 +29,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::http::{leaf_metrics, process_metrics, query_metrics, router_metrics, Text};
+use crate::http::{
+    leaf_metrics, process_metrics, query_metrics, remote_write_metrics, remote_write_routes, router_metrics, Text,
+};
+use crate::prom_store::RouterStore;
+use danaus_prom::Receiver;
 
 /// Renders a role's `/metrics`.
 type Render = Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>> + Send + Sync>;
@@ -104,6 +108,7 @@ async fn serve(
     grpc_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
     render: Render,
+    extra_http: Option<axum::Router>,
 ) -> anyhow::Result<(SocketAddr, Option<SocketAddr>, watch::Sender<bool>, Vec<JoinHandle<anyhow::Result<()>>>)> {
     let listener = TcpListener::bind(grpc_addr).await.with_context(|| format!("binding gRPC to {grpc_addr}"))?;
     let bound = listener.local_addr()?;
@@ -128,7 +133,8 @@ async fn serve(
                     async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], render().await) }
                 }),
             )
-            .route("/healthz", get(|| async { (StatusCode::OK, "ok\n").into_response() }));
+            .route("/healthz", get(|| async { (StatusCode::OK, "ok\n").into_response() }))
+            .merge(extra_http.unwrap_or_default());
         let mut s2 = stopped;
         tasks.push(tokio::spawn(async move {
             axum::serve(l, app)
@@ -227,7 +233,7 @@ pub async fn start_assigner_on(cfg: AssignerRole, kv: Arc<dyn KvStore>) -> anyho
             t.0
         })
     });
-    let (grpc_addr, http_addr, stop, mut tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render).await?;
+    let (grpc_addr, http_addr, stop, mut tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render, None).await?;
     let members: BTreeMap<NodeId, BasicNode> = cfg.peers.iter().map(|(id, a)| (*id, BasicNode::new(a))).collect();
     group.initialize(members).await.context("initialising the zone's Raft group")?;
     let controller = tokio::spawn(assigner.clone().run_controller());
@@ -318,7 +324,7 @@ pub async fn start_leaf_on(cfg: LeafRole, kv: Arc<dyn KvStore>) -> anyhow::Resul
             t.0
         })
     });
-    let (grpc_addr, http_addr, stop, mut tasks) = serve(grpc, bound, cfg.http_addr, render).await?;
+    let (grpc_addr, http_addr, stop, mut tasks) = serve(grpc, bound, cfg.http_addr, render, None).await?;
     let agent = tokio::spawn(zl.clone().run_agent(cfg.assigners.clone(), cfg.agent.clone()));
     let hints = cfg.index.clone().map(|i| tokio::spawn(zl.clone().run_hints(i)));
     let mut s = stop.subscribe();
@@ -349,6 +355,9 @@ pub struct RouterRole {
     pub router: RouterConfig,
     /// Where the last zone table is kept across restarts.
     pub state_dir: Option<PathBuf>,
+    /// Location of Prometheus series (remote_write on the HTTP port) that
+    /// carry no `location` label.
+    pub location: String,
 }
 
 /// Starts a router.
@@ -360,17 +369,22 @@ pub async fn start_router(cfg: RouterRole) -> anyhow::Result<RunningRole> {
     let front = IngestRouter::new(leaves.clone(), cfg.zones.clone(), zone);
     let (ingest, schema) = front.services();
     let grpc = grpc_builder().add_service(ingest).add_service(schema);
+    // Prometheus remote_write on the HTTP port, through this router.
+    let rx = Arc::new(Receiver::new(Arc::new(RouterStore(front.clone())), cfg.location.clone()));
     let stats = leaves.stats.clone();
+    let rx_stats = rx.clone();
     let render: Render = Arc::new(move || {
-        let s = stats.clone();
+        let (s, rx) = (stats.clone(), rx_stats.clone());
         Box::pin(async move {
             let mut t = Text(String::new());
             process_metrics(&mut t, started);
             router_metrics(&mut t, &s);
+            remote_write_metrics(&mut t, &rx);
             t.0
         })
     });
-    let (grpc_addr, http_addr, stop, tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render).await?;
+    let (grpc_addr, http_addr, stop, tasks) =
+        serve(grpc, cfg.grpc_addr, cfg.http_addr, render, Some(remote_write_routes(rx))).await?;
     tracing::info!(%grpc_addr, "router serving");
     Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: None, zone_leaf: None, raft: None })
 }
@@ -416,7 +430,7 @@ pub async fn start_mixer(cfg: MixerRole) -> anyhow::Result<RunningRole> {
             t.0
         })
     });
-    let (grpc_addr, http_addr, stop, tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render).await?;
+    let (grpc_addr, http_addr, stop, tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render, None).await?;
     tracing::info!(%grpc_addr, "zone mixer serving");
     Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: None, zone_leaf: None, raft: None })
 }
@@ -450,7 +464,7 @@ pub async fn start_index(cfg: IndexRole) -> anyhow::Result<RunningRole> {
             t.0
         })
     });
-    let (grpc_addr, http_addr, stop, tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render).await?;
+    let (grpc_addr, http_addr, stop, tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render, None).await?;
     tracing::info!(%grpc_addr, "zone index server serving");
     Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: None, zone_leaf: None, raft: None })
 }

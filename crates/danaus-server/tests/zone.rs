@@ -16,6 +16,8 @@ use danaus_proto::v1 as pb;
 use danaus_server::dev_cluster::{metric, DevCluster, DevClusterConfig};
 use parking_lot::Mutex;
 
+mod common;
+
 const SEC: i64 = 1_000_000_000;
 
 fn now_ns() -> i64 {
@@ -636,4 +638,65 @@ async fn a_process_that_exits_during_start_fails_it_at_once_with_its_error() {
     assert_eq!(exited.name, "leaf-1", "{e:#}");
     assert!(exited.why.contains("--no-such-flag"), "{e:#}");
     assert!(started.elapsed() < Duration::from_secs(45), "took {:?}", started.elapsed());
+}
+
+/// A zone router takes Prometheus remote_write on its HTTP port, through
+/// the same routing as its gRPC writes; the mixer reads it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_router_takes_prometheus_remote_write() {
+    use danaus_prom::prompb::v1;
+    use prost::Message;
+    let (_dir, c) = cluster(1, |_| {}).await;
+    let t = (now_ns() / 1_000_000 / 15_000 - 4) * 15_000; // ms, on the 15 s grid
+    let req = v1::WriteRequest {
+        timeseries: (0..3)
+            .map(|i| v1::TimeSeries {
+                labels: [("__name__", "node_load1"), ("job", "node"), ("instance", &format!("h{i}:9100"))]
+                    .iter()
+                    .map(|(n, v)| v1::Label { name: (*n).into(), value: (*v).into() })
+                    .collect(),
+                samples: vec![
+                    v1::Sample { value: i as f64, timestamp: t },
+                    v1::Sample { value: i as f64 + 0.5, timestamp: t + 15_000 },
+                ],
+                histograms: vec![],
+            })
+            .collect(),
+        metadata: vec![],
+    };
+    let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap();
+    let router_http = c.procs["router"].http.clone();
+    let (status, _, text) = tokio::task::spawn_blocking(move || {
+        common::http_post(
+            &router_http,
+            "/api/v1/write",
+            &[("Content-Type", "application/x-protobuf"), ("Content-Encoding", "snappy")],
+            &body,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 204, "{text}");
+    let mc = Client::connect(&format!("http://{}", c.mixer()), None).await.unwrap();
+    let q = pb::QueryRequest {
+        query: "fetch prometheus_target::node_load1".into(),
+        start_time: (t - 1000) * 1_000_000,
+        end_time: (t + 16_000) * 1_000_000,
+        step: 0,
+        max_series: 0,
+        max_points: 0,
+        timeout_ms: 10_000,
+    };
+    let mut stream = mc.query().query(q).await.unwrap().into_inner();
+    let mut points = 0;
+    let mut series = 0;
+    while let Some(m) = stream.message().await.unwrap() {
+        if let Some(pb::query_response::Item::Batch(b)) = m.item {
+            series += b.series.len();
+            points += b.series.iter().map(|s| s.points.len()).sum::<usize>();
+        }
+    }
+    assert_eq!((series, points), (3, 6));
+    let stored = metric(&c.procs["router"].http, "danaus_remote_write_samples_total").await.unwrap();
+    assert_eq!(stored, 6.0);
 }
