@@ -16,6 +16,9 @@ use common::{http_get, Server};
 use danaus_client::Client;
 use danaus_proto::v1 as pb;
 
+/// Samples as (label set, ms, value bits).
+type Samples = BTreeSet<(Vec<(String, String)>, i64, u64)>;
+
 struct Proc(Child);
 
 impl Drop for Proc {
@@ -79,6 +82,77 @@ async fn danaus_series(c: &Client, metric: &str, job: &str) -> BTreeSet<Vec<(Str
         }
     }
     out
+}
+
+/// Points (ms, value bits) of `metric` in Danaus for one job, by label set.
+async fn danaus_points(c: &Client, metric: &str, job: &str) -> Samples {
+    let req = pb::ReadRequest {
+        target_schema: "prometheus_target".into(),
+        metric: metric.into(),
+        matchers: vec![pb::Matcher { field: "job".into(), op: pb::MatchOp::Eq as i32, value: job.into() }],
+        start_time: 0,
+        end_time: i64::MAX,
+    };
+    let mut out = BTreeSet::new();
+    let Ok(st) = c.read().read(req).await else { return out };
+    let mut st = st.into_inner();
+    while let Ok(Some(m)) = st.message().await {
+        for s in m.series {
+            let mut labels: Vec<(String, String)> = s
+                .target_fields
+                .iter()
+                .chain(&s.metric_fields)
+                .filter(|(k, _)| *k != "job" && *k != "location")
+                .map(|(k, v)| match &v.value {
+                    Some(pb::field_value::Value::StringValue(x)) => (k.clone(), x.clone()),
+                    other => (k.clone(), format!("{other:?}")),
+                })
+                .filter(|(_, v)| !v.is_empty())
+                .collect();
+            labels.sort();
+            for p in &s.points {
+                if let Some(pb::value::Value::DoubleValue(d)) = p.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    out.insert((labels.clone(), p.end_time / 1_000_000, d.to_bits()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The raw samples (ms, value bits) Prometheus holds for `metric` of job
+/// `node` over the last minute, by label set, older than `settled_ms`.
+fn prometheus_points(addr: &str, metric: &str, settled_ms: i64) -> Samples {
+    let (status, body) = http_get(addr, &format!("/api/v1/query?query={metric}%7Bjob%3D%22node%22%7D%5B1m%5D"));
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut out = BTreeSet::new();
+    for s in v["data"]["result"].as_array().unwrap() {
+        let mut labels: Vec<(String, String)> = s["metric"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| *k != "__name__" && *k != "job")
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+            .collect();
+        labels.sort();
+        for p in s["values"].as_array().unwrap() {
+            let ms = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
+            let value: f64 = p[1].as_str().unwrap().parse().unwrap();
+            if ms <= settled_ms {
+                out.insert((labels.clone(), ms, value.to_bits()));
+            }
+        }
+    }
+    out
+}
+
+/// Metric names Prometheus holds for job `node`.
+fn prometheus_names(addr: &str) -> Vec<String> {
+    let (status, body) = http_get(addr, "/api/v1/label/__name__/values?match%5B%5D=%7Bjob%3D%22node%22%7D");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["data"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_owned()).collect()
 }
 
 /// Label sets (without `__name__` and `job`) Prometheus lists for `metric`.
@@ -156,14 +230,29 @@ async fn prometheus_remote_write_and_danaus_scrape_agree() {
     wait_http(&prom, "/-/ready");
 
     let c = Client::connect(&danaus.grpc, None).await.unwrap();
-    let metrics = ["node_cpu_seconds_total", "node_load1", "node_memory_MemTotal_bytes", "up"];
+    // Every metric Prometheus holds for the exporter (dozens: CPU, load,
+    // memory, its own scrape series) arrives remote-written with the same
+    // label sets; Danaus' own scrape yields the same, except the two series
+    // only Prometheus' scraper writes.
+    let prometheus_only = ["scrape_series_added", "scrape_samples_post_metric_relabeling"];
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut names = Vec::new();
+    while names.len() < 20 {
+        assert!(Instant::now() < deadline, "Prometheus lists too few metrics: {names:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        names = prometheus_names(&prom);
+    }
+    assert!(names.iter().any(|n| n == "node_cpu_seconds_total") && names.iter().any(|n| n == "up"), "{names:?}");
     loop {
         let mut pending = Vec::new();
-        for m in metrics {
+        for m in &names {
             let want = prometheus_series(&prom, m);
             let written = danaus_series(&c, m, "node").await;
-            let scraped = danaus_series(&c, m, "node-direct").await;
+            let scraped = if prometheus_only.contains(&m.as_str()) {
+                want.clone()
+            } else {
+                danaus_series(&c, m, "node-direct").await
+            };
             if want.is_empty() || want != written || want != scraped {
                 pending.push(format!(
                     "{m}: prometheus {} series, remote-written {}, scraped {}",
@@ -178,6 +267,23 @@ async fn prometheus_remote_write_and_danaus_scrape_agree() {
         }
         assert!(Instant::now() < deadline, "series did not converge:\n{}", pending.join("\n"));
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The remote-written samples are Prometheus' own, timestamps and values
+    // bit for bit: every sample it held a few seconds ago is in Danaus.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for m in ["node_cpu_seconds_total", "node_load1", "node_memory_MemTotal_bytes", "up", "scrape_duration_seconds"] {
+        loop {
+            let settled =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 - 5_000;
+            let want = prometheus_points(&prom, m, settled);
+            let got = danaus_points(&c, m, "node").await;
+            let missing: Vec<_> = want.difference(&got).take(3).collect();
+            if !want.is_empty() && missing.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{m}: {} of Prometheus' samples missing, e.g. {missing:?}", want.len());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
     // Nothing Prometheus sent was refused.
     let (_, m) = http_get(&danaus.http, "/metrics");
