@@ -176,10 +176,14 @@ async fn scrapes_static_and_discovered_targets() {
     })
     .await;
 
-    // The target fails: up == 0.
+    // The target fails: up == 0, and its series end with stale markers.
     a.body.lock().0 = 500;
     eventually("up == 0 for the failing target", || async {
         values(&leaf, "up", &addr_a).await.iter().any(|(_, v)| *v == 0.0)
+    })
+    .await;
+    eventually("a stale marker for app_temp after the failed scrape", || async {
+        values(&leaf, "app_temp", &addr_a).await.last().is_some_and(|(_, v)| v.to_bits() == STALE_NAN)
     })
     .await;
 
@@ -194,5 +198,65 @@ async fn scrapes_static_and_discovered_targets() {
     let before = values(&leaf, "up", &addr_b).await.len();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(values(&leaf, "up", &addr_b).await.len(), before, "a removed target is still scraped");
+    scraper.stop().await;
+}
+
+/// A target slower than its scrape timeout is down; `honor_labels` decides
+/// whether a scraped `job`/`instance` wins or becomes `exported_*`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_and_honor_labels() {
+    let leaf = Leaf::open(LeafConfig {
+        kv: Arc::new(MemKv::new()),
+        log: Arc::new(MemLogDevice::new()),
+        clock: Arc::new(SystemClock),
+        options: LeafOptions::default(),
+    })
+    .await
+    .unwrap();
+    let body = |name: &str| format!("# TYPE {name} gauge\n{name}{{job=\"exported\",instance=\"x\"}} 1\n");
+    let honored = serve(Target { body: Arc::new(Mutex::new((200, body("honored_metric")))), openmetrics: false }).await;
+    let plain = serve(Target { body: Arc::new(Mutex::new((200, body("plain_metric")))), openmetrics: false }).await;
+    // A target that answers after 1 s.
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(|| async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            "# TYPE slow_metric gauge\nslow_metric 1\n"
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "tenant: scraped\nscrape_configs:\n\
+         \x20 - job_name: honor\n    scrape_interval: 100ms\n    scrape_timeout: 100ms\n    honor_labels: true\n    \
+         static_configs: [{{targets: ['{honored}']}}]\n\
+         \x20 - job_name: plain\n    scrape_interval: 100ms\n    scrape_timeout: 100ms\n    \
+         static_configs: [{{targets: ['{plain}']}}]\n\
+         \x20 - job_name: slow\n    scrape_interval: 200ms\n    scrape_timeout: 100ms\n    \
+         static_configs: [{{targets: ['{slow}']}}]\n"
+    );
+    std::fs::write(dir.path().join("scrape.yml"), config).unwrap();
+    let cfg = ScrapeConfig::load(&dir.path().join("scrape.yml")).unwrap();
+    let scraper = Scraper::start(cfg, Arc::new(Receiver::new(Arc::new(leaf.clone()), "local")));
+
+    // honor_labels: the scraped job and instance win.
+    eventually("honored_metric", || async { !values(&leaf, "honored_metric", "x").await.is_empty() }).await;
+    let (fields, _) = values(&leaf, "honored_metric", "x").await.remove(0);
+    assert!(fields.contains(&("job".into(), FieldValue::String("exported".into()))), "{fields:?}");
+    // Without it the target's win and the scraped ones are kept as exported_*.
+    eventually("plain_metric", || async { !values(&leaf, "plain_metric", &plain).await.is_empty() }).await;
+    let (fields, _) = values(&leaf, "plain_metric", &plain).await.remove(0);
+    assert!(fields.contains(&("job".into(), FieldValue::String("plain".into()))), "{fields:?}");
+    assert!(fields.contains(&("exported_job".into(), FieldValue::String("exported".into()))), "{fields:?}");
+    assert!(fields.contains(&("exported_instance".into(), FieldValue::String("x".into()))), "{fields:?}");
+    // The slow target: up 0 each time, nothing of its body stored.
+    eventually("up == 0 for the slow target", || async {
+        let up = values(&leaf, "up", &slow).await;
+        up.len() >= 2 && up.iter().all(|(_, v)| *v == 0.0)
+    })
+    .await;
+    assert!(values(&leaf, "slow_metric", &slow).await.is_empty());
     scraper.stop().await;
 }
