@@ -521,36 +521,26 @@ impl Leaf {
             let same_target = last_target
                 .as_ref()
                 .is_some_and(|(t, _)| t.target_schema == sw.target_schema && t.target_fields == sw.target_fields);
-            if !same_target {
-                last_target = match validate::encoded_target(tenant, &ts, &sw.target_fields) {
-                    Ok(t) => Some((sw, t)),
-                    Err(e) => {
-                        result.errors.push(SeriesError {
-                            index: i,
-                            series: format!("{}::{}", sw.target_schema, sw.metric),
-                            message: e.to_string(),
-                            rejected_points: all(),
-                            code: ErrorCode::InvalidArgument,
-                        });
-                        continue;
-                    }
-                };
-            }
-            let mut encoded = Vec::with_capacity(96);
-            encoded.extend_from_slice(last_target.as_ref().map_or(&[][..], |(_, t)| t.as_slice()));
-            let encoded = match validate::append_metric_key(&mut encoded, &ms, &sw.metric_fields).map(|()| encoded) {
-                Ok(k) => k,
-                Err(e) => {
-                    result.errors.push(SeriesError {
-                        index: i,
-                        series: format!("{}::{}", sw.target_schema, sw.metric),
-                        message: e.to_string(),
-                        rejected_points: all(),
-                        code: ErrorCode::InvalidArgument,
-                    });
-                    continue;
-                }
+            let key = if same_target {
+                Ok(())
+            } else {
+                validate::encoded_target(tenant, &ts, &sw.target_fields).map(|t| last_target = Some((sw, t)))
             };
+            let mut encoded = Vec::with_capacity(96);
+            let key = key.and_then(|()| {
+                encoded.extend_from_slice(last_target.as_ref().map_or(&[][..], |(_, t)| t.as_slice()));
+                validate::append_metric_key(&mut encoded, &ms, &sw.metric_fields)
+            });
+            if let Err(e) = key {
+                result.errors.push(SeriesError {
+                    index: i,
+                    series: format!("{}::{}", sw.target_schema, sw.metric),
+                    message: e.to_string(),
+                    rejected_points: all(),
+                    code: ErrorCode::InvalidArgument,
+                });
+                continue;
+            }
             // The key is only decoded for messages, on the error path.
             let key = LazyKey(&encoded);
             let mut err: Option<SeriesError> = None;

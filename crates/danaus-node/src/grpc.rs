@@ -157,6 +157,32 @@ pub fn series_to_wire(w: &SeriesWrite) -> pb::Series {
     }
 }
 
+/// Wire series as leaf writes: the writes, each one's position in
+/// `series`, and per-series errors (by position) for those that do not
+/// convert.
+pub fn series_writes(series: Vec<pb::Series>) -> (Vec<SeriesWrite>, Vec<usize>, Vec<pb::SeriesError>) {
+    let mut batch = Vec::with_capacity(series.len());
+    let mut positions = Vec::with_capacity(series.len());
+    let mut errors = Vec::new();
+    for (i, s) in series.into_iter().enumerate() {
+        let points = s.points.len() as u32;
+        match series_write_owned(s) {
+            Ok(w) => {
+                batch.push(w);
+                positions.push(i);
+            }
+            Err((e, name)) => errors.push(pb::SeriesError {
+                index: i as u32,
+                series: name,
+                message: e.0,
+                rejected_points: (0..points).collect(),
+                code: pb::SeriesErrorCode::InvalidArgument as i32,
+            }),
+        }
+    }
+    (batch, positions, errors)
+}
+
 /// A wire series as a leaf write, moving its strings; the error names the
 /// series (`schema::metric`).
 pub fn series_write_owned(s: pb::Series) -> Result<SeriesWrite, (convert::ConvertError, String)> {

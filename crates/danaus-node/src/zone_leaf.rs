@@ -40,7 +40,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::grpc::{add_series_errors, series_write_owned};
+use crate::grpc::{add_series_errors, series_write_owned, series_writes};
 use crate::status::leaf_status;
 use crate::tenant::{tenant, TENANT_HEADER};
 
@@ -510,25 +510,7 @@ impl ZoneLeaf {
     /// `LeafService.Write`: wire series, converted, then
     /// [`write_series`](Self::write_series).
     pub async fn write(&self, tenant: &str, req: pb::LeafWriteRequest) -> Result<pb::WriteResponse, Status> {
-        let mut errors = Vec::new();
-        let mut batch = Vec::with_capacity(req.series.len());
-        let mut positions = Vec::with_capacity(req.series.len());
-        for (i, s) in req.series.into_iter().enumerate() {
-            let points = s.points.len() as u32;
-            match series_write_owned(s) {
-                Ok(w) => {
-                    batch.push(w);
-                    positions.push(i);
-                }
-                Err((e, name)) => errors.push(pb::SeriesError {
-                    index: i as u32,
-                    series: name,
-                    message: e.0,
-                    rejected_points: (0..points).collect(),
-                    code: pb::SeriesErrorCode::InvalidArgument as i32,
-                }),
-            }
-        }
+        let (batch, positions, mut errors) = series_writes(req.series);
         let mut r = self.write_series(tenant, req.table_version, &batch).await?;
         for e in &mut r.errors {
             e.index = positions[e.index as usize] as u32;

@@ -81,16 +81,21 @@ where
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scrapes_static_and_discovered_targets() {
-    let leaf = Leaf::open(LeafConfig {
+/// A leaf in memory.
+async fn mem_leaf() -> Leaf {
+    Leaf::open(LeafConfig {
         kv: Arc::new(MemKv::new()),
         log: Arc::new(MemLogDevice::new()),
         clock: Arc::new(SystemClock),
         options: LeafOptions::default(),
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_static_and_discovered_targets() {
+    let leaf = mem_leaf().await;
     let a = Target {
         body: Arc::new(Mutex::new((
             200,
@@ -205,14 +210,7 @@ async fn scrapes_static_and_discovered_targets() {
 /// whether a scraped `job`/`instance` wins or becomes `exported_*`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_and_honor_labels() {
-    let leaf = Leaf::open(LeafConfig {
-        kv: Arc::new(MemKv::new()),
-        log: Arc::new(MemLogDevice::new()),
-        clock: Arc::new(SystemClock),
-        options: LeafOptions::default(),
-    })
-    .await
-    .unwrap();
+    let leaf = mem_leaf().await;
     let body = |name: &str| format!("# TYPE {name} gauge\n{name}{{job=\"exported\",instance=\"x\"}} 1\n");
     let honored = serve(Target { body: Arc::new(Mutex::new((200, body("honored_metric")))), openmetrics: false }).await;
     let plain = serve(Target { body: Arc::new(Mutex::new((200, body("plain_metric")))), openmetrics: false }).await;

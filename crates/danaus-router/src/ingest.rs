@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use danaus_assigner::{TableWatcher, ZoneClient, ZoneCommand, ZoneTable};
 use danaus_leaf::SeriesWrite;
 use danaus_model::{FieldValue, MetricSchema, TargetSchema};
-use danaus_node::grpc::{series_to_wire, series_write_owned};
+use danaus_node::grpc::{series_to_wire, series_writes};
 use danaus_node::tenant::tenant;
 use danaus_node::zone_leaf::with_tenant;
 use danaus_proto::channels::Channels;
@@ -80,25 +80,7 @@ impl IngestRouter {
     /// then [`write_series`](Self::write_series). Series that do not
     /// convert are refused here, by position.
     pub async fn write(self: &Arc<Self>, tenant: &str, series: Vec<pb::Series>) -> Result<pb::WriteResponse, Status> {
-        let mut batch = Vec::with_capacity(series.len());
-        let mut positions = Vec::with_capacity(series.len());
-        let mut errors = Vec::new();
-        for (i, s) in series.into_iter().enumerate() {
-            let points = s.points.len() as u32;
-            match series_write_owned(s) {
-                Ok(w) => {
-                    batch.push(w);
-                    positions.push(i);
-                }
-                Err((e, name)) => errors.push(pb::SeriesError {
-                    index: i as u32,
-                    series: name,
-                    message: e.0,
-                    rejected_points: (0..points).collect(),
-                    code: pb::SeriesErrorCode::InvalidArgument as i32,
-                }),
-            }
-        }
+        let (batch, positions, errors) = series_writes(series);
         let mut r = self.write_series(tenant, batch).await?;
         for e in &mut r.errors {
             e.index = positions[e.index as usize] as u32;

@@ -52,8 +52,9 @@ fn wait_http(addr: &str, path: &str) {
     }
 }
 
-/// Label sets (without `job`, sorted) of `metric` in Danaus, for one job.
-async fn danaus_series(c: &Client, metric: &str, job: &str) -> BTreeSet<Vec<(String, String)>> {
+/// The series of `metric` in Danaus for one job, each with its label set
+/// (without `job` and `location`, sorted, empty values left out).
+async fn danaus_read(c: &Client, metric: &str, job: &str) -> Vec<(Vec<(String, String)>, pb::Series)> {
     let req = pb::ReadRequest {
         target_schema: "prometheus_target".into(),
         metric: metric.into(),
@@ -61,7 +62,7 @@ async fn danaus_series(c: &Client, metric: &str, job: &str) -> BTreeSet<Vec<(Str
         start_time: 0,
         end_time: i64::MAX,
     };
-    let mut out = BTreeSet::new();
+    let mut out = Vec::new();
     let Ok(st) = c.read().read(req).await else { return out };
     let mut st = st.into_inner();
     while let Ok(Some(m)) = st.message().await {
@@ -78,42 +79,24 @@ async fn danaus_series(c: &Client, metric: &str, job: &str) -> BTreeSet<Vec<(Str
                 .filter(|(_, v)| !v.is_empty())
                 .collect();
             labels.sort();
-            out.insert(labels);
+            out.push((labels, s));
         }
     }
     out
 }
 
+/// Label sets of `metric` in Danaus, for one job.
+async fn danaus_series(c: &Client, metric: &str, job: &str) -> BTreeSet<Vec<(String, String)>> {
+    danaus_read(c, metric, job).await.into_iter().map(|(labels, _)| labels).collect()
+}
+
 /// Points (ms, value bits) of `metric` in Danaus for one job, by label set.
 async fn danaus_points(c: &Client, metric: &str, job: &str) -> Samples {
-    let req = pb::ReadRequest {
-        target_schema: "prometheus_target".into(),
-        metric: metric.into(),
-        matchers: vec![pb::Matcher { field: "job".into(), op: pb::MatchOp::Eq as i32, value: job.into() }],
-        start_time: 0,
-        end_time: i64::MAX,
-    };
     let mut out = BTreeSet::new();
-    let Ok(st) = c.read().read(req).await else { return out };
-    let mut st = st.into_inner();
-    while let Ok(Some(m)) = st.message().await {
-        for s in m.series {
-            let mut labels: Vec<(String, String)> = s
-                .target_fields
-                .iter()
-                .chain(&s.metric_fields)
-                .filter(|(k, _)| *k != "job" && *k != "location")
-                .map(|(k, v)| match &v.value {
-                    Some(pb::field_value::Value::StringValue(x)) => (k.clone(), x.clone()),
-                    other => (k.clone(), format!("{other:?}")),
-                })
-                .filter(|(_, v)| !v.is_empty())
-                .collect();
-            labels.sort();
-            for p in &s.points {
-                if let Some(pb::value::Value::DoubleValue(d)) = p.value.as_ref().and_then(|v| v.value.as_ref()) {
-                    out.insert((labels.clone(), p.end_time / 1_000_000, d.to_bits()));
-                }
+    for (labels, s) in danaus_read(c, metric, job).await {
+        for p in &s.points {
+            if let Some(pb::value::Value::DoubleValue(d)) = p.value.as_ref().and_then(|v| v.value.as_ref()) {
+                out.insert((labels.clone(), p.end_time / 1_000_000, d.to_bits()));
             }
         }
     }
@@ -128,14 +111,7 @@ fn prometheus_points(addr: &str, metric: &str, settled_ms: i64) -> Samples {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     let mut out = BTreeSet::new();
     for s in v["data"]["result"].as_array().unwrap() {
-        let mut labels: Vec<(String, String)> = s["metric"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| *k != "__name__" && *k != "job")
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-            .collect();
-        labels.sort();
+        let labels = prometheus_labels(&s["metric"]);
         for p in s["values"].as_array().unwrap() {
             let ms = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
             let value: f64 = p[1].as_str().unwrap().parse().unwrap();
@@ -160,22 +136,20 @@ fn prometheus_series(addr: &str, metric: &str) -> BTreeSet<Vec<(String, String)>
     let (status, body) = http_get(addr, &format!("/api/v1/series?match%5B%5D={metric}"));
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["data"]
-        .as_array()
+    v["data"].as_array().unwrap().iter().map(prometheus_labels).collect()
+}
+
+/// A label set from Prometheus' API, without `__name__` and `job`, sorted.
+fn prometheus_labels(labels: &serde_json::Value) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = labels
+        .as_object()
         .unwrap()
         .iter()
-        .map(|s| {
-            let mut labels: Vec<(String, String)> = s
-                .as_object()
-                .unwrap()
-                .iter()
-                .filter(|(k, _)| *k != "__name__" && *k != "job")
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-                .collect();
-            labels.sort();
-            labels
-        })
-        .collect()
+        .filter(|(k, _)| *k != "__name__" && *k != "job")
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+        .collect();
+    out.sort();
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
