@@ -93,7 +93,8 @@ fn batches(fleet: &mut NodeFleet) -> Vec<Vec<SeriesWrite>> {
                 ("location".into(), FieldValue::String("zone-a".into())),
                 ("job".into(), FieldValue::String("node".into())),
                 ("instance".into(), FieldValue::String(format!("host-{}:9100", spec.host))),
-            ]),
+            ])
+            .into(),
             metric: spec.metric.clone(),
             metric_fields: Vec::from([("series".into(), FieldValue::String(spec.label.clone()))]),
             points: pts,

@@ -44,8 +44,10 @@ pub struct LeafConfig {
 pub struct SeriesWrite {
     /// Target schema name.
     pub target_schema: String,
-    /// Target field values by field name (any order).
-    pub target_fields: Vec<(String, FieldValue)>,
+    /// Target field values by field name (any order). Shared: the series
+    /// of one target (a host's scrape) can hold one copy, and comparing
+    /// two of them is then a pointer comparison.
+    pub target_fields: Arc<[(String, FieldValue)]>,
     /// Metric name.
     pub metric: String,
     /// Metric field values by field name (any order).

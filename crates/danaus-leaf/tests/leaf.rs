@@ -95,7 +95,8 @@ fn series(user: &str, task: i64, method: &str, points: Vec<Point>) -> SeriesWrit
             ("user".into(), FieldValue::String(user.into())),
             ("cluster".into(), FieldValue::String("c1".into())),
             ("task_num".into(), FieldValue::Int64(task)),
-        ]),
+        ])
+        .into(),
         metric: "/rpc/latency".into(),
         metric_fields: Vec::from([("method".into(), FieldValue::String(method.into()))]),
         points,
@@ -156,8 +157,10 @@ async fn valid_series_are_stored_while_bad_ones_are_reported() {
     let leaf = env.open().await;
     setup(&leaf).await;
     let mut bad_field = series("u", 1, "Get", vec![gauge(T0, 1.0)]);
-    bad_field.target_fields.retain(|(k, _)| k != "task_num");
-    bad_field.target_fields.push(("task_num".into(), FieldValue::String("one".into())));
+    let mut fields = bad_field.target_fields.to_vec();
+    fields.retain(|(k, _)| k != "task_num");
+    fields.push(("task_num".into(), FieldValue::String("one".into())));
+    bad_field.target_fields = fields.into();
     let mut unknown = series("u", 1, "Get", vec![gauge(T0, 1.0)]);
     unknown.metric = "/nope".into();
     let batch = vec![
@@ -735,7 +738,7 @@ async fn a_range_copy_carries_open_buckets_and_held_buckets_wait_for_it() {
         if !points.is_empty() {
             batch.push(SeriesWrite {
                 target_schema: s.key.target_schema.clone(),
-                target_fields: s.target_fields.clone(),
+                target_fields: s.target_fields.clone().into(),
                 metric: s.key.metric.clone(),
                 metric_fields: s.metric_fields.clone(),
                 points,
@@ -747,7 +750,7 @@ async fn a_range_copy_carries_open_buckets_and_held_buckets_wait_for_it() {
         let s = &selected[i];
         let output = SeriesWrite {
             target_schema: s.key.target_schema.clone(),
-            target_fields: s.target_fields.clone(),
+            target_fields: s.target_fields.clone().into(),
             metric: s.key.metric.clone(),
             metric_fields: s.metric_fields.clone(),
             points: vec![],

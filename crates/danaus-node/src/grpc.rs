@@ -139,7 +139,7 @@ impl pb::schema_service_server::SchemaService for Api {
 pub(crate) fn series_write(s: &pb::Series) -> Result<SeriesWrite, convert::ConvertError> {
     Ok(SeriesWrite {
         target_schema: s.target_schema.clone(),
-        target_fields: convert::field_list(&s.target_fields)?,
+        target_fields: convert::field_list(&s.target_fields)?.into(),
         metric: s.metric.clone(),
         metric_fields: convert::field_list(&s.metric_fields)?,
         points: s.points.iter().enumerate().map(|(j, p)| convert::point(p, j)).collect::<Result<_, _>>()?,
@@ -150,7 +150,7 @@ pub(crate) fn series_write(s: &pb::Series) -> Result<SeriesWrite, convert::Conve
 pub fn series_to_wire(w: &SeriesWrite) -> pb::Series {
     pb::Series {
         target_schema: w.target_schema.clone(),
-        target_fields: convert::field_map_to(&w.target_fields),
+        target_fields: convert::field_map_to(w.target_fields.iter()),
         metric: w.metric.clone(),
         metric_fields: convert::field_map_to(&w.metric_fields),
         points: w.points.iter().map(convert::point_to).collect(),
@@ -196,7 +196,7 @@ pub fn series_write_owned(s: pb::Series) -> Result<SeriesWrite, (convert::Conver
         convert::field_list_owned(s.target_fields).and_then(|t| Ok((t, convert::field_list_owned(s.metric_fields)?)));
     match fields {
         Ok((target_fields, metric_fields)) => {
-            Ok(SeriesWrite { target_schema, target_fields, metric, metric_fields, points })
+            Ok(SeriesWrite { target_schema, target_fields: target_fields.into(), metric, metric_fields, points })
         }
         Err(e) => Err((e, format!("{target_schema}::{metric}"))),
     }

@@ -160,6 +160,15 @@ fn kind_for(name: &str, metric_type: i32, has_le: bool) -> MetricKind {
 
 const TARGET_LABELS: [&str; 3] = ["location", "job", "instance"];
 
+/// What one request's series share while they are turned into writes.
+#[derive(Default)]
+pub struct WriteCache {
+    /// Metric schemas looked up.
+    metrics: FxHashMap<String, Arc<MetricSchema>>,
+    /// The previous series' target fields (series of a target come together).
+    last_target: Option<Arc<[(String, FieldValue)]>>,
+}
+
 /// Registers schemas on first sight and turns series into leaf writes.
 pub struct Registry {
     leaf: Arc<dyn Store>,
@@ -233,8 +242,9 @@ impl Registry {
     }
 
     /// The leaf write for a series (moving its labels and samples),
-    /// registering its metric schema if needed; `cache` keeps the schemas
-    /// one request has looked up. Call [`Registry::ensure_target`] first.
+    /// registering its metric schema if needed; `cache` keeps what one
+    /// request has looked up and its last target's fields, which the
+    /// series of one target share. Call [`Registry::ensure_target`] first.
     /// `Ok(Err)` gives the series back with why it can never be stored;
     /// `Err` is a failure to register its schema that a retry may not meet
     /// (no quorum, a timeout): nothing of the request should be taken.
@@ -242,10 +252,10 @@ impl Registry {
         &self,
         tenant: &str,
         s: PromSeries,
-        cache: &mut FxHashMap<String, Arc<MetricSchema>>,
+        cache: &mut WriteCache,
     ) -> Result<Result<SeriesWrite, (PromSeries, String)>, StoreError> {
-        Ok(match self.metric_for(tenant, &s, cache).await? {
-            Ok(schema) => self.convert(s, &schema),
+        Ok(match self.metric_for(tenant, &s, &mut cache.metrics).await? {
+            Ok(schema) => self.convert(s, &schema, &mut cache.last_target),
             Err(e) => Err((s, e)),
         })
     }
@@ -278,7 +288,12 @@ impl Registry {
 
     /// The leaf write for a series whose metric schema is `schema`.
     #[allow(clippy::result_large_err)] // the series goes back to be reported
-    fn convert(&self, s: PromSeries, schema: &MetricSchema) -> Result<SeriesWrite, (PromSeries, String)> {
+    fn convert(
+        &self,
+        s: PromSeries,
+        schema: &MetricSchema,
+        last_target: &mut Option<Arc<[(String, FieldValue)]>>,
+    ) -> Result<SeriesWrite, (PromSeries, String)> {
         let name = schema.name.clone();
         if schema.value_type != ValueType::Scalar(ScalarType::Double) {
             let e = format!("metric {name} exists with {} values; Prometheus samples are doubles", schema.value_type);
@@ -328,11 +343,23 @@ impl Registry {
                 }
             }
         }
-        let target_fields = vec![
-            ("location".to_owned(), FieldValue::String(location.unwrap_or_else(|| self.default_location.clone()))),
-            ("job".to_owned(), FieldValue::String(job)),
-            ("instance".to_owned(), FieldValue::String(instance)),
-        ];
+        let location = location.as_deref().unwrap_or(&self.default_location);
+        let same = last_target.as_ref().is_some_and(|t| {
+            matches!(&t[..], [(_, FieldValue::String(l)), (_, FieldValue::String(j)), (_, FieldValue::String(i))]
+                if l == location && *j == job && *i == instance)
+        });
+        let target_fields = match last_target {
+            Some(t) if same => t.clone(),
+            _ => {
+                let t: Arc<[(String, FieldValue)]> = Arc::from(vec![
+                    ("location".to_owned(), FieldValue::String(location.to_owned())),
+                    ("job".to_owned(), FieldValue::String(job)),
+                    ("instance".to_owned(), FieldValue::String(instance)),
+                ]);
+                *last_target = Some(t.clone());
+                t
+            }
+        };
         let metric_fields = schema
             .fields
             .iter()
@@ -372,5 +399,45 @@ mod tests {
         assert_eq!(kind_for("queue_bucket", 0, false), MetricKind::Gauge);
         assert_eq!(kind_for("requests_created", COUNTER, false), MetricKind::Gauge);
         assert_eq!(family("latency_bucket"), vec!["latency_bucket", "latency"]);
+    }
+
+    /// The series of one target hold one copy of its fields, so every layer
+    /// after the receiver compares them by pointer.
+    #[tokio::test]
+    async fn series_of_a_target_share_its_fields() {
+        #![allow(clippy::unwrap_used)]
+        use danaus_storage::{MemKv, MemLogDevice, SystemClock};
+        let leaf = danaus_leaf::Leaf::open(danaus_leaf::LeafConfig {
+            kv: Arc::new(MemKv::new()),
+            log: Arc::new(MemLogDevice::new()),
+            clock: Arc::new(SystemClock),
+            options: danaus_leaf::LeafOptions::default(),
+        })
+        .await
+        .unwrap();
+        let registry = Registry::new(Arc::new(leaf), "z".into());
+        registry.ensure_target("t").await.unwrap();
+        let series = |name: &str, instance: &str| PromSeries {
+            labels: vec![
+                ("__name__".into(), name.into()),
+                ("instance".into(), instance.into()),
+                ("job".into(), "node".into()),
+            ],
+            samples: vec![(1_000, 1.0)],
+            histograms: 0,
+            metric_type: 0,
+            help: String::new(),
+            unit: String::new(),
+            created_ms: None,
+        };
+        let mut cache = WriteCache::default();
+        let mut writes = Vec::new();
+        for s in [series("a", "h1"), series("b", "h1"), series("a", "h2")] {
+            writes.push(registry.series_write("t", s, &mut cache).await.unwrap().unwrap());
+        }
+        assert!(Arc::ptr_eq(&writes[0].target_fields, &writes[1].target_fields));
+        assert!(!Arc::ptr_eq(&writes[1].target_fields, &writes[2].target_fields));
+        assert_eq!(writes[2].target_fields[2], ("instance".into(), FieldValue::String("h2".into())));
+        assert_eq!(writes[0].target_fields[0], ("location".into(), FieldValue::String("z".into())));
     }
 }

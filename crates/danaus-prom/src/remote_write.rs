@@ -15,8 +15,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
-
 use crate::labels::{PromSeries, Registry};
 use crate::prompb::{v1, v2};
 use crate::store::{Store, StoreError};
@@ -218,7 +216,7 @@ impl Receiver {
         let mut refused: Vec<(String, usize, String)> = Vec::new();
         self.registry.ensure_target(tenant).await.map_err(reply)?;
         let mut batch = Vec::with_capacity(series.len());
-        let mut cache = FxHashMap::default();
+        let mut cache = crate::labels::WriteCache::default();
         for s in series {
             // A schema that cannot be registered now fails the whole
             // request before anything is written: the sender retries it.

@@ -102,7 +102,8 @@ async fn leaf(series: usize) -> Leaf {
                         target_fields: vec![
                             ("zone".into(), FieldValue::String(format!("zone-{}", h % 10))),
                             ("host".into(), FieldValue::String(format!("host-{h:06}"))),
-                        ],
+                        ]
+                        .into(),
                         metric: metric.into(),
                         metric_fields: vec![("core".into(), FieldValue::Int64(c as i64))],
                         points,

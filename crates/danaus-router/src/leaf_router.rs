@@ -505,7 +505,7 @@ fn routing_hash(s: &SeriesWrite) -> u64 {
     let mut h = rustc_hash::FxHasher::default();
     s.target_schema.hash(&mut h);
     s.metric.hash(&mut h);
-    for (k, v) in &s.target_fields {
+    for (k, v) in s.target_fields.iter() {
         k.hash(&mut h);
         match v {
             FieldValue::String(x) => (1u8, x).hash(&mut h),
@@ -585,7 +585,8 @@ mod tests {
             target_fields: vec![
                 ("cluster".into(), FieldValue::String("c".into())),
                 ("task".into(), FieldValue::String(task.into())),
-            ],
+            ]
+            .into(),
             metric: metric.into(),
             metric_fields: vec![],
             points: vec![],
