@@ -167,7 +167,14 @@ pub fn series_writes(series: Vec<pb::Series>) -> (Vec<SeriesWrite>, Vec<usize>, 
     for (i, s) in series.into_iter().enumerate() {
         let points = s.points.len() as u32;
         match series_write_owned(s) {
-            Ok(w) => {
+            Ok(mut w) => {
+                // Series of a target come together: they share one copy
+                // of its fields, which later layers compare by pointer.
+                if let Some(prev) = batch.last().map(|p: &SeriesWrite| &p.target_fields) {
+                    if *prev == w.target_fields {
+                        w.target_fields = prev.clone();
+                    }
+                }
                 batch.push(w);
                 positions.push(i);
             }
