@@ -1,5 +1,7 @@
-//! remote_write 2.0 bodies (after snappy) turned into series: malformed
-//! symbol references and label lists are errors, never panics.
+//! remote_write bodies (after snappy) turned into series: malformed
+//! symbol references and label lists are errors, never panics; the
+//! borrowing 1.0 decoder accepts exactly what prost accepts, with the same
+//! series.
 
 #![no_main]
 
@@ -12,9 +14,17 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(req) = v2::Request::decode(data) {
         let _ = PromSeries::from_v2(req);
     }
-    if let Ok(req) = v1::WriteRequest::decode(data) {
-        for s in PromSeries::from_v1(req) {
-            let _ = s.describe();
+    let fast = danaus_prom::v1_decode::decode_v1(data);
+    match v1::WriteRequest::decode(data) {
+        Ok(req) => {
+            let want = PromSeries::from_v1(req);
+            let got = fast.expect("prost decoded it; so must decode_v1");
+            assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(g.describe(), w.describe());
+                assert_eq!(g.samples.len(), w.samples.len());
+            }
         }
+        Err(_) => assert!(fast.is_err(), "prost refused it; so must decode_v1"),
     }
 });

@@ -34,11 +34,17 @@ pub const TARGET_SCHEMA: &str = "prometheus_target";
 const HISTOGRAM: i32 = 3;
 const SUMMARY: i32 = 5;
 
+/// A label string: owned, or borrowed from a request body
+/// ([`crate::v1_decode`]); a write copies only what it keeps.
+pub trait PromStr: AsRef<str> + Into<String> + Clone + std::fmt::Debug + Send + Sync {}
+
+impl<T: AsRef<str> + Into<String> + Clone + std::fmt::Debug + Send + Sync> PromStr for T {}
+
 /// One series as received, either version.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PromSeries {
+pub struct PromSeries<S = String> {
     /// Labels, `__name__` among them.
-    pub labels: Vec<(String, String)>,
+    pub labels: Vec<(S, S)>,
     /// `(ms since the epoch, value)`, oldest first.
     pub samples: Vec<(i64, f64)>,
     /// Native histogram samples (not supported yet).
@@ -46,9 +52,9 @@ pub struct PromSeries {
     /// Metric type from metadata (0: unknown).
     pub metric_type: i32,
     /// Help text from metadata.
-    pub help: String,
+    pub help: S,
     /// Unit from metadata.
-    pub unit: String,
+    pub unit: S,
     /// When a counter started, ms (2.0's created timestamp).
     pub created_ms: Option<i64>,
 }
@@ -106,16 +112,22 @@ impl PromSeries {
         }
         Ok(out)
     }
+}
 
+impl<S: PromStr> PromSeries<S> {
     fn label(&self, name: &str) -> Option<&str> {
-        self.labels.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.labels.iter().find(|(k, _)| k.as_ref() == name).map(|(_, v)| v.as_ref())
     }
 
     /// `name{label="value", …}` for messages.
     pub fn describe(&self) -> String {
         let name = self.label("__name__").unwrap_or("");
-        let rest: Vec<String> =
-            self.labels.iter().filter(|(k, _)| k != "__name__").map(|(k, v)| format!("{k}={v:?}")).collect();
+        let rest: Vec<String> = self
+            .labels
+            .iter()
+            .filter(|(k, _)| k.as_ref() != "__name__")
+            .map(|(k, v)| format!("{}={:?}", k.as_ref(), v.as_ref()))
+            .collect();
         format!("{name}{{{}}}", rest.join(", "))
     }
 }
@@ -123,7 +135,7 @@ impl PromSeries {
 /// The family a series name may belong to, most specific first: metadata
 /// is keyed by family (`http_request_duration_seconds`), series carry
 /// suffixed names (`…_bucket`).
-fn family(name: &str) -> Vec<&str> {
+pub(crate) fn family(name: &str) -> Vec<&str> {
     let mut out = vec![name];
     for suffix in ["_bucket", "_count", "_sum", "_total", "_created"] {
         if let Some(base) = name.strip_suffix(suffix) {
@@ -210,14 +222,19 @@ impl Registry {
         Ok(())
     }
 
-    async fn metric(&self, tenant: &str, s: &PromSeries, name: &str) -> Result<Arc<MetricSchema>, StoreError> {
+    async fn metric<S: PromStr>(
+        &self,
+        tenant: &str,
+        s: &PromSeries<S>,
+        name: &str,
+    ) -> Result<Arc<MetricSchema>, StoreError> {
         if let Some(m) = self.leaf.metric_schema(tenant, name) {
             return Ok(m);
         }
         let mut fields: Vec<&str> = s
             .labels
             .iter()
-            .map(|(k, _)| k.as_str())
+            .map(|(k, _)| k.as_ref())
             .filter(|k| *k != "__name__" && !TARGET_LABELS.contains(k))
             .collect();
         fields.sort_unstable();
@@ -226,8 +243,8 @@ impl Registry {
             fields: fields.iter().map(|f| FieldDef::new(*f, FieldType::String)).collect(),
             value_type: ValueType::Scalar(ScalarType::Double),
             kind: kind_for(name, s.metric_type, s.label("le").is_some()),
-            unit: s.unit.clone(),
-            description: s.help.clone(),
+            unit: s.unit.as_ref().to_owned(),
+            description: s.help.as_ref().to_owned(),
             collection: None,
         };
         schema.validate().map_err(|e| StoreError::Refused(e.to_string()))?;
@@ -248,12 +265,12 @@ impl Registry {
     /// `Ok(Err)` gives the series back with why it can never be stored;
     /// `Err` is a failure to register its schema that a retry may not meet
     /// (no quorum, a timeout): nothing of the request should be taken.
-    pub async fn series_write(
+    pub async fn series_write<S: PromStr>(
         &self,
         tenant: &str,
-        s: PromSeries,
+        s: PromSeries<S>,
         cache: &mut WriteCache,
-    ) -> Result<Result<SeriesWrite, (PromSeries, String)>, StoreError> {
+    ) -> Result<Result<SeriesWrite, (PromSeries<S>, String)>, StoreError> {
         Ok(match self.metric_for(tenant, &s, &mut cache.metrics).await? {
             Ok(schema) => self.convert(s, &schema, &mut cache.last_target),
             Err(e) => Err((s, e)),
@@ -261,10 +278,10 @@ impl Registry {
     }
 
     /// The metric schema a series is written with, or why it cannot be.
-    async fn metric_for(
+    async fn metric_for<S: PromStr>(
         &self,
         tenant: &str,
-        s: &PromSeries,
+        s: &PromSeries<S>,
         cache: &mut FxHashMap<String, Arc<MetricSchema>>,
     ) -> Result<Result<Arc<MetricSchema>, String>, StoreError> {
         if s.histograms > 0 {
@@ -288,12 +305,12 @@ impl Registry {
 
     /// The leaf write for a series whose metric schema is `schema`.
     #[allow(clippy::result_large_err)] // the series goes back to be reported
-    fn convert(
+    fn convert<S: PromStr>(
         &self,
-        s: PromSeries,
+        s: PromSeries<S>,
         schema: &MetricSchema,
         last_target: &mut Option<Arc<[(String, FieldValue)]>>,
-    ) -> Result<SeriesWrite, (PromSeries, String)> {
+    ) -> Result<SeriesWrite, (PromSeries<S>, String)> {
         let name = schema.name.clone();
         if schema.value_type != ValueType::Scalar(ScalarType::Double) {
             let e = format!("metric {name} exists with {} values; Prometheus samples are doubles", schema.value_type);
@@ -302,12 +319,10 @@ impl Registry {
         // Senders sort labels by name, so one pass usually proves there are
         // no duplicates; otherwise every pair is compared.
         let labels = &s.labels;
-        if !labels.windows(2).all(|w| w[0].0 < w[1].0) {
-            if let Some((k, _)) = labels
-                .iter()
-                .enumerate()
-                .find_map(|(i, (k, _))| labels[..i].iter().any(|(k2, _)| k2 == k).then_some((k, i)))
-            {
+        if !labels.windows(2).all(|w| w[0].0.as_ref() < w[1].0.as_ref()) {
+            if let Some((k, _)) = labels.iter().enumerate().find_map(|(i, (k, _))| {
+                labels[..i].iter().any(|(k2, _)| k2.as_ref() == k.as_ref()).then_some((k.as_ref(), i))
+            }) {
                 let e = format!("the series has the label {k:?} more than once");
                 return Err((s, e));
             }
@@ -315,7 +330,7 @@ impl Registry {
         let extra: Vec<&str> = s
             .labels
             .iter()
-            .map(|(k, _)| k.as_str())
+            .map(|(k, _)| k.as_ref())
             .filter(|k| *k != "__name__" && !TARGET_LABELS.contains(k) && schema.field(k).is_none())
             .collect();
         if !extra.is_empty() {
@@ -328,38 +343,41 @@ impl Registry {
             return Err((s, e));
         }
         let PromSeries { labels, samples, created_ms, .. } = s;
-        let (mut location, mut job, mut instance) = (None, String::new(), String::new());
-        let mut values: Vec<Option<String>> = vec![None; schema.fields.len()];
-        for (k, v) in labels {
-            match k.as_str() {
-                "__name__" => {}
-                "location" => location = Some(v).filter(|l| !l.is_empty()),
-                "job" => job = v,
-                "instance" => instance = v,
-                _ => {
-                    if let Some((i, _)) = schema.field(&k) {
-                        values[i] = Some(v);
-                    }
-                }
+        // The target first, from borrowed labels: the series of a target
+        // share the previous series' copy, so most copy nothing.
+        let (mut location, mut job, mut instance) = (None, "", "");
+        for (k, v) in &labels {
+            match k.as_ref() {
+                "location" => location = Some(v.as_ref()).filter(|l| !l.is_empty()),
+                "job" => job = v.as_ref(),
+                "instance" => instance = v.as_ref(),
+                _ => {}
             }
         }
-        let location = location.as_deref().unwrap_or(&self.default_location);
+        let location = location.unwrap_or(&self.default_location);
         let same = last_target.as_ref().is_some_and(|t| {
             matches!(&t[..], [(_, FieldValue::String(l)), (_, FieldValue::String(j)), (_, FieldValue::String(i))]
-                if l == location && *j == job && *i == instance)
+                if l == location && j == job && i == instance)
         });
         let target_fields = match last_target {
             Some(t) if same => t.clone(),
             _ => {
                 let t: Arc<[(String, FieldValue)]> = Arc::from(vec![
                     ("location".to_owned(), FieldValue::String(location.to_owned())),
-                    ("job".to_owned(), FieldValue::String(job)),
-                    ("instance".to_owned(), FieldValue::String(instance)),
+                    ("job".to_owned(), FieldValue::String(job.to_owned())),
+                    ("instance".to_owned(), FieldValue::String(instance.to_owned())),
                 ]);
                 *last_target = Some(t.clone());
                 t
             }
         };
+        // Then the metric fields, moving owned values.
+        let mut values: Vec<Option<String>> = vec![None; schema.fields.len()];
+        for (k, v) in labels {
+            if let Some((i, _)) = schema.field(k.as_ref()) {
+                values[i] = Some(v.into());
+            }
+        }
         let metric_fields = schema
             .fields
             .iter()

@@ -20,6 +20,7 @@ pub mod remote_write;
 pub mod scrape;
 pub mod store;
 pub mod text;
+pub mod v1_decode;
 
 pub use labels::TARGET_SCHEMA;
 pub use remote_write::{Receiver, Reply};

@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::labels::{PromSeries, Registry};
+use crate::labels::{PromSeries, PromStr, Registry};
 use crate::prompb::{v1, v2};
 use crate::store::{Store, StoreError};
 
@@ -151,7 +151,24 @@ impl Receiver {
                 Err(e) => Err(Reply::error(500, format!("decoding the request failed: {e}"))),
             }
         } else {
-            Self::decode(content_type, content_encoding, body)
+            // Small bodies: 1.0 series borrow their labels from the body.
+            let raw = match Self::decompress(content_type, content_encoding, body) {
+                Ok(r) => r,
+                Err(reply) => {
+                    self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
+                    return reply;
+                }
+            };
+            if raw.0 == Version::V1 {
+                return match crate::v1_decode::decode_v1(&raw.1) {
+                    Ok(series) => self.ingest(tenant, Version::V1, series).await,
+                    Err(e) => {
+                        self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
+                        Reply::error(400, format!("the body is not a prometheus.WriteRequest: {e}"))
+                    }
+                };
+            }
+            Self::parse(raw.0, &raw.1)
         };
         match decoded {
             Ok((v, series)) => self.ingest(tenant, v, series).await,
@@ -168,6 +185,16 @@ impl Receiver {
         content_encoding: Option<&str>,
         body: &[u8],
     ) -> Result<(Version, Vec<PromSeries>), Reply> {
+        let (v, raw) = Self::decompress(content_type, content_encoding, body)?;
+        Self::parse(v, &raw)
+    }
+
+    /// The request's version and decompressed body, or the reply refusing it.
+    fn decompress(
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+        body: &[u8],
+    ) -> Result<(Version, Vec<u8>), Reply> {
         let v = version(content_type)?;
         match content_encoding.map(str::trim) {
             Some(e) if e.eq_ignore_ascii_case("snappy") => {}
@@ -191,12 +218,17 @@ impl Receiver {
             },
             Err(e) => return Err(Reply::error(400, format!("the body is not snappy block-compressed: {e}"))),
         };
+        Ok((v, raw))
+    }
+
+    /// The series of a decompressed body, owning their labels.
+    fn parse(v: Version, raw: &[u8]) -> Result<(Version, Vec<PromSeries>), Reply> {
         let series = match v {
-            Version::V1 => match <v1::WriteRequest as prost::Message>::decode(raw.as_slice()) {
+            Version::V1 => match <v1::WriteRequest as prost::Message>::decode(raw) {
                 Ok(req) => PromSeries::from_v1(req),
                 Err(e) => return Err(Reply::error(400, format!("the body is not a prometheus.WriteRequest: {e}"))),
             },
-            Version::V2 => match <v2::Request as prost::Message>::decode(raw.as_slice()) {
+            Version::V2 => match <v2::Request as prost::Message>::decode(raw) {
                 Ok(req) => match PromSeries::from_v2(req) {
                     Ok(s) => s,
                     Err(e) => return Err(Reply::error(400, e)),
@@ -212,7 +244,7 @@ impl Receiver {
     /// Stores `series` (registering schemas on first sight): what was
     /// written and what was refused, by series. `Err` when the leaf could
     /// not take the batch at all (the reply a sender should get).
-    pub async fn write_series(&self, tenant: &str, series: Vec<PromSeries>) -> Result<Written, Reply> {
+    pub async fn write_series<S: PromStr>(&self, tenant: &str, series: Vec<PromSeries<S>>) -> Result<Written, Reply> {
         let mut refused: Vec<(String, usize, String)> = Vec::new();
         self.registry.ensure_target(tenant).await.map_err(reply)?;
         let mut batch = Vec::with_capacity(series.len());
@@ -232,7 +264,7 @@ impl Receiver {
         Ok(Written { samples: result.accepted as usize, refused })
     }
 
-    async fn ingest(&self, tenant: &str, v: Version, series: Vec<PromSeries>) -> Reply {
+    async fn ingest<S: PromStr>(&self, tenant: &str, v: Version, series: Vec<PromSeries<S>>) -> Reply {
         let total: usize = series.iter().map(|s| s.samples.len()).sum();
         let count = series.len();
         let Written { samples: written, refused } = match self.write_series(tenant, series).await {
