@@ -18,6 +18,8 @@ struct Reader<'a> {
 const VARINT: u8 = 0;
 const FIXED64: u8 = 1;
 const LEN: u8 = 2;
+const START_GROUP: u8 = 3;
+const END_GROUP: u8 = 4;
 const FIXED32: u8 = 5;
 
 impl<'a> Reader<'a> {
@@ -49,6 +51,9 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         let k = self.varint()?;
+        if k >> 3 == 0 {
+            return Err("a field has number 0".into());
+        }
         Ok(Some((k >> 3, (k & 7) as u8)))
     }
 
@@ -61,13 +66,27 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(self.bytes()?).map_err(|e| format!("a string is not UTF-8: {e}"))
     }
 
-    fn skip(&mut self, wire: u8) -> Result<(), String> {
+    /// Skips field `field` of `wire` type, as protobuf skips fields it
+    /// does not know (groups included, nested at most 100 deep).
+    fn skip(&mut self, field: u64, wire: u8) -> Result<(), String> {
+        self.skip_at(field, wire, 0)
+    }
+
+    fn skip_at(&mut self, field: u64, wire: u8, depth: usize) -> Result<(), String> {
         match wire {
             VARINT => self.varint().map(|_| ()),
             FIXED64 => self.take(8).map(|_| ()),
             LEN => self.bytes().map(|_| ()),
             FIXED32 => self.take(4).map(|_| ()),
-            w => Err(format!("unsupported wire type {w}")),
+            START_GROUP if depth < 100 => loop {
+                match self.key()? {
+                    None => return Err("a group runs past the end".into()),
+                    Some((f, END_GROUP)) if f == field => return Ok(()),
+                    Some((_, END_GROUP)) => return Err("a group ends with another field number".into()),
+                    Some((f, w)) => self.skip_at(f, w, depth + 1)?,
+                }
+            },
+            w => Err(format!("unsupported wire type {w} (field {field})")),
         }
     }
 
@@ -99,7 +118,7 @@ pub fn decode_v1(body: &[u8]) -> Result<Vec<PromSeries<&str>>, String> {
                 // prost keeps the last of repeated metadata for a family.
                 meta.insert(name, m);
             }
-            _ => r.skip(wire)?,
+            _ => r.skip(field, wire)?,
         }
     }
     if !meta.is_empty() {
@@ -140,7 +159,7 @@ fn time_series(body: &[u8]) -> Result<PromSeries<&str>, String> {
                             Reader::expect(w, LEN, "Label.value")?;
                             value = l.str()?;
                         }
-                        _ => l.skip(w)?,
+                        _ => l.skip(f, w)?,
                     }
                 }
                 s.labels.push((name, value));
@@ -160,7 +179,7 @@ fn time_series(body: &[u8]) -> Result<PromSeries<&str>, String> {
                             Reader::expect(w, VARINT, "Sample.timestamp")?;
                             timestamp = p.varint()? as i64;
                         }
-                        _ => p.skip(w)?,
+                        _ => p.skip(f, w)?,
                     }
                 }
                 s.samples.push((timestamp, value));
@@ -170,7 +189,7 @@ fn time_series(body: &[u8]) -> Result<PromSeries<&str>, String> {
                 r.bytes()?;
                 s.histograms += 1;
             }
-            _ => r.skip(wire)?,
+            _ => r.skip(field, wire)?,
         }
     }
     Ok(s)
@@ -197,7 +216,7 @@ fn metadata(body: &[u8]) -> Result<(&str, (i32, &str, &str)), String> {
                 Reader::expect(wire, LEN, "MetricMetadata.unit")?;
                 unit = r.str()?;
             }
-            _ => r.skip(wire)?,
+            _ => r.skip(field, wire)?,
         }
     }
     Ok((name, (t, help, unit)))
@@ -258,6 +277,13 @@ mod tests {
             let body = req.encode_to_vec();
             let want = PromSeries::from_v1(v1::WriteRequest::decode(body.as_slice()).unwrap());
             let got: Vec<PromSeries> = decode_v1(&body).unwrap().iter().map(owned).collect();
+            assert_eq!(got, want);
+            // Unknown fields, a group among them, are skipped as prost
+            // skips them.
+            let mut extra = body.clone();
+            extra.extend_from_slice(&[0x7b, 0x08, 0x01, 0x7c, 0x50, 0x05]); // group 15 {varint}, field 10 = 5
+            let want = PromSeries::from_v1(v1::WriteRequest::decode(extra.as_slice()).unwrap());
+            let got: Vec<PromSeries> = decode_v1(&extra).unwrap().iter().map(owned).collect();
             assert_eq!(got, want);
             for cut in 0..body.len() {
                 let prost_ok = v1::WriteRequest::decode(&body[..cut]).is_ok();
