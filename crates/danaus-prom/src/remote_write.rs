@@ -104,7 +104,8 @@ pub struct Stats {
 }
 
 /// The reply telling a sender what to do about a store's failure: retry
-/// (503, 429) or not (400, 500).
+/// later (503, 429), do not retry (400), or a server error (500, which
+/// senders retry as well).
 fn reply(e: StoreError) -> Reply {
     match e {
         StoreError::Unavailable(m) => Reply::error(503, format!("{m}; retry")),

@@ -339,7 +339,14 @@ async fn manage(cfg: Arc<ScrapeConfig>, receiver: Arc<Receiver>, mut stopped: wa
             }
             for g in groups {
                 for t in &g.targets {
-                    desired.insert(Target { job: ji, address: t.clone(), labels: g.labels.clone() });
+                    // Keyed by the labels it will carry: a change in
+                    // dropped labels (`__meta_*`) is no new target.
+                    let labels = g
+                        .labels
+                        .iter()
+                        .filter(|(k, v)| !k.starts_with("__") && !v.is_empty())
+                        .map(|(k, v)| (k.clone(), v.clone()));
+                    desired.insert(Target { job: ji, address: t.clone(), labels: labels.collect() });
                 }
             }
         }

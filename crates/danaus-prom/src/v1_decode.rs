@@ -28,6 +28,9 @@ impl<'a> Reader<'a> {
         for i in 0..10 {
             let Some((&b, rest)) = self.buf.split_first() else { return Err("a varint runs past the end".into()) };
             self.buf = rest;
+            if i == 9 && b > 1 {
+                return Err("a varint overflows 64 bits".into());
+            }
             v |= u64::from(b & 0x7f) << (7 * i);
             if b < 0x80 {
                 return Ok(v);
@@ -51,8 +54,8 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         let k = self.varint()?;
-        if k >> 3 == 0 {
-            return Err("a field has number 0".into());
+        if k >> 3 == 0 || k > u64::from(u32::MAX) {
+            return Err(format!("a field key {k} is out of range"));
         }
         Ok(Some((k >> 3, (k & 7) as u8)))
     }
@@ -239,6 +242,18 @@ mod tests {
             unit: s.unit.into(),
             created_ms: s.created_ms,
         }
+    }
+
+    #[test]
+    fn overflowing_varints_and_field_keys_are_errors() {
+        // A key whose varint has a 10th byte above 1.
+        let overflow = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02];
+        assert!(decode_v1(&overflow).unwrap_err().contains("overflows"));
+        assert!(v1::WriteRequest::decode(&overflow[..]).is_err());
+        // A field number above 2^29 - 1.
+        let big = [0x80, 0x80, 0x80, 0x80, 0x20, 0x00];
+        assert!(decode_v1(&big).unwrap_err().contains("out of range"));
+        assert!(v1::WriteRequest::decode(&big[..]).is_err());
     }
 
     /// The same series as prost's decoding, on requests of every shape the

@@ -182,8 +182,12 @@ impl IngestRouter {
         let routers = self.zones.zones.iter().find(|z| z.name == zone).map(|z| z.routers.clone()).unwrap_or_default();
         let mut last = format!("zone {zone} has no routers in the zone map");
         for addr in &routers {
-            let mut client = IngestServiceClient::new(self.channels.get(addr).map_err(Status::invalid_argument)?)
-                .max_encoding_message_size(danaus_node::MAX_MESSAGE_BYTES);
+            let channel = self
+                .channels
+                .get(addr)
+                .map_err(|e| Status::internal(format!("zone {zone}'s router address {addr:?} in the zone map: {e}")))?;
+            let mut client =
+                IngestServiceClient::new(channel).max_encoding_message_size(danaus_node::MAX_MESSAGE_BYTES);
             let mut req = Request::new(pb::WriteRequest { series: batch.clone() });
             with_tenant(&mut req, tenant)?;
             req.set_timeout(Duration::from_secs(30));

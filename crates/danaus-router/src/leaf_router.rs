@@ -329,6 +329,12 @@ impl LeafRouter {
                         // Errors come sorted by position in the batch.
                         let mut errs = resp.errors.into_iter().peekable();
                         for (j, &i) in idx.iter().enumerate() {
+                            // An error out of order (a leaf's bug) must not
+                            // stall the rest into counting as stored.
+                            while errs.peek().is_some_and(|e| (e.index as usize) < j) {
+                                debug_assert!(false, "leaf {name} answered errors out of order");
+                                errs.next();
+                            }
                             let e = match errs.peek() {
                                 Some(e) if e.index as usize == j => errs.next(),
                                 _ => None,

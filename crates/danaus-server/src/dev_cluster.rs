@@ -105,7 +105,10 @@ impl DevCluster {
     /// was empty (a fresh cluster), the start is then tried again on new
     /// ports, up to three times, from an empty directory.
     pub async fn start(cfg: DevClusterConfig) -> anyhow::Result<Self> {
-        let fresh = std::fs::read_dir(&cfg.dir).map_or(true, |mut d| d.next().is_none());
+        let fresh = match std::fs::read_dir(&cfg.dir) {
+            Ok(mut d) => d.next().is_none(),
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        };
         let mut attempt = 1;
         loop {
             match Self::start_once(cfg.clone()).await {

@@ -11,17 +11,28 @@ use danaus_router::IngestRouter;
 use futures::future::BoxFuture;
 use tonic::Code;
 
-/// What a router's status means to a Prometheus sender: retry (503, 429),
-/// give up (400), or a server error.
+/// What a router's answer to a write means to a Prometheus sender: retry
+/// later (503, 429) or a server error (500, which senders retry too). A
+/// write is never refused as a whole (400, which senders drop): what is
+/// wrong with single series comes back per series.
 fn store_error(s: tonic::Status) -> StoreError {
     let m = s.message().to_owned();
     match s.code() {
         Code::Unavailable | Code::DeadlineExceeded | Code::Aborted => StoreError::Unavailable(m),
         Code::ResourceExhausted => StoreError::Exhausted(m),
-        Code::InvalidArgument | Code::FailedPrecondition | Code::AlreadyExists | Code::NotFound | Code::OutOfRange => {
-            StoreError::Refused(m)
-        }
         _ => StoreError::Failed(m),
+    }
+}
+
+/// What a router's answer to a schema change means: as for a write, except
+/// that a schema the zone refuses (invalid, or conflicting with the stored
+/// one) is refused for good.
+fn schema_error(s: tonic::Status) -> StoreError {
+    match s.code() {
+        Code::InvalidArgument | Code::FailedPrecondition | Code::AlreadyExists => {
+            StoreError::Refused(s.message().to_owned())
+        }
+        _ => store_error(s),
     }
 }
 
@@ -39,13 +50,13 @@ impl Store for RouterStore {
 
     fn apply_target_schema<'a>(&'a self, tenant: &'a str, s: TargetSchema) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(
-            async move { self.0.apply_schemas(tenant, vec![s], Vec::new()).await.map(|_| ()).map_err(store_error) },
+            async move { self.0.apply_schemas(tenant, vec![s], Vec::new()).await.map(|_| ()).map_err(schema_error) },
         )
     }
 
     fn apply_metric_schema<'a>(&'a self, tenant: &'a str, s: MetricSchema) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(
-            async move { self.0.apply_schemas(tenant, Vec::new(), vec![s]).await.map(|_| ()).map_err(store_error) },
+            async move { self.0.apply_schemas(tenant, Vec::new(), vec![s]).await.map(|_| ()).map_err(schema_error) },
         )
     }
 
@@ -57,5 +68,24 @@ impl Store for RouterStore {
                 refused: r.errors.into_iter().map(|e| (e.series, e.rejected_points.len(), e.message)).collect(),
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write is never refused as a whole (senders drop a 400): only a
+    /// schema the zone refuses is.
+    #[test]
+    fn only_refused_schemas_are_final() {
+        for code in [Code::InvalidArgument, Code::NotFound, Code::FailedPrecondition, Code::Internal] {
+            assert!(matches!(store_error(tonic::Status::new(code, "x")), StoreError::Failed(_)), "{code:?}");
+        }
+        assert!(matches!(store_error(tonic::Status::unavailable("x")), StoreError::Unavailable(_)));
+        assert!(matches!(store_error(tonic::Status::resource_exhausted("x")), StoreError::Exhausted(_)));
+        assert!(matches!(schema_error(tonic::Status::invalid_argument("x")), StoreError::Refused(_)));
+        assert!(matches!(schema_error(tonic::Status::failed_precondition("x")), StoreError::Refused(_)));
+        assert!(matches!(schema_error(tonic::Status::unavailable("x")), StoreError::Unavailable(_)));
     }
 }
