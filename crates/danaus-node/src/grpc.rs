@@ -190,6 +190,22 @@ pub fn series_writes(series: Vec<pb::Series>) -> (Vec<SeriesWrite>, Vec<usize>, 
     (batch, positions, errors)
 }
 
+/// The answer to a request whose convertible series (at `positions`) were
+/// written with answer `r`: its errors moved to request positions, merged
+/// with the conversion's `errors`, sorted by position.
+pub fn with_conversion_errors(
+    mut r: pb::WriteResponse,
+    positions: &[usize],
+    errors: Vec<pb::SeriesError>,
+) -> pb::WriteResponse {
+    for e in &mut r.errors {
+        e.index = positions[e.index as usize] as u32;
+    }
+    r.errors.extend(errors);
+    r.errors.sort_by_key(|e| e.index);
+    r
+}
+
 /// A wire series as a leaf write, moving its strings; the error names the
 /// series (`schema::metric`).
 pub fn series_write_owned(s: pb::Series) -> Result<SeriesWrite, (convert::ConvertError, String)> {

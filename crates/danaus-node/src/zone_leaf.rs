@@ -40,7 +40,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::grpc::{add_series_errors, series_write_owned, series_writes};
+use crate::grpc::{add_series_errors, series_write_owned, series_writes, with_conversion_errors};
 use crate::status::leaf_status;
 use crate::tenant::{tenant, TENANT_HEADER};
 
@@ -510,14 +510,9 @@ impl ZoneLeaf {
     /// `LeafService.Write`: wire series, converted, then
     /// [`write_series`](Self::write_series).
     pub async fn write(&self, tenant: &str, req: pb::LeafWriteRequest) -> Result<pb::WriteResponse, Status> {
-        let (batch, positions, mut errors) = series_writes(req.series);
-        let mut r = self.write_series(tenant, req.table_version, &batch).await?;
-        for e in &mut r.errors {
-            e.index = positions[e.index as usize] as u32;
-        }
-        errors.extend(r.errors);
-        errors.sort_by_key(|e| e.index);
-        Ok(pb::WriteResponse { accepted_points: r.accepted_points, errors })
+        let (batch, positions, errors) = series_writes(req.series);
+        let r = self.write_series(tenant, req.table_version, &batch).await?;
+        Ok(with_conversion_errors(r, &positions, errors))
     }
 
     /// A router's write of `series`, routed by zone table `table_version`:

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use danaus_assigner::{TableWatcher, ZoneClient, ZoneCommand, ZoneTable};
 use danaus_leaf::SeriesWrite;
 use danaus_model::{FieldValue, MetricSchema, TargetSchema};
-use danaus_node::grpc::{series_to_wire, series_writes};
+use danaus_node::grpc::{series_to_wire, series_writes, with_conversion_errors};
 use danaus_node::tenant::tenant;
 use danaus_node::zone_leaf::with_tenant;
 use danaus_proto::channels::Channels;
@@ -81,13 +81,8 @@ impl IngestRouter {
     /// convert are refused here, by position.
     pub async fn write(self: &Arc<Self>, tenant: &str, series: Vec<pb::Series>) -> Result<pb::WriteResponse, Status> {
         let (batch, positions, errors) = series_writes(series);
-        let mut r = self.write_series(tenant, batch).await?;
-        for e in &mut r.errors {
-            e.index = positions[e.index as usize] as u32;
-        }
-        r.errors.extend(errors);
-        r.errors.sort_by_key(|e| e.index);
-        Ok(r)
+        let r = self.write_series(tenant, batch).await?;
+        Ok(with_conversion_errors(r, &positions, errors))
     }
 
     /// Writes a batch: this zone's series through the leaf router, the
