@@ -34,6 +34,7 @@ pub use client::ZoneClient;
 pub use plan::{LeafLoad, Policy, RangeLoad, Step};
 pub use service::{Assigner, AssignerConfig};
 pub use table::{
-    Fence, LeafEntry, Range, RangeId, Replica, ReplicaState, TenantSchemas, ZoneCommand, ZoneReply, ZoneTable,
+    Fence, LeafEntry, MetricLookup, Range, RangeId, Replica, ReplicaState, TenantSchemas, ZoneCommand, ZoneReply,
+    ZoneTable,
 };
 pub use watch::TableWatcher;

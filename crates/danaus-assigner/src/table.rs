@@ -21,7 +21,25 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use danaus_model::{MetricSchema, TargetSchema};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+
+/// A table's metric schema lookups for one write, memoized: a write names
+/// few metrics many times, and the table keeps schemas in ordered maps
+/// (a lookup compares names all the way down).
+pub struct MetricLookup<'a> {
+    table: &'a ZoneTable,
+    tenant: &'a str,
+    memo: FxHashMap<&'a str, Option<&'a MetricSchema>>,
+}
+
+impl<'a> MetricLookup<'a> {
+    /// The metric schema `name`, as [`ZoneTable::metric_schema`].
+    pub fn get(&mut self, name: &'a str) -> Option<&'a MetricSchema> {
+        let (table, tenant) = (self.table, self.tenant);
+        *self.memo.entry(name).or_insert_with(|| table.metric_schema(tenant, name))
+    }
+}
 
 /// Identifies a range for its lifetime (a split retires the id).
 pub type RangeId = u64;
@@ -295,6 +313,12 @@ impl ZoneTable {
     /// A metric schema.
     pub fn metric_schema(&self, tenant: &str, name: &str) -> Option<&MetricSchema> {
         self.schemas.get(tenant)?.metrics.get(name)
+    }
+
+    /// A memo of this table's metric schema lookups for one write of
+    /// `tenant`'s.
+    pub fn metric_lookup<'a>(&'a self, tenant: &'a str) -> MetricLookup<'a> {
+        MetricLookup { table: self, tenant, memo: FxHashMap::default() }
     }
 
     fn apply_cmd(&mut self, cmd: ZoneCommand) -> Result<bool, String> {

@@ -29,20 +29,39 @@ const START: u8 = 0x02;
 /// Stands for `$` in excerpts.
 const END: u8 = 0x03;
 
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a over parts separated by `0x00`, fed a part at a time, so a
+/// field's prefix (tenant, side, schema, field) is hashed once for all its
+/// excerpts.
+#[derive(Clone, Copy)]
+struct Fnv {
+    h: u64,
+    parts: usize,
+}
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv { h: FNV_OFFSET, parts: 0 }
+    }
+
+    fn part(mut self, p: &[u8]) -> Fnv {
+        if self.parts > 0 {
+            self.h = self.h.wrapping_mul(FNV_PRIME); // `^= 0` then multiply
+        }
+        for b in p {
+            self.h ^= u64::from(*b);
+            self.h = self.h.wrapping_mul(FNV_PRIME);
+        }
+        self.parts += 1;
+        self
+    }
+}
+
 /// FNV-1a over the parts, separated by `0x00`.
 fn fnv(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            h ^= 0;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        for b in *p {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
+    parts.iter().fold(Fnv::new(), |f, p| f.part(p)).h
 }
 
 /// Whose field a fingerprint is about.
@@ -71,21 +90,28 @@ pub fn presence(tenant: &str, target: &str, metric: &str) -> u64 {
     fnv(&[tenant.as_bytes(), b"f", target.as_bytes(), metric.as_bytes()])
 }
 
+/// Calls `f` with each excerpt of a string value.
+fn each_string_excerpt(v: &str, mut f: impl FnMut(&[u8])) {
+    let v = v.as_bytes();
+    if v.is_empty() {
+        return f(&[START, END]);
+    }
+    let at = |i: usize| match i {
+        0 => START,
+        i if i > v.len() => END,
+        i => v[i - 1],
+    };
+    // The padded value is `START v END`, `v.len() + 2` bytes.
+    for i in 0..v.len() {
+        f(&[at(i), at(i + 1), at(i + 2)]);
+    }
+    f(&[START, v[0]]);
+    f(&[v[v.len() - 1], END]);
+}
+
 /// The excerpts of a string value.
 fn string_excerpts(v: &str, out: &mut Vec<Vec<u8>>) {
-    let mut p = Vec::with_capacity(v.len() + 2);
-    p.push(START);
-    p.extend_from_slice(v.as_bytes());
-    p.push(END);
-    if p.len() < 3 {
-        out.push(p);
-        return;
-    }
-    for w in p.windows(3) {
-        out.push(w.to_vec());
-    }
-    out.push(p[..2].to_vec());
-    out.push(p[p.len() - 2..].to_vec());
+    each_string_excerpt(v, |e| out.push(e.to_vec()));
 }
 
 fn scalar_excerpt(v: &FieldValue) -> Vec<u8> {
@@ -96,6 +122,48 @@ fn scalar_excerpt(v: &FieldValue) -> Vec<u8> {
     }
 }
 
+/// Adds the fingerprints of the fields of one side of a series to `out`.
+fn field_fingerprints(
+    tenant: &str,
+    side: Side,
+    schema: &str,
+    fields: &[(String, FieldValue)],
+    out: &mut impl Extend<u64>,
+) {
+    for (name, v) in fields {
+        let prefix =
+            Fnv::new().part(tenant.as_bytes()).part(side_tag(side)).part(schema.as_bytes()).part(name.as_bytes());
+        match v {
+            FieldValue::String(s) => each_string_excerpt(s, |e| out.extend([prefix.part(e).h])),
+            other => out.extend([prefix.part(&scalar_excerpt(other)).h]),
+        }
+    }
+}
+
+/// Adds the fingerprints of a series' target fields to `out`: the part of
+/// [`series_fingerprints`] its target's other series share.
+pub fn target_fingerprints(
+    tenant: &str,
+    target_schema: &str,
+    target_fields: &[(String, FieldValue)],
+    out: &mut impl Extend<u64>,
+) {
+    field_fingerprints(tenant, Side::Target, target_schema, target_fields, out);
+}
+
+/// Adds the fingerprints of a series' metric and metric fields to `out`:
+/// [`series_fingerprints`] without [`target_fingerprints`].
+pub fn metric_fingerprints(
+    tenant: &str,
+    target_schema: &str,
+    metric: &str,
+    metric_fields: &[(String, FieldValue)],
+    out: &mut impl Extend<u64>,
+) {
+    out.extend([presence(tenant, target_schema, metric)]);
+    field_fingerprints(tenant, Side::Metric, metric, metric_fields, out);
+}
+
 /// Adds the fingerprints of one series to `out`.
 pub fn series_fingerprints(
     tenant: &str,
@@ -103,23 +171,10 @@ pub fn series_fingerprints(
     target_fields: &[(String, FieldValue)],
     metric: &str,
     metric_fields: &[(String, FieldValue)],
-    out: &mut HashSet<u64>,
+    out: &mut impl Extend<u64>,
 ) {
-    out.insert(presence(tenant, target_schema, metric));
-    let mut excerpts = Vec::new();
-    for (side, schema, fields) in [(Side::Target, target_schema, target_fields), (Side::Metric, metric, metric_fields)]
-    {
-        for (name, v) in fields {
-            excerpts.clear();
-            match v {
-                FieldValue::String(s) => string_excerpts(s, &mut excerpts),
-                other => excerpts.push(scalar_excerpt(other)),
-            }
-            for e in &excerpts {
-                out.insert(fingerprint(tenant, side, schema, name, e));
-            }
-        }
-    }
+    metric_fingerprints(tenant, target_schema, metric, metric_fields, out);
+    target_fingerprints(tenant, target_schema, target_fields, out);
 }
 
 /// One clause: some alternative's fingerprints must all be present.
@@ -269,6 +324,51 @@ mod tests {
         let ms: Vec<Matcher> =
             ms.iter().map(|(f, op, v)| Matcher { field: (*f).into(), op: *op, value: (*v).into() }).collect();
         requirement("t", &t, &m, &ms)
+    }
+
+    proptest! {
+        /// The streaming fingerprints equal the definition: FNV-1a over
+        /// the separated parts, of every 3-byte window of the padded value
+        /// and its first and last two bytes (the values stored in every
+        /// process and pushed to index servers must not change).
+        #[test]
+        fn streamed_fingerprints_equal_the_definition(tenant in "[a-z]{0,3}", field in "[a-z]{1,4}", v in "\\PC{0,12}") {
+            let mut padded = vec![START];
+            padded.extend_from_slice(v.as_bytes());
+            padded.push(END);
+            let mut want: Vec<u64> = if padded.len() < 3 {
+                vec![padded.clone()]
+            } else {
+                let mut w: Vec<Vec<u8>> = padded.windows(3).map(<[u8]>::to_vec).collect();
+                w.push(padded[..2].to_vec());
+                w.push(padded[padded.len() - 2..].to_vec());
+                w
+            }
+            .iter()
+            .map(|e| {
+                let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+                for (i, p) in [tenant.as_bytes(), b"t", b"S", field.as_bytes(), e].iter().enumerate() {
+                    if i > 0 {
+                        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+                    }
+                    for b in *p {
+                        h ^= u64::from(*b);
+                        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+                    }
+                }
+                h
+            })
+            .collect();
+            let mut got = Vec::new();
+            target_fingerprints(&tenant, "S", &[(field.clone(), FieldValue::String(v.clone()))], &mut got);
+            prop_assert_eq!(&got, &want);
+            let mut ex = Vec::new();
+            string_excerpts(&v, &mut ex);
+            got = ex.iter().map(|e| fingerprint(&tenant, Side::Target, "S", &field, e)).collect();
+            want.sort_unstable();
+            got.sort_unstable();
+            prop_assert_eq!(got, want);
+        }
     }
 
     #[test]

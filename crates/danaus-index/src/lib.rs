@@ -12,5 +12,5 @@
 pub mod hints;
 pub mod server;
 
-pub use hints::{requirement, series_fingerprints, Requirement};
+pub use hints::{metric_fingerprints, requirement, series_fingerprints, target_fingerprints, Requirement};
 pub use server::{IndexConfig, IndexServer};

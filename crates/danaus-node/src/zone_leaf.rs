@@ -35,6 +35,7 @@ use danaus_proto::convert;
 use danaus_proto::v1 as pb;
 use danaus_query::{run_leaf_stage, Cancel, ExecCtx, FetchPlan, LeafSource, PhaseOutput, QueryLimits, Table};
 use pb::leaf_service_client::LeafServiceClient;
+use rustc_hash::FxHashSet;
 use tokio::sync::{mpsc, Notify, RwLock};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
@@ -216,19 +217,21 @@ impl ZoneLeaf {
         if created.is_empty() {
             return None;
         }
-        let mut new = HashSet::new();
+        // A target's new series come together: its fields are
+        // fingerprinted once per run of them.
+        let mut new = Vec::new();
+        let mut last: Option<&SeriesWrite> = None;
         for &i in created {
             if let Some(w) = batch.get(i).map(Borrow::borrow) {
-                danaus_index::series_fingerprints(
-                    tenant,
-                    &w.target_schema,
-                    &w.target_fields,
-                    &w.metric,
-                    &w.metric_fields,
-                    &mut new,
-                );
+                danaus_index::metric_fingerprints(tenant, &w.target_schema, &w.metric, &w.metric_fields, &mut new);
+                if !last.is_some_and(|l| l.target_schema == w.target_schema && l.target_fields == w.target_fields) {
+                    danaus_index::target_fingerprints(tenant, &w.target_schema, &w.target_fields, &mut new);
+                }
+                last = Some(w);
             }
         }
+        new.sort_unstable();
+        new.dedup();
         let mut h = self.hints.lock();
         let before = h.unsent.len();
         for f in new {
@@ -547,19 +550,26 @@ impl ZoneLeaf {
         // The previous series, whether it was routed by its target alone,
         // and the refusal for its routing target, if any.
         let mut last: Option<(&SeriesWrite, bool, Option<String>)> = None;
+        let mut metrics = table.metric_lookup(tenant);
+        // Metrics whose schema this leaf's mirror was checked for.
+        let mut mirrored: FxHashSet<&str> = FxHashSet::default();
         for (i, w) in series.iter().enumerate() {
             let w: &SeriesWrite = w.borrow();
             // Series of one target come together (a scrape, a host): the
             // fence check is done once per run of them, and the schema
             // check once per metric. A metric decides the routing target
             // only when its collection drops target fields.
-            let ms = table.metric_schema(tenant, &w.metric);
+            let ms = metrics.get(&w.metric);
             let by_target = ms.is_some_and(|m| m.collection.as_ref().is_none_or(|c| c.drop_fields.is_empty()));
             let (same_target, same_metric) = last.as_ref().map_or((false, false), |(p, _, _)| {
                 (p.target_schema == w.target_schema && p.target_fields == w.target_fields, p.metric == w.metric)
             });
             let same_route = same_target && (same_metric || (by_target && last.as_ref().is_some_and(|l| l.1)));
-            if !same_metric && self.leaf.metric_schema(tenant, &w.metric).is_none() && ms.is_some() {
+            if !same_metric
+                && ms.is_some()
+                && mirrored.insert(&w.metric)
+                && self.leaf.metric_schema(tenant, &w.metric).is_none()
+            {
                 schema_missing = true;
             }
             if !same_route {

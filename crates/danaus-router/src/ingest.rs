@@ -142,16 +142,15 @@ impl IngestRouter {
     /// committed version and the router waits until its table has it.
     async fn ensure_current(&self, tenant: &str, series: &[SeriesWrite]) -> Result<(), Status> {
         let table = self.table().current();
-        // Series of a target come together: look each pair up once per run.
-        let mut last: Option<(&str, &str)> = None;
+        // A write names few schemas many times: each is looked up once.
+        let mut metrics = table.metric_lookup(tenant);
+        let mut last_target: Option<&str> = None;
         let unknown = table.version == 0
             || series.iter().any(|s| {
-                let pair = (s.target_schema.as_str(), s.metric.as_str());
-                if last == Some(pair) {
-                    return false;
-                }
-                last = Some(pair);
-                table.target_schema(tenant, pair.0).is_none() || table.metric_schema(tenant, pair.1).is_none()
+                let target_known = last_target == Some(s.target_schema.as_str())
+                    || table.target_schema(tenant, &s.target_schema).is_some();
+                last_target = Some(&s.target_schema);
+                !target_known || metrics.get(&s.metric).is_none()
             });
         if !unknown {
             return Ok(());

@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use danaus_assigner::{RangeId, ReplicaState, TableWatcher, ZoneClient, ZoneCommand, ZoneTable};
+use danaus_assigner::{MetricLookup, RangeId, ReplicaState, TableWatcher, ZoneClient, ZoneCommand, ZoneTable};
 use danaus_leaf::SeriesWrite;
-use danaus_model::{validate, FieldValue};
+use danaus_model::{validate, FieldValue, MetricSchema};
 use danaus_proto::v1 as pb;
 use rustc_hash::FxHashMap;
 use tokio::time::Instant;
@@ -266,12 +266,12 @@ impl LeafRouter {
             // target (a scrape, a host) share a route: computed once.
             let mut batches: Vec<Vec<usize>> = Vec::new();
             let mut routed: Vec<(usize, u32)> = Vec::new();
-            let mut cache = RouteCache::default();
+            let mut cache = RouteCache::new(&table, tenant);
             for (i, s) in series.iter().enumerate() {
                 if state[i].done {
                     continue;
                 }
-                match cache.route(&table, tenant, series, i, &mut leaves) {
+                match cache.route(series, i, &mut leaves) {
                     Err((msg, code)) => {
                         state[i].error = Some(series_error(i, s, msg, code));
                         state[i].done = true;
@@ -443,8 +443,10 @@ type Routed = Result<Option<u32>, (String, pb::SeriesErrorCode)>;
 
 /// Routes of one round by target: series that name the same target schema,
 /// metric and target fields go where the first of them went.
-#[derive(Default)]
-struct RouteCache {
+struct RouteCache<'a> {
+    table: &'a ZoneTable,
+    tenant: &'a str,
+    metrics: MetricLookup<'a>,
     routes: Vec<Route>,
     /// The previous series' position and route: series of a target come
     /// together, so this is the usual hit.
@@ -463,20 +465,24 @@ fn same_target_fields(a: &SeriesWrite, b: &SeriesWrite) -> bool {
     a.target_schema == b.target_schema && a.target_fields == b.target_fields
 }
 
-impl RouteCache {
-    fn route(
-        &mut self,
-        table: &ZoneTable,
-        tenant: &str,
-        series: &[SeriesWrite],
-        i: usize,
-        leaves: &mut Leaves,
-    ) -> Routed {
+impl<'a> RouteCache<'a> {
+    fn new(table: &'a ZoneTable, tenant: &'a str) -> RouteCache<'a> {
+        RouteCache {
+            table,
+            tenant,
+            metrics: table.metric_lookup(tenant),
+            routes: Vec::new(),
+            last: None,
+            seen: FxHashMap::default(),
+        }
+    }
+
+    fn route(&mut self, series: &'a [SeriesWrite], i: usize, leaves: &mut Leaves) -> Routed {
         let s = &series[i];
         // A metric decides the route only when its collection drops target
         // fields; otherwise the series of one target (a host's many
         // metrics) share the route.
-        let metric = table.metric_schema(tenant, &s.metric);
+        let metric = self.metrics.get(&s.metric);
         let by_target = metric.is_some_and(|m| m.collection.as_ref().is_none_or(|c| c.drop_fields.is_empty()));
         if let Some((j, r, last_by_target)) = &self.last {
             let p = &series[*j];
@@ -489,7 +495,7 @@ impl RouteCache {
         let r = match hit {
             Some((_, r)) => r.clone(),
             None => {
-                let r = route(table, tenant, s, leaves).map(|o| {
+                let r = route(self.table, self.tenant, s, metric, leaves).map(|o| {
                     o.map(|route| {
                         self.routes.push(route);
                         (self.routes.len() - 1) as u32
@@ -528,6 +534,7 @@ fn route(
     table: &ZoneTable,
     tenant: &str,
     s: &SeriesWrite,
+    ms: Option<&MetricSchema>,
     leaves: &mut Leaves,
 ) -> Result<Option<Route>, (String, pb::SeriesErrorCode)> {
     let ts = table.target_schema(tenant, &s.target_schema).ok_or_else(|| {
@@ -536,7 +543,7 @@ fn route(
             pb::SeriesErrorCode::NotFound,
         )
     })?;
-    let Some(ms) = table.metric_schema(tenant, &s.metric) else {
+    let Some(ms) = ms else {
         return Err((
             format!("unknown metric schema {:?}; apply it first (danausctl schema apply)", s.metric),
             pb::SeriesErrorCode::NotFound,
@@ -649,21 +656,21 @@ mod tests {
             series("t1", "/nope"),
             series("t1", "/a"),
         ];
-        let mut cache = RouteCache::default();
+        let mut cache = RouteCache::new(&table, "acme");
         let mut leaves = Leaves::default();
         let leaf_of = |r: Routed, cache: &RouteCache, leaves: &Leaves| {
             let route = &cache.routes[r.unwrap().unwrap() as usize];
             leaves.names[route.ready[0] as usize].clone()
         };
-        let r = cache.route(&table, "acme", &batch, 0, &mut leaves);
+        let r = cache.route(&batch, 0, &mut leaves);
         assert_eq!(leaf_of(r, &cache, &leaves), "high");
-        let r = cache.route(&table, "acme", &batch, 1, &mut leaves);
+        let r = cache.route(&batch, 1, &mut leaves);
         assert_eq!(leaf_of(r, &cache, &leaves), "low", "the dropping metric goes by its output target");
-        let r = cache.route(&table, "acme", &batch, 2, &mut leaves);
+        let r = cache.route(&batch, 2, &mut leaves);
         assert_eq!(leaf_of(r, &cache, &leaves), "high");
-        let r = cache.route(&table, "acme", &batch, 3, &mut leaves);
+        let r = cache.route(&batch, 3, &mut leaves);
         assert!(r.unwrap_err().0.contains("unknown metric schema \"/nope\""));
-        let r = cache.route(&table, "acme", &batch, 4, &mut leaves);
+        let r = cache.route(&batch, 4, &mut leaves);
         assert_eq!(leaf_of(r, &cache, &leaves), "high");
         // "/a", "/sum", and "/b" after "/sum" routed afresh; the last "/a"
         // shares "/b"'s.
