@@ -95,8 +95,8 @@ fn batches(fleet: &mut NodeFleet) -> Vec<Vec<SeriesWrite>> {
                 ("instance".into(), FieldValue::String(format!("host-{}:9100", spec.host))),
             ])
             .into(),
-            metric: spec.metric.clone(),
-            metric_fields: Vec::from([("series".into(), FieldValue::String(spec.label.clone()))]),
+            metric: spec.metric.as_str().into(),
+            metric_fields: Arc::from([("series".into(), FieldValue::String(spec.label.clone()))]),
             points: pts,
         });
     }

@@ -43,15 +43,17 @@ pub struct LeafConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesWrite {
     /// Target schema name.
-    pub target_schema: String,
+    pub target_schema: Arc<str>,
     /// Target field values by field name (any order). Shared: the series
     /// of one target (a host's scrape) can hold one copy, and comparing
     /// two of them is then a pointer comparison.
     pub target_fields: Arc<[(String, FieldValue)]>,
-    /// Metric name.
-    pub metric: String,
+    /// Metric name. Names and fields are shared (`Arc`) so a sender's
+    /// front door can keep a series' identity between its writes and hand
+    /// it out without copying; equal names are then equal pointers.
+    pub metric: Arc<str>,
     /// Metric field values by field name (any order).
-    pub metric_fields: Vec<(String, FieldValue)>,
+    pub metric_fields: Arc<[(String, FieldValue)]>,
     /// The points.
     pub points: Vec<Point>,
 }

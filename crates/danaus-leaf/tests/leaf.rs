@@ -98,7 +98,7 @@ fn series(user: &str, task: i64, method: &str, points: Vec<Point>) -> SeriesWrit
         ])
         .into(),
         metric: "/rpc/latency".into(),
-        metric_fields: Vec::from([("method".into(), FieldValue::String(method.into()))]),
+        metric_fields: Arc::from([("method".into(), FieldValue::String(method.into()))]),
         points,
     }
 }
@@ -737,10 +737,10 @@ async fn a_range_copy_carries_open_buckets_and_held_buckets_wait_for_it() {
         let points = old.points(s, i64::MIN, i64::MAX).await.unwrap();
         if !points.is_empty() {
             batch.push(SeriesWrite {
-                target_schema: s.key.target_schema.clone(),
+                target_schema: s.key.target_schema.as_str().into(),
                 target_fields: s.target_fields.clone().into(),
-                metric: s.key.metric.clone(),
-                metric_fields: s.metric_fields.clone(),
+                metric: s.key.metric.as_str().into(),
+                metric_fields: s.metric_fields.clone().into(),
                 points,
             });
         }
@@ -749,10 +749,10 @@ async fn a_range_copy_carries_open_buckets_and_held_buckets_wait_for_it() {
     for (i, deltas) in old.open_deltas(&selected) {
         let s = &selected[i];
         let output = SeriesWrite {
-            target_schema: s.key.target_schema.clone(),
+            target_schema: s.key.target_schema.as_str().into(),
             target_fields: s.target_fields.clone().into(),
-            metric: s.key.metric.clone(),
-            metric_fields: s.metric_fields.clone(),
+            metric: s.key.metric.as_str().into(),
+            metric_fields: s.metric_fields.clone().into(),
             points: vec![],
         };
         assert_eq!(deltas.len(), 4, "tasks 0, 1, 3 and 4");

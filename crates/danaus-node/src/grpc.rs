@@ -1,5 +1,6 @@
 //! gRPC services over one leaf: SchemaService, IngestService, ReadService.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -138,10 +139,10 @@ impl pb::schema_service_server::SchemaService for Api {
 /// A wire series as a leaf write.
 pub(crate) fn series_write(s: &pb::Series) -> Result<SeriesWrite, convert::ConvertError> {
     Ok(SeriesWrite {
-        target_schema: s.target_schema.clone(),
+        target_schema: s.target_schema.as_str().into(),
         target_fields: convert::field_list(&s.target_fields)?.into(),
-        metric: s.metric.clone(),
-        metric_fields: convert::field_list(&s.metric_fields)?,
+        metric: s.metric.as_str().into(),
+        metric_fields: convert::field_list(&s.metric_fields)?.into(),
         points: s.points.iter().enumerate().map(|(j, p)| convert::point(p, j)).collect::<Result<_, _>>()?,
     })
 }
@@ -149,10 +150,10 @@ pub(crate) fn series_write(s: &pb::Series) -> Result<SeriesWrite, convert::Conve
 /// A leaf write as a wire series (for a write sent on to another process).
 pub fn series_to_wire(w: &SeriesWrite) -> pb::Series {
     pb::Series {
-        target_schema: w.target_schema.clone(),
+        target_schema: w.target_schema.to_string(),
         target_fields: convert::field_map_to(w.target_fields.iter()),
-        metric: w.metric.clone(),
-        metric_fields: convert::field_map_to(&w.metric_fields),
+        metric: w.metric.to_string(),
+        metric_fields: convert::field_map_to(w.metric_fields.iter()),
         points: w.points.iter().map(convert::point_to).collect(),
     }
 }
@@ -164,15 +165,28 @@ pub fn series_writes(series: Vec<pb::Series>) -> (Vec<SeriesWrite>, Vec<usize>, 
     let mut batch = Vec::with_capacity(series.len());
     let mut positions = Vec::with_capacity(series.len());
     let mut errors = Vec::new();
+    // One copy of each metric name per request.
+    let mut metrics: HashSet<Arc<str>> = HashSet::new();
     for (i, s) in series.into_iter().enumerate() {
         let points = s.points.len() as u32;
         match series_write_owned(s) {
             Ok(mut w) => {
                 // Series of a target come together: they share one copy
-                // of its fields, which later layers compare by pointer.
-                if let Some(prev) = batch.last().map(|p: &SeriesWrite| &p.target_fields) {
-                    if *prev == w.target_fields {
-                        w.target_fields = prev.clone();
+                // of its fields and names, which later layers compare by
+                // pointer.
+                if let Some(prev) = batch.last() {
+                    let prev: &SeriesWrite = prev;
+                    if prev.target_fields == w.target_fields {
+                        w.target_fields = prev.target_fields.clone();
+                    }
+                    if prev.target_schema == w.target_schema {
+                        w.target_schema = prev.target_schema.clone();
+                    }
+                }
+                match metrics.get(&*w.metric) {
+                    Some(m) => w.metric = m.clone(),
+                    None => {
+                        metrics.insert(w.metric.clone());
                     }
                 }
                 batch.push(w);
@@ -218,8 +232,17 @@ pub fn series_write_owned(s: pb::Series) -> Result<SeriesWrite, (convert::Conver
     let fields =
         convert::field_list_owned(s.target_fields).and_then(|t| Ok((t, convert::field_list_owned(s.metric_fields)?)));
     match fields {
-        Ok((target_fields, metric_fields)) => {
-            Ok(SeriesWrite { target_schema, target_fields: target_fields.into(), metric, metric_fields, points })
+        Ok((mut target_fields, metric_fields)) => {
+            // Wire fields are a map (any order): sorted, equal targets
+            // are equal lists, and the series of a target share one.
+            target_fields.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            Ok(SeriesWrite {
+                target_schema: target_schema.into(),
+                target_fields: target_fields.into(),
+                metric: metric.into(),
+                metric_fields: metric_fields.into(),
+                points,
+            })
         }
         Err(e) => Err((e, format!("{target_schema}::{metric}"))),
     }

@@ -172,11 +172,82 @@ fn kind_for(name: &str, metric_type: i32, has_le: bool) -> MetricKind {
 
 const TARGET_LABELS: [&str; 3] = ["location", "job", "instance"];
 
+/// A metric schema as a registry hands it out: one `Arc` per schema
+/// version, so what was converted with it can tell by pointer whether the
+/// schema has changed since; and one copy of its name for every write.
+#[derive(Debug, Clone)]
+struct Known {
+    schema: Arc<MetricSchema>,
+    name: Arc<str>,
+}
+
+/// What a series' label bytes said when a request last brought them: the
+/// parts of its write that every later request with the same bytes
+/// shares, and the schema version they were converted with.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    schema: Arc<MetricSchema>,
+    metric: Arc<str>,
+    target_fields: Arc<[(String, FieldValue)]>,
+    metric_fields: Arc<[(String, FieldValue)]>,
+}
+
+/// Shards of a tenant's [`Identities`].
+const IDENTITY_SHARDS: usize = 16;
+
+/// How many series identities a registry keeps per tenant; a full shard
+/// is emptied (its series are converted from their labels again).
+pub const MAX_IDENTITIES: usize = 1 << 21;
+
+/// A tenant's series identities by label bytes (see
+/// [`crate::v1_decode::RawSeries::label_bytes`]). The bytes are the key,
+/// compared in full: a hit is a series whose labels are exactly those of
+/// one converted before.
+pub struct Identities {
+    shards: Vec<Mutex<FxHashMap<Box<[u8]>, Identity>>>,
+}
+
+impl Default for Identities {
+    fn default() -> Self {
+        Identities { shards: (0..IDENTITY_SHARDS).map(|_| Mutex::new(FxHashMap::default())).collect() }
+    }
+}
+
+impl Identities {
+    fn shard(&self, key: &[u8]) -> &Mutex<FxHashMap<Box<[u8]>, Identity>> {
+        use std::hash::BuildHasher;
+        &self.shards[(rustc_hash::FxBuildHasher.hash_one(key) as usize) % IDENTITY_SHARDS]
+    }
+
+    /// The identity of the series with label bytes `key`, if known.
+    pub fn get(&self, key: &[u8]) -> Option<Identity> {
+        self.shard(key).lock().get(key).cloned()
+    }
+
+    fn insert(&self, key: &[u8], id: Identity) {
+        let mut shard = self.shard(key).lock();
+        if shard.len() >= MAX_IDENTITIES / IDENTITY_SHARDS && !shard.contains_key(key) {
+            shard.clear();
+        }
+        shard.insert(key.into(), id);
+    }
+
+    /// How many identities are kept.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+
+    /// Whether none are kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// What one request's series share while they are turned into writes.
 #[derive(Default)]
 pub struct WriteCache {
     /// Metric schemas looked up.
-    metrics: FxHashMap<String, Arc<MetricSchema>>,
+    metrics: FxHashMap<String, Known>,
     /// The previous series' target fields (series of a target come together).
     last_target: Option<Arc<[(String, FieldValue)]>>,
 }
@@ -186,12 +257,79 @@ pub struct Registry {
     leaf: Arc<dyn Store>,
     default_location: String,
     targets_ready: Mutex<std::collections::HashSet<String>>,
+    target_schema: Arc<str>,
+    /// The current version of each metric schema handed out, by
+    /// (tenant, name).
+    known: Mutex<FxHashMap<(String, String), Known>>,
+    /// Series identities by tenant.
+    identities: Mutex<FxHashMap<String, Arc<Identities>>>,
 }
 
 impl Registry {
     /// A registry writing schemas into `leaf`.
     pub fn new(leaf: Arc<dyn Store>, default_location: String) -> Self {
-        Self { leaf, default_location, targets_ready: Mutex::new(Default::default()) }
+        Self {
+            leaf,
+            default_location,
+            targets_ready: Mutex::new(Default::default()),
+            target_schema: TARGET_SCHEMA.into(),
+            known: Mutex::new(FxHashMap::default()),
+            identities: Mutex::new(FxHashMap::default()),
+        }
+    }
+
+    /// The series identities kept for `tenant`.
+    pub fn identities(&self, tenant: &str) -> Arc<Identities> {
+        let mut ids = self.identities.lock();
+        match ids.get(tenant) {
+            Some(i) => i.clone(),
+            None => ids.entry(tenant.to_owned()).or_default().clone(),
+        }
+    }
+
+    /// The store's metric schema `name`, as the `Arc` handed out before
+    /// while it has not changed.
+    fn current(&self, tenant: &str, name: &str) -> Option<Known> {
+        let schema = self.leaf.metric_schema(tenant, name)?;
+        let mut known = self.known.lock();
+        let key = (tenant.to_owned(), name.to_owned());
+        match known.get(&key) {
+            Some(k) if Arc::ptr_eq(&k.schema, &schema) || *k.schema == *schema => Some(k.clone()),
+            _ => {
+                let k = Known { name: name.into(), schema };
+                known.insert(key, k.clone());
+                Some(k)
+            }
+        }
+    }
+
+    /// The write of a series known by its label bytes, with `samples`;
+    /// its samples back when its metric's schema changed since it was
+    /// converted (the series must be converted from its labels again).
+    pub fn known_write(
+        &self,
+        tenant: &str,
+        id: &Identity,
+        samples: Vec<(i64, f64)>,
+        cache: &mut WriteCache,
+    ) -> Result<SeriesWrite, Vec<(i64, f64)>> {
+        let current = match cache.metrics.get(&*id.metric) {
+            Some(k) => Some(k.schema.clone()),
+            None => self.current(tenant, &id.metric).map(|k| {
+                cache.metrics.insert(id.metric.to_string(), k.clone());
+                k.schema
+            }),
+        };
+        if !current.is_some_and(|c| Arc::ptr_eq(&c, &id.schema)) {
+            return Err(samples);
+        }
+        Ok(SeriesWrite {
+            target_schema: self.target_schema.clone(),
+            target_fields: id.target_fields.clone(),
+            metric: id.metric.clone(),
+            metric_fields: id.metric_fields.clone(),
+            points: points(&id.schema, None, samples),
+        })
     }
 
     /// Creates `prometheus_target` for `tenant` if needed. A stored schema
@@ -222,13 +360,8 @@ impl Registry {
         Ok(())
     }
 
-    async fn metric<S: PromStr>(
-        &self,
-        tenant: &str,
-        s: &PromSeries<S>,
-        name: &str,
-    ) -> Result<Arc<MetricSchema>, StoreError> {
-        if let Some(m) = self.leaf.metric_schema(tenant, name) {
+    async fn metric<S: PromStr>(&self, tenant: &str, s: &PromSeries<S>, name: &str) -> Result<Known, StoreError> {
+        if let Some(m) = self.current(tenant, name) {
             return Ok(m);
         }
         let mut fields: Vec<&str> = s
@@ -251,10 +384,9 @@ impl Registry {
         // A concurrent request may have registered it first, perhaps with
         // other labels: then the stored schema decides.
         if let Err(e) = self.leaf.apply_metric_schema(tenant, schema).await {
-            return self.leaf.metric_schema(tenant, name).ok_or(e);
+            return self.current(tenant, name).ok_or(e);
         }
-        self.leaf
-            .metric_schema(tenant, name)
+        self.current(tenant, name)
             .ok_or_else(|| StoreError::Unavailable(format!("metric {name} is not visible yet after registration")))
     }
 
@@ -265,14 +397,29 @@ impl Registry {
     /// `Ok(Err)` gives the series back with why it can never be stored;
     /// `Err` is a failure to register its schema that a retry may not meet
     /// (no quorum, a timeout): nothing of the request should be taken.
+    /// With `key` (the series' label bytes), its identity is kept in
+    /// `ids`, for [`Registry::known_write`] to use with later requests.
     pub async fn series_write<S: PromStr>(
         &self,
         tenant: &str,
         s: PromSeries<S>,
+        key: Option<(&Identities, &[u8])>,
         cache: &mut WriteCache,
     ) -> Result<Result<SeriesWrite, (PromSeries<S>, String)>, StoreError> {
         Ok(match self.metric_for(tenant, &s, &mut cache.metrics).await? {
-            Ok(schema) => self.convert(s, &schema, &mut cache.last_target),
+            Ok(known) => {
+                let w = self.convert(s, &known, &mut cache.last_target);
+                if let (Ok(w), Some((ids, key))) = (&w, key) {
+                    let id = Identity {
+                        schema: known.schema,
+                        metric: w.metric.clone(),
+                        target_fields: w.target_fields.clone(),
+                        metric_fields: w.metric_fields.clone(),
+                    };
+                    ids.insert(key, id);
+                }
+                w
+            }
             Err(e) => Err((s, e)),
         })
     }
@@ -282,8 +429,8 @@ impl Registry {
         &self,
         tenant: &str,
         s: &PromSeries<S>,
-        cache: &mut FxHashMap<String, Arc<MetricSchema>>,
-    ) -> Result<Result<Arc<MetricSchema>, String>, StoreError> {
+        cache: &mut FxHashMap<String, Known>,
+    ) -> Result<Result<Known, String>, StoreError> {
         if s.histograms > 0 {
             return Ok(Err("native histograms are not supported yet; send classic histograms".into()));
         }
@@ -308,10 +455,11 @@ impl Registry {
     fn convert<S: PromStr>(
         &self,
         s: PromSeries<S>,
-        schema: &MetricSchema,
+        known: &Known,
         last_target: &mut Option<Arc<[(String, FieldValue)]>>,
     ) -> Result<SeriesWrite, (PromSeries<S>, String)> {
-        let name = schema.name.clone();
+        let schema = &*known.schema;
+        let name = &schema.name;
         if schema.value_type != ValueType::Scalar(ScalarType::Double) {
             let e = format!("metric {name} exists with {} values; Prometheus samples are doubles", schema.value_type);
             return Err((s, e));
@@ -384,20 +532,31 @@ impl Registry {
             .zip(values)
             .map(|(f, v)| (f.name.clone(), FieldValue::String(v.unwrap_or_default())))
             .collect();
-        let start = match schema.kind {
-            MetricKind::Cumulative => created_ms.map(|ms| ms.saturating_mul(1_000_000)),
-            _ => None,
-        };
-        let points = samples
-            .into_iter()
-            .map(|(ms, v)| Point {
-                start_time: start.filter(|st| *st <= ms.saturating_mul(1_000_000)),
-                end_time: ms.saturating_mul(1_000_000),
-                value: Value::Double(v),
-            })
-            .collect();
-        Ok(SeriesWrite { target_schema: TARGET_SCHEMA.into(), target_fields, metric: name, metric_fields, points })
+        Ok(SeriesWrite {
+            target_schema: self.target_schema.clone(),
+            target_fields,
+            metric: known.name.clone(),
+            metric_fields,
+            points: points(schema, created_ms, samples),
+        })
     }
+}
+
+/// The points of samples of a series of metric `schema` (a cumulative one
+/// starts at `created_ms` when known).
+fn points(schema: &MetricSchema, created_ms: Option<i64>, samples: Vec<(i64, f64)>) -> Vec<Point> {
+    let start = match schema.kind {
+        MetricKind::Cumulative => created_ms.map(|ms| ms.saturating_mul(1_000_000)),
+        _ => None,
+    };
+    samples
+        .into_iter()
+        .map(|(ms, v)| Point {
+            start_time: start.filter(|st| *st <= ms.saturating_mul(1_000_000)),
+            end_time: ms.saturating_mul(1_000_000),
+            value: Value::Double(v),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -451,7 +610,7 @@ mod tests {
         let mut cache = WriteCache::default();
         let mut writes = Vec::new();
         for s in [series("a", "h1"), series("b", "h1"), series("a", "h2")] {
-            writes.push(registry.series_write("t", s, &mut cache).await.unwrap().unwrap());
+            writes.push(registry.series_write("t", s, None, &mut cache).await.unwrap().unwrap());
         }
         assert!(Arc::ptr_eq(&writes[0].target_fields, &writes[1].target_fields));
         assert!(!Arc::ptr_eq(&writes[1].target_fields, &writes[2].target_fields));

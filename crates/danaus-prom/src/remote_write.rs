@@ -15,9 +15,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::labels::{PromSeries, PromStr, Registry};
+use crate::labels::{Identities, PromSeries, PromStr, Registry, WriteCache};
 use crate::prompb::{v1, v2};
 use crate::store::{Store, StoreError};
+use crate::v1_decode::RawRequest;
+use danaus_leaf::SeriesWrite;
 
 /// Largest decompressed request accepted.
 pub const MAX_DECOMPRESSED: usize = 64 << 20;
@@ -51,6 +53,34 @@ pub struct Written {
     pub samples: usize,
     /// Series refused: (series, samples refused, why).
     pub refused: Vec<(String, usize, String)>,
+    /// Series in the request.
+    pub series: usize,
+    /// Samples in the request.
+    pub total: usize,
+}
+
+/// A request's series on their way to a write.
+struct Pending {
+    batch: Vec<SeriesWrite>,
+    refused: Vec<(String, usize, String)>,
+    cache: WriteCache,
+    series: usize,
+    total: usize,
+    /// Series written from their identity.
+    known: u64,
+}
+
+impl Pending {
+    fn new(series: usize, total: usize) -> Pending {
+        Pending {
+            batch: Vec::with_capacity(series),
+            refused: Vec::new(),
+            cache: WriteCache::default(),
+            series,
+            total,
+            known: 0,
+        }
+    }
 }
 
 /// Which message a request carries.
@@ -101,6 +131,9 @@ pub struct Stats {
     pub series_refused: AtomicU64,
     /// Requests answered with 4xx (other than per-series refusals) or 5xx.
     pub failed_requests: AtomicU64,
+    /// Series written as an earlier request with the same label bytes was
+    /// converted (their labels were not read again).
+    pub series_known: AtomicU64,
 }
 
 /// The reply telling a sender what to do about a store's failure: retry
@@ -161,18 +194,19 @@ impl Receiver {
                 }
             };
             if raw.0 == Version::V1 {
-                return match crate::v1_decode::decode_v1(&raw.1) {
-                    Ok(series) => self.ingest(tenant, Version::V1, series).await,
-                    Err(e) => {
-                        self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
-                        Reply::error(400, format!("the body is not a prometheus.WriteRequest: {e}"))
-                    }
+                let written = match crate::v1_decode::decode_v1_raw(&raw.1) {
+                    Ok(req) => self.write_v1(tenant, req).await,
+                    Err(e) => Err(Reply::error(400, format!("the body is not a prometheus.WriteRequest: {e}"))),
                 };
+                return self.reply(Version::V1, written);
             }
             Self::parse(raw.0, &raw.1)
         };
         match decoded {
-            Ok((v, series)) => self.ingest(tenant, v, series).await,
+            Ok((v, series)) => {
+                let written = self.write_series(tenant, series).await;
+                self.reply(v, written)
+            }
             Err(reply) => {
                 self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);
                 reply
@@ -246,29 +280,90 @@ impl Receiver {
     /// written and what was refused, by series. `Err` when the leaf could
     /// not take the batch at all (the reply a sender should get).
     pub async fn write_series<S: PromStr>(&self, tenant: &str, series: Vec<PromSeries<S>>) -> Result<Written, Reply> {
-        let mut refused: Vec<(String, usize, String)> = Vec::new();
         self.registry.ensure_target(tenant).await.map_err(reply)?;
-        let mut batch = Vec::with_capacity(series.len());
-        let mut cache = crate::labels::WriteCache::default();
+        let mut w = Pending::new(series.len(), series.iter().map(|s| s.samples.len()).sum());
         for s in series {
-            // A schema that cannot be registered now fails the whole
-            // request before anything is written: the sender retries it.
-            match self.registry.series_write(tenant, s, &mut cache).await.map_err(reply)? {
-                Ok(w) => batch.push(w),
-                Err((s, e)) => refused.push((s.describe(), s.samples.len(), e)),
+            self.add(tenant, &mut w, s, None).await?;
+        }
+        self.store(tenant, w).await
+    }
+
+    /// Stores the series of a 1.0 request (see [`Receiver::write_series`]).
+    /// A series whose label bytes an earlier request brought is written
+    /// as it was converted then (while its metric's schema is unchanged);
+    /// only the others' labels are read and converted.
+    async fn write_v1(&self, tenant: &str, mut req: RawRequest<'_>) -> Result<Written, Reply> {
+        let ids = self.registry.identities(tenant);
+        let series = std::mem::take(&mut req.series);
+        // Every label is read before anything is registered or written: a
+        // malformed one fails the request as a whole.
+        let mut read = Vec::with_capacity(series.len());
+        for s in &series {
+            read.push(match s.label_bytes.and_then(|b| ids.get(b)) {
+                Some(id) => Ok(id),
+                None => Err(req
+                    .labels(s)
+                    .map_err(|e| Reply::error(400, format!("the body is not a prometheus.WriteRequest: {e}")))?),
+            });
+        }
+        self.registry.ensure_target(tenant).await.map_err(reply)?;
+        let mut w = Pending::new(series.len(), series.iter().map(|s| s.samples.len()).sum());
+        for (mut s, r) in series.into_iter().zip(read) {
+            let key = s.label_bytes.map(|b| (&*ids, b));
+            match r {
+                Ok(id) => match self.registry.known_write(tenant, &id, std::mem::take(&mut s.samples), &mut w.cache) {
+                    Ok(sw) => {
+                        w.known += 1;
+                        w.batch.push(sw);
+                    }
+                    // Its metric's schema changed: convert it again (its
+                    // labels were read before, so they read again).
+                    Err(samples) => {
+                        s.samples = samples;
+                        let p = req
+                            .labels(&s)
+                            .map_err(|e| Reply::error(500, format!("labels read before no longer read: {e}")))?;
+                        self.add(tenant, &mut w, p, key).await?;
+                    }
+                },
+                Err(p) => self.add(tenant, &mut w, p, key).await?,
             }
         }
+        self.store(tenant, w).await
+    }
+
+    /// Converts `s` into `w`'s batch, or refuses it there. A schema that
+    /// cannot be registered now fails the whole request before anything is
+    /// written: the sender retries it.
+    async fn add<S: PromStr>(
+        &self,
+        tenant: &str,
+        w: &mut Pending,
+        s: PromSeries<S>,
+        key: Option<(&Identities, &[u8])>,
+    ) -> Result<(), Reply> {
+        match self.registry.series_write(tenant, s, key, &mut w.cache).await.map_err(reply)? {
+            Ok(sw) => w.batch.push(sw),
+            Err((s, e)) => w.refused.push((s.describe(), s.samples.len(), e)),
+        }
+        Ok(())
+    }
+
+    /// Writes `w`'s batch: what was written and refused.
+    async fn store(&self, tenant: &str, w: Pending) -> Result<Written, Reply> {
+        let Pending { batch, mut refused, series, total, known, .. } = w;
         let result = self.leaf.write(tenant, batch).await.map_err(reply)?;
+        self.stats.series_known.fetch_add(known, Ordering::Relaxed);
         refused.extend(result.refused);
         self.stats.samples_written.fetch_add(result.accepted, Ordering::Relaxed);
         self.stats.series_refused.fetch_add(refused.len() as u64, Ordering::Relaxed);
-        Ok(Written { samples: result.accepted as usize, refused })
+        Ok(Written { samples: result.accepted as usize, refused, series, total })
     }
 
-    async fn ingest<S: PromStr>(&self, tenant: &str, v: Version, series: Vec<PromSeries<S>>) -> Reply {
-        let total: usize = series.iter().map(|s| s.samples.len()).sum();
-        let count = series.len();
-        let Written { samples: written, refused } = match self.write_series(tenant, series).await {
+    /// The reply to a request of version `v` whose series were written (or
+    /// not) as `written` says.
+    fn reply(&self, v: Version, written: Result<Written, Reply>) -> Reply {
+        let Written { samples: written, refused, series: count, total } = match written {
             Ok(w) => w,
             Err(reply) => {
                 self.stats.failed_requests.fetch_add(1, Ordering::Relaxed);

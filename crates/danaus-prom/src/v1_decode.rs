@@ -102,12 +102,45 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A `prometheus.WriteRequest` read as far as a receiver always needs:
+/// samples, and where each series' labels are. Labels are read (and
+/// checked) only when asked for: a receiver that has seen a series' label
+/// bytes before knows what they say.
+#[derive(Debug)]
+pub struct RawRequest<'a> {
+    /// The series, in request order.
+    pub series: Vec<RawSeries<'a>>,
+    /// (type, help, unit) by family name.
+    meta: HashMap<&'a str, (i32, &'a str, &'a str)>,
+}
+
+/// One `TimeSeries`, its labels not read yet.
+#[derive(Debug)]
+pub struct RawSeries<'a> {
+    /// The message, labels and all.
+    body: &'a [u8],
+    /// Its label fields, keys included, when they come one after another
+    /// (as every sender writes them): equal bytes are equal label lists,
+    /// so a receiver can key what it knows about a series by them.
+    pub label_bytes: Option<&'a [u8]>,
+    /// `(ms since the epoch, value)`.
+    pub samples: Vec<(i64, f64)>,
+    /// Native histogram samples (not supported).
+    pub histograms: usize,
+}
+
 /// The series of a `prometheus.WriteRequest`, labels borrowed from `body`,
 /// with metadata joined by family name as [`PromSeries::from_v1`] does.
 pub fn decode_v1(body: &[u8]) -> Result<Vec<PromSeries<&str>>, String> {
+    let raw = decode_v1_raw(body)?;
+    raw.series.iter().map(|s| raw.labels(s)).collect()
+}
+
+/// Reads a `prometheus.WriteRequest` but for its labels (see
+/// [`RawRequest`]); everything else is checked as [`decode_v1`] checks it.
+pub fn decode_v1_raw(body: &[u8]) -> Result<RawRequest<'_>, String> {
     let mut r = Reader { buf: body };
     let mut series = Vec::new();
-    // (type, help, unit) by family name.
     let mut meta: HashMap<&str, (i32, &str, &str)> = HashMap::new();
     while let Some((field, wire)) = r.key()? {
         match field {
@@ -124,48 +157,75 @@ pub fn decode_v1(body: &[u8]) -> Result<Vec<PromSeries<&str>>, String> {
             _ => r.skip(field, wire)?,
         }
     }
-    if !meta.is_empty() {
-        for s in &mut series {
-            let name = s.labels.iter().find(|(k, _)| *k == "__name__").map_or("", |(_, v)| *v);
-            if let Some(&(t, help, unit)) = crate::labels::family(name).iter().find_map(|f| meta.get(f)) {
-                (s.metric_type, s.help, s.unit) = (t, help, unit);
-            }
-        }
-    }
-    Ok(series)
+    Ok(RawRequest { series, meta })
 }
 
-fn time_series(body: &[u8]) -> Result<PromSeries<&str>, String> {
+impl<'a> RawRequest<'a> {
+    /// Series `s` of this request with its labels read (an error for
+    /// labels that are not UTF-8 or not `Label` messages) and its
+    /// metadata joined; samples are copied.
+    pub fn labels(&self, s: &RawSeries<'a>) -> Result<PromSeries<&'a str>, String> {
+        let mut p = PromSeries {
+            labels: Vec::new(),
+            samples: s.samples.clone(),
+            histograms: s.histograms,
+            metric_type: 0,
+            help: "",
+            unit: "",
+            created_ms: None,
+        };
+        let mut r = Reader { buf: s.body };
+        while let Some((field, wire)) = r.key()? {
+            match (field, wire) {
+                (1, LEN) => p.labels.push(label(r.bytes()?)?),
+                _ => r.skip(field, wire)?, // checked by `time_series`
+            }
+        }
+        if !self.meta.is_empty() {
+            let name = p.labels.iter().find(|(k, _)| *k == "__name__").map_or("", |(_, v)| *v);
+            if let Some(&(t, help, unit)) = crate::labels::family(name).iter().find_map(|f| self.meta.get(f)) {
+                (p.metric_type, p.help, p.unit) = (t, help, unit);
+            }
+        }
+        Ok(p)
+    }
+}
+
+fn label(body: &[u8]) -> Result<(&str, &str), String> {
+    let mut l = Reader { buf: body };
+    let (mut name, mut value) = ("", "");
+    while let Some((f, w)) = l.key()? {
+        match f {
+            1 => {
+                Reader::expect(w, LEN, "Label.name")?;
+                name = l.str()?;
+            }
+            2 => {
+                Reader::expect(w, LEN, "Label.value")?;
+                value = l.str()?;
+            }
+            _ => l.skip(f, w)?,
+        }
+    }
+    Ok((name, value))
+}
+
+fn time_series(body: &[u8]) -> Result<RawSeries<'_>, String> {
     let mut r = Reader { buf: body };
-    let mut s = PromSeries {
-        labels: Vec::new(),
-        samples: Vec::new(),
-        histograms: 0,
-        metric_type: 0,
-        help: "",
-        unit: "",
-        created_ms: None,
-    };
-    while let Some((field, wire)) = r.key()? {
+    let mut s = RawSeries { body, label_bytes: None, samples: Vec::new(), histograms: 0 };
+    // Where the label fields start and end, and whether another field
+    // came between two of them.
+    let (mut first, mut end, mut split) = (None, 0, false);
+    loop {
+        let at = body.len() - r.buf.len();
+        let Some((field, wire)) = r.key()? else { break };
         match field {
             1 => {
                 Reader::expect(wire, LEN, "TimeSeries.labels")?;
-                let mut l = Reader { buf: r.bytes()? };
-                let (mut name, mut value) = ("", "");
-                while let Some((f, w)) = l.key()? {
-                    match f {
-                        1 => {
-                            Reader::expect(w, LEN, "Label.name")?;
-                            name = l.str()?;
-                        }
-                        2 => {
-                            Reader::expect(w, LEN, "Label.value")?;
-                            value = l.str()?;
-                        }
-                        _ => l.skip(f, w)?,
-                    }
-                }
-                s.labels.push((name, value));
+                r.bytes()?;
+                split |= first.is_some() && end != at;
+                first.get_or_insert(at);
+                end = body.len() - r.buf.len();
             }
             2 => {
                 Reader::expect(wire, LEN, "TimeSeries.samples")?;
@@ -195,6 +255,11 @@ fn time_series(body: &[u8]) -> Result<PromSeries<&str>, String> {
             _ => r.skip(field, wire)?,
         }
     }
+    s.label_bytes = match first {
+        Some(first) if !split => Some(&body[first..end]),
+        Some(_) => None,
+        None => Some(&[]),
+    };
     Ok(s)
 }
 

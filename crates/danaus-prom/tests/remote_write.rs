@@ -380,3 +380,73 @@ async fn a_conflicting_prometheus_target_schema_is_a_400_not_a_retry() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("exists with fields other than"), "{}", r.body);
 }
+
+/// A series whose label bytes an earlier request brought is written from
+/// what they said then, with the same result as reading them; a change of
+/// its metric's schema has it converted again; labels split by samples
+/// (no sender does that) are read every time.
+#[tokio::test]
+async fn known_series_are_written_from_their_label_bytes_as_if_read() {
+    let leaf = leaf().await;
+    let rx = Receiver::new(Arc::new(leaf.clone()), "zone-a");
+    let labels = |i: usize| {
+        vec![
+            ("__name__".to_owned(), "node_load1".to_owned()),
+            ("instance".to_owned(), format!("h{i}:9100")),
+            ("job".to_owned(), "node".to_owned()),
+        ]
+    };
+    let req = |round: i64| v1::WriteRequest {
+        timeseries: (0..3)
+            .map(|i| {
+                let l: Vec<(String, String)> = labels(i);
+                let l: Vec<(&str, &str)> = l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                series(&l, &[(T + round * 15_000, round as f64 + i as f64 / 10.0)])
+            })
+            .collect(),
+        metadata: vec![],
+    };
+    let known = |rx: &Receiver| rx.stats().series_known.load(std::sync::atomic::Ordering::Relaxed);
+    let send = |r: v1::WriteRequest| {
+        let rx = &rx;
+        async move { rx.handle(TENANT, V1, SNAPPY, &snappy(&r)).await }
+    };
+    assert_eq!(send(req(0)).await.status, 204);
+    assert_eq!(known(&rx), 0, "the first sight of a series reads its labels");
+    assert_eq!(send(req(1)).await.status, 204);
+    assert_eq!(known(&rx), 3);
+
+    // A new description is a new schema version: converted again, then
+    // known again.
+    let mut ms = (*leaf.metric_schema(TENANT, "node_load1").unwrap()).clone();
+    ms.description = "1m load average".into();
+    leaf.apply_metric_schema(TENANT, ms).await.unwrap();
+    assert_eq!(send(req(2)).await.status, 204);
+    assert_eq!(known(&rx), 3);
+    assert_eq!(send(req(3)).await.status, 204);
+    assert_eq!(known(&rx), 6);
+
+    // Labels, a sample, then a label: read every time.
+    let mut split = series(&[("__name__", "node_load1"), ("instance", "h9:9100")], &[(T, 9.0)]).encode_to_vec();
+    split.extend(
+        v1::TimeSeries { labels: vec![v1::Label { name: "job".into(), value: "node".into() }], ..Default::default() }
+            .encode_to_vec(),
+    );
+    let mut body = Vec::new();
+    prost::encoding::bytes::encode(1, &split, &mut body);
+    for _ in 0..2 {
+        let r = rx.handle(TENANT, V1, SNAPPY, &snap::raw::Encoder::new().compress_vec(&body).unwrap()).await;
+        assert_eq!(r.status, 204, "{}", r.body);
+    }
+    assert_eq!(known(&rx), 6);
+    assert_eq!(read(&leaf, "node_load1", "h9:9100").await, vec![(T * 1_000_000, 9f64.to_bits())]);
+
+    // Every sample of every round, in the series reading labels made.
+    for i in 0..3 {
+        let want: Vec<(i64, u64)> =
+            (0..4).map(|r| ((T + r * 15_000) * 1_000_000, (r as f64 + i as f64 / 10.0).to_bits())).collect();
+        assert_eq!(read(&leaf, "node_load1", &format!("h{i}:9100")).await, want);
+    }
+    let series = leaf.select_range(b"", None);
+    assert_eq!(series.len(), 4, "no series beside those of the labels: {series:?}");
+}

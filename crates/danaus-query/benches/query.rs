@@ -105,7 +105,7 @@ async fn leaf(series: usize) -> Leaf {
                         ]
                         .into(),
                         metric: metric.into(),
-                        metric_fields: vec![("core".into(), FieldValue::Int64(c as i64))],
+                        metric_fields: vec![("core".into(), FieldValue::Int64(c as i64))].into(),
                         points,
                     });
                 }

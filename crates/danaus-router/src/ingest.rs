@@ -147,8 +147,8 @@ impl IngestRouter {
         let mut last_target: Option<&str> = None;
         let unknown = table.version == 0
             || series.iter().any(|s| {
-                let target_known = last_target == Some(s.target_schema.as_str())
-                    || table.target_schema(tenant, &s.target_schema).is_some();
+                let target_known =
+                    last_target == Some(&*s.target_schema) || table.target_schema(tenant, &s.target_schema).is_some();
                 last_target = Some(&s.target_schema);
                 !target_known || metrics.get(&s.metric).is_none()
             });

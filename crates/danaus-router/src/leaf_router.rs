@@ -601,7 +601,7 @@ mod tests {
             ]
             .into(),
             metric: metric.into(),
-            metric_fields: vec![],
+            metric_fields: Arc::from([]),
             points: vec![],
         }
     }

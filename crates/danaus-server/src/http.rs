@@ -128,6 +128,11 @@ pub fn remote_write_metrics(t: &mut Text, rx: &Receiver) {
     t.counter("danaus_remote_write_samples_total", "Samples stored from remote_write.", &rw.samples_written);
     t.counter("danaus_remote_write_series_refused_total", "Series refused (400 to the sender).", &rw.series_refused);
     t.counter("danaus_remote_write_failed_requests_total", "Requests refused as a whole.", &rw.failed_requests);
+    t.counter(
+        "danaus_remote_write_series_known_total",
+        "Series written as an earlier request with the same label bytes was converted (labels not read again).",
+        &rw.series_known,
+    );
 }
 
 /// A router's counters.

@@ -210,9 +210,9 @@ impl DataSet {
                         })
                         .collect();
                     d.series.push(SeriesWrite {
-                        target_schema: ts.name.clone(),
+                        target_schema: ts.name.as_str().into(),
                         target_fields,
-                        metric: ms.name.clone(),
+                        metric: ms.name.as_str().into(),
                         metric_fields,
                         points,
                     });
@@ -225,7 +225,7 @@ impl DataSet {
 
     /// The location value of a series.
     fn location(&self, s: &SeriesWrite) -> FieldValue {
-        let ts = self.targets.iter().find(|t| t.name == s.target_schema).unwrap();
+        let ts = self.targets.iter().find(|t| *t.name == *s.target_schema).unwrap();
         s.target_fields.iter().find(|(k, _)| *k == ts.location_field).unwrap().1.clone()
     }
 }
