@@ -14,7 +14,7 @@ use danaus_storage::{Cf, Clock, KvStore, LogDevice, RecoveryLog, ReplayReport, W
 
 use crate::aggregate::{Admitted, Aggregator, Refusal};
 use crate::error::{Error, Result};
-use crate::index::{Index, SeriesRef};
+use crate::index::{Index, SeriesRef, TargetSeries};
 use crate::intern::ChunkContext;
 use crate::keys;
 use crate::options::{nanos, LeafOptions, MAX_CHUNK_SPAN_NS};
@@ -57,6 +57,11 @@ pub struct SeriesWrite {
     /// The points.
     pub points: Vec<Point>,
 }
+
+/// A write's current run of a target's series: the first of them, the
+/// encoded target string, and the target's series in the index (once it
+/// has some).
+type TargetRun<'a> = (&'a SeriesWrite, Vec<u8>, Option<Arc<TargetSeries>>);
 
 /// Why (part of) a series was not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,8 +267,8 @@ impl Leaf {
                 match parse_series_record(id, v) {
                     Ok(s) => {
                         max_id = max_id.max(id);
-                        let key = s.encoded_key.clone();
-                        index.get_or_insert(&key[..], || s);
+                        let (key, target_len) = (s.encoded_key.clone(), s.target_len as usize);
+                        index.get_or_insert(&key[..], target_len, || s);
                         true
                     }
                     Err(e) => {
@@ -305,7 +310,7 @@ impl Leaf {
                         Entry::Series { id, key, value_type, kind } => {
                             let decoded = SeriesKey::decode(&key).map_err(|e| e.to_string())?;
                             next_series = next_series.max(id + 1);
-                            index.get_or_insert(&key, || {
+                            index.get_or_insert(&key, decoded.target_string().0.len(), || {
                                 let mut s = SeriesState::new(id, &decoded, key.clone(), value_type, kind);
                                 s.def_durable = true;
                                 s
@@ -489,8 +494,10 @@ impl Leaf {
         // Batches repeat a few schemas many times: look each up once.
         let mut targets: FxHashMap<&str, Option<Arc<TargetSchema>>> = FxHashMap::default();
         let mut metrics: FxHashMap<&str, Option<Arc<MetricSchema>>> = FxHashMap::default();
-        // The previous series' target and its encoded target string.
-        let mut last_target: Option<(&SeriesWrite, Vec<u8>)> = None;
+        // The previous series' target, its encoded target string, and its
+        // series in the index (once it has some).
+        let mut last_target: Option<TargetRun> = None;
+        let mut encoded = Vec::with_capacity(128);
         for (i, sw) in batch.iter().enumerate() {
             let sw: &SeriesWrite = sw.borrow();
             let all = || (0..sw.points.len() as u32).collect::<Vec<_>>();
@@ -524,15 +531,18 @@ impl Leaf {
             // part of the key is encoded once for all of them.
             let same_target = last_target
                 .as_ref()
-                .is_some_and(|(t, _)| t.target_schema == sw.target_schema && t.target_fields == sw.target_fields);
+                .is_some_and(|(t, _, _)| t.target_schema == sw.target_schema && t.target_fields == sw.target_fields);
             let key = if same_target {
                 Ok(())
             } else {
-                validate::encoded_target(tenant, &ts, &sw.target_fields).map(|t| last_target = Some((sw, t)))
+                validate::encoded_target(tenant, &ts, &sw.target_fields).map(|t| {
+                    let series = inner.index.target(&t);
+                    last_target = Some((sw, t, series));
+                })
             };
-            let mut encoded = Vec::with_capacity(96);
+            encoded.clear();
             let key = key.and_then(|()| {
-                encoded.extend_from_slice(last_target.as_ref().map_or(&[][..], |(_, t)| t.as_slice()));
+                encoded.extend_from_slice(last_target.as_ref().map_or(&[][..], |(_, t, _)| t.as_slice()));
                 validate::append_metric_key(&mut encoded, &ms, &sw.metric_fields)
             });
             if let Err(e) = key {
@@ -566,7 +576,8 @@ impl Leaf {
                 }
             }
             if !accepted.is_empty() {
-                let series = self.series_for(&encoded, &ms, i, &mut result)?;
+                let target = last_target.as_mut().map(|(_, t, series)| (t.len(), series));
+                let series = self.series_for(&encoded, target, &ms, i, &mut result)?;
                 // Checks and applies the accepted points under the series'
                 // lock, and adds the stored ones to the log record.
                 let mut apply_locked = |s: &mut SeriesState,
@@ -668,17 +679,32 @@ impl Leaf {
     }
 
     /// The series with key `encoded`, created (and counted in `result`) if
-    /// new; `i` is its position in the batch.
-    fn series_for(&self, encoded: &[u8], ms: &MetricSchema, i: usize, result: &mut WriteResult) -> Result<SeriesRef> {
+    /// new; `i` is its position in the batch. `target` is the length of
+    /// its target string and its target's series in the index, looked up
+    /// once for a run of the target's series (and here once it has some).
+    fn series_for(
+        &self,
+        encoded: &[u8],
+        target: Option<(usize, &mut Option<Arc<TargetSeries>>)>,
+        ms: &MetricSchema,
+        i: usize,
+        result: &mut WriteResult,
+    ) -> Result<SeriesRef> {
         let inner = &self.inner;
-        let (series, created) = match inner.index.get(encoded) {
+        let known = target.as_ref().and_then(|(len, t)| t.as_ref()?.get(&encoded[*len..]));
+        let (series, created) = match known {
             Some(s) => (s, false),
             None => {
                 let decoded = SeriesKey::decode(encoded).map_err(|e| Error::Internal(e.to_string()))?;
-                inner.index.get_or_insert(encoded, || {
+                let target_len = decoded.target_string().0.len();
+                let r = inner.index.get_or_insert(encoded, target_len, || {
                     let id = inner.next_series_id.fetch_add(1, Ordering::Relaxed);
                     SeriesState::new(id, &decoded, encoded.to_vec(), ms.value_type.clone(), ms.kind)
-                })
+                });
+                if let Some((_, t @ None)) = target {
+                    *t = inner.index.target(&encoded[..target_len]);
+                }
+                r
             }
         };
         if created {
@@ -749,7 +775,7 @@ impl Leaf {
             }
         }
         if !valid.is_empty() {
-            let series = self.series_for(&output, ms, i, result)?;
+            let series = self.series_for(&output, None, ms, i, result)?;
             let (id, stored_through, needs_def, fits) = {
                 let s = series.lock();
                 (s.id, s.max_time, !s.def_durable, s.value_type == ms.value_type && s.kind == ms.kind)
@@ -875,7 +901,7 @@ impl Leaf {
         let key = validate::encoded_series_key(tenant, &ts, &output.target_fields, &ms, &output.metric_fields)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let mut result = WriteResult::default();
-        let series = self.series_for(&key, &ms, 0, &mut result)?;
+        let series = self.series_for(&key, None, &ms, 0, &mut result)?;
         let (id, stored_through, needs_def) = {
             let s = series.lock();
             (s.id, s.max_time, !s.def_durable)
