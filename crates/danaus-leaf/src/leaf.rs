@@ -487,7 +487,8 @@ impl Leaf {
             return Err(Error::Unavailable("leaf is shutting down; retry on another replica or after restart".into()));
         }
         let mut result = WriteResult::default();
-        let mut rec = RecordBuilder::new();
+        let points: usize = batch.iter().map(|s| s.borrow().points.len()).sum();
+        let mut rec = RecordBuilder::with_capacity(RecordBuilder::estimate(batch.len(), points));
         let mut defined: Vec<SeriesRef> = Vec::new();
         let mut accepted = Vec::new();
         let mut stored = Vec::new();

@@ -53,7 +53,20 @@ pub(crate) struct RecordBuilder {
 
 impl RecordBuilder {
     pub(crate) fn new() -> Self {
-        Self { buf: vec![VERSION], entries: 0, prev_time: 0 }
+        Self::with_capacity(1)
+    }
+
+    /// A builder whose buffer takes `bytes` without growing.
+    pub(crate) fn with_capacity(bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(bytes.max(1));
+        buf.push(VERSION);
+        Self { buf, entries: 0, prev_time: 0 }
+    }
+
+    /// About how many bytes `series` series of `points` scalar points
+    /// take: a record grown by doubling copies itself over and over.
+    pub(crate) fn estimate(series: usize, points: usize) -> usize {
+        1 + series * 8 + points * 18
     }
 
     pub(crate) fn is_empty(&self) -> bool {

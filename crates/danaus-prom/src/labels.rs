@@ -250,6 +250,8 @@ pub struct WriteCache {
     metrics: FxHashMap<String, Known>,
     /// The previous series' target fields (series of a target come together).
     last_target: Option<Arc<[(String, FieldValue)]>>,
+    /// The schema version [`Registry::known_write`] last found current.
+    last_current: Option<Arc<MetricSchema>>,
 }
 
 /// Registers schemas on first sight and turns series into leaf writes.
@@ -309,26 +311,31 @@ impl Registry {
     pub fn known_write(
         &self,
         tenant: &str,
-        id: &Identity,
+        id: Identity,
         samples: Vec<(i64, f64)>,
         cache: &mut WriteCache,
     ) -> Result<SeriesWrite, Vec<(i64, f64)>> {
-        let current = match cache.metrics.get(&*id.metric) {
-            Some(k) => Some(k.schema.clone()),
-            None => self.current(tenant, &id.metric).map(|k| {
-                cache.metrics.insert(id.metric.to_string(), k.clone());
-                k.schema
-            }),
-        };
-        if !current.is_some_and(|c| Arc::ptr_eq(&c, &id.schema)) {
+        // The previous series' metric is usually this one's.
+        let current = cache.last_current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &id.schema))
+            || match cache.metrics.get(&*id.metric) {
+                Some(k) => Arc::ptr_eq(&k.schema, &id.schema),
+                None => self.current(tenant, &id.metric).is_some_and(|k| {
+                    let current = Arc::ptr_eq(&k.schema, &id.schema);
+                    cache.metrics.insert(id.metric.to_string(), k);
+                    current
+                }),
+            };
+        if !current {
             return Err(samples);
         }
+        let points = points(&id.schema, None, samples);
+        cache.last_current = Some(id.schema);
         Ok(SeriesWrite {
             target_schema: self.target_schema.clone(),
-            target_fields: id.target_fields.clone(),
-            metric: id.metric.clone(),
-            metric_fields: id.metric_fields.clone(),
-            points: points(&id.schema, None, samples),
+            target_fields: id.target_fields,
+            metric: id.metric,
+            metric_fields: id.metric_fields,
+            points,
         })
     }
 

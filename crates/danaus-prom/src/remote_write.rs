@@ -311,7 +311,7 @@ impl Receiver {
         for (mut s, r) in series.into_iter().zip(read) {
             let key = s.label_bytes.map(|b| (&*ids, b));
             match r {
-                Ok(id) => match self.registry.known_write(tenant, &id, std::mem::take(&mut s.samples), &mut w.cache) {
+                Ok(id) => match self.registry.known_write(tenant, id, std::mem::take(&mut s.samples), &mut w.cache) {
                     Ok(sw) => {
                         w.known += 1;
                         w.batch.push(sw);

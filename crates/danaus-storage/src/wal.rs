@@ -188,6 +188,7 @@ impl RecoveryLog {
             opts: opts.clone(),
             stats: stats.clone(),
             poisoned: None,
+            spare: Default::default(),
         };
         tokio::spawn(committer.run(rx));
         Ok(RecoveryLog { tx, device, opts, stats })
@@ -237,7 +238,13 @@ struct Committer {
     opts: LogOptions,
     stats: Arc<LogStats>,
     poisoned: Option<String>,
+    /// The last commit's buffer, kept for the next: a fresh one of
+    /// megabytes is fresh pages the kernel zeroes at every commit.
+    spare: Arc<parking_lot::Mutex<Vec<u8>>>,
 }
+
+/// A commit buffer at most this large is kept for the next commit.
+const SPARE_BYTES: usize = 4 << 20;
 
 impl Committer {
     async fn run(mut self, mut rx: mpsc::Receiver<Req>) {
@@ -277,13 +284,24 @@ impl Committer {
             }
             return;
         }
-        let mut buf = Vec::with_capacity(bytes);
+        let mut buf = std::mem::take(&mut *self.spare.lock());
+        buf.clear();
+        buf.reserve(bytes);
         let mut waiters = Vec::with_capacity(appends.len());
         for (payload, tx) in appends {
             encode_record(&mut buf, &payload);
             waiters.push((Lsn { segment: self.segment, offset: self.len + buf.len() as u64 }, tx));
         }
-        let result = self.with_writer(move |w| w.append(&buf).and_then(|()| w.sync())).await;
+        let spare = self.spare.clone();
+        let result = self
+            .with_writer(move |w| {
+                let r = w.append(&buf).and_then(|()| w.sync());
+                if buf.capacity() <= SPARE_BYTES {
+                    *spare.lock() = buf;
+                }
+                r
+            })
+            .await;
         match result {
             Ok(()) => {
                 self.len += bytes as u64;
