@@ -1,13 +1,16 @@
 //! Per-leaf write lanes: concurrent writes to the same leaf share RPCs.
 //!
-//! Each (tenant, leaf) has a lane. A write joins its lane's queue; if no
-//! RPC is in flight on the lane, a task takes everything queued, sends it
-//! as one `LeafService.Write` and hands each caller its part of the answer,
-//! then takes whatever queued up meanwhile. An idle lane adds no delay; a
-//! busy one turns many small batches into few large ones (with N leaves a
-//! client request splits N ways, so without lanes each leaf would see
-//! batches 1/N as large). The merged request carries the oldest table
-//! version of its parts, so fencing stays as strict as for each part.
+//! Each (tenant, leaf) has a lane. A write joins its lane's queue; if
+//! fewer than [`IN_FLIGHT`] RPCs are in flight on the lane, a task takes
+//! everything queued, sends it as one `LeafService.Write` and hands each
+//! caller its part of the answer, then takes whatever queued up meanwhile.
+//! An idle lane adds no delay; a busy one turns many small batches into
+//! few large ones (with N leaves a client request splits N ways, so
+//! without lanes each leaf would see batches 1/N as large). A few RPCs per
+//! lane overlap, so a leaf works on one write while another waits for its
+//! recovery log's sync (and, in process, uses more than one core). The
+//! merged request carries the oldest table version of its parts, so
+//! fencing stays as strict as for each part.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,6 +30,9 @@ use tonic::Request;
 /// Series per merged RPC, at most.
 const MAX_SERIES: usize = 20_000;
 
+/// RPCs in flight per lane, at most.
+pub(crate) const IN_FLIGHT: usize = 4;
+
 type Reply = Result<pb::WriteResponse, String>;
 
 struct Part {
@@ -40,7 +46,8 @@ struct Part {
 #[derive(Default)]
 struct Lane {
     queue: Vec<Part>,
-    running: bool,
+    /// Tasks draining the queue (each with at most one RPC in flight).
+    running: usize,
 }
 
 /// The lanes of a router.
@@ -78,7 +85,11 @@ impl Lanes {
                 None => lanes.entry(key.clone()).or_default(),
             };
             lane.queue.push(Part { series, idx, version, tx });
-            !std::mem::replace(&mut lane.running, true)
+            let start = lane.running < IN_FLIGHT;
+            if start {
+                lane.running += 1;
+            }
+            start
         };
         if start {
             // A task, not this caller: a caller that goes away must not
@@ -95,7 +106,7 @@ impl Lanes {
                 let mut lanes = self.lanes.lock();
                 let Some(lane) = lanes.get_mut(&key) else { return };
                 if lane.queue.is_empty() {
-                    lane.running = false;
+                    lane.running -= 1;
                     return;
                 }
                 let mut n = 0;
