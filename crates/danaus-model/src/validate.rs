@@ -155,6 +155,7 @@ pub const MAX_STRING_VALUE_BYTES: usize = 64 * 1024;
 
 /// Checks one point against its metric schema. `series` and `index` only
 /// feed the error message.
+#[inline]
 pub fn point(metric: &MetricSchema, series: &dyn std::fmt::Display, index: usize, p: &Point) -> Result<()> {
     let bad =
         |reason: String| Error::InvalidPoint { metric: metric.name.clone(), series: series.to_string(), index, reason };
@@ -174,6 +175,7 @@ pub fn point(metric: &MetricSchema, series: &dyn std::fmt::Display, index: usize
     check_value(&metric.value_type, &p.value).map_err(bad)
 }
 
+#[inline]
 fn check_value(expected: &ValueType, v: &Value) -> std::result::Result<(), String> {
     match (expected, v) {
         (ValueType::Scalar(s), v) => check_scalar(*s, v),
@@ -190,6 +192,7 @@ fn check_value(expected: &ValueType, v: &Value) -> std::result::Result<(), Strin
     }
 }
 
+#[inline]
 fn check_scalar(expected: ScalarType, v: &Value) -> std::result::Result<(), String> {
     if v.scalar_type() != Some(expected) {
         return Err(format!("expects {}, got {}", expected.name(), v.value_type()));

@@ -23,7 +23,19 @@ const END_GROUP: u8 = 4;
 const FIXED32: u8 = 5;
 
 impl<'a> Reader<'a> {
+    #[inline]
     fn varint(&mut self) -> Result<u64, String> {
+        // Keys, lengths and small numbers take one byte.
+        if let Some((&b, rest)) = self.buf.split_first() {
+            if b < 0x80 {
+                self.buf = rest;
+                return Ok(u64::from(b));
+            }
+        }
+        self.varint_long()
+    }
+
+    fn varint_long(&mut self) -> Result<u64, String> {
         let mut v = 0u64;
         for i in 0..10 {
             let Some((&b, rest)) = self.buf.split_first() else { return Err("a varint runs past the end".into()) };
