@@ -268,7 +268,11 @@ impl SeriesState {
         }
         open.version += 1;
         if in_order {
-            self.last = Some((p.end_time, p.value.clone(), p.start_time));
+            match (&mut self.last, &p.value) {
+                // The usual case, updated in place: no value cloned or dropped.
+                (Some((t, Value::Double(d), s)), Value::Double(v)) => (*t, *d, *s) = (p.end_time, *v, p.start_time),
+                _ => self.last = Some((p.end_time, p.value.clone(), p.start_time)),
+            }
         }
         if self.max_time.is_none_or(|m| p.end_time > m) {
             self.max_time = Some(p.end_time);
