@@ -77,6 +77,12 @@ impl<'a> Reader<'a> {
         self.take(usize::try_from(n).map_err(|_| "a length does not fit in memory".to_owned())?)
     }
 
+    /// A string field of `wire` type (checked to be length-delimited).
+    fn string_field(&mut self, wire: u8, what: &str) -> Result<&'a str, String> {
+        Self::expect(wire, LEN, what)?;
+        self.str()
+    }
+
     fn str(&mut self) -> Result<&'a str, String> {
         std::str::from_utf8(self.bytes()?).map_err(|e| format!("a string is not UTF-8: {e}"))
     }
@@ -209,12 +215,10 @@ fn label(body: &[u8]) -> Result<(&str, &str), String> {
     while let Some((f, w)) = l.key()? {
         match f {
             1 => {
-                Reader::expect(w, LEN, "Label.name")?;
-                name = l.str()?;
+                name = l.string_field(w, "Label.name")?;
             }
             2 => {
-                Reader::expect(w, LEN, "Label.value")?;
-                value = l.str()?;
+                value = l.string_field(w, "Label.value")?;
             }
             _ => l.skip(f, w)?,
         }
@@ -285,16 +289,13 @@ fn metadata(body: &[u8]) -> Result<(&str, (i32, &str, &str)), String> {
                 t = r.varint()? as i32;
             }
             2 => {
-                Reader::expect(wire, LEN, "MetricMetadata.metric_family_name")?;
-                name = r.str()?;
+                name = r.string_field(wire, "MetricMetadata.metric_family_name")?;
             }
             4 => {
-                Reader::expect(wire, LEN, "MetricMetadata.help")?;
-                help = r.str()?;
+                help = r.string_field(wire, "MetricMetadata.help")?;
             }
             5 => {
-                Reader::expect(wire, LEN, "MetricMetadata.unit")?;
-                unit = r.str()?;
+                unit = r.string_field(wire, "MetricMetadata.unit")?;
             }
             _ => r.skip(field, wire)?,
         }
