@@ -15,6 +15,7 @@
 //! them. Nothing is renamed or dropped silently.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use danaus_leaf::SeriesWrite;
@@ -195,8 +196,10 @@ pub struct Identity {
 /// Shards of a tenant's [`Identities`].
 const IDENTITY_SHARDS: usize = 16;
 
-/// How many series identities a registry keeps per tenant; a full shard
-/// is emptied (its series are converted from their labels again).
+/// How many series identities a registry keeps, all tenants together.
+/// Past it, the shard an insert goes to is emptied (its series are
+/// converted from their labels again); if that frees nothing, the series
+/// is not kept.
 pub const MAX_IDENTITIES: usize = 1 << 21;
 
 /// A tenant's series identities by label bytes (see
@@ -205,15 +208,17 @@ pub const MAX_IDENTITIES: usize = 1 << 21;
 /// one converted before.
 pub struct Identities {
     shards: Vec<Mutex<FxHashMap<Box<[u8]>, Identity>>>,
-}
-
-impl Default for Identities {
-    fn default() -> Self {
-        Identities { shards: (0..IDENTITY_SHARDS).map(|_| Mutex::new(FxHashMap::default())).collect() }
-    }
+    /// Identities kept by the registry, all tenants together, and how
+    /// many it may keep.
+    total: Arc<AtomicUsize>,
+    limit: usize,
 }
 
 impl Identities {
+    fn new(total: Arc<AtomicUsize>, limit: usize) -> Self {
+        Identities { shards: (0..IDENTITY_SHARDS).map(|_| Mutex::new(FxHashMap::default())).collect(), total, limit }
+    }
+
     fn shard(&self, key: &[u8]) -> &Mutex<FxHashMap<Box<[u8]>, Identity>> {
         use std::hash::BuildHasher;
         &self.shards[(rustc_hash::FxBuildHasher.hash_one(key) as usize) % IDENTITY_SHARDS]
@@ -226,8 +231,15 @@ impl Identities {
 
     fn insert(&self, key: &[u8], id: Identity) {
         let mut shard = self.shard(key).lock();
-        if shard.len() >= MAX_IDENTITIES / IDENTITY_SHARDS && !shard.contains_key(key) {
-            shard.clear();
+        if !shard.contains_key(key) {
+            if self.total.load(Ordering::Relaxed) >= self.limit {
+                let freed = std::mem::take(&mut *shard).len();
+                self.total.fetch_sub(freed, Ordering::Relaxed);
+                if self.total.load(Ordering::Relaxed) >= self.limit {
+                    return;
+                }
+            }
+            self.total.fetch_add(1, Ordering::Relaxed);
         }
         shard.insert(key.into(), id);
     }
@@ -265,6 +277,9 @@ pub struct Registry {
     known: Mutex<FxHashMap<(String, String), Known>>,
     /// Series identities by tenant.
     identities: Mutex<FxHashMap<String, Arc<Identities>>>,
+    /// How many identities all tenants hold, and may.
+    identities_total: Arc<AtomicUsize>,
+    identity_limit: usize,
 }
 
 impl Registry {
@@ -277,7 +292,16 @@ impl Registry {
             target_schema: TARGET_SCHEMA.into(),
             known: Mutex::new(FxHashMap::default()),
             identities: Mutex::new(FxHashMap::default()),
+            identities_total: Arc::new(AtomicUsize::new(0)),
+            identity_limit: MAX_IDENTITIES,
         }
+    }
+
+    /// Keeps at most `limit` series identities (default
+    /// [`MAX_IDENTITIES`]; 0 keeps none: every series' labels are read).
+    pub fn with_identity_limit(mut self, limit: usize) -> Self {
+        self.identity_limit = limit;
+        self
     }
 
     /// The series identities kept for `tenant`.
@@ -285,7 +309,10 @@ impl Registry {
         let mut ids = self.identities.lock();
         match ids.get(tenant) {
             Some(i) => i.clone(),
-            None => ids.entry(tenant.to_owned()).or_default().clone(),
+            None => ids
+                .entry(tenant.to_owned())
+                .or_insert_with(|| Arc::new(Identities::new(self.identities_total.clone(), self.identity_limit)))
+                .clone(),
         }
     }
 

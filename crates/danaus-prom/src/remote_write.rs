@@ -162,6 +162,13 @@ impl Receiver {
         Self { registry: Registry::new(store.clone(), default_location.into()), leaf: store, stats: Stats::default() }
     }
 
+    /// Keeps at most `limit` series identities, all tenants together
+    /// (see [`crate::labels::MAX_IDENTITIES`]).
+    pub fn with_identity_limit(mut self, limit: usize) -> Self {
+        self.registry = self.registry.with_identity_limit(limit);
+        self
+    }
+
     /// The receiver's counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -299,7 +306,9 @@ impl Receiver {
         // malformed one fails the request as a whole.
         let mut read = Vec::with_capacity(series.len());
         for s in &series {
-            read.push(match s.label_bytes.and_then(|b| ids.get(b)) {
+            // Native histograms are refused on the way that reads labels.
+            let known = s.label_bytes.filter(|_| s.histograms == 0).and_then(|b| ids.get(b));
+            read.push(match known {
                 Some(id) => Ok(id),
                 None => Err(req
                     .labels(s)

@@ -450,3 +450,55 @@ async fn known_series_are_written_from_their_label_bytes_as_if_read() {
     let series = leaf.select_range(b"", None);
     assert_eq!(series.len(), 4, "no series beside those of the labels: {series:?}");
 }
+
+/// A series known by its label bytes that brings native histograms is
+/// refused as any such series is, not written without them.
+#[tokio::test]
+async fn native_histograms_of_a_known_series_are_refused() {
+    let leaf = leaf().await;
+    let rx = Receiver::new(Arc::new(leaf.clone()), "zone-a");
+    let labels = [("__name__", "rpc_seconds"), ("instance", "h1:9100"), ("job", "api")];
+    let floats = v1::WriteRequest { timeseries: vec![series(&labels, &[(T, 1.0)])], metadata: vec![] };
+    assert_eq!(rx.handle(TENANT, V1, SNAPPY, &snappy(&floats)).await.status, 204);
+    let mut hist = series(&labels, &[(T + 15_000, 2.0)]);
+    hist.histograms = vec![vec![0x08, 0x01]];
+    let r =
+        rx.handle(TENANT, V1, SNAPPY, &snappy(&v1::WriteRequest { timeseries: vec![hist], metadata: vec![] })).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("native histograms"), "{}", r.body);
+    assert_eq!(read(&leaf, "rpc_seconds", "h1:9100").await, vec![(T * 1_000_000, 1f64.to_bits())]);
+}
+
+/// The identities kept are bounded: past the limit, series are read from
+/// their labels (and stored the same).
+#[tokio::test]
+async fn kept_identities_are_bounded() {
+    for limit in [0, 2] {
+        let leaf = leaf().await;
+        let rx = Receiver::new(Arc::new(leaf.clone()), "zone-a").with_identity_limit(limit);
+        let req = |round: i64| v1::WriteRequest {
+            timeseries: (0..3)
+                .map(|i| {
+                    let instance = format!("h{i}:9100");
+                    series(
+                        &[("__name__", "up"), ("instance", &instance), ("job", "node")],
+                        &[(T + round * 15_000, round as f64)],
+                    )
+                })
+                .collect(),
+            metadata: vec![],
+        };
+        for round in 0..3 {
+            assert_eq!(rx.handle(TENANT, V1, SNAPPY, &snappy(&req(round))).await.status, 204);
+        }
+        let known = rx.stats().series_known.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(known <= 2 * limit as u64, "limit {limit}: {known} series written as known");
+        if limit == 2 {
+            assert!(known > 0, "some series are kept under the limit");
+        }
+        for i in 0..3 {
+            let want: Vec<(i64, u64)> = (0..3).map(|r| ((T + r * 15_000) * 1_000_000, (r as f64).to_bits())).collect();
+            assert_eq!(read(&leaf, "up", &format!("h{i}:9100")).await, want, "limit {limit}");
+        }
+    }
+}
