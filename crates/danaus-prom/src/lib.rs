@@ -6,7 +6,10 @@
 //! sets onto target and metric schemas ([`labels`]).
 //!
 //! Data flow: HTTP body → snappy → protobuf (`prompb`) → [`labels::PromSeries`]
-//! → schema registration on first sight → one leaf write per request. The
+//! → schema registration on first sight → one leaf write per request. A
+//! 1.0 series whose label bytes an earlier request brought skips the middle:
+//! it is written from what those bytes were converted to
+//! ([`labels::Identities`]), its labels not read again. The
 //! crate knows no HTTP framework: the server hands it the content type,
 //! encoding and body and sends back the [`remote_write::Reply`].
 //!
