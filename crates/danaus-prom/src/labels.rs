@@ -243,16 +243,6 @@ impl Identities {
         }
         shard.insert(key.into(), id);
     }
-
-    /// How many identities are kept.
-    pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
-    }
-
-    /// Whether none are kept.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// What one request's series share while they are turned into writes.
