@@ -22,7 +22,8 @@ pub(crate) type SeriesRef = Arc<Mutex<SeriesState>>;
 
 const SHARDS: usize = 64;
 
-type MetricKey = (String, String, String);
+/// (tenant, target schema, metric).
+pub(crate) type MetricKey = (String, String, String);
 
 /// A series' key, hashed and compared by what follows its target.
 struct Suffix {
@@ -96,13 +97,14 @@ impl Index {
     }
 
     /// Returns the series under `key` (whose first `target_len` bytes are
-    /// its target string), creating it with `make` if absent. The bool
-    /// says whether it was created.
+    /// its target string), creating it with `make` if absent: the series
+    /// and its (tenant, target schema, metric). The bool says whether it
+    /// was created.
     pub(crate) fn get_or_insert(
         &self,
         key: &[u8],
         target_len: usize,
-        make: impl FnOnce() -> SeriesState,
+        make: impl FnOnce() -> (SeriesState, MetricKey),
     ) -> (SeriesRef, bool) {
         if let Some(s) = self.get(key, target_len) {
             return (s, false);
@@ -124,14 +126,20 @@ impl Index {
         if let Some(s) = series.get(rest) {
             return (s.clone(), false);
         }
-        let state = make();
+        let (state, mkey) = make();
         let id = state.id;
         debug_assert_eq!(&*state.encoded_key, key, "a series must be indexed under its own key");
         debug_assert_eq!(state.target_len as usize, target_len, "a series' target is its key's prefix");
         // The map shares the series' own copy of its key.
         let shared_key = state.encoded_key.clone();
-        let k = state.key();
-        let mkey = (k.tenant, k.target_schema, k.metric);
+        debug_assert_eq!(
+            {
+                let k = state.key();
+                (k.tenant, k.target_schema, k.metric)
+            },
+            mkey,
+            "a series is listed under its own metric"
+        );
         let s = Arc::new(Mutex::new(state));
         series.insert(Suffix { key: shared_key, target_len }, s.clone());
         drop(series);
@@ -215,7 +223,8 @@ mod tests {
         let encoded = k.encode();
         let target_len = k.target_string().0.len();
         index.get_or_insert(&encoded, target_len, || {
-            SeriesState::new(id, k, encoded.clone(), ValueType::Scalar(ScalarType::Double), MetricKind::Gauge)
+            let s = SeriesState::new(id, k, encoded.clone(), ValueType::Scalar(ScalarType::Double), MetricKind::Gauge);
+            (s, (k.tenant.clone(), k.target_schema.clone(), k.metric.clone()))
         })
     }
 

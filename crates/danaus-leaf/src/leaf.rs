@@ -268,7 +268,10 @@ impl Leaf {
                     Ok(s) => {
                         max_id = max_id.max(id);
                         let (key, target_len) = (s.encoded_key.clone(), s.target_len as usize);
-                        index.get_or_insert(&key[..], target_len, || s);
+                        index.get_or_insert(&key[..], target_len, || {
+                            let k = s.key();
+                            (s, (k.tenant, k.target_schema, k.metric))
+                        });
                         true
                     }
                     Err(e) => {
@@ -313,7 +316,7 @@ impl Leaf {
                             index.get_or_insert(&key, decoded.target_string().0.len(), || {
                                 let mut s = SeriesState::new(id, &decoded, key.clone(), value_type, kind);
                                 s.def_durable = true;
-                                s
+                                (s, (decoded.tenant, decoded.target_schema, decoded.metric))
                             });
                         }
                         Entry::AggInput { id, bucket, closes_at, input_key, point } => {
@@ -696,11 +699,16 @@ impl Leaf {
         let (series, created) = match known {
             Some(s) => (s, false),
             None => {
+                // The key was just encoded from valid fields; decoding it
+                // gives the names the index lists the series under.
                 let decoded = SeriesKey::decode(encoded).map_err(|e| Error::Internal(e.to_string()))?;
-                let target_len = decoded.target_string().0.len();
+                let target_len = target.as_ref().map_or_else(|| decoded.target_string().0.len(), |(len, _)| *len);
+                debug_assert_eq!(target_len, decoded.target_string().0.len(), "a key's target is its prefix");
                 let r = inner.index.get_or_insert(encoded, target_len, || {
                     let id = inner.next_series_id.fetch_add(1, Ordering::Relaxed);
-                    SeriesState::new(id, &decoded, encoded.to_vec(), ms.value_type.clone(), ms.kind)
+                    let s =
+                        SeriesState::with_target_len(id, target_len, encoded.to_vec(), ms.value_type.clone(), ms.kind);
+                    (s, (decoded.tenant, decoded.target_schema, decoded.metric))
                 });
                 if let Some((_, t @ None)) = target {
                     *t = inner.index.target(&encoded[..target_len]);

@@ -124,8 +124,21 @@ pub(crate) struct SeriesState {
 impl SeriesState {
     /// A series keyed by `encoded_key`, whose decoded form is `key`.
     pub(crate) fn new(id: u64, key: &SeriesKey, encoded_key: Vec<u8>, value_type: ValueType, kind: MetricKind) -> Self {
-        let target_len = key.target_string().0.len() as u32;
+        let target_len = key.target_string().0.len();
         debug_assert!(encoded_key.starts_with(&key.target_string().0));
+        Self::with_target_len(id, target_len, encoded_key, value_type, kind)
+    }
+
+    /// A series keyed by `encoded_key`, whose first `target_len` bytes are
+    /// its target string.
+    pub(crate) fn with_target_len(
+        id: u64,
+        target_len: usize,
+        encoded_key: Vec<u8>,
+        value_type: ValueType,
+        kind: MetricKind,
+    ) -> Self {
+        let target_len = target_len as u32;
         let encoded_key: std::sync::Arc<[u8]> = encoded_key.into();
         Self {
             id,
