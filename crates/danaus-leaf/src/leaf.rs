@@ -58,6 +58,15 @@ pub struct SeriesWrite {
     pub points: Vec<Point>,
 }
 
+impl SeriesWrite {
+    /// Whether `other` names the same target (schema and fields). Series
+    /// of a target come together and usually share one copy of its
+    /// fields, so this is mostly a pointer comparison.
+    pub fn same_target(&self, other: &SeriesWrite) -> bool {
+        self.target_schema == other.target_schema && self.target_fields == other.target_fields
+    }
+}
+
 /// A write's current run of a target's series: the first of them, the
 /// encoded target string, and the target's series in the index (once it
 /// has some).
@@ -533,9 +542,7 @@ impl Leaf {
             }
             // Series of a target come together (a host's scrape): its
             // part of the key is encoded once for all of them.
-            let same_target = last_target
-                .as_ref()
-                .is_some_and(|(t, _, _)| t.target_schema == sw.target_schema && t.target_fields == sw.target_fields);
+            let same_target = last_target.as_ref().is_some_and(|(t, _, _)| t.same_target(sw));
             let key = if same_target {
                 Ok(())
             } else {

@@ -224,7 +224,7 @@ impl ZoneLeaf {
         for &i in created {
             if let Some(w) = batch.get(i).map(Borrow::borrow) {
                 danaus_index::metric_fingerprints(tenant, &w.target_schema, &w.metric, &w.metric_fields, &mut new);
-                if !last.is_some_and(|l| l.target_schema == w.target_schema && l.target_fields == w.target_fields) {
+                if !last.is_some_and(|l| l.same_target(w)) {
                     danaus_index::target_fingerprints(tenant, &w.target_schema, &w.target_fields, &mut new);
                 }
                 last = Some(w);
@@ -561,9 +561,8 @@ impl ZoneLeaf {
             // only when its collection drops target fields.
             let ms = metrics.get(&w.metric);
             let by_target = ms.is_some_and(|m| m.collection.as_ref().is_none_or(|c| c.drop_fields.is_empty()));
-            let (same_target, same_metric) = last.as_ref().map_or((false, false), |(p, _, _)| {
-                (p.target_schema == w.target_schema && p.target_fields == w.target_fields, p.metric == w.metric)
-            });
+            let (same_target, same_metric) =
+                last.as_ref().map_or((false, false), |(p, _, _)| (p.same_target(w), p.metric == w.metric));
             let same_route = same_target && (same_metric || (by_target && last.as_ref().is_some_and(|l| l.1)));
             if !same_metric
                 && ms.is_some()

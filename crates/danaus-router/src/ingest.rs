@@ -99,10 +99,7 @@ impl IngestRouter {
         let mut zones: Vec<Option<String>> = Vec::with_capacity(series.len());
         if self.zones.zones.len() > 1 {
             for (i, s) in series.iter().enumerate() {
-                let same = i > 0 && {
-                    let p = &series[i - 1];
-                    p.target_schema == s.target_schema && p.target_fields == s.target_fields
-                };
+                let same = i > 0 && series[i - 1].same_target(s);
                 let z = if same { zones[i - 1].clone() } else { self.zone_for(&table, tenant, s) };
                 zones.push(z);
             }

@@ -457,12 +457,9 @@ struct RouteCache<'a> {
     seen: FxHashMap<u64, Vec<(usize, Routed)>>,
 }
 
-fn same_target(a: &SeriesWrite, b: &SeriesWrite) -> bool {
-    a.metric == b.metric && same_target_fields(a, b)
-}
-
-fn same_target_fields(a: &SeriesWrite, b: &SeriesWrite) -> bool {
-    a.target_schema == b.target_schema && a.target_fields == b.target_fields
+/// Whether `a` and `b` route alike whatever their metric's collection.
+fn same_route_inputs(a: &SeriesWrite, b: &SeriesWrite) -> bool {
+    a.metric == b.metric && a.same_target(b)
 }
 
 impl<'a> RouteCache<'a> {
@@ -486,12 +483,12 @@ impl<'a> RouteCache<'a> {
         let by_target = metric.is_some_and(|m| m.collection.as_ref().is_none_or(|c| c.drop_fields.is_empty()));
         if let Some((j, r, last_by_target)) = &self.last {
             let p = &series[*j];
-            if same_target(p, s) || (by_target && *last_by_target && r.is_ok() && same_target_fields(p, s)) {
+            if same_route_inputs(p, s) || (by_target && *last_by_target && r.is_ok() && p.same_target(s)) {
                 return r.clone();
             }
         }
         let key = routing_hash(s);
-        let hit = self.seen.get(&key).and_then(|v| v.iter().find(|(j, _)| same_target(&series[*j], s)));
+        let hit = self.seen.get(&key).and_then(|v| v.iter().find(|(j, _)| same_route_inputs(&series[*j], s)));
         let r = match hit {
             Some((_, r)) => r.clone(),
             None => {
