@@ -184,11 +184,11 @@ struct Known {
 
 /// What a series' label bytes said when a request last brought them: the
 /// parts of its write that every later request with the same bytes
-/// shares, and the schema version they were converted with.
+/// shares, and the metric schema version (and name) they were converted
+/// with.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    schema: Arc<MetricSchema>,
-    metric: Arc<str>,
+    metric: Known,
     target_fields: Arc<[(String, FieldValue)]>,
     metric_fields: Arc<[(String, FieldValue)]>,
 }
@@ -332,25 +332,26 @@ impl Registry {
         samples: Vec<(i64, f64)>,
         cache: &mut WriteCache,
     ) -> Result<SeriesWrite, Vec<(i64, f64)>> {
+        let Known { schema, name } = id.metric;
         // The previous series' metric is usually this one's.
-        let current = cache.last_current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &id.schema))
-            || match cache.metrics.get(&*id.metric) {
-                Some(k) => Arc::ptr_eq(&k.schema, &id.schema),
-                None => self.current(tenant, &id.metric).is_some_and(|k| {
-                    let current = Arc::ptr_eq(&k.schema, &id.schema);
-                    cache.metrics.insert(id.metric.to_string(), k);
+        let current = cache.last_current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &schema))
+            || match cache.metrics.get(&*name) {
+                Some(k) => Arc::ptr_eq(&k.schema, &schema),
+                None => self.current(tenant, &name).is_some_and(|k| {
+                    let current = Arc::ptr_eq(&k.schema, &schema);
+                    cache.metrics.insert(name.to_string(), k);
                     current
                 }),
             };
         if !current {
             return Err(samples);
         }
-        let points = points(&id.schema, None, samples);
-        cache.last_current = Some(id.schema);
+        let points = points(&schema, None, samples);
+        cache.last_current = Some(schema);
         Ok(SeriesWrite {
             target_schema: self.target_schema.clone(),
             target_fields: id.target_fields,
-            metric: id.metric,
+            metric: name,
             metric_fields: id.metric_fields,
             points,
         })
@@ -435,8 +436,7 @@ impl Registry {
                 let w = self.convert(s, &known, &mut cache.last_target);
                 if let (Ok(w), Some((ids, key))) = (&w, key) {
                     let id = Identity {
-                        schema: known.schema,
-                        metric: w.metric.clone(),
+                        metric: known,
                         target_fields: w.target_fields.clone(),
                         metric_fields: w.metric_fields.clone(),
                     };

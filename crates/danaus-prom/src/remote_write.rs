@@ -302,39 +302,45 @@ impl Receiver {
     async fn write_v1(&self, tenant: &str, mut req: RawRequest<'_>) -> Result<Written, Reply> {
         let ids = self.registry.identities(tenant);
         let series = std::mem::take(&mut req.series);
+        let mut w = Pending::new(series.len(), series.iter().map(|s| s.samples.len()).sum());
         // Every label is read before anything is registered or written: a
         // malformed one fails the request as a whole.
         let mut read = Vec::with_capacity(series.len());
-        for s in &series {
+        for s in series {
             // Native histograms are refused on the way that reads labels.
             let known = s.label_bytes.filter(|_| s.histograms == 0).and_then(|b| ids.get(b));
+            let key = s.label_bytes;
             read.push(match known {
-                Some(id) => Ok(id),
-                None => Err(req
-                    .labels(s)
-                    .map_err(|e| Reply::error(400, format!("the body is not a prometheus.WriteRequest: {e}")))?),
+                Some(id) => (key, Ok((id, s))),
+                None => (
+                    key,
+                    Err(req
+                        .labels(s)
+                        .map_err(|e| Reply::error(400, format!("the body is not a prometheus.WriteRequest: {e}")))?),
+                ),
             });
         }
         self.registry.ensure_target(tenant).await.map_err(reply)?;
-        let mut w = Pending::new(series.len(), series.iter().map(|s| s.samples.len()).sum());
-        for (mut s, r) in series.into_iter().zip(read) {
-            let key = s.label_bytes.map(|b| (&*ids, b));
+        for (key, r) in read {
+            let key = key.map(|b| (&*ids, b));
             match r {
-                Ok(id) => match self.registry.known_write(tenant, id, std::mem::take(&mut s.samples), &mut w.cache) {
-                    Ok(sw) => {
-                        w.known += 1;
-                        w.batch.push(sw);
+                Ok((id, mut s)) => {
+                    match self.registry.known_write(tenant, id, std::mem::take(&mut s.samples), &mut w.cache) {
+                        Ok(sw) => {
+                            w.known += 1;
+                            w.batch.push(sw);
+                        }
+                        // Its metric's schema changed: convert it again (its
+                        // labels were read before, so they read again).
+                        Err(samples) => {
+                            s.samples = samples;
+                            let p = req
+                                .labels(s)
+                                .map_err(|e| Reply::error(500, format!("labels read before no longer read: {e}")))?;
+                            self.add(tenant, &mut w, p, key).await?;
+                        }
                     }
-                    // Its metric's schema changed: convert it again (its
-                    // labels were read before, so they read again).
-                    Err(samples) => {
-                        s.samples = samples;
-                        let p = req
-                            .labels(&s)
-                            .map_err(|e| Reply::error(500, format!("labels read before no longer read: {e}")))?;
-                        self.add(tenant, &mut w, p, key).await?;
-                    }
-                },
+                }
                 Err(p) => self.add(tenant, &mut w, p, key).await?,
             }
         }

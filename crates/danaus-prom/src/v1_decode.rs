@@ -150,8 +150,9 @@ pub struct RawSeries<'a> {
 /// The series of a `prometheus.WriteRequest`, labels borrowed from `body`,
 /// with metadata joined by family name as [`PromSeries::from_v1`] does.
 pub fn decode_v1(body: &[u8]) -> Result<Vec<PromSeries<&str>>, String> {
-    let raw = decode_v1_raw(body)?;
-    raw.series.iter().map(|s| raw.labels(s)).collect()
+    let mut raw = decode_v1_raw(body)?;
+    let series = std::mem::take(&mut raw.series);
+    series.into_iter().map(|s| raw.labels(s)).collect()
 }
 
 /// Reads a `prometheus.WriteRequest` but for its labels (see
@@ -181,11 +182,11 @@ pub fn decode_v1_raw(body: &[u8]) -> Result<RawRequest<'_>, String> {
 impl<'a> RawRequest<'a> {
     /// Series `s` of this request with its labels read (an error for
     /// labels that are not UTF-8 or not `Label` messages) and its
-    /// metadata joined; samples are copied.
-    pub fn labels(&self, s: &RawSeries<'a>) -> Result<PromSeries<&'a str>, String> {
+    /// metadata joined.
+    pub fn labels(&self, s: RawSeries<'a>) -> Result<PromSeries<&'a str>, String> {
         let mut p = PromSeries {
             labels: Vec::new(),
-            samples: s.samples.clone(),
+            samples: s.samples,
             histograms: s.histograms,
             metric_type: 0,
             help: "",
