@@ -514,12 +514,11 @@ impl Leaf {
         for (i, sw) in batch.iter().enumerate() {
             let sw: &SeriesWrite = sw.borrow();
             let all = || (0..sw.points.len() as u32).collect::<Vec<_>>();
+            // Borrowed, not cloned: two writes on two cores would otherwise
+            // count references on the same schema for every series.
             let schemas = (
-                targets
-                    .entry(&sw.target_schema)
-                    .or_insert_with(|| inner.schemas.target(tenant, &sw.target_schema))
-                    .clone(),
-                metrics.entry(&sw.metric).or_insert_with(|| inner.schemas.metric(tenant, &sw.metric)).clone(),
+                &*targets.entry(&sw.target_schema).or_insert_with(|| inner.schemas.target(tenant, &sw.target_schema)),
+                &*metrics.entry(&sw.metric).or_insert_with(|| inner.schemas.metric(tenant, &sw.metric)),
             );
             let (Some(ts), Some(ms)) = schemas else {
                 let what = if schemas.0.is_none() {

@@ -224,9 +224,11 @@ impl Identities {
         &self.shards[(rustc_hash::FxBuildHasher.hash_one(key) as usize) % IDENTITY_SHARDS]
     }
 
-    /// The identity of the series with label bytes `key`, if known.
-    pub fn get(&self, key: &[u8]) -> Option<Identity> {
-        self.shard(key).lock().get(key).cloned()
+    /// `f` of the identity of the series with label bytes `key`, if
+    /// known, called under its shard's lock (nothing is cloned that `f`
+    /// does not clone).
+    pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&Identity) -> R) -> Option<R> {
+        self.shard(key).lock().get(key).map(f)
     }
 
     fn insert(&self, key: &[u8], id: Identity) {
@@ -246,14 +248,23 @@ impl Identities {
 }
 
 /// What one request's series share while they are turned into writes.
+///
+/// Writes from known series take their schema and metric names from this
+/// request's own copies. Shared names would have every series of every
+/// request count references on the same few cache lines, and two
+/// requests on two cores would trade those lines back and forth.
 #[derive(Default)]
 pub struct WriteCache {
     /// Metric schemas looked up.
     metrics: FxHashMap<String, Known>,
     /// The previous series' target fields (series of a target come together).
     last_target: Option<Arc<[(String, FieldValue)]>>,
-    /// The schema version [`Registry::known_write`] last found current.
-    last_current: Option<Arc<MetricSchema>>,
+    /// Schema versions [`Registry::known_write`] found current, by
+    /// address (the `Arc` kept so that the address stays theirs), each
+    /// with this request's copy of its metric's name.
+    current: FxHashMap<usize, (Arc<MetricSchema>, Arc<str>)>,
+    /// This request's copy of the target schema's name.
+    target_schema: Option<Arc<str>>,
 }
 
 /// Registers schemas on first sight and turns series into leaf writes.
@@ -328,31 +339,38 @@ impl Registry {
     pub fn known_write(
         &self,
         tenant: &str,
-        id: Identity,
+        id: &Identity,
         samples: Vec<(i64, f64)>,
         cache: &mut WriteCache,
     ) -> Result<SeriesWrite, Vec<(i64, f64)>> {
-        let Known { schema, name } = id.metric;
-        // The previous series' metric is usually this one's.
-        let current = cache.last_current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &schema))
-            || match cache.metrics.get(&*name) {
-                Some(k) => Arc::ptr_eq(&k.schema, &schema),
-                None => self.current(tenant, &name).is_some_and(|k| {
-                    let current = Arc::ptr_eq(&k.schema, &schema);
-                    cache.metrics.insert(name.to_string(), k);
-                    current
-                }),
-            };
-        if !current {
-            return Err(samples);
-        }
-        let points = points(&schema, None, samples);
-        cache.last_current = Some(schema);
+        let Known { schema, name } = &id.metric;
+        let address = Arc::as_ptr(schema) as usize;
+        let name = match cache.current.get(&address) {
+            Some((_, local)) => local.clone(),
+            None => {
+                let current = match cache.metrics.get(&**name) {
+                    Some(k) => Arc::ptr_eq(&k.schema, schema),
+                    None => self.current(tenant, name).is_some_and(|k| {
+                        let current = Arc::ptr_eq(&k.schema, schema);
+                        cache.metrics.insert(name.to_string(), k);
+                        current
+                    }),
+                };
+                if !current {
+                    return Err(samples);
+                }
+                let local: Arc<str> = Arc::from(&**name);
+                cache.current.insert(address, (schema.clone(), local.clone()));
+                local
+            }
+        };
+        let points = points(schema, None, samples);
+        let target_schema = cache.target_schema.get_or_insert_with(|| Arc::from(&*self.target_schema)).clone();
         Ok(SeriesWrite {
-            target_schema: self.target_schema.clone(),
-            target_fields: id.target_fields,
+            target_schema,
+            target_fields: id.target_fields.clone(),
             metric: name,
-            metric_fields: id.metric_fields,
+            metric_fields: id.metric_fields.clone(),
             points,
         })
     }

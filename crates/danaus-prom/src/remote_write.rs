@@ -306,42 +306,37 @@ impl Receiver {
         // Every label is read before anything is registered or written: a
         // malformed one fails the request as a whole.
         let mut read = Vec::with_capacity(series.len());
-        for s in series {
-            // Native histograms are refused on the way that reads labels.
-            let known = s.label_bytes.filter(|_| s.histograms == 0).and_then(|b| ids.get(b));
+        for mut s in series {
             let key = s.label_bytes;
-            read.push(match known {
-                Some(id) => (key, Ok((id, s))),
-                None => (
-                    key,
+            // Native histograms are refused on the way that reads labels.
+            let known = key.filter(|_| s.histograms == 0).and_then(|b| {
+                ids.get_with(b, |id| {
+                    self.registry.known_write(tenant, id, std::mem::take(&mut s.samples), &mut w.cache)
+                })
+            });
+            let write = match known {
+                Some(Ok(sw)) => Ok(sw),
+                // Unknown, or its metric's schema changed since: converted
+                // from its labels.
+                other => {
+                    if let Some(Err(samples)) = other {
+                        s.samples = samples;
+                    }
                     Err(req
                         .labels(s)
-                        .map_err(|e| Reply::error(400, format!("the body is not a prometheus.WriteRequest: {e}")))?),
-                ),
-            });
+                        .map_err(|e| Reply::error(400, format!("the body is not a prometheus.WriteRequest: {e}")))?)
+                }
+            };
+            read.push((key, write));
         }
         self.registry.ensure_target(tenant).await.map_err(reply)?;
         for (key, r) in read {
-            let key = key.map(|b| (&*ids, b));
             match r {
-                Ok((id, mut s)) => {
-                    match self.registry.known_write(tenant, id, std::mem::take(&mut s.samples), &mut w.cache) {
-                        Ok(sw) => {
-                            w.known += 1;
-                            w.batch.push(sw);
-                        }
-                        // Its metric's schema changed: convert it again (its
-                        // labels were read before, so they read again).
-                        Err(samples) => {
-                            s.samples = samples;
-                            let p = req
-                                .labels(s)
-                                .map_err(|e| Reply::error(500, format!("labels read before no longer read: {e}")))?;
-                            self.add(tenant, &mut w, p, key).await?;
-                        }
-                    }
+                Ok(sw) => {
+                    w.known += 1;
+                    w.batch.push(sw);
                 }
-                Err(p) => self.add(tenant, &mut w, p, key).await?,
+                Err(p) => self.add(tenant, &mut w, p, key.map(|b| (&*ids, b))).await?,
             }
         }
         self.store(tenant, w).await
