@@ -15,11 +15,12 @@
 //! them. Nothing is renamed or dropped silently.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use danaus_leaf::SeriesWrite;
 
+use crate::bytes_map::BytesMap;
 use crate::store::{Store, StoreError};
 use danaus_model::{
     FieldDef, FieldType, FieldValue, MetricKind, MetricSchema, Point, ScalarType, TargetSchema, Value, ValueType,
@@ -193,9 +194,6 @@ pub struct Identity {
     metric_fields: Arc<[(String, FieldValue)]>,
 }
 
-/// Shards of a tenant's [`Identities`].
-const IDENTITY_SHARDS: usize = 16;
-
 /// How many series identities a registry keeps, all tenants together.
 /// Past it, the shard an insert goes to is emptied (its series are
 /// converted from their labels again); if that frees nothing, the series
@@ -207,7 +205,7 @@ pub const MAX_IDENTITIES: usize = 1 << 21;
 /// compared in full: a hit is a series whose labels are exactly those of
 /// one converted before.
 pub struct Identities {
-    shards: Vec<Mutex<FxHashMap<Box<[u8]>, Identity>>>,
+    map: BytesMap<Identity>,
     /// Identities kept by the registry, all tenants together, and how
     /// many it may keep.
     total: Arc<AtomicUsize>,
@@ -216,34 +214,19 @@ pub struct Identities {
 
 impl Identities {
     fn new(total: Arc<AtomicUsize>, limit: usize) -> Self {
-        Identities { shards: (0..IDENTITY_SHARDS).map(|_| Mutex::new(FxHashMap::default())).collect(), total, limit }
+        Identities { map: BytesMap::default(), total, limit }
     }
 
-    fn shard(&self, key: &[u8]) -> &Mutex<FxHashMap<Box<[u8]>, Identity>> {
-        use std::hash::BuildHasher;
-        &self.shards[(rustc_hash::FxBuildHasher.hash_one(key) as usize) % IDENTITY_SHARDS]
-    }
-
-    /// `f` of the identity of the series with label bytes `key`, if
-    /// known, called under its shard's lock (nothing is cloned that `f`
-    /// does not clone).
-    pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&Identity) -> R) -> Option<R> {
-        self.shard(key).lock().get(key).map(f)
+    /// Calls `f(i, identity)` for each series whose label bytes `keys[i]`
+    /// are known, in order of `i`, under read locks that inserts wait for
+    /// (nothing is cloned that `f` does not clone). A request's series are
+    /// looked up together so that their cache misses overlap.
+    pub fn get_each(&self, keys: &[Option<&[u8]>], f: impl FnMut(usize, &Identity)) {
+        self.map.get_each(keys, |id| Arc::as_ptr(&id.metric_fields).cast(), f)
     }
 
     fn insert(&self, key: &[u8], id: Identity) {
-        let mut shard = self.shard(key).lock();
-        if !shard.contains_key(key) {
-            if self.total.load(Ordering::Relaxed) >= self.limit {
-                let freed = std::mem::take(&mut *shard).len();
-                self.total.fetch_sub(freed, Ordering::Relaxed);
-                if self.total.load(Ordering::Relaxed) >= self.limit {
-                    return;
-                }
-            }
-            self.total.fetch_add(1, Ordering::Relaxed);
-        }
-        shard.insert(key.into(), id);
+        self.map.insert_bounded(key, id, &self.total, self.limit);
     }
 }
 

@@ -305,15 +305,19 @@ impl Receiver {
         let mut w = Pending::new(series.len(), series.iter().map(|s| s.samples.len()).sum());
         // Every label is read before anything is registered or written: a
         // malformed one fails the request as a whole.
+        let mut series = series;
+        // Native histograms are refused on the way that reads labels.
+        let keys: Vec<Option<&[u8]>> =
+            series.iter().map(|s| s.label_bytes.filter(|_| s.histograms == 0)).collect();
+        let mut known: Vec<Option<Result<SeriesWrite, Vec<(i64, f64)>>>> = Vec::new();
+        known.resize_with(series.len(), || None);
+        ids.get_each(&keys, |i, id| {
+            let samples = std::mem::take(&mut series[i].samples);
+            known[i] = Some(self.registry.known_write(tenant, id, samples, &mut w.cache));
+        });
         let mut read = Vec::with_capacity(series.len());
-        for mut s in series {
+        for (mut s, known) in series.into_iter().zip(known) {
             let key = s.label_bytes;
-            // Native histograms are refused on the way that reads labels.
-            let known = key.filter(|_| s.histograms == 0).and_then(|b| {
-                ids.get_with(b, |id| {
-                    self.registry.known_write(tenant, id, std::mem::take(&mut s.samples), &mut w.cache)
-                })
-            });
             let write = match known {
                 Some(Ok(sw)) => Ok(sw),
                 // Unknown, or its metric's schema changed since: converted
