@@ -67,6 +67,30 @@ impl SeriesWrite {
     }
 }
 
+/// The schemas a batch names, each looked up once. A batch shares a few
+/// copies of each name, so a name is found by its address (one multiply
+/// to hash) before its text: the batch is borrowed throughout, so no
+/// address is reused while it is a key.
+struct BatchSchemas<'b, T> {
+    by_address: FxHashMap<usize, Option<Arc<T>>>,
+    by_name: FxHashMap<&'b str, Option<Arc<T>>>,
+}
+
+impl<T> Default for BatchSchemas<'_, T> {
+    fn default() -> Self {
+        BatchSchemas { by_address: FxHashMap::default(), by_name: FxHashMap::default() }
+    }
+}
+
+impl<'b, T> BatchSchemas<'b, T> {
+    fn get(&mut self, name: &'b Arc<str>, lookup: impl FnOnce(&str) -> Option<Arc<T>>) -> &Option<Arc<T>> {
+        let BatchSchemas { by_address, by_name } = self;
+        by_address
+            .entry(Arc::as_ptr(name).cast::<u8>() as usize)
+            .or_insert_with(|| by_name.entry(name).or_insert_with(|| lookup(name)).clone())
+    }
+}
+
 /// A write's current run of a target's series: the first of them, the
 /// encoded target string, and the target's series in the index (once it
 /// has some).
@@ -505,8 +529,8 @@ impl Leaf {
         let mut accepted = Vec::new();
         let mut stored = Vec::new();
         // Batches repeat a few schemas many times: look each up once.
-        let mut targets: FxHashMap<&str, Option<Arc<TargetSchema>>> = FxHashMap::default();
-        let mut metrics: FxHashMap<&str, Option<Arc<MetricSchema>>> = FxHashMap::default();
+        let mut targets = BatchSchemas::default();
+        let mut metrics = BatchSchemas::default();
         // The previous series' target, its encoded target string, and its
         // series in the index (once it has some).
         let mut last_target: Option<TargetRun> = None;
@@ -517,8 +541,8 @@ impl Leaf {
             // Borrowed, not cloned: two writes on two cores would otherwise
             // count references on the same schema for every series.
             let schemas = (
-                &*targets.entry(&sw.target_schema).or_insert_with(|| inner.schemas.target(tenant, &sw.target_schema)),
-                &*metrics.entry(&sw.metric).or_insert_with(|| inner.schemas.metric(tenant, &sw.metric)),
+                targets.get(&sw.target_schema, |n| inner.schemas.target(tenant, n)),
+                metrics.get(&sw.metric, |n| inner.schemas.metric(tenant, n)),
             );
             let (Some(ts), Some(ms)) = schemas else {
                 let what = if schemas.0.is_none() {

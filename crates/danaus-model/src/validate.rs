@@ -65,8 +65,19 @@ pub fn append_metric_key(
     metric: &MetricSchema,
     metric_values: &[(String, FieldValue)],
 ) -> Result<()> {
-    let metric_fields = ordered(&metric.name, &metric.fields, metric_values)?;
-    crate::key::encode_metric_parts(target, &metric.name, metric_fields.into_iter());
+    // Writers usually give fields in declared order: then they are checked
+    // and encoded where they are, with nothing collected.
+    let in_order = metric_values.len() == metric.fields.len()
+        && metric.fields.iter().zip(metric_values).all(|(d, (k, _))| d.name == *k);
+    if in_order {
+        for (def, (_, v)) in metric.fields.iter().zip(metric_values) {
+            check_field(&metric.name, def, v)?;
+        }
+        crate::key::encode_metric_parts(target, &metric.name, metric_values.iter().map(|(_, v)| v));
+    } else {
+        let metric_fields = ordered(&metric.name, &metric.fields, metric_values)?;
+        crate::key::encode_metric_parts(target, &metric.name, metric_fields.into_iter());
+    }
     Ok(())
 }
 
@@ -97,6 +108,27 @@ pub fn routing_target(
     }
 }
 
+/// Whether `v` may be the value of the field `def` of `schema`.
+fn check_field(schema: &str, def: &FieldDef, v: &FieldValue) -> Result<()> {
+    if v.field_type() != def.field_type {
+        return Err(Error::InvalidField {
+            schema: schema.into(),
+            field: def.name.clone(),
+            reason: format!("expects {}, got {} ({v})", def.field_type.name(), v.field_type().name()),
+        });
+    }
+    if let FieldValue::String(s) = v {
+        if s.len() > MAX_FIELD_BYTES {
+            return Err(Error::InvalidField {
+                schema: schema.into(),
+                field: def.name.clone(),
+                reason: format!("value is {} bytes, over the limit of {MAX_FIELD_BYTES}", s.len()),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn ordered<'a>(schema: &str, defs: &[FieldDef], values: &'a [(String, FieldValue)]) -> Result<Vec<&'a FieldValue>> {
     let mut out = Vec::with_capacity(defs.len());
     for def in defs {
@@ -106,22 +138,7 @@ fn ordered<'a>(schema: &str, defs: &[FieldDef], values: &'a [(String, FieldValue
             field: def.name.clone(),
             reason: "missing: every key field must have a value".into(),
         })?;
-        if v.field_type() != def.field_type {
-            return Err(Error::InvalidField {
-                schema: schema.into(),
-                field: def.name.clone(),
-                reason: format!("expects {}, got {} ({v})", def.field_type.name(), v.field_type().name()),
-            });
-        }
-        if let FieldValue::String(s) = v {
-            if s.len() > MAX_FIELD_BYTES {
-                return Err(Error::InvalidField {
-                    schema: schema.into(),
-                    field: def.name.clone(),
-                    reason: format!("value is {} bytes, over the limit of {MAX_FIELD_BYTES}", s.len()),
-                });
-            }
-        }
+        check_field(schema, def, v)?;
         out.push(v);
     }
     if values.len() != defs.len() {
@@ -248,6 +265,27 @@ mod tests {
         let mut joined = encoded_target("default", &t, &tv).unwrap();
         append_metric_key(&mut joined, &m, &mv).unwrap();
         assert_eq!(joined, k.encode());
+        // Fields in declared order are checked where they are, as those out
+        // of order are.
+        let mut m2 = m.clone();
+        m2.fields.push(FieldDef::new("method", FieldType::String));
+        let declared = map(&[("code", FieldValue::Int64(200)), ("method", FieldValue::String("get".into()))]);
+        let reversed: Vec<_> = declared.iter().rev().cloned().collect();
+        let key_of = |mv: &[(String, FieldValue)]| {
+            let mut k = encoded_target("default", &t, &tv).unwrap();
+            append_metric_key(&mut k, &m2, mv).map(|()| k)
+        };
+        assert_eq!(key_of(&declared).unwrap(), encoded_series_key("default", &t, &tv, &m2, &reversed).unwrap());
+        assert_eq!(key_of(&declared).unwrap(), key_of(&reversed).unwrap());
+        for mv in [
+            map(&[("code", FieldValue::String("200".into())), ("method", FieldValue::String("get".into()))]),
+            map(&[("method", FieldValue::String("get".into())), ("code", FieldValue::String("200".into()))]),
+        ] {
+            let e = key_of(&mv).unwrap_err().to_string();
+            assert!(e.contains("\"/rpc/latency\" field \"code\": expects int64, got string"), "{e}");
+        }
+        let long = map(&[("code", FieldValue::Int64(1)), ("method", FieldValue::String("x".repeat(MAX_FIELD_BYTES + 1)))]);
+        assert!(key_of(&long).unwrap_err().to_string().contains("over the limit"));
 
         let wrong = map(&[("code", FieldValue::String("200".into()))]);
         let e = series_key("default", &t, &tv, &m, &wrong).unwrap_err().to_string();
