@@ -10,12 +10,13 @@
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use rustc_hash::FxHashMap;
 
+use crate::bytes_map::BytesTable;
 use crate::series::SeriesState;
 
 pub(crate) type SeriesRef = Arc<Mutex<SeriesState>>;
@@ -25,8 +26,8 @@ const SHARDS: usize = 64;
 /// (tenant, target schema, metric).
 pub(crate) type MetricKey = (String, String, String);
 
-/// A series' key, hashed and compared by what follows its target.
-struct Suffix {
+/// A series' key, looked up by what follows its target.
+pub(crate) struct Suffix {
     key: Arc<[u8]>,
     target_len: usize,
 }
@@ -37,30 +38,22 @@ impl Borrow<[u8]> for Suffix {
     }
 }
 
-impl Hash for Suffix {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        <Self as Borrow<[u8]>>::borrow(self).hash(h);
-    }
-}
-
-impl PartialEq for Suffix {
-    fn eq(&self, other: &Self) -> bool {
-        <Self as Borrow<[u8]>>::borrow(self) == <Self as Borrow<[u8]>>::borrow(other)
-    }
-}
-
-impl Eq for Suffix {}
-
 /// The series of one target, by the rest of their keys.
 #[derive(Default)]
 pub(crate) struct TargetSeries {
-    series: RwLock<FxHashMap<Suffix, SeriesRef>>,
+    series: RwLock<BytesTable<Suffix, SeriesRef>>,
 }
 
 impl TargetSeries {
     /// The series whose key is this target's followed by `suffix`.
     pub(crate) fn get(&self, suffix: &[u8]) -> Option<SeriesRef> {
         self.series.read().get(suffix).cloned()
+    }
+
+    /// The table of series, read-locked; a batch's lookups hold several
+    /// at once, so a waiting writer does not block taking one again.
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, BytesTable<Suffix, SeriesRef>> {
+        self.series.read_recursive()
     }
 }
 

@@ -13,6 +13,7 @@ use danaus_model::{validate, CollectionAggregation, FieldValue, MetricSchema, Po
 use danaus_storage::{Cf, Clock, KvStore, LogDevice, RecoveryLog, ReplayReport, WriteBatch};
 
 use crate::aggregate::{Admitted, Aggregator, Refusal};
+use crate::bytes_map;
 use crate::error::{Error, Result};
 use crate::index::{Index, SeriesRef, TargetSeries};
 use crate::intern::ChunkContext;
@@ -83,6 +84,11 @@ impl<T> Default for BatchSchemas<'_, T> {
 }
 
 impl<'b, T> BatchSchemas<'b, T> {
+    /// The schema `name` was found to be by [`BatchSchemas::get`].
+    fn peek(&self, name: &Arc<str>) -> Option<&Arc<T>> {
+        self.by_address.get(&(Arc::as_ptr(name).cast::<u8>() as usize))?.as_ref()
+    }
+
     fn get(&mut self, name: &'b Arc<str>, lookup: impl FnOnce(&str) -> Option<Arc<T>>) -> &Option<Arc<T>> {
         let BatchSchemas { by_address, by_name } = self;
         by_address
@@ -91,10 +97,16 @@ impl<'b, T> BatchSchemas<'b, T> {
     }
 }
 
-/// A write's current run of a target's series: the first of them, the
-/// encoded target string, and the target's series in the index (once it
-/// has some).
-type TargetRun<'a> = (&'a SeriesWrite, Vec<u8>, Option<Arc<TargetSeries>>);
+/// What a write's first pass made of a series.
+enum Prepared {
+    /// Its key is `keys[start..end]`; the first `target_len` bytes are
+    /// the target string of run `run`.
+    Key { start: usize, end: usize, target_len: usize, run: usize },
+    /// Refused as a whole.
+    Refused(SeriesError),
+    /// Deltas of a collection-aggregated metric.
+    Deltas,
+}
 
 /// Why (part of) a series was not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -531,13 +543,27 @@ impl Leaf {
         // Batches repeat a few schemas many times: look each up once.
         let mut targets = BatchSchemas::default();
         let mut metrics = BatchSchemas::default();
-        // The previous series' target, its encoded target string, and its
-        // series in the index (once it has some).
-        let mut last_target: Option<TargetRun> = None;
-        let mut encoded = Vec::with_capacity(128);
+        // First every series' key, encoded into one buffer, then the
+        // series already in the index, looked up together (their cache
+        // misses overlap), then the points, series by series.
+        let mut keys: Vec<u8> = Vec::with_capacity(batch.len() * 64);
+        let mut prepared: Vec<Prepared> = Vec::with_capacity(batch.len());
+        // Runs of a target's series (a host's scrape): its encoded target
+        // string and its series in the index (once it has some). Its part
+        // of the key is encoded once for all of them.
+        let mut runs: Vec<(Vec<u8>, Option<Arc<TargetSeries>>)> = Vec::new();
+        let mut last_run: Option<(&SeriesWrite, usize)> = None;
         for (i, sw) in batch.iter().enumerate() {
             let sw: &SeriesWrite = sw.borrow();
-            let all = || (0..sw.points.len() as u32).collect::<Vec<_>>();
+            let refused = |message: String, code: ErrorCode| {
+                Prepared::Refused(SeriesError {
+                    index: i,
+                    series: format!("{}::{}", sw.target_schema, sw.metric),
+                    message,
+                    rejected_points: (0..sw.points.len() as u32).collect(),
+                    code,
+                })
+            };
             // Borrowed, not cloned: two writes on two cores would otherwise
             // count references on the same schema for every series.
             let schemas = (
@@ -550,47 +576,79 @@ impl Leaf {
                 } else {
                     format!("metric schema {:?}", sw.metric)
                 };
-                result.errors.push(SeriesError {
-                    index: i,
-                    series: format!("{}::{}", sw.target_schema, sw.metric),
-                    message: format!("unknown {what}; apply it first (danausctl schema apply)"),
-                    rejected_points: all(),
-                    code: ErrorCode::NotFound,
-                });
+                let message = format!("unknown {what}; apply it first (danausctl schema apply)");
+                prepared.push(refused(message, ErrorCode::NotFound));
                 continue;
             };
-            if let Some(c) = ms.collection.as_ref().filter(|_| aggregate) {
-                self.admit_deltas(tenant, i, sw, (&ts, &ms, c), &mut result, &mut rec, &mut defined)?;
+            if ms.collection.is_some() && aggregate {
+                prepared.push(Prepared::Deltas);
                 continue;
             }
-            // Series of a target come together (a host's scrape): its
-            // part of the key is encoded once for all of them.
-            let same_target = last_target.as_ref().is_some_and(|(t, _, _)| t.same_target(sw));
-            let key = if same_target {
-                Ok(())
-            } else {
-                validate::encoded_target(tenant, &ts, &sw.target_fields).map(|t| {
-                    let series = inner.index.target(&t);
-                    last_target = Some((sw, t, series));
+            let run = match last_run {
+                Some((first, run)) if first.same_target(sw) => run,
+                _ => match validate::encoded_target(tenant, ts, &sw.target_fields) {
+                    Ok(t) => {
+                        let series = inner.index.target(&t);
+                        runs.push((t, series));
+                        last_run = Some((sw, runs.len() - 1));
+                        runs.len() - 1
+                    }
+                    Err(e) => {
+                        prepared.push(refused(e.to_string(), ErrorCode::InvalidArgument));
+                        continue;
+                    }
+                },
+            };
+            let start = keys.len();
+            keys.extend_from_slice(&runs[run].0);
+            match validate::append_metric_key(&mut keys, ms, &sw.metric_fields) {
+                Ok(()) => prepared.push(Prepared::Key { start, end: keys.len(), target_len: runs[run].0.len(), run }),
+                Err(e) => {
+                    keys.truncate(start);
+                    prepared.push(refused(e.to_string(), ErrorCode::InvalidArgument));
+                }
+            }
+        }
+        let mut found: Vec<Option<SeriesRef>> = vec![None; batch.len()];
+        {
+            let tables: Vec<_> = runs.iter().map(|(_, t)| t.as_ref().map(|t| t.read())).collect();
+            let items: Vec<_> = prepared
+                .iter()
+                .map(|p| match *p {
+                    Prepared::Key { start, end, target_len, run } => tables[run].as_deref().map(|t| {
+                        let suffix = &keys[start + target_len..end];
+                        (t, suffix, bytes_map::hash(suffix))
+                    }),
+                    _ => None,
                 })
+                .collect();
+            bytes_map::get_each(&items, |s| Arc::as_ptr(s).cast(), |i, s| found[i] = Some(s.clone()));
+        }
+        for ((i, sw), prepared) in batch.iter().enumerate().zip(prepared) {
+            let sw: &SeriesWrite = sw.borrow();
+            let (start, end, target_len, run) = match prepared {
+                Prepared::Key { start, end, target_len, run } => (start, end, target_len, run),
+                Prepared::Refused(e) => {
+                    result.errors.push(e);
+                    continue;
+                }
+                Prepared::Deltas => {
+                    let (Some(ts), Some(ms)) = (targets.peek(&sw.target_schema), metrics.peek(&sw.metric)) else {
+                        return Err(Error::Internal("a batch's schema was found, then not".into()));
+                    };
+                    let Some(c) = ms.collection.as_ref() else {
+                        return Err(Error::Internal("an aggregated metric lost its aggregation".into()));
+                    };
+                    self.admit_deltas(tenant, i, sw, (ts, ms, c), &mut result, &mut rec, &mut defined)?;
+                    continue;
+                }
             };
-            encoded.clear();
-            let key = key.and_then(|()| {
-                encoded.extend_from_slice(last_target.as_ref().map_or(&[][..], |(_, t, _)| t.as_slice()));
-                validate::append_metric_key(&mut encoded, &ms, &sw.metric_fields)
-            });
-            if let Err(e) = key {
-                result.errors.push(SeriesError {
-                    index: i,
-                    series: format!("{}::{}", sw.target_schema, sw.metric),
-                    message: e.to_string(),
-                    rejected_points: all(),
-                    code: ErrorCode::InvalidArgument,
-                });
-                continue;
-            }
+            let Some(ms) = metrics.peek(&sw.metric) else {
+                return Err(Error::Internal("a batch's metric schema was found, then not".into()));
+            };
+            let encoded = &keys[start..end];
             // The key is only decoded for messages, on the error path.
-            let key = LazyKey(&encoded);
+            let key = LazyKey(encoded);
             let mut err: Option<SeriesError> = None;
             let mut reject = |j: usize, msg: String, code: ErrorCode| {
                 let e = err.get_or_insert_with(|| SeriesError {
@@ -610,8 +668,10 @@ impl Leaf {
                 }
             }
             if !accepted.is_empty() {
-                let target = last_target.as_mut().map(|(_, t, series)| (t.len(), series));
-                let series = self.series_for(&encoded, target, &ms, i, &mut result)?;
+                let series = match found[i].take() {
+                    Some(s) => s,
+                    None => self.series_for(encoded, Some((target_len, &mut runs[run].1)), ms, i, &mut result)?,
+                };
                 // Checks and applies the accepted points under the series'
                 // lock, and adds the stored ones to the log record.
                 let mut apply_locked = |s: &mut SeriesState,

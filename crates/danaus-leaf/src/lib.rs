@@ -44,6 +44,7 @@
 //! one point per timestamp.
 
 mod aggregate;
+pub mod bytes_map;
 mod error;
 mod index;
 mod intern;

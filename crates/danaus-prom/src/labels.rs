@@ -18,9 +18,9 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
+use danaus_leaf::bytes_map::BytesMap;
 use danaus_leaf::SeriesWrite;
 
-use crate::bytes_map::BytesMap;
 use crate::store::{Store, StoreError};
 use danaus_model::{
     FieldDef, FieldType, FieldValue, MetricKind, MetricSchema, Point, ScalarType, TargetSchema, Value, ValueType,

@@ -17,7 +17,6 @@
 //! stored bit for bit, like every double, so the PromQL front end can
 //! honour them.
 
-mod bytes_map;
 pub mod labels;
 pub mod prompb;
 pub mod remote_write;
