@@ -27,17 +27,29 @@ use serde::{Deserialize, Serialize};
 /// A table's metric schema lookups for one write, memoized: a write names
 /// few metrics many times, and the table keeps schemas in ordered maps
 /// (a lookup compares names all the way down).
+///
+/// A write usually shares a few copies of each name, so a name is found
+/// by its address and length (cheap to hash, nothing to compare) before
+/// its text. Names are borrowed for `'a`, so no address is reused for
+/// other text while it is a key.
 pub struct MetricLookup<'a> {
     table: &'a ZoneTable,
     tenant: &'a str,
     memo: FxHashMap<&'a str, Option<&'a MetricSchema>>,
+    by_address: FxHashMap<(usize, usize), Option<&'a MetricSchema>>,
 }
 
 impl<'a> MetricLookup<'a> {
     /// The metric schema `name`, as [`ZoneTable::metric_schema`].
     pub fn get(&mut self, name: &'a str) -> Option<&'a MetricSchema> {
+        let address = (name.as_ptr() as usize, name.len());
+        if let Some(s) = self.by_address.get(&address) {
+            return *s;
+        }
         let (table, tenant) = (self.table, self.tenant);
-        *self.memo.entry(name).or_insert_with(|| table.metric_schema(tenant, name))
+        let s = *self.memo.entry(name).or_insert_with(|| table.metric_schema(tenant, name));
+        self.by_address.insert(address, s);
+        s
     }
 }
 
@@ -318,7 +330,7 @@ impl ZoneTable {
     /// A memo of this table's metric schema lookups for one write of
     /// `tenant`'s.
     pub fn metric_lookup<'a>(&'a self, tenant: &'a str) -> MetricLookup<'a> {
-        MetricLookup { table: self, tenant, memo: FxHashMap::default() }
+        MetricLookup { table: self, tenant, memo: FxHashMap::default(), by_address: FxHashMap::default() }
     }
 
     fn apply_cmd(&mut self, cmd: ZoneCommand) -> Result<bool, String> {
@@ -543,6 +555,35 @@ mod tests {
 
     fn only_range(t: &ZoneTable) -> RangeId {
         t.ranges.values().next().unwrap().id
+    }
+
+    /// A lookup by address tells apart names that share one (a prefix of
+    /// another), and finds equal names at other addresses by their text.
+    #[test]
+    fn metric_lookups_find_names_by_address_and_text() {
+        let mut t = ZoneTable::default();
+        let metric = |name: &str| MetricSchema {
+            name: name.into(),
+            fields: Vec::new(),
+            value_type: danaus_model::ValueType::Scalar(danaus_model::ScalarType::Double),
+            kind: danaus_model::MetricKind::Gauge,
+            unit: String::new(),
+            description: String::new(),
+            collection: None,
+        };
+        let schemas = t.schemas.entry("t".into()).or_default();
+        for name in ["cpu", "cpu_seconds"] {
+            schemas.metrics.insert(name.into(), metric(name));
+        }
+        let text = String::from("cpu_seconds");
+        let other = String::from("cpu");
+        let mut lookup = t.metric_lookup("t");
+        for _ in 0..2 {
+            assert_eq!(lookup.get(&text[..3]).unwrap().name, "cpu");
+            assert_eq!(lookup.get(&text).unwrap().name, "cpu_seconds");
+            assert_eq!(lookup.get(&other).unwrap().name, "cpu");
+            assert!(lookup.get(&text[..4]).is_none(), "no metric cpu_");
+        }
     }
 
     #[test]
