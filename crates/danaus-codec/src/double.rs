@@ -31,11 +31,14 @@ fn decode_decimal(m: i64, e: u8) -> f64 {
 
 #[inline]
 fn mantissa(v: f64, e: u8) -> Option<i64> {
-    let m = (v * POW10[e as usize]).round();
-    if !m.is_finite() || m.abs() > MAX_MANTISSA {
+    // The nearest integer, without a call to libm's `round` (baseline
+    // x86-64 has no rounding instruction): the conversion truncates. The
+    // last check decides exactness whatever the rounding of ties.
+    let x = v * POW10[e as usize];
+    if x.is_nan() || x.abs() > MAX_MANTISSA {
         return None;
     }
-    let m = m as i64;
+    let m = (x + 0.5f64.copysign(x)) as i64;
     (decode_decimal(m, e).to_bits() == v.to_bits()).then_some(m)
 }
 

@@ -191,12 +191,15 @@ impl<K: Borrow<[u8]>, V> BytesTable<K, V> {
     }
 }
 
+/// One lookup of a batch: the table, the key and its [`hash`].
+pub type Probe<'t, 'k, K, V> = Option<(&'t BytesTable<K, V>, &'k [u8], u64)>;
+
 /// Looks up a batch of keys, each in its own table: `items[i]` is the
 /// table, the key and its [`hash`] (or `None`: nothing to look up). Calls
 /// `found(i, value)` for each key present, in order of `i`. `touch` names
 /// memory a found value will be read at, fetched ahead with its entry.
 pub fn get_each<'t, K: Borrow<[u8]> + 't, V: 't>(
-    items: &[Option<(&'t BytesTable<K, V>, &[u8], u64)>],
+    items: &[Probe<'t, '_, K, V>],
     touch: impl Fn(&V) -> *const u8,
     mut found: impl FnMut(usize, &'t V),
 ) {
@@ -238,9 +241,11 @@ pub fn get_each<'t, K: Borrow<[u8]> + 't, V: 't>(
     }
 }
 
+type Shard<V> = RwLock<BytesTable<Box<[u8]>, V>>;
+
 /// Byte strings to values, in shards that readers share.
 pub struct BytesMap<V> {
-    shards: Box<[RwLock<BytesTable<Box<[u8]>, V>>]>,
+    shards: Box<[Shard<V>]>,
 }
 
 impl<V> Default for BytesMap<V> {
@@ -250,7 +255,7 @@ impl<V> Default for BytesMap<V> {
 }
 
 impl<V> BytesMap<V> {
-    fn shard(&self, h: u64) -> &RwLock<BytesTable<Box<[u8]>, V>> {
+    fn shard(&self, h: u64) -> &Shard<V> {
         &self.shards[h as usize & (SHARDS - 1)]
     }
 
@@ -384,13 +389,13 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let k = key(x % 300);
-            if x % 3 == 0 {
+            if x.is_multiple_of(3) {
                 assert_eq!(table.remove(&k).map(|(_, v)| v), model.remove(&k), "step {step}");
             } else {
                 assert_eq!(table.insert(k.clone(), step), model.insert(k, step), "step {step}");
             }
             assert_eq!(table.len(), model.len());
-            if step % 97 == 0 {
+            if step.is_multiple_of(97) {
                 for i in 0..300 {
                     assert_eq!(table.get(&key(i)), model.get(&key(i)), "step {step} key {i}");
                 }

@@ -662,7 +662,7 @@ impl Leaf {
             };
             accepted.clear();
             for (j, p) in sw.points.iter().enumerate() {
-                match validate::point(&ms, &key, j, p) {
+                match validate::point(ms, &key, j, p) {
                     Ok(()) => accepted.push(j),
                     Err(e) => reject(j, e.to_string(), ErrorCode::InvalidArgument),
                 }

@@ -284,7 +284,8 @@ mod tests {
             let e = key_of(&mv).unwrap_err().to_string();
             assert!(e.contains("\"/rpc/latency\" field \"code\": expects int64, got string"), "{e}");
         }
-        let long = map(&[("code", FieldValue::Int64(1)), ("method", FieldValue::String("x".repeat(MAX_FIELD_BYTES + 1)))]);
+        let long =
+            map(&[("code", FieldValue::Int64(1)), ("method", FieldValue::String("x".repeat(MAX_FIELD_BYTES + 1)))]);
         assert!(key_of(&long).unwrap_err().to_string().contains("over the limit"));
 
         let wrong = map(&[("code", FieldValue::String("200".into()))]);

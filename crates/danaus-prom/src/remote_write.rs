@@ -301,15 +301,17 @@ impl Receiver {
     /// only the others' labels are read and converted.
     async fn write_v1(&self, tenant: &str, mut req: RawRequest<'_>) -> Result<Written, Reply> {
         let ids = self.registry.identities(tenant);
-        let series = std::mem::take(&mut req.series);
+        let mut series = std::mem::take(&mut req.series);
         let mut w = Pending::new(series.len(), series.iter().map(|s| s.samples.len()).sum());
         // Every label is read before anything is registered or written: a
-        // malformed one fails the request as a whole.
-        let mut series = series;
-        // Native histograms are refused on the way that reads labels.
-        let keys: Vec<Option<&[u8]>> =
-            series.iter().map(|s| s.label_bytes.filter(|_| s.histograms == 0)).collect();
-        let mut known: Vec<Option<Result<SeriesWrite, Vec<(i64, f64)>>>> = Vec::new();
+        // malformed one fails the request as a whole. Known series first,
+        // all together (see `Identities::get_each`); native histograms are
+        // refused on the way that reads labels.
+        let keys: Vec<Option<&[u8]>> = series.iter().map(|s| s.label_bytes.filter(|_| s.histograms == 0)).collect();
+        // Per series: its write, or its samples back (its metric's schema
+        // changed), if its identity is known.
+        type Known = Option<Result<SeriesWrite, Vec<(i64, f64)>>>;
+        let mut known: Vec<Known> = Vec::new();
         known.resize_with(series.len(), || None);
         ids.get_each(&keys, |i, id| {
             let samples = std::mem::take(&mut series[i].samples);

@@ -262,6 +262,12 @@ fn time_series(body: &[u8]) -> Result<RawSeries<'_>, String> {
                         _ => p.skip(f, w)?,
                     }
                 }
+                if s.samples.capacity() == 0 {
+                    // Sized once for the samples that can follow (each takes
+                    // at least 13 bytes with a millisecond timestamp), not
+                    // grown one doubling at a time.
+                    s.samples.reserve(1 + r.buf.len() / 13);
+                }
                 s.samples.push((timestamp, value));
             }
             4 => {
