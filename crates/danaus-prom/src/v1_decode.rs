@@ -165,7 +165,13 @@ pub fn decode_v1_raw(body: &[u8]) -> Result<RawRequest<'_>, String> {
         match field {
             1 => {
                 Reader::expect(wire, LEN, "WriteRequest.timeseries")?;
-                series.push(time_series(r.bytes()?)?);
+                let b = r.bytes()?;
+                if series.is_empty() {
+                    // Sized once, by the first series, for as many more as
+                    // the rest could hold if they were alike.
+                    series.reserve(1 + r.buf.len() / (b.len() + 2).max(32));
+                }
+                series.push(time_series(b)?);
             }
             3 => {
                 Reader::expect(wire, LEN, "WriteRequest.metadata")?;
