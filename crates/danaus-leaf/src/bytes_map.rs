@@ -37,7 +37,7 @@ pub fn hash(key: &[u8]) -> u64 {
 /// program computes.
 #[inline(always)]
 #[allow(unsafe_code)]
-fn prefetch<T>(p: *const T) {
+pub fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch reads nothing the program sees and cannot fault,
     // whatever the address.

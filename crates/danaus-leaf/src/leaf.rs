@@ -625,6 +625,11 @@ impl Leaf {
             bytes_map::get_each(&items, |s| Arc::as_ptr(s).cast(), |i, s| found[i] = Some(s.clone()));
         }
         for ((i, sw), prepared) in batch.iter().enumerate().zip(prepared) {
+            // The points of a series a few ahead, from a sender's memory:
+            // fetched while this one is written.
+            if let Some(ahead) = batch.get(i + 4) {
+                bytes_map::prefetch(ahead.borrow().points.as_ptr());
+            }
             let sw: &SeriesWrite = sw.borrow();
             let (start, end, target_len, run) = match prepared {
                 Prepared::Key { start, end, target_len, run } => (start, end, target_len, run),

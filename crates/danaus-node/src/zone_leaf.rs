@@ -551,8 +551,10 @@ impl ZoneLeaf {
         // and the refusal for its routing target, if any.
         let mut last: Option<(&SeriesWrite, bool, Option<String>)> = None;
         let mut metrics = table.metric_lookup(tenant);
-        // Metrics whose schema this leaf's mirror was checked for.
-        let mut mirrored: FxHashSet<&str> = FxHashSet::default();
+        // Metrics whose schema this leaf's mirror was checked for, by the
+        // address and length of their names (a write shares a few copies;
+        // the batch is borrowed throughout, so no address is reused).
+        let mut mirrored: FxHashSet<(usize, usize)> = FxHashSet::default();
         for (i, w) in series.iter().enumerate() {
             let w: &SeriesWrite = w.borrow();
             // Series of one target come together (a scrape, a host): the
@@ -566,7 +568,7 @@ impl ZoneLeaf {
             let same_route = same_target && (same_metric || (by_target && last.as_ref().is_some_and(|l| l.1)));
             if !same_metric
                 && ms.is_some()
-                && mirrored.insert(&w.metric)
+                && mirrored.insert((w.metric.as_ptr() as usize, w.metric.len()))
                 && self.leaf.metric_schema(tenant, &w.metric).is_none()
             {
                 schema_missing = true;
