@@ -38,3 +38,18 @@ pub mod varint;
 
 pub use chunk::{get_value_type, put_value_type, Chunk, ChunkBuilder, ChunkHeader, ChunkIter};
 pub use error::{Error, Result};
+
+/// Asks for the cache line at `p`: a hint with no effect on what the
+/// program computes, for code that knows which memory it will read next.
+#[inline(always)]
+#[allow(unsafe_code)]
+pub fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing the program sees and cannot fault,
+    // whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}

@@ -33,20 +33,7 @@ pub fn hash(key: &[u8]) -> u64 {
     FxBuildHasher.hash_one(key)
 }
 
-/// Asks for the cache line at `p`; a hint with no effect on what the
-/// program computes.
-#[inline(always)]
-#[allow(unsafe_code)]
-pub fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch reads nothing the program sees and cannot fault,
-    // whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
+pub use danaus_codec::prefetch;
 
 /// Byte-string keys (`K` borrows as the bytes) to values.
 pub struct BytesTable<K, V> {

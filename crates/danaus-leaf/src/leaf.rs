@@ -625,10 +625,20 @@ impl Leaf {
             bytes_map::get_each(&items, |s| Arc::as_ptr(s).cast(), |i, s| found[i] = Some(s.clone()));
         }
         for ((i, sw), prepared) in batch.iter().enumerate().zip(prepared) {
-            // The points of a series a few ahead, from a sender's memory:
-            // fetched while this one is written.
+            // What the series a few ahead will need is fetched while this
+            // one is written: their points (from a sender's memory), their
+            // states, then (under a brief lock) their open chunks' encoders.
             if let Some(ahead) = batch.get(i + 4) {
                 bytes_map::prefetch(ahead.borrow().points.as_ptr());
+            }
+            if let Some(Some(s)) = found.get(i + 8) {
+                let state = Arc::as_ptr(s).cast::<u8>();
+                for line in (0..std::mem::size_of::<parking_lot::Mutex<SeriesState>>()).step_by(64) {
+                    bytes_map::prefetch(state.wrapping_add(line));
+                }
+            }
+            if let Some(Some(s)) = found.get(i + 3) {
+                s.lock().prefetch_open();
             }
             let sw: &SeriesWrite = sw.borrow();
             let (start, end, target_len, run) = match prepared {

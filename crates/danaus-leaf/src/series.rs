@@ -184,6 +184,14 @@ impl SeriesState {
             && self.find_in_memory(t).is_none()
     }
 
+    /// Prefetches the memory of the open in-order chunk that the next
+    /// [`SeriesState::apply`] reads besides this state.
+    pub(crate) fn prefetch_open(&self) {
+        if let Some(o) = &self.head {
+            o.builder.prefetch();
+        }
+    }
+
     /// Checks whether `p` may be accepted without changing anything;
     /// `stored` holds the long-term store's points at the times that
     /// [`SeriesState::may_be_stored_only`] flagged.
