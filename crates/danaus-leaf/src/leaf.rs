@@ -549,8 +549,8 @@ impl Leaf {
         let mut keys: Vec<u8> = Vec::with_capacity(batch.len() * 64);
         let mut prepared: Vec<Prepared> = Vec::with_capacity(batch.len());
         // Runs of a target's series (a host's scrape): its encoded target
-        // string and its series in the index (once it has some). Its part
-        // of the key is encoded once for all of them.
+        // string and its series in the index, if it had any. Its part of
+        // the key is encoded once for all of them.
         let mut runs: Vec<(Vec<u8>, Option<Arc<TargetSeries>>)> = Vec::new();
         let mut last_run: Option<(&SeriesWrite, usize)> = None;
         for (i, sw) in batch.iter().enumerate() {
@@ -641,8 +641,8 @@ impl Leaf {
                 s.lock().prefetch_open();
             }
             let sw: &SeriesWrite = sw.borrow();
-            let (start, end, target_len, run) = match prepared {
-                Prepared::Key { start, end, target_len, run } => (start, end, target_len, run),
+            let (start, end, target_len) = match prepared {
+                Prepared::Key { start, end, target_len, .. } => (start, end, target_len),
                 Prepared::Refused(e) => {
                     result.errors.push(e);
                     continue;
@@ -685,7 +685,7 @@ impl Leaf {
             if !accepted.is_empty() {
                 let series = match found[i].take() {
                     Some(s) => s,
-                    None => self.series_for(encoded, Some((target_len, &mut runs[run].1)), ms, i, &mut result)?,
+                    None => self.series_for(encoded, Some(target_len), ms, i, &mut result)?,
                 };
                 // Checks and applies the accepted points under the series'
                 // lock, and adds the stored ones to the log record.
@@ -787,40 +787,30 @@ impl Leaf {
         Ok(result)
     }
 
-    /// The series with key `encoded`, created (and counted in `result`) if
-    /// new; `i` is its position in the batch. `target` is the length of
-    /// its target string and its target's series in the index, looked up
-    /// once for a run of the target's series (and here once it has some).
+    /// The series with key `encoded` (whose first `target_len` bytes are
+    /// its target string, when known), created (and counted in `result`)
+    /// if new; `i` is its position in the batch. A write calls it for the
+    /// series its batch lookup did not find: new ones, or one written twice
+    /// in the batch.
     fn series_for(
         &self,
         encoded: &[u8],
-        target: Option<(usize, &mut Option<Arc<TargetSeries>>)>,
+        target_len: Option<usize>,
         ms: &MetricSchema,
         i: usize,
         result: &mut WriteResult,
     ) -> Result<SeriesRef> {
         let inner = &self.inner;
-        let known = target.as_ref().and_then(|(len, t)| t.as_ref()?.get(&encoded[*len..]));
-        let (series, created) = match known {
-            Some(s) => (s, false),
-            None => {
-                // The key was just encoded from valid fields; decoding it
-                // gives the names the index lists the series under.
-                let decoded = SeriesKey::decode(encoded).map_err(|e| Error::Internal(e.to_string()))?;
-                let target_len = target.as_ref().map_or_else(|| decoded.target_string().0.len(), |(len, _)| *len);
-                debug_assert_eq!(target_len, decoded.target_string().0.len(), "a key's target is its prefix");
-                let r = inner.index.get_or_insert(encoded, target_len, || {
-                    let id = inner.next_series_id.fetch_add(1, Ordering::Relaxed);
-                    let s =
-                        SeriesState::with_target_len(id, target_len, encoded.to_vec(), ms.value_type.clone(), ms.kind);
-                    (s, (decoded.tenant, decoded.target_schema, decoded.metric))
-                });
-                if let Some((_, t @ None)) = target {
-                    *t = inner.index.target(&encoded[..target_len]);
-                }
-                r
-            }
-        };
+        // The key was just encoded from valid fields; decoding it gives the
+        // names the index lists the series under.
+        let decoded = SeriesKey::decode(encoded).map_err(|e| Error::Internal(e.to_string()))?;
+        let target_len = target_len.unwrap_or_else(|| decoded.target_string().0.len());
+        debug_assert_eq!(target_len, decoded.target_string().0.len(), "a key's target is its prefix");
+        let (series, created) = inner.index.get_or_insert(encoded, target_len, || {
+            let id = inner.next_series_id.fetch_add(1, Ordering::Relaxed);
+            let s = SeriesState::with_target_len(id, target_len, encoded.to_vec(), ms.value_type.clone(), ms.kind);
+            (s, (decoded.tenant, decoded.target_schema, decoded.metric))
+        });
         if created {
             inner.stats.series_created.fetch_add(1, Ordering::Relaxed);
             result.created.push(i);
