@@ -1,0 +1,161 @@
+//! Aggregation operators (`sum`, `avg`, …, `topk`, `count_values`) with
+//! `by` and `without`, step by step.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+
+use super::functions::quantile;
+use super::{El, Ev, Grid, Out};
+use crate::error::{Error, Result};
+use crate::value::{format_float, Labels};
+
+/// A group's running state.
+struct Group {
+    labels: Labels,
+    value: f64,
+    mean: f64,
+    count: f64,
+    values: Vec<f64>,
+    members: Vec<El>,
+}
+
+pub(super) fn eval(ev: &Ev, a: &AggregateExpr, g: Grid) -> Result<Out> {
+    let op = a.op.to_string();
+    let steps = ev.vector_arg(&a.expr, g, &op)?;
+    let (by, names) = match &a.modifier {
+        Some(LabelModifier::Include(l)) => (true, l.labels.clone()),
+        Some(LabelModifier::Exclude(l)) => (false, l.labels.clone()),
+        None => (true, Vec::new()),
+    };
+    let group_key = |l: &Labels| if by { l.keep(&names) } else { l.without(&names, true) };
+    // Parameters: a number per step, or the label of count_values.
+    let mut numbers: Option<Vec<f64>> = None;
+    let mut label: Option<String> = None;
+    match (op.as_str(), &a.param) {
+        ("topk" | "bottomk" | "quantile", Some(p)) => numbers = Some(ev.scalar_arg(p, g, &op)?),
+        ("count_values", Some(p)) => {
+            let l = ev.string_arg(p, "count_values")?;
+            if !valid_label_name(&l) {
+                return Err(Error::BadData(format!("invalid label name {l:?}")));
+            }
+            label = Some(l);
+        }
+        ("sum" | "avg" | "count" | "min" | "max" | "stddev" | "stdvar" | "group", _) => {}
+        (other, _) => return Err(Error::BadData(format!("aggregation {other} is not supported"))),
+    }
+    let mut out = Vec::with_capacity(steps.len());
+    for (i, els) in steps.into_iter().enumerate() {
+        let t = g.time(i);
+        let mut groups: Vec<Group> = Vec::new();
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        for e in els {
+            let mut key = group_key(&e.labels);
+            if let Some(l) = &label {
+                key.set(l, &format_float(e.v));
+            }
+            let k = match index.get(&key) {
+                Some(&k) => k,
+                None => {
+                    index.insert(key.clone(), groups.len());
+                    groups.push(Group {
+                        labels: key,
+                        value: e.v,
+                        mean: e.v,
+                        count: 0.0,
+                        values: Vec::new(),
+                        members: Vec::new(),
+                    });
+                    groups.len() - 1
+                }
+            };
+            add(&mut groups[k], &op, e);
+        }
+        let mut step = Vec::with_capacity(groups.len());
+        for gr in groups {
+            match op.as_str() {
+                "topk" | "bottomk" => {
+                    let k = numbers.as_ref().map_or(0.0, |n| n[i]);
+                    // NaN and anything below one select nothing.
+                    if k.is_nan() || k < 1.0 {
+                        continue;
+                    }
+                    let k = if k > gr.members.len() as f64 { gr.members.len() } else { k as usize };
+                    let mut m = gr.members;
+                    let top = op == "topk";
+                    // NaN sorts after every number either way.
+                    m.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
+                        (true, true) => std::cmp::Ordering::Equal,
+                        (true, false) => std::cmp::Ordering::Greater,
+                        (false, true) => std::cmp::Ordering::Less,
+                        _ if top => b.v.total_cmp(&a.v),
+                        _ => a.v.total_cmp(&b.v),
+                    });
+                    step.extend(m.into_iter().take(k).map(|e| El { t, ..e }));
+                }
+                _ => {
+                    let v = match op.as_str() {
+                        "sum" | "min" | "max" => gr.value,
+                        "avg" => gr.mean,
+                        "count" | "count_values" => gr.count,
+                        "group" => 1.0,
+                        "stdvar" => gr.value / gr.count,
+                        "stddev" => (gr.value / gr.count).sqrt(),
+                        "quantile" => {
+                            let q = numbers.as_ref().map_or(f64::NAN, |n| n[i]);
+                            let mut vals = gr.values;
+                            quantile(q, &mut vals)
+                        }
+                        _ => f64::NAN,
+                    };
+                    step.push(El { labels: Arc::new(gr.labels), v, t });
+                }
+            }
+        }
+        out.push(step);
+    }
+    Ok(Out::Vector(out))
+}
+
+fn add(gr: &mut Group, op: &str, e: El) {
+    gr.count += 1.0;
+    let first = gr.count == 1.0;
+    let v = e.v;
+    match op {
+        "sum" if !first => gr.value += v,
+        "min" if !first && (gr.value > v || gr.value.is_nan()) => gr.value = v,
+        "max" if !first && (gr.value < v || gr.value.is_nan()) => gr.value = v,
+        "avg" if !first => {
+            if gr.mean.is_infinite() {
+                if v.is_infinite() && (gr.mean > 0.0) == (v > 0.0) {
+                    return;
+                }
+                if !v.is_infinite() && !v.is_nan() {
+                    return;
+                }
+            }
+            gr.mean += v / gr.count - gr.mean / gr.count;
+        }
+        "stddev" | "stdvar" => {
+            if first {
+                gr.value = 0.0;
+                gr.mean = v;
+            } else {
+                let delta = v - gr.mean;
+                gr.mean += delta / gr.count;
+                gr.value += delta * (v - gr.mean);
+            }
+        }
+        "quantile" => gr.values.push(v),
+        "topk" | "bottomk" => gr.members.push(e),
+        _ => {}
+    }
+}
+
+/// Whether `s` is a valid Prometheus label name.
+pub(crate) fn valid_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}

@@ -1,0 +1,504 @@
+//! The evaluator: Prometheus 2.42's semantics over data fetched up front.
+//!
+//! A query runs in three steps. [`needs`] walks the expression and works
+//! out, for every selector, the time range any evaluation of it can touch
+//! (offsets, `@`, ranges, the lookback window and enclosing subqueries
+//! included). Every selector is then fetched once from the [`Storage`].
+//! Last, [`Ev::eval`] computes each node over a grid of evaluation times,
+//! step by step as Prometheus' `rangeEval` does: an instant vector is a
+//! list of samples per step, a scalar a value per step, a range vector
+//! the fetched series plus the window each step sees.
+//!
+//! Semantics kept from Prometheus 2.42 (the version the differential test
+//! runs against): an instant selector takes the newest sample in
+//! `[t − lookback, t]` unless it is a staleness marker; a range selector
+//! takes the samples in `[t − range, t]` (closed on both ends; 3.x opened
+//! the left end) and drops staleness markers; a subquery without a step
+//! uses the default evaluation interval and aligns its grid to multiples
+//! of its step.
+
+mod aggregate;
+mod binary;
+mod functions;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::parser::{self, AtModifier, Expr, Offset, VectorSelector};
+
+use crate::error::{Error, Result};
+use crate::storage::Storage;
+use crate::value::{is_stale, Labels, Sample, Series, Value, METRIC_NAME};
+
+/// How queries are evaluated.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// How far back an instant selector looks for a sample (ms); 5 min.
+    pub lookback_ms: i64,
+    /// Step of a subquery that names none (ms): Prometheus' default
+    /// evaluation interval, 1 min.
+    pub subquery_step_ms: i64,
+    /// Most samples a query may hold at once, fetched and computed
+    /// together (Prometheus' `--query.max-samples`, 50 million).
+    pub max_samples: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { lookback_ms: 300_000, subquery_step_ms: 60_000, max_samples: 50_000_000 }
+    }
+}
+
+/// Evaluation times: `start, start + step, …` up to `end` (ms).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Grid {
+    pub start: i64,
+    pub end: i64,
+    pub step: i64,
+}
+
+impl Grid {
+    fn len(&self) -> usize {
+        if self.end < self.start {
+            0
+        } else {
+            ((self.end - self.start) / self.step.max(1)) as usize + 1
+        }
+    }
+
+    fn time(&self, i: usize) -> i64 {
+        self.start + i as i64 * self.step
+    }
+}
+
+/// A vector element inside the evaluator: `t` is the sample's own time
+/// for a selector's output (what `timestamp()` reports), the step's time
+/// after any operation.
+#[derive(Debug, Clone)]
+pub(crate) struct El {
+    pub labels: Arc<Labels>,
+    pub v: f64,
+    pub t: i64,
+}
+
+/// A range vector: series, and the window each step sees.
+#[derive(Debug, Clone)]
+pub(crate) struct Range {
+    pub series: Arc<Vec<Series>>,
+    pub range: i64,
+    pub offset: i64,
+    pub at: Option<i64>,
+}
+
+impl Range {
+    /// The end of the window evaluated at step time `t`.
+    pub fn window_end(&self, t: i64) -> i64 {
+        self.at.unwrap_or(t) - self.offset
+    }
+
+    /// The samples of series `i` in the window at step time `t`, staleness
+    /// markers left out.
+    pub fn window(&self, i: usize, t: i64, out: &mut Vec<(i64, f64)>) {
+        out.clear();
+        let end = self.window_end(t);
+        let pts = &self.series[i].points;
+        let from = pts.partition_point(|p| p.0 < end - self.range);
+        let to = pts.partition_point(|p| p.0 <= end);
+        out.extend(pts[from..to].iter().filter(|p| !is_stale(p.1)));
+    }
+}
+
+/// What a node evaluates to, over a grid.
+#[derive(Debug, Clone)]
+pub(crate) enum Out {
+    Scalar(Vec<f64>),
+    String(String),
+    Vector(Vec<Vec<El>>),
+    Matrix(Range),
+}
+
+/// Runs `text` at `time` (ms).
+pub async fn instant(storage: &dyn Storage, text: &str, time: i64, opts: Options) -> Result<Value> {
+    let expr = parse(text)?;
+    let grid = Grid { start: time, end: time, step: 1 };
+    let ev = Ev::load(storage, &expr, grid, opts).await?;
+    match ev.eval(&expr, grid)? {
+        Out::Scalar(v) => Ok(Value::Scalar(time, v[0])),
+        Out::String(s) => Ok(Value::String(time, s)),
+        Out::Vector(mut v) => {
+            let els = v.pop().unwrap_or_default();
+            check_unique(&els)?;
+            Ok(Value::Vector(time, els.into_iter().map(|e| Sample { labels: e.labels, value: e.v }).collect()))
+        }
+        Out::Matrix(r) => {
+            let mut buf = Vec::new();
+            let mut out = Vec::new();
+            for i in 0..r.series.len() {
+                r.window(i, time, &mut buf);
+                if !buf.is_empty() {
+                    out.push(Series { labels: r.series[i].labels.clone(), points: buf.clone() });
+                }
+            }
+            Ok(Value::Matrix(out))
+        }
+    }
+}
+
+/// Runs `text` at `start, start + step, …, end` (ms); the answer is a
+/// matrix.
+pub async fn range(storage: &dyn Storage, text: &str, start: i64, end: i64, step: i64, opts: Options) -> Result<Value> {
+    if step <= 0 {
+        return Err(Error::BadData(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+        ));
+    }
+    if end < start {
+        return Err(Error::BadData("end timestamp must not be before start time".into()));
+    }
+    if (end - start) / step > 11_000 {
+        return Err(Error::BadData(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"
+                .into(),
+        ));
+    }
+    let expr = parse(text)?;
+    match expr.value_type() {
+        parser::value::ValueType::Vector | parser::value::ValueType::Scalar => {}
+        t => {
+            return Err(Error::BadData(format!(
+                "invalid expression type \"{t}\" for range query, must be Scalar or instant Vector"
+            )))
+        }
+    }
+    let grid = Grid { start, end, step };
+    let ev = Ev::load(storage, &expr, grid, opts).await?;
+    let out = ev.eval(&expr, grid)?;
+    Ok(Value::Matrix(to_matrix(out, grid)?))
+}
+
+/// Parses `text` with promql-parser, rejecting what Prometheus 2.42 does
+/// not have.
+pub fn parse(text: &str) -> Result<Expr> {
+    let expr = parser::parse(text).map_err(Error::BadData)?;
+    let mut err = None;
+    walk(&expr, &mut |e| {
+        if let Expr::VectorSelector(vs) | Expr::MatrixSelector(parser::MatrixSelector { vs, .. }) = e {
+            if !vs.matchers.or_matchers.is_empty() {
+                err.get_or_insert_with(|| "`or` inside a selector's braces is not PromQL 2.x".to_owned());
+            }
+        }
+    });
+    match err {
+        Some(e) => Err(Error::BadData(e)),
+        None => Ok(expr),
+    }
+}
+
+/// Calls `f` on every node, parents first.
+pub(crate) fn walk<'a>(e: &'a Expr, f: &mut dyn FnMut(&'a Expr)) {
+    f(e);
+    match e {
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                walk(p, f);
+            }
+            walk(&a.expr, f);
+        }
+        Expr::Unary(u) => walk(&u.expr, f),
+        Expr::Binary(b) => {
+            walk(&b.lhs, f);
+            walk(&b.rhs, f);
+        }
+        Expr::Paren(p) => walk(&p.expr, f),
+        Expr::Subquery(s) => walk(&s.expr, f),
+        Expr::Call(c) => c.args.args.iter().for_each(|a| walk(a, f)),
+        _ => {}
+    }
+}
+
+/// Every matcher of a selector, its metric name included.
+pub fn selector_matchers(vs: &VectorSelector) -> Vec<Matcher> {
+    let mut m = Vec::with_capacity(vs.matchers.matchers.len() + 1);
+    if let Some(n) = &vs.name {
+        m.push(Matcher::new(MatchOp::Equal, METRIC_NAME, n));
+    }
+    m.extend(vs.matchers.matchers.iter().cloned());
+    m
+}
+
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => d.as_millis() as i64,
+        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+    }
+}
+
+pub(crate) fn duration_ms(d: &Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// Time ranges and fetched series, by selector (its address in the
+/// expression, which outlives the evaluation).
+pub(crate) struct Ev {
+    data: HashMap<usize, Arc<Vec<Series>>>,
+    opts: Options,
+    /// The query's own start and end, for `@ start()` and `@ end()`.
+    query: Grid,
+}
+
+fn key(vs: &VectorSelector) -> usize {
+    vs as *const VectorSelector as usize
+}
+
+impl Ev {
+    fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
+        at.as_ref().map(|a| match a {
+            AtModifier::Start => self.query.start,
+            AtModifier::End => self.query.end,
+            AtModifier::At(t) => system_time_ms(t),
+        })
+    }
+
+    /// Works out each selector's range, fetches them all.
+    async fn load(storage: &dyn Storage, expr: &Expr, query: Grid, opts: Options) -> Result<Ev> {
+        let mut ev = Ev { data: HashMap::new(), opts, query };
+        let mut ranges: HashMap<usize, (&VectorSelector, i64, i64)> = HashMap::new();
+        ev.needs(expr, query.start, query.end, &mut ranges);
+        let fetches = ranges.into_iter().map(|(k, (vs, lo, hi))| async move {
+            let matchers = selector_matchers(vs);
+            if !matchers.iter().any(|m| !m.is_match("")) {
+                return Err(Error::BadData("vector selector must contain at least one non-empty matcher".into()));
+            }
+            storage.select(&matchers, lo, hi).await.map(|s| (k, s))
+        });
+        let mut total = 0usize;
+        for (k, mut series) in futures::future::try_join_all(fetches).await? {
+            series.retain(|s| !s.points.is_empty());
+            total += series.iter().map(|s| s.points.len()).sum::<usize>();
+            if total > opts.max_samples {
+                return Err(Error::TooLarge(
+                    "query processing would load too many samples into memory in query execution".into(),
+                ));
+            }
+            ev.data.insert(k, Arc::new(series));
+        }
+        Ok(ev)
+    }
+
+    /// Records the time range each selector under `e` needs when `e` is
+    /// evaluated at times in `[lo, hi]`.
+    fn needs<'a>(&self, e: &'a Expr, lo: i64, hi: i64, out: &mut HashMap<usize, (&'a VectorSelector, i64, i64)>) {
+        let mut add = |vs: &'a VectorSelector, back: i64| {
+            let off = offset_ms(&vs.offset);
+            let (a, b) = match self.at_ms(&vs.at) {
+                Some(t) => (t - off, t - off),
+                None => (lo - off, hi - off),
+            };
+            let r = out.entry(key(vs)).or_insert((vs, i64::MAX, i64::MIN));
+            r.1 = r.1.min(a - back);
+            r.2 = r.2.max(b);
+        };
+        match e {
+            Expr::VectorSelector(vs) => add(vs, self.opts.lookback_ms),
+            Expr::MatrixSelector(ms) => add(&ms.vs, duration_ms(&ms.range)),
+            Expr::Subquery(sq) => {
+                let g = self.subquery_grid(sq, lo, hi);
+                self.needs(&sq.expr, g.start, g.end, out);
+            }
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    self.needs(p, lo, hi, out);
+                }
+                self.needs(&a.expr, lo, hi, out);
+            }
+            Expr::Unary(u) => self.needs(&u.expr, lo, hi, out),
+            Expr::Binary(b) => {
+                self.needs(&b.lhs, lo, hi, out);
+                self.needs(&b.rhs, lo, hi, out);
+            }
+            Expr::Paren(p) => self.needs(&p.expr, lo, hi, out),
+            Expr::Call(c) => c.args.args.iter().for_each(|a| self.needs(a, lo, hi, out)),
+            _ => {}
+        }
+    }
+
+    /// The grid a subquery's expression is evaluated on when the subquery
+    /// is evaluated at times in `[lo, hi]`.
+    fn subquery_grid(&self, sq: &parser::SubqueryExpr, lo: i64, hi: i64) -> Grid {
+        let step = sq.step.as_ref().map_or(self.opts.subquery_step_ms, duration_ms).max(1);
+        let off = offset_ms(&sq.offset);
+        let range = duration_ms(&sq.range);
+        let (lo, hi) = match self.at_ms(&sq.at) {
+            Some(t) => (t, t),
+            None => (lo, hi),
+        };
+        let from = lo - off - range;
+        // The first multiple of the step at or after `from`.
+        let mut start = step * from.div_euclid(step);
+        if start < from {
+            start += step;
+        }
+        Grid { start, end: hi - off, step }
+    }
+
+    /// Evaluates `e` at every time of `g`.
+    pub(crate) fn eval(&self, e: &Expr, g: Grid) -> Result<Out> {
+        let n = g.len();
+        Ok(match e {
+            Expr::NumberLiteral(x) => Out::Scalar(vec![x.val; n]),
+            Expr::StringLiteral(s) => Out::String(s.val.clone()),
+            Expr::Paren(p) => self.eval(&p.expr, g)?,
+            Expr::VectorSelector(vs) => Out::Vector(self.instant_selector(vs, g)),
+            Expr::MatrixSelector(ms) => Out::Matrix(Range {
+                series: self.data.get(&key(&ms.vs)).cloned().unwrap_or_default(),
+                range: duration_ms(&ms.range),
+                offset: offset_ms(&ms.vs.offset),
+                at: self.at_ms(&ms.vs.at),
+            }),
+            Expr::Subquery(sq) => Out::Matrix(self.subquery(sq, g)?),
+            Expr::Unary(u) => match self.eval(&u.expr, g)? {
+                Out::Scalar(v) => Out::Scalar(v.into_iter().map(|x| -x).collect()),
+                Out::Vector(steps) => Out::Vector(
+                    steps
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, els)| {
+                            els.into_iter()
+                                .map(|e| El { labels: Arc::new(e.labels.without_name()), v: -e.v, t: g.time(i) })
+                                .collect()
+                        })
+                        .collect(),
+                ),
+                _ => return Err(Error::BadData("unary minus applies to scalars and instant vectors".into())),
+            },
+            Expr::Binary(b) => binary::eval(self, b, g)?,
+            Expr::Aggregate(a) => aggregate::eval(self, a, g)?,
+            Expr::Call(c) => functions::eval(self, c, g)?,
+            Expr::Extension(_) => return Err(Error::BadData("extension expressions are not supported".into())),
+        })
+    }
+
+    /// An instant selector at every step: the newest sample within the
+    /// lookback window, unless it is a staleness marker.
+    fn instant_selector(&self, vs: &VectorSelector, g: Grid) -> Vec<Vec<El>> {
+        let series = self.data.get(&key(vs)).cloned().unwrap_or_default();
+        let off = offset_ms(&vs.offset);
+        let at = self.at_ms(&vs.at);
+        let mut out: Vec<Vec<El>> = vec![Vec::new(); g.len()];
+        for s in series.iter() {
+            for (i, step) in out.iter_mut().enumerate() {
+                let t = at.unwrap_or(g.time(i)) - off;
+                let k = s.points.partition_point(|p| p.0 <= t);
+                if k == 0 {
+                    continue;
+                }
+                let (pt, v) = s.points[k - 1];
+                if pt < t - self.opts.lookback_ms || is_stale(v) {
+                    continue;
+                }
+                step.push(El { labels: s.labels.clone(), v, t: pt });
+            }
+        }
+        out
+    }
+
+    /// A subquery: its expression over its own grid, as series.
+    fn subquery(&self, sq: &parser::SubqueryExpr, g: Grid) -> Result<Range> {
+        let inner = self.subquery_grid(sq, g.start, g.end);
+        let out = self.eval(&sq.expr, inner)?;
+        let series = to_matrix(out, inner)?;
+        Ok(Range {
+            series: Arc::new(series),
+            range: duration_ms(&sq.range),
+            offset: offset_ms(&sq.offset),
+            at: self.at_ms(&sq.at),
+        })
+    }
+
+    /// A scalar argument's values per step.
+    pub(crate) fn scalar_arg(&self, e: &Expr, g: Grid, what: &str) -> Result<Vec<f64>> {
+        match self.eval(e, g)? {
+            Out::Scalar(v) => Ok(v),
+            _ => Err(Error::BadData(format!("expected a scalar for {what}"))),
+        }
+    }
+
+    /// A string argument.
+    pub(crate) fn string_arg(&self, e: &Expr, what: &str) -> Result<String> {
+        match e {
+            Expr::StringLiteral(s) => Ok(s.val.clone()),
+            Expr::Paren(p) => self.string_arg(&p.expr, what),
+            _ => Err(Error::BadData(format!("expected a string literal for {what}"))),
+        }
+    }
+
+    /// An instant-vector argument, step by step.
+    pub(crate) fn vector_arg(&self, e: &Expr, g: Grid, what: &str) -> Result<Vec<Vec<El>>> {
+        match self.eval(e, g)? {
+            Out::Vector(v) => Ok(v),
+            _ => Err(Error::BadData(format!("expected an instant vector for {what}"))),
+        }
+    }
+
+    /// A range-vector argument.
+    pub(crate) fn range_arg(&self, e: &Expr, g: Grid, what: &str) -> Result<Range> {
+        match self.eval(e, g)? {
+            Out::Matrix(r) => Ok(r),
+            _ => Err(Error::BadData(format!("expected a range vector for {what}"))),
+        }
+    }
+}
+
+/// Fails when two samples of one step have the same labels.
+pub(crate) fn check_unique(els: &[El]) -> Result<()> {
+    if els.len() < 2 {
+        return Ok(());
+    }
+    let mut seen: HashSet<&Labels> = HashSet::with_capacity(els.len());
+    for e in els {
+        if !seen.insert(&e.labels) {
+            return Err(Error::Execution("vector cannot contain metrics with the same labelset".into()));
+        }
+    }
+    Ok(())
+}
+
+/// A node's per-step output as series (a range query's answer).
+pub(crate) fn to_matrix(out: Out, g: Grid) -> Result<Vec<Series>> {
+    match out {
+        Out::Scalar(v) => Ok(vec![Series {
+            labels: Arc::new(Labels::empty()),
+            points: v.into_iter().enumerate().map(|(i, x)| (g.time(i), x)).collect(),
+        }]),
+        Out::Vector(steps) => {
+            let mut index: HashMap<Arc<Labels>, usize> = HashMap::new();
+            let mut series: Vec<Series> = Vec::new();
+            for (i, els) in steps.into_iter().enumerate() {
+                check_unique(&els)?;
+                let t = g.time(i);
+                for e in els {
+                    let k = *index.entry(e.labels.clone()).or_insert_with(|| {
+                        series.push(Series { labels: e.labels.clone(), points: Vec::new() });
+                        series.len() - 1
+                    });
+                    series[k].points.push((t, e.v));
+                }
+            }
+            series.sort_by(|a, b| a.labels.cmp(&b.labels));
+            Ok(series)
+        }
+        Out::String(_) | Out::Matrix(_) => {
+            Err(Error::BadData("only scalars and instant vectors can be evaluated over a range".into()))
+        }
+    }
+}
