@@ -29,12 +29,14 @@
 //! scripts, run in memory, and the same scripts can run against a Danaus
 //! server.
 
+mod danaus;
 mod error;
 pub mod eval;
 pub mod promqltest;
 mod storage;
 mod value;
 
+pub use danaus::DanausStorage;
 pub use error::{Error, Result};
 pub use eval::{instant, parse, range, selector_matchers, Options};
 pub use storage::{matches, MemStorage, Storage};

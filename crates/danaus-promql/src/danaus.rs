@@ -1,0 +1,207 @@
+//! PromQL selectors as Danaus fetch plans: the [`Storage`] of a zone.
+//!
+//! Prometheus series live under one target schema
+//! (`prometheus_target{location*, job, instance}`) and one metric schema
+//! per metric name whose fields are the other labels (see danaus-prom).
+//! A selector becomes one fetch per metric its `__name__` matchers accept:
+//! matchers on fields the schemas have go to the leaves' indexes (`=`,
+//! `!=`, `=~`, `!~` mean the same there, anchored regexes included); a
+//! matcher on a label the metric does not have is decided once for the
+//! whole metric (Prometheus reads an absent label as ""). Every series
+//! returned is checked against all matchers again, so what reaches the
+//! evaluator is exactly what Prometheus would select. The fetches run on
+//! `danaus-query`'s engine with no operations: raw points in the time
+//! range, every leaf and zone of the engine consulted.
+
+use std::sync::Arc;
+
+use danaus_leaf::{MatchOp as LeafOp, Matcher as LeafMatcher};
+use danaus_model::{FieldType, FieldValue, MetricSchema, ScalarType, TargetSchema, Value as DValue, ValueType};
+use danaus_query::{Engine, FetchPlan, FetchSpec, Node, Plan, QueryRange, RunOptions, Stage, Table, DEFAULT_STEP};
+use futures::future::BoxFuture;
+use promql_parser::label::{MatchOp, Matcher};
+
+use crate::error::{Error, Result};
+use crate::storage::{matches, Storage};
+use crate::value::{Labels, Series, METRIC_NAME};
+
+const MS: i64 = 1_000_000;
+
+/// One tenant's Prometheus series in a Danaus zone, for one query.
+pub struct DanausStorage {
+    engine: Arc<Engine>,
+    tenant: String,
+    target: Arc<TargetSchema>,
+    metrics: Vec<Arc<MetricSchema>>,
+    hidden_location: Option<(String, String)>,
+    options: RunOptions,
+}
+
+impl DanausStorage {
+    /// Series of `tenant` under `target` (the Prometheus target schema)
+    /// and any of `metrics` (the tenant's metric schemas, as the zone
+    /// knows them when the query starts), read through `engine`.
+    pub fn new(engine: Arc<Engine>, tenant: &str, target: Arc<TargetSchema>, metrics: Vec<Arc<MetricSchema>>) -> Self {
+        Self {
+            engine,
+            tenant: tenant.to_owned(),
+            target,
+            metrics,
+            hidden_location: None,
+            options: RunOptions::default(),
+        }
+    }
+
+    /// Leaves out the label `field` when its value is `value`: the
+    /// location a receiver gives series that came without one, which
+    /// Prometheus never saw.
+    pub fn hide_default(mut self, field: &str, value: &str) -> Self {
+        self.hidden_location = Some((field.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Deadline, cancellation and limits of the fetches.
+    pub fn with_options(mut self, options: RunOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The metric schemas `matchers` can select: double-valued, with a
+    /// name the `__name__` matchers accept.
+    fn candidates(&self, matchers: &[Matcher]) -> Vec<Arc<MetricSchema>> {
+        self.metrics
+            .iter()
+            .filter(|m| m.value_type == ValueType::Scalar(ScalarType::Double))
+            .filter(|m| matchers.iter().filter(|x| x.name == METRIC_NAME).all(|x| x.is_match(&m.name)))
+            .cloned()
+            .collect()
+    }
+
+    /// The fetch of `metric` for `matchers`, or `None` when a matcher on a
+    /// label the metric lacks rules it out.
+    fn spec(&self, metric: &MetricSchema, matchers: &[Matcher], start: i64, end: i64) -> Option<FetchSpec> {
+        let mut columns: Vec<String> = self.target.fields.iter().map(|f| f.name.clone()).collect();
+        for f in &metric.fields {
+            let name = if columns.contains(&f.name) { format!("metric.{}", f.name) } else { f.name.clone() };
+            columns.push(name);
+        }
+        let mut pushed = Vec::new();
+        for m in matchers.iter().filter(|m| m.name != METRIC_NAME) {
+            let field = self
+                .target
+                .fields
+                .iter()
+                .map(|f| (f, format!("target.{}", f.name)))
+                .chain(metric.fields.iter().map(|f| (f, format!("metric.{}", f.name))))
+                .find(|(f, _)| f.name == m.name);
+            let Some((def, qualified)) = field else {
+                // Absent from every series of this metric: "" decides.
+                if !m.is_match("") {
+                    return None;
+                }
+                continue;
+            };
+            let hidden = self.hidden_location.as_ref().is_some_and(|(f, _)| *f == m.name);
+            if def.field_type != FieldType::String || hidden {
+                // Checked after the fetch, on the labels PromQL sees.
+                continue;
+            }
+            let (op, value) = match &m.op {
+                MatchOp::Equal => (LeafOp::Eq, m.value.clone()),
+                MatchOp::NotEqual => (LeafOp::Ne, m.value.clone()),
+                MatchOp::Re(_) => (LeafOp::Re, m.value.clone()),
+                MatchOp::NotRe(_) => (LeafOp::Nre, m.value.clone()),
+            };
+            pushed.push(LeafMatcher { field: qualified, op, value });
+        }
+        Some(FetchSpec {
+            target: self.target.name.clone(),
+            metric: metric.name.clone(),
+            columns: Arc::new(columns),
+            kind: metric.kind,
+            matchers: pushed,
+            predicate: None,
+            start: start.saturating_mul(MS),
+            end: end.saturating_mul(MS).saturating_add(MS - 1),
+        })
+    }
+
+    fn to_series(&self, metric: &str, t: Table, matchers: &[Matcher], out: &mut Vec<Series>) {
+        for s in t.series {
+            let mut pairs = Vec::with_capacity(t.columns.len() + 1);
+            pairs.push((METRIC_NAME.to_owned(), metric.to_owned()));
+            for (c, v) in t.columns.iter().zip(&s.fields) {
+                let name = c.strip_prefix("metric.").unwrap_or(c);
+                let value = match v {
+                    FieldValue::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if self.hidden_location.as_ref().is_some_and(|(f, d)| f == name && *d == value) {
+                    continue;
+                }
+                pairs.push((name.to_owned(), value));
+            }
+            let labels = Labels::new(pairs);
+            if !matches(&labels, matchers) {
+                continue;
+            }
+            let points = s
+                .points
+                .iter()
+                .filter_map(|p| match p.value {
+                    DValue::Double(v) => Some((p.end_time.div_euclid(MS), v)),
+                    _ => None,
+                })
+                .collect();
+            out.push(Series { labels: Arc::new(labels), points });
+        }
+    }
+}
+
+fn query_error(e: danaus_query::Error) -> Error {
+    match e {
+        danaus_query::Error::Limit { .. } => Error::TooLarge(e.to_string()),
+        danaus_query::Error::Cancelled(m) => Error::Timeout(m),
+        danaus_query::Error::Source { unavailable: true, .. } => {
+            Error::Storage { message: e.to_string(), retryable: true }
+        }
+        e => Error::Storage { message: e.to_string(), retryable: false },
+    }
+}
+
+impl Storage for DanausStorage {
+    fn select<'a>(&'a self, matchers: &'a [Matcher], start: i64, end: i64) -> BoxFuture<'a, Result<Vec<Series>>> {
+        Box::pin(async move {
+            let fetches = self.candidates(matchers).into_iter().filter_map(|m| {
+                let spec = self.spec(&m, matchers, start, end)?;
+                Some(async move {
+                    let plan = Plan {
+                        root: Node::Fetch(Box::new(FetchPlan {
+                            fetch: spec,
+                            leaf: Stage::default(),
+                            zone: Stage::default(),
+                            root: Stage::default(),
+                        })),
+                        range: QueryRange { start: start * MS, end: end * MS, step: DEFAULT_STEP },
+                    };
+                    let mut tables = Vec::new();
+                    let mut sink = |t: Table| -> danaus_query::Result<()> {
+                        tables.push(t);
+                        Ok(())
+                    };
+                    self.engine
+                        .run_plan(&self.tenant, &plan, self.options.clone(), &mut sink)
+                        .await
+                        .map_err(query_error)?;
+                    let mut out = Vec::new();
+                    for t in tables {
+                        self.to_series(&m.name, t, matchers, &mut out);
+                    }
+                    Ok::<_, Error>(out)
+                })
+            });
+            let per_metric = futures::future::try_join_all(fetches).await?;
+            Ok(per_metric.into_iter().flatten().collect())
+        })
+    }
+}
