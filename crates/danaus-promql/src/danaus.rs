@@ -31,17 +31,23 @@ const MS: i64 = 1_000_000;
 pub struct DanausStorage {
     engine: Arc<Engine>,
     tenant: String,
-    target: Arc<TargetSchema>,
+    target: Option<Arc<TargetSchema>>,
     metrics: Vec<Arc<MetricSchema>>,
     hidden_location: Option<(String, String)>,
     options: RunOptions,
 }
 
 impl DanausStorage {
-    /// Series of `tenant` under `target` (the Prometheus target schema)
-    /// and any of `metrics` (the tenant's metric schemas, as the zone
-    /// knows them when the query starts), read through `engine`.
-    pub fn new(engine: Arc<Engine>, tenant: &str, target: Arc<TargetSchema>, metrics: Vec<Arc<MetricSchema>>) -> Self {
+    /// Series of `tenant` under `target` (the Prometheus target schema;
+    /// `None` while the tenant has none: every selection is empty) and any
+    /// of `metrics` (the tenant's metric schemas, as the zone knows them
+    /// when the query starts), read through `engine`.
+    pub fn new(
+        engine: Arc<Engine>,
+        tenant: &str,
+        target: Option<Arc<TargetSchema>>,
+        metrics: Vec<Arc<MetricSchema>>,
+    ) -> Self {
         Self {
             engine,
             tenant: tenant.to_owned(),
@@ -80,15 +86,15 @@ impl DanausStorage {
     /// The fetch of `metric` for `matchers`, or `None` when a matcher on a
     /// label the metric lacks rules it out.
     fn spec(&self, metric: &MetricSchema, matchers: &[Matcher], start: i64, end: i64) -> Option<FetchSpec> {
-        let mut columns: Vec<String> = self.target.fields.iter().map(|f| f.name.clone()).collect();
+        let target = self.target.as_ref()?;
+        let mut columns: Vec<String> = target.fields.iter().map(|f| f.name.clone()).collect();
         for f in &metric.fields {
             let name = if columns.contains(&f.name) { format!("metric.{}", f.name) } else { f.name.clone() };
             columns.push(name);
         }
         let mut pushed = Vec::new();
         for m in matchers.iter().filter(|m| m.name != METRIC_NAME) {
-            let field = self
-                .target
+            let field = target
                 .fields
                 .iter()
                 .map(|f| (f, format!("target.{}", f.name)))
@@ -115,7 +121,7 @@ impl DanausStorage {
             pushed.push(LeafMatcher { field: qualified, op, value });
         }
         Some(FetchSpec {
-            target: self.target.name.clone(),
+            target: target.name.clone(),
             metric: metric.name.clone(),
             columns: Arc::new(columns),
             kind: metric.kind,

@@ -29,6 +29,7 @@
 //! scripts, run in memory, and the same scripts can run against a Danaus
 //! server.
 
+pub mod api;
 mod danaus;
 mod error;
 pub mod eval;

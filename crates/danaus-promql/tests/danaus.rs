@@ -52,13 +52,7 @@ impl DanausBackend {
         let source: Arc<dyn LeafPhase> = Arc::new(LeafSource::new("leaf", self.leaf.clone()));
         let engine =
             Engine::new(vec![ZoneSources { name: "zone".into(), leaves: vec![source] }], QueryLimits::default());
-        let target = self.leaf.target_schema(TENANT, TARGET_SCHEMA).unwrap_or_else(|| {
-            Arc::new(danaus_model::TargetSchema {
-                name: TARGET_SCHEMA.into(),
-                fields: Vec::new(),
-                location_field: String::new(),
-            })
-        });
+        let target = self.leaf.target_schema(TENANT, TARGET_SCHEMA);
         DanausStorage::new(Arc::new(engine), TENANT, target, self.leaf.metric_schemas(TENANT))
             .hide_default("location", LOCATION)
     }

@@ -37,6 +37,7 @@ use tokio::task::JoinHandle;
 
 use crate::http::{router, HttpState};
 use crate::prom_store::RouterStore;
+use crate::promql_http::{promql_routes, PromqlApi};
 use crate::zone::{self, AssignerRole, IndexRole, LeafRole, RunningRole};
 
 /// The zone's name in completeness reports and the zone map.
@@ -230,6 +231,9 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
         }
         None => None,
     };
+    let m2 = mixer.clone();
+    let promql =
+        PromqlApi::new(Arc::new(move || m2.engine()), table.clone(), cfg.location.clone(), cfg.max_concurrent_queries);
     let app = router(HttpState {
         leaves: leaves.iter().filter_map(|l| l.leaf().cloned()).collect(),
         router: leaf_router.stats.clone(),
@@ -237,7 +241,8 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
         query: query_stats,
         remote_write,
         started,
-    });
+    })
+    .merge(promql_routes(promql));
     let mut s2 = stopped;
     let http_task = tokio::spawn(async move {
         axum::serve(http_listener, app)

@@ -410,7 +410,7 @@ pub struct MixerRole {
 pub async fn start_mixer(cfg: MixerRole) -> anyhow::Result<RunningRole> {
     let started = Instant::now();
     let table = TableWatcher::start_cached(cfg.assigners.clone(), table_cache(cfg.state_dir.as_deref())?);
-    let mixer = ZoneMixer::new(table, cfg.mixer.clone());
+    let mixer = ZoneMixer::new(table.clone(), cfg.mixer.clone());
     let qstats = Arc::new(QueryStats::default());
     let m = mixer.clone();
     let api = QueryApi::with_engines(Arc::new(move || m.engine()), cfg.max_concurrent_queries, qstats.clone());
@@ -430,7 +430,16 @@ pub async fn start_mixer(cfg: MixerRole) -> anyhow::Result<RunningRole> {
             t.0
         })
     });
-    let (grpc_addr, http_addr, stop, tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render, None).await?;
+    // PromQL on the mixer's HTTP port; series without a location label
+    // were given the zone's name by its routers.
+    let m2 = mixer.clone();
+    let promql = crate::promql_http::promql_routes(crate::promql_http::PromqlApi::new(
+        Arc::new(move || m2.engine()),
+        table,
+        cfg.mixer.zone.clone(),
+        cfg.max_concurrent_queries,
+    ));
+    let (grpc_addr, http_addr, stop, tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render, Some(promql)).await?;
     tracing::info!(%grpc_addr, "zone mixer serving");
     Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: None, zone_leaf: None, raft: None })
 }

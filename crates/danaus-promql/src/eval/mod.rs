@@ -21,6 +21,9 @@ mod aggregate;
 mod binary;
 mod functions;
 
+pub(crate) use aggregate::valid_label_name;
+pub(crate) use functions::days_from_civil;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -1,0 +1,394 @@
+//! The Prometheus HTTP query API, without an HTTP framework: parameters
+//! in (query string and form body, already split into pairs), status and
+//! JSON body out, in the envelopes of Prometheus' `docs/querying/api.md`.
+//! The server maps routes onto these functions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use danaus_model::{MetricKind, MetricSchema};
+use promql_parser::label::Matcher;
+use promql_parser::parser::Expr;
+use serde_json::{json, Value as Json};
+
+use crate::error::{Error, Result};
+use crate::eval::{self, selector_matchers, Options};
+use crate::storage::Storage;
+use crate::value::{format_float, Labels, Series, Value};
+
+/// Request parameters, in order, repeated names kept (`match[]`).
+#[derive(Debug, Clone, Default)]
+pub struct Params(pub Vec<(String, String)>);
+
+impl Params {
+    /// Query string and form body pairs together.
+    pub fn parse(query: &[u8], form: &[u8]) -> Self {
+        Self(
+            form_urlencoded::parse(query)
+                .chain(form_urlencoded::parse(form))
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `name`.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+    }
+}
+
+/// An answer: HTTP status and JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON.
+    pub body: String,
+}
+
+fn success(data: Json) -> Reply {
+    Reply { status: 200, body: json!({"status": "success", "data": data}).to_string() }
+}
+
+/// The error envelope for `e`.
+pub fn error_reply(e: &Error) -> Reply {
+    Reply {
+        status: e.http_status(),
+        body: json!({"status": "error", "errorType": e.error_type(), "error": e.to_string()}).to_string(),
+    }
+}
+
+fn reply(r: Result<Json>) -> Reply {
+    match r {
+        Ok(d) => success(d),
+        Err(e) => error_reply(&e),
+    }
+}
+
+/// `/api/v1/query`: `query`, `time` (default: now), `timeout`.
+pub async fn query(storage: &dyn Storage, p: &Params, now_ms: i64, opts: Options) -> Reply {
+    reply(
+        async {
+            let q = p.get("query").ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))?;
+            let t = match p.get("time") {
+                Some(t) => parse_time(t).map_err(|e| Error::BadData(format!("invalid parameter \"time\": {e}")))?,
+                None => now_ms,
+            };
+            timeout(p)?;
+            let v = eval::instant(storage, q, t, opts).await?;
+            Ok(value_json(&v))
+        }
+        .await,
+    )
+}
+
+/// `/api/v1/query_range`: `query`, `start`, `end`, `step`, `timeout`.
+pub async fn query_range(storage: &dyn Storage, p: &Params, opts: Options) -> Reply {
+    reply(
+        async {
+            let q = p.get("query").ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))?;
+            let start = required_time(p, "start")?;
+            let end = required_time(p, "end")?;
+            let step =
+                p.get("step").ok_or_else(|| Error::BadData("invalid parameter \"step\": missing".into())).and_then(
+                    |s| parse_duration(s).map_err(|e| Error::BadData(format!("invalid parameter \"step\": {e}"))),
+                )?;
+            timeout(p)?;
+            let v = eval::range(storage, q, start, end, step, opts).await?;
+            Ok(value_json(&v))
+        }
+        .await,
+    )
+}
+
+/// `/api/v1/series`: the label sets of series matching any `match[]` in
+/// `[start, end]`.
+pub async fn series(storage: &dyn Storage, p: &Params, now_ms: i64) -> Reply {
+    reply(
+        async {
+            let matches = p.all("match[]");
+            if matches.is_empty() {
+                return Err(Error::BadData("no match[] parameter provided".into()));
+            }
+            let sets = matched_series(storage, &matches, p, now_ms).await?;
+            Ok(Json::Array(sets.iter().map(labels_json).collect()))
+        }
+        .await,
+    )
+}
+
+/// `/api/v1/labels`: label names of the series matching `match[]` (every
+/// series when there is none) in `[start, end]`.
+pub async fn label_names(storage: &dyn Storage, p: &Params, now_ms: i64) -> Reply {
+    reply(
+        async {
+            let sets = series_for_labels(storage, p, now_ms).await?;
+            let names: BTreeSet<&str> = sets.iter().flat_map(|l| l.pairs().iter().map(|(k, _)| k.as_str())).collect();
+            Ok(json!(names))
+        }
+        .await,
+    )
+}
+
+/// `/api/v1/label/<name>/values`.
+pub async fn label_values(storage: &dyn Storage, name: &str, p: &Params, now_ms: i64) -> Reply {
+    reply(
+        async {
+            if !crate::eval::valid_label_name(name) {
+                return Err(Error::BadData(format!("invalid label name: {name:?}")));
+            }
+            let sets = series_for_labels(storage, p, now_ms).await?;
+            let values: BTreeSet<&str> = sets.iter().map(|l| l.get(name)).filter(|v| !v.is_empty()).collect();
+            Ok(json!(values))
+        }
+        .await,
+    )
+}
+
+/// `/api/v1/metadata`: type, help and unit per metric (`metric`, `limit`).
+pub fn metadata(metrics: &[std::sync::Arc<MetricSchema>], p: &Params) -> Reply {
+    let limit = p.get("limit").and_then(|l| l.parse::<i64>().ok()).filter(|l| *l >= 0);
+    let mut out = serde_json::Map::new();
+    for m in metrics {
+        if p.get("metric").is_some_and(|n| n != m.name) {
+            continue;
+        }
+        if limit.is_some_and(|l| out.len() as i64 >= l) {
+            break;
+        }
+        let kind = match m.kind {
+            MetricKind::Cumulative => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Delta => "unknown",
+        };
+        out.insert(m.name.clone(), json!([{"type": kind, "help": m.description, "unit": m.unit}]));
+    }
+    success(Json::Object(out))
+}
+
+/// `/api/v1/query_exemplars`: the query is checked; Danaus stores no
+/// exemplars yet, so the answer is empty.
+pub fn query_exemplars(p: &Params) -> Reply {
+    reply(
+        p.get("query")
+            .ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))
+            .and_then(eval::parse)
+            .map(|_| json!([])),
+    )
+}
+
+/// `/api/v1/status/buildinfo`.
+pub fn buildinfo(version: &str) -> Reply {
+    success(json!({
+        "version": version,
+        "revision": "",
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    }))
+}
+
+/// The `timeout` parameter, if any: the server stops the query after it
+/// and answers with a `timeout` error.
+pub fn timeout(p: &Params) -> Result<Option<std::time::Duration>> {
+    match p.get("timeout") {
+        Some(t) => parse_duration(t)
+            .map(|ms| Some(std::time::Duration::from_millis(ms as u64)))
+            .map_err(|e| Error::BadData(format!("invalid parameter \"timeout\": {e}"))),
+        None => Ok(None),
+    }
+}
+
+fn required_time(p: &Params, name: &str) -> Result<i64> {
+    let v = p.get(name).ok_or_else(|| Error::BadData(format!("invalid parameter \"{name}\": missing")))?;
+    parse_time(v).map_err(|e| Error::BadData(format!("invalid parameter \"{name}\": {e}")))
+}
+
+fn optional_time(p: &Params, name: &str, default: i64) -> Result<i64> {
+    match p.get(name) {
+        Some(v) => parse_time(v).map_err(|e| Error::BadData(format!("invalid parameter \"{name}\": {e}"))),
+        None => Ok(default),
+    }
+}
+
+async fn series_for_labels(storage: &dyn Storage, p: &Params, now_ms: i64) -> Result<Vec<Labels>> {
+    let matches = p.all("match[]");
+    if matches.is_empty() {
+        matched_series(storage, &["{__name__=~\".+\"}"], p, now_ms).await
+    } else {
+        matched_series(storage, &matches, p, now_ms).await
+    }
+}
+
+/// Label sets of the series any of `selectors` matches in the request's
+/// `[start, end]` (default: the last 24 hours to now; Prometheus' default
+/// is all time, which a long-term store makes too costly).
+async fn matched_series(storage: &dyn Storage, selectors: &[&str], p: &Params, now_ms: i64) -> Result<Vec<Labels>> {
+    let end = optional_time(p, "end", now_ms)?;
+    let start = optional_time(p, "start", end - 86_400_000)?;
+    let mut out: BTreeSet<Labels> = BTreeSet::new();
+    for s in selectors {
+        let matchers = selector_of(s)?;
+        for series in storage.select(&matchers, start, end).await? {
+            out.insert((*series.labels).clone());
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// The matchers of a `match[]` selector.
+fn selector_of(text: &str) -> Result<Vec<Matcher>> {
+    match eval::parse(text)? {
+        Expr::VectorSelector(vs) => {
+            let m = selector_matchers(&vs);
+            if !m.iter().any(|m| !m.is_match("")) {
+                return Err(Error::BadData("match[] must contain at least one non-empty matcher".into()));
+            }
+            Ok(m)
+        }
+        _ => Err(Error::BadData(format!("invalid parameter \"match[]\": {text:?} is not a series selector"))),
+    }
+}
+
+/// Prometheus' timestamp text: seconds with up to three decimals.
+pub fn timestamp_json(ms: i64) -> Json {
+    let mut s = String::new();
+    let (sign, t) = if ms < 0 { ("-", -(ms as i128)) } else { ("", ms as i128) };
+    let _ = write!(s, "{sign}{}", t / 1000);
+    if t % 1000 != 0 {
+        let _ = write!(s, ".{:03}", t % 1000);
+    }
+    // A JSON number, written exactly as Prometheus writes it.
+    serde_json::from_str(&s).unwrap_or(Json::Null)
+}
+
+fn labels_json(l: &Labels) -> Json {
+    let m: BTreeMap<&str, &str> = l.pairs().iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    json!(m)
+}
+
+fn series_json(s: &Series) -> Json {
+    json!({
+        "metric": labels_json(&s.labels),
+        "values": s.points.iter().map(|&(t, v)| json!([timestamp_json(t), format_float(v)])).collect::<Vec<_>>(),
+    })
+}
+
+/// The `data` of a query answer.
+pub fn value_json(v: &Value) -> Json {
+    match v {
+        Value::Scalar(t, x) => json!({"resultType": "scalar", "result": [timestamp_json(*t), format_float(*x)]}),
+        Value::String(t, s) => json!({"resultType": "string", "result": [timestamp_json(*t), s]}),
+        Value::Vector(t, samples) => json!({
+            "resultType": "vector",
+            "result": samples
+                .iter()
+                .map(|s| json!({"metric": labels_json(&s.labels), "value": [timestamp_json(*t), format_float(s.value)]}))
+                .collect::<Vec<_>>(),
+        }),
+        Value::Matrix(series) => json!({
+            "resultType": "matrix",
+            "result": series.iter().map(series_json).collect::<Vec<_>>(),
+        }),
+    }
+}
+
+/// A time parameter: Unix seconds (fractions allowed) or RFC 3339, as ms.
+pub fn parse_time(s: &str) -> std::result::Result<i64, String> {
+    if let Ok(secs) = s.parse::<f64>() {
+        if !secs.is_finite() {
+            return Err(format!("cannot parse {s:?} to a valid timestamp"));
+        }
+        return Ok((secs * 1000.0).round() as i64);
+    }
+    parse_rfc3339(s).ok_or_else(|| format!("cannot parse {s:?} to a valid timestamp"))
+}
+
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse::<i64>().ok() };
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b'T' || b[10] == b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut frac_ms = 0i64;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        let digits = s.get(start..i)?;
+        if digits.is_empty() {
+            return None;
+        }
+        let padded = format!("{digits:0<3}");
+        frac_ms = padded[..3].parse().ok()?;
+    }
+    let offset_min = match s.get(i..)? {
+        "Z" | "z" => 0,
+        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
+            let m = tz[1..3].parse::<i64>().ok()? * 60 + tz[4..6].parse::<i64>().ok()?;
+            if tz.starts_with('-') {
+                -m
+            } else {
+                m
+            }
+        }
+        _ => return None,
+    };
+    let days = crate::eval::days_from_civil(y, mo as u32, d as u32);
+    Some(((days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60) * 1000) + frac_ms)
+}
+
+/// A duration parameter: seconds (fractions allowed) or a Prometheus
+/// duration (`5m`, `1h30m`), as ms; must be positive.
+pub fn parse_duration(s: &str) -> std::result::Result<i64, String> {
+    let ms = match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() => (secs * 1000.0).round() as i64,
+        Ok(_) => return Err(format!("cannot parse {s:?} to a valid duration")),
+        Err(_) => crate::promqltest::parse_duration(s)
+            .ok()
+            .filter(|_| !s.chars().all(|c| c.is_ascii_digit()))
+            .ok_or_else(|| format!("cannot parse {s:?} to a valid duration"))?,
+    };
+    if ms <= 0 {
+        return Err("zero or negative query resolution step widths are not accepted. Try a positive integer".into());
+    }
+    Ok(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_as_prometheus_does() {
+        assert_eq!(parse_time("1435781451.781").expect("valid"), 1_435_781_451_781);
+        assert_eq!(parse_time("2015-07-01T20:10:51.781Z").expect("valid"), 1_435_781_451_781);
+        assert_eq!(parse_time("2015-07-01T22:10:51+02:00").expect("valid"), 1_435_781_451_000);
+        assert!(parse_time("yesterday").is_err());
+        assert_eq!(parse_duration("15").expect("valid"), 15_000);
+        assert_eq!(parse_duration("1m30s").expect("valid"), 90_000);
+        assert!(parse_duration("0").is_err());
+        assert_eq!(timestamp_json(1_435_781_451_781).to_string(), "1435781451.781");
+        assert_eq!(timestamp_json(1_500).to_string(), "1.5");
+        assert_eq!(timestamp_json(60_000).to_string(), "60");
+    }
+}
