@@ -182,8 +182,21 @@ pub async fn range(storage: &dyn Storage, text: &str, start: i64, end: i64, step
 }
 
 /// Parses `text` with promql-parser, rejecting what Prometheus 2.42 does
-/// not have.
+/// not have and accepting what it has that 3.x renamed (`holt_winters`,
+/// now `double_exponential_smoothing`).
 pub fn parse(text: &str) -> Result<Expr> {
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    REGISTER.call_once(|| {
+        use parser::value::ValueType as T;
+        // Only fails when the name is built in, which it is not in 0.11.
+        let _ = parser::register_extra_functions(vec![parser::Function::new(
+            "holt_winters",
+            vec![T::Matrix, T::Scalar, T::Scalar],
+            0,
+            T::Vector,
+            false,
+        )]);
+    });
     let expr = parser::parse(text).map_err(Error::BadData)?;
     let mut err = None;
     walk(&expr, &mut |e| {
