@@ -50,12 +50,53 @@ struct Args {
     /// Workload seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Also a classic histogram per host with this many finite buckets
+    /// (`http_request_duration_seconds_bucket{le=…}`, cumulative), for
+    /// query benchmarks; 0: none.
+    #[arg(long, default_value_t = 0)]
+    histogram_buckets: usize,
 }
 
 /// One request: its compressed body and how many samples it carries.
 struct Request {
     body: Bytes,
     samples: u64,
+}
+
+/// Appends the samples of each host's histogram buckets (after the
+/// fleet's series): per round a few observations, spread over buckets
+/// with a deterministic generator, counted cumulatively.
+fn add_histograms(args: &Args, samples: &mut Vec<Vec<v1::Sample>>) {
+    if args.histogram_buckets == 0 {
+        return;
+    }
+    let n = args.histogram_buckets.min(64) + 1;
+    let mut state: u64 = args.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for host in 0..args.hosts {
+        let mut counts = vec![0.0f64; n];
+        let mut series: Vec<Vec<v1::Sample>> = vec![Vec::with_capacity(args.rounds); n];
+        for r in 0..args.rounds {
+            // The host's scrape time, as its other series have it.
+            let t = samples[host * args.series_per_host][r].timestamp;
+            let observations = next() % 50;
+            for _ in 0..observations {
+                let bucket = (next() % n as u64) as usize;
+                for c in &mut counts[bucket..] {
+                    *c += 1.0;
+                }
+            }
+            for (b, s) in series.iter_mut().enumerate() {
+                s.push(v1::Sample { value: counts[b], timestamp: t });
+            }
+        }
+        samples.extend(series);
+    }
 }
 
 /// Bodies per sender, in the order it sends them.
@@ -81,6 +122,27 @@ fn build(args: &Args) -> Vec<Vec<Request>> {
             ]
         })
         .collect();
+    add_histograms(args, &mut samples);
+    let mut labels = labels;
+    for host in 0..args.hosts {
+        for b in 0..=args.histogram_buckets.min(64) {
+            if args.histogram_buckets == 0 {
+                break;
+            }
+            let le = if b == args.histogram_buckets {
+                "+Inf".to_owned()
+            } else {
+                format!("{}", 0.005 * f64::from(1u32 << b))
+            };
+            let l = |n: &str, v: String| v1::Label { name: n.into(), value: v };
+            labels.push(vec![
+                l("__name__", "http_request_duration_seconds_bucket".into()),
+                l("instance", format!("host-{host:05}:9100")),
+                l("job", "node".into()),
+                l("le", le),
+            ]);
+        }
+    }
     let per_host = args.series_per_host;
     let mut senders: Vec<Vec<Request>> = (0..args.concurrency).map(|_| Vec::new()).collect();
     let host_groups: Vec<std::ops::Range<usize>> = (0..args.hosts)
@@ -93,7 +155,9 @@ fn build(args: &Args) -> Vec<Vec<Request>> {
             let r1 = (r0 + args.rounds_per_request.max(1)).min(args.rounds);
             let mut req = v1::WriteRequest::default();
             let mut n = 0;
-            for s in hosts.start * per_host..hosts.end * per_host {
+            let buckets = if args.histogram_buckets == 0 { 0 } else { args.histogram_buckets.min(64) + 1 };
+            let hist = fleet.series.len() + hosts.start * buckets..fleet.series.len() + hosts.end * buckets;
+            for s in (hosts.start * per_host..hosts.end * per_host).chain(hist) {
                 let chunk = samples[s][r0..r1].to_vec();
                 n += chunk.len() as u64;
                 req.timeseries.push(v1::TimeSeries { labels: labels[s].clone(), samples: chunk, histograms: vec![] });

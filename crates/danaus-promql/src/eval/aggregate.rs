@@ -1,7 +1,7 @@
 //! Aggregation operators (`sum`, `avg`, …, `topk`, `count_values`) with
 //! `by` and `without`, step by step.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use promql_parser::parser::{AggregateExpr, LabelModifier};
@@ -49,7 +49,7 @@ pub(super) fn eval(ev: &Ev, a: &AggregateExpr, g: Grid) -> Result<Out> {
     for (i, els) in steps.into_iter().enumerate() {
         let t = g.time(i);
         let mut groups: Vec<Group> = Vec::new();
-        let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut index: HashMap<Labels, usize> = HashMap::default();
         for e in els {
             let mut key = group_key(&e.labels);
             if let Some(l) = &label {

@@ -2,7 +2,7 @@
 //! the set operators, with vector matching (`on`, `ignoring`,
 //! `group_left`, `group_right`) as Prometheus 2.42 does it.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
@@ -197,7 +197,7 @@ fn vector_vector(op: Op, lhs: Vec<El>, rhs: Vec<El>, m: &Matching, return_bool: 
         VectorMatchCardinality::OneToMany(_) => (rhs, lhs, true),
         _ => (lhs, rhs, false),
     };
-    let mut right: HashMap<Labels, El> = HashMap::with_capacity(one.len());
+    let mut right: HashMap<Labels, El> = HashMap::with_capacity_and_hasher(one.len(), Default::default());
     for e in one {
         let sig = m.signature(&e.labels);
         if right.contains_key(&sig) {
@@ -210,8 +210,8 @@ fn vector_vector(op: Op, lhs: Vec<El>, rhs: Vec<El>, m: &Matching, return_bool: 
         right.insert(sig, e);
     }
     let one_to_one = matches!(m.card, VectorMatchCardinality::OneToOne);
-    let mut matched: HashSet<Labels> = HashSet::new();
-    let mut seen_out: HashSet<Labels> = HashSet::new();
+    let mut matched: HashSet<Labels> = HashSet::default();
+    let mut seen_out: HashSet<Labels> = HashSet::default();
     let mut out = Vec::new();
     for e in many {
         let sig = m.signature(&e.labels);

@@ -2,7 +2,7 @@
 //! `rate`, Kahan-summed regressions, `histogram_quantile` over classic
 //! buckets, …).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use promql_parser::label::MatchOp;
@@ -150,15 +150,11 @@ pub(super) fn eval(ev: &Ev, c: &Call, g: Grid) -> Result<Out> {
         "absent_over_time" => {
             let r = ev.range_arg(arg(0)?, g, name)?;
             let labels = Arc::new(absent_labels(arg(0)?));
-            let mut buf = Vec::new();
             Out::Vector(
                 (0..g.len())
                     .map(|i| {
                         let t = g.time(i);
-                        let present = (0..r.series.len()).any(|k| {
-                            r.window(k, t, &mut buf);
-                            !buf.is_empty()
-                        });
+                        let present = (0..r.series.len()).any(|k| !r.window(k, t).is_empty());
                         if present {
                             Vec::new()
                         } else {
@@ -324,7 +320,7 @@ pub(super) fn eval(ev: &Ev, c: &Call, g: Grid) -> Result<Out> {
             let mut out = Vec::with_capacity(v.len());
             for (i, els) in v.into_iter().enumerate() {
                 let mut groups: Vec<(Labels, Vec<(f64, f64)>)> = Vec::new();
-                let mut index: HashMap<Labels, usize> = HashMap::new();
+                let mut index: HashMap<Labels, usize> = HashMap::default();
                 for e in els {
                     let Ok(le) = parse_float(e.labels.get("le")) else { continue };
                     let key = e.labels.without(&["le".to_owned()], true);
@@ -378,21 +374,30 @@ fn over_range_at(
     let r = ev.range_arg(e, g, name)?;
     let labels: Vec<Arc<Labels>> =
         r.series.iter().map(|s| if drop_name { Arc::new(s.labels.without_name()) } else { s.labels.clone() }).collect();
-    let mut buf = Vec::new();
-    let mut out = Vec::with_capacity(g.len());
-    for i in 0..g.len() {
-        let t = g.time(i);
-        let mut step = Vec::new();
-        for (k, l) in labels.iter().enumerate() {
-            r.window(k, t, &mut buf);
-            if buf.is_empty() {
+    // Series by series, so a series' points stay in cache across steps;
+    // windows only move forward as steps do (or stay put under `@`).
+    let mut out: Vec<Vec<El>> = vec![Vec::new(); g.len()];
+    for (k, l) in labels.iter().enumerate() {
+        let pts = &r.series[k].points;
+        let (mut from, mut to) = (0usize, 0usize);
+        for (i, step) in out.iter_mut().enumerate() {
+            let t = g.time(i);
+            let end = r.window_end(t);
+            while from < pts.len() && pts[from].0 < end - r.range {
+                from += 1;
+            }
+            to = to.max(from);
+            while to < pts.len() && pts[to].0 <= end {
+                to += 1;
+            }
+            let w = &pts[from..to];
+            if w.is_empty() {
                 continue;
             }
-            if let Some(v) = f(&r, i, t, &buf) {
+            if let Some(v) = f(&r, i, t, w) {
                 step.push(El { labels: l.clone(), v, t });
             }
         }
-        out.push(step);
     }
     Ok(Out::Vector(out))
 }
@@ -420,7 +425,7 @@ fn simple(ev: &Ev, e: &Expr, g: Grid, name: &str, f: fn(f64) -> f64) -> Result<O
 /// New labels for each element; values and the name kept.
 fn relabel(ev: &Ev, e: &Expr, g: Grid, name: &str, f: impl Fn(&Labels) -> Labels) -> Result<Out> {
     let v = ev.vector_arg(e, g, name)?;
-    let mut cache: HashMap<Arc<Labels>, Arc<Labels>> = HashMap::new();
+    let mut cache: HashMap<Arc<Labels>, Arc<Labels>> = HashMap::default();
     Ok(Out::Vector(
         v.into_iter()
             .enumerate()

@@ -24,7 +24,7 @@ mod functions;
 pub(crate) use aggregate::valid_label_name;
 pub(crate) use functions::days_from_civil;
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -101,15 +101,33 @@ impl Range {
         self.at.unwrap_or(t) - self.offset
     }
 
-    /// The samples of series `i` in the window at step time `t`, staleness
-    /// markers left out.
-    pub fn window(&self, i: usize, t: i64, out: &mut Vec<(i64, f64)>) {
-        out.clear();
+    /// The samples of series `i` in the window at step time `t` (the
+    /// series hold no staleness markers: see [`Range::new`]).
+    pub fn window(&self, i: usize, t: i64) -> &[(i64, f64)] {
         let end = self.window_end(t);
         let pts = &self.series[i].points;
         let from = pts.partition_point(|p| p.0 < end - self.range);
-        let to = pts.partition_point(|p| p.0 <= end);
-        out.extend(pts[from..to].iter().filter(|p| !is_stale(p.1)));
+        let to = from + pts[from..].partition_point(|p| p.0 <= end);
+        &pts[from..to]
+    }
+
+    /// A range vector over `series`, whose staleness markers are left out
+    /// once here (range windows never see them).
+    pub fn new(series: Arc<Vec<Series>>, range: i64, offset: i64, at: Option<i64>) -> Range {
+        let series = if series.iter().any(|s| s.points.iter().any(|p| is_stale(p.1))) {
+            Arc::new(
+                series
+                    .iter()
+                    .map(|s| Series {
+                        labels: s.labels.clone(),
+                        points: s.points.iter().filter(|p| !is_stale(p.1)).copied().collect(),
+                    })
+                    .collect(),
+            )
+        } else {
+            series
+        };
+        Range { series, range, offset, at }
     }
 }
 
@@ -136,12 +154,11 @@ pub async fn instant(storage: &dyn Storage, text: &str, time: i64, opts: Options
             Ok(Value::Vector(time, els.into_iter().map(|e| Sample { labels: e.labels, value: e.v }).collect()))
         }
         Out::Matrix(r) => {
-            let mut buf = Vec::new();
             let mut out = Vec::new();
             for i in 0..r.series.len() {
-                r.window(i, time, &mut buf);
-                if !buf.is_empty() {
-                    out.push(Series { labels: r.series[i].labels.clone(), points: buf.clone() });
+                let w = r.window(i, time);
+                if !w.is_empty() {
+                    out.push(Series { labels: r.series[i].labels.clone(), points: w.to_vec() });
                 }
             }
             Ok(Value::Matrix(out))
@@ -287,8 +304,8 @@ impl Ev {
 
     /// Works out each selector's range, fetches them all.
     async fn load(storage: &dyn Storage, expr: &Expr, query: Grid, opts: Options) -> Result<Ev> {
-        let mut ev = Ev { data: HashMap::new(), opts, query };
-        let mut ranges: HashMap<usize, (&VectorSelector, i64, i64)> = HashMap::new();
+        let mut ev = Ev { data: HashMap::default(), opts, query };
+        let mut ranges: HashMap<usize, (&VectorSelector, i64, i64)> = HashMap::default();
         ev.needs(expr, query.start, query.end, &mut ranges);
         let fetches = ranges.into_iter().map(|(k, (vs, lo, hi))| async move {
             let matchers = selector_matchers(vs);
@@ -375,12 +392,12 @@ impl Ev {
             Expr::StringLiteral(s) => Out::String(s.val.clone()),
             Expr::Paren(p) => self.eval(&p.expr, g)?,
             Expr::VectorSelector(vs) => Out::Vector(self.instant_selector(vs, g)),
-            Expr::MatrixSelector(ms) => Out::Matrix(Range {
-                series: self.data.get(&key(&ms.vs)).cloned().unwrap_or_default(),
-                range: duration_ms(&ms.range),
-                offset: offset_ms(&ms.vs.offset),
-                at: self.at_ms(&ms.vs.at),
-            }),
+            Expr::MatrixSelector(ms) => Out::Matrix(Range::new(
+                self.data.get(&key(&ms.vs)).cloned().unwrap_or_default(),
+                duration_ms(&ms.range),
+                offset_ms(&ms.vs.offset),
+                self.at_ms(&ms.vs.at),
+            )),
             Expr::Subquery(sq) => Out::Matrix(self.subquery(sq, g)?),
             Expr::Unary(u) => match self.eval(&u.expr, g)? {
                 Out::Scalar(v) => Out::Scalar(v.into_iter().map(|x| -x).collect()),
@@ -412,9 +429,14 @@ impl Ev {
         let at = self.at_ms(&vs.at);
         let mut out: Vec<Vec<El>> = vec![Vec::new(); g.len()];
         for s in series.iter() {
+            // Step times never decrease: the newest sample at or before
+            // each is found by moving forward.
+            let mut k = 0;
             for (i, step) in out.iter_mut().enumerate() {
                 let t = at.unwrap_or(g.time(i)) - off;
-                let k = s.points.partition_point(|p| p.0 <= t);
+                while k < s.points.len() && s.points[k].0 <= t {
+                    k += 1;
+                }
                 if k == 0 {
                     continue;
                 }
@@ -433,12 +455,7 @@ impl Ev {
         let inner = self.subquery_grid(sq, g.start, g.end);
         let out = self.eval(&sq.expr, inner)?;
         let series = to_matrix(out, inner)?;
-        Ok(Range {
-            series: Arc::new(series),
-            range: duration_ms(&sq.range),
-            offset: offset_ms(&sq.offset),
-            at: self.at_ms(&sq.at),
-        })
+        Ok(Range::new(Arc::new(series), duration_ms(&sq.range), offset_ms(&sq.offset), self.at_ms(&sq.at)))
     }
 
     /// A scalar argument's values per step.
@@ -480,7 +497,7 @@ pub(crate) fn check_unique(els: &[El]) -> Result<()> {
     if els.len() < 2 {
         return Ok(());
     }
-    let mut seen: HashSet<&Labels> = HashSet::with_capacity(els.len());
+    let mut seen: HashSet<&Labels> = HashSet::with_capacity_and_hasher(els.len(), Default::default());
     for e in els {
         if !seen.insert(&e.labels) {
             return Err(Error::Execution("vector cannot contain metrics with the same labelset".into()));
@@ -497,7 +514,7 @@ pub(crate) fn to_matrix(out: Out, g: Grid) -> Result<Vec<Series>> {
             points: v.into_iter().enumerate().map(|(i, x)| (g.time(i), x)).collect(),
         }]),
         Out::Vector(steps) => {
-            let mut index: HashMap<Arc<Labels>, usize> = HashMap::new();
+            let mut index: HashMap<Arc<Labels>, usize> = HashMap::default();
             let mut series: Vec<Series> = Vec::new();
             for (i, els) in steps.into_iter().enumerate() {
                 check_unique(&els)?;
