@@ -81,9 +81,9 @@ fn add_histograms(args: &Args, samples: &mut Vec<Vec<v1::Sample>>) {
     for host in 0..args.hosts {
         let mut counts = vec![0.0f64; n];
         let mut series: Vec<Vec<v1::Sample>> = vec![Vec::with_capacity(args.rounds); n];
-        for r in 0..args.rounds {
-            // The host's scrape time, as its other series have it.
-            let t = samples[host * args.series_per_host][r].timestamp;
+        // The host's scrape times, as its other series have them.
+        let times: Vec<i64> = samples[host * args.series_per_host].iter().map(|s| s.timestamp).collect();
+        for t in times {
             let observations = next() % 50;
             for _ in 0..observations {
                 let bucket = (next() % n as u64) as usize;
