@@ -127,40 +127,47 @@ async fn limited(api: &PromqlApi, params: &Params, f: impl std::future::Future<O
     }
 }
 
-async fn query(State(api): State<PromqlApi>, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Response {
-    let c = match call(&headers, q, &body) {
+/// The endpoints that evaluate or scan.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Query,
+    QueryRange,
+    Series,
+    Labels,
+}
+
+async fn run(api: &PromqlApi, ep: Endpoint, headers: &HeaderMap, q: Option<String>, body: &[u8]) -> Response {
+    let c = match call(headers, q, body) {
         Ok(c) => c,
         Err(r) => return respond(r),
     };
     let storage = api.storage(&c.tenant);
-    respond(limited(&api, &c.params, api::query(&storage, &c.params, now_ms(), api.options)).await)
+    let p = &c.params;
+    let answer = async {
+        match ep {
+            Endpoint::Query => api::query(&storage, p, now_ms(), api.options).await,
+            Endpoint::QueryRange => api::query_range(&storage, p, api.options).await,
+            Endpoint::Series => api::series(&storage, p, now_ms()).await,
+            Endpoint::Labels => api::label_names(&storage, p, now_ms()).await,
+        }
+    };
+    respond(limited(api, p, answer).await)
+}
+
+async fn query(State(api): State<PromqlApi>, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    run(&api, Endpoint::Query, &headers, q, &body).await
 }
 
 async fn query_range(State(api): State<PromqlApi>, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Response {
-    let c = match call(&headers, q, &body) {
-        Ok(c) => c,
-        Err(r) => return respond(r),
-    };
-    let storage = api.storage(&c.tenant);
-    respond(limited(&api, &c.params, api::query_range(&storage, &c.params, api.options)).await)
+    run(&api, Endpoint::QueryRange, &headers, q, &body).await
 }
 
 async fn series(State(api): State<PromqlApi>, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Response {
-    let c = match call(&headers, q, &body) {
-        Ok(c) => c,
-        Err(r) => return respond(r),
-    };
-    let storage = api.storage(&c.tenant);
-    respond(limited(&api, &c.params, api::series(&storage, &c.params, now_ms())).await)
+    run(&api, Endpoint::Series, &headers, q, &body).await
 }
 
 async fn labels(State(api): State<PromqlApi>, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Response {
-    let c = match call(&headers, q, &body) {
-        Ok(c) => c,
-        Err(r) => return respond(r),
-    };
-    let storage = api.storage(&c.tenant);
-    respond(limited(&api, &c.params, api::label_names(&storage, &c.params, now_ms())).await)
+    run(&api, Endpoint::Labels, &headers, q, &body).await
 }
 
 async fn label_values(

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{http_get, http_post, Server};
+use common::{http_get, http_post, series, Server};
 use danaus_client::Client;
 use danaus_prom::prompb::v1;
 use danaus_proto::v1 as pb;
@@ -13,14 +13,6 @@ use prost::Message;
 
 /// A multiple of the 15 s step (grids are aligned to the epoch).
 const T: i64 = 1_699_999_995_000;
-
-fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> v1::TimeSeries {
-    v1::TimeSeries {
-        labels: labels.iter().map(|(n, v)| v1::Label { name: (*n).into(), value: (*v).into() }).collect(),
-        samples: samples.iter().map(|&(timestamp, value)| v1::Sample { value, timestamp }).collect(),
-        histograms: vec![],
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_write_lands_and_is_queryable() {

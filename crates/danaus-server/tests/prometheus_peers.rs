@@ -9,28 +9,15 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{http_get, Server};
+use common::{free_port, http_get, wait_http, Proc, Server};
 use danaus_client::Client;
 use danaus_proto::v1 as pb;
 
 /// Samples as (label set, ms, value bits).
 type Samples = BTreeSet<(Vec<(String, String)>, i64, u64)>;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn need(bin: &str) -> String {
     let path = format!("/usr/bin/{bin}");
@@ -39,17 +26,6 @@ fn need(bin: &str) -> String {
         "{bin} is missing: install Debian's prometheus and prometheus-node-exporter (scripts/test does)"
     );
     path
-}
-
-fn wait_http(addr: &str, path: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if std::net::TcpStream::connect(addr).is_ok() && http_get(addr, path).0 == 200 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{addr}{path} did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The series of `metric` in Danaus for one job, each with its label set

@@ -5,21 +5,12 @@
 
 mod common;
 
-use common::{http_get, http_post, Server};
+use common::{http_get, http_post, remote_write, series, Server};
 use danaus_prom::prompb::v1;
-use prost::Message;
 use serde_json::Value;
 
 /// Samples every 15 s from here.
 const T: i64 = 1_699_999_995_000;
-
-fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> v1::TimeSeries {
-    v1::TimeSeries {
-        labels: labels.iter().map(|(n, v)| v1::Label { name: (*n).into(), value: (*v).into() }).collect(),
-        samples: samples.iter().map(|&(timestamp, value)| v1::Sample { value, timestamp }).collect(),
-        histograms: vec![],
-    }
-}
 
 fn get(server: &Server, path: &str) -> (u16, Value) {
     let (status, body) = http_get(&server.http, path);
@@ -41,14 +32,7 @@ async fn promql_over_http_answers_like_prometheus() {
             &[(T, 0.5), (T + 120_000, 0.75)],
         ));
     }
-    let req = v1::WriteRequest { timeseries: ts, metadata: vec![] };
-    let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap();
-    let headers = [
-        ("Content-Type", "application/x-protobuf"),
-        ("Content-Encoding", "snappy"),
-        ("X-Prometheus-Remote-Write-Version", "0.1.0"),
-    ];
-    let (status, _, text) = http_post(&server.http, "/api/v1/write", &headers, &body);
+    let (status, text) = remote_write(&server.http, &v1::WriteRequest { timeseries: ts, metadata: vec![] }, &[]);
     assert_eq!(status, 204, "{text}");
 
     let at = |ms: i64| format!("{}.{:03}", ms / 1000, ms % 1000);

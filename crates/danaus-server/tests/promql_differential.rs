@@ -10,41 +10,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use common::{http_get, http_post, Server};
+use common::{free_port, http_get, remote_write, wait_http, Proc, Server};
 use danaus_prom::prompb::v1;
-use prost::Message;
 use serde_json::Value;
 
 const STALE: u64 = 0x7ff0_0000_0000_0002;
 const STEP_MS: i64 = 15_000;
 const SAMPLES: i64 = 120;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_http(addr: &str, path: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if std::net::TcpStream::connect(addr).is_ok() && http_get(addr, path).0 == 200 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{addr}{path} did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// A small deterministic generator (xorshift).
 struct Rng(u64);
@@ -164,14 +138,7 @@ fn write_all(addr: &str, series: &[v1::TimeSeries]) {
             })
             .filter(|s| !s.samples.is_empty())
             .collect();
-        let req = v1::WriteRequest { timeseries: ts, metadata: vec![] };
-        let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap();
-        let headers = [
-            ("Content-Type", "application/x-protobuf"),
-            ("Content-Encoding", "snappy"),
-            ("X-Prometheus-Remote-Write-Version", "0.1.0"),
-        ];
-        let (status, _, text) = http_post(addr, "/api/v1/write", &headers, &body);
+        let (status, text) = remote_write(addr, &v1::WriteRequest { timeseries: ts, metadata: vec![] }, &[]);
         assert!(status == 204 || status == 200, "{addr}: {status} {text}");
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
-use super::functions::quantile;
+use super::functions::{nan_last, quantile};
 use super::{El, Ev, Grid, Out};
 use crate::error::{Error, Result};
 use crate::value::{format_float, Labels};
@@ -85,13 +85,7 @@ pub(super) fn eval(ev: &Ev, a: &AggregateExpr, g: Grid) -> Result<Out> {
                     let mut m = gr.members;
                     let top = op == "topk";
                     // NaN sorts after every number either way.
-                    m.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
-                        (true, true) => std::cmp::Ordering::Equal,
-                        (true, false) => std::cmp::Ordering::Greater,
-                        (false, true) => std::cmp::Ordering::Less,
-                        _ if top => b.v.total_cmp(&a.v),
-                        _ => a.v.total_cmp(&b.v),
-                    });
+                    m.sort_by(|a, b| nan_last(a.v, b.v, top));
                     step.extend(m.into_iter().take(k).map(|e| El { t, ..e }));
                 }
                 _ => {

@@ -304,13 +304,7 @@ pub(super) fn eval(ev: &Ev, c: &Call, g: Grid) -> Result<Out> {
             let mut v = ev.vector_arg(arg(0)?, g, name)?;
             for els in &mut v {
                 // NaN last either way, as Prometheus sorts.
-                els.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
-                    (true, true) => std::cmp::Ordering::Equal,
-                    (true, false) => std::cmp::Ordering::Greater,
-                    (false, true) => std::cmp::Ordering::Less,
-                    _ if desc => b.v.total_cmp(&a.v),
-                    _ => a.v.total_cmp(&b.v),
-                });
+                els.sort_by(|a, b| nan_last(a.v, b.v, desc));
             }
             Out::Vector(v)
         }
@@ -579,6 +573,17 @@ fn holt_winters(pts: &[(i64, f64)], sf: f64, tf: f64) -> Option<f64> {
         s1 = next;
     }
     Some(s1)
+}
+
+/// Order of values with NaN after every number, ascending or descending.
+pub(crate) fn nan_last(a: f64, b: f64, desc: bool) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ if desc => b.total_cmp(&a),
+        _ => a.total_cmp(&b),
+    }
 }
 
 /// The φ-quantile of `values` (sorted in place), interpolating between

@@ -133,3 +133,59 @@ pub fn http_post(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) 
     let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
     (status, head.to_owned(), body.to_owned())
 }
+
+/// A child process killed and reaped on drop (a peer such as Prometheus).
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Waits up to 30 s for `GET path` on `addr` to answer 200.
+pub fn wait_http(addr: &str, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if std::net::TcpStream::connect(addr).is_ok() && http_get(addr, path).0 == 200 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{addr}{path} did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A remote_write 1.0 series.
+pub fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> danaus_prom::prompb::v1::TimeSeries {
+    use danaus_prom::prompb::v1;
+    v1::TimeSeries {
+        labels: labels.iter().map(|(n, v)| v1::Label { name: (*n).into(), value: (*v).into() }).collect(),
+        samples: samples.iter().map(|&(timestamp, value)| v1::Sample { value, timestamp }).collect(),
+        histograms: vec![],
+    }
+}
+
+/// POSTs `req` as remote_write 1.0 (snappy protobuf) to `addr`, with the
+/// extra `headers`: (status, body).
+pub fn remote_write(
+    addr: &str,
+    req: &danaus_prom::prompb::v1::WriteRequest,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use prost::Message;
+    let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).expect("snappy");
+    let mut h = vec![
+        ("Content-Type", "application/x-protobuf"),
+        ("Content-Encoding", "snappy"),
+        ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+    ];
+    h.extend_from_slice(headers);
+    let (status, _, text) = http_post(addr, "/api/v1/write", &h, &body);
+    (status, text)
+}
