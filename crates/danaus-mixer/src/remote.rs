@@ -60,31 +60,17 @@ impl RemoteLeaf {
     }
 
     /// Asks `replica` for the leaf phase over `ranges`.
-    async fn ask(&self, replica: &Replica, ranges: &[&RangeAsk], plan: &[u8], ctx: &ExecCtx) -> Result<Answer, Failed> {
+    async fn ask(
+        &self,
+        replica: &Replica,
+        ranges: &[&RangeAsk],
+        (fp, plan): (&FetchPlan, &[u8]),
+        ctx: &ExecCtx,
+    ) -> Result<Answer, Failed> {
         let unavailable = |m: String| Failed {
             retry: true,
             error: Error::Source { source_name: replica.leaf.clone(), message: m, unavailable: true },
         };
-        let mut client: LeafServiceClient<_> =
-            self.shared.client(&replica.addr).map_err(unavailable)?.max_decoding_message_size(256 << 20);
-        let timeout = ctx.deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-        if timeout.is_some_and(|t| t.is_zero()) {
-            return Err(unavailable("cut by the query's deadline".into()));
-        }
-        let mut req = Request::new(pb::LeafStageRequest {
-            plan: plan.to_vec(),
-            ranges: ranges
-                .iter()
-                .map(|r| pb::TargetRange { start: r.bounds.0.clone(), end: r.bounds.1.clone().unwrap_or_default() })
-                .collect(),
-            max_series: ctx.limits.max_series.saturating_sub(ctx.series_touched()),
-            max_points: ctx.limits.max_points.saturating_sub(ctx.points_touched()),
-            timeout_ms: timeout.map_or(0, |t| t.as_millis().max(1) as u64),
-        });
-        with_tenant(&mut req, &ctx.tenant).map_err(|s| unavailable(s.message().to_owned()))?;
-        if let Some(t) = timeout {
-            req.set_timeout(t);
-        }
         let status = |s: tonic::Status| {
             use tonic::Code;
             let m = format!("leaf {} at {}: {}", replica.leaf, replica.addr, s.message());
@@ -106,6 +92,52 @@ impl RemoteLeaf {
                 },
             }
         };
+        if let Some(leaf) = self.shared.local_leaf(&replica.addr) {
+            let bounds = ranges.iter().map(|r| r.bounds.clone()).collect();
+            let limits = danaus_query::QueryLimits {
+                max_series: ctx.limits.max_series.saturating_sub(ctx.series_touched()),
+                max_points: ctx.limits.max_points.saturating_sub(ctx.points_touched()),
+            };
+            let run = leaf.run_stage_local(ctx.tenant.clone(), fp, bounds, limits, ctx.deadline);
+            let out = match ctx.deadline {
+                Some(d) => {
+                    match tokio::time::timeout(d.saturating_duration_since(std::time::Instant::now()), run).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            return Err(unavailable(format!("leaf {}: cut by the query's deadline", replica.leaf)))
+                        }
+                    }
+                }
+                None => run.await,
+            };
+            let o = out.map_err(status)?;
+            return Ok(Answer {
+                tables: o.tables,
+                partials: o.partial.into_iter().collect(),
+                series: o.series,
+                points: o.points,
+            });
+        }
+        let mut client: LeafServiceClient<_> =
+            self.shared.client(&replica.addr).map_err(unavailable)?.max_decoding_message_size(256 << 20);
+        let timeout = ctx.deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(unavailable("cut by the query's deadline".into()));
+        }
+        let mut req = Request::new(pb::LeafStageRequest {
+            plan: plan.to_vec(),
+            ranges: ranges
+                .iter()
+                .map(|r| pb::TargetRange { start: r.bounds.0.clone(), end: r.bounds.1.clone().unwrap_or_default() })
+                .collect(),
+            max_series: ctx.limits.max_series.saturating_sub(ctx.series_touched()),
+            max_points: ctx.limits.max_points.saturating_sub(ctx.points_touched()),
+            timeout_ms: timeout.map_or(0, |t| t.as_millis().max(1) as u64),
+        });
+        with_tenant(&mut req, &ctx.tenant).map_err(|s| unavailable(s.message().to_owned()))?;
+        if let Some(t) = timeout {
+            req.set_timeout(t);
+        }
         let mut stream = client.run_stage(req).await.map_err(status)?.into_inner();
         let mut answer = Answer::default();
         let decode = |e: rmp_serde::decode::Error| Failed {
@@ -141,7 +173,7 @@ impl RemoteLeaf {
 
     /// Asks the other replicas of every range: each range goes to its
     /// first replica other than the ones in `avoid`.
-    async fn ask_others(&self, avoid: &[String], plan: &[u8], ctx: &ExecCtx) -> Result<Answer, Failed> {
+    async fn ask_others(&self, avoid: &[String], plan: (&FetchPlan, &[u8]), ctx: &ExecCtx) -> Result<Answer, Failed> {
         let mut groups: Vec<(Replica, Vec<&RangeAsk>)> = Vec::new();
         for r in &self.ranges {
             let Some(rep) = r.replicas.iter().find(|x| !avoid.contains(&x.leaf)) else {
@@ -181,7 +213,7 @@ impl RemoteLeaf {
             unavailable: true,
         })?;
         let all: Vec<&RangeAsk> = self.ranges.iter().collect();
-        let first = self.ask(&primary, &all, &plan, ctx);
+        let first = self.ask(&primary, &all, (fp, &plan), ctx);
         tokio::pin!(first);
         let hedge_after = self.shared.cfg.hedge_after;
         let outcome = tokio::select! {
@@ -194,7 +226,7 @@ impl RemoteLeaf {
             Some(Err(f)) => {
                 self.shared.suspect(&primary.leaf);
                 tracing::debug!(leaf = %primary.leaf, "leaf phase failed, asking other replicas: {}", f.error);
-                self.ask_others(std::slice::from_ref(&primary.leaf), &plan, ctx).await.map_err(|g| {
+                self.ask_others(std::slice::from_ref(&primary.leaf), (fp, &plan), ctx).await.map_err(|g| {
                     // Report the primary's failure: it is why the leaf is missing.
                     if g.retry {
                         f
@@ -206,7 +238,7 @@ impl RemoteLeaf {
             None => {
                 // Slow: hedge on the other replicas; the first full answer wins.
                 self.shared.stats.hedges.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let others = self.ask_others(std::slice::from_ref(&primary.leaf), &plan, ctx);
+                let others = self.ask_others(std::slice::from_ref(&primary.leaf), (fp, &plan), ctx);
                 tokio::pin!(others);
                 tokio::select! {
                     r = &mut first => match r {

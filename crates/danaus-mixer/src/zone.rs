@@ -65,9 +65,16 @@ pub(crate) struct Shared {
     channels: Channels,
     suspects: Mutex<HashMap<String, Instant>>,
     pub stats: Arc<MixerStats>,
+    /// Leaves in this process by address: their phases run by a call,
+    /// not an RPC (no encoding of plans and tables).
+    local: std::sync::RwLock<HashMap<String, Arc<danaus_node::zone_leaf::ZoneLeaf>>>,
 }
 
 impl Shared {
+    pub(crate) fn local_leaf(&self, addr: &str) -> Option<Arc<danaus_node::zone_leaf::ZoneLeaf>> {
+        self.local.read().unwrap_or_else(|p| p.into_inner()).get(addr).cloned()
+    }
+
     pub(crate) fn client(
         &self,
         addr: &str,
@@ -162,6 +169,7 @@ impl ZoneMixer {
                 channels: Channels::default(),
                 suspects: Mutex::default(),
                 stats: Arc::default(),
+                local: Default::default(),
             }),
             turn: Arc::default(),
         }
@@ -170,6 +178,11 @@ impl ZoneMixer {
     /// Counters.
     pub fn stats(&self) -> &Arc<MixerStats> {
         &self.shared.stats
+    }
+
+    /// Runs leaf phases on the leaf at `addr` in-process from now on.
+    pub fn add_local_leaf(&self, addr: String, leaf: Arc<danaus_node::zone_leaf::ZoneLeaf>) {
+        self.shared.local.write().unwrap_or_else(|p| p.into_inner()).insert(addr, leaf);
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {

@@ -789,43 +789,70 @@ impl ZoneLeaf {
     }
 
     async fn run_stage(&self, tenant: String, req: pb::LeafStageRequest) -> Result<Vec<pb::LeafStageReply>, Status> {
-        self.stats.stages.fetch_add(1, Ordering::Relaxed);
         let fp: FetchPlan = rmp_serde::from_slice(&req.plan)
             .map_err(|e| Status::invalid_argument(format!("undecodable leaf plan: {e}")))?;
         let ranges: Vec<Bounds> = req.ranges.iter().map(bounds).collect();
-        self.check_ready(&ranges)?;
-        self.ensure_schemas(&tenant, &fp.fetch.target, &fp.fetch.metric).await;
-        let source = LeafSource::new(self.name.clone(), self.leaf.clone()).with_ranges(Arc::new(ranges));
         let limits = QueryLimits { max_series: req.max_series, max_points: req.max_points };
         let deadline = (req.timeout_ms > 0).then(|| std::time::Instant::now() + Duration::from_millis(req.timeout_ms));
-        let ctx = ExecCtx::new(tenant, limits, Cancel::new(), deadline);
-        let mut tables: Vec<Table> = Vec::new();
-        let mut emit = |t: Table| -> danaus_query::Result<()> {
-            tables.push(t);
-            Ok(())
-        };
-        let partial = run_leaf_stage(&source, &fp, &ctx, &mut emit).await.map_err(|e| stage_status(&e))?;
-        let mut out = Vec::with_capacity(tables.len() + 2);
+        let o = self.run_stage_local(tenant, &fp, ranges, limits, deadline).await?;
+        let mut out = Vec::with_capacity(o.tables.len() + 2);
         let enc = |e: rmp_serde::encode::Error| Status::internal(format!("encoding a leaf phase's output: {e}"));
-        for t in &tables {
+        for t in &o.tables {
             out.push(pb::LeafStageReply {
                 item: Some(pb::leaf_stage_reply::Item::Table(rmp_serde::to_vec(t).map_err(enc)?)),
             });
         }
-        if let Some(p) = partial {
-            let p: PhaseOutput = p;
+        if let Some(p) = o.partial {
             out.push(pb::LeafStageReply {
                 item: Some(pb::leaf_stage_reply::Item::Partial(rmp_serde::to_vec(&p).map_err(enc)?)),
             });
         }
         out.push(pb::LeafStageReply {
             item: Some(pb::leaf_stage_reply::Item::Done(pb::StageDone {
-                series_touched: ctx.series_touched(),
-                points_touched: ctx.points_touched(),
+                series_touched: o.series,
+                points_touched: o.points,
             })),
         });
         Ok(out)
     }
+
+    /// Runs a leaf phase of `tenant`'s plan `fp` over `ranges` (which this
+    /// leaf must hold ready): what `LeafService.RunStage` answers, without
+    /// encoding it. A mixer in the same process calls this directly.
+    pub async fn run_stage_local(
+        &self,
+        tenant: String,
+        fp: &FetchPlan,
+        ranges: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        limits: QueryLimits,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<StageOutput, Status> {
+        self.stats.stages.fetch_add(1, Ordering::Relaxed);
+        self.check_ready(&ranges)?;
+        self.ensure_schemas(&tenant, &fp.fetch.target, &fp.fetch.metric).await;
+        let source = LeafSource::new(self.name.clone(), self.leaf.clone()).with_ranges(Arc::new(ranges));
+        let ctx = ExecCtx::new(tenant, limits, Cancel::new(), deadline);
+        let mut tables: Vec<Table> = Vec::new();
+        let mut emit = |t: Table| -> danaus_query::Result<()> {
+            tables.push(t);
+            Ok(())
+        };
+        let partial = run_leaf_stage(&source, fp, &ctx, &mut emit).await.map_err(|e| stage_status(&e))?;
+        Ok(StageOutput { tables, partial, series: ctx.series_touched(), points: ctx.points_touched() })
+    }
+}
+
+/// A leaf phase's output.
+#[derive(Debug)]
+pub struct StageOutput {
+    /// Finished series.
+    pub tables: Vec<Table>,
+    /// Partial aggregates, when the phase ends in one.
+    pub partial: Option<PhaseOutput>,
+    /// Series read.
+    pub series: u64,
+    /// Points read.
+    pub points: u64,
 }
 
 /// A leaf phase's error as a status the mixer maps back.

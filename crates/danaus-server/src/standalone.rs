@@ -169,6 +169,13 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
         table.clone(),
         MixerConfig { zone: ZONE.into(), index: Some(index_addr), ..MixerConfig::default() },
     );
+    // Leaf phases of queries run by a call too, as writes do: no plan or
+    // table crosses a loopback socket in one process.
+    for l in &leaves {
+        if let Some(zl) = l.zone_leaf() {
+            mixer.add_local_leaf(l.grpc_addr.to_string(), zl.clone());
+        }
+    }
     // Serve once every range has all its replicas ready.
     // (A table cached from the last run names the leaves' old addresses.)
     let addrs: Vec<(String, String)> =
