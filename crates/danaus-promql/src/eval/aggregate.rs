@@ -13,7 +13,7 @@ use crate::value::{format_float, Labels};
 
 /// A group's running state.
 struct Group {
-    labels: Labels,
+    labels: Arc<Labels>,
     value: f64,
     mean: f64,
     count: f64,
@@ -45,32 +45,67 @@ pub(super) fn eval(ev: &Ev, a: &AggregateExpr, g: Grid) -> Result<Out> {
         ("sum" | "avg" | "count" | "min" | "max" | "stddev" | "stdvar" | "group", _) => {}
         (other, _) => return Err(Error::BadData(format!("aggregation {other} is not supported"))),
     }
+    // Group keys, interned: `keys[id]`, and by input series (the same
+    // `Arc` comes back at every step; it is kept alive here so its address
+    // stays its own), so a series' key is computed once per query, not
+    // once per step. count_values' keys depend on the value: per element.
+    let mut keys: Vec<Arc<Labels>> = Vec::new();
+    let mut key_ids: HashMap<Labels, usize> = HashMap::default();
+    let mut by_series: HashMap<usize, (Arc<Labels>, usize)> = HashMap::default();
+    let mut intern = |key: Labels, keys: &mut Vec<Arc<Labels>>| -> usize {
+        *key_ids.entry(key).or_insert_with_key(|k| {
+            keys.push(Arc::new(k.clone()));
+            keys.len() - 1
+        })
+    };
+    // The group of each key id in the current step (usize::MAX: none yet).
+    let mut slot: Vec<usize> = Vec::new();
     let mut out = Vec::with_capacity(steps.len());
     for (i, els) in steps.into_iter().enumerate() {
         let t = g.time(i);
         let mut groups: Vec<Group> = Vec::new();
-        let mut index: HashMap<Labels, usize> = HashMap::default();
+        let mut touched: Vec<usize> = Vec::new();
         for e in els {
-            let mut key = group_key(&e.labels);
-            if let Some(l) = &label {
-                key.set(l, &format_float(e.v));
-            }
-            let k = match index.get(&key) {
-                Some(&k) => k,
+            let id = match &label {
+                Some(l) => {
+                    let mut key = group_key(&e.labels);
+                    key.set(l, &format_float(e.v));
+                    intern(key, &mut keys)
+                }
                 None => {
-                    index.insert(key.clone(), groups.len());
-                    groups.push(Group {
-                        labels: key,
-                        value: e.v,
-                        mean: e.v,
-                        count: 0.0,
-                        values: Vec::new(),
-                        members: Vec::new(),
-                    });
-                    groups.len() - 1
+                    let ptr = Arc::as_ptr(&e.labels) as usize;
+                    match by_series.get(&ptr) {
+                        Some(&(_, id)) => id,
+                        None => {
+                            let id = intern(group_key(&e.labels), &mut keys);
+                            by_series.insert(ptr, (e.labels.clone(), id));
+                            id
+                        }
+                    }
                 }
             };
+            if slot.len() < keys.len() {
+                slot.resize(keys.len(), usize::MAX);
+            }
+            let k = if slot[id] == usize::MAX {
+                slot[id] = groups.len();
+                touched.push(id);
+                groups.push(Group {
+                    labels: keys[id].clone(),
+                    value: e.v,
+                    mean: e.v,
+                    count: 0.0,
+                    values: Vec::new(),
+                    members: Vec::new(),
+                });
+                groups.len() - 1
+            } else {
+                slot[id]
+            };
             add(&mut groups[k], &op, e);
+        }
+        for id in touched {
+            slot[id] = usize::MAX;
         }
         let mut step = Vec::with_capacity(groups.len());
         for gr in groups {
@@ -103,7 +138,7 @@ pub(super) fn eval(ev: &Ev, a: &AggregateExpr, g: Grid) -> Result<Out> {
                         }
                         _ => f64::NAN,
                     };
-                    step.push(El { labels: Arc::new(gr.labels), v, t });
+                    step.push(El { labels: gr.labels, v, t });
                 }
             }
         }
