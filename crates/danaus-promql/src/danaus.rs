@@ -34,7 +34,6 @@ pub struct DanausStorage {
     target: Option<Arc<TargetSchema>>,
     metrics: Vec<Arc<MetricSchema>>,
     hidden_location: Option<(String, String)>,
-    options: RunOptions,
 }
 
 impl DanausStorage {
@@ -48,14 +47,7 @@ impl DanausStorage {
         target: Option<Arc<TargetSchema>>,
         metrics: Vec<Arc<MetricSchema>>,
     ) -> Self {
-        Self {
-            engine,
-            tenant: tenant.to_owned(),
-            target,
-            metrics,
-            hidden_location: None,
-            options: RunOptions::default(),
-        }
+        Self { engine, tenant: tenant.to_owned(), target, metrics, hidden_location: None }
     }
 
     /// Leaves out the label `field` when its value is `value`: the
@@ -63,12 +55,6 @@ impl DanausStorage {
     /// Prometheus never saw.
     pub fn hide_default(mut self, field: &str, value: &str) -> Self {
         self.hidden_location = Some((field.to_owned(), value.to_owned()));
-        self
-    }
-
-    /// Deadline, cancellation and limits of the fetches.
-    pub fn with_options(mut self, options: RunOptions) -> Self {
-        self.options = options;
         self
     }
 
@@ -196,7 +182,7 @@ impl Storage for DanausStorage {
                         Ok(())
                     };
                     self.engine
-                        .run_plan(&self.tenant, &plan, self.options.clone(), &mut sink)
+                        .run_plan(&self.tenant, &plan, RunOptions::default(), &mut sink)
                         .await
                         .map_err(query_error)?;
                     let mut out = Vec::new();

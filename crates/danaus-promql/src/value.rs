@@ -176,12 +176,7 @@ pub fn format_float(v: f64) -> String {
         "-Inf".into()
     } else {
         // Rust's shortest round-trip form, without an exponent.
-        let s = format!("{v}");
-        if s == "-0" {
-            "-0".into()
-        } else {
-            s
-        }
+        format!("{v}")
     }
 }
 
