@@ -48,6 +48,27 @@ struct Answer {
     points: u64,
 }
 
+/// A leaf plan, encoded for the wire at most once, and only when a
+/// replica is asked over RPC (leaves in this process take it as it is).
+#[derive(Clone, Copy)]
+struct LeafPlan<'a> {
+    fp: &'a FetchPlan,
+    encoded: &'a std::sync::OnceLock<Vec<u8>>,
+}
+
+impl LeafPlan<'_> {
+    fn bytes(&self) -> std::result::Result<&[u8], Failed> {
+        if let Some(b) = self.encoded.get() {
+            return Ok(b);
+        }
+        let b = rmp_serde::to_vec(self.fp).map_err(|e| Failed {
+            retry: false,
+            error: Error::Eval(format!("internal: encoding the leaf plan: {e}")),
+        })?;
+        Ok(self.encoded.get_or_init(|| b))
+    }
+}
+
 /// Why an ask failed: `retry` when another replica may do better.
 struct Failed {
     retry: bool,
@@ -64,7 +85,7 @@ impl RemoteLeaf {
         &self,
         replica: &Replica,
         ranges: &[&RangeAsk],
-        (fp, plan): (&FetchPlan, &[u8]),
+        plan: LeafPlan<'_>,
         ctx: &ExecCtx,
     ) -> Result<Answer, Failed> {
         let unavailable = |m: String| Failed {
@@ -98,7 +119,7 @@ impl RemoteLeaf {
                 max_series: ctx.limits.max_series.saturating_sub(ctx.series_touched()),
                 max_points: ctx.limits.max_points.saturating_sub(ctx.points_touched()),
             };
-            let run = leaf.run_stage_local(ctx.tenant.clone(), fp, bounds, limits, ctx.deadline);
+            let run = leaf.run_stage_local(ctx.tenant.clone(), plan.fp, bounds, limits, ctx.deadline);
             let out = match ctx.deadline {
                 Some(d) => {
                     match tokio::time::timeout(d.saturating_duration_since(std::time::Instant::now()), run).await {
@@ -125,7 +146,7 @@ impl RemoteLeaf {
             return Err(unavailable("cut by the query's deadline".into()));
         }
         let mut req = Request::new(pb::LeafStageRequest {
-            plan: plan.to_vec(),
+            plan: plan.bytes()?.to_vec(),
             ranges: ranges
                 .iter()
                 .map(|r| pb::TargetRange { start: r.bounds.0.clone(), end: r.bounds.1.clone().unwrap_or_default() })
@@ -173,7 +194,7 @@ impl RemoteLeaf {
 
     /// Asks the other replicas of every range: each range goes to its
     /// first replica other than the ones in `avoid`.
-    async fn ask_others(&self, avoid: &[String], plan: (&FetchPlan, &[u8]), ctx: &ExecCtx) -> Result<Answer, Failed> {
+    async fn ask_others(&self, avoid: &[String], plan: LeafPlan<'_>, ctx: &ExecCtx) -> Result<Answer, Failed> {
         let mut groups: Vec<(Replica, Vec<&RangeAsk>)> = Vec::new();
         for r in &self.ranges {
             let Some(rep) = r.replicas.iter().find(|x| !avoid.contains(&x.leaf)) else {
@@ -206,14 +227,15 @@ impl RemoteLeaf {
     }
 
     async fn run(&self, fp: &FetchPlan, ctx: &ExecCtx) -> Result<Answer> {
-        let plan = rmp_serde::to_vec(fp).map_err(|e| Error::Eval(format!("internal: encoding the leaf plan: {e}")))?;
+        let encoded = std::sync::OnceLock::new();
+        let plan = LeafPlan { fp, encoded: &encoded };
         let primary = self.ranges.first().and_then(|r| r.replicas.first()).cloned().ok_or_else(|| Error::Source {
             source_name: self.name.clone(),
             message: "no ranges".into(),
             unavailable: true,
         })?;
         let all: Vec<&RangeAsk> = self.ranges.iter().collect();
-        let first = self.ask(&primary, &all, (fp, &plan), ctx);
+        let first = self.ask(&primary, &all, plan, ctx);
         tokio::pin!(first);
         let hedge_after = self.shared.cfg.hedge_after;
         let outcome = tokio::select! {
@@ -226,7 +248,7 @@ impl RemoteLeaf {
             Some(Err(f)) => {
                 self.shared.suspect(&primary.leaf);
                 tracing::debug!(leaf = %primary.leaf, "leaf phase failed, asking other replicas: {}", f.error);
-                self.ask_others(std::slice::from_ref(&primary.leaf), (fp, &plan), ctx).await.map_err(|g| {
+                self.ask_others(std::slice::from_ref(&primary.leaf), plan, ctx).await.map_err(|g| {
                     // Report the primary's failure: it is why the leaf is missing.
                     if g.retry {
                         f
@@ -238,7 +260,7 @@ impl RemoteLeaf {
             None => {
                 // Slow: hedge on the other replicas; the first full answer wins.
                 self.shared.stats.hedges.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let others = self.ask_others(std::slice::from_ref(&primary.leaf), (fp, &plan), ctx);
+                let others = self.ask_others(std::slice::from_ref(&primary.leaf), plan, ctx);
                 tokio::pin!(others);
                 tokio::select! {
                     r = &mut first => match r {
