@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use danaus_leaf::{MatchOp as LeafOp, Matcher as LeafMatcher};
 use danaus_model::{FieldType, FieldValue, MetricSchema, ScalarType, TargetSchema, Value as DValue, ValueType};
-use danaus_query::{Engine, FetchPlan, FetchSpec, Node, Plan, QueryRange, RunOptions, Stage, Table, DEFAULT_STEP};
+use danaus_query::{
+    fetch_columns, Engine, FetchPlan, FetchSpec, Node, Plan, QueryRange, RunOptions, Stage, Table, DEFAULT_STEP,
+};
 use futures::future::BoxFuture;
 use promql_parser::label::{MatchOp, Matcher};
 
@@ -73,11 +75,7 @@ impl DanausStorage {
     /// label the metric lacks rules it out.
     fn spec(&self, metric: &MetricSchema, matchers: &[Matcher], start: i64, end: i64) -> Option<FetchSpec> {
         let target = self.target.as_ref()?;
-        let mut columns: Vec<String> = target.fields.iter().map(|f| f.name.clone()).collect();
-        for f in &metric.fields {
-            let name = if columns.contains(&f.name) { format!("metric.{}", f.name) } else { f.name.clone() };
-            columns.push(name);
-        }
+        let columns = fetch_columns(target, metric);
         let mut pushed = Vec::new();
         for m in matchers.iter().filter(|m| m.name != METRIC_NAME) {
             let field = target

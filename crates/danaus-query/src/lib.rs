@@ -47,6 +47,8 @@ pub use ctx::{Cancel, Completeness, ExecCtx, QueryLimits, SourceStatus};
 pub use engine::{Engine, QueryReport, RunOptions};
 pub use error::{Error, Result};
 pub use exec::{run_leaf_stage, run_merge_stage, Executor, ZoneSources, BATCH};
-pub use plan::{plan, Catalog, Combine, FetchPlan, FetchSpec, Node, Plan, QueryRange, Stage, TableOp, DEFAULT_STEP};
+pub use plan::{
+    fetch_columns, plan, Catalog, Combine, FetchPlan, FetchSpec, Node, Plan, QueryRange, Stage, TableOp, DEFAULT_STEP,
+};
 pub use source::{Keep, LeafPhase, LeafSource, SeriesSource, Sink, TargetRanges};
 pub use table::{Columns, PhaseOutput, Series, Table};

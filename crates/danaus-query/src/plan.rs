@@ -44,6 +44,18 @@ pub struct QueryRange {
 /// The default step: one minute.
 pub const DEFAULT_STEP: i64 = 60_000_000_000;
 
+/// The columns of a fetch of `metric` under `target`: target fields in
+/// declaration order, then metric fields (`metric.NAME` when the target
+/// has `NAME` too).
+pub fn fetch_columns(target: &TargetSchema, metric: &MetricSchema) -> Vec<String> {
+    let mut columns: Vec<String> = target.fields.iter().map(|f| f.name.clone()).collect();
+    for f in &metric.fields {
+        let name = if columns.contains(&f.name) { format!("metric.{}", f.name) } else { f.name.clone() };
+        columns.push(name);
+    }
+    columns
+}
+
 /// Schemas the planner resolves names against.
 pub trait Catalog {
     /// The target and metric schema of a fetch.
@@ -334,14 +346,9 @@ fn forward(p: &Pipeline, inherited: Settings, catalog: &dyn Catalog) -> Result<D
                 }
                 e => e,
             })?;
-            let mut columns: Vec<String> = ts.fields.iter().map(|f| f.name.clone()).collect();
-            let mut types: Vec<Option<FieldType>> = ts.fields.iter().map(|f| Some(f.field_type)).collect();
-            for f in &ms.fields {
-                let name = if columns.contains(&f.name) { format!("metric.{}", f.name) } else { f.name.clone() };
-                columns.push(name);
-                types.push(Some(f.field_type));
-            }
-            let columns = Arc::new(columns);
+            let types: Vec<Option<FieldType>> =
+                ts.fields.iter().chain(&ms.fields).map(|f| Some(f.field_type)).collect();
+            let columns = Arc::new(fetch_columns(&ts, &ms));
             let shape = Shape {
                 columns: columns.clone(),
                 kind: ms.kind,
