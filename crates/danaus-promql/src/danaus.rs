@@ -10,15 +10,20 @@
 //! whole metric (Prometheus reads an absent label as ""). Every series
 //! returned is checked against all matchers again, so what reaches the
 //! evaluator is exactly what Prometheus would select. The fetches run on
-//! `danaus-query`'s engine with no operations: raw points in the time
-//! range, every leaf and zone of the engine consulted.
+//! `danaus-query`'s engine, every leaf and zone of it consulted: with no
+//! operations for raw samples, or with a [`PromWindow`] as the leaf
+//! stage's operation when the evaluator pushes a range function down, so
+//! each leaf computes it over the columns it reads and sends a value per
+//! step instead of every sample.
 
 use std::sync::Arc;
 
 use danaus_leaf::{MatchOp as LeafOp, Matcher as LeafMatcher};
 use danaus_model::{FieldType, FieldValue, MetricSchema, ScalarType, TargetSchema, Value as DValue, ValueType};
+use danaus_query::prom::PromWindow;
 use danaus_query::{
-    fetch_columns, Engine, FetchPlan, FetchSpec, Node, Plan, QueryRange, RunOptions, Stage, Table, DEFAULT_STEP,
+    fetch_columns, Engine, FetchPlan, FetchSpec, Node, Plan, QueryRange, RunOptions, Stage, Table, TableOp,
+    DEFAULT_STEP,
 };
 use futures::future::BoxFuture;
 use promql_parser::label::{MatchOp, Matcher};
@@ -159,39 +164,51 @@ fn query_error(e: danaus_query::Error) -> Error {
     }
 }
 
+impl DanausStorage {
+    /// Every candidate metric's fetch of `[start, end]` (ms) with `ops`
+    /// as its leaf stage, run on the engine; the series that satisfy every
+    /// matcher.
+    async fn fetch(&self, matchers: &[Matcher], start: i64, end: i64, ops: Vec<TableOp>) -> Result<Vec<Series>> {
+        let fetches = self.candidates(matchers).into_iter().filter_map(|m| {
+            let spec = self.spec(&m, matchers, start, end)?;
+            let ops = ops.clone();
+            Some(async move {
+                let plan = Plan {
+                    root: Node::Fetch(Box::new(FetchPlan {
+                        fetch: spec,
+                        leaf: Stage { ops, ..Stage::default() },
+                        zone: Stage::default(),
+                        root: Stage::default(),
+                    })),
+                    range: QueryRange { start: start * MS, end: end * MS, step: DEFAULT_STEP },
+                };
+                let mut tables = Vec::new();
+                let mut sink = |t: Table| -> danaus_query::Result<()> {
+                    tables.push(t);
+                    Ok(())
+                };
+                self.engine.run_plan(&self.tenant, &plan, RunOptions::default(), &mut sink).await.map_err(query_error)?;
+                let mut out = Vec::new();
+                for t in tables {
+                    self.to_series(&m.name, t, matchers, &mut out);
+                }
+                Ok::<_, Error>(out)
+            })
+        });
+        let per_metric = futures::future::try_join_all(fetches).await?;
+        Ok(per_metric.into_iter().flatten().collect())
+    }
+}
+
 impl Storage for DanausStorage {
     fn select<'a>(&'a self, matchers: &'a [Matcher], start: i64, end: i64) -> BoxFuture<'a, Result<Vec<Series>>> {
-        Box::pin(async move {
-            let fetches = self.candidates(matchers).into_iter().filter_map(|m| {
-                let spec = self.spec(&m, matchers, start, end)?;
-                Some(async move {
-                    let plan = Plan {
-                        root: Node::Fetch(Box::new(FetchPlan {
-                            fetch: spec,
-                            leaf: Stage::default(),
-                            zone: Stage::default(),
-                            root: Stage::default(),
-                        })),
-                        range: QueryRange { start: start * MS, end: end * MS, step: DEFAULT_STEP },
-                    };
-                    let mut tables = Vec::new();
-                    let mut sink = |t: Table| -> danaus_query::Result<()> {
-                        tables.push(t);
-                        Ok(())
-                    };
-                    self.engine
-                        .run_plan(&self.tenant, &plan, RunOptions::default(), &mut sink)
-                        .await
-                        .map_err(query_error)?;
-                    let mut out = Vec::new();
-                    for t in tables {
-                        self.to_series(&m.name, t, matchers, &mut out);
-                    }
-                    Ok::<_, Error>(out)
-                })
-            });
-            let per_metric = futures::future::try_join_all(fetches).await?;
-            Ok(per_metric.into_iter().flatten().collect())
-        })
+        Box::pin(self.fetch(matchers, start, end, Vec::new()))
+    }
+
+    /// The window function runs in each leaf's phase, over the series'
+    /// columns as they are read: what comes back is a value per step.
+    fn select_windows<'a>(&'a self, matchers: &'a [Matcher], w: &'a PromWindow) -> BoxFuture<'a, Result<Vec<Series>>> {
+        let (start, end) = w.sample_range();
+        Box::pin(self.fetch(matchers, start, end, vec![TableOp::Prom(w.clone())]))
     }
 }

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use danaus_query::prom::PromWindow;
 use futures::future::BoxFuture;
 use promql_parser::label::Matcher;
 
@@ -21,6 +22,27 @@ pub trait Storage: Send + Sync {
     /// in `[start, end]` (ms, inclusive), staleness markers included,
     /// oldest first. Series without samples in the range may be left out.
     fn select<'a>(&'a self, matchers: &'a [Matcher], start: i64, end: i64) -> BoxFuture<'a, Result<Vec<Series>>>;
+
+    /// Series matching every matcher, each with the values of `w` at the
+    /// evaluation times that have one (`(time, value)`, time order), the
+    /// metric name kept in the labels. Storage that can compute `w` where
+    /// the data is overrides this; the default reads the raw samples with
+    /// [`Storage::select`] and computes it here.
+    fn select_windows<'a>(&'a self, matchers: &'a [Matcher], w: &'a PromWindow) -> BoxFuture<'a, Result<Vec<Series>>> {
+        Box::pin(async move {
+            let (lo, hi) = w.sample_range();
+            let raw = self.select(matchers, lo, hi).await?;
+            let mut scratch = Vec::new();
+            Ok(raw
+                .into_iter()
+                .map(|s| {
+                    let mut points = Vec::new();
+                    w.eval_series(&s.points, &mut scratch, |i, v| points.push((w.time(i), v)));
+                    Series { labels: s.labels, points }
+                })
+                .collect())
+        })
+    }
 }
 
 /// Series in memory.

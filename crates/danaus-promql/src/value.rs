@@ -5,15 +5,7 @@ use std::sync::Arc;
 
 /// The label holding a series' metric name.
 pub const METRIC_NAME: &str = "__name__";
-
-/// The bit pattern Prometheus writes as a staleness marker (a NaN no
-/// arithmetic produces). Stored and compared bit for bit.
-pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
-
-/// Whether `v` is a staleness marker.
-pub fn is_stale(v: f64) -> bool {
-    v.to_bits() == STALE_NAN_BITS
-}
+pub use danaus_query::prom::{is_stale, STALE_NAN_BITS};
 
 /// The staleness marker as a value.
 pub fn stale_nan() -> f64 {

@@ -1,8 +1,10 @@
-//! Runs every `tests/cases/*.test` script against the in-memory backend.
+//! Runs every `tests/cases/*.test` script against the in-memory backend,
+//! with range functions pushed down to storage and without.
 
 use std::path::Path;
 
 use danaus_promql::promqltest::{run, MemBackend};
+use danaus_promql::Options;
 
 #[tokio::test]
 async fn every_case_file_passes() {
@@ -17,8 +19,11 @@ async fn every_case_file_passes() {
     let mut failures = Vec::new();
     for f in &files {
         let script = std::fs::read_to_string(f).expect("readable");
-        if let Err(e) = run(&script, &mut MemBackend::default()).await {
-            failures.push(format!("{}: {e}", f.display()));
+        for push_down in [true, false] {
+            let mut backend = MemBackend { options: Options { push_down, ..Options::default() }, ..MemBackend::default() };
+            if let Err(e) = run(&script, &mut backend).await {
+                failures.push(format!("{} (push_down {push_down}): {e}", f.display()));
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

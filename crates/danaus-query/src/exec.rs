@@ -12,7 +12,8 @@ use crate::ctx::{Completeness, ExecCtx};
 use crate::error::{Error, Result};
 use crate::expr::{compile, CExpr, Context, Env};
 use crate::plan::{Combine, FetchPlan, Node, Stage, TableOp};
-use crate::source::{in_series, LeafPhase, SeriesSource};
+use crate::prom::{PromWindow, Scratch};
+use crate::source::{in_series, LeafPhase, PreAlign, SeriesSource};
 use crate::syntax::ast::Ranker;
 use crate::table::{Columns, PhaseOutput, Series, Table};
 
@@ -38,6 +39,7 @@ pub(crate) fn describe(columns: &[String], fields: &[FieldValue]) -> String {
 enum Step {
     Filter(CExpr),
     Align(AlignSpec),
+    Prom(PromWindow),
     Value(CExpr),
     Shift(i64),
     GroupBy(GroupSpec),
@@ -57,6 +59,7 @@ impl Runner {
                 TableOp::Filter(e) => Step::Filter(compile(e, &columns, Context::Filter)?),
                 TableOp::Value(e) => Step::Value(compile(e, &columns, Context::Value)?),
                 TableOp::Align(a) => Step::Align(a.clone()),
+                TableOp::Prom(w) => Step::Prom(w.clone()),
                 TableOp::Shift(d) => Step::Shift(*d),
                 TableOp::GroupBy(g) => {
                     columns = g.columns.clone();
@@ -85,6 +88,22 @@ impl Runner {
                         s.points = align(spec, t.kind, &s.points).map_err(|e| in_series(e, &t.columns, &s.fields))?;
                     }
                     Table { kind: spec.output_kind(), ..t }
+                }
+                Step::Prom(w) => {
+                    let mut scratch = Scratch::default();
+                    let (mut times, mut values) = (Vec::new(), Vec::new());
+                    for s in &mut t.series {
+                        times.clear();
+                        values.clear();
+                        for p in &s.points {
+                            if let Value::Double(v) = p.value {
+                                times.push(p.end_time);
+                                values.push(v);
+                            }
+                        }
+                        s.points = w.eval_columns(&times, &values, &mut scratch);
+                    }
+                    Table { kind: MetricKind::Gauge, ..t }
                 }
                 Step::Value(e) => {
                     for s in &mut t.series {
@@ -177,10 +196,15 @@ pub async fn run_leaf_stage(
     // A leading alignment runs inside the source, which can align a series
     // straight from its columns.
     let (pre_align, rest) = match fp.leaf.ops.split_first() {
-        Some((TableOp::Align(a), rest)) => (Some(a), rest),
+        Some((TableOp::Align(a), rest)) => (Some(PreAlign::Align(a)), rest),
+        Some((TableOp::Prom(w), rest)) => (Some(PreAlign::Prom(w)), rest),
         _ => (None, fp.leaf.ops.as_slice()),
     };
-    let kind = pre_align.map_or(spec.kind, AlignSpec::output_kind);
+    let kind = match pre_align {
+        Some(PreAlign::Align(a)) => a.output_kind(),
+        Some(PreAlign::Prom(_)) => MetricKind::Gauge,
+        None => spec.kind,
+    };
     let (runner, _) = Runner::new(rest, spec.columns.clone())?;
     let mut acc: Option<GroupAcc> = None;
     let mut acc_keys: Vec<usize> = Vec::new();

@@ -37,6 +37,7 @@ mod error;
 mod exec;
 mod expr;
 mod plan;
+pub mod prom;
 mod source;
 pub mod syntax;
 mod table;
@@ -50,5 +51,5 @@ pub use exec::{run_leaf_stage, run_merge_stage, Executor, ZoneSources, BATCH};
 pub use plan::{
     fetch_columns, plan, Catalog, Combine, FetchPlan, FetchSpec, Node, Plan, QueryRange, Stage, TableOp, DEFAULT_STEP,
 };
-pub use source::{Keep, LeafPhase, LeafSource, SeriesSource, Sink, TargetRanges};
+pub use source::{Keep, LeafPhase, LeafSource, PreAlign, SeriesSource, Sink, TargetRanges};
 pub use table::{Columns, PhaseOutput, Series, Table};

@@ -93,6 +93,9 @@ pub enum TableOp {
     Filter(Expr),
     /// Align every series.
     Align(AlignSpec),
+    /// A PromQL range function (or instant selector) at every evaluation
+    /// time: the PromQL front end's aligner (see [`crate::prom`]).
+    Prom(crate::prom::PromWindow),
     /// Compute a new value per point.
     Value(Expr),
     /// Add the duration to every time.

@@ -5,17 +5,29 @@
 use std::sync::Arc;
 
 use danaus_leaf::{Leaf, ReadRequest};
-use danaus_model::{FieldValue, MetricSchema, TargetSchema};
+use danaus_model::{FieldValue, MetricSchema, TargetSchema, Value};
 use futures::future::BoxFuture;
 
 use crate::align::{align, align_doubles, AlignSpec};
 use crate::ctx::ExecCtx;
 use crate::error::{Error, Result};
 use crate::plan::{FetchPlan, FetchSpec};
+use crate::prom::{PromWindow, Scratch};
 use crate::table::{PhaseOutput, Series, Table};
 
 /// Decides, from its fields, whether a selected series is read.
 pub type Keep<'a> = &'a (dyn Fn(&[FieldValue]) -> Result<bool> + Send + Sync);
+
+/// An alignment a source applies to each series as it reads it, so raw
+/// points need not be materialised (see [`align_doubles`] and
+/// [`PromWindow::eval_columns`]).
+#[derive(Debug, Clone, Copy)]
+pub enum PreAlign<'a> {
+    /// A Danaus aligner.
+    Align(&'a AlignSpec),
+    /// A PromQL window function.
+    Prom(&'a PromWindow),
+}
 
 /// Receives batches of series, with the number of raw points read for them.
 pub type Sink<'a> = &'a mut (dyn FnMut(Vec<Series>, u64) -> Result<()> + Send);
@@ -33,15 +45,14 @@ pub trait SeriesSource: Send + Sync {
     /// batches of about `batch` series. Series arrive grouped by target
     /// and a batch never splits a target. Fields are in `spec.columns`
     /// order. At most `max_series` series may be selected. With `align`,
-    /// each series reaches the sink already aligned by it (a source can do
-    /// that without materialising raw points: see [`align_doubles`]).
+    /// each series reaches the sink already aligned by it.
     #[allow(clippy::too_many_arguments)]
     fn fetch<'a>(
         &'a self,
         tenant: &'a str,
         spec: &'a FetchSpec,
         keep: Keep<'a>,
-        align: Option<&'a AlignSpec>,
+        align: Option<PreAlign<'a>>,
         max_series: usize,
         batch: usize,
         sink: Sink<'a>,
@@ -153,7 +164,7 @@ impl SeriesSource for LeafSource {
         tenant: &'a str,
         spec: &'a FetchSpec,
         keep: Keep<'a>,
-        align_by: Option<&'a AlignSpec>,
+        align_by: Option<PreAlign<'a>>,
         max_series: usize,
         batch: usize,
         sink: Sink<'a>,
@@ -188,6 +199,7 @@ impl SeriesSource for LeafSource {
             let mut last_target: Option<&[FieldValue]> = None;
             // Column buffers reused across series.
             let (mut times, mut values) = (Vec::new(), Vec::new());
+            let mut scratch = Scratch::default();
             for s in &selected {
                 // Cut batches only between targets (series come sorted by key).
                 let target = s.key.target_fields.as_slice();
@@ -202,7 +214,22 @@ impl SeriesSource for LeafSource {
                 }
                 let failed = |e| leaf_error(&self.name, e);
                 let points = match align_by {
-                    Some(a) => {
+                    Some(PreAlign::Prom(w)) => {
+                        times.clear();
+                        values.clear();
+                        if !self.leaf.doubles(s, spec.start, spec.end, &mut times, &mut values).await.map_err(failed)? {
+                            // Not a plain double series: its double points.
+                            for p in self.leaf.points(s, spec.start, spec.end).await.map_err(failed)? {
+                                if let Value::Double(v) = p.value {
+                                    times.push(p.end_time);
+                                    values.push(v);
+                                }
+                            }
+                        }
+                        raw_points += times.len() as u64;
+                        w.eval_columns(&times, &values, &mut scratch)
+                    }
+                    Some(PreAlign::Align(a)) => {
                         times.clear();
                         values.clear();
                         if self.leaf.doubles(s, spec.start, spec.end, &mut times, &mut values).await.map_err(failed)? {

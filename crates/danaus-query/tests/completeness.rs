@@ -44,7 +44,7 @@ impl SeriesSource for Broken {
         _tenant: &'a str,
         _spec: &'a FetchSpec,
         _keep: Keep<'a>,
-        _align: Option<&'a danaus_query::AlignSpec>,
+        _align: Option<danaus_query::PreAlign<'a>>,
         _max_series: usize,
         _batch: usize,
         _sink: Sink<'a>,

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
-use super::functions::{nan_last, quantile};
+use danaus_query::prom::quantile;
+
+use super::functions::nan_last;
 use super::{El, Ev, Grid, Out};
 use crate::error::{Error, Result};
 use crate::value::{format_float, Labels};

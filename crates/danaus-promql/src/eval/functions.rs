@@ -9,6 +9,8 @@ use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
 use regex::Regex;
 
+use danaus_query::prom::{window_value, PromFn};
+
 use super::aggregate::valid_label_name;
 use super::{check_unique, El, Ev, Grid, Out, Range};
 use crate::error::{Error, Result};
@@ -36,116 +38,31 @@ pub(super) fn eval(ev: &Ev, c: &Call, g: Grid) -> Result<Out> {
             let v = ev.vector_arg(arg(0)?, g, name)?;
             Out::Scalar(v.into_iter().map(|els| if els.len() == 1 { els[0].v } else { f64::NAN }).collect())
         }
-        "rate" | "increase" | "delta" => {
-            let counter = name != "delta";
-            let rate = name == "rate";
-            over_range(ev, arg(0)?, g, name, true, |r, t, pts| extrapolated(r, t, pts, counter, rate))?
-        }
-        "irate" | "idelta" => {
-            let rate = name == "irate";
-            over_range(ev, arg(0)?, g, name, true, |_, _, pts| instant_value(pts, rate))?
-        }
-        "deriv" => over_range(ev, arg(0)?, g, name, true, |_, _, pts| {
-            (pts.len() >= 2).then(|| linear_regression(pts, pts[0].0).0)
-        })?,
-        "predict_linear" => {
-            let d = ev.scalar_arg(arg(1)?, g, name)?;
-            over_range_at(ev, arg(0)?, g, name, true, |r, i, t, pts| {
-                (pts.len() >= 2).then(|| {
-                    let (slope, intercept) = linear_regression(pts, r.window_end(t));
-                    slope * d[i] + intercept
-                })
-            })?
-        }
-        "avg_over_time" => over_range(ev, arg(0)?, g, name, true, |_, _, pts| {
-            (!pts.is_empty()).then(|| {
-                let (mut mean, mut count) = (0.0f64, 0.0f64);
-                for &(_, v) in pts {
-                    count += 1.0;
-                    if mean.is_infinite() {
-                        if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
-                            continue;
-                        }
-                        if !v.is_infinite() && !v.is_nan() {
-                            continue;
-                        }
+        "holt_winters" | "predict_linear" | "quantile_over_time" | "rate" | "increase" | "delta" | "irate"
+        | "idelta" | "deriv" | "avg_over_time" | "sum_over_time" | "count_over_time" | "min_over_time"
+        | "max_over_time" | "last_over_time" | "present_over_time" | "stddev_over_time" | "stdvar_over_time"
+        | "changes" | "resets" => {
+            let f = PromFn::of_name(name).ok_or_else(|| Error::BadData(format!("function {name}() is not supported")))?;
+            if let Some(out) = ev.pushed_call(c, g, f)? {
+                out
+            } else {
+                // Per-step parameters (scalars may vary by step), then the range.
+                let (params, range): (Vec<Vec<f64>>, &Expr) = match f {
+                    PromFn::QuantileOverTime => (vec![ev.scalar_arg(arg(0)?, g, name)?], arg(1)?),
+                    PromFn::PredictLinear => (vec![ev.scalar_arg(arg(1)?, g, name)?], arg(0)?),
+                    PromFn::HoltWinters => {
+                        let sf = ev.scalar_arg(arg(1)?, g, name)?;
+                        let tf = ev.scalar_arg(arg(2)?, g, name)?;
+                        check_holt_winters(&sf, &tf)?;
+                        (vec![sf, tf], arg(0)?)
                     }
-                    mean += v / count - mean / count;
-                }
-                mean
-            })
-        })?,
-        "sum_over_time" => over_range(ev, arg(0)?, g, name, true, |_, _, pts| {
-            (!pts.is_empty()).then(|| kahan(pts.iter().map(|p| p.1)))
-        })?,
-        "count_over_time" => {
-            over_range(ev, arg(0)?, g, name, true, |_, _, pts| (!pts.is_empty()).then_some(pts.len() as f64))?
-        }
-        "min_over_time" | "max_over_time" => {
-            let max = name == "max_over_time";
-            over_range(ev, arg(0)?, g, name, true, |_, _, pts| {
-                let mut it = pts.iter().map(|p| p.1);
-                let first = it.next()?;
-                Some(it.fold(first, |m, v| if (max && v > m) || (!max && v < m) || m.is_nan() { v } else { m }))
-            })?
-        }
-        "last_over_time" => over_range(ev, arg(0)?, g, name, false, |_, _, pts| pts.last().map(|p| p.1))?,
-        "present_over_time" => over_range(ev, arg(0)?, g, name, true, |_, _, pts| (!pts.is_empty()).then_some(1.0))?,
-        "stddev_over_time" | "stdvar_over_time" => {
-            let dev = name == "stddev_over_time";
-            over_range(ev, arg(0)?, g, name, true, |_, _, pts| {
-                (!pts.is_empty()).then(|| {
-                    let (mut count, mut mean, mut aux) = (0.0f64, 0.0f64, 0.0f64);
-                    for &(_, v) in pts {
-                        count += 1.0;
-                        let delta = v - mean;
-                        mean += delta / count;
-                        aux += delta * (v - mean);
-                    }
-                    if dev {
-                        (aux / count).sqrt()
-                    } else {
-                        aux / count
-                    }
-                })
-            })?
-        }
-        "quantile_over_time" => {
-            let q = ev.scalar_arg(arg(0)?, g, name)?;
-            over_range_at(ev, arg(1)?, g, name, true, |_, i, _, pts| {
-                (!pts.is_empty()).then(|| {
-                    let mut vals: Vec<f64> = pts.iter().map(|p| p.1).collect();
-                    quantile(q[i], &mut vals)
-                })
-            })?
-        }
-        "changes" | "resets" => {
-            let resets = name == "resets";
-            over_range(ev, arg(0)?, g, name, true, |_, _, pts| {
-                (!pts.is_empty()).then(|| {
-                    pts.windows(2)
-                        .filter(|w| {
-                            let (prev, cur) = (w[0].1, w[1].1);
-                            if resets {
-                                cur < prev
-                            } else {
-                                cur != prev && !(cur.is_nan() && prev.is_nan())
-                            }
-                        })
-                        .count() as f64
-                })
-            })?
-        }
-        "holt_winters" => {
-            let sf = ev.scalar_arg(arg(1)?, g, name)?;
-            let tf = ev.scalar_arg(arg(2)?, g, name)?;
-            if let Some(bad) = sf.iter().find(|v| !(**v > 0.0 && **v < 1.0)) {
-                return Err(Error::BadData(format!("invalid smoothing factor. Expected: 0 < sf < 1, got: {bad}")));
+                    _ => (Vec::new(), arg(0)?),
+                };
+                over_range_at(ev, range, g, name, !f.keeps_name(), |r, i, t, pts| {
+                    let p: [f64; 2] = std::array::from_fn(|k| params.get(k).map_or(f64::NAN, |v| v[i]));
+                    window_value(f, &p[..params.len()], r.range, r.window_end(t), pts)
+                })?
             }
-            if let Some(bad) = tf.iter().find(|v| !(**v > 0.0 && **v < 1.0)) {
-                return Err(Error::BadData(format!("invalid trend factor. Expected: 0 < tf < 1, got: {bad}")));
-            }
-            over_range_at(ev, arg(0)?, g, name, true, |_, i, _, pts| holt_winters(pts, sf[i], tf[i]))?
         }
         "absent_over_time" => {
             let r = ev.range_arg(arg(0)?, g, name)?;
@@ -343,20 +260,21 @@ pub(super) fn eval(ev: &Ev, c: &Call, g: Grid) -> Result<Out> {
     Ok(out)
 }
 
-/// `f` over every series' window at every step; `drop_name` drops the
-/// metric name from the output (all range functions but last_over_time).
-fn over_range(
-    ev: &Ev,
-    e: &Expr,
-    g: Grid,
-    name: &str,
-    drop_name: bool,
-    f: impl Fn(&Range, i64, &[(i64, f64)]) -> Option<f64>,
-) -> Result<Out> {
-    over_range_at(ev, e, g, name, drop_name, |r, _, t, pts| f(r, t, pts))
+/// Fails unless `0 < sf < 1` and `0 < tf < 1` at every step, as
+/// `holt_winters` requires.
+pub(super) fn check_holt_winters(sf: &[f64], tf: &[f64]) -> Result<()> {
+    if let Some(bad) = sf.iter().find(|v| !(**v > 0.0 && **v < 1.0)) {
+        return Err(Error::BadData(format!("invalid smoothing factor. Expected: 0 < sf < 1, got: {bad}")));
+    }
+    if let Some(bad) = tf.iter().find(|v| !(**v > 0.0 && **v < 1.0)) {
+        return Err(Error::BadData(format!("invalid trend factor. Expected: 0 < tf < 1, got: {bad}")));
+    }
+    Ok(())
 }
 
-/// As [`over_range`], with the step's index for per-step parameters.
+/// `f` over every series' window at every step, with the step's index;
+/// `drop_name` drops the metric name from the output (all range
+/// functions but last_over_time).
 fn over_range_at(
     ev: &Ev,
     e: &Expr,
@@ -459,122 +377,6 @@ fn absent_labels(e: &Expr) -> Labels {
     Labels::new(pairs)
 }
 
-fn kahan(values: impl Iterator<Item = f64>) -> f64 {
-    let (mut sum, mut c) = (0.0f64, 0.0f64);
-    for v in values {
-        let t = sum + v;
-        if t.is_infinite() {
-            c = 0.0;
-        } else if sum.abs() >= v.abs() {
-            c += (sum - t) + v;
-        } else {
-            c += (v - t) + sum;
-        }
-        sum = t;
-    }
-    if sum.is_infinite() {
-        sum
-    } else {
-        sum + c
-    }
-}
-
-/// Prometheus' `extrapolatedRate`: the change over the window,
-/// extrapolated to its ends (not past half a sample interval, not below a
-/// counter's zero).
-fn extrapolated(r: &Range, t: i64, pts: &[(i64, f64)], counter: bool, rate: bool) -> Option<f64> {
-    if pts.len() < 2 {
-        return None;
-    }
-    let end = r.window_end(t);
-    let start = end - r.range;
-    let (first, last) = (pts[0], pts[pts.len() - 1]);
-    let mut result = last.1 - first.1;
-    if counter {
-        let mut prev = 0.0;
-        for &(_, v) in pts {
-            if v < prev {
-                result += prev;
-            }
-            prev = v;
-        }
-    }
-    let mut to_start = (first.0 - start) as f64 / 1000.0;
-    let to_end = (end - last.0) as f64 / 1000.0;
-    let sampled = (last.0 - first.0) as f64 / 1000.0;
-    let avg = sampled / (pts.len() - 1) as f64;
-    if counter && result > 0.0 && first.1 >= 0.0 {
-        let to_zero = sampled * (first.1 / result);
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
-    }
-    let threshold = avg * 1.1;
-    let mut interval = sampled;
-    interval += if to_start < threshold { to_start } else { avg / 2.0 };
-    interval += if to_end < threshold { to_end } else { avg / 2.0 };
-    result *= interval / sampled;
-    if rate {
-        result /= r.range as f64 / 1000.0;
-    }
-    Some(result)
-}
-
-/// `irate` and `idelta`: from the last two samples.
-fn instant_value(pts: &[(i64, f64)], rate: bool) -> Option<f64> {
-    if pts.len() < 2 {
-        return None;
-    }
-    let (prev, last) = (pts[pts.len() - 2], pts[pts.len() - 1]);
-    let mut result = if rate && last.1 < prev.1 { last.1 } else { last.1 - prev.1 };
-    if rate {
-        let interval = last.0 - prev.0;
-        if interval == 0 {
-            return None;
-        }
-        result /= interval as f64 / 1000.0;
-    }
-    Some(result)
-}
-
-/// Least-squares slope (per second) and intercept at `intercept_time`.
-fn linear_regression(pts: &[(i64, f64)], intercept_time: i64) -> (f64, f64) {
-    let n = pts.len() as f64;
-    let init = pts[0].1;
-    if pts.iter().all(|p| p.1 == init) {
-        return if init.is_infinite() { (f64::NAN, f64::NAN) } else { (0.0, init) };
-    }
-    let xs = || pts.iter().map(|p| (p.0 - intercept_time) as f64 / 1000.0);
-    let sum_x = kahan(xs());
-    let sum_y = kahan(pts.iter().map(|p| p.1));
-    let sum_xy = kahan(xs().zip(pts.iter()).map(|(x, p)| x * p.1));
-    let sum_x2 = kahan(xs().map(|x| x * x));
-    let cov = sum_xy - sum_x * sum_y / n;
-    let var = sum_x2 - sum_x * sum_x / n;
-    let slope = cov / var;
-    (slope, sum_y / n - slope * sum_x / n)
-}
-
-/// Double exponential smoothing, as 2.42's `holt_winters`.
-fn holt_winters(pts: &[(i64, f64)], sf: f64, tf: f64) -> Option<f64> {
-    if pts.len() < 2 {
-        return None;
-    }
-    let (mut s0, mut s1) = (0.0f64, pts[0].1);
-    let mut b = pts[1].1 - pts[0].1;
-    for (i, p) in pts.iter().enumerate().skip(1) {
-        // The trend from the two previous smoothed values (none yet at
-        // the first step: the initial trend).
-        if i > 1 {
-            b = tf * (s1 - s0) + (1.0 - tf) * b;
-        }
-        let next = sf * p.1 + (1.0 - sf) * (s1 + b);
-        s0 = s1;
-        s1 = next;
-    }
-    Some(s1)
-}
-
 /// Order of values with NaN after every number, ascending or descending.
 pub(crate) fn nan_last(a: f64, b: f64, desc: bool) -> std::cmp::Ordering {
     match (a.is_nan(), b.is_nan()) {
@@ -584,27 +386,6 @@ pub(crate) fn nan_last(a: f64, b: f64, desc: bool) -> std::cmp::Ordering {
         _ if desc => b.total_cmp(&a),
         _ => a.total_cmp(&b),
     }
-}
-
-/// The φ-quantile of `values` (sorted in place), interpolating between
-/// neighbours as Prometheus does.
-pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
-    if values.is_empty() || q.is_nan() {
-        return f64::NAN;
-    }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
-    }
-    values.sort_by(|a, b| a.total_cmp(b));
-    let n = values.len() as f64;
-    let rank = q * (n - 1.0);
-    let lower = rank.floor().max(0.0);
-    let upper = (lower + 1.0).min(n - 1.0);
-    let weight = rank - rank.floor();
-    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
 }
 
 /// `histogram_quantile` over classic buckets `(le, cumulative count)`.

@@ -29,7 +29,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use promql_parser::label::{MatchOp, Matcher};
-use promql_parser::parser::{self, AtModifier, Expr, Offset, VectorSelector};
+use danaus_query::prom::{PromFn, PromWindow};
+use promql_parser::parser::{self, AtModifier, Call, Expr, Offset, VectorSelector};
 
 use crate::error::{Error, Result};
 use crate::storage::Storage;
@@ -46,11 +47,16 @@ pub struct Options {
     /// Most samples a query may hold at once, fetched and computed
     /// together (Prometheus' `--query.max-samples`, 50 million).
     pub max_samples: usize,
+    /// Ask storage to compute range functions over selectors (and the
+    /// selectors aggregations read) where the data is; on by default.
+    /// Off, every selector's raw samples are fetched and evaluated here
+    /// (the reference the pushed-down answers are tested against).
+    pub push_down: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { lookback_ms: 300_000, subquery_step_ms: 60_000, max_samples: 50_000_000 }
+        Self { lookback_ms: 300_000, subquery_step_ms: 60_000, max_samples: 50_000_000, push_down: true }
     }
 }
 
@@ -280,10 +286,21 @@ fn system_time_ms(t: &SystemTime) -> i64 {
     }
 }
 
+/// What one selector is fetched for.
+enum Fetch<'a> {
+    /// Its raw samples in `[lo, hi]` (ms).
+    Raw(&'a VectorSelector, i64, i64),
+    /// A window function's values at every step, computed by storage.
+    Pushed(&'a VectorSelector, PromWindow),
+}
+
 /// Time ranges and fetched series, by selector (its address in the
-/// expression, which outlives the evaluation).
+/// expression, which outlives the evaluation), and pushed-down window
+/// functions' values, by the call (or, for an instant selector an
+/// aggregation reads, the selector).
 pub(crate) struct Ev {
     data: HashMap<usize, Arc<Vec<Series>>>,
+    pushed: HashMap<usize, (Arc<Vec<Series>>, PromWindow)>,
     opts: Options,
     /// The query's own start and end, for `@ start()` and `@ end()`.
     query: Grid,
@@ -291,6 +308,46 @@ pub(crate) struct Ev {
 
 fn key(vs: &VectorSelector) -> usize {
     vs as *const VectorSelector as usize
+}
+
+fn call_key(c: &Call) -> usize {
+    c as *const Call as usize
+}
+
+/// `e` without enclosing parentheses.
+fn unparen(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => unparen(&p.expr),
+        e => e,
+    }
+}
+
+/// The value of a number literal (possibly negated or parenthesised).
+fn number(e: &Expr) -> Option<f64> {
+    match unparen(e) {
+        Expr::NumberLiteral(n) => Some(n.val),
+        Expr::Unary(u) => number(&u.expr).map(|v| -v),
+        _ => None,
+    }
+}
+
+/// Series of a window function's values at step times, as an instant
+/// vector over `g` (the grid the function was pushed down for).
+fn steps_of(series: &[Series], w: &PromWindow, g: Grid, drop_name: bool) -> Result<Vec<Vec<El>>> {
+    if (w.start, w.end, w.step) != (g.start, g.end, g.step) {
+        return Err(Error::Execution("internal: a pushed-down function was evaluated over another grid".into()));
+    }
+    let mut out: Vec<Vec<El>> = vec![Vec::new(); g.len()];
+    for s in series {
+        let labels = if drop_name { Arc::new(s.labels.without_name()) } else { s.labels.clone() };
+        for &(t, v) in &s.points {
+            let i = (t - g.start).div_euclid(g.step.max(1));
+            if let Some(step) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
+                step.push(El { labels: labels.clone(), v, t });
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl Ev {
@@ -304,18 +361,24 @@ impl Ev {
 
     /// Works out each selector's range, fetches them all.
     async fn load(storage: &dyn Storage, expr: &Expr, query: Grid, opts: Options) -> Result<Ev> {
-        let mut ev = Ev { data: HashMap::default(), opts, query };
-        let mut ranges: HashMap<usize, (&VectorSelector, i64, i64)> = HashMap::default();
-        ev.needs(expr, query.start, query.end, &mut ranges);
-        let fetches = ranges.into_iter().map(|(k, (vs, lo, hi))| async move {
+        let mut ev = Ev { data: HashMap::default(), pushed: HashMap::default(), opts, query };
+        let mut fetches: HashMap<usize, Fetch> = HashMap::default();
+        ev.needs(expr, query, &mut fetches);
+        let fetches = fetches.into_iter().map(|(k, f)| async move {
+            let vs = match &f {
+                Fetch::Raw(vs, ..) | Fetch::Pushed(vs, _) => *vs,
+            };
             let matchers = selector_matchers(vs);
             if !matchers.iter().any(|m| !m.is_match("")) {
                 return Err(Error::BadData("vector selector must contain at least one non-empty matcher".into()));
             }
-            storage.select(&matchers, lo, hi).await.map(|s| (k, s))
+            match f {
+                Fetch::Raw(_, lo, hi) => storage.select(&matchers, lo, hi).await.map(|s| (k, s, None)),
+                Fetch::Pushed(_, w) => storage.select_windows(&matchers, &w).await.map(|s| (k, s, Some(w))),
+            }
         });
         let mut total = 0usize;
-        for (k, mut series) in futures::future::try_join_all(fetches).await? {
+        for (k, mut series, window) in futures::future::try_join_all(fetches).await? {
             series.retain(|s| !s.points.is_empty());
             total += series.iter().map(|s| s.points.len()).sum::<usize>();
             if total > opts.max_samples {
@@ -323,45 +386,114 @@ impl Ev {
                     "query processing would load too many samples into memory in query execution".into(),
                 ));
             }
-            ev.data.insert(k, Arc::new(series));
+            match window {
+                Some(w) => {
+                    ev.pushed.insert(k, (Arc::new(series), w));
+                }
+                None => {
+                    ev.data.insert(k, Arc::new(series));
+                }
+            }
         }
         Ok(ev)
     }
 
-    /// Records the time range each selector under `e` needs when `e` is
-    /// evaluated at times in `[lo, hi]`.
-    fn needs<'a>(&self, e: &'a Expr, lo: i64, hi: i64, out: &mut HashMap<usize, (&'a VectorSelector, i64, i64)>) {
+    /// Records what each selector under `e` needs when `e` is evaluated
+    /// over `g`: the time range of its raw samples, or, for a range
+    /// function over a selector (and for a selector an aggregation reads
+    /// directly), the window function to compute where the data is.
+    fn needs<'a>(&self, e: &'a Expr, g: Grid, out: &mut HashMap<usize, Fetch<'a>>) {
         let mut add = |vs: &'a VectorSelector, back: i64| {
             let off = offset_ms(&vs.offset);
             let (a, b) = match self.at_ms(&vs.at) {
                 Some(t) => (t - off, t - off),
-                None => (lo - off, hi - off),
+                None => (g.start - off, g.end - off),
             };
-            let r = out.entry(key(vs)).or_insert((vs, i64::MAX, i64::MIN));
-            r.1 = r.1.min(a - back);
-            r.2 = r.2.max(b);
+            if let Fetch::Raw(_, lo, hi) = out.entry(key(vs)).or_insert(Fetch::Raw(vs, i64::MAX, i64::MIN)) {
+                *lo = (*lo).min(a - back);
+                *hi = (*hi).max(b);
+            }
         };
         match e {
             Expr::VectorSelector(vs) => add(vs, self.opts.lookback_ms),
             Expr::MatrixSelector(ms) => add(&ms.vs, duration_ms(&ms.range)),
             Expr::Subquery(sq) => {
-                let g = self.subquery_grid(sq, lo, hi);
-                self.needs(&sq.expr, g.start, g.end, out);
+                let inner = self.subquery_grid(sq, g.start, g.end);
+                self.needs(&sq.expr, inner, out);
             }
             Expr::Aggregate(a) => {
                 if let Some(p) = &a.param {
-                    self.needs(p, lo, hi, out);
+                    self.needs(p, g, out);
                 }
-                self.needs(&a.expr, lo, hi, out);
+                match unparen(&a.expr) {
+                    // Every aggregation's output is at the step's time, so
+                    // the selector's samples are only needed step by step.
+                    Expr::VectorSelector(vs) if self.opts.push_down => {
+                        out.insert(key(vs), Fetch::Pushed(vs, self.window(PromFn::Lookback, Vec::new(), vs, None, g)));
+                    }
+                    inner => self.needs(inner, g, out),
+                }
             }
-            Expr::Unary(u) => self.needs(&u.expr, lo, hi, out),
+            Expr::Unary(u) => self.needs(&u.expr, g, out),
             Expr::Binary(b) => {
-                self.needs(&b.lhs, lo, hi, out);
-                self.needs(&b.rhs, lo, hi, out);
+                self.needs(&b.lhs, g, out);
+                self.needs(&b.rhs, g, out);
             }
-            Expr::Paren(p) => self.needs(&p.expr, lo, hi, out),
-            Expr::Call(c) => c.args.args.iter().for_each(|a| self.needs(a, lo, hi, out)),
+            Expr::Paren(p) => self.needs(&p.expr, g, out),
+            Expr::Call(c) => match self.pushable(c, g) {
+                Some((vs, w)) => {
+                    out.insert(call_key(c), Fetch::Pushed(vs, w));
+                }
+                None => c.args.args.iter().for_each(|a| self.needs(a, g, out)),
+            },
             _ => {}
+        }
+    }
+
+    /// A window function over `vs`'s samples at every time of `g`.
+    fn window(&self, func: PromFn, params: Vec<f64>, vs: &VectorSelector, range: Option<i64>, g: Grid) -> PromWindow {
+        PromWindow {
+            func,
+            params,
+            range: range.unwrap_or(self.opts.lookback_ms),
+            offset: offset_ms(&vs.offset),
+            at: self.at_ms(&vs.at),
+            start: g.start,
+            end: g.end,
+            step: g.step,
+        }
+    }
+
+    /// The selector and window function of a range function over a
+    /// selector whose other arguments are constants, which storage can
+    /// compute where the data is.
+    fn pushable<'a>(&self, c: &'a Call, g: Grid) -> Option<(&'a VectorSelector, PromWindow)> {
+        if !self.opts.push_down {
+            return None;
+        }
+        let f = PromFn::of_name(c.func.name)?;
+        let args: Vec<&Expr> = c.args.args.iter().map(|a| &**a).collect();
+        let (range_arg, params) = match f {
+            PromFn::QuantileOverTime => (1, vec![number(args.first()?)?]),
+            PromFn::PredictLinear => (0, vec![number(args.get(1)?)?]),
+            PromFn::HoltWinters => {
+                let p = vec![number(args.get(1)?)?, number(args.get(2)?)?];
+                // Invalid factors are the evaluator's error to report.
+                functions::check_holt_winters(&p[..1], &p[1..]).ok()?;
+                (0, p)
+            }
+            _ => (0, Vec::new()),
+        };
+        let Expr::MatrixSelector(ms) = args.get(range_arg)? else { return None };
+        Some((&ms.vs, self.window(f, params, &ms.vs, Some(duration_ms(&ms.range)), g)))
+    }
+
+    /// The pushed-down window function of call `c`, as an instant vector
+    /// over `g`, if it was pushed down.
+    pub(crate) fn pushed_call(&self, c: &Call, g: Grid, f: PromFn) -> Result<Option<Out>> {
+        match self.pushed.get(&call_key(c)) {
+            Some((series, w)) => Ok(Some(Out::Vector(steps_of(series, w, g, !f.keeps_name())?))),
+            None => Ok(None),
         }
     }
 
@@ -391,7 +523,7 @@ impl Ev {
             Expr::NumberLiteral(x) => Out::Scalar(vec![x.val; n]),
             Expr::StringLiteral(s) => Out::String(s.val.clone()),
             Expr::Paren(p) => self.eval(&p.expr, g)?,
-            Expr::VectorSelector(vs) => Out::Vector(self.instant_selector(vs, g)),
+            Expr::VectorSelector(vs) => Out::Vector(self.instant_selector(vs, g)?),
             Expr::MatrixSelector(ms) => Out::Matrix(Range::new(
                 self.data.get(&key(&ms.vs)).cloned().unwrap_or_default(),
                 duration_ms(&ms.range),
@@ -423,7 +555,10 @@ impl Ev {
 
     /// An instant selector at every step: the newest sample within the
     /// lookback window, unless it is a staleness marker.
-    fn instant_selector(&self, vs: &VectorSelector, g: Grid) -> Vec<Vec<El>> {
+    fn instant_selector(&self, vs: &VectorSelector, g: Grid) -> Result<Vec<Vec<El>>> {
+        if let Some((series, w)) = self.pushed.get(&key(vs)) {
+            return steps_of(series, w, g, false);
+        }
         let series = self.data.get(&key(vs)).cloned().unwrap_or_default();
         let off = offset_ms(&vs.offset);
         let at = self.at_ms(&vs.at);
@@ -447,7 +582,7 @@ impl Ev {
                 step.push(El { labels: s.labels.clone(), v, t: pt });
             }
         }
-        out
+        Ok(out)
     }
 
     /// A subquery: its expression over its own grid, as series.
