@@ -481,11 +481,22 @@ impl ChunkIter<'_> {
     /// into `times` and `values`: the batch kernel for numeric scans, which
     /// decides each column's coding once, not once per point.
     pub fn read_doubles(&mut self, times: &mut Vec<i64>, values: &mut Vec<f64>) -> Result<()> {
+        self.read_doubles_vec(times, values, false)
+    }
+
+    /// Like [`ChunkIter::read_doubles`], for a double chunk with or
+    /// without start times: the start times are skipped, not decoded (for
+    /// readers that only need when each point was and its value).
+    pub fn read_doubles_skipping_starts(&mut self, times: &mut Vec<i64>, values: &mut Vec<f64>) -> Result<()> {
+        self.read_doubles_vec(times, values, true)
+    }
+
+    fn read_doubles_vec(&mut self, times: &mut Vec<i64>, values: &mut Vec<f64>, skip_starts: bool) -> Result<()> {
         let n = self.left as usize;
         let (t0, v0) = (times.len(), values.len());
         times.resize(t0 + n, 0);
         values.resize(v0 + n, 0.0);
-        let r = self.read_doubles_to(&mut times[t0..], &mut values[v0..]);
+        let r = self.read_doubles_into(&mut times[t0..], &mut values[v0..], skip_starts);
         if r.is_err() {
             times.truncate(t0);
             values.truncate(v0);
@@ -497,11 +508,15 @@ impl ChunkIter<'_> {
     /// decodes the remaining points into the front of `times` and `values`
     /// (each must hold at least that many) and returns how many.
     pub fn read_doubles_to(&mut self, times: &mut [i64], values: &mut [f64]) -> Result<usize> {
+        self.read_doubles_into(times, values, false)
+    }
+
+    fn read_doubles_into(&mut self, times: &mut [i64], values: &mut [f64], skip_starts: bool) -> Result<usize> {
         let n = self.left as usize;
         let [ScalarDecoder::Double(d)] = self.columns.as_mut_slice() else {
             return Err(Error::TypeMismatch { expected: "double".into(), value: "another type".into() });
         };
-        if self.starts.is_some() {
+        if self.starts.is_some() && !skip_starts {
             return Err(Error::TypeMismatch {
                 expected: "double without start times".into(),
                 value: "a cumulative or delta chunk".into(),

@@ -299,6 +299,42 @@ async fn old_chunks_leave_memory_and_are_read_from_the_store_and_retention_delet
 }
 
 #[tokio::test]
+async fn double_columns_of_a_counter_with_start_times_skip_the_starts() {
+    let env = Env::new(opts());
+    let leaf = env.open().await;
+    setup(&leaf).await;
+    let mut ms = latency_schema();
+    ms.name = "/rpc/count".into();
+    ms.kind = MetricKind::Cumulative;
+    leaf.apply_metric_schema("default", ms).await.unwrap();
+    // 40 points: two sealed chunks of 16 and an open one; a reset at 25.
+    let points: Vec<Point> = (0..40)
+        .map(|i| {
+            let start = if i < 25 { T0 } else { T0 + 25 * SEC };
+            Point { start_time: Some(start), end_time: T0 + i * SEC, value: Value::Double((i % 25) as f64) }
+        })
+        .collect();
+    let mut w = series("u", 1, "Get", points);
+    w.metric = "/rpc/count".into();
+    leaf.write("default", &[w]).await.unwrap();
+    let mut r = req(vec![]);
+    r.metric = "/rpc/count".into();
+    let selected = leaf.select("default", &r).unwrap();
+    let s = &selected[0];
+    let (from, to) = (T0 + 3 * SEC, T0 + 35 * SEC);
+    let pts = leaf.points(s, from, to).await.unwrap();
+    let (mut times, mut values) = (Vec::new(), Vec::new());
+    assert!(!leaf.doubles(s, from, to, &mut times, &mut values).await.unwrap(), "doubles() keeps start times");
+    assert!(times.is_empty());
+    assert!(leaf.doubles_without_starts(s, from, to, &mut times, &mut values).await.unwrap());
+    let want: Vec<(i64, f64)> =
+        pts.iter().map(|p| (p.end_time, if let Value::Double(v) = p.value { v } else { f64::NAN })).collect();
+    let got: Vec<(i64, f64)> = times.into_iter().zip(values).collect();
+    assert_eq!(got.len(), 33);
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
 async fn schema_changes_that_would_rekey_data_are_refused() {
     let env = Env::new(opts());
     let leaf = env.open().await;

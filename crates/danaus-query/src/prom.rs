@@ -191,6 +191,9 @@ impl PromWindow {
         } else {
             pts
         };
+        // A counter series without resets needs no reset pass per window.
+        let counter = matches!(self.func, PromFn::Rate | PromFn::Increase);
+        let no_resets = counter && !pts.windows(2).any(|w| w[1].1 < w[0].1);
         let (mut from, mut to) = (0usize, 0usize);
         for i in 0..self.steps() {
             let end = self.window_end(self.time(i));
@@ -205,7 +208,12 @@ impl PromWindow {
             if w.is_empty() {
                 continue;
             }
-            if let Some(v) = window_value(self.func, &self.params, self.range, end, w) {
+            let v = if no_resets {
+                extrapolated(self.range, end, w, Counter::NoResets, self.func == PromFn::Rate)
+            } else {
+                window_value(self.func, &self.params, self.range, end, w)
+            };
+            if let Some(v) = v {
                 out(i, v);
             }
         }
@@ -239,9 +247,9 @@ pub fn window_value(f: PromFn, params: &[f64], range: i64, end: i64, pts: &[(i64
     let param = |i: usize| params.get(i).copied().unwrap_or(f64::NAN);
     match f {
         PromFn::Lookback | PromFn::LastOverTime => pts.last().map(|p| p.1),
-        PromFn::Rate => extrapolated(range, end, pts, true, true),
-        PromFn::Increase => extrapolated(range, end, pts, true, false),
-        PromFn::Delta => extrapolated(range, end, pts, false, false),
+        PromFn::Rate => extrapolated(range, end, pts, Counter::Yes, true),
+        PromFn::Increase => extrapolated(range, end, pts, Counter::Yes, false),
+        PromFn::Delta => extrapolated(range, end, pts, Counter::No, false),
         PromFn::Irate => instant_value(pts, true),
         PromFn::Idelta => instant_value(pts, false),
         PromFn::Deriv => (pts.len() >= 2).then(|| linear_regression(pts, pts[0].0).0),
@@ -338,17 +346,29 @@ pub fn kahan(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
+/// Whether `extrapolated` treats the samples as a counter.
+#[derive(Clone, Copy, PartialEq)]
+enum Counter {
+    /// A gauge (`delta`).
+    No,
+    /// A counter: resets are looked for.
+    Yes,
+    /// A counter known to have no reset in the window.
+    NoResets,
+}
+
 /// `rate`, `increase` and `delta`: the change over the window, corrected
 /// for counter resets and extrapolated towards the window's edges as
 /// Prometheus' `extrapolatedRate`.
-fn extrapolated(range: i64, end: i64, pts: &[(i64, f64)], counter: bool, rate: bool) -> Option<f64> {
+fn extrapolated(range: i64, end: i64, pts: &[(i64, f64)], kind: Counter, rate: bool) -> Option<f64> {
     if pts.len() < 2 {
         return None;
     }
+    let counter = kind != Counter::No;
     let start = end - range;
     let (first, last) = (pts[0], pts[pts.len() - 1]);
     let mut result = last.1 - first.1;
-    if counter {
+    if kind == Counter::Yes {
         let mut prev = 0.0;
         for &(_, v) in pts {
             if v < prev {

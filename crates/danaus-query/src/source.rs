@@ -217,7 +217,8 @@ impl SeriesSource for LeafSource {
                     Some(PreAlign::Prom(w)) => {
                         times.clear();
                         values.clear();
-                        if !self.leaf.doubles(s, spec.start, spec.end, &mut times, &mut values).await.map_err(failed)? {
+                        let leaf = &self.leaf;
+                        if !leaf.doubles_without_starts(s, spec.start, spec.end, &mut times, &mut values).await.map_err(failed)? {
                             // Not a plain double series: its double points.
                             for p in self.leaf.points(s, spec.start, spec.end).await.map_err(failed)? {
                                 if let Value::Double(v) = p.value {

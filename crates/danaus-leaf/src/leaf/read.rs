@@ -264,11 +264,37 @@ impl Leaf {
         times: &mut Vec<i64>,
         values: &mut Vec<f64>,
     ) -> Result<bool> {
+        self.double_columns(series, start, end, times, values, false).await
+    }
+
+    /// Like [`Leaf::doubles`] for any double series, start times or not:
+    /// the times are the points' end times and start times are dropped
+    /// unread (what PromQL, which has none, reads).
+    pub async fn doubles_without_starts(
+        &self,
+        series: &SelectedSeries,
+        start: i64,
+        end: i64,
+        times: &mut Vec<i64>,
+        values: &mut Vec<f64>,
+    ) -> Result<bool> {
+        self.double_columns(series, start, end, times, values, true).await
+    }
+
+    async fn double_columns(
+        &self,
+        series: &SelectedSeries,
+        start: i64,
+        end: i64,
+        times: &mut Vec<i64>,
+        values: &mut Vec<f64>,
+        skip_starts: bool,
+    ) -> Result<bool> {
         if series.value_type != ValueType::Scalar(ScalarType::Double) {
             return Ok(false);
         }
         let (chunks, total) = self.chunks_in(series, start, end).await?;
-        if chunks.iter().any(|(_, h)| h.has_start || h.value_type != series.value_type) {
+        if chunks.iter().any(|(_, h)| (h.has_start && !skip_starts) || h.value_type != series.value_type) {
             return Ok(false);
         }
         if total > self.inner.opts.max_points_per_read {
@@ -279,7 +305,15 @@ impl Leaf {
         values.reserve(total);
         for (c, h) in &chunks {
             let (ct, cv) = (times.len(), values.len());
-            c.iter().and_then(|mut it| it.read_doubles(times, values)).map_err(|e| corrupt(series, e))?;
+            c.iter()
+                .and_then(|mut it| {
+                    if skip_starts {
+                        it.read_doubles_skipping_starts(times, values)
+                    } else {
+                        it.read_doubles(times, values)
+                    }
+                })
+                .map_err(|e| corrupt(series, e))?;
             if h.min_time < start || h.max_time > end {
                 // Keep only the range: compact in place.
                 let mut w = ct;

@@ -12,7 +12,7 @@ use regex::Regex;
 use danaus_query::prom::{window_value, PromFn};
 
 use super::aggregate::valid_label_name;
-use super::{check_unique, El, Ev, Grid, Out, Range};
+use super::{check_unique_steps, El, Ev, Grid, Out, Range};
 use crate::error::{Error, Result};
 use crate::value::{Labels, METRIC_NAME};
 
@@ -253,9 +253,7 @@ pub(super) fn eval(ev: &Ev, c: &Call, g: Grid) -> Result<Out> {
         other => return Err(Error::BadData(format!("function {other}() is not supported"))),
     };
     if let Out::Vector(steps) = &out {
-        for s in steps {
-            check_unique(s)?;
-        }
+        check_unique_steps(steps)?;
     }
     Ok(out)
 }

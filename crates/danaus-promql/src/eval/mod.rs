@@ -641,6 +641,37 @@ pub(crate) fn check_unique(els: &[El]) -> Result<()> {
     Ok(())
 }
 
+/// [`check_unique`] at every step. A series' samples share their labels'
+/// `Arc` across steps, so label sets are compared once per distinct
+/// `Arc`, not once per sample; only when two distinct `Arc`s hold equal
+/// labels are the steps checked one by one.
+pub(crate) fn check_unique_steps(steps: &[Vec<El>]) -> Result<()> {
+    let mut ids: HashMap<usize, usize> = HashMap::default();
+    let mut arcs: Vec<&Labels> = Vec::new();
+    let mut last: Vec<usize> = Vec::new();
+    for (i, els) in steps.iter().enumerate() {
+        if els.len() < 2 {
+            continue;
+        }
+        for e in els {
+            let id = *ids.entry(Arc::as_ptr(&e.labels) as usize).or_insert_with(|| {
+                arcs.push(&e.labels);
+                last.push(usize::MAX);
+                arcs.len() - 1
+            });
+            if last[id] == i {
+                return Err(Error::Execution("vector cannot contain metrics with the same labelset".into()));
+            }
+            last[id] = i;
+        }
+    }
+    let mut seen: HashSet<&Labels> = HashSet::with_capacity_and_hasher(arcs.len(), Default::default());
+    if arcs.iter().all(|l| seen.insert(l)) {
+        return Ok(());
+    }
+    steps.iter().try_for_each(|els| check_unique(els))
+}
+
 /// A node's per-step output as series (a range query's answer).
 pub(crate) fn to_matrix(out: Out, g: Grid) -> Result<Vec<Series>> {
     match out {
@@ -649,16 +680,30 @@ pub(crate) fn to_matrix(out: Out, g: Grid) -> Result<Vec<Series>> {
             points: v.into_iter().enumerate().map(|(i, x)| (g.time(i), x)).collect(),
         }]),
         Out::Vector(steps) => {
-            let mut index: HashMap<Arc<Labels>, usize> = HashMap::default();
+            check_unique_steps(&steps)?;
+            // By the labels' `Arc` first (one per series, usually), by the
+            // labels themselves when an `Arc` is new; `alive` keeps every
+            // `Arc` seen so no address is reused while it is a key.
+            let mut by_ptr: HashMap<usize, usize> = HashMap::default();
+            let mut by_labels: HashMap<Arc<Labels>, usize> = HashMap::default();
+            let mut alive: Vec<Arc<Labels>> = Vec::new();
             let mut series: Vec<Series> = Vec::new();
             for (i, els) in steps.into_iter().enumerate() {
-                check_unique(&els)?;
                 let t = g.time(i);
                 for e in els {
-                    let k = *index.entry(e.labels.clone()).or_insert_with(|| {
-                        series.push(Series { labels: e.labels.clone(), points: Vec::new() });
-                        series.len() - 1
-                    });
+                    let ptr = Arc::as_ptr(&e.labels) as usize;
+                    let k = match by_ptr.get(&ptr) {
+                        Some(&k) => k,
+                        None => {
+                            let k = *by_labels.entry(e.labels.clone()).or_insert_with(|| {
+                                series.push(Series { labels: e.labels.clone(), points: Vec::new() });
+                                series.len() - 1
+                            });
+                            by_ptr.insert(ptr, k);
+                            alive.push(e.labels.clone());
+                            k
+                        }
+                    };
                     series[k].points.push((t, e.v));
                 }
             }
