@@ -14,7 +14,7 @@ use serde_json::{json, Value as Json};
 use crate::error::{Error, Result};
 use crate::eval::{self, selector_matchers, Options};
 use crate::storage::Storage;
-use crate::value::{format_float, Labels, Series, Value};
+use crate::value::{format_float, Labels, Value};
 
 /// Request parameters, in order, repeated names kept (`match[]`).
 #[derive(Debug, Clone, Default)]
@@ -70,9 +70,16 @@ fn reply(r: Result<Json>) -> Reply {
     }
 }
 
+fn value_reply(r: Result<Value>) -> Reply {
+    match r {
+        Ok(v) => Reply { status: 200, body: value_body(&v) },
+        Err(e) => error_reply(&e),
+    }
+}
+
 /// `/api/v1/query`: `query`, `time` (default: now), `timeout`.
 pub async fn query(storage: &dyn Storage, p: &Params, now_ms: i64, opts: Options) -> Reply {
-    reply(
+    value_reply(
         async {
             let q = p.get("query").ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))?;
             let t = match p.get("time") {
@@ -80,8 +87,7 @@ pub async fn query(storage: &dyn Storage, p: &Params, now_ms: i64, opts: Options
                 None => now_ms,
             };
             timeout(p)?;
-            let v = eval::instant(storage, q, t, opts).await?;
-            Ok(value_json(&v))
+            eval::instant(storage, q, t, opts).await
         }
         .await,
     )
@@ -89,7 +95,7 @@ pub async fn query(storage: &dyn Storage, p: &Params, now_ms: i64, opts: Options
 
 /// `/api/v1/query_range`: `query`, `start`, `end`, `step`, `timeout`.
 pub async fn query_range(storage: &dyn Storage, p: &Params, opts: Options) -> Reply {
-    reply(
+    value_reply(
         async {
             let q = p.get("query").ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))?;
             let start = required_time(p, "start")?;
@@ -99,8 +105,7 @@ pub async fn query_range(storage: &dyn Storage, p: &Params, opts: Options) -> Re
                     |s| parse_duration(s).map_err(|e| Error::BadData(format!("invalid parameter \"step\": {e}"))),
                 )?;
             timeout(p)?;
-            let v = eval::range(storage, q, start, end, step, opts).await?;
-            Ok(value_json(&v))
+            eval::range(storage, q, start, end, step, opts).await
         }
         .await,
     )
@@ -256,47 +261,138 @@ fn selector_of(text: &str) -> Result<Vec<Matcher>> {
     }
 }
 
-/// Prometheus' timestamp text: seconds with up to three decimals.
-pub fn timestamp_json(ms: i64) -> Json {
-    let mut s = String::new();
+/// Writes Prometheus' timestamp text: seconds with up to three decimals
+/// (a JSON number).
+fn write_timestamp(out: &mut String, ms: i64) {
     let (sign, t) = if ms < 0 { ("-", -(ms as i128)) } else { ("", ms as i128) };
-    let _ = write!(s, "{sign}{}", t / 1000);
-    if t % 1000 != 0 {
-        let _ = write!(s, ".{:03}", t % 1000);
+    let _ = write!(out, "{sign}{}", t / 1000);
+    let mut frac = t % 1000;
+    if frac != 0 {
+        let mut digits = 3;
+        while frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        let _ = write!(out, ".{frac:0digits$}");
     }
-    // A JSON number, written exactly as Prometheus writes it.
-    serde_json::from_str(&s).unwrap_or(Json::Null)
+}
+
+/// Writes `s` as a JSON string.
+fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Writes a sample value as Prometheus does: a string.
+fn write_float(out: &mut String, v: f64) {
+    out.push('"');
+    if v.is_finite() {
+        // Rust's shortest round-trip form, without an exponent (as
+        // `format_float`), written in place.
+        let _ = write!(out, "{v}");
+    } else {
+        out.push_str(&format_float(v));
+    }
+    out.push('"');
+}
+
+fn write_labels(out: &mut String, l: &Labels) {
+    out.push('{');
+    // Labels are sorted by name already, as Prometheus writes them.
+    for (i, (k, v)) in l.pairs().iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(out, k);
+        out.push(':');
+        write_str(out, v);
+    }
+    out.push('}');
+}
+
+fn write_pair(out: &mut String, t: i64, v: f64) {
+    out.push('[');
+    write_timestamp(out, t);
+    out.push(',');
+    write_float(out, v);
+    out.push(']');
+}
+
+/// The whole success envelope of a query answer, written straight into
+/// one buffer (answers run to megabytes; no JSON tree is built).
+pub fn value_body(v: &Value) -> String {
+    let mut out = String::with_capacity(match v {
+        Value::Matrix(series) => 64 + series.iter().map(|s| 64 + 32 * s.points.len()).sum::<usize>(),
+        Value::Vector(_, samples) => 64 + 96 * samples.len(),
+        _ => 128,
+    });
+    out.push_str(r#"{"status":"success","data":{"resultType":"#);
+    match v {
+        Value::Scalar(t, x) => {
+            out.push_str(r#""scalar","result":"#);
+            write_pair(&mut out, *t, *x);
+        }
+        Value::String(t, s) => {
+            out.push_str(r#""string","result":["#);
+            write_timestamp(&mut out, *t);
+            out.push(',');
+            write_str(&mut out, s);
+            out.push(']');
+        }
+        Value::Vector(t, samples) => {
+            out.push_str(r#""vector","result":["#);
+            for (i, s) in samples.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(r#"{"metric":"#);
+                write_labels(&mut out, &s.labels);
+                out.push_str(r#","value":"#);
+                write_pair(&mut out, *t, s.value);
+                out.push('}');
+            }
+            out.push(']');
+        }
+        Value::Matrix(series) => {
+            out.push_str(r#""matrix","result":["#);
+            for (i, s) in series.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(r#"{"metric":"#);
+                write_labels(&mut out, &s.labels);
+                out.push_str(r#","values":["#);
+                for (k, &(t, v)) in s.points.iter().enumerate() {
+                    if k > 0 {
+                        out.push(',');
+                    }
+                    write_pair(&mut out, t, v);
+                }
+                out.push_str("]}");
+            }
+            out.push(']');
+        }
+    }
+    out.push_str("}}");
+    out
 }
 
 fn labels_json(l: &Labels) -> Json {
     let m: BTreeMap<&str, &str> = l.pairs().iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     json!(m)
-}
-
-fn series_json(s: &Series) -> Json {
-    json!({
-        "metric": labels_json(&s.labels),
-        "values": s.points.iter().map(|&(t, v)| json!([timestamp_json(t), format_float(v)])).collect::<Vec<_>>(),
-    })
-}
-
-/// The `data` of a query answer.
-pub fn value_json(v: &Value) -> Json {
-    match v {
-        Value::Scalar(t, x) => json!({"resultType": "scalar", "result": [timestamp_json(*t), format_float(*x)]}),
-        Value::String(t, s) => json!({"resultType": "string", "result": [timestamp_json(*t), s]}),
-        Value::Vector(t, samples) => json!({
-            "resultType": "vector",
-            "result": samples
-                .iter()
-                .map(|s| json!({"metric": labels_json(&s.labels), "value": [timestamp_json(*t), format_float(s.value)]}))
-                .collect::<Vec<_>>(),
-        }),
-        Value::Matrix(series) => json!({
-            "resultType": "matrix",
-            "result": series.iter().map(series_json).collect::<Vec<_>>(),
-        }),
-    }
 }
 
 /// A time parameter: Unix seconds (fractions allowed) or RFC 3339, as ms.
@@ -387,8 +483,45 @@ mod tests {
         assert_eq!(parse_duration("15").expect("valid"), 15_000);
         assert_eq!(parse_duration("1m30s").expect("valid"), 90_000);
         assert!(parse_duration("0").is_err());
-        assert_eq!(timestamp_json(1_435_781_451_781).to_string(), "1435781451.781");
-        assert_eq!(timestamp_json(1_500).to_string(), "1.5");
-        assert_eq!(timestamp_json(60_000).to_string(), "60");
+        let ts = |ms| {
+            let mut s = String::new();
+            write_timestamp(&mut s, ms);
+            s
+        };
+        assert_eq!(ts(1_435_781_451_781), "1435781451.781");
+        assert_eq!(ts(1_500), "1.5");
+        assert_eq!(ts(60_000), "60");
+        assert_eq!(ts(-1_500), "-1.5");
+    }
+
+    #[test]
+    fn answers_are_the_json_prometheus_writes() {
+        use std::sync::Arc;
+        let l = Labels::new(vec![
+            ("__name__".into(), "up".into()),
+            ("path".into(), "a\"b\\c\n\u{1}é".into()),
+            ("job".into(), "x".into()),
+        ]);
+        let m = Value::Matrix(vec![crate::value::Series {
+            labels: Arc::new(l.clone()),
+            points: vec![(1_000, 1.5), (2_500, f64::NAN), (3_000, f64::NEG_INFINITY), (4_000, 1e21)],
+        }]);
+        let body = value_body(&m);
+        // The same document as a JSON tree gives (key order aside).
+        let parsed: Json = serde_json::from_str(&body).expect("valid JSON");
+        assert_eq!(
+            parsed,
+            json!({"status": "success", "data": {"resultType": "matrix", "result": [{
+                "metric": {"__name__": "up", "job": "x", "path": "a\"b\\c\n\u{1}é"},
+                "values": [[1, "1.5"], [2.5, "NaN"], [3, "-Inf"], [4, "1000000000000000000000"]],
+            }]}})
+        );
+        let v = Value::Vector(7_000, vec![crate::value::Sample { labels: Arc::new(l), value: -0.25 }]);
+        let parsed: Json = serde_json::from_str(&value_body(&v)).expect("valid JSON");
+        assert_eq!(parsed["data"]["result"][0]["value"], json!([7, "-0.25"]));
+        let parsed: Json = serde_json::from_str(&value_body(&Value::Scalar(0, 2.0))).expect("valid JSON");
+        assert_eq!(parsed["data"], json!({"resultType": "scalar", "result": [0, "2"]}));
+        let parsed: Json = serde_json::from_str(&value_body(&Value::String(0, "s\"".into()))).expect("valid JSON");
+        assert_eq!(parsed["data"], json!({"resultType": "string", "result": [0, "s\""]}));
     }
 }
