@@ -100,6 +100,18 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    // Open chunks, as a leaf reads its newest data: delta-of-delta
+    // columns, not packed.
+    let open = encode(&data);
+    g.bench_function("decode_open_batch_node_exporter_2h", |b| {
+        let (mut ts, mut vs) = (vec![0i64; 480], vec![0f64; 480]);
+        b.iter(|| {
+            for c in &open {
+                let n = c.iter().expect("valid chunk").read_doubles_to(&mut ts, &mut vs).expect("valid points");
+                black_box((&ts[..n], &vs[..n]));
+            }
+        })
+    });
     g.bench_function("decode_sealed_node_exporter_2h", |b| {
         b.iter(|| {
             let mut acc = 0u64;

@@ -125,7 +125,7 @@ impl<'a> BitReader<'a> {
 
     /// Bits left.
     #[inline]
-    pub(crate) fn left(&self) -> usize {
+    fn left(&self) -> usize {
         (self.data.len() * 8).saturating_sub(self.pos)
     }
 

@@ -211,14 +211,8 @@ impl<'a> DoubleDecoder<'a> {
                 Ok(())
             }
             DoubleDecoder::Decimal(e, d) => {
-                // Mantissas a block at a time, then scaled.
-                let mut block = [0i64; 64];
-                for piece in out.chunks_mut(64) {
-                    let ms = &mut block[..piece.len()];
-                    d.decode_to(ms)?;
-                    for (s, &m) in piece.iter_mut().zip(ms.iter()) {
-                        *s = decode_decimal(m, *e);
-                    }
+                for s in slots {
+                    *s = decode_decimal(d.next_value()?, *e);
                 }
                 Ok(())
             }

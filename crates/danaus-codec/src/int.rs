@@ -148,41 +148,6 @@ impl<'a> IntDecoder<'a> {
         Ok(())
     }
 
-    /// Decodes the next `out.len()` values into `out`. Runs of zero
-    /// delta-of-deltas (regular timestamps, steady counters: one bit each)
-    /// are taken a peeked word at a time.
-    pub fn decode_to(&mut self, out: &mut [i64]) -> Result<()> {
-        let mut i = 0;
-        if !self.started {
-            match out.first_mut() {
-                Some(first) => *first = self.next_value()?,
-                None => return Ok(()),
-            }
-            i = 1;
-        }
-        let (mut prev, mut delta) = (self.prev, self.prev_delta);
-        while i < out.len() {
-            let zeros = (self.r.peek64().leading_zeros() as usize).min(out.len() - i).min(self.r.left());
-            if zeros > 0 {
-                for slot in &mut out[i..i + zeros] {
-                    prev = prev.wrapping_add(delta);
-                    *slot = prev;
-                }
-                // Within the bits left: checked just above.
-                self.r.consume(zeros as u32).ok_or(Error::Truncated("integer prefix"))?;
-                i += zeros;
-                continue;
-            }
-            delta = delta.wrapping_add(unzigzag(get_code(&mut self.r)?));
-            prev = prev.wrapping_add(delta);
-            out[i] = prev;
-            i += 1;
-        }
-        self.prev = prev;
-        self.prev_delta = delta;
-        Ok(())
-    }
-
     /// The next value; the caller knows how many there are.
     #[inline]
     pub fn next_value(&mut self) -> Result<i64> {
@@ -218,57 +183,7 @@ mod tests {
         bytes.len()
     }
 
-    /// `decode_to` in pieces of the given sizes equals `next_value` one
-    /// by one, on whole and on truncated data (same values, then the same
-    /// error).
-    fn batch_equals_single(vals: &[i64], cut: usize, pieces: &[usize]) {
-        let mut e = IntEncoder::new();
-        for &v in vals {
-            e.push(v);
-        }
-        let mut bytes = Vec::new();
-        e.bits().copy_to(&mut bytes);
-        bytes.truncate(bytes.len().saturating_sub(cut));
-        let mut one = IntDecoder::new(&bytes);
-        let singles: Vec<Result<i64>> = (0..vals.len()).map(|_| one.next_value()).collect();
-        let mut batch = IntDecoder::new(&bytes);
-        let mut done = 0;
-        for &p in pieces.iter().cycle().take(vals.len() + 1) {
-            let n = p.min(vals.len() - done);
-            let mut out = vec![0i64; n];
-            match batch.decode_to(&mut out) {
-                Ok(()) => {
-                    for (k, v) in out.iter().enumerate() {
-                        assert_eq!(singles[done + k].as_ref().ok(), Some(v), "value {}", done + k);
-                    }
-                }
-                Err(_) => {
-                    assert!(singles[done..done + n].iter().any(|r| r.is_err()), "batch failed where singles did not");
-                    return;
-                }
-            }
-            done += n;
-            if done == vals.len() {
-                break;
-            }
-        }
-        assert!(singles.iter().all(|r| r.is_ok()), "singles failed where the batch did not");
-    }
-
     proptest! {
-        #[test]
-        fn batches_decode_as_single_values(
-            start in any::<i64>(),
-            steps in prop::collection::vec(prop_oneof![4 => Just(0i64), 1 => -1000i64..1000, 1 => any::<i64>()], 1..400),
-            cut in 0usize..3,
-            pieces in prop::collection::vec(1usize..100, 1..5),
-        ) {
-            let mut v = start;
-            let mut d = 15_000i64;
-            let vals: Vec<i64> = steps.iter().map(|s| { d = d.wrapping_add(*s); v = v.wrapping_add(d); v }).collect();
-            batch_equals_single(&vals, cut, &pieces);
-        }
-
         #[test]
         fn arbitrary_sequences_round_trip(vals in prop::collection::vec(any::<i64>(), 0..300)) {
             round_trip(&vals);

@@ -200,24 +200,20 @@ impl<'a> TimeDecoder<'a> {
     pub fn decode_to(&mut self, out: &mut [i64]) -> Result<()> {
         let unit = self.unit;
         let n = out.len();
+        let mut slots = out.iter_mut();
+        let mut put = |v: i64| {
+            if let Some(s) = slots.next() {
+                *s = v.wrapping_mul(unit);
+            }
+        };
         match &mut self.ints {
             Units::Open(d) => {
-                d.decode_to(out)?;
-                if unit != 1 {
-                    for t in out.iter_mut() {
-                        *t = t.wrapping_mul(unit);
-                    }
+                for _ in 0..n {
+                    put(d.next_value()?);
                 }
                 Ok(())
             }
-            Units::Packed(d) => {
-                let mut slots = out.iter_mut();
-                d.decode_each(n, |v| {
-                    if let Some(s) = slots.next() {
-                        *s = v.wrapping_mul(unit);
-                    }
-                })
-            }
+            Units::Packed(d) => d.decode_each(n, put),
         }
     }
 
