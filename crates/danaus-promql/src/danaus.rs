@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use danaus_leaf::{MatchOp as LeafOp, Matcher as LeafMatcher};
 use danaus_model::{FieldType, FieldValue, MetricSchema, ScalarType, TargetSchema, Value as DValue, ValueType};
-use danaus_query::prom::PromWindow;
+use danaus_query::prom::{PromAggregate, PromWindow};
 use danaus_query::{
     fetch_columns, Engine, FetchPlan, FetchSpec, Node, Plan, QueryRange, RunOptions, Stage, Table, TableOp,
     DEFAULT_STEP,
@@ -77,11 +77,13 @@ impl DanausStorage {
     }
 
     /// The fetch of `metric` for `matchers`, or `None` when a matcher on a
-    /// label the metric lacks rules it out.
-    fn spec(&self, metric: &MetricSchema, matchers: &[Matcher], start: i64, end: i64) -> Option<FetchSpec> {
+    /// label the metric lacks rules it out; and whether some matcher is
+    /// left for after the fetch (the leaves cannot decide it).
+    fn spec(&self, metric: &MetricSchema, matchers: &[Matcher], start: i64, end: i64) -> Option<(FetchSpec, bool)> {
         let target = self.target.as_ref()?;
         let columns = fetch_columns(target, metric);
         let mut pushed = Vec::new();
+        let mut deferred = false;
         for m in matchers.iter().filter(|m| m.name != METRIC_NAME) {
             let field = target
                 .fields
@@ -99,6 +101,7 @@ impl DanausStorage {
             let hidden = self.hidden_location.as_ref().is_some_and(|(f, _)| *f == m.name);
             if def.field_type != FieldType::String || hidden {
                 // Checked after the fetch, on the labels PromQL sees.
+                deferred = true;
                 continue;
             }
             let (op, value) = match &m.op {
@@ -109,7 +112,7 @@ impl DanausStorage {
             };
             pushed.push(LeafMatcher { field: qualified, op, value });
         }
-        Some(FetchSpec {
+        let spec = FetchSpec {
             target: target.name.clone(),
             metric: metric.name.clone(),
             columns: Arc::new(columns),
@@ -118,10 +121,13 @@ impl DanausStorage {
             predicate: None,
             start: start.saturating_mul(MS),
             end: end.saturating_mul(MS).saturating_add(MS - 1),
-        })
+        };
+        Some((spec, deferred))
     }
 
-    fn to_series(&self, metric: &str, t: Table, matchers: &[Matcher], out: &mut Vec<Series>) {
+    /// `t`'s series as PromQL series of `metric`; with `matchers`, only
+    /// those whose labels satisfy every one.
+    fn to_series(&self, metric: &str, t: Table, matchers: Option<&[Matcher]>, out: &mut Vec<Series>) {
         for s in t.series {
             let mut pairs = Vec::with_capacity(t.columns.len() + 1);
             pairs.push((METRIC_NAME.to_owned(), metric.to_owned()));
@@ -137,7 +143,7 @@ impl DanausStorage {
                 pairs.push((name.to_owned(), value));
             }
             let labels = Labels::new(pairs);
-            if !matches(&labels, matchers) {
+            if matchers.is_some_and(|m| !matches(&labels, m)) {
                 continue;
             }
             let points = s
@@ -167,10 +173,12 @@ fn query_error(e: danaus_query::Error) -> Error {
 impl DanausStorage {
     /// Every candidate metric's fetch of `[start, end]` (ms) with `ops`
     /// as its leaf stage, run on the engine; the series that satisfy every
-    /// matcher.
+    /// matcher (unless `ops` aggregate: then the leaves decided every
+    /// matcher, see `select_aggregate`).
     async fn fetch(&self, matchers: &[Matcher], start: i64, end: i64, ops: Vec<TableOp>) -> Result<Vec<Series>> {
+        let check = !ops.iter().any(|o| matches!(o, TableOp::PromAggregate(_)));
         let fetches = self.candidates(matchers).into_iter().filter_map(|m| {
-            let spec = self.spec(&m, matchers, start, end)?;
+            let (spec, _) = self.spec(&m, matchers, start, end)?;
             let ops = ops.clone();
             Some(async move {
                 let plan = Plan {
@@ -190,7 +198,7 @@ impl DanausStorage {
                 self.engine.run_plan(&self.tenant, &plan, RunOptions::default(), &mut sink).await.map_err(query_error)?;
                 let mut out = Vec::new();
                 for t in tables {
-                    self.to_series(&m.name, t, matchers, &mut out);
+                    self.to_series(&m.name, t, check.then_some(matchers), &mut out);
                 }
                 Ok::<_, Error>(out)
             })
@@ -211,4 +219,32 @@ impl Storage for DanausStorage {
         let (start, end) = w.sample_range();
         Box::pin(self.fetch(matchers, start, end, vec![TableOp::Prom(w.clone())]))
     }
+
+    /// The aggregation runs in each leaf's phase too, after the window
+    /// function: a leaf sends a series per group. Only when the leaves
+    /// decide every matcher (the series are not checked again after an
+    /// aggregation), and not for a function that drops the metric name
+    /// over several metrics: series of different metrics with the same
+    /// labels but for the name make Prometheus fail the query, and the
+    /// evaluator must see the series to fail it the same way.
+    fn select_aggregate<'a>(
+        &'a self,
+        matchers: &'a [Matcher],
+        w: &'a PromWindow,
+        agg: &'a PromAggregate,
+    ) -> BoxFuture<'a, Result<Option<Vec<Series>>>> {
+        Box::pin(async move {
+            let (start, end) = w.sample_range();
+            let candidates = self.candidates(matchers);
+            if candidates.iter().any(|m| self.spec(m, matchers, start, end).is_some_and(|(_, deferred)| deferred)) {
+                return Ok(None);
+            }
+            if candidates.len() > 1 && !w.func.keeps_name() {
+                return Ok(None);
+            }
+            let ops = vec![TableOp::Prom(w.clone()), TableOp::PromAggregate(agg.clone())];
+            Ok(Some(self.fetch(matchers, start, end, ops).await?))
+        })
+    }
 }
+

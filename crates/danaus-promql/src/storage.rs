@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use danaus_query::prom::PromWindow;
+use danaus_query::prom::{PromAggregate, PromWindow};
 use futures::future::BoxFuture;
 use promql_parser::label::Matcher;
 
@@ -42,6 +42,22 @@ pub trait Storage: Send + Sync {
                 })
                 .collect())
         })
+    }
+
+    /// `agg` over the values of `w` for the series matching every matcher,
+    /// folded where the data is: each series returned is one group's
+    /// partial aggregate (labelled with the group's labels and the metric
+    /// name; the evaluator folds the partials again), or `None` when this
+    /// storage does not fold (the evaluator then asks
+    /// [`Storage::select_windows`] and aggregates itself). The default
+    /// does not fold.
+    fn select_aggregate<'a>(
+        &'a self,
+        _matchers: &'a [Matcher],
+        _w: &'a PromWindow,
+        _agg: &'a PromAggregate,
+    ) -> BoxFuture<'a, Result<Option<Vec<Series>>>> {
+        Box::pin(async { Ok(None) })
     }
 }
 

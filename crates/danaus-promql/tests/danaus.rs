@@ -116,3 +116,60 @@ async fn every_case_file_passes_over_a_danaus_leaf() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Aggregations over one metric fold in the leaf: what comes back is a
+/// series per group, not per series; over several metrics a function that
+/// drops the name is not folded (the evaluator must see the series to
+/// report a duplicate label set as Prometheus does).
+#[tokio::test]
+async fn aggregations_fold_where_the_data_is() {
+    use danaus_promql::Storage;
+    use danaus_query::prom::{PromAggOp, PromAggregate, PromFn, PromWindow};
+    use promql_parser::label::{MatchOp, Matcher};
+    let mut b = backend().await;
+    let l = |name: &str, job: &str, inst: &str| {
+        Labels::new(vec![("__name__".into(), name.into()), ("job".into(), job.into()), ("instance".into(), inst.into())])
+    };
+    let pts: Vec<(i64, f64)> = (0..10).map(|i| (i * 60_000, i as f64 * 60.0)).collect();
+    b.load(vec![
+        (l("c", "a", "1"), pts.clone()),
+        (l("c", "a", "2"), pts.clone()),
+        (l("c", "b", "1"), pts.clone()),
+        (l("d", "a", "1"), pts),
+    ])
+    .await
+    .unwrap();
+    let storage = b.storage();
+    let w = PromWindow {
+        func: PromFn::Rate,
+        params: Vec::new(),
+        range: 300_000,
+        offset: 0,
+        at: None,
+        start: 300_000,
+        end: 540_000,
+        step: 60_000,
+    };
+    let agg = PromAggregate {
+        op: PromAggOp::Sum,
+        by: true,
+        labels: vec!["job".into()],
+        start: 300_000 * 1_000_000,
+        step: 60_000 * 1_000_000,
+        steps: w.steps(),
+    };
+    let one = vec![Matcher::new(MatchOp::Equal, "__name__", "c")];
+    let folded = storage.select_aggregate(&one, &w, &agg).await.unwrap().expect("one metric folds");
+    let mut groups: Vec<(String, Vec<(i64, f64)>)> =
+        folded.iter().map(|s| (s.labels.get("job").to_owned(), s.points.clone())).collect();
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    // Three series of rate 1/s: job a sums two of them.
+    assert_eq!(groups[0].1.len(), 5);
+    assert!(groups[0].1.iter().all(|&(_, v)| (v - 2.0).abs() < 1e-9), "{groups:?}");
+    assert!(groups[1].1.iter().all(|&(_, v)| (v - 1.0).abs() < 1e-9), "{groups:?}");
+    let both = vec![Matcher::new(MatchOp::Equal, "job", "a")];
+    assert!(storage.select_aggregate(&both, &w, &agg).await.unwrap().is_none());
+    let lookback = PromWindow { func: PromFn::Lookback, ..w };
+    assert!(storage.select_aggregate(&both, &lookback, &agg).await.unwrap().is_some());
+}

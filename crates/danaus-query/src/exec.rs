@@ -12,7 +12,7 @@ use crate::ctx::{Completeness, ExecCtx};
 use crate::error::{Error, Result};
 use crate::expr::{compile, CExpr, Context, Env};
 use crate::plan::{Combine, FetchPlan, Node, Stage, TableOp};
-use crate::prom::{PromWindow, Scratch};
+use crate::prom::{PromAggregate, PromWindow, Scratch};
 use crate::source::{in_series, LeafPhase, PreAlign, SeriesSource};
 use crate::syntax::ast::Ranker;
 use crate::table::{Columns, PhaseOutput, Series, Table};
@@ -40,6 +40,7 @@ enum Step {
     Filter(CExpr),
     Align(AlignSpec),
     Prom(PromWindow),
+    PromAggregate(PromAggregate),
     Value(CExpr),
     Shift(i64),
     GroupBy(GroupSpec),
@@ -60,6 +61,10 @@ impl Runner {
                 TableOp::Value(e) => Step::Value(compile(e, &columns, Context::Value)?),
                 TableOp::Align(a) => Step::Align(a.clone()),
                 TableOp::Prom(w) => Step::Prom(w.clone()),
+                TableOp::PromAggregate(a) => {
+                    columns = Arc::new(a.output_columns(&columns));
+                    Step::PromAggregate(a.clone())
+                }
                 TableOp::Shift(d) => Step::Shift(*d),
                 TableOp::GroupBy(g) => {
                     columns = g.columns.clone();
@@ -128,6 +133,7 @@ impl Runner {
                     }
                     t
                 }
+                Step::PromAggregate(a) => a.apply(t),
                 Step::GroupBy(g) => group_direct(g, &t)?,
                 Step::Top { k, bottom, ranker } => top(t, *k, *bottom, *ranker)?,
             };
@@ -334,8 +340,10 @@ fn stage_input_columns(below: &Stage, below_input: Columns) -> Columns {
         None => below_input,
     };
     for op in &below.ops {
-        if let TableOp::GroupBy(g) = op {
-            cols = g.columns.clone();
+        match op {
+            TableOp::GroupBy(g) => cols = g.columns.clone(),
+            TableOp::PromAggregate(a) => cols = Arc::new(a.output_columns(&cols)),
+            _ => {}
         }
     }
     cols

@@ -96,6 +96,9 @@ pub enum TableOp {
     /// A PromQL range function (or instant selector) at every evaluation
     /// time: the PromQL front end's aligner (see [`crate::prom`]).
     Prom(crate::prom::PromWindow),
+    /// A PromQL aggregation folded where the series are (see
+    /// [`crate::prom::PromAggregate`]).
+    PromAggregate(crate::prom::PromAggregate),
     /// Compute a new value per point.
     Value(Expr),
     /// Add the duration to every time.

@@ -15,8 +15,13 @@
 //! dropped before a range function sees a window and end an instant
 //! selector's lookback.
 
-use danaus_model::{Point, Value};
+use std::sync::Arc;
+
+use danaus_model::{FieldValue, MetricKind, Point, Value};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+
+use crate::table::{Columns, Series, Table};
 
 /// The bit pattern Prometheus marks a series stale with (a NaN).
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
@@ -474,6 +479,135 @@ pub fn quantile(q: f64, values: &mut [f64]) -> f64 {
     values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
 }
 
+/// A PromQL aggregation a leaf can fold its series into before handing
+/// them on: the evaluator aggregates the leaves' groups again with the
+/// same operator (`count`'s partial counts with `sum`), which gives the
+/// same answer because each of these folds is associative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PromAggOp {
+    /// `sum`.
+    Sum,
+    /// `min` (NaN only when every value is NaN).
+    Min,
+    /// `max` (NaN only when every value is NaN).
+    Max,
+    /// `count`.
+    Count,
+    /// `group`.
+    Group,
+}
+
+impl PromAggOp {
+    /// The operator a PromQL aggregation name calls, if a leaf can fold it.
+    pub fn of_name(name: &str) -> Option<PromAggOp> {
+        Some(match name {
+            "sum" => PromAggOp::Sum,
+            "min" => PromAggOp::Min,
+            "max" => PromAggOp::Max,
+            "count" => PromAggOp::Count,
+            "group" => PromAggOp::Group,
+            _ => return None,
+        })
+    }
+}
+
+/// `op by (labels)` or `op without (labels)` over a table of window
+/// function values at evaluation times (the output of a [`PromWindow`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromAggregate {
+    /// The fold.
+    pub op: PromAggOp,
+    /// `by` (keep `labels`) or `without` (keep the others).
+    pub by: bool,
+    /// Label names.
+    pub labels: Vec<String>,
+    /// First evaluation time (ns).
+    pub start: i64,
+    /// Step between evaluation times (ns, > 0).
+    pub step: i64,
+    /// Number of evaluation times.
+    pub steps: usize,
+}
+
+impl PromAggregate {
+    /// Indexes of the columns that make a group's key: a column's label
+    /// name is its name without a leading `metric.`.
+    fn keys(&self, columns: &[String]) -> Vec<usize> {
+        (0..columns.len())
+            .filter(|&i| {
+                let label = columns[i].strip_prefix("metric.").unwrap_or(&columns[i]);
+                self.labels.iter().any(|l| l == label) == self.by
+            })
+            .collect()
+    }
+
+    /// The columns of the folded table.
+    pub fn output_columns(&self, columns: &[String]) -> Vec<String> {
+        self.keys(columns).into_iter().map(|i| columns[i].clone()).collect()
+    }
+
+    /// Folds `t`'s series into one per group: at every evaluation time
+    /// with a value, the fold of the values there.
+    pub fn apply(&self, t: Table) -> Table {
+        let keys = self.keys(&t.columns);
+        let columns: Columns = Arc::new(keys.iter().map(|&i| t.columns[i].clone()).collect());
+        let mut index: FxHashMap<Vec<FieldValue>, usize> = FxHashMap::default();
+        // Per group: its key, then value and count per step.
+        let mut groups: Vec<(Vec<FieldValue>, Vec<f64>, Vec<u32>)> = Vec::new();
+        for s in t.series {
+            let key: Vec<FieldValue> = keys.iter().map(|&i| s.fields[i].clone()).collect();
+            let g = *index.entry(key).or_insert_with_key(|k| {
+                groups.push((k.clone(), vec![0.0; self.steps], vec![0; self.steps]));
+                groups.len() - 1
+            });
+            let (_, values, counts) = &mut groups[g];
+            for p in &s.points {
+                let Value::Double(v) = p.value else { continue };
+                let Some(i) = usize::try_from((p.end_time - self.start).div_euclid(self.step.max(1)))
+                    .ok()
+                    .filter(|&i| i < self.steps)
+                else {
+                    continue;
+                };
+                let (acc, n) = (&mut values[i], &mut counts[i]);
+                *n += 1;
+                if *n == 1 {
+                    *acc = v;
+                    continue;
+                }
+                match self.op {
+                    PromAggOp::Sum => *acc += v,
+                    PromAggOp::Min if *acc > v || acc.is_nan() => *acc = v,
+                    PromAggOp::Max if *acc < v || acc.is_nan() => *acc = v,
+                    _ => {}
+                }
+            }
+        }
+        let series = groups
+            .into_iter()
+            .map(|(fields, values, counts)| Series {
+                fields,
+                points: (0..self.steps)
+                    .filter(|&i| counts[i] > 0)
+                    .map(|i| {
+                        let v = match self.op {
+                            PromAggOp::Count => f64::from(counts[i]),
+                            PromAggOp::Group => 1.0,
+                            _ => values[i],
+                        };
+                        Point {
+                            start_time: None,
+                            end_time: self.start + i as i64 * self.step,
+                            value: Value::Double(v),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        Table { columns, kind: MetricKind::Gauge, series }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,6 +650,61 @@ mod tests {
         let sums: Vec<(i64, f64)> =
             got.iter().map(|p| (p.end_time, if let Value::Double(v) = p.value { v } else { 0.0 })).collect();
         assert_eq!(sums, vec![(10_000_000_000, 3.0), (20_000_000_000, 6.0), (30_000_000_000, 9.0)]);
+    }
+
+    #[test]
+    fn leaves_fold_groups_by_label_names() {
+        let columns: Columns = Arc::new(vec!["job".into(), "instance".into(), "metric.le".into()]);
+        let s = |job: &str, inst: &str, le: &str, pts: &[(i64, f64)]| Series {
+            fields: vec![FieldValue::String(job.into()), FieldValue::String(inst.into()), FieldValue::String(le.into())],
+            points: pts.iter().map(|&(t, v)| Point { start_time: None, end_time: t, value: Value::Double(v) }).collect(),
+        };
+        let t = Table {
+            columns,
+            kind: MetricKind::Gauge,
+            series: vec![
+                s("a", "1", "0.5", &[(10, 1.0), (20, f64::NAN)]),
+                s("a", "2", "0.5", &[(10, 2.0), (20, 5.0)]),
+                s("b", "1", "1", &[(20, 7.0)]),
+            ],
+        };
+        let agg = |op, by, labels: &[&str]| PromAggregate {
+            op,
+            by,
+            labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+            start: 10,
+            step: 10,
+            steps: 2,
+        };
+        let values = |t: &Table| -> Vec<(Vec<FieldValue>, Vec<(i64, f64)>)> {
+            t.series
+                .iter()
+                .map(|s| {
+                    let pts = s
+                        .points
+                        .iter()
+                        .map(|p| (p.end_time, if let Value::Double(v) = p.value { v } else { -1.0 }))
+                        .collect();
+                    (s.fields.clone(), pts)
+                })
+                .collect()
+        };
+        let out = agg(PromAggOp::Max, true, &["job"]).apply(t.clone());
+        assert_eq!(*out.columns, vec!["job".to_owned()]);
+        // NaN gives way to any number.
+        assert_eq!(
+            values(&out),
+            vec![
+                (vec![FieldValue::String("a".into())], vec![(10, 2.0), (20, 5.0)]),
+                (vec![FieldValue::String("b".into())], vec![(20, 7.0)]),
+            ]
+        );
+        let out = agg(PromAggOp::Count, false, &["instance"]).apply(t.clone());
+        assert_eq!(*out.columns, vec!["job".to_owned(), "metric.le".to_owned()]);
+        assert_eq!(values(&out)[0].1, vec![(10, 2.0), (20, 2.0)]);
+        let out = agg(PromAggOp::Sum, true, &["le"]).apply(t);
+        assert_eq!(values(&out)[0].1[0], (10, 3.0));
+        assert!(values(&out)[0].1[1].1.is_nan());
     }
 
     #[test]

@@ -24,8 +24,18 @@ struct Group {
 }
 
 pub(super) fn eval(ev: &Ev, a: &AggregateExpr, g: Grid) -> Result<Out> {
-    let op = a.op.to_string();
-    let steps = ev.vector_arg(&a.expr, g, &op)?;
+    let mut op = a.op.to_string();
+    let steps = match ev.folded(a, g)? {
+        // Storage folded the groups partly: fold the partials again
+        // (partial counts add up).
+        Some(steps) => {
+            if op == "count" {
+                op = "sum".into();
+            }
+            steps
+        }
+        None => ev.vector_arg(&a.expr, g, &op)?,
+    };
     let (by, names) = match &a.modifier {
         Some(LabelModifier::Include(l)) => (true, l.labels.clone()),
         Some(LabelModifier::Exclude(l)) => (false, l.labels.clone()),

@@ -29,8 +29,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use promql_parser::label::{MatchOp, Matcher};
-use danaus_query::prom::{PromFn, PromWindow};
-use promql_parser::parser::{self, AtModifier, Call, Expr, Offset, VectorSelector};
+use danaus_query::prom::{PromAggOp, PromAggregate, PromFn, PromWindow};
+use promql_parser::parser::{self, AggregateExpr, AtModifier, Call, Expr, LabelModifier, Offset, VectorSelector};
 
 use crate::error::{Error, Result};
 use crate::storage::Storage;
@@ -292,6 +292,10 @@ enum Fetch<'a> {
     Raw(&'a VectorSelector, i64, i64),
     /// A window function's values at every step, computed by storage.
     Pushed(&'a VectorSelector, PromWindow),
+    /// An aggregation of a window function's values, folded by storage if
+    /// it can; else the window function's values, stored under `inner`
+    /// (the key of the call or selector aggregated).
+    PushedAggregate { vs: &'a VectorSelector, w: PromWindow, agg: PromAggregate, inner: usize },
 }
 
 /// Time ranges and fetched series, by selector (its address in the
@@ -301,6 +305,8 @@ enum Fetch<'a> {
 pub(crate) struct Ev {
     data: HashMap<usize, Arc<Vec<Series>>>,
     pushed: HashMap<usize, (Arc<Vec<Series>>, PromWindow)>,
+    /// Partial aggregates storage folded, by aggregation.
+    folded: HashMap<usize, (Arc<Vec<Series>>, PromWindow)>,
     opts: Options,
     /// The query's own start and end, for `@ start()` and `@ end()`.
     query: Grid,
@@ -312,6 +318,20 @@ fn key(vs: &VectorSelector) -> usize {
 
 fn call_key(c: &Call) -> usize {
     c as *const Call as usize
+}
+
+fn aggregate_key(a: &AggregateExpr) -> usize {
+    a as *const AggregateExpr as usize
+}
+
+/// Nanoseconds in a millisecond.
+const MS: i64 = 1_000_000;
+
+/// How a fetch was answered.
+enum Got {
+    Raw,
+    Windows(PromWindow),
+    Folded(PromWindow),
 }
 
 /// `e` without enclosing parentheses.
@@ -361,24 +381,28 @@ impl Ev {
 
     /// Works out each selector's range, fetches them all.
     async fn load(storage: &dyn Storage, expr: &Expr, query: Grid, opts: Options) -> Result<Ev> {
-        let mut ev = Ev { data: HashMap::default(), pushed: HashMap::default(), opts, query };
+        let mut ev = Ev { data: HashMap::default(), pushed: HashMap::default(), folded: HashMap::default(), opts, query };
         let mut fetches: HashMap<usize, Fetch> = HashMap::default();
         ev.needs(expr, query, &mut fetches);
         let fetches = fetches.into_iter().map(|(k, f)| async move {
             let vs = match &f {
-                Fetch::Raw(vs, ..) | Fetch::Pushed(vs, _) => *vs,
+                Fetch::Raw(vs, ..) | Fetch::Pushed(vs, _) | Fetch::PushedAggregate { vs, .. } => *vs,
             };
             let matchers = selector_matchers(vs);
             if !matchers.iter().any(|m| !m.is_match("")) {
                 return Err(Error::BadData("vector selector must contain at least one non-empty matcher".into()));
             }
             match f {
-                Fetch::Raw(_, lo, hi) => storage.select(&matchers, lo, hi).await.map(|s| (k, s, None)),
-                Fetch::Pushed(_, w) => storage.select_windows(&matchers, &w).await.map(|s| (k, s, Some(w))),
+                Fetch::Raw(_, lo, hi) => storage.select(&matchers, lo, hi).await.map(|s| (k, s, Got::Raw)),
+                Fetch::Pushed(_, w) => storage.select_windows(&matchers, &w).await.map(|s| (k, s, Got::Windows(w))),
+                Fetch::PushedAggregate { w, agg, inner, .. } => match storage.select_aggregate(&matchers, &w, &agg).await? {
+                    Some(s) => Ok((k, s, Got::Folded(w))),
+                    None => storage.select_windows(&matchers, &w).await.map(|s| (inner, s, Got::Windows(w))),
+                },
             }
         });
         let mut total = 0usize;
-        for (k, mut series, window) in futures::future::try_join_all(fetches).await? {
+        for (k, mut series, got) in futures::future::try_join_all(fetches).await? {
             series.retain(|s| !s.points.is_empty());
             total += series.iter().map(|s| s.points.len()).sum::<usize>();
             if total > opts.max_samples {
@@ -386,11 +410,14 @@ impl Ev {
                     "query processing would load too many samples into memory in query execution".into(),
                 ));
             }
-            match window {
-                Some(w) => {
+            match got {
+                Got::Windows(w) => {
                     ev.pushed.insert(k, (Arc::new(series), w));
                 }
-                None => {
+                Got::Folded(w) => {
+                    ev.folded.insert(k, (Arc::new(series), w));
+                }
+                Got::Raw => {
                     ev.data.insert(k, Arc::new(series));
                 }
             }
@@ -424,6 +451,10 @@ impl Ev {
             Expr::Aggregate(a) => {
                 if let Some(p) = &a.param {
                     self.needs(p, g, out);
+                }
+                if let Some(f) = self.foldable(a, g) {
+                    out.insert(aggregate_key(a), f);
+                    return;
                 }
                 match unparen(&a.expr) {
                     // Every aggregation's output is at the step's time, so
@@ -486,6 +517,40 @@ impl Ev {
         };
         let Expr::MatrixSelector(ms) = args.get(range_arg)? else { return None };
         Some((&ms.vs, self.window(f, params, &ms.vs, Some(duration_ms(&ms.range)), g)))
+    }
+
+    /// What storage may fold of aggregation `a` over `g`: `sum`, `min`,
+    /// `max`, `count` or `group` of a pushable range function or of a
+    /// selector.
+    fn foldable<'a>(&self, a: &'a AggregateExpr, g: Grid) -> Option<Fetch<'a>> {
+        if !self.opts.push_down || a.param.is_some() {
+            return None;
+        }
+        let op = PromAggOp::of_name(&a.op.to_string())?;
+        let (vs, w, inner) = match unparen(&a.expr) {
+            Expr::VectorSelector(vs) => (vs, self.window(PromFn::Lookback, Vec::new(), vs, None, g), key(vs)),
+            Expr::Call(c) => {
+                let (vs, w) = self.pushable(c, g)?;
+                (vs, w, call_key(c))
+            }
+            _ => return None,
+        };
+        let (by, labels) = match &a.modifier {
+            Some(LabelModifier::Include(l)) => (true, l.labels.clone()),
+            Some(LabelModifier::Exclude(l)) => (false, l.labels.clone()),
+            None => (true, Vec::new()),
+        };
+        let agg = PromAggregate { op, by, labels, start: g.start * MS, step: g.step.max(1) * MS, steps: g.len() };
+        Some(Fetch::PushedAggregate { vs, w, agg, inner })
+    }
+
+    /// The partial aggregates storage folded for aggregation `a`, as an
+    /// instant vector over `g`, if it folded them.
+    pub(crate) fn folded(&self, a: &AggregateExpr, g: Grid) -> Result<Option<Vec<Vec<El>>>> {
+        match self.folded.get(&aggregate_key(a)) {
+            Some((series, w)) => Ok(Some(steps_of(series, w, g, false)?)),
+            None => Ok(None),
+        }
     }
 
     /// The pushed-down window function of call `c`, as an instant vector
