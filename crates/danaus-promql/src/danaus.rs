@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use danaus_leaf::{MatchOp as LeafOp, Matcher as LeafMatcher};
 use danaus_model::{FieldType, FieldValue, MetricSchema, ScalarType, TargetSchema, Value as DValue, ValueType};
-use danaus_query::prom::{PromAggregate, PromWindow};
+use danaus_query::prom::{PromAggregate, PromFn, PromWindow};
 use danaus_query::{
     fetch_columns, Engine, FetchPlan, FetchSpec, Node, Plan, QueryRange, RunOptions, Stage, Table, TableOp,
     DEFAULT_STEP,
@@ -223,10 +223,10 @@ impl Storage for DanausStorage {
     /// The aggregation runs in each leaf's phase too, after the window
     /// function: a leaf sends a series per group. Only when the leaves
     /// decide every matcher (the series are not checked again after an
-    /// aggregation), and not for a function that drops the metric name
-    /// over several metrics: series of different metrics with the same
-    /// labels but for the name make Prometheus fail the query, and the
-    /// evaluator must see the series to fail it the same way.
+    /// aggregation), and, for a function that drops the metric name over
+    /// several metrics, when no two series the windows may read have the
+    /// same labels but for the name: that makes Prometheus fail the query,
+    /// and the evaluator must see the series to fail it the same way.
     fn select_aggregate<'a>(
         &'a self,
         matchers: &'a [Matcher],
@@ -239,7 +239,7 @@ impl Storage for DanausStorage {
             if candidates.iter().any(|m| self.spec(m, matchers, start, end).is_some_and(|(_, deferred)| deferred)) {
                 return Ok(None);
             }
-            if candidates.len() > 1 && !w.func.keeps_name() {
+            if candidates.len() > 1 && !w.func.keeps_name() && self.names_may_collide(matchers, w).await? {
                 return Ok(None);
             }
             let ops = vec![TableOp::Prom(w.clone()), TableOp::PromAggregate(agg.clone())];
@@ -248,3 +248,18 @@ impl Storage for DanausStorage {
     }
 }
 
+impl DanausStorage {
+    /// Whether two series that `w` may read have the same labels but for
+    /// the metric name. The leaves list the series from their chunks' time
+    /// ranges ([`PromFn::Exists`]), decoding no point; a series whose
+    /// chunks span the range without a sample in it counts, so this may
+    /// say yes where the windows would not collide (the query is then not
+    /// folded, never wrong).
+    async fn names_may_collide(&self, matchers: &[Matcher], w: &PromWindow) -> Result<bool> {
+        let (start, end) = w.sample_range();
+        let exists = PromWindow { func: PromFn::Exists, params: Vec::new(), ..w.clone() };
+        let series = self.fetch(matchers, start, end, vec![TableOp::Prom(exists)]).await?;
+        let mut seen = std::collections::HashSet::with_capacity(series.len());
+        Ok(!series.iter().all(|s| seen.insert(s.labels.without_name())))
+    }
+}

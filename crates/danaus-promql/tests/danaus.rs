@@ -117,10 +117,11 @@ async fn every_case_file_passes_over_a_danaus_leaf() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// Aggregations over one metric fold in the leaf: what comes back is a
-/// series per group, not per series; over several metrics a function that
-/// drops the name is not folded (the evaluator must see the series to
-/// report a duplicate label set as Prometheus does).
+/// Aggregations fold in the leaf: what comes back is a series per group,
+/// not per series; over several metrics whose series have the same labels
+/// but for the name, a function that drops the name is not folded (the
+/// evaluator must see the series to report the duplicate label set as
+/// Prometheus does).
 #[tokio::test]
 async fn aggregations_fold_where_the_data_is() {
     use danaus_promql::Storage;
@@ -170,6 +171,13 @@ async fn aggregations_fold_where_the_data_is() {
     assert!(groups[1].1.iter().all(|&(_, v)| (v - 1.0).abs() < 1e-9), "{groups:?}");
     let both = vec![Matcher::new(MatchOp::Equal, "job", "a")];
     assert!(storage.select_aggregate(&both, &w, &agg).await.unwrap().is_none());
+    // Both metrics, but no two series alike without their names: folded.
+    b.load(vec![(l("d", "a", "3"), (0..10).map(|i| (i * 60_000, i as f64)).collect())]).await.unwrap();
+    let storage = b.storage();
+    let distinct = vec![Matcher::new(MatchOp::NotEqual, "instance", "1")];
+    let folded = storage.select_aggregate(&distinct, &w, &agg).await.unwrap().expect("no collision: folded");
+    // One group (job a) per metric.
+    assert_eq!(folded.len(), 2, "{folded:?}");
     let lookback = PromWindow { func: PromFn::Lookback, ..w };
     assert!(storage.select_aggregate(&both, &lookback, &agg).await.unwrap().is_some());
 }

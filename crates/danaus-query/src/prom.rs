@@ -80,6 +80,12 @@ pub enum PromFn {
     Changes,
     /// `resets`.
     Resets,
+    /// 1 at the first evaluation time when the series may have samples in
+    /// the range any window reads. A leaf answers from its chunks' time
+    /// ranges without decoding them (so a chunk that spans the range
+    /// without a sample in it still counts): a cheap, conservative list
+    /// of the series a query can touch.
+    Exists,
 }
 
 impl PromFn {
@@ -113,7 +119,7 @@ impl PromFn {
     /// Whether the output keeps the metric name (`last_over_time` and the
     /// instant selector do; every other function drops it).
     pub fn keeps_name(self) -> bool {
-        matches!(self, PromFn::Lookback | PromFn::LastOverTime)
+        matches!(self, PromFn::Lookback | PromFn::LastOverTime | PromFn::Exists)
     }
 }
 
@@ -172,6 +178,13 @@ impl PromWindow {
     /// markers included): `out(i, value)` for every step `i` that has a
     /// value. `scratch` is reused across series.
     pub fn eval_series(&self, pts: &[(i64, f64)], scratch: &mut Vec<(i64, f64)>, mut out: impl FnMut(usize, f64)) {
+        if self.func == PromFn::Exists {
+            let (lo, hi) = self.sample_range();
+            if self.steps() > 0 && pts.iter().any(|p| p.0 >= lo && p.0 <= hi) {
+                out(0, 1.0);
+            }
+            return;
+        }
         if self.func == PromFn::Lookback {
             let mut k = 0;
             for i in 0..self.steps() {
@@ -272,7 +285,7 @@ pub fn window_value(f: PromFn, params: &[f64], range: i64, end: i64, pts: &[(i64
             let first = it.next()?;
             Some(it.fold(first, |m, v| if (max && v > m) || (!max && v < m) || m.is_nan() { v } else { m }))
         }
-        PromFn::PresentOverTime => Some(1.0),
+        PromFn::PresentOverTime | PromFn::Exists => Some(1.0),
         PromFn::StddevOverTime | PromFn::StdvarOverTime => {
             let (mut count, mut mean, mut aux) = (0.0f64, 0.0f64, 0.0f64);
             for &(_, v) in pts {

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 
 use danaus_leaf::{Leaf, ReadRequest};
-use danaus_model::{FieldValue, MetricSchema, TargetSchema, Value};
+use danaus_model::{FieldValue, MetricSchema, Point, TargetSchema, Value};
 use futures::future::BoxFuture;
 
 use crate::align::{align, align_doubles, AlignSpec};
 use crate::ctx::ExecCtx;
 use crate::error::{Error, Result};
 use crate::plan::{FetchPlan, FetchSpec};
-use crate::prom::{PromWindow, Scratch};
+use crate::prom::{PromFn, PromWindow, Scratch};
 use crate::table::{PhaseOutput, Series, Table};
 
 /// Decides, from its fields, whether a selected series is read.
@@ -214,6 +214,15 @@ impl SeriesSource for LeafSource {
                 }
                 let failed = |e| leaf_error(&self.name, e);
                 let points = match align_by {
+                    Some(PreAlign::Prom(w)) if w.func == PromFn::Exists => {
+                        let may = self.leaf.may_have_points(s, spec.start, spec.end).await.map_err(failed)?;
+                        let at = w.start.saturating_mul(1_000_000);
+                        if may && w.steps() > 0 {
+                            vec![Point { start_time: None, end_time: at, value: Value::Double(1.0) }]
+                        } else {
+                            Vec::new()
+                        }
+                    }
                     Some(PreAlign::Prom(w)) => {
                         times.clear();
                         values.clear();

@@ -206,6 +206,14 @@ impl Leaf {
         Ok((chunks, total))
     }
 
+    /// Whether a selected series may have points in `[start, end]`: some
+    /// chunk's time range overlaps it (decided from chunk headers, no
+    /// point decoded; a chunk spanning the range with no point inside it
+    /// counts).
+    pub async fn may_have_points(&self, series: &SelectedSeries, start: i64, end: i64) -> Result<bool> {
+        Ok(self.chunks_in(series, start, end).await?.1 > 0)
+    }
+
     fn too_many_points(&self, series: &SelectedSeries) -> Error {
         Error::ResourceExhausted(format!(
             "series {} has more than {} points in the range (the per-read point limit); narrow the time range",
