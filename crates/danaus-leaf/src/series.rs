@@ -348,6 +348,16 @@ impl SeriesState {
         out
     }
 
+    /// Whether a chunk in memory may hold points in `[start, end]` (by
+    /// the chunks' time ranges; nothing is copied or decoded).
+    pub(crate) fn memory_overlaps(&self, start: i64, end: i64) -> bool {
+        self.sealed.iter().any(|c| c.count > 0 && c.max_time >= start && c.min_time <= end)
+            || [&self.head, &self.ooo].into_iter().flatten().any(|o| {
+                let b = &o.builder;
+                b.max_time().is_some_and(|m| m >= start) && b.min_time().is_some_and(|m| m <= end)
+            })
+    }
+
     /// Bytes of compressed data held and points held.
     /// `(bytes held, encoded data bytes, points)` of the chunks in memory.
     pub(crate) fn memory_usage(&self) -> (usize, usize, usize) {

@@ -332,6 +332,11 @@ async fn double_columns_of_a_counter_with_start_times_skip_the_starts() {
     let got: Vec<(i64, f64)> = times.into_iter().zip(values).collect();
     assert_eq!(got.len(), 33);
     assert_eq!(got, want);
+    // Time ranges alone tell which ranges may hold points.
+    assert!(leaf.may_have_points(s, T0 + 20 * SEC, T0 + 20 * SEC).await.unwrap());
+    assert!(leaf.may_have_points(s, T0 - 10 * SEC, T0).await.unwrap());
+    assert!(!leaf.may_have_points(s, T0 + 40 * SEC, T0 + 400 * SEC).await.unwrap());
+    assert!(!leaf.may_have_points(s, T0 - 10 * SEC, T0 - SEC).await.unwrap());
 }
 
 #[tokio::test]

@@ -239,8 +239,12 @@ impl Storage for DanausStorage {
             if candidates.iter().any(|m| self.spec(m, matchers, start, end).is_some_and(|(_, deferred)| deferred)) {
                 return Ok(None);
             }
-            if candidates.len() > 1 && !w.func.keeps_name() && self.names_may_collide(matchers, w).await? {
-                return Ok(None);
+            if candidates.len() > 1 && !w.func.keeps_name() {
+                // Listing the series costs what sending one value each
+                // does: worth it only over several steps.
+                if w.steps() < 2 || self.names_may_collide(matchers, w).await? {
+                    return Ok(None);
+                }
             }
             let ops = vec![TableOp::Prom(w.clone()), TableOp::PromAggregate(agg.clone())];
             Ok(Some(self.fetch(matchers, start, end, ops).await?))

@@ -211,6 +211,13 @@ impl Leaf {
     /// point decoded; a chunk spanning the range with no point inside it
     /// counts).
     pub async fn may_have_points(&self, series: &SelectedSeries, start: i64, end: i64) -> Result<bool> {
+        let (in_memory, complete_from) = {
+            let g = series.series.lock();
+            (g.memory_overlaps(start, end), g.complete_from)
+        };
+        if in_memory || start >= complete_from {
+            return Ok(in_memory);
+        }
         Ok(self.chunks_in(series, start, end).await?.1 > 0)
     }
 
