@@ -131,6 +131,7 @@ pub(super) fn eval(ev: &Ev, a: &AggregateExpr, g: Grid) -> Result<Out> {
                     let k = if k > gr.members.len() as f64 { gr.members.len() } else { k as usize };
                     let mut m = gr.members;
                     let top = op == "topk";
+                    keep_best(&mut m, k, top);
                     // NaN sorts after every number either way.
                     m.sort_by(|a, b| nan_last(a.v, b.v, top));
                     step.extend(m.into_iter().take(k).map(|e| El { t, ..e }));
@@ -194,9 +195,72 @@ fn add(gr: &mut Group, op: &str, e: El) {
     }
 }
 
+/// Keeps the `k` elements a stable sort by value (highest first for
+/// `top`, NaN last) would put first, in their order: those better than
+/// the `k`-th best value, then ties of it in input order. Linear time, so
+/// `topk` over many series does not sort them all.
+fn keep_best(m: &mut Vec<El>, k: usize, top: bool) {
+    if k == 0 || k >= m.len() {
+        return;
+    }
+    let mut vals: Vec<f64> = m.iter().map(|e| e.v).collect();
+    let kth = *vals.select_nth_unstable_by(k - 1, |a, b| nan_last(*a, *b, top)).1;
+    let better = m.iter().filter(|e| nan_last(e.v, kth, top) == std::cmp::Ordering::Less).count();
+    let mut ties = k - better;
+    m.retain(|e| match nan_last(e.v, kth, top) {
+        std::cmp::Ordering::Less => true,
+        std::cmp::Ordering::Equal if ties > 0 => {
+            ties -= 1;
+            true
+        }
+        _ => false,
+    });
+}
+
 /// Whether `s` is a valid Prometheus label name.
 pub(crate) fn valid_label_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_best_is_a_stable_sort_cut_to_k() {
+        // Small value sets (many ties) with NaNs, every k, both directions.
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        for _ in 0..300 {
+            let n = (next() % 12) as usize;
+            let els: Vec<El> = (0..n)
+                .map(|i| El {
+                    labels: Arc::new(Labels::new(vec![("i".into(), i.to_string())])),
+                    v: match next() % 5 {
+                        0 => f64::NAN,
+                        x => x as f64,
+                    },
+                    t: 0,
+                })
+                .collect();
+            for top in [true, false] {
+                for k in 0..=n + 1 {
+                    let mut want = els.clone();
+                    want.sort_by(|a, b| nan_last(a.v, b.v, top));
+                    want.truncate(k);
+                    let mut got = els.clone();
+                    keep_best(&mut got, k.min(n), top);
+                    got.sort_by(|a, b| nan_last(a.v, b.v, top));
+                    got.truncate(k);
+                    let ids = |v: &[El]| v.iter().map(|e| e.labels.get("i").to_owned()).collect::<Vec<_>>();
+                    assert_eq!(ids(&got), ids(&want), "k {k} top {top}");
+                }
+            }
+        }
+    }
 }
