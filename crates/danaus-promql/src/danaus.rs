@@ -124,37 +124,56 @@ impl DanausStorage {
         };
         Some((spec, deferred))
     }
+}
 
-    /// `t`'s series as PromQL series of `metric`; with `matchers`, only
-    /// those whose labels satisfy every one.
-    fn to_series(&self, metric: &str, t: Table, matchers: Option<&[Matcher]>, out: &mut Vec<Series>) {
-        for s in t.series {
-            let mut pairs = Vec::with_capacity(t.columns.len() + 1);
-            pairs.push((METRIC_NAME.to_owned(), metric.to_owned()));
-            for (c, v) in t.columns.iter().zip(&s.fields) {
-                let name = c.strip_prefix("metric.").unwrap_or(c);
-                let value = match v {
-                    FieldValue::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                if self.hidden_location.as_ref().is_some_and(|(f, d)| f == name && *d == value) {
-                    continue;
-                }
-                pairs.push((name.to_owned(), value));
-            }
-            let labels = Labels::new(pairs);
-            if matchers.is_some_and(|m| !matches(&labels, m)) {
+/// `t`'s series as PromQL series of `metric` (`hidden`: a field and the
+/// value it is left out at); with `matchers`, only
+/// those whose labels satisfy every one.
+fn to_series(
+    hidden: Option<&(String, String)>,
+    metric: &str,
+    t: Table,
+    matchers: Option<&[Matcher]>,
+    out: &mut Vec<Series>,
+) {
+    for s in t.series {
+        let mut pairs = Vec::with_capacity(t.columns.len() + 1);
+        pairs.push((METRIC_NAME.to_owned(), metric.to_owned()));
+        for (c, v) in t.columns.iter().zip(&s.fields) {
+            let name = c.strip_prefix("metric.").unwrap_or(c);
+            let value = match v {
+                FieldValue::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if hidden.is_some_and(|(f, d)| f == name && *d == value) {
                 continue;
             }
-            let points = s
-                .points
-                .iter()
-                .filter_map(|p| match p.value {
-                    DValue::Double(v) => Some((p.end_time.div_euclid(MS), v)),
-                    _ => None,
-                })
-                .collect();
-            out.push(Series { labels: Arc::new(labels), points });
+            pairs.push((name.to_owned(), value));
+        }
+        let labels = Labels::new(pairs);
+        if matchers.is_some_and(|m| !matches(&labels, m)) {
+            continue;
+        }
+        let points = s
+            .points
+            .iter()
+            .filter_map(|p| match p.value {
+                DValue::Double(v) => Some((p.end_time.div_euclid(MS), v)),
+                _ => None,
+            })
+            .collect();
+        out.push(Series { labels: Arc::new(labels), points });
+    }
+}
+
+/// Join handles aborted when dropped: a query that fails or is cancelled
+/// stops its other fetches.
+struct AbortOnDrop<T>(Vec<tokio::task::JoinHandle<T>>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
         }
     }
 }
@@ -177,34 +196,46 @@ impl DanausStorage {
     /// matcher, see `select_aggregate`).
     async fn fetch(&self, matchers: &[Matcher], start: i64, end: i64, ops: Vec<TableOp>) -> Result<Vec<Series>> {
         let check = !ops.iter().any(|o| matches!(o, TableOp::PromAggregate(_)));
-        let fetches = self.candidates(matchers).into_iter().filter_map(|m| {
-            let (spec, _) = self.spec(&m, matchers, start, end)?;
-            let ops = ops.clone();
-            Some(async move {
-                let plan = Plan {
-                    root: Node::Fetch(Box::new(FetchPlan {
-                        fetch: spec,
-                        leaf: Stage { ops, ..Stage::default() },
-                        zone: Stage::default(),
-                        root: Stage::default(),
-                    })),
-                    range: QueryRange { start: start * MS, end: end * MS, step: DEFAULT_STEP },
-                };
+        // One task per metric: the leaves' phases are CPU work, and tasks
+        // spread it over the runtime's worker threads.
+        let mut tasks = AbortOnDrop(Vec::new());
+        for m in self.candidates(matchers) {
+            let Some((spec, _)) = self.spec(&m, matchers, start, end) else { continue };
+            let plan = Plan {
+                root: Node::Fetch(Box::new(FetchPlan {
+                    fetch: spec,
+                    leaf: Stage { ops: ops.clone(), ..Stage::default() },
+                    zone: Stage::default(),
+                    root: Stage::default(),
+                })),
+                range: QueryRange { start: start * MS, end: end * MS, step: DEFAULT_STEP },
+            };
+            let (engine, tenant, hidden) = (self.engine.clone(), self.tenant.clone(), self.hidden_location.clone());
+            let matchers = check.then(|| matchers.to_vec());
+            tasks.0.push(tokio::spawn(async move {
                 let mut tables = Vec::new();
                 let mut sink = |t: Table| -> danaus_query::Result<()> {
                     tables.push(t);
                     Ok(())
                 };
-                self.engine.run_plan(&self.tenant, &plan, RunOptions::default(), &mut sink).await.map_err(query_error)?;
+                engine.run_plan(&tenant, &plan, RunOptions::default(), &mut sink).await.map_err(query_error)?;
                 let mut out = Vec::new();
                 for t in tables {
-                    self.to_series(&m.name, t, check.then_some(matchers), &mut out);
+                    to_series(hidden.as_ref(), &m.name, t, matchers.as_deref(), &mut out);
                 }
                 Ok::<_, Error>(out)
-            })
-        });
-        let per_metric = futures::future::try_join_all(fetches).await?;
-        Ok(per_metric.into_iter().flatten().collect())
+            }));
+        }
+        let mut all = Vec::new();
+        for task in &mut tasks.0 {
+            match task.await {
+                Ok(series) => all.extend(series?),
+                Err(e) => {
+                    return Err(Error::Storage { message: format!("a fetch task failed: {e}"), retryable: false })
+                }
+            }
+        }
+        Ok(all)
     }
 }
 

@@ -129,7 +129,11 @@ async fn aggregations_fold_where_the_data_is() {
     use promql_parser::label::{MatchOp, Matcher};
     let mut b = backend().await;
     let l = |name: &str, job: &str, inst: &str| {
-        Labels::new(vec![("__name__".into(), name.into()), ("job".into(), job.into()), ("instance".into(), inst.into())])
+        Labels::new(vec![
+            ("__name__".into(), name.into()),
+            ("job".into(), job.into()),
+            ("instance".into(), inst.into()),
+        ])
     };
     let pts: Vec<(i64, f64)> = (0..10).map(|i| (i * 60_000, i as f64 * 60.0)).collect();
     b.load(vec![

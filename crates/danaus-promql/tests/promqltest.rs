@@ -20,7 +20,8 @@ async fn every_case_file_passes() {
     for f in &files {
         let script = std::fs::read_to_string(f).expect("readable");
         for push_down in [true, false] {
-            let mut backend = MemBackend { options: Options { push_down, ..Options::default() }, ..MemBackend::default() };
+            let mut backend =
+                MemBackend { options: Options { push_down, ..Options::default() }, ..MemBackend::default() };
             if let Err(e) = run(&script, &mut backend).await {
                 failures.push(format!("{} (push_down {push_down}): {e}", f.display()));
             }

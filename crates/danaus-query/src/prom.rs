@@ -245,7 +245,11 @@ impl PromWindow {
         scratch.samples.extend(times.iter().zip(values).map(|(&t, &v)| (t.div_euclid(NS_PER_MS), v)));
         let mut out = Vec::new();
         self.eval_series(&scratch.samples, &mut scratch.kept, |i, v| {
-            out.push(Point { start_time: None, end_time: self.time(i).saturating_mul(NS_PER_MS), value: Value::Double(v) })
+            out.push(Point {
+                start_time: None,
+                end_time: self.time(i).saturating_mul(NS_PER_MS),
+                value: Value::Double(v),
+            })
         });
         out
     }
@@ -608,11 +612,7 @@ impl PromAggregate {
                             PromAggOp::Group => 1.0,
                             _ => values[i],
                         };
-                        Point {
-                            start_time: None,
-                            end_time: self.start + i as i64 * self.step,
-                            value: Value::Double(v),
-                        }
+                        Point { start_time: None, end_time: self.start + i as i64 * self.step, value: Value::Double(v) }
                     })
                     .collect(),
             })
@@ -669,8 +669,15 @@ mod tests {
     fn leaves_fold_groups_by_label_names() {
         let columns: Columns = Arc::new(vec!["job".into(), "instance".into(), "metric.le".into()]);
         let s = |job: &str, inst: &str, le: &str, pts: &[(i64, f64)]| Series {
-            fields: vec![FieldValue::String(job.into()), FieldValue::String(inst.into()), FieldValue::String(le.into())],
-            points: pts.iter().map(|&(t, v)| Point { start_time: None, end_time: t, value: Value::Double(v) }).collect(),
+            fields: vec![
+                FieldValue::String(job.into()),
+                FieldValue::String(inst.into()),
+                FieldValue::String(le.into()),
+            ],
+            points: pts
+                .iter()
+                .map(|&(t, v)| Point { start_time: None, end_time: t, value: Value::Double(v) })
+                .collect(),
         };
         let t = Table {
             columns,

@@ -227,7 +227,11 @@ impl SeriesSource for LeafSource {
                         times.clear();
                         values.clear();
                         let leaf = &self.leaf;
-                        if !leaf.doubles_without_starts(s, spec.start, spec.end, &mut times, &mut values).await.map_err(failed)? {
+                        if !leaf
+                            .doubles_without_starts(s, spec.start, spec.end, &mut times, &mut values)
+                            .await
+                            .map_err(failed)?
+                        {
                             // Not a plain double series: its double points.
                             for p in self.leaf.points(s, spec.start, spec.end).await.map_err(failed)? {
                                 if let Value::Double(v) = p.value {

@@ -42,7 +42,8 @@ pub(super) fn eval(ev: &Ev, c: &Call, g: Grid) -> Result<Out> {
         | "idelta" | "deriv" | "avg_over_time" | "sum_over_time" | "count_over_time" | "min_over_time"
         | "max_over_time" | "last_over_time" | "present_over_time" | "stddev_over_time" | "stdvar_over_time"
         | "changes" | "resets" => {
-            let f = PromFn::of_name(name).ok_or_else(|| Error::BadData(format!("function {name}() is not supported")))?;
+            let f =
+                PromFn::of_name(name).ok_or_else(|| Error::BadData(format!("function {name}() is not supported")))?;
             if let Some(out) = ev.pushed_call(c, g, f)? {
                 out
             } else {

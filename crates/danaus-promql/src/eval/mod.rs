@@ -28,8 +28,8 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use promql_parser::label::{MatchOp, Matcher};
 use danaus_query::prom::{PromAggOp, PromAggregate, PromFn, PromWindow};
+use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{self, AggregateExpr, AtModifier, Call, Expr, LabelModifier, Offset, VectorSelector};
 
 use crate::error::{Error, Result};
@@ -381,7 +381,8 @@ impl Ev {
 
     /// Works out each selector's range, fetches them all.
     async fn load(storage: &dyn Storage, expr: &Expr, query: Grid, opts: Options) -> Result<Ev> {
-        let mut ev = Ev { data: HashMap::default(), pushed: HashMap::default(), folded: HashMap::default(), opts, query };
+        let mut ev =
+            Ev { data: HashMap::default(), pushed: HashMap::default(), folded: HashMap::default(), opts, query };
         let mut fetches: HashMap<usize, Fetch> = HashMap::default();
         ev.needs(expr, query, &mut fetches);
         let fetches = fetches.into_iter().map(|(k, f)| async move {
@@ -395,10 +396,12 @@ impl Ev {
             match f {
                 Fetch::Raw(_, lo, hi) => storage.select(&matchers, lo, hi).await.map(|s| (k, s, Got::Raw)),
                 Fetch::Pushed(_, w) => storage.select_windows(&matchers, &w).await.map(|s| (k, s, Got::Windows(w))),
-                Fetch::PushedAggregate { w, agg, inner, .. } => match storage.select_aggregate(&matchers, &w, &agg).await? {
-                    Some(s) => Ok((k, s, Got::Folded(w))),
-                    None => storage.select_windows(&matchers, &w).await.map(|s| (inner, s, Got::Windows(w))),
-                },
+                Fetch::PushedAggregate { w, agg, inner, .. } => {
+                    match storage.select_aggregate(&matchers, &w, &agg).await? {
+                        Some(s) => Ok((k, s, Got::Folded(w))),
+                        None => storage.select_windows(&matchers, &w).await.map(|s| (inner, s, Got::Windows(w))),
+                    }
+                }
             }
         });
         let mut total = 0usize;
