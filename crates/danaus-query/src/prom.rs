@@ -696,7 +696,8 @@ mod tests {
             step: 10,
             steps: 2,
         };
-        let values = |t: &Table| -> Vec<(Vec<FieldValue>, Vec<(i64, f64)>)> {
+        type Groups = Vec<(Vec<FieldValue>, Vec<(i64, f64)>)>;
+        let values = |t: &Table| -> Groups {
             t.series
                 .iter()
                 .map(|s| {
