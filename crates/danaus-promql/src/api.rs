@@ -331,6 +331,18 @@ fn write_pair(out: &mut String, t: i64, v: f64) {
     out.push(']');
 }
 
+/// Writes `[a,b,…]`, each item by `f`.
+fn write_list<T>(out: &mut String, items: impl IntoIterator<Item = T>, mut f: impl FnMut(&mut String, T)) {
+    out.push('[');
+    for (i, x) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        f(out, x);
+    }
+    out.push(']');
+}
+
 /// The whole success envelope of a query answer, written straight into
 /// one buffer (answers run to megabytes; no JSON tree is built).
 pub fn value_body(v: &Value) -> String {
@@ -353,37 +365,24 @@ pub fn value_body(v: &Value) -> String {
             out.push(']');
         }
         Value::Vector(t, samples) => {
-            out.push_str(r#""vector","result":["#);
-            for (i, s) in samples.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
+            out.push_str(r#""vector","result":"#);
+            write_list(&mut out, samples, |out, s| {
                 out.push_str(r#"{"metric":"#);
-                write_labels(&mut out, &s.labels);
+                write_labels(out, &s.labels);
                 out.push_str(r#","value":"#);
-                write_pair(&mut out, *t, s.value);
+                write_pair(out, *t, s.value);
                 out.push('}');
-            }
-            out.push(']');
+            });
         }
         Value::Matrix(series) => {
-            out.push_str(r#""matrix","result":["#);
-            for (i, s) in series.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
+            out.push_str(r#""matrix","result":"#);
+            write_list(&mut out, series, |out, s| {
                 out.push_str(r#"{"metric":"#);
-                write_labels(&mut out, &s.labels);
-                out.push_str(r#","values":["#);
-                for (k, &(t, v)) in s.points.iter().enumerate() {
-                    if k > 0 {
-                        out.push(',');
-                    }
-                    write_pair(&mut out, t, v);
-                }
-                out.push_str("]}");
-            }
-            out.push(']');
+                write_labels(out, &s.labels);
+                out.push_str(r#","values":"#);
+                write_list(out, &s.points, |out, &(t, v)| write_pair(out, t, v));
+                out.push('}');
+            });
         }
     }
     out.push_str("}}");

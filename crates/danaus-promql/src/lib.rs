@@ -10,8 +10,14 @@
 //! selector once through the [`Storage`] seam; the Danaus implementation of
 //! that seam turns a selector into fetch plans of `danaus-query`, so the
 //! matchers and the time range are applied at the leaves by the same engine
-//! that runs Danaus' own language. Evaluation is then pure: every node is
-//! computed over a grid of step times, an instant vector being a list of
+//! that runs Danaus' own language. A range function over a selector (and
+//! `sum`/`min`/`max`/`count`/`group` of one, or of a selector) is asked of
+//! storage as a window function, optionally folded by group
+//! ([`Storage::select_windows`], [`Storage::select_aggregate`]): Danaus
+//! compiles it onto the leaf stage of the fetch plans
+//! (`danaus_query::prom`), so leaves send a value per step, or per group
+//! and step, instead of every sample. Evaluation is then pure: every node
+//! is computed over a grid of step times, an instant vector being a list of
 //! samples per step, as Prometheus' `rangeEval` does. Nothing calls back
 //! into storage during evaluation.
 //!

@@ -27,6 +27,12 @@
 //! limit; a [`Cancel`] token and a deadline stop it between batches. Every
 //! result carries a [`Completeness`] report naming each source and
 //! whether it answered.
+//!
+//! **Second front end** (`prom`): PromQL (danaus-promql) compiles range
+//! functions and foldable aggregations onto the same fetch plans, as leaf
+//! operations with Prometheus' semantics ([`TableOp::Prom`],
+//! [`TableOp::PromAggregate`]); sources run a leading window function over
+//! each series' columns as they read them, like an aligner.
 
 mod aggregate;
 mod align;

@@ -212,20 +212,8 @@ impl PromWindow {
         // A counter series without resets needs no reset pass per window.
         let counter = matches!(self.func, PromFn::Rate | PromFn::Increase);
         let no_resets = counter && !pts.windows(2).any(|w| w[1].1 < w[0].1);
-        let (mut from, mut to) = (0usize, 0usize);
-        for i in 0..self.steps() {
-            let end = self.window_end(self.time(i));
-            while from < pts.len() && pts[from].0 < end - self.range {
-                from += 1;
-            }
-            to = to.max(from);
-            while to < pts.len() && pts[to].0 <= end {
-                to += 1;
-            }
-            let w = &pts[from..to];
-            if w.is_empty() {
-                continue;
-            }
+        let ends = (0..self.steps()).map(|i| self.window_end(self.time(i)));
+        for_each_window(pts, self.range, ends, |i, end, w| {
             let v = if no_resets {
                 extrapolated(self.range, end, w, Counter::NoResets, self.func == PromFn::Rate)
             } else {
@@ -234,7 +222,7 @@ impl PromWindow {
             if let Some(v) = v {
                 out(i, v);
             }
-        }
+        });
     }
 
     /// [`PromWindow::eval_series`] over a series' time (ns) and value
@@ -252,6 +240,31 @@ impl PromWindow {
             })
         });
         out
+    }
+}
+
+/// Calls `f(i, end, window)` for the `i`-th of `ends` (which never
+/// decrease, or stay put under `@`) with the samples of `pts` (oldest
+/// first) in `[end − range, end]`, when there are any. The window's edges
+/// only move forward: one pass over the samples for all windows.
+pub fn for_each_window(
+    pts: &[(i64, f64)],
+    range: i64,
+    ends: impl Iterator<Item = i64>,
+    mut f: impl FnMut(usize, i64, &[(i64, f64)]),
+) {
+    let (mut from, mut to) = (0usize, 0usize);
+    for (i, end) in ends.enumerate() {
+        while from < pts.len() && pts[from].0 < end - range {
+            from += 1;
+        }
+        to = to.max(from);
+        while to < pts.len() && pts[to].0 <= end {
+            to += 1;
+        }
+        if from < to {
+            f(i, end, &pts[from..to]);
+        }
     }
 }
 

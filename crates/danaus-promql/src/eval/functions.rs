@@ -9,7 +9,7 @@ use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
 use regex::Regex;
 
-use danaus_query::prom::{window_value, PromFn};
+use danaus_query::prom::{for_each_window, window_value, PromFn};
 
 use super::aggregate::valid_label_name;
 use super::{check_unique_steps, El, Ev, Grid, Out, Range};
@@ -289,26 +289,13 @@ fn over_range_at(
     // windows only move forward as steps do (or stay put under `@`).
     let mut out: Vec<Vec<El>> = vec![Vec::new(); g.len()];
     for (k, l) in labels.iter().enumerate() {
-        let pts = &r.series[k].points;
-        let (mut from, mut to) = (0usize, 0usize);
-        for (i, step) in out.iter_mut().enumerate() {
+        let ends = (0..g.len()).map(|i| r.window_end(g.time(i)));
+        for_each_window(&r.series[k].points, r.range, ends, |i, _, w| {
             let t = g.time(i);
-            let end = r.window_end(t);
-            while from < pts.len() && pts[from].0 < end - r.range {
-                from += 1;
-            }
-            to = to.max(from);
-            while to < pts.len() && pts[to].0 <= end {
-                to += 1;
-            }
-            let w = &pts[from..to];
-            if w.is_empty() {
-                continue;
-            }
             if let Some(v) = f(&r, i, t, w) {
-                step.push(El { labels: l.clone(), v, t });
+                out[i].push(El { labels: l.clone(), v, t });
             }
-        }
+        });
     }
     Ok(Out::Vector(out))
 }
