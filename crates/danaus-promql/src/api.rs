@@ -70,45 +70,43 @@ fn reply(r: Result<Json>) -> Reply {
     }
 }
 
-fn value_reply(r: Result<Value>) -> Reply {
+fn value_reply(r: Result<Value>, warnings: Vec<String>) -> Reply {
     match r {
-        Ok(v) => Reply { status: 200, body: value_body(&v) },
+        Ok(v) => Reply { status: 200, body: value_body(&v, &warnings) },
         Err(e) => error_reply(&e),
     }
 }
 
 /// `/api/v1/query`: `query`, `time` (default: now), `timeout`.
 pub async fn query(storage: &dyn Storage, p: &Params, now_ms: i64, opts: Options) -> Reply {
-    value_reply(
-        async {
-            let q = p.get("query").ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))?;
-            let t = match p.get("time") {
-                Some(t) => parse_time(t).map_err(|e| Error::BadData(format!("invalid parameter \"time\": {e}")))?,
-                None => now_ms,
-            };
-            timeout(p)?;
-            eval::instant(storage, q, t, opts).await
-        }
-        .await,
-    )
+    let r = async {
+        let q = p.get("query").ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))?;
+        let t = match p.get("time") {
+            Some(t) => parse_time(t).map_err(|e| Error::BadData(format!("invalid parameter \"time\": {e}")))?,
+            None => now_ms,
+        };
+        timeout(p)?;
+        eval::instant(storage, q, t, opts).await
+    }
+    .await;
+    value_reply(r, storage.warnings())
 }
 
 /// `/api/v1/query_range`: `query`, `start`, `end`, `step`, `timeout`.
 pub async fn query_range(storage: &dyn Storage, p: &Params, opts: Options) -> Reply {
-    value_reply(
-        async {
-            let q = p.get("query").ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))?;
-            let start = required_time(p, "start")?;
-            let end = required_time(p, "end")?;
-            let step =
-                p.get("step").ok_or_else(|| Error::BadData("invalid parameter \"step\": missing".into())).and_then(
-                    |s| parse_duration(s).map_err(|e| Error::BadData(format!("invalid parameter \"step\": {e}"))),
-                )?;
-            timeout(p)?;
-            eval::range(storage, q, start, end, step, opts).await
-        }
-        .await,
-    )
+    let r = async {
+        let q = p.get("query").ok_or_else(|| Error::BadData("invalid parameter \"query\": missing".into()))?;
+        let start = required_time(p, "start")?;
+        let end = required_time(p, "end")?;
+        let step = p
+            .get("step")
+            .ok_or_else(|| Error::BadData("invalid parameter \"step\": missing".into()))
+            .and_then(|s| parse_duration(s).map_err(|e| Error::BadData(format!("invalid parameter \"step\": {e}"))))?;
+        timeout(p)?;
+        eval::range(storage, q, start, end, step, opts).await
+    }
+    .await;
+    value_reply(r, storage.warnings())
 }
 
 /// `/api/v1/series`: the label sets of series matching any `match[]` in
@@ -344,8 +342,9 @@ fn write_list<T>(out: &mut String, items: impl IntoIterator<Item = T>, mut f: im
 }
 
 /// The whole success envelope of a query answer, written straight into
-/// one buffer (answers run to megabytes; no JSON tree is built).
-pub fn value_body(v: &Value) -> String {
+/// one buffer (answers run to megabytes; no JSON tree is built), with
+/// `warnings` when there are any (a partial answer says so).
+pub fn value_body(v: &Value, warnings: &[String]) -> String {
     let mut out = String::with_capacity(match v {
         Value::Matrix(series) => 64 + series.iter().map(|s| 64 + 32 * s.points.len()).sum::<usize>(),
         Value::Vector(_, samples) => 64 + 96 * samples.len(),
@@ -385,7 +384,12 @@ pub fn value_body(v: &Value) -> String {
             });
         }
     }
-    out.push_str("}}");
+    out.push('}');
+    if !warnings.is_empty() {
+        out.push_str(r#","warnings":"#);
+        write_list(&mut out, warnings, |out, w| write_str(out, w));
+    }
+    out.push('}');
     out
 }
 
@@ -505,7 +509,7 @@ mod tests {
             labels: Arc::new(l.clone()),
             points: vec![(1_000, 1.5), (2_500, f64::NAN), (3_000, f64::NEG_INFINITY), (4_000, 1e21)],
         }]);
-        let body = value_body(&m);
+        let body = value_body(&m, &[]);
         // The same document as a JSON tree gives (key order aside).
         let parsed: Json = serde_json::from_str(&body).expect("valid JSON");
         assert_eq!(
@@ -516,11 +520,13 @@ mod tests {
             }]}})
         );
         let v = Value::Vector(7_000, vec![crate::value::Sample { labels: Arc::new(l), value: -0.25 }]);
-        let parsed: Json = serde_json::from_str(&value_body(&v)).expect("valid JSON");
+        let parsed: Json =
+            serde_json::from_str(&value_body(&v, &["leaf x did not answer".to_owned()])).expect("valid JSON");
         assert_eq!(parsed["data"]["result"][0]["value"], json!([7, "-0.25"]));
-        let parsed: Json = serde_json::from_str(&value_body(&Value::Scalar(0, 2.0))).expect("valid JSON");
+        assert_eq!(parsed["warnings"], json!(["leaf x did not answer"]));
+        let parsed: Json = serde_json::from_str(&value_body(&Value::Scalar(0, 2.0), &[])).expect("valid JSON");
         assert_eq!(parsed["data"], json!({"resultType": "scalar", "result": [0, "2"]}));
-        let parsed: Json = serde_json::from_str(&value_body(&Value::String(0, "s\"".into()))).expect("valid JSON");
+        let parsed: Json = serde_json::from_str(&value_body(&Value::String(0, "s\"".into()), &[])).expect("valid JSON");
         assert_eq!(parsed["data"], json!({"resultType": "string", "result": [0, "s\""]}));
     }
 }

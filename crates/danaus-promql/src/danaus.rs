@@ -41,6 +41,8 @@ pub struct DanausStorage {
     target: Option<Arc<TargetSchema>>,
     metrics: Vec<Arc<MetricSchema>>,
     hidden_location: Option<(String, String)>,
+    /// Sources that did not answer a fetch of this query, with why.
+    missing: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl DanausStorage {
@@ -54,7 +56,14 @@ impl DanausStorage {
         target: Option<Arc<TargetSchema>>,
         metrics: Vec<Arc<MetricSchema>>,
     ) -> Self {
-        Self { engine, tenant: tenant.to_owned(), target, metrics, hidden_location: None }
+        Self {
+            engine,
+            tenant: tenant.to_owned(),
+            target,
+            metrics,
+            hidden_location: None,
+            missing: std::sync::Mutex::default(),
+        }
     }
 
     /// Leaves out the label `field` when its value is `value`: the
@@ -218,18 +227,33 @@ impl DanausStorage {
                     tables.push(t);
                     Ok(())
                 };
-                engine.run_plan(&tenant, &plan, RunOptions::default(), &mut sink).await.map_err(query_error)?;
+                let report =
+                    engine.run_plan(&tenant, &plan, RunOptions::default(), &mut sink).await.map_err(query_error)?;
                 let mut out = Vec::new();
                 for t in tables {
                     to_series(hidden.as_ref(), &m.name, t, matchers.as_deref(), &mut out);
                 }
-                Ok::<_, Error>(out)
+                let missing: Vec<String> = report
+                    .completeness
+                    .sources
+                    .into_iter()
+                    .filter_map(|s| {
+                        s.missing.map(|why| format!("zone {} source {} did not answer: {why}", s.zone, s.source))
+                    })
+                    .collect();
+                Ok::<_, Error>((out, missing))
             }));
         }
         let mut all = Vec::new();
         for task in &mut tasks.0 {
             match task.await {
-                Ok(series) => all.extend(series?),
+                Ok(r) => {
+                    let (series, missing) = r?;
+                    all.extend(series);
+                    if !missing.is_empty() {
+                        self.missing.lock().unwrap_or_else(|e| e.into_inner()).extend(missing);
+                    }
+                }
                 Err(e) => {
                     return Err(Error::Storage { message: format!("a fetch task failed: {e}"), retryable: false })
                 }
@@ -242,6 +266,11 @@ impl DanausStorage {
 impl Storage for DanausStorage {
     fn select<'a>(&'a self, matchers: &'a [Matcher], start: i64, end: i64) -> BoxFuture<'a, Result<Vec<Series>>> {
         Box::pin(self.fetch(matchers, start, end, Vec::new()))
+    }
+
+    /// Sources that did not answer, so far: the answer lacks their series.
+    fn warnings(&self) -> Vec<String> {
+        self.missing.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
     }
 
     /// The window function runs in each leaf's phase, over the series'

@@ -59,6 +59,12 @@ pub trait Storage: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<Vec<Series>>>> {
         Box::pin(async { Ok(None) })
     }
+
+    /// Why the answers so far may be incomplete (a part of the store that
+    /// did not answer), for the API's `warnings`; none by default.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Series in memory.

@@ -185,3 +185,72 @@ async fn aggregations_fold_where_the_data_is() {
     let lookback = PromWindow { func: PromFn::Lookback, ..w };
     assert!(storage.select_aggregate(&both, &lookback, &agg).await.unwrap().is_some());
 }
+
+/// A leaf that does not answer.
+struct Down(LeafSource);
+
+impl danaus_query::SeriesSource for Down {
+    fn name(&self) -> &str {
+        "leaf-down"
+    }
+
+    fn schemas(
+        &self,
+        tenant: &str,
+        target: &str,
+        metric: &str,
+    ) -> danaus_query::Result<(Arc<danaus_model::TargetSchema>, Arc<danaus_model::MetricSchema>)> {
+        danaus_query::SeriesSource::schemas(&self.0, tenant, target, metric)
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        _tenant: &'a str,
+        _spec: &'a danaus_query::FetchSpec,
+        _keep: danaus_query::Keep<'a>,
+        _align: Option<danaus_query::PreAlign<'a>>,
+        _max_series: usize,
+        _batch: usize,
+        _sink: danaus_query::Sink<'a>,
+    ) -> BoxFuture<'a, danaus_query::Result<()>> {
+        Box::pin(async {
+            Err(danaus_query::Error::Source {
+                source_name: "leaf-down".into(),
+                message: "connection refused".into(),
+                unavailable: true,
+            })
+        })
+    }
+}
+
+/// A partial answer (a leaf did not answer) carries Prometheus'
+/// `warnings`; a complete one has none.
+#[tokio::test]
+async fn partial_answers_carry_warnings() {
+    use danaus_promql::api::{query, Params};
+    let mut b = backend().await;
+    let up = Labels::new(vec![("__name__".into(), "up".into()), ("job".into(), "a".into())]);
+    b.load(vec![(up, vec![(0, 1.0)])]).await.unwrap();
+    let storage = |down: bool| {
+        let good = LeafSource::new("leaf", b.leaf.clone());
+        let mut leaves: Vec<Arc<dyn LeafPhase>> = vec![Arc::new(good.clone())];
+        if down {
+            leaves.push(Arc::new(Down(good)));
+        }
+        let engine = Engine::new(vec![ZoneSources { name: "zone".into(), leaves }], QueryLimits::default());
+        let target = b.leaf.target_schema(TENANT, TARGET_SCHEMA);
+        DanausStorage::new(Arc::new(engine), TENANT, target, b.leaf.metric_schemas(TENANT))
+            .hide_default("location", LOCATION)
+    };
+    let params = Params(vec![("query".into(), "sum(up)".into()), ("time".into(), "60".into())]);
+    let whole = query(&storage(false), &params, 0, Options::default()).await;
+    let whole: serde_json::Value = serde_json::from_str(&whole.body).unwrap();
+    assert_eq!(whole["data"]["result"][0]["value"][1], "1");
+    assert!(whole.get("warnings").is_none(), "{whole}");
+    let partial = query(&storage(true), &params, 0, Options::default()).await;
+    assert_eq!(partial.status, 200);
+    let partial: serde_json::Value = serde_json::from_str(&partial.body).unwrap();
+    assert_eq!(partial["data"]["result"][0]["value"][1], "1");
+    let warning = partial["warnings"][0].as_str().unwrap_or_default();
+    assert!(warning.contains("leaf-down") && warning.contains("connection refused"), "{partial}");
+}
