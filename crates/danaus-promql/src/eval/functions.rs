@@ -38,10 +38,8 @@ pub(super) fn eval(ev: &Ev, c: &Call, g: Grid) -> Result<Out> {
             let v = ev.vector_arg(arg(0)?, g, name)?;
             Out::Scalar(v.into_iter().map(|els| if els.len() == 1 { els[0].v } else { f64::NAN }).collect())
         }
-        "holt_winters" | "predict_linear" | "quantile_over_time" | "rate" | "increase" | "delta" | "irate"
-        | "idelta" | "deriv" | "avg_over_time" | "sum_over_time" | "count_over_time" | "min_over_time"
-        | "max_over_time" | "last_over_time" | "present_over_time" | "stddev_over_time" | "stdvar_over_time"
-        | "changes" | "resets" => {
+        // The range functions: `PromFn::of_name` is the one list of them.
+        _ if PromFn::of_name(name).is_some() => {
             let f =
                 PromFn::of_name(name).ok_or_else(|| Error::BadData(format!("function {name}() is not supported")))?;
             if let Some(out) = ev.pushed_call(c, g, f)? {
