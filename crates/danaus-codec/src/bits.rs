@@ -56,14 +56,30 @@ impl BitWriter {
 
     /// Appends the bits written so far, padded with zeros to whole bytes.
     pub fn copy_to(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.buf);
+        self.copy_from_bit(0, out);
+    }
+
+    /// Appends the bits written so far from the byte that holds bit `bit`
+    /// on, padded with zeros to whole bytes; returns where bit `bit` is in
+    /// what was appended (`bit % 8`). A reader of a column's recent values
+    /// copies only those.
+    pub fn copy_from_bit(&self, bit: usize, out: &mut Vec<u8>) -> u32 {
+        let byte = bit / 8;
+        if let Some(whole) = self.buf.get(byte..) {
+            out.extend_from_slice(whole);
+        }
+        let mut skip = byte.saturating_sub(self.buf.len());
         let mut rest = self.n;
         while rest > 0 {
             let take = rest.min(8);
-            let byte = ((self.acc >> (rest - take)) as u8) << (8 - take);
-            out.push(byte);
+            if skip == 0 {
+                out.push(((self.acc >> (rest - take)) as u8) << (8 - take));
+            } else {
+                skip -= 1;
+            }
             rest -= take;
         }
+        (bit % 8) as u32
     }
 
     /// Number of bytes [`BitWriter::copy_to`] appends.
@@ -83,6 +99,11 @@ impl<'a> BitReader<'a> {
     /// A reader at the first bit of `data`.
     pub fn new(data: &'a [u8]) -> Self {
         Self { data, pos: 0 }
+    }
+
+    /// A reader at bit `pos` of `data`.
+    pub fn at(data: &'a [u8], pos: usize) -> Self {
+        Self { data, pos }
     }
 
     /// The 64 bits starting at the current position (zeros past the end).
@@ -186,6 +207,26 @@ mod tests {
             prop_assert_eq!(bytes.len(), w.byte_len());
             let mut r = BitReader::new(&bytes);
             for (v, b) in &items {
+                let mask = if *b == 64 { u64::MAX } else { (1u64 << b) - 1 };
+                prop_assert_eq!(r.read(*b).unwrap(), v & mask);
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn copies_from_a_bit_read_the_same(items in prop::collection::vec((any::<u64>(), 0u32..=64), 1..100), pick in any::<prop::sample::Index>()) {
+            let mut w = BitWriter::new();
+            let mut starts = Vec::new();
+            for (v, b) in &items {
+                starts.push(w.bit_len());
+                w.write(*v, *b);
+            }
+            let from = pick.index(items.len());
+            let mut tail = vec![0xAB];
+            let off = w.copy_from_bit(starts[from], &mut tail);
+            let mut r = BitReader::at(&tail[1..], off as usize);
+            for (v, b) in &items[from..] {
                 let mask = if *b == 64 { u64::MAX } else { (1u64 << b) - 1 };
                 prop_assert_eq!(r.read(*b).unwrap(), v & mask);
             }

@@ -129,6 +129,15 @@ impl Times {
         }
     }
 
+    /// Calls `f` with the time encoder and how many of its times are this
+    /// column's.
+    fn with_encoder<R>(&self, f: impl FnOnce(&TimeEncoder, usize) -> R) -> R {
+        match self {
+            Times::Own(e) => f(e, e.len()),
+            Times::Shared { col, len, .. } => f(col.lock().unwrap_or_else(|p| p.into_inner()).encoder(), *len),
+        }
+    }
+
     fn memory_bytes(&self) -> usize {
         match self {
             Times::Own(e) => std::mem::size_of::<TimeEncoder>() + e.memory_bytes(),
@@ -150,6 +159,9 @@ pub struct ChunkBuilder {
     times: Times,
     starts: Option<Box<StartEncoder>>,
     columns: Vec<ScalarEncoder>,
+    /// Whether every point was newer than the one before (reads may then
+    /// start at a mark).
+    ordered: bool,
 }
 
 impl ChunkBuilder {
@@ -165,6 +177,7 @@ impl ChunkBuilder {
             times: Times::Own(Box::default()),
             starts: has_start.then(Box::default),
             columns,
+            ordered: true,
         }
     }
 
@@ -206,6 +219,7 @@ impl ChunkBuilder {
     }
 
     fn push_unchecked(&mut self, p: &Point) {
+        self.ordered &= self.count == 0 || p.end_time > self.max_time;
         self.times.push(p.end_time);
         if let Some(s) = self.starts.as_mut() {
             s.push(p.start_time, p.end_time);
@@ -233,6 +247,7 @@ impl ChunkBuilder {
     pub fn push_double(&mut self, t: i64, v: f64) -> Result<()> {
         match (self.columns.as_mut_slice(), &self.starts) {
             ([ScalarEncoder::Double(e)], None) => {
+                self.ordered &= self.count == 0 || t > self.max_time;
                 self.times.push(t);
                 e.push(v);
                 self.count += 1;
@@ -284,6 +299,11 @@ impl ChunkBuilder {
         self.times.last()
     }
 
+    /// Whether points carry start times.
+    pub fn has_start(&self) -> bool {
+        self.starts.is_some()
+    }
+
     /// The value type.
     pub fn value_type(&self) -> &ValueType {
         &self.value_type
@@ -311,6 +331,47 @@ impl ChunkBuilder {
                 full - t.len() + t.len() / Arc::strong_count(col).max(1)
             }
         }
+    }
+
+    /// Appends the end times and values of the points in `[start, end]`
+    /// of a double chunk (start times, if any, are not read), in the order
+    /// they were pushed, without serialising the chunk. When the points
+    /// came in time order, decoding starts at the newest mark of both
+    /// columns before `start` ([`crate::mark`]), so a read of the last few
+    /// points decodes few more; else at the first point.
+    pub fn read_doubles_in(&self, start: i64, end: i64, times: &mut Vec<i64>, values: &mut Vec<f64>) -> Result<()> {
+        let [ScalarEncoder::Double(col)] = self.columns.as_slice() else {
+            return Err(Error::TypeMismatch { expected: "double".into(), value: self.value_type.to_string() });
+        };
+        if self.count == 0 || self.max_time < start || self.min_time > end {
+            return Ok(());
+        }
+        let t0 = times.len();
+        // Times first (under the shared column's lock, if shared): the
+        // newest mark both columns hold whose preceding time is before
+        // `start` — every point from `start` on follows it.
+        let index = self.times.with_encoder(|enc, len| {
+            let index = if self.ordered && self.min_time < start {
+                enc.marks(len).find(|&(i, before)| before < start && col.holds_mark(i)).map_or(0, |(i, _)| i)
+            } else {
+                0
+            };
+            let mut buf = Vec::new();
+            let mut d =
+                enc.decoder_from(index, &mut buf).ok_or_else(|| Error::Corrupt("a time column lost a mark".into()))?;
+            d.decode_into((self.count - index) as usize, times).map(|_| index)
+        })?;
+        let mut buf = Vec::new();
+        let mut vd =
+            col.decoder_from(index, &mut buf).ok_or_else(|| Error::Corrupt("a double column lost a mark".into()))?;
+        if let Err(e) = vd.decode_into((self.count - index) as usize, values) {
+            times.truncate(t0);
+            return Err(e);
+        }
+        if self.min_time < start || self.max_time > end {
+            retain_range(times, values, times.len() - t0, start, end);
+        }
+        Ok(())
     }
 
     /// Serialises the points pushed so far; the builder can keep going.
@@ -344,6 +405,24 @@ impl ChunkBuilder {
         out.shrink_to_fit();
         Chunk { bytes: out }
     }
+}
+
+/// Of the last `new` points of the columns `times` and `values`, keeps
+/// those whose times are in `[start, end]`, in order (compacting in place);
+/// earlier points are left alone.
+pub fn retain_range(times: &mut Vec<i64>, values: &mut Vec<f64>, new: usize, start: i64, end: i64) {
+    let (tf, vf) = (times.len() - new.min(times.len()), values.len() - new.min(values.len()));
+    let mut kept = 0;
+    for k in 0..new.min(times.len() - tf).min(values.len() - vf) {
+        let t = times[tf + k];
+        if t >= start && t <= end {
+            times[tf + kept] = t;
+            values[vf + kept] = values[vf + k];
+            kept += 1;
+        }
+    }
+    times.truncate(tf + kept);
+    values.truncate(vf + kept);
 }
 
 /// Upper bound on points per byte of chunk data, for plausibility checks.

@@ -162,6 +162,35 @@ impl DoubleEncoder {
             Mode::Xor(f) => f.memory_bytes(),
         }
     }
+
+    /// Whether the column holds a mark before value `index`.
+    pub fn holds_mark(&self, index: u32) -> bool {
+        match &self.mode {
+            Mode::Decimal { ints, .. } => ints.mark_at(index).is_some(),
+            Mode::Xor(f) => f.mark_at(index).is_some(),
+        }
+    }
+
+    /// A decoder of the values from `index` on, over bits copied into
+    /// `out` (which must be empty): from the first value when `index` is
+    /// 0, else from the column's mark there ([`crate::mark`]); `None`
+    /// when no mark is held at `index`.
+    pub fn decoder_from<'a>(&self, index: u32, out: &'a mut Vec<u8>) -> Option<DoubleDecoder<'a>> {
+        if index == 0 {
+            self.write_to(out);
+            return DoubleDecoder::new(out).ok();
+        }
+        match &self.mode {
+            Mode::Decimal { exp, ints } => {
+                let m = ints.mark_at(index)?;
+                Some(DoubleDecoder::Decimal(*exp, ints.resume_from(m, out)))
+            }
+            Mode::Xor(f) => {
+                let m = f.mark_at(index)?;
+                Some(DoubleDecoder::Xor(f.resume_from(m, out)))
+            }
+        }
+    }
 }
 
 /// Reads [`DoubleEncoder`]'s section.
@@ -284,6 +313,29 @@ mod tests {
             (-9i64..9).prop_map(|m| m as f64 / 1e6),
         ], 0..120)) {
             round_trip(&vals);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_from_a_mark_reads_the_rest(vals in prop::collection::vec(prop_oneof![
+            any::<f64>(), (-100_000i64..100_000).prop_map(|m| m as f64 / 100.0), (0i64..1000).prop_map(|m| m as f64),
+        ], 1..200)) {
+            let mut e = DoubleEncoder::default();
+            for &v in &vals {
+                e.push(v);
+            }
+            for index in (0..vals.len() as u32).step_by(crate::mark::MARK_EVERY as usize) {
+                let mut buf = Vec::new();
+                let newest = (vals.len() as u32 - 1) / crate::mark::MARK_EVERY * crate::mark::MARK_EVERY;
+                let Some(mut d) = e.decoder_from(index, &mut buf) else {
+                    prop_assert!(index + crate::mark::MARK_EVERY < newest, "mark {index} of {newest} missing");
+                    continue;
+                };
+                for &v in &vals[index as usize..] {
+                    prop_assert_eq!(d.next_value().unwrap().to_bits(), v.to_bits());
+                }
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 
 use crate::bits::{BitReader, BitWriter};
 use crate::error::{Error, Result};
+use crate::mark::{Mark, Marks};
 
 /// Appends doubles.
 #[derive(Debug, Clone, Default)]
@@ -17,7 +18,13 @@ pub struct FloatEncoder {
     prev: u64,
     lead: u32,
     trail: u32,
+    marks: Marks<FloatState>,
 }
+
+/// What a [`FloatDecoder`] carries from one value to the next: the
+/// previous value's bits and the meaningful-bits window (leading and
+/// trailing zeros).
+pub type FloatState = (u64, u8, u8);
 
 impl FloatEncoder {
     /// An empty encoder.
@@ -33,6 +40,10 @@ impl FloatEncoder {
             self.w.write(bits, 64);
             self.lead = u32::MAX;
         } else {
+            // Before any window the decoder's is (0, 0).
+            let state =
+                if self.lead == u32::MAX { (self.prev, 0, 0) } else { (self.prev, self.lead as u8, self.trail as u8) };
+            self.marks.before_value(self.count, self.w.bit_len(), || state);
             let x = bits ^ self.prev;
             if x == 0 {
                 self.w.write(0, 1);
@@ -59,6 +70,25 @@ impl FloatEncoder {
     /// The encoded bits.
     pub fn bits(&self) -> &BitWriter {
         &self.w
+    }
+
+    /// The mark before value `index`, if held.
+    pub fn mark_at(&self, index: u32) -> Option<Mark<FloatState>> {
+        self.marks.at(index)
+    }
+
+    /// Appends the bits from mark `m` on to `out` and returns a decoder of
+    /// the values from `m.index` on over them; `out` must be empty.
+    pub fn resume_from<'a>(&self, m: Mark<FloatState>, out: &'a mut Vec<u8>) -> FloatDecoder<'a> {
+        let off = self.w.copy_from_bit(m.bit as usize, out);
+        let (prev, lead, trail) = m.state;
+        FloatDecoder {
+            r: BitReader::at(out, off as usize),
+            started: true,
+            prev,
+            lead: u32::from(lead),
+            trail: u32::from(trail),
+        }
     }
 
     /// Heap bytes held.
@@ -157,6 +187,28 @@ mod tests {
             Just(f64::from_bits(0x7FF0_0000_0000_0001)), any::<f64>(), -1e3f64..1e3,
         ], 0..200)) {
             round_trip(&vals);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_from_a_mark_reads_the_rest(vals in prop::collection::vec(prop_oneof![any::<u64>().prop_map(f64::from_bits), Just(1.5), -1e3f64..1e3], 33..200)) {
+            let mut e = FloatEncoder::new();
+            for &v in &vals {
+                e.push(v);
+            }
+            let newest = (vals.len() as u32 - 1) / crate::mark::MARK_EVERY * crate::mark::MARK_EVERY;
+            for index in [newest, newest - crate::mark::MARK_EVERY] {
+                let Some(m) = e.mark_at(index) else {
+                    prop_assert_eq!(index, 0);
+                    continue;
+                };
+                let mut buf = Vec::new();
+                let mut d = e.resume_from(m, &mut buf);
+                for &v in &vals[index as usize..] {
+                    prop_assert_eq!(d.next_value().unwrap().to_bits(), v.to_bits());
+                }
+            }
         }
     }
 

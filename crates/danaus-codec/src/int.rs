@@ -10,6 +10,7 @@
 
 use crate::bits::{BitReader, BitWriter};
 use crate::error::{Error, Result};
+use crate::mark::{Mark, Marks};
 use crate::varint::{unzigzag, zigzag};
 
 const WIDTHS: [u32; 6] = [5, 10, 16, 24, 32, 64];
@@ -67,7 +68,12 @@ pub struct IntEncoder {
     count: u32,
     prev: i64,
     prev_delta: i64,
+    marks: Marks<IntState>,
 }
+
+/// What an [`IntDecoder`] carries from one value to the next: the previous
+/// value and delta.
+pub type IntState = (i64, i64);
 
 impl IntEncoder {
     /// An empty encoder.
@@ -81,6 +87,8 @@ impl IntEncoder {
         if self.count == 0 {
             self.w.write(v as u64, 64);
         } else {
+            let (prev, prev_delta) = (self.prev, self.prev_delta);
+            self.marks.before_value(self.count, self.w.bit_len(), || (prev, prev_delta));
             let delta = v.wrapping_sub(self.prev);
             put_code(&mut self.w, zigzag(delta.wrapping_sub(self.prev_delta)));
             self.prev_delta = delta;
@@ -118,6 +126,24 @@ impl IntEncoder {
         &self.w
     }
 
+    /// The newest marks (see [`crate::mark`]) at indices at most `len`,
+    /// newest first.
+    pub fn marks(&self, len: usize) -> impl Iterator<Item = Mark<IntState>> + '_ {
+        self.marks.up_to(len)
+    }
+
+    /// The mark before value `index`, if held.
+    pub fn mark_at(&self, index: u32) -> Option<Mark<IntState>> {
+        self.marks.at(index)
+    }
+
+    /// Appends the bits from mark `m` on to `out` and returns a decoder of
+    /// the values from `m.index` on over them; `out` must be empty.
+    pub fn resume_from<'a>(&self, m: Mark<IntState>, out: &'a mut Vec<u8>) -> IntDecoder<'a> {
+        let off = self.w.copy_from_bit(m.bit as usize, out);
+        IntDecoder::resume(out, off, m.state)
+    }
+
     /// Heap bytes held.
     pub fn memory_bytes(&self) -> usize {
         self.w.memory_bytes()
@@ -137,6 +163,12 @@ impl<'a> IntDecoder<'a> {
     /// A decoder over `data`.
     pub fn new(data: &'a [u8]) -> Self {
         Self { r: BitReader::new(data), started: false, prev: 0, prev_delta: 0 }
+    }
+
+    /// A decoder at bit `bit` of `data`, between two values, with the
+    /// state a decoder had there (from a [`Mark`]).
+    pub fn resume(data: &'a [u8], bit: u32, (prev, prev_delta): IntState) -> Self {
+        Self { r: BitReader::at(data, bit as usize), started: true, prev, prev_delta }
     }
 
     /// Decodes the next `n` values into `out`.
@@ -205,6 +237,28 @@ mod tests {
         let regular: Vec<i64> = (0..1000).map(|i| 1_700_000_000_000_000_000 + i * 10_000_000_000).collect();
         let bytes = round_trip(&regular);
         assert!(bytes < 8 + 8 + 1000 / 8 + 4, "{bytes}");
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_from_a_mark_reads_the_rest(vals in prop::collection::vec(prop_oneof![any::<i64>(), -1000i64..1000], 33..200)) {
+            let mut e = IntEncoder::new();
+            for &v in &vals {
+                e.push(v);
+            }
+            let marks: Vec<_> = e.marks(vals.len()).collect();
+            let newest = (vals.len() as u32 - 1) / crate::mark::MARK_EVERY * crate::mark::MARK_EVERY;
+            prop_assert_eq!(marks[0].index, newest);
+            prop_assert_eq!(marks.len(), if newest > crate::mark::MARK_EVERY { 2 } else { 1 });
+            for m in marks {
+                prop_assert_eq!(e.mark_at(m.index), Some(m));
+                let mut buf = Vec::new();
+                let mut d = e.resume_from(m, &mut buf);
+                for &v in &vals[m.index as usize..] {
+                    prop_assert_eq!(d.next_value().unwrap(), v);
+                }
+            }
+        }
     }
 
     #[test]

@@ -31,12 +31,13 @@ pub mod double;
 mod error;
 pub mod float;
 pub mod int;
+pub mod mark;
 pub mod packed;
 pub mod string;
 pub mod time;
 pub mod varint;
 
-pub use chunk::{get_value_type, put_value_type, Chunk, ChunkBuilder, ChunkHeader, ChunkIter};
+pub use chunk::{get_value_type, put_value_type, retain_range, Chunk, ChunkBuilder, ChunkHeader, ChunkIter};
 pub use error::{Error, Result};
 
 /// Asks for the cache line at `p`: a hint with no effect on what the

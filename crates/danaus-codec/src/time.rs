@@ -10,6 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::int::{IntDecoder, IntEncoder};
+use crate::mark::Mark;
 use crate::packed::{pack_dod, PackedDecoder};
 
 const POW10: [i64; 10] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000];
@@ -71,6 +72,28 @@ impl TimeEncoder {
     /// Heap bytes held.
     pub fn memory_bytes(&self) -> usize {
         self.ints.memory_bytes()
+    }
+
+    /// The column's marks ([`crate::mark`]) at indices at most `len`,
+    /// newest first, each as the index of the value after it and the time
+    /// before it.
+    pub fn marks(&self, len: usize) -> impl Iterator<Item = (u32, i64)> + '_ {
+        let unit = POW10[self.exp as usize];
+        self.ints.marks(len).map(move |m: Mark<_>| (m.index, m.state.0.wrapping_mul(unit)))
+    }
+
+    /// A decoder of the times from `index` on, over bits copied into
+    /// `out` (which must be empty): from the first time when `index` is 0,
+    /// else from the column's mark there; `None` when no mark is held at
+    /// `index`.
+    pub fn decoder_from<'a>(&self, index: u32, out: &'a mut Vec<u8>) -> Option<TimeDecoder<'a>> {
+        let unit = POW10[self.exp as usize];
+        if index == 0 {
+            self.write_to(out);
+            return TimeDecoder::new(out).ok();
+        }
+        let m = self.ints.mark_at(index)?;
+        Some(TimeDecoder { unit, ints: Units::Open(self.ints.resume_from(m, out)) })
     }
 }
 
@@ -259,6 +282,33 @@ mod tests {
         fn any_times_round_trip(ts in prop::collection::vec(prop_oneof![any::<i64>(), (-1000i64..1000).prop_map(|x| x * 1_000_000)], 0..100)) {
             round_trip(&ts);
         }
+    }
+
+    #[test]
+    fn decoding_from_a_mark_reads_the_rest_across_a_unit_change() {
+        let mut ts: Vec<i64> = (0..100).map(|i| 1_700_000_000_000_000_000 + i * 15_000_000_000).collect();
+        ts.push(ts[99] + 15_000_000_001);
+        let t100 = ts[100];
+        ts.extend((1..40).map(|i| t100 + i * 15_000_000_000));
+        let mut e = TimeEncoder::default();
+        for &t in &ts {
+            e.push(t);
+        }
+        let marks: Vec<_> = e.marks(ts.len()).collect();
+        assert_eq!(marks.iter().map(|m| m.0).collect::<Vec<_>>(), [128, 96]);
+        for (index, before) in marks {
+            assert_eq!(before, ts[index as usize - 1]);
+            let mut buf = Vec::new();
+            let mut d = e.decoder_from(index, &mut buf).unwrap();
+            for &t in &ts[index as usize..] {
+                assert_eq!(d.next_value().unwrap(), t);
+            }
+        }
+        assert!(e.marks(100).all(|m| m.0 <= 100));
+        assert!(e.decoder_from(64, &mut Vec::new()).is_none(), "only the newest two marks are kept");
+        let mut buf = Vec::new();
+        let mut d = e.decoder_from(0, &mut buf).unwrap();
+        assert_eq!(d.next_value().unwrap(), ts[0]);
     }
 
     #[test]

@@ -182,7 +182,7 @@ mod shared_times {
 
     use danaus_codec::time::SharedTimes;
     use danaus_codec::ChunkBuilder;
-    use danaus_model::{ScalarType, ValueType};
+    use danaus_model::{Point, ScalarType, Value, ValueType};
     use proptest::prelude::*;
 
     fn vt() -> ValueType {
@@ -234,6 +234,58 @@ mod shared_times {
             // Identical series keep sharing.
             if diverge.iter().filter(|d| d.is_none()).count() >= 2 {
                 prop_assert!(series.iter().zip(&shared).any(|(_, b)| b.shares_times()));
+            }
+        }
+
+        /// A range read of an open chunk (which may start at a mark) sees
+        /// exactly the points of the serialised chunk in that range:
+        /// shared or own times, builders behind their shared column, values
+        /// whose coding changes midway, start times present, points out of
+        /// order.
+        #[test]
+        fn range_reads_see_what_the_chunk_holds(
+            steps in prop::collection::vec(1i64..5, 1..300),
+            lengths in prop::collection::vec(1usize..300, 1..4),
+            values in prop::collection::vec(prop_oneof![4 => (0i64..1000).prop_map(|m| m as f64 / 10.0), 1 => any::<f64>()], 300),
+            with_starts in any::<bool>(),
+            swap in prop::option::of(0usize..300),
+            range in (0usize..300, 0usize..300),
+        ) {
+            let times: Vec<i64> = steps.iter().scan(0i64, |t, d| { *t += d * 15_000_000_000; Some(*t) }).collect();
+            let col = Arc::new(Mutex::new(SharedTimes::default()));
+            let mut builders = Vec::new();
+            for (k, &len) in lengths.iter().enumerate() {
+                let mut ts: Vec<i64> = times.iter().copied().take(len).collect();
+                let mut b = if k == 0 { ChunkBuilder::new(vt(), with_starts) } else { ChunkBuilder::with_shared_times(vt(), with_starts, col.clone()) };
+                if k == 0 {
+                    if let Some(i) = swap.filter(|&i| i + 1 < ts.len()) {
+                        ts.swap(i, i + 1);
+                    }
+                }
+                for (j, t) in ts.iter().enumerate() {
+                    let v = Value::Double(values[j]);
+                    let p = if with_starts { Point { start_time: Some(0), end_time: *t, value: v } } else { Point::gauge(*t, v) };
+                    b.push(&p).unwrap();
+                }
+                builders.push(b);
+            }
+            let (lo, hi) = (range.0.min(range.1), range.0.max(range.1));
+            let at = |i: usize| times.get(i).copied().unwrap_or(i64::MAX) - 1;
+            let (start, end) = (at(lo), at(hi));
+            for b in &builders {
+                let mut want = (Vec::new(), Vec::new());
+                for p in b.finish().points().unwrap() {
+                    if p.end_time >= start && p.end_time <= end {
+                        let Value::Double(v) = p.value else { unreachable!() };
+                        want.0.push(p.end_time);
+                        want.1.push(v.to_bits());
+                    }
+                }
+                let (mut t, mut v) = (vec![7], vec![7.0]);
+                b.read_doubles_in(start, end, &mut t, &mut v).unwrap();
+                prop_assert_eq!((t[0], v[0]), (7, 7.0), "appends");
+                prop_assert_eq!(&t[1..], &want.0[..]);
+                prop_assert_eq!(v[1..].iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.1);
             }
         }
     }

@@ -333,29 +333,30 @@ impl SeriesState {
 
     /// Decoded chunks in memory that overlap `[start, end]`.
     pub(crate) fn memory_chunks(&self, start: i64, end: i64) -> Vec<Chunk> {
-        let mut out = Vec::new();
-        for c in &self.sealed {
-            if c.max_time >= start && c.min_time <= end {
-                out.push(c.chunk());
-            }
-        }
-        for o in [&self.head, &self.ooo].into_iter().flatten() {
-            let b = &o.builder;
-            if b.max_time().is_some_and(|m| m >= start) && b.min_time().is_some_and(|m| m <= end) {
-                out.push(b.finish());
-            }
-        }
+        let mut out = self.sealed_chunks(start, end);
+        out.extend(self.open_chunks(start, end).map(ChunkBuilder::finish));
         out
+    }
+
+    /// The sealed chunks in memory that overlap `[start, end]`, reassembled.
+    pub(crate) fn sealed_chunks(&self, start: i64, end: i64) -> Vec<Chunk> {
+        self.sealed.iter().filter(|c| c.max_time >= start && c.min_time <= end).map(MemChunk::chunk).collect()
+    }
+
+    /// The open chunks (head, then out-of-order) that overlap `[start, end]`.
+    pub(crate) fn open_chunks(&self, start: i64, end: i64) -> impl Iterator<Item = &ChunkBuilder> {
+        [&self.head, &self.ooo]
+            .into_iter()
+            .flatten()
+            .map(|o| &o.builder)
+            .filter(move |b| b.max_time().is_some_and(|m| m >= start) && b.min_time().is_some_and(|m| m <= end))
     }
 
     /// Whether a chunk in memory may hold points in `[start, end]` (by
     /// the chunks' time ranges; nothing is copied or decoded).
     pub(crate) fn memory_overlaps(&self, start: i64, end: i64) -> bool {
         self.sealed.iter().any(|c| c.count > 0 && c.max_time >= start && c.min_time <= end)
-            || [&self.head, &self.ooo].into_iter().flatten().any(|o| {
-                let b = &o.builder;
-                b.max_time().is_some_and(|m| m >= start) && b.min_time().is_some_and(|m| m <= end)
-            })
+            || self.open_chunks(start, end).next().is_some()
     }
 
     /// Bytes of compressed data held and points held.

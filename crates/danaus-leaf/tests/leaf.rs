@@ -298,6 +298,46 @@ async fn old_chunks_leave_memory_and_are_read_from_the_store_and_retention_delet
     assert_eq!(recent, 30 * 24);
 }
 
+/// Reads of recent points start at a mark inside the open chunk: every
+/// range over sealed chunks, a 200-point open chunk and an out-of-order
+/// chunk sees exactly what the point read sees.
+#[tokio::test]
+async fn double_columns_of_long_open_chunks_match_points_for_every_range() {
+    let env = Env::new(LeafOptions { chunk_max_points: 200, ..opts() });
+    let leaf = env.open().await;
+    setup(&leaf).await;
+    // 300 points (a sealed chunk of 200, 100 open), then 30 more one at a
+    // time, then late points filling gaps left at odd seconds.
+    let at = |i: i64| T0 + 2 * i * SEC;
+    let points: Vec<Point> = (0..300).map(|i| gauge(at(i), (i * 7 % 50) as f64 / 4.0)).collect();
+    leaf.write("default", &[series("u", 1, "Get", points)]).await.unwrap();
+    for i in 300..330 {
+        leaf.write("default", &[series("u", 1, "Get", vec![gauge(at(i), i as f64)])]).await.unwrap();
+    }
+    let late: Vec<Point> = (320..325).map(|i| gauge(at(i) + SEC, -1.0)).collect();
+    leaf.write("default", &[series("u", 1, "Get", late)]).await.unwrap();
+    let s = &leaf.select("default", &req(vec![])).unwrap()[0];
+    for from in [0, 150, 199, 200, 201, 230, 263, 288, 296, 310, 319, 321, 329, 331] {
+        for to in [from + 1, from + 40, 400] {
+            let (start, end) = (at(from) - 1, at(to));
+            let want: Vec<(i64, u64)> = leaf
+                .points(s, start, end)
+                .await
+                .unwrap()
+                .iter()
+                .map(|p| (p.end_time, if let Value::Double(v) = p.value { v.to_bits() } else { 0 }))
+                .collect();
+            let (mut times, mut values) = (Vec::new(), Vec::new());
+            assert!(leaf.doubles(s, start, end, &mut times, &mut values).await.unwrap());
+            let got: Vec<(i64, u64)> = times.iter().zip(&values).map(|(t, v)| (*t, v.to_bits())).collect();
+            assert_eq!(got, want, "[{from}, {to}]");
+            let in_order = (to.min(329) - from + 1).max(0);
+            let late = (320..325).filter(|i| *i >= from && *i < to).count() as i64;
+            assert_eq!(got.len() as i64, in_order + late, "[{from}, {to}]");
+        }
+    }
+}
+
 #[tokio::test]
 async fn double_columns_of_a_counter_with_start_times_skip_the_starts() {
     let env = Env::new(opts());

@@ -308,18 +308,86 @@ impl Leaf {
         if series.value_type != ValueType::Scalar(ScalarType::Double) {
             return Ok(false);
         }
-        let (chunks, total) = self.chunks_in(series, start, end).await?;
-        if chunks.iter().any(|(_, h)| (h.has_start && !skip_starts) || h.value_type != series.value_type) {
-            return Ok(false);
+        let (t0, v0) = (times.len(), values.len());
+        let r = self.double_columns_at(series, start, end, times, values, skip_starts).await;
+        if !matches!(r, Ok(true)) {
+            times.truncate(t0);
+            values.truncate(v0);
         }
-        if total > self.inner.opts.max_points_per_read {
+        r
+    }
+
+    /// [`Leaf::double_columns`] for a double series; may leave partial
+    /// output behind when it returns anything but `Ok(true)`.
+    async fn double_columns_at(
+        &self,
+        series: &SelectedSeries,
+        start: i64,
+        end: i64,
+        times: &mut Vec<i64>,
+        values: &mut Vec<f64>,
+        skip_starts: bool,
+    ) -> Result<bool> {
+        let (t0, v0) = (times.len(), values.len());
+        let limit = self.inner.opts.max_points_per_read;
+        // Memory, oldest first: sealed chunks are copied out, open chunks
+        // read in place under the series lock (from a mark near `start`,
+        // so a read of recent points decodes few others) — into side
+        // columns when sealed chunks come before them.
+        let mut open_columns = (Vec::new(), Vec::new());
+        let (id, sealed, complete_from, mut total) = {
+            let g = series.series.lock();
+            let mut open_points = 0;
+            for b in g.open_chunks(start, end) {
+                if (b.has_start() && !skip_starts) || b.value_type() != &series.value_type {
+                    return Ok(false);
+                }
+                open_points += b.len();
+            }
+            if open_points > limit {
+                return Err(self.too_many_points(series));
+            }
+            let sealed = g.sealed_chunks(start, end);
+            let (ot, ov) = if sealed.is_empty() {
+                (&mut *times, &mut *values)
+            } else {
+                (&mut open_columns.0, &mut open_columns.1)
+            };
+            for b in g.open_chunks(start, end) {
+                b.read_doubles_in(start, end, ot, ov).map_err(|e| corrupt(series, e))?;
+            }
+            (g.id, sealed, g.complete_from, open_points)
+        };
+        // Memory holds everything from `complete_from` on: skip the store.
+        let stored = if start >= complete_from { Vec::new() } else { self.stored_chunks(id, start, end).await? };
+        let mut chunks = Vec::with_capacity(sealed.len() + stored.len());
+        let n_sealed = sealed.len();
+        for (i, c) in sealed.into_iter().chain(stored).enumerate() {
+            let h = c.header().map_err(|e| corrupt(series, e))?;
+            if h.count == 0 || h.max_time < start || h.min_time > end {
+                continue;
+            }
+            if (h.has_start && !skip_starts) || h.value_type != series.value_type {
+                return Ok(false);
+            }
+            total += h.count as usize;
+            chunks.push((i < n_sealed, c, h));
+        }
+        if total > limit {
             return Err(self.too_many_points(series));
         }
-        let (t0, v0) = (times.len(), values.len());
         times.reserve(total);
         values.reserve(total);
-        for (c, h) in &chunks {
-            let (ct, cv) = (times.len(), values.len());
+        let mut open_columns = Some(open_columns);
+        for (in_memory, c, h) in &chunks {
+            if !in_memory {
+                // Stored chunks come after memory's open chunks.
+                if let Some((ot, ov)) = open_columns.take() {
+                    times.extend(ot);
+                    values.extend(ov);
+                }
+            }
+            let before = times.len();
             c.iter()
                 .and_then(|mut it| {
                     if skip_starts {
@@ -330,18 +398,12 @@ impl Leaf {
                 })
                 .map_err(|e| corrupt(series, e))?;
             if h.min_time < start || h.max_time > end {
-                // Keep only the range: compact in place.
-                let mut w = ct;
-                for r in ct..times.len() {
-                    if times[r] >= start && times[r] <= end {
-                        times[w] = times[r];
-                        values[w] = values[r];
-                        w += 1;
-                    }
-                }
-                times.truncate(w);
-                values.truncate(cv + (w - ct));
+                danaus_codec::retain_range(times, values, times.len() - before, start, end);
             }
+        }
+        if let Some((ot, ov)) = open_columns {
+            times.extend(ot);
+            values.extend(ov);
         }
         if !times[t0..].is_sorted() || times[t0..].windows(2).any(|w| w[0] == w[1]) {
             // Out-of-order chunks or memory/store overlap: order by time,
