@@ -106,10 +106,12 @@ impl Leaf {
                     "read matches more than {limit} series (the per-read series limit); add matchers to narrow it"
                 )));
             }
-            out.push(selected(&s, &g, key, &ts, &ms, &order));
+            out.push((g.encoded_key.clone(), selected(&s, &g, key, &ts, &ms, &order)));
         }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+        // One tenant, schema and metric: the encoded keys (unique, and
+        // order-preserving) sort as the keys do, by plain byte comparison.
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(out.into_iter().map(|(_, s)| s).collect())
     }
 
     /// Every series, of any tenant and schema, whose target string lies in
