@@ -262,16 +262,17 @@ fn selector_of(text: &str) -> Result<Vec<Matcher>> {
 /// Writes Prometheus' timestamp text: seconds with up to three decimals
 /// (a JSON number).
 fn write_timestamp(out: &mut String, ms: i64) {
-    let (sign, t) = if ms < 0 { ("-", -(ms as i128)) } else { ("", ms as i128) };
-    let _ = write!(out, "{sign}{}", t / 1000);
-    let mut frac = t % 1000;
+    if ms < 0 {
+        out.push('-');
+    }
+    let t = ms.unsigned_abs();
+    out.push_str(itoa::Buffer::new().format(t / 1000));
+    let frac = t % 1000;
     if frac != 0 {
-        let mut digits = 3;
-        while frac % 10 == 0 {
-            frac /= 10;
-            digits -= 1;
-        }
-        let _ = write!(out, ".{frac:0digits$}");
+        let digits = [b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8];
+        let keep = if frac % 100 == 0 { 1 } else if frac % 10 == 0 { 2 } else { 3 };
+        out.push('.');
+        out.extend(digits[..keep].iter().map(|&d| char::from(d)));
     }
 }
 
@@ -298,9 +299,7 @@ fn write_str(out: &mut String, s: &str) {
 fn write_float(out: &mut String, v: f64) {
     out.push('"');
     if v.is_finite() {
-        // Rust's shortest round-trip form, without an exponent (as
-        // `format_float`), written in place.
-        let _ = write!(out, "{v}");
+        crate::value::push_plain_float(out, v);
     } else {
         out.push_str(&format_float(v));
     }
@@ -495,6 +494,10 @@ mod tests {
         assert_eq!(ts(1_500), "1.5");
         assert_eq!(ts(60_000), "60");
         assert_eq!(ts(-1_500), "-1.5");
+        assert_eq!(ts(1_010), "1.01");
+        assert_eq!(ts(1_001), "1.001");
+        assert_eq!(ts(-500), "-0.5");
+        assert_eq!(ts(i64::MIN), "-9223372036854775.808");
     }
 
     #[test]

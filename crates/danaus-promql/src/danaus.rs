@@ -137,21 +137,23 @@ impl DanausStorage {
 
 /// `t`'s series as PromQL series of `metric` (`hidden`: a field and the
 /// value it is left out at); with `matchers`, only
-/// those whose labels satisfy every one.
+/// those whose labels satisfy every one; with `drop_name`, without the
+/// metric name (once matched).
 fn to_series(
     hidden: Option<&(String, String)>,
     metric: &str,
     t: Table,
     matchers: Option<&[Matcher]>,
+    drop_name: bool,
     out: &mut Vec<Series>,
 ) {
     for s in t.series {
         let mut pairs = Vec::with_capacity(t.columns.len() + 1);
         pairs.push((METRIC_NAME.to_owned(), metric.to_owned()));
-        for (c, v) in t.columns.iter().zip(&s.fields) {
+        for (c, v) in t.columns.iter().zip(s.fields) {
             let name = c.strip_prefix("metric.").unwrap_or(c);
             let value = match v {
-                FieldValue::String(s) => s.clone(),
+                FieldValue::String(s) => s,
                 other => other.to_string(),
             };
             if hidden.is_some_and(|(f, d)| f == name && *d == value) {
@@ -159,9 +161,12 @@ fn to_series(
             }
             pairs.push((name.to_owned(), value));
         }
-        let labels = Labels::new(pairs);
+        let mut labels = Labels::new(pairs);
         if matchers.is_some_and(|m| !matches(&labels, m)) {
             continue;
+        }
+        if drop_name {
+            labels.set(METRIC_NAME, "");
         }
         let points = s
             .points
@@ -205,6 +210,9 @@ impl DanausStorage {
     /// matcher, see `select_aggregate`).
     async fn fetch(&self, matchers: &[Matcher], start: i64, end: i64, ops: Vec<TableOp>) -> Result<Vec<Series>> {
         let check = !ops.iter().any(|o| matches!(o, TableOp::PromAggregate(_)));
+        // A window function that drops the name: its series go without it
+        // (after the matchers, which may name it).
+        let drop_name = matches!(ops.as_slice(), [TableOp::Prom(w)] if !w.func.keeps_name());
         // One task per metric: the leaves' phases are CPU work, and tasks
         // spread it over the runtime's worker threads.
         let mut tasks = AbortOnDrop(Vec::new());
@@ -231,7 +239,7 @@ impl DanausStorage {
                     engine.run_plan(&tenant, &plan, RunOptions::default(), &mut sink).await.map_err(query_error)?;
                 let mut out = Vec::new();
                 for t in tables {
-                    to_series(hidden.as_ref(), &m.name, t, matchers.as_deref(), &mut out);
+                    to_series(hidden.as_ref(), &m.name, t, matchers.as_deref(), drop_name, &mut out);
                 }
                 let missing: Vec<String> = report
                     .completeness

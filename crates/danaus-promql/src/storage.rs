@@ -25,7 +25,8 @@ pub trait Storage: Send + Sync {
 
     /// Series matching every matcher, each with the values of `w` at the
     /// evaluation times that have one (`(time, value)`, time order), the
-    /// metric name kept in the labels. Storage that can compute `w` where
+    /// metric name kept in the labels — or left out when `w`'s function
+    /// drops it ([`danaus_query::prom::PromFn::keeps_name`]). Storage that can compute `w` where
     /// the data is overrides this; the default reads the raw samples with
     /// [`Storage::select`] and computes it here.
     fn select_windows<'a>(&'a self, matchers: &'a [Matcher], w: &'a PromWindow) -> BoxFuture<'a, Result<Vec<Series>>> {

@@ -167,14 +167,90 @@ pub fn format_float(v: f64) -> String {
     } else if v == f64::NEG_INFINITY {
         "-Inf".into()
     } else {
-        // Rust's shortest round-trip form, without an exponent.
-        format!("{v}")
+        let mut s = String::new();
+        push_plain_float(&mut s, v);
+        s
+    }
+}
+
+/// Appends finite `v` in its shortest round-trip form without an exponent:
+/// what Rust's `{}` writes and Prometheus' `FormatFloat(v, 'f', -1, 64)`,
+/// from `ryu`'s shortest digits (several times faster than `{}`; answers
+/// hold millions of values). Integers below 10^15 take `itoa`.
+pub fn push_plain_float(out: &mut String, v: f64) {
+    if v == v.trunc() && v.abs() < 1e15 {
+        if v == 0.0 && v.is_sign_negative() {
+            out.push_str("-0");
+        } else {
+            out.push_str(itoa::Buffer::new().format(v as i64));
+        }
+        return;
+    }
+    let mut buf = ryu::Buffer::new();
+    let s = buf.format_finite(v);
+    let Some((mantissa, exp)) = s.split_once('e') else {
+        out.push_str(s.strip_suffix(".0").unwrap_or(s));
+        return;
+    };
+    // `[-]d[.ddd]e[-]x`: move the point `x` places.
+    let Ok(exp) = exp.parse::<i64>() else {
+        out.push_str(s);
+        return;
+    };
+    let mantissa = match mantissa.strip_prefix('-') {
+        Some(m) => {
+            out.push('-');
+            m
+        }
+        None => mantissa,
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = int.len() + frac.len();
+    let point = int.len() as i64 + exp;
+    let digit_at = |i: usize| if i < int.len() { &int[i..=i] } else { &frac[i - int.len()..=i - int.len()] };
+    if point <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', point.unsigned_abs() as usize));
+        (0..digits).for_each(|i| out.push_str(digit_at(i)));
+    } else if point as usize >= digits {
+        (0..digits).for_each(|i| out.push_str(digit_at(i)));
+        out.extend(std::iter::repeat_n('0', point as usize - digits));
+    } else {
+        for i in 0..digits {
+            if i == point as usize {
+                out.push('.');
+            }
+            out.push_str(digit_at(i));
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn plain_floats_are_what_display_writes(v in prop_oneof![
+            any::<f64>(), -1e20f64..1e20, -1.0f64..1.0, (-1_000_000i64..1_000_000).prop_map(|m| m as f64 / 1000.0),
+            (-30i32..30).prop_map(|e| 10f64.powi(e)), (0u32..64).prop_map(|e| 2f64.powi(e as i32) - 1.0),
+        ]) {
+            prop_assume!(v.is_finite());
+            let mut s = String::new();
+            push_plain_float(&mut s, v);
+            prop_assert_eq!(s, format!("{v}"));
+        }
+    }
+
+    #[test]
+    fn plain_float_edges() {
+        for v in [0.0, -0.0, 1e15, 1e16, 1e21, 1.5e300, f64::MAX, f64::MIN, f64::MIN_POSITIVE, 5e-324, 1e-7, 0.1, 100.0, -123.456] {
+            let mut s = String::new();
+            push_plain_float(&mut s, v);
+            assert_eq!(s, format!("{v}"));
+        }
+    }
 
     fn l(pairs: &[(&str, &str)]) -> Labels {
         Labels::new(pairs.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect())

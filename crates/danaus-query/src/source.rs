@@ -196,19 +196,23 @@ impl SeriesSource for LeafSource {
             }
             let mut out: Vec<Series> = Vec::with_capacity(batch.min(selected.len()));
             let mut raw_points = 0u64;
-            let mut last_target: Option<&[FieldValue]> = None;
+            let mut last_target: Option<Vec<FieldValue>> = None;
             // Column buffers reused across series.
             let (mut times, mut values) = (Vec::new(), Vec::new());
             let mut scratch = Scratch::default();
-            for s in &selected {
+            for mut s in selected {
+                let s = &mut s;
                 // Cut batches only between targets (series come sorted by key).
-                let target = s.key.target_fields.as_slice();
-                if out.len() >= batch && last_target != Some(target) {
-                    sink(std::mem::take(&mut out), std::mem::take(&mut raw_points))?;
+                if last_target.as_ref() != Some(&s.key.target_fields) {
+                    if out.len() >= batch {
+                        sink(std::mem::take(&mut out), std::mem::take(&mut raw_points))?;
+                    }
+                    last_target = Some(s.key.target_fields.clone());
                 }
-                last_target = Some(target);
-                let fields: Vec<FieldValue> =
-                    s.target_fields.iter().chain(&s.metric_fields).map(|(_, v)| v.clone()).collect();
+                // The field values are moved out (reads need only the key).
+                let (target, metric) = (std::mem::take(&mut s.target_fields), std::mem::take(&mut s.metric_fields));
+                let fields: Vec<FieldValue> = target.into_iter().chain(metric).map(|(_, v)| v).collect();
+                let s = &*s;
                 if !keep(&fields)? {
                     continue;
                 }
