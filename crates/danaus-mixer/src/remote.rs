@@ -316,8 +316,14 @@ impl LeafPhase for RemoteLeaf {
     ) -> BoxFuture<'a, Result<Vec<PhaseOutput>>> {
         Box::pin(async move {
             // The leaf is ready for all its ranges, so its hints cover them:
-            // if it holds no matching series, neither do they.
-            if let Some(p) = &self.pruner {
+            // if it holds no matching series, neither do they. A leaf in this
+            // process is not pruned: its own index answers that faster than
+            // an RPC to the index server.
+            let local = self
+                .ranges
+                .iter()
+                .all(|r| r.replicas.first().is_some_and(|x| self.shared.local_leaf(&x.addr).is_some()));
+            if let Some(p) = self.pruner.as_ref().filter(|_| !local) {
                 if p.skip(&ctx.tenant, &fp.fetch, &self.name).await {
                     self.shared.stats.pruned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     return Ok(Vec::new());

@@ -219,7 +219,7 @@ impl ZoneMixer {
             Arc::new(Pruner {
                 shared: self.shared.clone(),
                 leaves: by_leaf.iter().map(|(l, _)| l.clone()).collect(),
-                answers: tokio::sync::Mutex::default(),
+                answers: Mutex::default(),
             })
         });
         let mut leaves: Vec<Arc<dyn LeafPhase>> = by_leaf
@@ -240,22 +240,17 @@ impl ZoneMixer {
 pub(crate) struct Pruner {
     shared: Arc<Shared>,
     leaves: Vec<String>,
-    answers: tokio::sync::Mutex<HashMap<String, Arc<Vec<String>>>>,
+    /// One answer per fetch, asked once: the fetches of one query (one per
+    /// metric, run concurrently) each wait only for their own.
+    answers: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Vec<String>>>>>,
 }
 
 impl Pruner {
     /// Whether `leaf` can be skipped for `spec`.
     pub(crate) async fn skip(&self, tenant: &str, spec: &danaus_query::FetchSpec, leaf: &str) -> bool {
         let key = format!("{tenant}\0{}\0{}\0{:?}", spec.target, spec.metric, spec.matchers);
-        let mut answers = self.answers.lock().await;
-        let excluded = match answers.get(&key) {
-            Some(a) => a.clone(),
-            None => {
-                let a = Arc::new(self.ask(tenant, spec).await);
-                answers.insert(key, a.clone());
-                a
-            }
-        };
+        let cell = self.answers.lock().entry(key).or_default().clone();
+        let excluded = cell.get_or_init(|| self.ask(tenant, spec)).await;
         excluded.iter().any(|l| l == leaf)
     }
 

@@ -88,10 +88,12 @@ impl<'a> KeyDecoder<'a> {
         match tag {
             TAG_STRING => {
                 let rest = self.buf.get(self.pos..).unwrap_or_default();
-                let end = rest.iter().position(|&b| b == 0).ok_or_else(|| err("unterminated string", self.buf.len()))?;
+                let end =
+                    rest.iter().position(|&b| b == 0).ok_or_else(|| err("unterminated string", self.buf.len()))?;
                 if rest.get(end + 1) != Some(&0xFF) {
                     // The usual case: nothing escaped, one copy.
-                    let s = std::str::from_utf8(&rest[..end]).map_err(|_| err("string is not UTF-8", self.pos + end))?;
+                    let s =
+                        std::str::from_utf8(&rest[..end]).map_err(|_| err("string is not UTF-8", self.pos + end))?;
                     self.pos += end + 1;
                     return Ok(FieldValue::String(s.to_owned()));
                 }

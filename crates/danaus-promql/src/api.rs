@@ -270,7 +270,13 @@ fn write_timestamp(out: &mut String, ms: i64) {
     let frac = t % 1000;
     if frac != 0 {
         let digits = [b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8];
-        let keep = if frac % 100 == 0 { 1 } else if frac % 10 == 0 { 2 } else { 3 };
+        let keep = if frac % 100 == 0 {
+            1
+        } else if frac % 10 == 0 {
+            2
+        } else {
+            3
+        };
         out.push('.');
         out.extend(digits[..keep].iter().map(|&d| char::from(d)));
     }

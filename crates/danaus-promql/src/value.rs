@@ -245,7 +245,22 @@ mod tests {
 
     #[test]
     fn plain_float_edges() {
-        for v in [0.0, -0.0, 1e15, 1e16, 1e21, 1.5e300, f64::MAX, f64::MIN, f64::MIN_POSITIVE, 5e-324, 1e-7, 0.1, 100.0, -123.456] {
+        for v in [
+            0.0,
+            -0.0,
+            1e15,
+            1e16,
+            1e21,
+            1.5e300,
+            f64::MAX,
+            f64::MIN,
+            f64::MIN_POSITIVE,
+            5e-324,
+            1e-7,
+            0.1,
+            100.0,
+            -123.456,
+        ] {
             let mut s = String::new();
             push_plain_float(&mut s, v);
             assert_eq!(s, format!("{v}"));

@@ -360,11 +360,8 @@ fn steps_of(series: &[Series], w: &PromWindow, g: Grid, drop_name: bool) -> Resu
     let mut out: Vec<Vec<El>> = vec![Vec::new(); g.len()];
     for s in series {
         // Storage may have left the name out already.
-        let labels = if drop_name && s.labels.name().is_some() {
-            Arc::new(s.labels.without_name())
-        } else {
-            s.labels.clone()
-        };
+        let labels =
+            if drop_name && s.labels.name().is_some() { Arc::new(s.labels.without_name()) } else { s.labels.clone() };
         for &(t, v) in &s.points {
             let i = (t - g.start).div_euclid(g.step.max(1));
             if let Some(step) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
