@@ -4,8 +4,10 @@
 #[derive(Debug, Clone, Default)]
 pub struct BitWriter {
     buf: Vec<u8>,
-    /// Pending bits in the low `n` bits, oldest highest.
-    acc: u128,
+    /// Pending bits in the low `n` bits (`n` < 64), oldest highest. A
+    /// `u64`, not a `u128`: open columns hold one writer each, and a
+    /// 16-byte-aligned field would pad every encoder that holds one.
+    acc: u64,
     n: u32,
 }
 
@@ -23,19 +25,23 @@ impl BitWriter {
             return;
         }
         let v = if bits == 64 { v } else { v & ((1u64 << bits) - 1) };
-        self.acc = (self.acc << bits) | u128::from(v);
-        self.n += bits;
-        if self.n >= 64 {
-            self.n -= 64;
-            let word = (self.acc >> self.n) as u64;
-            if self.buf.len() == self.buf.capacity() {
-                // Grow by a little, not by doubling: thousands of open chunks
-                // would otherwise carry up to half their size as slack.
-                self.buf.reserve_exact(64.max(self.buf.len() / 8));
-            }
-            self.buf.extend_from_slice(&word.to_be_bytes());
-            self.acc &= (1u128 << self.n) - 1;
+        if self.n + bits < 64 {
+            self.acc = (self.acc << bits) | v;
+            self.n += bits;
+            return;
         }
+        // A word fills up: its first `64 - n` bits are pending, the rest
+        // come from the top of `v`; the low `rest` bits of `v` stay.
+        let rest = self.n + bits - 64;
+        let word = self.acc.checked_shl(64 - self.n).unwrap_or(0) | (v >> rest);
+        if self.buf.len() == self.buf.capacity() {
+            // Grow by a little, not by doubling: thousands of open chunks
+            // would otherwise carry up to half their size as slack.
+            self.buf.reserve_exact(64.max(self.buf.len() / 8));
+        }
+        self.buf.extend_from_slice(&word.to_be_bytes());
+        self.acc = if rest == 0 { 0 } else { v & ((1u64 << rest) - 1) };
+        self.n = rest;
     }
 
     /// Appends one bit.

@@ -56,12 +56,11 @@ enum Mode {
 #[derive(Debug, Clone)]
 pub struct DoubleEncoder {
     mode: Mode,
-    count: u32,
 }
 
 impl Default for DoubleEncoder {
     fn default() -> Self {
-        Self { mode: Mode::Decimal { exp: 0, ints: IntEncoder::new() }, count: 0 }
+        Self { mode: Mode::Decimal { exp: 0, ints: IntEncoder::new() } }
     }
 }
 
@@ -70,24 +69,23 @@ impl DoubleEncoder {
     #[inline]
     pub fn push(&mut self, v: f64) {
         if let Mode::Decimal { exp, ints } = &mut self.mode {
-            if self.count == 0 {
+            let first = ints.is_empty();
+            if first {
                 if let Some(e) = exponent(v, 0) {
                     *exp = e;
                 }
             }
             if let Some(m) = mantissa(v, *exp) {
                 ints.push(m);
-                self.count += 1;
                 return;
             }
             match exponent(v, *exp + 1) {
-                Some(e) if self.count > 0 => self.rescale(e),
+                Some(e) if !first => self.rescale(e),
                 _ => self.switch_to_xor(),
             }
             if let Mode::Decimal { exp, ints } = &mut self.mode {
                 if let Some(m) = mantissa(v, *exp) {
                     ints.push(m);
-                    self.count += 1;
                     return;
                 }
                 self.switch_to_xor();
@@ -96,7 +94,6 @@ impl DoubleEncoder {
         if let Mode::Xor(f) = &mut self.mode {
             f.push(v);
         }
-        self.count += 1;
     }
 
     fn mantissas(&self) -> Vec<i64> {

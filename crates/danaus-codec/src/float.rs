@@ -74,7 +74,7 @@ impl FloatEncoder {
 
     /// The mark before value `index`, if held.
     pub fn mark_at(&self, index: u32) -> Option<Mark<FloatState>> {
-        self.marks.at(index)
+        self.marks.at(index, self.count)
     }
 
     /// Appends the bits from mark `m` on to `out` and returns a decoder of

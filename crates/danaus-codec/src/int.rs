@@ -129,12 +129,12 @@ impl IntEncoder {
     /// The newest marks (see [`crate::mark`]) at indices at most `len`,
     /// newest first.
     pub fn marks(&self, len: usize) -> impl Iterator<Item = Mark<IntState>> + '_ {
-        self.marks.up_to(len)
+        self.marks.up_to(len, self.count)
     }
 
     /// The mark before value `index`, if held.
     pub fn mark_at(&self, index: u32) -> Option<Mark<IntState>> {
-        self.marks.at(index)
+        self.marks.at(index, self.count)
     }
 
     /// Appends the bits from mark `m` on to `out` and returns a decoder of
