@@ -19,7 +19,9 @@
 //! integer and decimal columns in their smallest form ([`packed`]: deltas
 //! or delta-of-deltas over the deltas' common divisor, in patched-PFOR
 //! blocks), and keeps the immutable [`Chunk`] bytes, which are also what
-//! RocksDB stores. Decoding never
+//! RocksDB stores. Open columns keep the decoder state at every 32nd value
+//! ([`mark`]), so [`ChunkBuilder::read_doubles_in`] reads an open chunk's
+//! recent points in place without decoding it from the start. Decoding never
 //! panics on corrupt input: every decoder returns [`Error`].
 
 pub mod bits;
