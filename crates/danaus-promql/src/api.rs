@@ -270,9 +270,9 @@ fn write_timestamp(out: &mut String, ms: i64) {
     let frac = t % 1000;
     if frac != 0 {
         let digits = [b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8];
-        let keep = if frac % 100 == 0 {
+        let keep = if frac.is_multiple_of(100) {
             1
-        } else if frac % 10 == 0 {
+        } else if frac.is_multiple_of(10) {
             2
         } else {
             3
