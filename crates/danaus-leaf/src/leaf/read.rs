@@ -311,116 +311,106 @@ impl Leaf {
             return Ok(false);
         }
         let (t0, v0) = (times.len(), values.len());
-        let r = self.double_columns_at(series, start, end, times, values, skip_starts).await;
+        // An early `Ok(false)` or error leaves nothing partial behind.
+        let r = async {
+            let limit = self.inner.opts.max_points_per_read;
+            // Memory, oldest first: sealed chunks are copied out, open chunks
+            // read in place under the series lock (from a mark near `start`,
+            // so a read of recent points decodes few others) — into side
+            // columns when sealed chunks come before them.
+            let mut open_columns = (Vec::new(), Vec::new());
+            let (id, sealed, complete_from, mut total) = {
+                let g = series.series.lock();
+                let mut open_points = 0;
+                for b in g.open_chunks(start, end) {
+                    if (b.has_start() && !skip_starts) || b.value_type() != &series.value_type {
+                        return Ok(false);
+                    }
+                    open_points += b.len();
+                }
+                if open_points > limit {
+                    return Err(self.too_many_points(series));
+                }
+                let sealed = g.sealed_chunks(start, end);
+                let (ot, ov) = if sealed.is_empty() {
+                    (&mut *times, &mut *values)
+                } else {
+                    (&mut open_columns.0, &mut open_columns.1)
+                };
+                for b in g.open_chunks(start, end) {
+                    b.read_doubles_in(start, end, ot, ov).map_err(|e| corrupt(series, e))?;
+                }
+                (g.id, sealed, g.complete_from, open_points)
+            };
+            // Memory holds everything from `complete_from` on: skip the store.
+            let stored = if start >= complete_from { Vec::new() } else { self.stored_chunks(id, start, end).await? };
+            let mut chunks = Vec::with_capacity(sealed.len() + stored.len());
+            let n_sealed = sealed.len();
+            for (i, c) in sealed.into_iter().chain(stored).enumerate() {
+                let h = c.header().map_err(|e| corrupt(series, e))?;
+                if h.count == 0 || h.max_time < start || h.min_time > end {
+                    continue;
+                }
+                if (h.has_start && !skip_starts) || h.value_type != series.value_type {
+                    return Ok(false);
+                }
+                total += h.count as usize;
+                chunks.push((i < n_sealed, c, h));
+            }
+            if total > limit {
+                return Err(self.too_many_points(series));
+            }
+            times.reserve(total);
+            values.reserve(total);
+            let mut open_columns = Some(open_columns);
+            for (in_memory, c, h) in &chunks {
+                if !in_memory {
+                    // Stored chunks come after memory's open chunks.
+                    if let Some((ot, ov)) = open_columns.take() {
+                        times.extend(ot);
+                        values.extend(ov);
+                    }
+                }
+                let before = times.len();
+                c.iter()
+                    .and_then(|mut it| {
+                        if skip_starts {
+                            it.read_doubles_skipping_starts(times, values)
+                        } else {
+                            it.read_doubles(times, values)
+                        }
+                    })
+                    .map_err(|e| corrupt(series, e))?;
+                if h.min_time < start || h.max_time > end {
+                    danaus_codec::retain_range(times, values, times.len() - before, start, end);
+                }
+            }
+            if let Some((ot, ov)) = open_columns {
+                times.extend(ot);
+                values.extend(ov);
+            }
+            if !times[t0..].is_sorted() || times[t0..].windows(2).any(|w| w[0] == w[1]) {
+                // Out-of-order chunks or memory/store overlap: order by time,
+                // memory (earlier) first, one point per time.
+                let mut pairs: Vec<(i64, f64)> =
+                    times[t0..].iter().copied().zip(values[v0..].iter().copied()).collect();
+                pairs.sort_by_key(|p| p.0);
+                pairs.dedup_by_key(|p| p.0);
+                times.truncate(t0);
+                values.truncate(v0);
+                for (t, v) in pairs {
+                    times.push(t);
+                    values.push(v);
+                }
+            }
+            Ok(true)
+        }
+        .await;
         if !matches!(r, Ok(true)) {
             times.truncate(t0);
             values.truncate(v0);
         }
         r
-    }
-
-    /// [`Leaf::double_columns`] for a double series; may leave partial
-    /// output behind when it returns anything but `Ok(true)`.
-    async fn double_columns_at(
-        &self,
-        series: &SelectedSeries,
-        start: i64,
-        end: i64,
-        times: &mut Vec<i64>,
-        values: &mut Vec<f64>,
-        skip_starts: bool,
-    ) -> Result<bool> {
-        let (t0, v0) = (times.len(), values.len());
-        let limit = self.inner.opts.max_points_per_read;
-        // Memory, oldest first: sealed chunks are copied out, open chunks
-        // read in place under the series lock (from a mark near `start`,
-        // so a read of recent points decodes few others) — into side
-        // columns when sealed chunks come before them.
-        let mut open_columns = (Vec::new(), Vec::new());
-        let (id, sealed, complete_from, mut total) = {
-            let g = series.series.lock();
-            let mut open_points = 0;
-            for b in g.open_chunks(start, end) {
-                if (b.has_start() && !skip_starts) || b.value_type() != &series.value_type {
-                    return Ok(false);
-                }
-                open_points += b.len();
-            }
-            if open_points > limit {
-                return Err(self.too_many_points(series));
-            }
-            let sealed = g.sealed_chunks(start, end);
-            let (ot, ov) = if sealed.is_empty() {
-                (&mut *times, &mut *values)
-            } else {
-                (&mut open_columns.0, &mut open_columns.1)
-            };
-            for b in g.open_chunks(start, end) {
-                b.read_doubles_in(start, end, ot, ov).map_err(|e| corrupt(series, e))?;
-            }
-            (g.id, sealed, g.complete_from, open_points)
-        };
-        // Memory holds everything from `complete_from` on: skip the store.
-        let stored = if start >= complete_from { Vec::new() } else { self.stored_chunks(id, start, end).await? };
-        let mut chunks = Vec::with_capacity(sealed.len() + stored.len());
-        let n_sealed = sealed.len();
-        for (i, c) in sealed.into_iter().chain(stored).enumerate() {
-            let h = c.header().map_err(|e| corrupt(series, e))?;
-            if h.count == 0 || h.max_time < start || h.min_time > end {
-                continue;
-            }
-            if (h.has_start && !skip_starts) || h.value_type != series.value_type {
-                return Ok(false);
-            }
-            total += h.count as usize;
-            chunks.push((i < n_sealed, c, h));
-        }
-        if total > limit {
-            return Err(self.too_many_points(series));
-        }
-        times.reserve(total);
-        values.reserve(total);
-        let mut open_columns = Some(open_columns);
-        for (in_memory, c, h) in &chunks {
-            if !in_memory {
-                // Stored chunks come after memory's open chunks.
-                if let Some((ot, ov)) = open_columns.take() {
-                    times.extend(ot);
-                    values.extend(ov);
-                }
-            }
-            let before = times.len();
-            c.iter()
-                .and_then(|mut it| {
-                    if skip_starts {
-                        it.read_doubles_skipping_starts(times, values)
-                    } else {
-                        it.read_doubles(times, values)
-                    }
-                })
-                .map_err(|e| corrupt(series, e))?;
-            if h.min_time < start || h.max_time > end {
-                danaus_codec::retain_range(times, values, times.len() - before, start, end);
-            }
-        }
-        if let Some((ot, ov)) = open_columns {
-            times.extend(ot);
-            values.extend(ov);
-        }
-        if !times[t0..].is_sorted() || times[t0..].windows(2).any(|w| w[0] == w[1]) {
-            // Out-of-order chunks or memory/store overlap: order by time,
-            // memory (earlier) first, one point per time.
-            let mut pairs: Vec<(i64, f64)> = times[t0..].iter().copied().zip(values[v0..].iter().copied()).collect();
-            pairs.sort_by_key(|p| p.0);
-            pairs.dedup_by_key(|p| p.0);
-            times.truncate(t0);
-            values.truncate(v0);
-            for (t, v) in pairs {
-                times.push(t);
-                values.push(v);
-            }
-        }
-        Ok(true)
     }
 
     /// Selects and reads in one call.
