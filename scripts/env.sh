@@ -13,13 +13,48 @@ _danaus_apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >&2
 }
 
-# The rocksdb crate's bindgen needs libclang.
-if ! compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null && ! ldconfig -p 2>/dev/null | grep -q 'libclang[.-]'; then
+# The rocksdb crate's bindgen loads libclang through clang-sys, which looks
+# for exactly `libclang.so` or `libclang-<version>.so` (in $LIBCLANG_PATH,
+# llvm-config's libdir, the ld cache and /usr/lib*/llvm-*/lib). Other
+# libraries of that prefix do not count: `libclang-cpp.so.14` (the C++
+# interface, pulled in by other packages) and the soname `libclang.so.1`
+# cannot serve it. Prints the library found; fails if there is none.
+# $1: a root to look under instead of / (scripts/tests/libclang.sh uses it).
+danaus_find_libclang() {
+  local root="${1:-}" dir f
+  local dirs=()
+  [ -n "${LIBCLANG_PATH:-}" ] && [ -z "$root" ] && dirs+=("$LIBCLANG_PATH")
+  for dir in "$root"/usr/lib/llvm-*/lib "$root"/usr/lib64/llvm-*/lib "$root"/usr/lib/x86_64-linux-gnu \
+    "$root"/usr/lib/aarch64-linux-gnu "$root"/usr/lib "$root"/usr/lib64 "$root"/usr/local/lib; do
+    [ -d "$dir" ] && dirs+=("$dir")
+  done
+  for dir in "${dirs[@]}"; do
+    for f in "$dir"/libclang.so "$dir"/libclang-[0-9]*.so; do
+      if [ -e "$f" ]; then
+        echo "$f"
+        return 0
+      fi
+    done
+  done
+  if [ -z "$root" ]; then
+    f=$(ldconfig -p 2>/dev/null | awk '$1 == "libclang.so" || $1 ~ /^libclang-[0-9][0-9.]*\.so$/ { print $NF; exit }')
+    if [ -n "$f" ]; then
+      echo "$f"
+      return 0
+    fi
+  fi
+  return 1
+}
+
+if [ -z "${DANAUS_ENV_NO_INSTALL:-}" ] && ! danaus_find_libclang >/dev/null; then
   _danaus_apt_install libclang-dev
+  if ! danaus_find_libclang >/dev/null; then
+    echo "danaus: libclang-dev installed but no libclang.so found; set LIBCLANG_PATH" >&2
+  fi
 fi
 
 # sccache caches the C++ of RocksDB across clones; optional.
-if ! command -v sccache >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+if [ -z "${DANAUS_ENV_NO_INSTALL:-}" ] && ! command -v sccache >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   _danaus_apt_install sccache || true
 fi
 if command -v sccache >/dev/null 2>&1 && [ -z "${RUSTC_WRAPPER:-}" ]; then

@@ -37,6 +37,17 @@ const REGRESSIONS: &[(&[&str], &str)] = &[
          older field hints and pruned it, so a query returned none of the range's series and called itself \
          complete",
     ),
+    (
+        &["--seed", "19335"],
+        "a leaf's hints keepalive, sent before a range was copied to it, spent 1.4 s in the network and \
+         arrived after the leaf's lease had run out; the index server counted freshness from its arrival \
+         and pruned the leaf, so a query returned none of the copied series and called itself complete",
+    ),
+    (
+        &["--seed", "37677"],
+        "the same race for a new series: its write was acknowledged when the leaf's hints lease ran out, \
+         while a delayed push of the older set was still on its way and renewed the index server's set",
+    ),
 ];
 
 /// Runs the simulation binary with `args`; (success, stdout).

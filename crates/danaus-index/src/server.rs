@@ -2,9 +2,22 @@
 //!
 //! A leaf pushes its whole set when it starts (or when the server asks,
 //! having restarted itself), then deltas, and at least every second a
-//! keepalive. A leaf is only ever excluded while its set is fresh — pushed
-//! within `fresh_for` — so a leaf that stopped pushing (dead, partitioned,
-//! or its pusher stuck) is asked rather than pruned.
+//! keepalive. A leaf is only ever excluded while its set is fresh, so a
+//! leaf that stopped pushing (dead, partitioned, or its pusher stuck) is
+//! asked rather than pruned.
+//!
+//! Freshness is a lease the server grants in its own time: every reply
+//! carries a token (this incarnation, the server's monotonic clock now),
+//! the leaf's next push carries the latest token it received, and the set
+//! that push brings counts until `fresh_for` after the token was issued.
+//! The leaf counts its lease from when it *received* the token, which is
+//! later, so when the leaf's lease has run out the server's has too —
+//! however long a push spent in the network. (Counting from a push's
+//! arrival did not have that property: a push sent before a range copy and
+//! delayed past the leaf's lease made the server prune the leaf, new series
+//! and all, for another `fresh_for`; simulation seeds 19335 and 37677.) A
+//! push with no token, or one from another incarnation, is applied but
+//! prunes nothing until a push with a token of this incarnation arrives.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,13 +59,19 @@ struct LeafSet {
     /// The latest push applied.
     seq: u64,
     fps: HashSet<u64>,
-    at: Instant,
+    /// Until when the set may prune: `fresh_for` after the server issued
+    /// the token the latest push carried; `None` without a valid token.
+    fresh_until: Option<Instant>,
 }
 
 /// The index server.
 #[derive(Clone)]
 pub struct IndexServer {
     cfg: IndexConfig,
+    /// This incarnation, in lease tokens.
+    incarnation: u64,
+    /// The origin of lease tokens' times.
+    started: Instant,
     leaves: Arc<RwLock<HashMap<String, LeafSet>>>,
     /// Counters.
     pub stats: Arc<IndexStats>,
@@ -67,7 +86,29 @@ impl std::fmt::Debug for IndexServer {
 impl IndexServer {
     /// An empty index.
     pub fn new(cfg: IndexConfig) -> Self {
-        Self { cfg, leaves: Arc::default(), stats: Arc::default() }
+        // Distinct across restarts of one server (and, with overwhelming
+        // odds, across servers): tokens of another run are never honoured.
+        let incarnation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| (d.as_nanos() as u64).max(1));
+        Self { cfg, incarnation, started: Instant::now(), leaves: Arc::default(), stats: Arc::default() }
+    }
+
+    /// A lease token for a reply: this incarnation and the time now.
+    pub fn lease(&self) -> pb::HintsLease {
+        let issued_ns = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1;
+        pb::HintsLease { server: self.incarnation, issued_ns }
+    }
+
+    /// When a push carrying `token` stops counting: `None` if the token
+    /// is absent, from another incarnation, or not one this server issued.
+    fn fresh_until(&self, token: Option<&pb::HintsLease>) -> Option<Instant> {
+        let t = token.filter(|t| t.server == self.incarnation && t.issued_ns > 0)?;
+        let issued = self.started.checked_add(Duration::from_nanos(t.issued_ns - 1))?;
+        if issued > Instant::now() {
+            return None;
+        }
+        issued.checked_add(self.cfg.fresh_for)
     }
 
     /// The gRPC service.
@@ -91,8 +132,9 @@ impl IndexServer {
         if stale {
             return false;
         }
+        let fresh_until = self.fresh_until(p.lease.as_ref());
         if p.full {
-            let set = LeafSet { epoch: p.epoch, seq: p.seq, fps: p.added.into_iter().collect(), at: Instant::now() };
+            let set = LeafSet { epoch: p.epoch, seq: p.seq, fps: p.added.into_iter().collect(), fresh_until };
             leaves.insert(p.leaf, set);
             return false;
         }
@@ -103,14 +145,14 @@ impl IndexServer {
                     l.fps.remove(r);
                 }
                 l.seq = p.seq;
-                l.at = Instant::now();
+                l.fresh_until = fresh_until;
                 false
             }
             _ => true,
         }
     }
 
-    /// How long a push counts.
+    /// How long a push counts after the token it carries was issued.
     pub fn fresh_for(&self) -> Duration {
         self.cfg.fresh_for
     }
@@ -123,7 +165,7 @@ impl IndexServer {
         let out: Vec<String> = leaves
             .iter()
             .filter(|l| {
-                all.get(*l).is_some_and(|s| now.duration_since(s.at) < self.cfg.fresh_for && !req.satisfied_by(&s.fps))
+                all.get(*l).is_some_and(|s| s.fresh_until.is_some_and(|f| now < f) && !req.satisfied_by(&s.fps))
             })
             .cloned()
             .collect();
@@ -157,7 +199,8 @@ impl pb::index_service_server::IndexService for IndexServer {
             return Err(Status::invalid_argument("a hints push needs the leaf's name"));
         }
         let fresh_for_ms = u64::try_from(self.cfg.fresh_for.as_millis()).unwrap_or(u64::MAX);
-        Ok(Response::new(pb::HintsPushReply { need_full: IndexServer::push(self, p), fresh_for_ms }))
+        let lease = Some(self.lease());
+        Ok(Response::new(pb::HintsPushReply { need_full: IndexServer::push(self, p), fresh_for_ms, lease }))
     }
 
     async fn exclude(&self, req: Request<pb::ExcludeRequest>) -> Result<Response<pb::ExcludeReply>, Status> {
@@ -172,20 +215,25 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn push(s: &IndexServer, leaf: &str, epoch: u64, seq: u64, full: bool, added: Vec<u64>) -> bool {
+        let lease = Some(s.lease());
+        s.push(pb::HintsPush { leaf: leaf.into(), epoch, full, added, removed: vec![], seq, lease })
+    }
+
+    fn need(fps: Vec<u64>) -> Requirement {
+        Requirement { clauses: vec![vec![fps]] }
+    }
+
     #[test]
     fn stale_unknown_and_restarted_leaves_are_never_excluded() {
         let s = IndexServer::new(IndexConfig { fresh_for: Duration::from_millis(200) });
-        let push = |leaf: &str, epoch, full, added: Vec<u64>| {
-            s.push(pb::HintsPush { leaf: leaf.into(), epoch, full, added, removed: vec![], seq: 0 })
-        };
-        assert!(!push("a", 1, true, vec![1, 2]));
-        assert!(!push("b", 1, true, vec![3]));
-        let need = |fps: Vec<u64>| Requirement { clauses: vec![vec![fps]] };
+        assert!(!push(&s, "a", 1, 0, true, vec![1, 2]));
+        assert!(!push(&s, "b", 1, 0, true, vec![3]));
         let leaves = vec!["a".to_owned(), "b".to_owned(), "c".to_owned()];
         assert_eq!(s.exclude(&need(vec![1]), &leaves), vec!["b"]);
         // A delta from an unknown epoch asks for a full push.
-        assert!(push("b", 2, false, vec![1]));
-        assert!(!push("a", 1, false, vec![9]));
+        assert!(push(&s, "b", 2, 0, false, vec![1]));
+        assert!(!push(&s, "a", 1, 0, false, vec![9]));
         assert_eq!(s.exclude(&need(vec![9]), &leaves), vec!["b"]);
         std::thread::sleep(Duration::from_millis(250));
         assert!(s.exclude(&need(vec![42]), &leaves).is_empty(), "stale sets must not prune");
@@ -194,19 +242,73 @@ mod tests {
     #[test]
     fn a_push_delayed_past_a_newer_one_changes_nothing() {
         let s = IndexServer::new(IndexConfig::default());
-        let push = |seq, full, added: Vec<u64>| {
-            s.push(pb::HintsPush { leaf: "a".into(), epoch: 7, full, added, removed: vec![], seq })
-        };
-        let need = |fp: u64| Requirement { clauses: vec![vec![vec![fp]]] };
         let a = vec!["a".to_owned()];
         // Push 2 (everything, with series 5) arrives before push 1 (sent
         // earlier, before series 5 existed, and given up on by the leaf).
-        assert!(!push(2, true, vec![1, 5]));
-        assert!(!push(1, true, vec![1]));
-        assert!(s.exclude(&need(5), &a).is_empty(), "the late push replaced the newer set");
-        assert!(!push(2, false, vec![6]), "a repeated push is ignored, not refused");
-        assert_eq!(s.exclude(&need(6), &a), vec!["a"], "a repeated push is not applied twice");
-        assert!(!push(3, false, vec![6]));
-        assert!(s.exclude(&need(6), &a).is_empty());
+        assert!(!push(&s, "a", 7, 2, true, vec![1, 5]));
+        assert!(!push(&s, "a", 7, 1, true, vec![1]));
+        assert!(s.exclude(&need(vec![5]), &a).is_empty(), "the late push replaced the newer set");
+        assert!(!push(&s, "a", 7, 2, false, vec![6]), "a repeated push is ignored, not refused");
+        assert_eq!(s.exclude(&need(vec![6]), &a), vec!["a"], "a repeated push is not applied twice");
+        assert!(!push(&s, "a", 7, 3, false, vec![6]));
+        assert!(s.exclude(&need(vec![6]), &a).is_empty());
+    }
+
+    /// The race of simulation seeds 19335 and 37677: a leaf's keepalive,
+    /// sent with the set it held then, is delayed in the network past the
+    /// leaf's lease; the leaf meanwhile gains a series (a range copy) and,
+    /// its lease over, acknowledges it. The late push must not make the
+    /// server prune the leaf by the old set: its token is too old.
+    #[test]
+    fn a_late_push_counts_only_from_its_token() {
+        let fresh = Duration::from_millis(300);
+        let s = IndexServer::new(IndexConfig { fresh_for: fresh });
+        let a = vec!["a".to_owned()];
+        let token = s.lease();
+        // Sent now with the old set; arrives after the token's lease ended.
+        std::thread::sleep(fresh + Duration::from_millis(50));
+        let late = pb::HintsPush {
+            leaf: "a".into(),
+            epoch: 1,
+            full: true,
+            added: vec![1],
+            removed: vec![],
+            seq: 1,
+            lease: Some(token),
+        };
+        assert!(!s.push(late));
+        assert!(s.exclude(&need(vec![5]), &a).is_empty(), "a late push made its old set prune");
+        // A push with a current token prunes again.
+        assert!(!push(&s, "a", 1, 2, false, vec![]));
+        assert_eq!(s.exclude(&need(vec![5]), &a), vec!["a"]);
+    }
+
+    #[test]
+    fn pushes_without_a_token_of_this_server_never_prune() {
+        let s = IndexServer::new(IndexConfig::default());
+        let a = vec!["a".to_owned()];
+        let mut p = pb::HintsPush {
+            leaf: "a".into(),
+            epoch: 1,
+            full: true,
+            added: vec![1],
+            removed: vec![],
+            seq: 1,
+            lease: None,
+        };
+        assert!(!s.push(p.clone()));
+        assert!(s.exclude(&need(vec![5]), &a).is_empty(), "a first push (no token) pruned");
+        p.seq = 2;
+        p.lease = Some(pb::HintsLease { server: s.incarnation.wrapping_add(1), ..s.lease() });
+        assert!(!s.push(p.clone()));
+        assert!(s.exclude(&need(vec![5]), &a).is_empty(), "a token of another incarnation pruned");
+        p.seq = 3;
+        p.lease = Some(pb::HintsLease { issued_ns: u64::MAX, ..s.lease() });
+        assert!(!s.push(p.clone()));
+        assert!(s.exclude(&need(vec![5]), &a).is_empty(), "a token from the future pruned");
+        p.seq = 4;
+        p.lease = Some(s.lease());
+        assert!(!s.push(p));
+        assert_eq!(s.exclude(&need(vec![5]), &a), vec!["a"]);
     }
 }

@@ -251,8 +251,10 @@ impl ZoneLeaf {
 
     /// Waits until series of hint generation `g` cannot be pruned away
     /// from queries: the index server acknowledged a push holding them, or
-    /// the lease of the last push it acknowledged ran out (after which it
-    /// does not prune this leaf). Without this, a query right after an
+    /// the lease of the latest token it gave us ran out (after which it
+    /// prunes this leaf by no push: every push we send, even one still in
+    /// the network, carries a token at least that old; see
+    /// `danaus_index::server`). Without this, a query right after an
     /// acknowledged write or a range copy would be told, by an index that
     /// never got the new series' hints, that this leaf holds nothing it
     /// wants — and call its answer complete. Waits at most the lease (3 s
@@ -319,6 +321,8 @@ impl ZoneLeaf {
             pb::index_service_client::IndexServiceClient::new(channel).max_encoding_message_size(256 << 20);
         self.hints_on.store(true, Ordering::Release);
         let mut seq = 0u64;
+        // The server's latest lease token: what our next push carries.
+        let mut token: Option<pb::HintsLease> = None;
         loop {
             let _ = tokio::time::timeout(Duration::from_secs(1), self.hints_changed.notified()).await;
             // Let a burst of new series gather into one push.
@@ -334,19 +338,43 @@ impl ZoneLeaf {
                 }
             };
             seq += 1;
-            let mut req =
-                Request::new(pb::HintsPush { leaf: self.name.clone(), epoch, full, added, removed: Vec::new(), seq });
+            let lease = token.clone();
+            let mut req = Request::new(pb::HintsPush {
+                leaf: self.name.clone(),
+                epoch,
+                full,
+                added,
+                removed: Vec::new(),
+                seq,
+                lease: lease.clone(),
+            });
             req.set_timeout(Duration::from_secs(5));
             match client.push(req).await {
-                // The server holds no set of this run: it prunes nothing
-                // by one until the full push lands.
-                Ok(r) if r.get_ref().need_full => self.hints.lock().full = true,
                 Ok(r) => {
-                    let fresh = match r.get_ref().fresh_for_ms {
+                    let r = r.into_inner();
+                    // The server prunes by a push until `fresh` after it
+                    // issued the token the push carries; we got the token
+                    // later than that, so our lease, counted from now,
+                    // ends after the server's (plus 1 % for clock rates).
+                    let fresh = match r.fresh_for_ms {
                         0 => default_hints_fresh(),
                         ms => Duration::from_millis(ms),
                     };
-                    let lease_end = tokio::time::Instant::now() + fresh;
+                    let lease_end = tokio::time::Instant::now() + fresh + fresh / 100;
+                    let new_server = lease.as_ref().map(|t| t.server) != r.lease.as_ref().map(|t| t.server);
+                    token = r.lease;
+                    if new_server {
+                        // What we pushed prunes nothing without a token of
+                        // this server: push again at once with it.
+                        self.hints_changed.notify_one();
+                    }
+                    if r.need_full {
+                        // The server holds no set of this run: it prunes
+                        // nothing by one until the full push lands.
+                        self.hints.lock().full = true;
+                        self.hints_acked.send_modify(|a| a.lease_end = a.lease_end.max(lease_end));
+                        continue;
+                    }
                     self.hints_failing.store(false, Ordering::Release);
                     self.hints_acked.send_modify(|a| {
                         a.generation = a.generation.max(generation);
