@@ -49,11 +49,17 @@ impl ZoneClient {
     /// The table version committed now, from the group's leader (a
     /// linearizable read); UNAVAILABLE when no member confirms one.
     pub async fn latest_version(&self) -> Result<u64, Status> {
+        self.latest_version_within(Duration::from_secs(5)).await
+    }
+
+    /// [`latest_version`](Self::latest_version), giving each member at
+    /// most `per_member` to answer.
+    pub async fn latest_version_within(&self, per_member: Duration) -> Result<u64, Status> {
         let mut last = Status::unavailable("no range assigner addresses configured");
         for addr in &self.assigners {
             let mut client = AssignerServiceClient::new(self.channel(addr)?);
             let mut req = Request::new(pb::LatestVersionRequest {});
-            req.set_timeout(Duration::from_secs(5));
+            req.set_timeout(per_member);
             match client.latest_version(req).await {
                 Ok(r) => return Ok(r.into_inner().version),
                 Err(s) => last = s,

@@ -35,6 +35,6 @@ pub use plan::{LeafLoad, Policy, RangeLoad, Step};
 pub use service::{Assigner, AssignerConfig};
 pub use table::{
     Fence, LeafEntry, MetricLookup, Range, RangeId, Replica, ReplicaState, TenantSchemas, ZoneCommand, ZoneReply,
-    ZoneTable,
+    ZoneTable, READ_CONFIRM_WINDOW,
 };
-pub use watch::TableWatcher;
+pub use watch::{TableWatcher, Unconfirmed};

@@ -13,6 +13,16 @@
 //! version of its last change (`changed_at`), which is how leaves fence
 //! writes routed by an older map (see [`ZoneTable::check_write`]).
 //!
+//! Each range also records the version in which a ready replica last left
+//! its read set (`read_set_shrunk_at`: demoted, or removed after a move).
+//! A reader holding an older table may still read that replica, which
+//! misses writes made without it; so routers hold back the acknowledgement
+//! of such writes for [`READ_CONFIRM_WINDOW`] after they first see the
+//! change, and mixers call an answer complete only when their table was
+//! confirmed current (a linearizable read of the version, sent) within that
+//! window. Together: an acknowledged write is never missing from a replica
+//! a complete answer read.
+//!
 //! The table also holds the zone's schemas until the global config layer
 //! does: routers need target schemas to compute target strings, leaves
 //! mirror them to validate.
@@ -89,7 +99,18 @@ pub struct Range {
     pub replicas: Vec<Replica>,
     /// Table version of its last change (bounds or replicas).
     pub changed_at: u64,
+    /// Table version in which a ready replica last left the range's read
+    /// set (demoted to lagging or removed); 0 if none ever did. Split
+    /// ranges keep their parent's.
+    #[serde(default)]
+    pub read_set_shrunk_at: u64,
 }
+
+/// How long a table may be trusted after a linearizable read confirmed it
+/// current (counted from when that read was sent), and how long a router
+/// waits after first seeing a range's read set shrink before it
+/// acknowledges writes the removed replica did not take.
+pub const READ_CONFIRM_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Range {
     /// Whether `target` lies in the range.
@@ -346,7 +367,14 @@ impl ZoneTable {
                     let changed_at = self.version + 1;
                     self.ranges.insert(
                         Vec::new(),
-                        Range { id, start: Vec::new(), end: None, replicas: Vec::new(), changed_at },
+                        Range {
+                            id,
+                            start: Vec::new(),
+                            end: None,
+                            replicas: Vec::new(),
+                            changed_at,
+                            read_set_shrunk_at: 0,
+                        },
                     );
                 }
                 Ok(changed)
@@ -427,6 +455,7 @@ impl ZoneTable {
                 Ok(changed)
             }
             ZoneCommand::RemoveReplica { range, leaf } => {
+                let next = self.version + 1;
                 let r = self.range_mut(range)?;
                 let before = r.replicas.len();
                 let removing_ready = r.replica(&leaf).is_some_and(|x| x.state == ReplicaState::Ready);
@@ -434,9 +463,13 @@ impl ZoneTable {
                     return Err(format!("{leaf:?} holds the last ready replica of range {range}; add another first"));
                 }
                 r.replicas.retain(|x| x.leaf != leaf);
+                if removing_ready {
+                    r.read_set_shrunk_at = next;
+                }
                 Ok(r.replicas.len() != before)
             }
             ZoneCommand::Demote { range, leaf } => {
+                let next = self.version + 1;
                 let r = self.range_mut(range)?;
                 let ready = r.ready().count();
                 let rep = r
@@ -454,6 +487,7 @@ impl ZoneTable {
                     }
                     ReplicaState::Ready => {
                         rep.state = ReplicaState::Lagging;
+                        r.read_set_shrunk_at = next;
                         Ok(true)
                     }
                 }
@@ -487,8 +521,16 @@ impl ZoneTable {
                     end: Some(at.clone()),
                     replicas: r.replicas.clone(),
                     changed_at: v,
+                    read_set_shrunk_at: r.read_set_shrunk_at,
                 };
-                let right = Range { id: b, start: at.clone(), end: r.end, replicas: r.replicas, changed_at: v };
+                let right = Range {
+                    id: b,
+                    start: at.clone(),
+                    end: r.end,
+                    replicas: r.replicas,
+                    changed_at: v,
+                    read_set_shrunk_at: r.read_set_shrunk_at,
+                };
                 self.ranges.insert(left.start.clone(), left);
                 self.ranges.insert(at, right);
                 Ok(true)
@@ -656,6 +698,31 @@ mod tests {
         t.apply(ZoneCommand::ApplyMetricSchema { tenant: "x".into(), schema: m }).unwrap();
         assert!(t.metric_schema("x", "/m").is_some());
         assert!(t.metric_schema("y", "/m").is_none());
+    }
+
+    #[test]
+    fn ranges_record_when_a_ready_replica_left_their_read_set() {
+        let mut t = table(2, &["a", "b", "c"]);
+        let r = only_range(&t);
+        t.apply(ZoneCommand::AddReplica { range: r, leaf: "a".into() }).unwrap();
+        t.apply(ZoneCommand::AddReplica { range: r, leaf: "b".into() }).unwrap();
+        t.apply(ZoneCommand::AddReplica { range: r, leaf: "c".into() }).unwrap();
+        // Joining and promoting grow the read set; removing a joining
+        // replica never was in it.
+        t.apply(ZoneCommand::PromoteReplica { range: r, leaf: "b".into() }).unwrap();
+        t.apply(ZoneCommand::RemoveReplica { range: r, leaf: "c".into() }).unwrap();
+        assert_eq!(t.range(r).unwrap().read_set_shrunk_at, 0);
+        t.apply(ZoneCommand::Demote { range: r, leaf: "b".into() }).unwrap();
+        assert_eq!(t.range(r).unwrap().read_set_shrunk_at, t.version);
+        let demoted = t.version;
+        t.apply(ZoneCommand::Rejoin { range: r, leaf: "b".into() }).unwrap();
+        t.apply(ZoneCommand::PromoteReplica { range: r, leaf: "b".into() }).unwrap();
+        assert_eq!(t.range(r).unwrap().read_set_shrunk_at, demoted);
+        t.apply(ZoneCommand::RemoveReplica { range: r, leaf: "a".into() }).unwrap();
+        assert_eq!(t.range(r).unwrap().read_set_shrunk_at, t.version);
+        let removed = t.version;
+        t.apply(ZoneCommand::Split { range: r, at: b"m".to_vec() }).unwrap();
+        assert!(t.ranges.values().all(|x| x.read_set_shrunk_at == removed), "split ranges keep their parent's");
     }
 
     #[test]

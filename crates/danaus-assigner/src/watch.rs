@@ -8,15 +8,26 @@
 //! ([`TableWatcher::start_cached`]) the last table also survives a restart
 //! of the process during the outage: it is written (atomically) on every
 //! new version and read at start.
+//!
+//! A table that was current once may not be now. A reader that must know
+//! (a mixer calling an answer complete, see [`crate::READ_CONFIRM_WINDOW`])
+//! asks the watcher to keep confirming it ([`TableWatcher::keep_confirmed`]):
+//! a linearizable read of the latest version from the group's leader,
+//! recorded with the time the read was *sent* (the leader answered later,
+//! so every version committed before that time is in the answer), once the
+//! watched table has reached that version.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use danaus_proto::v1 as pb;
 use pb::assigner_service_client::AssignerServiceClient;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
+use crate::client::ZoneClient;
 use crate::table::ZoneTable;
 
 /// The latest zone table known here.
@@ -25,6 +36,48 @@ pub struct TableWatcher {
     rx: watch::Receiver<Arc<ZoneTable>>,
     // Keeps a fixed watcher's channel open.
     _tx: Option<Arc<watch::Sender<Arc<ZoneTable>>>>,
+    confirm: Arc<Confirm>,
+}
+
+/// A linearizable read that found `version` the latest, sent at `sent_at`.
+#[derive(Debug, Clone, Copy)]
+struct Confirmed {
+    sent_at: Instant,
+    version: u64,
+}
+
+/// How a watcher's table is confirmed current.
+enum Confirm {
+    /// It is the truth itself (a fixed table; an in-process channel).
+    Always,
+    /// By reads of the latest version from the assigner members.
+    Remote { zone: ZoneClient, latest: watch::Sender<Option<Confirmed>>, running: AtomicBool },
+}
+
+/// Why a table could not be confirmed current.
+#[derive(Debug, thiserror::Error)]
+pub enum Unconfirmed {
+    /// No confirmation was sent recently enough.
+    #[error(
+        "the zone table (version {have}) was not confirmed current within {within:?} (last confirmed: {last}); \
+         is the range assigner reachable?"
+    )]
+    Stale {
+        /// The version held.
+        have: u64,
+        /// The window asked for.
+        within: Duration,
+        /// When the last confirmation was sent, for the message.
+        last: String,
+    },
+    /// The latest version is newer than the table held.
+    #[error("the zone table changed (version {latest} is current, this answer was planned at version {have})")]
+    Changed {
+        /// The version planned by.
+        have: u64,
+        /// The version confirmed current.
+        latest: u64,
+    },
 }
 
 impl std::fmt::Debug for TableWatcher {
@@ -59,19 +112,102 @@ impl TableWatcher {
             tracing::info!(version = initial.version, "starting from the cached zone table");
         }
         let (tx, rx) = watch::channel(Arc::new(initial));
+        let confirm = Arc::new(Confirm::Remote {
+            zone: ZoneClient::new(addrs.clone()),
+            latest: watch::Sender::new(None),
+            running: AtomicBool::new(false),
+        });
         tokio::spawn(follow(addrs, tx, cache));
-        Self { rx, _tx: None }
+        Self { rx, _tx: None, confirm }
     }
 
-    /// A watcher fed by `tx` (in-process assigners and tests).
+    /// A watcher fed by `tx` (in-process assigners and tests): what `tx`
+    /// sends is the truth, always current.
     pub fn from_channel(rx: watch::Receiver<Arc<ZoneTable>>) -> Self {
-        Self { rx, _tx: None }
+        Self { rx, _tx: None, confirm: Arc::new(Confirm::Always) }
     }
 
-    /// A watcher that always sees `table`.
+    /// A watcher that always sees `table` (always current).
     pub fn fixed(table: ZoneTable) -> Self {
         let (tx, rx) = watch::channel(Arc::new(table));
-        Self { rx, _tx: Some(Arc::new(tx)) }
+        Self { rx, _tx: Some(Arc::new(tx)), confirm: Arc::new(Confirm::Always) }
+    }
+
+    /// Confirms the table current every `every` from now on, in the
+    /// background (the first call starts it; later calls do nothing).
+    pub fn keep_confirmed(&self, every: Duration) {
+        let Confirm::Remote { running, .. } = &*self.confirm else { return };
+        if running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (confirm, watcher) = (self.confirm.clone(), self.clone());
+        tokio::spawn(async move {
+            let Confirm::Remote { zone, latest, .. } = &*confirm else { return };
+            loop {
+                let sent_at = Instant::now();
+                match zone.latest_version_within(every.max(Duration::from_millis(100))).await {
+                    Ok(version) => match watcher.wait_for(version, every * 4).await {
+                        Ok(_) => latest.send_modify(|c| {
+                            if c.is_none_or(|c| c.sent_at < sent_at) {
+                                *c = Some(Confirmed { sent_at, version });
+                            }
+                        }),
+                        Err(e) => tracing::debug!("confirming the zone table: {e}"),
+                    },
+                    Err(s) => tracing::debug!("confirming the zone table: {}", s.message()),
+                }
+                tokio::time::sleep_until(sent_at + every).await;
+            }
+        });
+    }
+
+    /// The current table, if a read sent within `within` confirmed it
+    /// current (a fixed or in-process table always is).
+    pub fn confirmed(&self, within: Duration) -> Result<Arc<ZoneTable>, Unconfirmed> {
+        let table = self.current();
+        let Confirm::Remote { latest, .. } = &*self.confirm else { return Ok(table) };
+        let c = *latest.borrow();
+        match c {
+            Some(c) if c.sent_at.elapsed() < within && table.version >= c.version => Ok(table),
+            _ => Err(Unconfirmed::Stale {
+                have: table.version,
+                within,
+                last: c.map_or_else(|| "never".to_owned(), |c| format!("{:?} ago", c.sent_at.elapsed())),
+            }),
+        }
+    }
+
+    /// Waits at most `timeout` for a confirmation sent at or after `since`
+    /// (starting the background confirmation if nothing started it), and
+    /// checks that a table of version `planned` was current then.
+    pub async fn confirm_since(&self, since: Instant, planned: u64, timeout: Duration) -> Result<(), Unconfirmed> {
+        let Confirm::Remote { latest, .. } = &*self.confirm else { return Ok(()) };
+        self.keep_confirmed(crate::READ_CONFIRM_WINDOW / 4);
+        let mut rx = latest.subscribe();
+        let wait = async {
+            loop {
+                if let Some(c) = *rx.borrow_and_update() {
+                    if c.sent_at >= since {
+                        return Some(c);
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Some(c)) if c.version <= planned => Ok(()),
+            Ok(Some(c)) => Err(Unconfirmed::Changed { have: planned, latest: c.version }),
+            _ => {
+                let c = *latest.borrow();
+                Err(Unconfirmed::Stale {
+                    have: planned,
+                    within: timeout,
+                    last: c.map_or_else(|| "never".to_owned(), |c| format!("{:?} ago", c.sent_at.elapsed())),
+                })
+            }
+        }
     }
 
     /// The latest table.

@@ -24,14 +24,15 @@ struct RangeRead {
 impl ZoneMixer {
     /// Streams the series matching `req` from every range of the zone.
     /// Ranges without a ready replica fail the read with `UNAVAILABLE`
-    /// (raw reads have no completeness report to list them in).
+    /// (raw reads have no completeness report to list them in), and so
+    /// does a zone table that cannot be confirmed current.
     pub fn read(
         &self,
         tenant: &str,
         req: pb::ReadRequest,
     ) -> Result<ReceiverStream<Result<pb::ReadResponse, Status>>, Status> {
         let shared = self.shared().clone();
-        let table = shared.table_now();
+        let (table, unconfirmed) = shared.plan_table();
         if table.target_schema(tenant, &req.target_schema).is_none() {
             return Err(Status::not_found(format!("unknown target schema {:?}", req.target_schema)));
         }
@@ -53,7 +54,14 @@ impl ZoneMixer {
         }
         let (tx, rx) = mpsc::channel(4);
         let tenant = tenant.to_owned();
+        let planned = table.version;
         tokio::spawn(async move {
+            if let Some(since) = unconfirmed {
+                if let Err(e) = shared.confirm_plan(since, planned, None).await {
+                    let _ = tx.send(Err(Status::unavailable(format!("{e}; retry")))).await;
+                    return;
+                }
+            }
             for r in plan {
                 if let Err(s) = read_range(&shared, &tenant, &req, &r, &tx).await {
                     let _ = tx.send(Err(s)).await;

@@ -28,6 +28,11 @@ pub struct MixerConfig {
     pub limits: QueryLimits,
     /// The zone index server (host:port), for field-hints pruning.
     pub index: Option<String>,
+    /// An answer is complete only if the zone table it was planned by was
+    /// confirmed current by a read sent this long before the query began
+    /// at most ([`danaus_assigner::READ_CONFIRM_WINDOW`]; routers wait as
+    /// long before acknowledging writes a removed replica did not take).
+    pub confirm_within: Duration,
 }
 
 impl Default for MixerConfig {
@@ -38,6 +43,7 @@ impl Default for MixerConfig {
             suspect_for: Duration::from_secs(10),
             limits: QueryLimits::default(),
             index: None,
+            confirm_within: danaus_assigner::READ_CONFIRM_WINDOW,
         }
     }
 }
@@ -91,8 +97,32 @@ impl Shared {
         self.suspects.lock().insert(leaf.to_owned(), Instant::now() + self.cfg.suspect_for);
     }
 
-    pub(crate) fn table_now(&self) -> Arc<danaus_assigner::ZoneTable> {
-        self.table.current()
+    /// The table to plan by now, and — when it was not confirmed current
+    /// within the window — the time from which a confirmation must have
+    /// been sent for a plan made now to count as current.
+    pub(crate) fn plan_table(&self) -> (Arc<danaus_assigner::ZoneTable>, Option<tokio::time::Instant>) {
+        match self.table.confirmed(self.cfg.confirm_within) {
+            Ok(t) => (t, None),
+            Err(_) => {
+                let now = tokio::time::Instant::now();
+                (self.table.current(), Some(now.checked_sub(self.cfg.confirm_within).unwrap_or(now)))
+            }
+        }
+    }
+
+    /// Waits (at most the window, or `deadline`) for a confirmation sent
+    /// from `since` that a table of version `planned` was current.
+    pub(crate) async fn confirm_plan(
+        &self,
+        since: tokio::time::Instant,
+        planned: u64,
+        deadline: Option<std::time::Instant>,
+    ) -> std::result::Result<(), danaus_assigner::Unconfirmed> {
+        let mut wait = self.cfg.confirm_within;
+        if let Some(d) = deadline {
+            wait = wait.min(d.saturating_duration_since(std::time::Instant::now()));
+        }
+        self.table.confirm_since(since, planned, wait).await
     }
 
     /// The ready replicas of `r` in the order to ask them: spread over
@@ -162,6 +192,7 @@ impl std::fmt::Debug for ZoneMixer {
 impl ZoneMixer {
     /// A mixer over the zone `table` describes.
     pub fn new(table: TableWatcher, cfg: MixerConfig) -> Self {
+        table.keep_confirmed(cfg.confirm_within / 4);
         Self {
             shared: Arc::new(Shared {
                 cfg,
@@ -195,10 +226,12 @@ impl ZoneMixer {
 
     /// An engine over one ready replica per range of the current table.
     /// Ranges without a ready replica make a source that reports itself
-    /// missing.
+    /// missing; so does a table that cannot be confirmed current (a
+    /// replica it names ready may have been demoted or moved away since,
+    /// and miss acknowledged writes).
     pub fn engine(&self) -> Arc<Engine> {
         self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
-        let table = self.shared.table.current();
+        let (table, unconfirmed) = self.shared.plan_table();
         let turn = self.turn.fetch_add(1, Ordering::Relaxed) as usize;
         let mut by_leaf: Vec<(String, Vec<RangeAsk>)> = Vec::new();
         let mut orphans = Vec::new();
@@ -230,6 +263,9 @@ impl ZoneMixer {
             .collect();
         if !orphans.is_empty() {
             leaves.push(Arc::new(Unplaced { ranges: orphans, shared: self.shared.clone() }));
+        }
+        if let Some(since) = unconfirmed {
+            leaves.push(Arc::new(Confirming { since, planned: table.version, shared: self.shared.clone() }));
         }
         Arc::new(Engine::new(vec![ZoneSources { name: self.shared.cfg.zone.clone(), leaves }], self.shared.cfg.limits))
     }
@@ -301,6 +337,42 @@ impl LeafPhase for Unplaced {
                 message: format!("no ready replica holds {}", self.ranges.join(", ")),
                 unavailable: true,
             })
+        })
+    }
+}
+
+/// A plan made by a table that was not confirmed current when the query
+/// began: it waits for a confirmation sent since then (less the window)
+/// and, if none comes or the table had changed, reports the zone table as
+/// missing, so the answer says it may be partial.
+struct Confirming {
+    since: tokio::time::Instant,
+    planned: u64,
+    shared: Arc<Shared>,
+}
+
+impl LeafPhase for Confirming {
+    fn name(&self) -> &str {
+        "zone-table"
+    }
+
+    fn schemas(&self, tenant: &str, target: &str, metric: &str) -> Result<(Arc<TargetSchema>, Arc<MetricSchema>)> {
+        self.shared.schemas(tenant, target, metric)
+    }
+
+    fn run_phase<'a>(
+        &'a self,
+        _fp: &'a danaus_query::FetchPlan,
+        ctx: &'a danaus_query::ExecCtx,
+        _emit: &'a mut (dyn FnMut(danaus_query::Table) -> Result<()> + Send),
+    ) -> futures::future::BoxFuture<'a, Result<Vec<danaus_query::PhaseOutput>>> {
+        Box::pin(async move {
+            self.shared.confirm_plan(self.since, self.planned, ctx.deadline).await.map_err(|e| Error::Source {
+                source_name: "zone-table".into(),
+                message: e.to_string(),
+                unavailable: true,
+            })?;
+            Ok(Vec::new())
         })
     }
 }

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use danaus_assigner::{LeafEntry, Range, Replica, ReplicaState, TableWatcher, TenantSchemas, ZoneTable};
+use danaus_assigner::{
+    watch::save_cache, LeafEntry, Range, Replica, ReplicaState, TableWatcher, TenantSchemas, ZoneTable,
+};
 use danaus_mixer::{MixerConfig, ZoneMixer};
 use danaus_model::{
     FieldDef, FieldType, FieldValue, MetricKind, MetricSchema, Point, ScalarType, TargetSchema, Value, ValueType,
@@ -103,6 +105,13 @@ async fn serve(leaf: FakeLeaf) -> String {
 
 /// One range held ready by every leaf given, with its behaviour.
 async fn zone(leaves: &[(&str, Duration, bool)]) -> (ZoneMixer, BTreeMap<String, Arc<AtomicU64>>) {
+    let (table, asked) = zone_table(leaves).await;
+    let cfg = MixerConfig { zone: "z".into(), hedge_after: Duration::from_millis(100), ..MixerConfig::default() };
+    (ZoneMixer::new(TableWatcher::fixed(table), cfg), asked)
+}
+
+/// The table of [`zone`] (version 1), and how often each leaf was asked.
+async fn zone_table(leaves: &[(&str, Duration, bool)]) -> (ZoneTable, BTreeMap<String, Arc<AtomicU64>>) {
     let mut table =
         ZoneTable { version: 1, replication: leaves.len() as u32, next_range_id: 1, ..ZoneTable::default() };
     let mut asked = BTreeMap::new();
@@ -114,7 +123,10 @@ async fn zone(leaves: &[(&str, Duration, bool)]) -> (ZoneMixer, BTreeMap<String,
         table.leaves.insert((*name).into(), LeafEntry { addr, accepting: true });
         replicas.push(Replica { leaf: (*name).into(), state: ReplicaState::Ready });
     }
-    table.ranges.insert(Vec::new(), Range { id: 1, start: Vec::new(), end: None, replicas, changed_at: 1 });
+    table.ranges.insert(
+        Vec::new(),
+        Range { id: 1, start: Vec::new(), end: None, replicas, changed_at: 1, read_set_shrunk_at: 0 },
+    );
     let mut s = TenantSchemas::default();
     s.targets.insert(
         "T".into(),
@@ -137,8 +149,7 @@ async fn zone(leaves: &[(&str, Duration, bool)]) -> (ZoneMixer, BTreeMap<String,
         },
     );
     table.schemas.insert("default".into(), s);
-    let cfg = MixerConfig { zone: "z".into(), hedge_after: Duration::from_millis(100), ..MixerConfig::default() };
-    (ZoneMixer::new(TableWatcher::fixed(table), cfg), asked)
+    (table, asked)
 }
 
 const RANGE: QueryRange = QueryRange { start: 0, end: 10_000_000_000, step: 1_000_000_000 };
@@ -213,4 +224,109 @@ async fn raw_reads_fail_over_to_another_replica_and_name_unknown_schemas() {
     let e = m.read("default", pb::ReadRequest { metric: "/nope".into(), ..req }).unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
     assert!(e.message().contains("/nope"), "{}", e.message());
+}
+
+/// An assigner leader that only answers which table version is committed
+/// (and whether it answers at all); it streams no tables.
+#[derive(Clone)]
+struct Leader {
+    version: Arc<AtomicU64>,
+    up: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[tonic::async_trait]
+impl pb::assigner_service_server::AssignerService for Leader {
+    type WatchStream = tokio_stream::Empty<Result<pb::ZoneTableUpdate, Status>>;
+
+    async fn watch(&self, _: Request<pb::WatchTableRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unavailable("not in this test"))
+    }
+
+    async fn heartbeat(&self, _: Request<pb::LeafHeartbeat>) -> Result<Response<pb::HeartbeatReply>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn propose(&self, _: Request<pb::ZoneProposal>) -> Result<Response<pb::ZoneProposalReply>, Status> {
+        Err(Status::unimplemented("not in this test"))
+    }
+
+    async fn latest_version(
+        &self,
+        _: Request<pb::LatestVersionRequest>,
+    ) -> Result<Response<pb::LatestVersionReply>, Status> {
+        if !self.up.load(Ordering::Relaxed) {
+            return Err(Status::unavailable("no leader"));
+        }
+        Ok(Response::new(pb::LatestVersionReply { version: self.version.load(Ordering::Relaxed) }))
+    }
+}
+
+/// A mixer holding a table (from its cache) that a newer version, or an
+/// assigner it cannot reach, may have made stale: a replica it reads may
+/// since have been demoted and miss acknowledged writes. Its answers are
+/// complete only while a recent read of the latest version confirms the
+/// table; otherwise the zone table is reported missing, and raw reads
+/// fail with UNAVAILABLE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_by_a_table_not_confirmed_current_say_they_may_be_partial() {
+    let (table, _) = zone_table(&[("a", Duration::ZERO, false)]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("zone-table.json");
+    save_cache(&cache, &table).unwrap();
+    let leader = Leader { version: Arc::new(AtomicU64::new(1)), up: Arc::new(true.into()) };
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let svc = leader.clone();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(pb::assigner_service_server::AssignerServiceServer::new(svc))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(l))
+            .await
+            .unwrap();
+    });
+    let window = Duration::from_millis(400);
+    let cfg = MixerConfig { zone: "z".into(), confirm_within: window, ..MixerConfig::default() };
+    let m = ZoneMixer::new(TableWatcher::start_cached(vec![addr], Some(cache)), cfg);
+    let req = pb::ReadRequest { target_schema: "T".into(), metric: "/m".into(), ..pb::ReadRequest::default() };
+    let read = |m: &ZoneMixer| {
+        let mut st = m.read("default", req.clone()).unwrap();
+        async move {
+            let mut out = Vec::new();
+            while let Some(r) = tokio_stream::StreamExt::next(&mut st).await {
+                out.push(r.map(|r| r.series.len()));
+            }
+            out
+        }
+    };
+
+    // Confirmed current (the first query waits for the first confirmation).
+    let (who, report, _) = answer(&m, None).await;
+    assert_eq!(who, vec!["a"]);
+    assert!(report.completeness.is_complete(), "{:?}", report.completeness);
+    assert!(read(&m).await.iter().all(|r| r.is_ok()));
+
+    // A newer version exists that this mixer cannot get.
+    leader.version.store(2, Ordering::Relaxed);
+    tokio::time::sleep(window * 2).await;
+    let (who, report, _) = answer(&m, None).await;
+    assert_eq!(who, vec!["a"], "the rest of the answer still comes");
+    assert!(!report.completeness.is_complete(), "a stale table's answer called complete");
+    let missing: Vec<_> = report.completeness.sources.iter().filter_map(|s| s.missing.as_deref()).collect();
+    assert!(missing.iter().any(|m| m.contains("zone table")), "{missing:?}");
+    let r = read(&m).await;
+    let e = r.iter().find_map(|r| r.as_ref().err()).expect("a raw read by a stale table fails");
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    assert!(e.message().contains("zone table"), "{}", e.message());
+
+    // The assigner is unreachable: the same.
+    leader.version.store(1, Ordering::Relaxed);
+    leader.up.store(false, Ordering::Relaxed);
+    tokio::time::sleep(window * 2).await;
+    let (_, report, _) = answer(&m, None).await;
+    assert!(!report.completeness.is_complete(), "an unconfirmed table's answer called complete");
+
+    // Back: complete again.
+    leader.up.store(true, Ordering::Relaxed);
+    let (_, report, _) = answer(&m, None).await;
+    assert!(report.completeness.is_complete(), "{:?}", report.completeness);
 }

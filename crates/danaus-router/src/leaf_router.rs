@@ -24,6 +24,12 @@ use crate::lanes::Lanes;
 /// not read again until the assigner has repaired them. A minority never
 /// demotes a majority, so a router cut off from most leaves cannot. With
 /// `All`, nothing is demoted: a write waits for every ready replica.
+///
+/// A mixer whose table is a little older may still read a replica that
+/// was demoted or moved away; so once a range's read set has shrunk
+/// (`Range::read_set_shrunk_at`), writes to it are acknowledged only
+/// `read_confirm_window` after this router first saw that table — by then
+/// no mixer calls an answer planned by the older table complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Quorum {
     /// A majority stores it; the rest store it or are demoted.
@@ -54,6 +60,9 @@ pub struct RouterConfig {
     pub attempt_timeout: Duration,
     /// With `Majority`, demote a ready replica that has failed for this long.
     pub demote_after: Duration,
+    /// How long after first seeing a range's read set shrink writes to it
+    /// wait before they are acknowledged (at least the mixers' window).
+    pub read_confirm_window: Duration,
 }
 
 impl Default for RouterConfig {
@@ -63,6 +72,7 @@ impl Default for RouterConfig {
             deadline: Duration::from_secs(10),
             attempt_timeout: Duration::from_secs(2),
             demote_after: Duration::from_secs(1),
+            read_confirm_window: danaus_assigner::READ_CONFIRM_WINDOW,
         }
     }
 }
@@ -80,6 +90,9 @@ pub struct RouterStats {
     pub stale_map: AtomicU64,
     /// Writes that did not reach quorum by the deadline.
     pub quorum_failures: AtomicU64,
+    /// Writes held back after a range's read set shrank, until mixers
+    /// could no longer plan by the older table.
+    pub read_holds: AtomicU64,
     /// Replicas demoted to lagging because they missed acknowledged writes.
     pub demotions: AtomicU64,
 }
@@ -148,6 +161,8 @@ pub struct LeafRouter {
     lanes: Arc<Lanes>,
     /// Counters.
     pub stats: Arc<RouterStats>,
+    /// Per range: the read-set shrink last seen and when it was first seen.
+    read_holds: parking_lot::Mutex<HashMap<RangeId, (u64, Instant)>>,
 }
 
 impl std::fmt::Debug for LeafRouter {
@@ -170,6 +185,8 @@ fn series_error(index: usize, s: &SeriesWrite, message: String, code: pb::Series
 /// the write's [`Leaves`]).
 struct Route {
     range: RangeId,
+    /// The range's `read_set_shrunk_at`.
+    shrunk_at: u64,
     ready: Vec<u32>,
     joining: Vec<u32>,
     lagging: Vec<u32>,
@@ -189,7 +206,45 @@ impl Route {
 impl LeafRouter {
     /// A router following `table`, demoting replicas through `zone`.
     pub fn new(table: TableWatcher, zone: Arc<ZoneClient>, cfg: RouterConfig) -> Arc<Self> {
-        Arc::new(Self { table, zone, cfg, lanes: Arc::default(), stats: Arc::default() })
+        Arc::new(Self {
+            table,
+            zone,
+            cfg,
+            lanes: Arc::default(),
+            stats: Arc::default(),
+            read_holds: Default::default(),
+        })
+    }
+
+    /// A series stored where its route needs it is done, unless its
+    /// range's read set shrank too recently: then it waits (`held`).
+    fn finish(&self, p: &mut Pending, route: &Route, now: Instant, held: &mut Option<Instant>) {
+        match self.read_hold(route.range, route.shrunk_at, now) {
+            Some(until) => {
+                *held = (*held).max(Some(until));
+                p.why = "stored, but mixers may not know yet that a replica which did not take it is no longer \
+                         read; waiting for them"
+                    .into();
+            }
+            None => p.done = true,
+        }
+    }
+
+    /// Until when writes to `range`, whose read set last shrank at table
+    /// version `shrunk_at`, wait before they are acknowledged; `None` once
+    /// that is past. A shrink counts from when this router first saw it
+    /// (at start, from then: it may have been just before).
+    fn read_hold(&self, range: RangeId, shrunk_at: u64, now: Instant) -> Option<Instant> {
+        if shrunk_at == 0 {
+            return None;
+        }
+        let mut holds = self.read_holds.lock();
+        let seen = holds.entry(range).or_insert((shrunk_at, now));
+        if shrunk_at > seen.0 {
+            *seen = (shrunk_at, now);
+        }
+        let until = seen.1 + self.cfg.read_confirm_window;
+        (until > now).then_some(until)
     }
 
     /// The zone table the router routes by.
@@ -267,6 +322,10 @@ impl LeafRouter {
             let mut batches: Vec<Vec<usize>> = Vec::new();
             let mut routed: Vec<(usize, u32)> = Vec::new();
             let mut cache = RouteCache::new(&table, tenant);
+            // Stored where it must be, but readers may not know yet that a
+            // replica which did not take it is no longer read: until then.
+            let mut held: Option<Instant> = None;
+            let round_start = Instant::now();
             for (i, s) in series.iter().enumerate() {
                 if state[i].done {
                     continue;
@@ -280,7 +339,7 @@ impl LeafRouter {
                     Ok(Some(r)) => {
                         let route = &cache.routes[r as usize];
                         if route.complete(&acks, i) {
-                            state[i].done = true;
+                            self.finish(&mut state[i], route, round_start, &mut held);
                             continue;
                         }
                         for leaf in route.all() {
@@ -298,6 +357,15 @@ impl LeafRouter {
             }
             if state.iter().all(|p| p.done) {
                 return Ok(());
+            }
+            if let (Some(until), true) = (held, batches.iter().all(Vec::is_empty)) {
+                // Nothing left to send: only the hold.
+                self.stats.read_holds.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep_until(until.min(deadline)).await;
+                if Instant::now() >= deadline {
+                    return Ok(());
+                }
+                continue;
             }
             let sends = batches.into_iter().enumerate().filter(|(_, idx)| !idx.is_empty()).map(|(leaf, idx)| {
                 let leaf = leaf as u32;
@@ -369,7 +437,7 @@ impl LeafRouter {
                 let p = &mut state[i];
                 let r = &cache.routes[r as usize];
                 if r.complete(&acks, i) {
-                    p.done = true;
+                    self.finish(p, r, now, &mut held);
                     continue;
                 }
                 if self.cfg.quorum != Quorum::Majority || !r.joining.iter().all(|&l| acks.has(l, i)) {
@@ -549,7 +617,13 @@ fn route(
     let target = validate::routing_target(tenant, ts, Some(ms), &s.target_fields)
         .map_err(|e| (e.to_string(), pb::SeriesErrorCode::InvalidArgument))?;
     let Some(r) = table.range_for(&target) else { return Ok(None) };
-    let mut route = Route { range: r.id, ready: Vec::new(), joining: Vec::new(), lagging: Vec::new() };
+    let mut route = Route {
+        range: r.id,
+        shrunk_at: r.read_set_shrunk_at,
+        ready: Vec::new(),
+        joining: Vec::new(),
+        lagging: Vec::new(),
+    };
     for rep in &r.replicas {
         let id = leaves.id(&rep.leaf);
         match rep.state {
@@ -637,6 +711,7 @@ mod tests {
             end,
             replicas: vec![Replica { leaf: leaf.into(), state: ReplicaState::Ready }],
             changed_at: 1,
+            read_set_shrunk_at: 0,
         };
         let mut table = ZoneTable { version: 1, ..ZoneTable::default() };
         table.ranges.insert(Vec::new(), range(1, Vec::new(), Some(split.clone()), "low"));

@@ -151,6 +151,11 @@ pub fn router_metrics(t: &mut Text, s: &RouterStats) {
         "Replicas demoted to lagging after missing acknowledged writes.",
         &s.demotions,
     );
+    t.counter(
+        "danaus_router_read_holds_total",
+        "Write rounds held back after a range's read set shrank, until no mixer could plan by the older table.",
+        &s.read_holds,
+    );
 }
 
 /// A mixer's query counters.
