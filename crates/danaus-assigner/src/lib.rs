@@ -19,7 +19,8 @@
 //!   promoted, and only then is the source removed.
 //! * [`watch`]: the client side: follows the table from any assigner
 //!   member and keeps the last table when all are away, so ingestion and
-//!   queries go on during an assigner outage.
+//!   queries go on during an assigner outage (answers then say the table
+//!   could not be confirmed current: [`watch::TableWatcher::confirmed`]).
 //!
 //! Data flows one way: leaves report load up; the table flows down to
 //! routers, leaves and mixers through watches.

@@ -70,8 +70,11 @@ pub enum Unconfirmed {
         /// When the last confirmation was sent, for the message.
         last: String,
     },
-    /// The latest version is newer than the table held.
-    #[error("the zone table changed (version {latest} is current, this answer was planned at version {have})")]
+    /// A newer version took a replica out of a range's read set.
+    #[error(
+        "the zone table changed (version {latest} is current and took a replica out of a range's read set; \
+         this answer was planned at version {have})"
+    )]
     Changed {
         /// The version planned by.
         have: u64,
@@ -198,6 +201,10 @@ impl TableWatcher {
         };
         match tokio::time::timeout(timeout, wait).await {
             Ok(Some(c)) if c.version <= planned => Ok(()),
+            // Newer versions that shrank no range's read set (schemas,
+            // joins, promotions, splits) leave a plan's replicas holding
+            // everything acknowledged: it still counts.
+            Ok(Some(_)) if !self.current().ranges.values().any(|r| r.read_set_shrunk_at > planned) => Ok(()),
             Ok(Some(c)) => Err(Unconfirmed::Changed { have: planned, latest: c.version }),
             _ => {
                 let c = *latest.borrow();

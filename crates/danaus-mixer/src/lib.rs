@@ -15,6 +15,14 @@
 //! answers — or that are cut by the query's deadline — make the leaf show
 //! as missing in the completeness report, with the reason; the rest of the
 //! answer still arrives.
+//!
+//! The table itself may be stale: a replica it names ready may have been
+//! demoted, or moved away, and miss acknowledged writes. An answer is
+//! complete only if the table it was planned by was confirmed current by a
+//! linearizable read of the latest version sent at most
+//! [`MixerConfig::confirm_within`] before the query began (routers hold
+//! writes that long after a range's read set shrinks); otherwise the zone
+//! table is reported missing, and raw reads fail with UNAVAILABLE.
 
 mod read;
 mod remote;

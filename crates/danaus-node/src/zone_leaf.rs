@@ -338,7 +338,7 @@ impl ZoneLeaf {
                 }
             };
             seq += 1;
-            let lease = token.clone();
+            let lease = token;
             let mut req = Request::new(pb::HintsPush {
                 leaf: self.name.clone(),
                 epoch,
@@ -346,7 +346,7 @@ impl ZoneLeaf {
                 added,
                 removed: Vec::new(),
                 seq,
-                lease: lease.clone(),
+                lease,
             });
             req.set_timeout(Duration::from_secs(5));
             match client.push(req).await {

@@ -206,14 +206,32 @@ impl Route {
 impl LeafRouter {
     /// A router following `table`, demoting replicas through `zone`.
     pub fn new(table: TableWatcher, zone: Arc<ZoneClient>, cfg: RouterConfig) -> Arc<Self> {
-        Arc::new(Self {
+        let router = Arc::new(Self {
             table,
             zone,
             cfg,
             lanes: Arc::default(),
             stats: Arc::default(),
             read_holds: Default::default(),
-        })
+        });
+        // Note read-set shrinks as tables arrive, not when a write first
+        // meets them: a range demoted an hour ago holds no write now.
+        let (weak, mut rx) = (Arc::downgrade(&router), router.table.subscribe());
+        tokio::spawn(async move {
+            loop {
+                let t = rx.borrow_and_update().clone();
+                let Some(router) = weak.upgrade() else { return };
+                let now = Instant::now();
+                for r in t.ranges.values() {
+                    router.read_hold(r.id, r.read_set_shrunk_at, now);
+                }
+                drop(router);
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        router
     }
 
     /// A series stored where its route needs it is done, unless its
@@ -233,7 +251,8 @@ impl LeafRouter {
     /// Until when writes to `range`, whose read set last shrank at table
     /// version `shrunk_at`, wait before they are acknowledged; `None` once
     /// that is past. A shrink counts from when this router first saw it
-    /// (at start, from then: it may have been just before).
+    /// (for the table it starts with, from then: it may have been just
+    /// before).
     fn read_hold(&self, range: RangeId, shrunk_at: u64, now: Instant) -> Option<Instant> {
         if shrunk_at == 0 {
             return None;

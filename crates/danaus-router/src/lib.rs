@@ -10,7 +10,10 @@
 //!   reads go to any one ready replica). A ready replica that keeps failing
 //!   after a majority stored the write is demoted to lagging in the zone
 //!   table first (not read until the assigner repairs it), so one dead
-//!   leaf does not stop writes ([`Quorum`]). Replicas that refuse a
+//!   leaf does not stop writes ([`Quorum`]). After a range's read set
+//!   shrinks (a demotion, the end of a move) its writes are acknowledged
+//!   only once no mixer can still call an answer planned by the older
+//!   table complete (`danaus_assigner::READ_CONFIRM_WINDOW`). Replicas that refuse a
 //!   series because the router's map is stale make it wait for a newer
 //!   table and retry; unreachable replicas are retried with backoff until
 //!   the deadline. Errors are reported per series.
