@@ -404,68 +404,30 @@ fn labels_json(l: &Labels) -> Json {
 }
 
 /// A time parameter: Unix seconds (fractions allowed) or RFC 3339, as ms.
+/// Any input gives a value or an error naming it, never a panic (a
+/// proptest feeds it arbitrary text).
 pub fn parse_time(s: &str) -> std::result::Result<i64, String> {
     if let Ok(secs) = s.parse::<f64>() {
-        if !secs.is_finite() {
+        // Prometheus' own bounds: beyond them a time is refused, not clamped.
+        if !secs.is_finite() || secs.abs() > MAX_TIME_SECS {
             return Err(format!("cannot parse {s:?} to a valid timestamp"));
         }
         return Ok((secs * 1000.0).round() as i64);
     }
-    parse_rfc3339(s).ok_or_else(|| format!("cannot parse {s:?} to a valid timestamp"))
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("cannot parse {s:?} to a valid timestamp: {e}"))
 }
 
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse::<i64>().ok() };
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !(b[10] == b'T' || b[10] == b't')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let (y, mo, d, h, mi, sec) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut frac_ms = 0i64;
-    if b.get(i) == Some(&b'.') {
-        let start = i + 1;
-        i = start;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        let digits = s.get(start..i)?;
-        if digits.is_empty() {
-            return None;
-        }
-        let padded = format!("{digits:0<3}");
-        frac_ms = padded[..3].parse().ok()?;
-    }
-    let offset_min = match s.get(i..)? {
-        "Z" | "z" => 0,
-        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) && &tz[3..4] == ":" => {
-            let m = tz[1..3].parse::<i64>().ok()? * 60 + tz[4..6].parse::<i64>().ok()?;
-            if tz.starts_with('-') {
-                -m
-            } else {
-                m
-            }
-        }
-        _ => return None,
-    };
-    let days = crate::eval::days_from_civil(y, mo as u32, d as u32);
-    Some(((days * 86_400 + h * 3600 + mi * 60 + sec - offset_min * 60) * 1000) + frac_ms)
-}
+/// The largest time in seconds either way that a time parameter takes
+/// (about ±292 million years: what fits in i64 milliseconds).
+const MAX_TIME_SECS: f64 = 9.2e15;
 
 /// A duration parameter: seconds (fractions allowed) or a Prometheus
 /// duration (`5m`, `1h30m`), as ms; must be positive.
 pub fn parse_duration(s: &str) -> std::result::Result<i64, String> {
     let ms = match s.parse::<f64>() {
-        Ok(secs) if secs.is_finite() => (secs * 1000.0).round() as i64,
+        Ok(secs) if secs.is_finite() && secs.abs() <= MAX_TIME_SECS => (secs * 1000.0).round() as i64,
         Ok(_) => return Err(format!("cannot parse {s:?} to a valid duration")),
         Err(_) => crate::promqltest::parse_duration(s)
             .ok()
@@ -504,6 +466,33 @@ mod tests {
         assert_eq!(ts(1_001), "1.001");
         assert_eq!(ts(-500), "-0.5");
         assert_eq!(ts(i64::MIN), "-9223372036854775.808");
+    }
+
+    #[test]
+    fn bad_times_and_durations_are_errors_not_panics() {
+        // Inputs that once panicked the server.
+        assert!(parse_time("2024-01-01T00:00:00+0\u{e9}00").is_err());
+        assert!(parse_duration("9999999999999999y").is_err());
+        assert!(parse_duration("99999999999999999999999s").is_err());
+        assert!(parse_time("1e300").is_err());
+        assert!(parse_time("2015-07-01t20:10:51.781z").is_ok());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused(s in "\\PC{0,40}") {
+            let _ = parse_time(&s);
+            let _ = parse_duration(&s);
+        }
+
+        #[test]
+        fn any_text_of_time_and_duration_characters_parses_or_is_refused(
+            s in "[0-9+\\-:.TZtzé eE]{0,32}",
+            d in "[0-9smhdwyé.eE+\\-]{0,24}",
+        ) {
+            let _ = parse_time(&s);
+            let _ = parse_duration(&d);
+        }
     }
 
     #[test]

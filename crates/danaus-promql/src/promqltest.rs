@@ -369,7 +369,7 @@ fn unquote(s: &str) -> String {
 /// A Prometheus duration (`1h30m`, `90s`, `500ms`) or plain seconds, as ms.
 pub fn parse_duration(s: &str) -> std::result::Result<i64, String> {
     if let Ok(secs) = s.parse::<i64>() {
-        return Ok(secs * 1000);
+        return secs.checked_mul(1000).ok_or_else(|| format!("duration {s:?} is too long"));
     }
     let bad = || format!("bad duration {s:?}");
     let mut total = 0i64;
@@ -395,7 +395,10 @@ pub fn parse_duration(s: &str) -> std::result::Result<i64, String> {
             "y" => 365 * 86_400_000,
             _ => return Err(bad()),
         };
-        total += n * ms;
+        total = n
+            .checked_mul(ms)
+            .and_then(|d| total.checked_add(d))
+            .ok_or_else(|| format!("duration {s:?} is too long"))?;
         rest = &rest[unit_len..];
     }
     Ok(total)

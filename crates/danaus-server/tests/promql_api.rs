@@ -112,4 +112,15 @@ async fn promql_over_http_answers_like_prometheus() {
     assert_eq!((status, v["errorType"].as_str()), (400, Some("bad_data")), "{v}");
     let (status, v) = get(&server, &format!("/api/v1/query?query=cpu%20%2B%20on(job)%20cpu&time={}", at(T)));
     assert_eq!((status, v["errorType"].as_str()), (422, Some("execution")), "{v}");
+    // Parameters that once panicked the server: 400 naming the parameter.
+    for (path, param) in [
+        ("/api/v1/query?query=cpu&time=2024-01-01T00:00:00%2B0%C3%A900", "time"),
+        ("/api/v1/query_range?query=cpu&start=0&end=5&step=9999999999999999y", "step"),
+        ("/api/v1/query?query=cpu&timeout=99999999999999999999999s", "timeout"),
+    ] {
+        let (status, v) = get(&server, path);
+        assert_eq!((status, v["errorType"].as_str()), (400, Some("bad_data")), "{path}: {v}");
+        let error = v["error"].as_str().unwrap_or_default();
+        assert!(error.contains(&format!("invalid parameter \"{param}\"")), "{path}: {v}");
+    }
 }

@@ -22,7 +22,6 @@ mod binary;
 mod functions;
 
 pub(crate) use aggregate::valid_label_name;
-pub(crate) use functions::days_from_civil;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
