@@ -2,23 +2,42 @@
 //! (`2026-11-24T03:00:00Z`, fractional seconds allowed) or integer
 //! nanoseconds since the epoch.
 
-/// Parses a duration like `90s`, `5m`, `2h`, `7d`, `250ms` into ns.
+/// Parses a duration into ns: one or more `<count><unit>` in Prometheus'
+/// syntax (`90s`, `5m`, `1h30m`, `250ms`, `2w`, `1y`; units y = 365d, w,
+/// d, h, m, s, ms, us, ns). The project's one duration parser: the PromQL
+/// API, the CLI and configuration files all read durations through it.
+/// Any text gives a value or `None`, never a panic or a wrapped-around
+/// value (arithmetic is checked).
 pub fn parse_duration_ns(s: &str) -> Option<i64> {
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = s.split_at(split);
-    let n: i64 = n.parse().ok()?;
-    let mult: i64 = match unit {
-        "ns" => 1,
-        "us" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        "d" => 86_400_000_000_000,
-        "w" => 604_800_000_000_000,
-        _ => return None,
-    };
-    n.checked_mul(mult)
+    if s.is_empty() {
+        return None;
+    }
+    let mut total = 0i64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        if digits == 0 {
+            return None;
+        }
+        let n: i64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let mult: i64 = match &rest[..unit_len] {
+            "ns" => 1,
+            "us" | "µs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "d" => 86_400_000_000_000,
+            "w" => 604_800_000_000_000,
+            "y" => 365 * 86_400_000_000_000,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(mult)?)?;
+        rest = &rest[unit_len..];
+    }
+    Some(total)
 }
 
 /// Formats ns as the largest unit that divides it exactly (`90s`, `5m`,
@@ -41,17 +60,6 @@ pub fn format_duration_ns(ns: i64) -> String {
     format!("{}{unit}", ns / mult)
 }
 
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
@@ -64,20 +72,10 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
-    let (date, time) = s.split_once('T')?;
-    let mut dp = date.split('-');
-    let (y, mo, d): (i64, i64, i64) = (dp.next()?.parse().ok()?, dp.next()?.parse().ok()?, dp.next()?.parse().ok()?);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let mut tp = hms.split(':');
-    let (h, mi, se): (i64, i64, i64) = (tp.next()?.parse().ok()?, tp.next()?.parse().ok()?, tp.next()?.parse().ok()?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 || frac.len() > 9 {
-        return None;
-    }
-    let nanos: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().ok()? };
-    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se;
-    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+/// RFC 3339 (any offset, fractions to the nanosecond) as ns since the
+/// epoch, through `chrono`: the project's one RFC 3339 parser.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s).ok()?.timestamp_nanos_opt()
 }
 
 /// Parses a time given `now` in ns.
@@ -129,6 +127,33 @@ mod tests {
         assert_eq!(format_time(-1_000_000), "1969-12-31T23:59:59.999Z");
         for t in [0i64, 1_700_000_000_123_000_000, -86_400_000_000_000 * 800] {
             assert_eq!(parse_time(&format_time(t), 0).unwrap(), t);
+        }
+        // Any offset, fractions to the nanosecond.
+        assert_eq!(parse_time("1970-01-01T02:00:01.000000007+02:00", 0).unwrap(), 1_000_000_007);
+        assert!(parse_time("2024-01-01T00:00:00+0\u{e9}00", 0).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        let s = 1_000_000_000;
+        assert_eq!(parse_duration_ns("90s"), Some(90 * s));
+        assert_eq!(parse_duration_ns("1h30m"), Some(5400 * s));
+        assert_eq!(parse_duration_ns("250ms"), Some(s / 4));
+        assert_eq!(parse_duration_ns("1y2w"), Some((365 + 14) * 86_400 * s));
+        for bad in ["", "5", "5q", "m5", "1h-5m", "9999999999999999y", "99999999999999999999s", "1é"] {
+            assert_eq!(parse_duration_ns(bad), None, "{bad:?}");
+        }
+        for ns in [1, 1_000, 250_000_000, 90 * s, 7 * 86_400 * s] {
+            assert_eq!(parse_duration_ns(&format_duration_ns(ns)), Some(ns));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_a_time_a_duration_or_refused(t in "\\PC{0,40}", d in "[0-9smhdwyuµné]{0,24}") {
+            let _ = parse_time(&t, 0);
+            let _ = parse_duration_ns(&t);
+            let _ = parse_duration_ns(&d);
         }
     }
 }

@@ -414,9 +414,9 @@ pub fn parse_time(s: &str) -> std::result::Result<i64, String> {
         }
         return Ok((secs * 1000.0).round() as i64);
     }
-    chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| t.timestamp_millis())
-        .map_err(|e| format!("cannot parse {s:?} to a valid timestamp: {e}"))
+    danaus_model::time::parse_rfc3339(s)
+        .map(|ns| ns.div_euclid(1_000_000))
+        .ok_or_else(|| format!("cannot parse {s:?} to a valid timestamp"))
 }
 
 /// The largest time in seconds either way that a time parameter takes
@@ -429,9 +429,8 @@ pub fn parse_duration(s: &str) -> std::result::Result<i64, String> {
     let ms = match s.parse::<f64>() {
         Ok(secs) if secs.is_finite() && secs.abs() <= MAX_TIME_SECS => (secs * 1000.0).round() as i64,
         Ok(_) => return Err(format!("cannot parse {s:?} to a valid duration")),
-        Err(_) => crate::promqltest::parse_duration(s)
-            .ok()
-            .filter(|_| !s.chars().all(|c| c.is_ascii_digit()))
+        Err(_) => danaus_model::time::parse_duration_ns(s)
+            .map(|ns| ns / 1_000_000)
             .ok_or_else(|| format!("cannot parse {s:?} to a valid duration"))?,
     };
     if ms <= 0 {

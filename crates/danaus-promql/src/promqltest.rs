@@ -371,37 +371,7 @@ pub fn parse_duration(s: &str) -> std::result::Result<i64, String> {
     if let Ok(secs) = s.parse::<i64>() {
         return secs.checked_mul(1000).ok_or_else(|| format!("duration {s:?} is too long"));
     }
-    let bad = || format!("bad duration {s:?}");
-    let mut total = 0i64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: i64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let ms = match &rest[..unit_len] {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            "y" => 365 * 86_400_000,
-            _ => return Err(bad()),
-        };
-        total = n
-            .checked_mul(ms)
-            .and_then(|d| total.checked_add(d))
-            .ok_or_else(|| format!("duration {s:?} is too long"))?;
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
+    danaus_model::time::parse_duration_ns(s).map(|ns| ns / 1_000_000).ok_or_else(|| format!("bad duration {s:?}"))
 }
 
 fn parse_number(s: &str) -> Option<f64> {

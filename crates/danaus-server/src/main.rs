@@ -325,21 +325,17 @@ struct StandaloneArgs {
     log: String,
 }
 
-/// Parses `500ms`, `30s`, `10m`, `2h`, `7d`.
+/// Parses `500ms`, `30s`, `10m`, `2h`, `7d` (or plain seconds) through the
+/// project's one duration parser.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 10m, 2h or 7d"))?;
-    let secs = match unit {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "s" | "" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?}; use ms, s, m, h or d")),
-    };
-    Ok(Duration::from_secs(secs))
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    match danaus_model::time::parse_duration_ns(s) {
+        Some(ns) => Ok(Duration::from_nanos(ns.unsigned_abs())),
+        None => Err(format!("{s:?} is not a duration like 500ms, 30s, 10m, 2h or 7d")),
+    }
 }
 
 async fn shutdown_signal() -> anyhow::Result<&'static str> {
@@ -543,6 +539,9 @@ mod tests {
         assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
         assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
         assert!(parse_duration("ten").unwrap_err().contains("not a duration"));
-        assert!(parse_duration("5y").unwrap_err().contains("unknown unit"));
+        assert_eq!(parse_duration("1y").unwrap(), Duration::from_secs(365 * 86_400));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("5q").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("99999999999999999999d").is_err());
     }
 }
