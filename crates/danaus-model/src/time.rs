@@ -1,6 +1,8 @@
-//! Times as users type and read them: `now`, `now-1h`, RFC 3339 UTC
-//! (`2026-11-24T03:00:00Z`, fractional seconds allowed) or integer
-//! nanoseconds since the epoch.
+//! Times as users type and read them: `now`, `now-1h`, RFC 3339
+//! (`2026-11-24T03:00:00Z`, any offset, fractional seconds allowed) or
+//! integer nanoseconds since the epoch; durations in Prometheus' syntax.
+//! The project's one RFC 3339 parser and one duration parser: every other
+//! front end (PromQL API, CLI, configuration) reads through these.
 
 /// Parses a duration into ns: one or more `<count><unit>` in Prometheus'
 /// syntax (`90s`, `5m`, `1h30m`, `250ms`, `2w`, `1y`; units y = 365d, w,
