@@ -73,8 +73,8 @@ pub async fn apply_schemas(ctx: Ctx) {
     let target = pb::TargetSchema {
         name: TARGET.into(),
         fields: vec![
-            pb::FieldDef { name: "zone".into(), r#type: pb::FieldType::String as i32 },
-            pb::FieldDef { name: "host".into(), r#type: pb::FieldType::String as i32 },
+            pb::FieldDef { name: "zone".into(), r#type: pb::FieldType::String as i32, added: false },
+            pb::FieldDef { name: "host".into(), r#type: pb::FieldType::String as i32, added: false },
         ],
         location_field: "zone".into(),
     };

@@ -101,7 +101,7 @@ fn batch(args: &Args, targets: std::ops::Range<usize>, t: i64) -> pb::WriteReque
 
 async fn apply_schema(router: Channel) -> anyhow::Result<()> {
     let mut c = pb::schema_service_client::SchemaServiceClient::new(router);
-    let f = |n: &str, t: pb::FieldType| pb::FieldDef { name: n.into(), r#type: t as i32 };
+    let f = |n: &str, t: pb::FieldType| pb::FieldDef { name: n.into(), r#type: t as i32, added: false };
     c.apply(pb::ApplySchemasRequest {
         targets: vec![pb::TargetSchema {
             name: "Task".into(),

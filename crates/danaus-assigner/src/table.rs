@@ -235,6 +235,17 @@ pub enum ZoneCommand {
         /// The schema.
         schema: MetricSchema,
     },
+    /// Creates or updates several schemas at once (one table version): all
+    /// of them, or none when one is refused.
+    ApplySchemas {
+        /// Owner.
+        tenant: String,
+        /// Target schemas.
+        targets: Vec<TargetSchema>,
+        /// Metric schemas (new ones, or fields added to stored ones; see
+        /// [`MetricSchema::evolve`]).
+        metrics: Vec<MetricSchema>,
+    },
     /// Adds a replica on `leaf`: `Joining`, or `Ready` when the range has
     /// no replica yet (nothing to copy).
     AddReplica {
@@ -354,6 +365,70 @@ impl ZoneTable {
         MetricLookup { table: self, tenant, memo: FxHashMap::default(), by_address: FxHashMap::default() }
     }
 
+    /// What applying `targets` and `metrics` over the stored schemas of
+    /// `tenant` stores: the schemas that change, or why one cannot.
+    pub fn schema_changes(
+        &self,
+        tenant: &str,
+        targets: &[TargetSchema],
+        metrics: &[MetricSchema],
+    ) -> Result<(Vec<TargetSchema>, Vec<MetricSchema>), String> {
+        let mut new_targets: Vec<TargetSchema> = Vec::new();
+        for t in targets {
+            t.validate().map_err(|e| e.to_string())?;
+            let cur = new_targets.iter().find(|n| n.name == t.name).or_else(|| self.target_schema(tenant, &t.name));
+            match cur {
+                Some(cur) if cur == t => {}
+                Some(_) => return Err(format!(
+                    "target schema {:?} already exists with different fields or location; changing the key of existing series is not supported (create a schema with a new name)",
+                    t.name
+                )),
+                None => new_targets.push(t.clone()),
+            }
+        }
+        let mut new_metrics: Vec<MetricSchema> = Vec::new();
+        for m in metrics {
+            // A name given twice in one batch evolves from its first form.
+            let pos = new_metrics.iter().position(|n| n.name == m.name);
+            let cur = pos.map(|i| &new_metrics[i]).or_else(|| self.metric_schema(tenant, &m.name));
+            // `evolve` validates what it makes (the added marks given are
+            // its to set).
+            let next = match cur {
+                Some(cur) => cur.evolve(m).map_err(|e| e.to_string())?,
+                None => {
+                    m.validate().map_err(|e| e.to_string())?;
+                    Some(m.clone())
+                }
+            };
+            match (next, pos) {
+                (Some(n), Some(i)) => new_metrics[i] = n,
+                (Some(n), None) => new_metrics.push(n),
+                (None, _) => {}
+            }
+        }
+        Ok((new_targets, new_metrics))
+    }
+
+    fn apply_schemas(
+        &mut self,
+        tenant: String,
+        targets: Vec<TargetSchema>,
+        metrics: Vec<MetricSchema>,
+    ) -> Result<bool, String> {
+        let (targets, metrics) = self.schema_changes(&tenant, &targets, &metrics)?;
+        if targets.is_empty() && metrics.is_empty() {
+            return Ok(false);
+        }
+        let t = self.schemas.entry(tenant).or_default();
+        for s in targets {
+            t.targets.insert(s.name.clone(), s);
+        }
+        for s in metrics {
+            t.metrics.insert(s.name.clone(), s);
+        }
+        Ok(true)
+    }
+
     fn apply_cmd(&mut self, cmd: ZoneCommand) -> Result<bool, String> {
         match cmd {
             ZoneCommand::Init { replication } => {
@@ -402,35 +477,12 @@ impl ZoneTable {
                 Ok(changed)
             }
             ZoneCommand::ApplyTargetSchema { tenant, schema } => {
-                schema.validate().map_err(|e| e.to_string())?;
-                let t = self.schemas.entry(tenant).or_default();
-                match t.targets.get(&schema.name) {
-                    Some(cur) if *cur == schema => Ok(false),
-                    Some(_) => Err(format!(
-                        "target schema {:?} already exists with different fields or location; changing the key of existing series is not supported (create a schema with a new name)",
-                        schema.name
-                    )),
-                    None => {
-                        t.targets.insert(schema.name.clone(), schema);
-                        Ok(true)
-                    }
-                }
+                self.apply_schemas(tenant, vec![schema], Vec::new())
             }
             ZoneCommand::ApplyMetricSchema { tenant, schema } => {
-                schema.validate().map_err(|e| e.to_string())?;
-                let t = self.schemas.entry(tenant).or_default();
-                match t.metrics.get(&schema.name) {
-                    Some(cur) if *cur == schema => Ok(false),
-                    Some(cur) if !cur.compatible_update(&schema) => Err(format!(
-                        "metric schema {:?} already exists with other fields, type or kind; only unit, description and collection aggregation may change",
-                        schema.name
-                    )),
-                    _ => {
-                        t.metrics.insert(schema.name.clone(), schema);
-                        Ok(true)
-                    }
-                }
+                self.apply_schemas(tenant, Vec::new(), vec![schema])
             }
+            ZoneCommand::ApplySchemas { tenant, targets, metrics } => self.apply_schemas(tenant, targets, metrics),
             ZoneCommand::AddReplica { range, leaf } => {
                 if !self.leaves.contains_key(&leaf) {
                     return Err(format!("no leaf {leaf:?}"));

@@ -221,6 +221,11 @@ pub fn requirement(tenant: &str, target: &TargetSchema, metric: &MetricSchema, m
     let mut clauses = vec![vec![vec![presence(tenant, &target.name, &metric.name)]]];
     for m in matchers {
         let Some((side, field, ty)) = resolve(&m.field, target, metric) else { continue };
+        if side == Side::Metric && metric.field(field).is_some_and(|(_, f)| f.added) && accepts_zero(m, ty) {
+            // Series written before the field was added hold no value for
+            // it, so no excerpt of it: the matcher may accept them anyway.
+            continue;
+        }
         let schema = match side {
             Side::Target => target.name.as_str(),
             Side::Metric => metric.name.as_str(),
@@ -247,6 +252,17 @@ pub fn requirement(tenant: &str, target: &TargetSchema, metric: &MetricSchema, m
         }
     }
     Requirement { clauses }
+}
+
+/// Whether `m` accepts the zero of a field of type `ty` (what series
+/// without the field read).
+fn accepts_zero(m: &Matcher, ty: FieldType) -> bool {
+    let zero = ty.zero().to_text();
+    match m.op {
+        MatchOp::Eq => danaus_model::FieldValue::parse(ty, &m.value).is_none_or(|v| v == *ty.zero()),
+        MatchOp::Re => regex::Regex::new(&format!("^(?:{})$", m.value)).map_or(true, |re| re.is_match(&zero)),
+        MatchOp::Ne | MatchOp::Nre => true,
+    }
 }
 
 /// The padded excerpts one of which every full match of `re` has: its

@@ -41,6 +41,9 @@ enum Pos {
 #[derive(Debug, Clone)]
 pub(crate) struct Compiled {
     pos: Pos,
+    /// What a key without the field holds: its type's zero (a metric field
+    /// added after the series was written).
+    zero: &'static FieldValue,
     negate: bool,
     test: Test,
 }
@@ -107,7 +110,7 @@ pub(crate) fn compile(matchers: &[Matcher], target: &TargetSchema, metric: &Metr
                         .map_err(|e| Error::InvalidArgument(format!("bad regex for field {:?}: {e}", m.field)))?,
                 ),
             };
-            Ok(Compiled { pos, negate: matches!(m.op, MatchOp::Ne | MatchOp::Nre), test })
+            Ok(Compiled { pos, zero: ty.zero(), negate: matches!(m.op, MatchOp::Ne | MatchOp::Nre), test })
         })
         .collect()
 }
@@ -118,7 +121,7 @@ impl Compiled {
             Pos::Target(i) => key.target_fields.get(i),
             Pos::Metric(i) => key.metric_fields.get(i),
         };
-        let Some(v) = v else { return false };
+        let v = v.unwrap_or(self.zero);
         let hit = match &self.test {
             Test::Eq(want) => v == want,
             Test::Re(re) => match v {

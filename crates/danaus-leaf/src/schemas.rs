@@ -111,28 +111,22 @@ impl Schemas {
         Ok(Applied::Created)
     }
 
-    /// Validates and stores a metric schema; only unit, description and collection aggregation of
-    /// an existing one may change.
+    /// Validates and stores a metric schema: a new one as given, over an
+    /// existing one what [`MetricSchema::evolve`] makes of it (fields
+    /// added, unit, description and collection aggregation changed).
     pub(crate) fn apply_metric(&self, kv: &dyn KvStore, tenant: &str, m: MetricSchema) -> Result<Applied> {
-        m.validate()?;
         let _guard = self.apply.lock();
-        let outcome = match self.metric(tenant, &m.name) {
-            Some(cur) if *cur == m => return Ok(Applied::Unchanged),
-            Some(cur) if cur.compatible_update(&m) => Applied::Updated,
-            Some(cur) => {
-                return Err(Error::InvalidArgument(format!(
-                    "metric schema {:?} already exists as {} {} with fields [{}]; only unit, description and collection aggregation may change",
-                    m.name,
-                    cur.kind.name(),
-                    cur.value_type,
-                    cur.fields
-                        .iter()
-                        .map(|f| format!("{}: {}", f.name, f.field_type.name()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )))
+        let (m, outcome) = match self.metric(tenant, &m.name) {
+            // `evolve` validates what it makes (the added marks given are
+            // its to set).
+            Some(cur) => match cur.evolve(&m)? {
+                None => return Ok(Applied::Unchanged),
+                Some(evolved) => (evolved, Applied::Updated),
+            },
+            None => {
+                m.validate()?;
+                (m, Applied::Created)
             }
-            None => Applied::Created,
         };
         let json = serde_json::to_vec(&m).map_err(|e| Error::Internal(e.to_string()))?;
         let mut b = WriteBatch::default();

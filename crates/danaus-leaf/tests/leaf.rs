@@ -397,7 +397,7 @@ async fn schema_changes_that_would_rekey_data_are_refused() {
         .await
         .unwrap_err()
         .to_string()
-        .contains("only unit, description and collection aggregation may change"));
+        .contains("and stays so"));
     // Schemas persist.
     drop(leaf);
     let leaf = env.open().await;

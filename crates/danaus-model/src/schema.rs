@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::value::FieldValue;
 
 /// The type of a key field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -17,6 +18,20 @@ pub enum FieldType {
 }
 
 impl FieldType {
+    /// The value a series reads for a field it was written without (a
+    /// field added to its metric schema after it): `""`, `0` or `false`,
+    /// as Prometheus reads an absent label as `""`.
+    pub fn zero(self) -> &'static FieldValue {
+        static STRING: FieldValue = FieldValue::String(String::new());
+        static INT64: FieldValue = FieldValue::Int64(0);
+        static BOOL: FieldValue = FieldValue::Bool(false);
+        match self {
+            FieldType::String => &STRING,
+            FieldType::Int64 => &INT64,
+            FieldType::Bool => &BOOL,
+        }
+    }
+
     /// Lower-case name as used in schema files and error messages.
     pub fn name(self) -> &'static str {
         match self {
@@ -35,12 +50,24 @@ pub struct FieldDef {
     /// Field type.
     #[serde(rename = "type")]
     pub field_type: FieldType,
+    /// Added to its metric schema after the schema was created (see
+    /// [`MetricSchema::evolve`]): a series may be written without it and
+    /// then reads its type's [zero](FieldType::zero); the key of such a
+    /// series ends before it, so series stored before the field was added
+    /// keep their keys. Set by the registry, never by users.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub added: bool,
 }
 
 impl FieldDef {
     /// A field definition.
     pub fn new(name: impl Into<String>, field_type: FieldType) -> Self {
-        Self { name: name.into(), field_type }
+        Self { name: name.into(), field_type, added: false }
+    }
+
+    /// A field added to an existing metric schema.
+    pub fn added(name: impl Into<String>, field_type: FieldType) -> Self {
+        Self { name: name.into(), field_type, added: true }
     }
 }
 
@@ -152,6 +179,9 @@ impl TargetSchema {
             return Err(bad("target schema names must match [A-Za-z_][A-Za-z0-9_.]* (e.g. ComputeTask)".into()));
         }
         validate_fields(&self.name, &self.fields)?;
+        if let Some(f) = self.fields.iter().find(|f| f.added) {
+            return Err(bad(format!("field {:?}: target schemas have no added fields; their keys are fixed", f.name)));
+        }
         match self.field(&self.location_field) {
             None => Err(bad(format!(
                 "location field {:?} is not one of its fields ({})",
@@ -219,6 +249,12 @@ impl MetricSchema {
             return Err(bad("metric names must be a path like /rpc/server/latency (segments of [A-Za-z0-9_.-]) or an identifier like http_requests_total".into()));
         }
         validate_fields(&self.name, &self.fields)?;
+        if let Some(w) = self.fields.windows(2).find(|w| w[0].added && !w[1].added) {
+            return Err(bad(format!(
+                "field {:?} comes after the added field {:?}: added fields come last",
+                w[1].name, w[0].name
+            )));
+        }
         let scalars: &[ScalarType] = match &self.value_type {
             ValueType::Scalar(s) => std::slice::from_ref(s),
             ValueType::Tuple(items) if items.is_empty() => {
@@ -252,14 +288,76 @@ impl MetricSchema {
         self.fields.iter().enumerate().find(|(_, f)| f.name == name)
     }
 
-    /// Whether `other` may replace `self` without rewriting stored data: only
-    /// unit, description and the collection aggregation may change (a new
-    /// aggregation applies to buckets opened after it).
-    pub fn compatible_update(&self, other: &MetricSchema) -> bool {
-        self.name == other.name
-            && self.fields == other.fields
-            && self.value_type == other.value_type
-            && self.kind == other.kind
+    /// The schema stored after applying `new` over this one, or `None`
+    /// when nothing changes. Unit, description and the collection
+    /// aggregation are taken from `new` (a new aggregation applies to
+    /// buckets opened after it). Fields `new` adds are appended, marked
+    /// [added](FieldDef::added), in `new`'s order; the fields stored keep
+    /// their order, wherever `new` lists them. Removing, renaming or
+    /// retyping a field, or changing the kind or value type, is refused:
+    /// stored series are keyed by their fields and hold points of their
+    /// type, and nothing is rewritten.
+    pub fn evolve(&self, new: &MetricSchema) -> Result<Option<MetricSchema>> {
+        let bad = |reason: String| Error::InvalidSchema { schema: self.name.clone(), reason };
+        if self.name != new.name {
+            return Err(bad(format!("cannot be replaced by schema {:?}", new.name)));
+        }
+        if self.kind != new.kind || self.value_type != new.value_type {
+            return Err(bad(format!(
+                "exists as {} {}, and stays so (its series hold such points); given {} {}",
+                self.kind.name(),
+                self.value_type,
+                new.kind.name(),
+                new.value_type
+            )));
+        }
+        for f in &self.fields {
+            match new.field(&f.name) {
+                None => {
+                    return Err(bad(format!(
+                        "field {:?} cannot be removed or renamed: stored series are keyed by it (fields: {})",
+                        f.name,
+                        field_names(&self.fields)
+                    )))
+                }
+                Some((_, g)) if g.field_type != f.field_type => {
+                    return Err(bad(format!(
+                        "field {:?} is {} and cannot become {}: stored series are keyed by it",
+                        f.name,
+                        f.field_type.name(),
+                        g.field_type.name()
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        let mut fields = self.fields.clone();
+        fields.extend(
+            new.fields.iter().filter(|g| self.field(&g.name).is_none()).map(|g| FieldDef::added(&g.name, g.field_type)),
+        );
+        let evolved = MetricSchema {
+            name: self.name.clone(),
+            fields,
+            value_type: self.value_type.clone(),
+            kind: self.kind,
+            unit: new.unit.clone(),
+            description: new.description.clone(),
+            collection: new.collection.clone(),
+        };
+        evolved.validate()?;
+        Ok((evolved != *self).then_some(evolved))
+    }
+
+    /// How many of `values` (a series' metric field values in declaration
+    /// order) its key holds: all but the trailing [added](FieldDef::added)
+    /// fields at their zero, so a series written before a field was added
+    /// and one written after without it have the same key.
+    pub fn key_len(&self, values: &[&FieldValue]) -> usize {
+        let mut n = values.len().min(self.fields.len());
+        while n > 0 && self.fields[n - 1].added && values[n - 1] == self.fields[n - 1].field_type.zero() {
+            n -= 1;
+        }
+        n
     }
 }
 

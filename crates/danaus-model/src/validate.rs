@@ -19,7 +19,9 @@ pub fn series_key(
 ) -> Result<SeriesKey> {
     let target_in_decl = ordered(&target.name, &target.fields, target_values)?;
     let target_fields = target.key_order().into_iter().map(|i| target_in_decl[i].clone()).collect();
-    let metric_fields = ordered(&metric.name, &metric.fields, metric_values)?.into_iter().cloned().collect();
+    let metric_in_decl = ordered(&metric.name, &metric.fields, metric_values)?;
+    let n = metric.key_len(&metric_in_decl);
+    let metric_fields = metric_in_decl[..n].iter().map(|v| (*v).clone()).collect();
     Ok(SeriesKey {
         tenant: tenant.to_owned(),
         target_schema: target.name.clone(),
@@ -41,6 +43,7 @@ pub fn encoded_series_key(
 ) -> Result<Vec<u8>> {
     let target_in_decl = ordered(&target.name, &target.fields, target_values)?;
     let metric_fields = ordered(&metric.name, &metric.fields, metric_values)?;
+    let n = metric.key_len(&metric_fields);
     // Target-string order without building `key_order()`: the location
     // field first, then the others in declaration order.
     let loc = target.location_index();
@@ -52,7 +55,7 @@ pub fn encoded_series_key(
         &target.name,
         order.map(|i| target_in_decl[i]),
         &metric.name,
-        metric_fields.into_iter(),
+        metric_fields[..n].iter().copied(),
     );
     Ok(out)
 }
@@ -73,10 +76,17 @@ pub fn append_metric_key(
         for (def, (_, v)) in metric.fields.iter().zip(metric_values) {
             check_field(&metric.name, def, v)?;
         }
-        crate::key::encode_metric_parts(target, &metric.name, metric_values.iter().map(|(_, v)| v));
+        // Trailing added fields at their zero are left out of the key.
+        let mut n = metric_values.len();
+        while n > 0 && metric.fields[n - 1].added && metric_values[n - 1].1 == *metric.fields[n - 1].field_type.zero()
+        {
+            n -= 1;
+        }
+        crate::key::encode_metric_parts(target, &metric.name, metric_values[..n].iter().map(|(_, v)| v));
     } else {
         let metric_fields = ordered(&metric.name, &metric.fields, metric_values)?;
-        crate::key::encode_metric_parts(target, &metric.name, metric_fields.into_iter());
+        let n = metric.key_len(&metric_fields);
+        crate::key::encode_metric_parts(target, &metric.name, metric_fields[..n].iter().copied());
     }
     Ok(())
 }
@@ -131,17 +141,30 @@ fn check_field(schema: &str, def: &FieldDef, v: &FieldValue) -> Result<()> {
 
 fn ordered<'a>(schema: &str, defs: &[FieldDef], values: &'a [(String, FieldValue)]) -> Result<Vec<&'a FieldValue>> {
     let mut out = Vec::with_capacity(defs.len());
+    let mut given = 0;
     for def in defs {
         // Schemas have a handful of fields: a scan beats hashing.
-        let v = values.iter().find(|(k, _)| *k == def.name).map(|(_, v)| v).ok_or_else(|| Error::InvalidField {
-            schema: schema.into(),
-            field: def.name.clone(),
-            reason: "missing: every key field must have a value".into(),
-        })?;
+        let v = match values.iter().find(|(k, _)| *k == def.name) {
+            Some((_, v)) => {
+                given += 1;
+                v
+            }
+            // A series may leave out a field added after its schema was
+            // created: it has that field's zero, as the series stored
+            // before the field existed do.
+            None if def.added => def.field_type.zero(),
+            None => {
+                return Err(Error::InvalidField {
+                    schema: schema.into(),
+                    field: def.name.clone(),
+                    reason: "missing: every key field must have a value".into(),
+                })
+            }
+        };
         check_field(schema, def, v)?;
         out.push(v);
     }
-    if values.len() != defs.len() {
+    if values.len() != given {
         let mut extra: Vec<&str> =
             values.iter().map(|(k, _)| k.as_str()).filter(|k| !defs.iter().any(|d| d.name == *k)).collect();
         extra.sort_unstable();
@@ -304,6 +327,84 @@ mod tests {
 
         let missing = map(&[("user", FieldValue::String("u".into()))]);
         assert!(series_key("default", &t, &missing, &m, &mv).unwrap_err().to_string().contains("\"cluster\": missing"));
+    }
+
+    /// A metric schema gains fields without rewriting anything: a series
+    /// written before keeps its key, and one written after without the
+    /// new field (or with its zero) has that same key.
+    #[test]
+    fn added_fields_leave_old_keys_as_they_were() {
+        let (t, m) = schemas();
+        let tv = map(&[("user", FieldValue::String("u".into())), ("cluster", FieldValue::String("c".into()))]);
+        let code = map(&[("code", FieldValue::Int64(200))]);
+        let before = encoded_series_key("default", &t, &tv, &m, &code).unwrap();
+
+        let mut given = m.clone();
+        given.fields.insert(0, FieldDef::new("duplex", FieldType::String));
+        given.fields.push(FieldDef::new("retries", FieldType::Int64));
+        let grown = m.evolve(&given).unwrap().unwrap();
+        // Stored fields keep their place; new ones follow, marked added.
+        let names: Vec<_> = grown.fields.iter().map(|f| (f.name.as_str(), f.added)).collect();
+        assert_eq!(names, [("code", false), ("duplex", true), ("retries", true)]);
+        assert_eq!(grown.evolve(&given).unwrap(), None, "applying the same schema again changes nothing");
+        assert_eq!(grown.evolve(&grown).unwrap(), None);
+
+        let with = |extra: &[(&str, FieldValue)]| {
+            let mut v = code.clone();
+            v.extend(map(extra));
+            v
+        };
+        let key = |v: &[(String, FieldValue)]| {
+            let a = encoded_series_key("default", &t, &tv, &grown, v).unwrap();
+            assert_eq!(a, series_key("default", &t, &tv, &grown, v).unwrap().encode());
+            let mut b = encoded_target("default", &t, &tv).unwrap();
+            append_metric_key(&mut b, &grown, v).unwrap();
+            assert_eq!(a, b);
+            let mut rev = v.to_vec();
+            rev.reverse();
+            assert_eq!(a, encoded_series_key("default", &t, &tv, &grown, &rev).unwrap());
+            a
+        };
+        assert_eq!(key(&code), before);
+        assert_eq!(key(&with(&[("duplex", FieldValue::String(String::new()))])), before);
+        assert_eq!(
+            key(&with(&[("duplex", FieldValue::String(String::new())), ("retries", FieldValue::Int64(0))])),
+            before
+        );
+        let full = key(&with(&[("duplex", FieldValue::String("full".into()))]));
+        assert_ne!(full, before);
+        assert_eq!(SeriesKey::decode(&full).unwrap().metric_fields.len(), 2);
+        // A zero between set fields stays in the key: positions decide.
+        let late = key(&with(&[("retries", FieldValue::Int64(3))]));
+        assert_eq!(SeriesKey::decode(&late).unwrap().metric_fields.len(), 3);
+        // Fields that were there from the start are still required.
+        let e = series_key("default", &t, &tv, &grown, &map(&[])).unwrap_err().to_string();
+        assert!(e.contains("\"code\": missing"), "{e}");
+    }
+
+    #[test]
+    fn schemas_gain_fields_and_nothing_else() {
+        let (_, m) = schemas();
+        let err = |given: MetricSchema| m.evolve(&given).unwrap_err().to_string();
+        let mut renamed = m.clone();
+        renamed.fields[0].name = "status".into();
+        assert!(err(renamed).contains("field \"code\" cannot be removed or renamed"));
+        let mut retyped = m.clone();
+        retyped.fields[0].field_type = FieldType::String;
+        assert!(err(retyped).contains("field \"code\" is int64 and cannot become string"));
+        let mut gauge = m.clone();
+        gauge.kind = MetricKind::Gauge;
+        assert!(err(gauge).contains("exists as cumulative double, and stays so"));
+        let mut described = m.clone();
+        described.description = "latency".into();
+        assert_eq!(m.evolve(&described).unwrap(), Some(described));
+        // Added fields come last; target schemas have none.
+        let mut bad = m.clone();
+        bad.fields.insert(0, FieldDef::added("x", FieldType::String));
+        assert!(bad.validate().unwrap_err().to_string().contains("added fields come last"));
+        let (mut t, _) = schemas();
+        t.fields.push(FieldDef::added("x", FieldType::String));
+        assert!(t.validate().unwrap_err().to_string().contains("target schemas have no added fields"));
     }
 
     #[test]

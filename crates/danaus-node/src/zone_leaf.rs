@@ -394,12 +394,15 @@ impl ZoneLeaf {
 
     /// Mirrors the table's schemas now when the leaf lacks one the table
     /// has: a router or mixer may use a schema before the agent's mirror
-    /// has caught up.
+    /// has caught up (or with fields added since).
     async fn ensure_schemas(&self, tenant: &str, target: &str, metric: &str) {
-        if self.leaf.target_schema(tenant, target).is_some() && self.leaf.metric_schema(tenant, metric).is_some() {
+        let table = self.table.current();
+        let stored = table.metric_schema(tenant, metric).map_or(0, |m| m.fields.len());
+        if self.leaf.target_schema(tenant, target).is_some()
+            && self.leaf.metric_schema(tenant, metric).is_some_and(|m| m.fields.len() >= stored)
+        {
             return;
         }
-        let table = self.table.current();
         if table.target_schema(tenant, target).is_some() || table.metric_schema(tenant, metric).is_some() {
             self.mirror_schemas(&table).await;
         }
@@ -594,10 +597,13 @@ impl ZoneLeaf {
             let (same_target, same_metric) =
                 last.as_ref().map_or((false, false), |(p, _, _)| (p.same_target(w), p.metric == w.metric));
             let same_route = same_target && (same_metric || (by_target && last.as_ref().is_some_and(|l| l.1)));
+            // A schema the mirror lacks, or has with fewer fields (the
+            // router writes with fields added since), is mirrored first.
             if !same_metric
-                && ms.is_some()
-                && mirrored.insert((w.metric.as_ptr() as usize, w.metric.len()))
-                && self.leaf.metric_schema(tenant, &w.metric).is_none()
+                && ms.is_some_and(|ms| {
+                    mirrored.insert((w.metric.as_ptr() as usize, w.metric.len()))
+                        && self.leaf.metric_schema(tenant, &w.metric).is_none_or(|m| m.fields.len() < ms.fields.len())
+                })
             {
                 schema_missing = true;
             }

@@ -248,6 +248,9 @@ pub struct WriteCache {
     current: FxHashMap<usize, (Arc<MetricSchema>, Arc<str>)>,
     /// This request's copy of the target schema's name.
     target_schema: Option<Arc<str>>,
+    /// Why the store refused a schema change [`Registry::prepare`] asked
+    /// for, by metric name.
+    refused: FxHashMap<String, String>,
 }
 
 /// Registers schemas on first sight and turns series into leaf writes.
@@ -358,11 +361,111 @@ impl Registry {
         })
     }
 
-    /// Creates `prometheus_target` for `tenant` if needed. A stored schema
-    /// of that name with other fields is [`StoreError::Refused`].
-    pub async fn ensure_target(&self, tenant: &str) -> Result<(), StoreError> {
-        if self.targets_ready.lock().contains(tenant) {
+    /// Registers what `series` need before they are converted, as one
+    /// change of the store (one table version in a zone): the target
+    /// schema on a tenant's first request, a schema for each new metric
+    /// name (its fields every label its series in `series` bring), and as
+    /// added fields the labels a known metric's series bring that it
+    /// lacks (an interface with a `duplex` label where others have none,
+    /// a target group with an extra static label). A change the store
+    /// refuses as a whole is tried again a schema at a time, so a bad one
+    /// refuses only its own series (see [`Registry::series_write`]).
+    /// `Err`: the store cannot take a change now, or refuses the target
+    /// schema; nothing of the request should be taken.
+    pub async fn prepare<'s, S: PromStr + 's>(
+        &self,
+        tenant: &str,
+        series: impl IntoIterator<Item = &'s PromSeries<S>>,
+        cache: &mut WriteCache,
+    ) -> Result<(), StoreError> {
+        let target = self.target_change(tenant)?;
+        // Per metric name: its current schema and the labels its series bring.
+        let mut wanted: std::collections::BTreeMap<&str, (Option<Known>, Vec<&str>, &PromSeries<S>)> =
+            Default::default();
+        for s in series {
+            let Some(name) = s.label("__name__").filter(|n| !n.is_empty() && s.histograms == 0) else { continue };
+            let entry = match wanted.get_mut(name) {
+                Some(e) => e,
+                None => {
+                    let known = match cache.metrics.get(name) {
+                        Some(k) => Some(k.clone()),
+                        None => self.current(tenant, name),
+                    };
+                    wanted.entry(name).or_insert((known, Vec::new(), s))
+                }
+            };
+            for (k, _) in &s.labels {
+                let k = k.as_ref();
+                if k != "__name__" && !TARGET_LABELS.contains(&k) && !entry.1.contains(&k) {
+                    entry.1.push(k);
+                }
+            }
+        }
+        let mut metrics = Vec::new();
+        for (name, (known, mut labels, first)) in wanted {
+            labels.sort_unstable();
+            match known {
+                None => metrics.push(MetricSchema {
+                    name: name.to_owned(),
+                    fields: labels.iter().map(|f| FieldDef::new(*f, FieldType::String)).collect(),
+                    value_type: ValueType::Scalar(ScalarType::Double),
+                    kind: kind_for(name, first.metric_type, labels.contains(&"le")),
+                    unit: first.unit.as_ref().to_owned(),
+                    description: first.help.as_ref().to_owned(),
+                    collection: None,
+                }),
+                Some(k) => {
+                    let m = &*k.schema;
+                    let missing: Vec<&&str> = labels.iter().filter(|l| m.field(l).is_none()).collect();
+                    // Only Prometheus-shaped metrics grow; convert refuses
+                    // the series of others with why.
+                    if !missing.is_empty() && m.value_type == ValueType::Scalar(ScalarType::Double) {
+                        let mut grown = m.clone();
+                        grown.fields.extend(missing.iter().map(|l| FieldDef::new(**l, FieldType::String)));
+                        metrics.push(grown);
+                    }
+                }
+            }
+        }
+        if target.is_none() && metrics.is_empty() {
             return Ok(());
+        }
+        let names: Vec<String> = metrics.iter().map(|m| m.name.clone()).collect();
+        match self.leaf.apply_schemas(tenant, target.iter().cloned().collect(), metrics.clone()).await {
+            Ok(()) => {}
+            Err(StoreError::Refused(_)) if target.is_some() || metrics.len() > 1 => {
+                // One of them is refused: each on its own finds which.
+                if let Some(t) = target {
+                    self.leaf.apply_schemas(tenant, vec![t], Vec::new()).await?;
+                }
+                for m in metrics {
+                    let name = m.name.clone();
+                    match self.leaf.apply_schemas(tenant, Vec::new(), vec![m]).await {
+                        Ok(()) => {}
+                        Err(StoreError::Refused(e)) => {
+                            cache.refused.insert(name, e);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Err(StoreError::Refused(e)) => {
+                cache.refused.insert(names[0].clone(), e);
+            }
+            Err(e) => return Err(e),
+        }
+        self.targets_ready.lock().insert(tenant.to_owned());
+        for n in names {
+            cache.metrics.remove(&n);
+        }
+        Ok(())
+    }
+
+    /// `prometheus_target` when `tenant` still needs it created. A stored
+    /// schema of that name with other fields is [`StoreError::Refused`].
+    fn target_change(&self, tenant: &str) -> Result<Option<TargetSchema>, StoreError> {
+        if self.targets_ready.lock().contains(tenant) {
+            return Ok(None);
         }
         let schema = TargetSchema {
             name: TARGET_SCHEMA.into(),
@@ -370,19 +473,26 @@ impl Registry {
             location_field: "location".into(),
         };
         match self.leaf.target_schema(tenant, TARGET_SCHEMA) {
-            Some(existing) if *existing == schema => {}
-            Some(existing) => {
-                return Err(StoreError::Refused(format!(
-                    "target schema {TARGET_SCHEMA} exists with fields other than location, job, instance ({:?}); \
-                     Prometheus data needs it as documented",
-                    existing.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>()
-                )))
+            Some(existing) if *existing == schema => {
+                self.targets_ready.lock().insert(tenant.to_owned());
+                Ok(None)
             }
-            None => {
-                self.leaf.apply_target_schema(tenant, schema).await?;
-            }
+            Some(existing) => Err(StoreError::Refused(format!(
+                "target schema {TARGET_SCHEMA} exists with fields other than location, job, instance ({:?}); \
+                 Prometheus data needs it as documented",
+                existing.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>()
+            ))),
+            None => Ok(Some(schema)),
         }
-        self.targets_ready.lock().insert(tenant.to_owned());
+    }
+
+    /// Creates `prometheus_target` for `tenant` if needed (what
+    /// [`Registry::prepare`] does for a request's series).
+    pub async fn ensure_target(&self, tenant: &str) -> Result<(), StoreError> {
+        if let Some(t) = self.target_change(tenant)? {
+            self.leaf.apply_schemas(tenant, vec![t], Vec::new()).await?;
+            self.targets_ready.lock().insert(tenant.to_owned());
+        }
         Ok(())
     }
 
@@ -409,7 +519,7 @@ impl Registry {
         schema.validate().map_err(|e| StoreError::Refused(e.to_string()))?;
         // A concurrent request may have registered it first, perhaps with
         // other labels: then the stored schema decides.
-        if let Err(e) = self.leaf.apply_metric_schema(tenant, schema).await {
+        if let Err(e) = self.leaf.apply_schemas(tenant, Vec::new(), vec![schema]).await {
             return self.current(tenant, name).ok_or(e);
         }
         self.current(tenant, name)
@@ -419,7 +529,8 @@ impl Registry {
     /// The leaf write for a series (moving its labels and samples),
     /// registering its metric schema if needed; `cache` keeps what one
     /// request has looked up and its last target's fields, which the
-    /// series of one target share. Call [`Registry::ensure_target`] first.
+    /// series of one target share. Call [`Registry::prepare`] (or
+    /// [`Registry::ensure_target`]) first.
     /// `Ok(Err)` gives the series back with why it can never be stored;
     /// `Err` is a failure to register its schema that a retry may not meet
     /// (no quorum, a timeout): nothing of the request should be taken.
@@ -432,9 +543,10 @@ impl Registry {
         key: Option<(&Identities, &[u8])>,
         cache: &mut WriteCache,
     ) -> Result<Result<SeriesWrite, (PromSeries<S>, String)>, StoreError> {
-        Ok(match self.metric_for(tenant, &s, &mut cache.metrics).await? {
+        Ok(match self.metric_for(tenant, &s, cache).await? {
             Ok(known) => {
-                let w = self.convert(s, &known, &mut cache.last_target);
+                let refused = cache.refused.get(&known.schema.name).map(String::as_str);
+                let w = self.convert(s, &known, refused, &mut cache.last_target);
                 if let (Ok(w), Some((ids, key))) = (&w, key) {
                     let id = Identity {
                         metric: known,
@@ -454,7 +566,7 @@ impl Registry {
         &self,
         tenant: &str,
         s: &PromSeries<S>,
-        cache: &mut FxHashMap<String, Known>,
+        cache: &mut WriteCache,
     ) -> Result<Result<Known, String>, StoreError> {
         if s.histograms > 0 {
             return Ok(Err("native histograms are not supported yet; send classic histograms".into()));
@@ -462,17 +574,55 @@ impl Registry {
         let Some(name) = s.label("__name__").filter(|n| !n.is_empty()) else {
             return Ok(Err("the series has no __name__ label".into()));
         };
-        if let Some(m) = cache.get(name) {
-            return Ok(Ok(m.clone()));
-        }
-        match self.metric(tenant, s, name).await {
-            Ok(m) => {
-                cache.insert(name.to_owned(), m.clone());
-                Ok(Ok(m))
+        let known = match cache.metrics.get(name) {
+            Some(m) => m.clone(),
+            None => {
+                if let Some(e) = cache.refused.get(name) {
+                    if self.current(tenant, name).is_none() {
+                        return Ok(Err(e.clone()));
+                    }
+                }
+                match self.metric(tenant, s, name).await {
+                    Ok(m) => {
+                        cache.metrics.insert(name.to_owned(), m.clone());
+                        m
+                    }
+                    Err(StoreError::Refused(e)) => return Ok(Err(e)),
+                    Err(e) => return Err(e),
+                }
             }
-            Err(StoreError::Refused(e)) => Ok(Err(e)),
-            Err(e) => Err(e),
+        };
+        // Labels the schema lacks (a request not prepared, or a change
+        // that raced this one's) are added now, unless the store refused
+        // them: then `convert` says why.
+        let schema = &*known.schema;
+        let missing: Vec<&str> = s
+            .labels
+            .iter()
+            .map(|(k, _)| k.as_ref())
+            .filter(|k| *k != "__name__" && !TARGET_LABELS.contains(k) && schema.field(k).is_none())
+            .collect();
+        if missing.is_empty()
+            || cache.refused.contains_key(name)
+            || schema.value_type != ValueType::Scalar(ScalarType::Double)
+        {
+            return Ok(Ok(known));
         }
+        let mut grown = schema.clone();
+        grown.fields.extend(missing.iter().map(|l| FieldDef::new(*l, FieldType::String)));
+        match self.leaf.apply_schemas(tenant, Vec::new(), vec![grown]).await {
+            Ok(()) => {}
+            Err(StoreError::Refused(e)) => {
+                cache.refused.insert(name.to_owned(), e);
+                return Ok(Ok(known));
+            }
+            Err(e) => return Err(e),
+        }
+        let k = self.current(tenant, name).ok_or_else(|| {
+            StoreError::Unavailable(format!("metric {name} is not visible after its change; retry"))
+        })?;
+        cache.metrics.insert(name.to_owned(), k.clone());
+        Ok(Ok(k))
     }
 
     /// The leaf write for a series whose metric schema is `schema`.
@@ -481,6 +631,7 @@ impl Registry {
         &self,
         s: PromSeries<S>,
         known: &Known,
+        growth_refused: Option<&str>,
         last_target: &mut Option<Arc<[(String, FieldValue)]>>,
     ) -> Result<SeriesWrite, (PromSeries<S>, String)> {
         let schema = &*known.schema;
@@ -508,10 +659,10 @@ impl Registry {
             .collect();
         if !extra.is_empty() {
             let e = format!(
-                "metric {name} was registered with the labels [{}]; this series also has [{}], which Danaus does \
-                 not drop or rename: relabel them away or use another metric name",
+                "metric {name} has the labels [{}]; this series also has [{}], which could not be added to it ({})",
                 schema.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", "),
-                extra.join(", ")
+                extra.join(", "),
+                growth_refused.unwrap_or("its schema did not gain them")
             );
             return Err((s, e));
         }

@@ -287,8 +287,8 @@ impl Receiver {
     /// written and what was refused, by series. `Err` when the leaf could
     /// not take the batch at all (the reply a sender should get).
     pub async fn write_series<S: PromStr>(&self, tenant: &str, series: Vec<PromSeries<S>>) -> Result<Written, Reply> {
-        self.registry.ensure_target(tenant).await.map_err(reply)?;
         let mut w = Pending::new(series.len(), series.iter().map(|s| s.samples.len()).sum());
+        self.registry.prepare(tenant, &series, &mut w.cache).await.map_err(reply)?;
         for s in series {
             self.add(tenant, &mut w, s, None).await?;
         }
@@ -335,7 +335,8 @@ impl Receiver {
             };
             read.push((key, write));
         }
-        self.registry.ensure_target(tenant).await.map_err(reply)?;
+        let unknown = read.iter().filter_map(|(_, r)| r.as_ref().err());
+        self.registry.prepare(tenant, unknown, &mut w.cache).await.map_err(reply)?;
         for (key, r) in read {
             match r {
                 Ok(sw) => {

@@ -49,10 +49,15 @@ pub trait Store: Send + Sync + 'static {
     fn target_schema(&self, tenant: &str, name: &str) -> Option<Arc<TargetSchema>>;
     /// A metric schema by name.
     fn metric_schema(&self, tenant: &str, name: &str) -> Option<Arc<MetricSchema>>;
-    /// Creates a target schema; visible to `target_schema` on return.
-    fn apply_target_schema<'a>(&'a self, tenant: &'a str, s: TargetSchema) -> BoxFuture<'a, Result<(), StoreError>>;
-    /// Creates a metric schema; visible to `metric_schema` on return.
-    fn apply_metric_schema<'a>(&'a self, tenant: &'a str, s: MetricSchema) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Creates schemas, or adds fields to stored metric schemas (see
+    /// [`MetricSchema::evolve`]), as one change where the store can;
+    /// visible to `target_schema` and `metric_schema` on return.
+    fn apply_schemas<'a>(
+        &'a self,
+        tenant: &'a str,
+        targets: Vec<TargetSchema>,
+        metrics: Vec<MetricSchema>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Writes a batch: everything not refused is durable on `Ok`.
     fn write<'a>(&'a self, tenant: &'a str, batch: Vec<SeriesWrite>) -> BoxFuture<'a, Result<Stored, StoreError>>;
 }
@@ -66,12 +71,22 @@ impl Store for Leaf {
         Leaf::metric_schema(self, tenant, name)
     }
 
-    fn apply_target_schema<'a>(&'a self, tenant: &'a str, s: TargetSchema) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move { Leaf::apply_target_schema(self, tenant, s).await.map(|_| ()).map_err(StoreError::from) })
-    }
-
-    fn apply_metric_schema<'a>(&'a self, tenant: &'a str, s: MetricSchema) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move { Leaf::apply_metric_schema(self, tenant, s).await.map(|_| ()).map_err(StoreError::from) })
+    /// One schema at a time: a leaf keeps its own registry, no table.
+    fn apply_schemas<'a>(
+        &'a self,
+        tenant: &'a str,
+        targets: Vec<TargetSchema>,
+        metrics: Vec<MetricSchema>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            for t in targets {
+                Leaf::apply_target_schema(self, tenant, t).await?;
+            }
+            for m in metrics {
+                Leaf::apply_metric_schema(self, tenant, m).await?;
+            }
+            Ok(())
+        })
     }
 
     fn write<'a>(&'a self, tenant: &'a str, batch: Vec<SeriesWrite>) -> BoxFuture<'a, Result<Stored, StoreError>> {

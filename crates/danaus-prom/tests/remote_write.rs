@@ -139,23 +139,12 @@ async fn version_1_stores_series_and_registers_schemas() {
 }
 
 #[tokio::test]
-async fn label_sets_that_do_not_fit_are_refused_by_name_and_the_rest_stored() {
+async fn malformed_series_are_refused_by_name_and_the_rest_stored() {
     let leaf = leaf().await;
     let rx = Receiver::new(Arc::new(leaf.clone()), "zone-a");
-    let first = v1::WriteRequest {
-        timeseries: vec![series(
-            &[("__name__", "up"), ("job", "node"), ("instance", "a"), ("env", "prod")],
-            &[(T, 1.0)],
-        )],
-        metadata: vec![],
-    };
-    assert_eq!(rx.handle(TENANT, V1, SNAPPY, &snappy(&first)).await.status, 204);
     let req = v1::WriteRequest {
         timeseries: vec![
-            // Leaves `env` out: stored with env="".
             series(&[("__name__", "up"), ("job", "node"), ("instance", "b")], &[(T, 1.0)]),
-            // Brings a label `up` was not registered with.
-            series(&[("__name__", "up"), ("job", "node"), ("instance", "c"), ("rack", "r1")], &[(T, 0.0)]),
             // No name at all.
             series(&[("job", "node")], &[(T, 0.0)]),
             // A label twice: which value is meant cannot be known.
@@ -165,14 +154,76 @@ async fn label_sets_that_do_not_fit_are_refused_by_name_and_the_rest_stored() {
     };
     let r = rx.handle(TENANT, V1, SNAPPY, &snappy(&req)).await;
     assert_eq!(r.status, 400, "{}", r.body);
-    assert!(r.body.starts_with("3 of 4 series refused (3 of 4 samples); the rest were stored"), "{}", r.body);
+    assert!(r.body.starts_with("2 of 3 series refused (2 of 3 samples); the rest were stored"), "{}", r.body);
     assert!(r.body.contains("the label \"job\" more than once"), "{}", r.body);
     assert!(read(&leaf, "up", "d").await.is_empty());
-    assert!(r.body.contains("registered with the labels [env]; this series also has [rack]"), "{}", r.body);
     assert!(r.body.contains("no __name__ label"), "{}", r.body);
     assert_eq!(read(&leaf, "up", "b").await.len(), 1);
-    assert!(read(&leaf, "up", "c").await.is_empty());
-    assert_eq!(rx.stats().series_refused.load(std::sync::atomic::Ordering::Relaxed), 3);
+    assert_eq!(rx.stats().series_refused.load(std::sync::atomic::Ordering::Relaxed), 2);
+}
+
+/// Label sets vary within a metric (node_exporter's `node_network_info`
+/// has `duplex` for some interfaces only; target groups add static
+/// labels): a label a metric lacks becomes a field of it, series stored
+/// before keep their keys and read it as "", and matching `label=""`
+/// finds them, as in Prometheus.
+#[tokio::test]
+async fn metrics_gain_the_labels_their_series_bring() {
+    let leaf = leaf().await;
+    let rx = Receiver::new(Arc::new(leaf.clone()), "zone-a");
+    let info = |device: &str, extra: &[(&'static str, &'static str)], t: i64| {
+        let mut l = vec![("__name__", "node_network_info"), ("job", "node"), ("instance", "h"), ("device", device)];
+        l.extend_from_slice(extra);
+        series(&l, &[(t, 1.0)])
+    };
+    let send = |ts: Vec<v1::TimeSeries>| {
+        let rx = &rx;
+        async move { rx.handle(TENANT, V1, SNAPPY, &snappy(&v1::WriteRequest { timeseries: ts, metadata: vec![] })).await }
+    };
+    let r = send(vec![info("lo", &[], T)]).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let fields = |leaf: &Leaf| -> Vec<(String, bool)> {
+        leaf.metric_schema(TENANT, "node_network_info").unwrap().fields.iter().map(|f| (f.name.clone(), f.added)).collect()
+    };
+    assert_eq!(fields(&leaf), [("device".to_owned(), false)]);
+    // One request brings `duplex` on one interface and not on another,
+    // and a known series again: all stored, nothing refused.
+    let r = send(vec![info("lo", &[], T + 1000), info("eth0", &[("duplex", "full")], T + 1000), info("eth1", &[], T)])
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(fields(&leaf), [("device".to_owned(), false), ("duplex".to_owned(), true)]);
+    // Then another label on yet another series.
+    let r = send(vec![info("eth2", &[("duplex", "half"), ("speed", "1000")], T)]).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(fields(&leaf).len(), 3);
+
+    let select = |field: &str, op: MatchOp, value: &str| {
+        let req = ReadRequest {
+            target_schema: TARGET_SCHEMA.into(),
+            metric: "node_network_info".into(),
+            matchers: vec![Matcher { field: field.into(), op, value: value.into() }],
+            start: i64::MIN,
+            end: i64::MAX,
+        };
+        let leaf = leaf.clone();
+        async move {
+            let mut out: Vec<(String, usize)> = Vec::new();
+            for (s, points) in leaf.read(TENANT, &req).await.unwrap() {
+                let device = s.metric_fields.iter().find(|(k, _)| k == "device").unwrap().1.to_text();
+                out.push((device, points.len()));
+            }
+            out.sort();
+            out
+        }
+    };
+    // `lo` was stored before `duplex` existed and again after: one series,
+    // both points.
+    assert_eq!(select("duplex", MatchOp::Eq, "").await, [("eth1".into(), 1), ("lo".into(), 2)]);
+    assert_eq!(select("duplex", MatchOp::Ne, "").await, [("eth0".into(), 1), ("eth2".into(), 1)]);
+    assert_eq!(select("speed", MatchOp::Re, "|1.*").await.len(), 4);
+    assert_eq!(select("speed", MatchOp::Eq, "1000").await, [("eth2".into(), 1)]);
+    assert_eq!(leaf.stats().series_created.load(std::sync::atomic::Ordering::Relaxed), 4);
+    assert_eq!(rx.stats().series_refused.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
 
 #[tokio::test]
@@ -300,6 +351,8 @@ async fn large_bodies_are_decoded_off_the_async_workers_with_the_same_result() {
 struct Flaky {
     leaf: Leaf,
     down: std::sync::atomic::AtomicBool,
+    /// Schema changes asked for.
+    applies: std::sync::atomic::AtomicUsize,
 }
 
 impl danaus_prom::Store for Flaky {
@@ -309,22 +362,17 @@ impl danaus_prom::Store for Flaky {
     fn metric_schema(&self, tenant: &str, name: &str) -> Option<Arc<danaus_model::MetricSchema>> {
         self.leaf.metric_schema(tenant, name)
     }
-    fn apply_target_schema<'a>(
+    fn apply_schemas<'a>(
         &'a self,
         tenant: &'a str,
-        s: danaus_model::TargetSchema,
+        targets: Vec<danaus_model::TargetSchema>,
+        metrics: Vec<danaus_model::MetricSchema>,
     ) -> futures::future::BoxFuture<'a, Result<(), danaus_prom::StoreError>> {
-        danaus_prom::Store::apply_target_schema(&self.leaf, tenant, s)
-    }
-    fn apply_metric_schema<'a>(
-        &'a self,
-        tenant: &'a str,
-        s: danaus_model::MetricSchema,
-    ) -> futures::future::BoxFuture<'a, Result<(), danaus_prom::StoreError>> {
-        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+        self.applies.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) && !metrics.is_empty() {
             return Box::pin(async { Err(danaus_prom::StoreError::Unavailable("no assigner leader".into())) });
         }
-        danaus_prom::Store::apply_metric_schema(&self.leaf, tenant, s)
+        danaus_prom::Store::apply_schemas(&self.leaf, tenant, targets, metrics)
     }
     fn write<'a>(
         &'a self,
@@ -338,7 +386,7 @@ impl danaus_prom::Store for Flaky {
 #[tokio::test]
 async fn a_schema_that_cannot_be_registered_now_is_a_retryable_503_and_nothing_is_written() {
     let leaf = leaf().await;
-    let store = Arc::new(Flaky { leaf: leaf.clone(), down: true.into() });
+    let store = Arc::new(Flaky { leaf: leaf.clone(), down: true.into(), applies: 0.into() });
     let rx = Receiver::new(store.clone(), "z");
     let known = series(&[("__name__", "known"), ("instance", "i")], &[(T, 1.0)]);
     let req = v1::WriteRequest { timeseries: vec![known.clone()], metadata: vec![] };
@@ -359,6 +407,38 @@ async fn a_schema_that_cannot_be_registered_now_is_a_retryable_503_and_nothing_i
     assert_eq!(r.status, 204, "{}", r.body);
     assert_eq!(read(&leaf, "known", "i").await.len(), 2);
     assert_eq!(read(&leaf, "brand_new", "i").await.len(), 1);
+}
+
+/// What one request needs registered (the target schema, new metric
+/// names, labels known metrics lack) is one change of the store: in a
+/// zone, one Raft proposal, however many names and labels it brings.
+#[tokio::test]
+async fn one_request_is_one_schema_change() {
+    let leaf = leaf().await;
+    let store = Arc::new(Flaky { leaf: leaf.clone(), down: false.into(), applies: 0.into() });
+    let rx = Receiver::new(store.clone(), "z");
+    let applies = || store.applies.load(std::sync::atomic::Ordering::SeqCst);
+    let send = |ts: Vec<v1::TimeSeries>| {
+        let rx = &rx;
+        async move { rx.handle(TENANT, V1, SNAPPY, &snappy(&v1::WriteRequest { timeseries: ts, metadata: vec![] })).await }
+    };
+    let r = send((0..50).map(|i| series(&[("__name__", &format!("m{i}")), ("instance", "i")], &[(T, 1.0)])).collect())
+        .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(applies(), 1, "the target schema and 50 metrics in one change");
+    // Known metrics with new labels, and new names, together.
+    let mut ts: Vec<v1::TimeSeries> = (0..20)
+        .map(|i| series(&[("__name__", &format!("m{i}")), ("instance", "i"), ("rack", "r1")], &[(T + 1, 1.0)]))
+        .collect();
+    ts.extend((50..60).map(|i| series(&[("__name__", &format!("m{i}")), ("instance", "i")], &[(T, 1.0)])));
+    let r = send(ts.clone()).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(applies(), 2);
+    // Nothing new: no change at all.
+    let r = send(ts).await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(applies(), 2);
+    assert_eq!(leaf.metric_schema(TENANT, "m3").unwrap().fields.len(), 1);
 }
 
 #[tokio::test]

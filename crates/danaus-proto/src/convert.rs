@@ -37,11 +37,19 @@ pub fn field_type_to(t: m::FieldType) -> pb::FieldType {
 }
 
 fn fields(defs: &[pb::FieldDef]) -> Result<Vec<m::FieldDef>> {
-    defs.iter().map(|d| Ok(m::FieldDef::new(d.name.clone(), field_type(d.r#type, &d.name)?))).collect()
+    defs.iter()
+        .map(|d| {
+            let mut f = m::FieldDef::new(d.name.clone(), field_type(d.r#type, &d.name)?);
+            f.added = d.added;
+            Ok(f)
+        })
+        .collect()
 }
 
 fn fields_to(defs: &[m::FieldDef]) -> Vec<pb::FieldDef> {
-    defs.iter().map(|d| pb::FieldDef { name: d.name.clone(), r#type: field_type_to(d.field_type) as i32 }).collect()
+    defs.iter()
+        .map(|d| pb::FieldDef { name: d.name.clone(), r#type: field_type_to(d.field_type) as i32, added: d.added })
+        .collect()
 }
 
 /// Target schema from the wire.

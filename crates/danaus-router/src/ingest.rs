@@ -207,42 +207,35 @@ impl IngestRouter {
         targets: Vec<TargetSchema>,
         metrics: Vec<MetricSchema>,
     ) -> Result<Vec<pb::ApplyResult>, Status> {
+        // One table change for the whole request. What it changes is
+        // judged on this router's table to report per schema; the assigner
+        // judges again on the committed one (a concurrent change may have
+        // made some of it unneeded, or impossible).
+        let table = self.table().current();
+        let (changed_targets, changed_metrics) =
+            table.schema_changes(tenant, &targets, &metrics).map_err(Status::invalid_argument)?;
+        let outcome = |exists: bool, changed: bool| {
+            (match (exists, changed) {
+                (_, false) => pb::ApplyOutcome::Unchanged,
+                (true, true) => pb::ApplyOutcome::Updated,
+                (false, true) => pb::ApplyOutcome::Created,
+            }) as i32
+        };
+        let mut results = Vec::new();
         for t in &targets {
-            t.validate().map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let changed = changed_targets.iter().any(|c| c.name == t.name);
+            let exists = table.target_schema(tenant, &t.name).is_some();
+            results.push(pb::ApplyResult { name: t.name.clone(), is_target: true, outcome: outcome(exists, changed) });
         }
         for m in &metrics {
-            m.validate().map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let changed = changed_metrics.iter().any(|c| c.name == m.name);
+            let exists = table.metric_schema(tenant, &m.name).is_some();
+            results.push(pb::ApplyResult { name: m.name.clone(), is_target: false, outcome: outcome(exists, changed) });
         }
-        let outcome = |o: pb::ApplyOutcome| o as i32;
-        let mut results = Vec::new();
         let mut version = 0;
-        for t in targets {
-            let before = self.table().current().target_schema(tenant, &t.name).cloned();
-            let o = match before {
-                Some(b) if b == t => pb::ApplyOutcome::Unchanged,
-                Some(_) => pb::ApplyOutcome::Updated,
-                None => pb::ApplyOutcome::Created,
-            };
-            let name = t.name.clone();
-            if o != pb::ApplyOutcome::Unchanged {
-                version =
-                    self.propose(&ZoneCommand::ApplyTargetSchema { tenant: tenant.to_owned(), schema: t }).await?;
-            }
-            results.push(pb::ApplyResult { name, is_target: true, outcome: outcome(o) });
-        }
-        for m in metrics {
-            let before = self.table().current().metric_schema(tenant, &m.name).cloned();
-            let o = match before {
-                Some(b) if b == m => pb::ApplyOutcome::Unchanged,
-                Some(_) => pb::ApplyOutcome::Updated,
-                None => pb::ApplyOutcome::Created,
-            };
-            let name = m.name.clone();
-            if o != pb::ApplyOutcome::Unchanged {
-                version =
-                    self.propose(&ZoneCommand::ApplyMetricSchema { tenant: tenant.to_owned(), schema: m }).await?;
-            }
-            results.push(pb::ApplyResult { name, is_target: false, outcome: outcome(o) });
+        if !changed_targets.is_empty() || !changed_metrics.is_empty() {
+            let cmd = ZoneCommand::ApplySchemas { tenant: tenant.to_owned(), targets, metrics };
+            version = self.propose(&cmd).await?;
         }
         self.table()
             .wait_for(version, Duration::from_secs(10))

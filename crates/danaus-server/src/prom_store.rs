@@ -48,16 +48,14 @@ impl Store for RouterStore {
         self.0.table().current().metric_schema(tenant, name).cloned().map(Arc::new)
     }
 
-    fn apply_target_schema<'a>(&'a self, tenant: &'a str, s: TargetSchema) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(
-            async move { self.0.apply_schemas(tenant, vec![s], Vec::new()).await.map(|_| ()).map_err(schema_error) },
-        )
-    }
-
-    fn apply_metric_schema<'a>(&'a self, tenant: &'a str, s: MetricSchema) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(
-            async move { self.0.apply_schemas(tenant, Vec::new(), vec![s]).await.map(|_| ()).map_err(schema_error) },
-        )
+    /// One zone table change for them all.
+    fn apply_schemas<'a>(
+        &'a self,
+        tenant: &'a str,
+        targets: Vec<TargetSchema>,
+        metrics: Vec<MetricSchema>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { self.0.apply_schemas(tenant, targets, metrics).await.map(|_| ()).map_err(schema_error) })
     }
 
     fn write<'a>(&'a self, tenant: &'a str, batch: Vec<SeriesWrite>) -> BoxFuture<'a, Result<Stored, StoreError>> {

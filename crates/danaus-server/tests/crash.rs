@@ -41,14 +41,14 @@ async fn apply_schemas(c: &Client) {
     let target = pb::TargetSchema {
         name: "CrashTarget".into(),
         fields: vec![
-            pb::FieldDef { name: "zone".into(), r#type: pb::FieldType::String as i32 },
-            pb::FieldDef { name: "writer".into(), r#type: pb::FieldType::Int64 as i32 },
+            pb::FieldDef { name: "zone".into(), r#type: pb::FieldType::String as i32, added: false },
+            pb::FieldDef { name: "writer".into(), r#type: pb::FieldType::Int64 as i32, added: false },
         ],
         location_field: "zone".into(),
     };
     let metric = pb::MetricSchema {
         name: "/crash/value".into(),
-        fields: vec![pb::FieldDef { name: "series".into(), r#type: pb::FieldType::Int64 as i32 }],
+        fields: vec![pb::FieldDef { name: "series".into(), r#type: pb::FieldType::Int64 as i32, added: false }],
         value_type: Some(pb::ValueType { elements: vec![pb::ScalarType::Double as i32], tuple: false }),
         kind: pb::MetricKind::Gauge as i32,
         unit: String::new(),

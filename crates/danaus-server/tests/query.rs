@@ -27,8 +27,8 @@ async fn load(c: &Client) {
     let target = pb::TargetSchema {
         name: "Task".into(),
         fields: vec![
-            pb::FieldDef { name: "cluster".into(), r#type: pb::FieldType::String as i32 },
-            pb::FieldDef { name: "task".into(), r#type: pb::FieldType::String as i32 },
+            pb::FieldDef { name: "cluster".into(), r#type: pb::FieldType::String as i32, added: false },
+            pb::FieldDef { name: "task".into(), r#type: pb::FieldType::String as i32, added: false },
         ],
         location_field: "cluster".into(),
     };

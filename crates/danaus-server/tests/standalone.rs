@@ -31,8 +31,8 @@ fn schemas() -> pb::ApplySchemasRequest {
     let target = pb::TargetSchema {
         name: "Task".into(),
         fields: vec![
-            pb::FieldDef { name: "cluster".into(), r#type: pb::FieldType::String as i32 },
-            pb::FieldDef { name: "user".into(), r#type: pb::FieldType::String as i32 },
+            pb::FieldDef { name: "cluster".into(), r#type: pb::FieldType::String as i32, added: false },
+            pb::FieldDef { name: "user".into(), r#type: pb::FieldType::String as i32, added: false },
         ],
         location_field: "cluster".into(),
     };

@@ -61,8 +61,8 @@ async fn apply_schemas(router: &str) {
     let target = pb::TargetSchema {
         name: "Task".into(),
         fields: vec![
-            pb::FieldDef { name: "cluster".into(), r#type: pb::FieldType::String as i32 },
-            pb::FieldDef { name: "task".into(), r#type: pb::FieldType::String as i32 },
+            pb::FieldDef { name: "cluster".into(), r#type: pb::FieldType::String as i32, added: false },
+            pb::FieldDef { name: "task".into(), r#type: pb::FieldType::String as i32, added: false },
         ],
         location_field: "cluster".into(),
     };

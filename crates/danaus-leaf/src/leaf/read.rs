@@ -61,7 +61,13 @@ fn selected(
             Some((def.name.clone(), key.target_fields.get(pos)?.clone()))
         })
         .collect();
-    let metric_fields = ms.fields.iter().zip(&key.metric_fields).map(|(d, v)| (d.name.clone(), v.clone())).collect();
+    // A key ends before the added fields it holds zeros for.
+    let metric_fields = ms
+        .fields
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.name.clone(), key.metric_fields.get(i).unwrap_or(d.field_type.zero()).clone()))
+        .collect();
     SelectedSeries {
         series: s.clone(),
         key,
