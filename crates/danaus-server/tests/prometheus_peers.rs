@@ -240,3 +240,190 @@ async fn prometheus_remote_write_and_danaus_scrape_agree() {
     assert!(m.contains("danaus_remote_write_series_refused_total 0"), "{m}");
     assert!(m.contains("danaus_remote_write_failed_requests_total 0"), "{m}");
 }
+
+/// Percent-encodes a query parameter.
+fn enc(q: &str) -> String {
+    let mut out = String::new();
+    for b in q.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Every series (labels, sorted) a PromQL API lists for `match` over the
+/// last `window_s` seconds before `at_s`.
+fn api_series(addr: &str, matcher: &str, at_s: f64, window_s: f64) -> BTreeSet<Vec<(String, String)>> {
+    let path = format!("/api/v1/series?match%5B%5D={}&start={}&end={at_s}", enc(matcher), at_s - window_s);
+    let (status, body) = http_get(addr, &path);
+    assert_eq!(status, 200, "{addr}{path}: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["data"].as_array().unwrap().iter().map(all_labels).collect()
+}
+
+/// A label set from a PromQL API, every label, sorted.
+fn all_labels(labels: &serde_json::Value) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> =
+        labels.as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect();
+    out.sort();
+    out
+}
+
+/// An instant query's vector: (labels, value text), sorted.
+fn api_instant(addr: &str, query: &str, at_s: f64) -> Vec<(Vec<(String, String)>, String)> {
+    let path = format!("/api/v1/query?query={}&time={at_s}", enc(query));
+    let (status, body) = http_get(addr, &path);
+    assert_eq!(status, 200, "{addr}{path}: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut out: Vec<_> = v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (all_labels(&s["metric"]), s["value"][1].as_str().unwrap().to_owned()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// A counter of Prometheus' own `/metrics`, summed over its label sets.
+fn prometheus_counter(addr: &str, name: &str) -> f64 {
+    let (status, body) = http_get(addr, "/metrics");
+    assert_eq!(status, 200);
+    body.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Real fleets' label sets vary: Debian's Prometheus scrapes jobs whose
+/// target labels differ (static labels on one job, none on another, a
+/// third label on its own job), node_exporter's `node_network_info` has
+/// `duplex` for some interfaces only, and `external_labels` are added to
+/// everything it remote-writes. Danaus holds every series Prometheus holds,
+/// with the same labels (plus the external ones) and values, and
+/// Prometheus fails no sample.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn varying_label_sets_from_several_jobs_arrive_whole() {
+    let (prom_bin, exporter_bin) = (need("prometheus"), need("prometheus-node-exporter"));
+    let dir = tempfile::tempdir().unwrap();
+    let exporter = format!("127.0.0.1:{}", free_port());
+    let _exporter = Proc(
+        Command::new(exporter_bin)
+            .arg(format!("--web.listen-address={exporter}"))
+            .args([
+                "--collector.disable-defaults",
+                "--collector.loadavg",
+                "--collector.netclass",
+                "--collector.netdev",
+                "--collector.uname",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_http(&exporter, "/metrics");
+    let danaus = Server::start(&dir.path().join("danaus"), &[]);
+    let prom = format!("127.0.0.1:{}", free_port());
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  external_labels:\n    cluster: c1\n    \
+             replica: r0\n\
+             scrape_configs:\n\
+             \x20 - job_name: node\n    static_configs:\n      - targets: ['{exporter}']\n        \
+             labels: {{env: prod, team: infra}}\n\
+             \x20 - job_name: node-plain\n    static_configs:\n      - targets: ['{exporter}']\n\
+             \x20 - job_name: prometheus\n    static_configs:\n      - targets: ['{prom}']\n        \
+             labels: {{role: self}}\n\
+             remote_write:\n  - url: http://{}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s\n      \
+             max_samples_per_send: 2000\n",
+            danaus.http
+        ),
+    )
+    .unwrap();
+    let _prom = Proc(
+        Command::new(prom_bin)
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address={prom}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_http(&prom, "/-/ready");
+
+    let external = [("cluster".to_owned(), "c1".to_owned()), ("replica".to_owned(), "r0".to_owned())];
+    let with_external = |mut l: Vec<(String, String)>| {
+        l.extend(external.iter().cloned());
+        l.sort();
+        l
+    };
+    let now_s = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    // Every series of the three jobs, as listed by both APIs over the
+    // same window, which ends a few seconds back (the remote-write queue
+    // lags its scrapes).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let all = "{job=~\"node|node-plain|prometheus\"}";
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let at = now_s() - 5.0;
+        let want: BTreeSet<_> = api_series(&prom, all, at, 30.0).into_iter().map(with_external).collect();
+        let got = api_series(&danaus.http, all, at, 30.0);
+        let jobs: BTreeSet<&str> =
+            want.iter().flat_map(|l| l.iter().filter(|(k, _)| k == "job").map(|(_, v)| v.as_str())).collect();
+        if jobs.len() == 3 && want.len() > 300 && want.is_subset(&got) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of Prometheus' {} series are not in Danaus, e.g. {:?}",
+            want.difference(&got).count(),
+            want.len(),
+            want.difference(&got).take(3).collect::<Vec<_>>()
+        );
+    }
+    // The label sets that vary arrived as they are: `up` of each job with
+    // its own target labels; interfaces with and without `duplex`.
+    let at = now_s() - 5.0;
+    let up = api_instant(&danaus.http, "up", at);
+    let labels: BTreeSet<Vec<&str>> =
+        up.iter().map(|(l, _)| l.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>()).collect();
+    assert!(labels.len() >= 3, "up has one label set per job's target labels: {labels:?}");
+    // Instant queries at a settled time give what Prometheus gives.
+    for q in [
+        "up",
+        "count by (job) (up)",
+        "scrape_samples_scraped",
+        "node_network_info",
+        "node_network_info{duplex=\"\"}",
+        "count by (job, env) ({__name__=~\"scrape_.*\"})",
+        "node_load1{env=\"\"}",
+        "prometheus_build_info{role=\"self\"}",
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let want: Vec<_> = api_instant(&prom, q, at)
+                .into_iter()
+                .map(|(l, v)| (if q.starts_with("count") { l } else { with_external(l) }, v))
+                .collect();
+            let got = api_instant(&danaus.http, q, at);
+            // `count by` drops the external labels on both sides.
+            if !want.is_empty() && want == got {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{q}: Prometheus {want:?}\nDanaus {got:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    // Prometheus sent samples and failed none.
+    assert!(prometheus_counter(&prom, "prometheus_remote_storage_samples_total") > 1000.0);
+    assert_eq!(prometheus_counter(&prom, "prometheus_remote_storage_samples_failed_total"), 0.0);
+    let (_, m) = http_get(&danaus.http, "/metrics");
+    assert!(m.contains("danaus_remote_write_series_refused_total 0"), "{m}");
+}

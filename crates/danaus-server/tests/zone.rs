@@ -709,4 +709,87 @@ async fn a_zone_router_takes_prometheus_remote_write() {
     assert_eq!((series, points), (3, 6));
     let stored = metric(&c.procs["router"].http, "danaus_remote_write_samples_total").await.unwrap();
     assert_eq!(stored, 6.0);
+
+    // Label sets that vary: a request bringing a label `node_load1` lacks
+    // (on one of its series) and five new names is one table change; the
+    // series stored before keep their keys and read the label as "".
+    let before = c.table().await.unwrap().version;
+    let mut timeseries: Vec<v1::TimeSeries> = (0..5)
+        .map(|i| v1::TimeSeries {
+            labels: [("__name__", &*format!("new_{i}")), ("job", "node"), ("instance", "h0:9100")]
+                .iter()
+                .map(|(n, v)| v1::Label { name: (*n).into(), value: (*v).into() })
+                .collect(),
+            samples: vec![v1::Sample { value: 1.0, timestamp: t }],
+            histograms: vec![],
+        })
+        .collect();
+    let labels = |inst: &str, rack: Option<&str>| {
+        let mut l = vec![("__name__", "node_load1"), ("instance", inst), ("job", "node")];
+        l.extend(rack.map(|r| ("rack", r)));
+        l.iter().map(|(n, v)| v1::Label { name: (*n).into(), value: (*v).into() }).collect()
+    };
+    let at = t + 30_000;
+    timeseries.push(v1::TimeSeries {
+        labels: labels("h0:9100", None),
+        samples: vec![v1::Sample { value: 7.0, timestamp: at }],
+        histograms: vec![],
+    });
+    timeseries.push(v1::TimeSeries {
+        labels: labels("h9:9100", Some("r1")),
+        samples: vec![v1::Sample { value: 9.0, timestamp: at }],
+        histograms: vec![],
+    });
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&v1::WriteRequest { timeseries, metadata: vec![] }.encode_to_vec())
+        .unwrap();
+    let router_http = c.procs["router"].http.clone();
+    let (status, _, text) = tokio::task::spawn_blocking(move || {
+        common::http_post(
+            &router_http,
+            "/api/v1/write",
+            &[("Content-Type", "application/x-protobuf"), ("Content-Encoding", "snappy")],
+            &body,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 204, "{text}");
+    let table = c.table().await.unwrap();
+    assert_eq!(table.version, before + 1, "one request, one table change");
+    let load = table.metric_schema("default", "node_load1").unwrap();
+    assert!(load.field("rack").is_some_and(|(_, f)| f.added), "{load:?}");
+    // PromQL through the mixer: `rack=""` selects the series without it,
+    // h0 among them with its points from before and after the change.
+    let mixer_http = c.procs["mixer"].http.clone();
+    let query = |q: &str| {
+        let path = format!(
+            "/api/v1/query_range?query={}&start={}&end={}&step=15",
+            q.replace('{', "%7B").replace('}', "%7D").replace('"', "%22").replace('=', "%3D"),
+            t / 1000,
+            at / 1000
+        );
+        let mixer_http = mixer_http.clone();
+        async move {
+            let (status, body) = tokio::task::spawn_blocking(move || common::http_get(&mixer_http, &path)).await.unwrap();
+            assert_eq!(status, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let mut out: Vec<(String, usize)> = v["data"]["result"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    let m = s["metric"].as_object().unwrap();
+                    assert!(m.get("rack").is_none_or(|r| r != ""), "an empty label is shown: {m:?}");
+                    (m["instance"].as_str().unwrap().to_owned(), s["values"].as_array().unwrap().len())
+                })
+                .collect();
+            out.sort();
+            out
+        }
+    };
+    let unracked = query("node_load1{rack=\"\"}").await;
+    assert_eq!(unracked.len(), 3, "{unracked:?}");
+    assert_eq!(unracked[0].0, "h0:9100");
+    assert_eq!(query("node_load1{rack=\"r1\"}").await, [("h9:9100".to_owned(), 1)]);
 }
