@@ -476,12 +476,8 @@ impl ZoneTable {
                 e.accepting = accepting;
                 Ok(changed)
             }
-            ZoneCommand::ApplyTargetSchema { tenant, schema } => {
-                self.apply_schemas(tenant, vec![schema], Vec::new())
-            }
-            ZoneCommand::ApplyMetricSchema { tenant, schema } => {
-                self.apply_schemas(tenant, Vec::new(), vec![schema])
-            }
+            ZoneCommand::ApplyTargetSchema { tenant, schema } => self.apply_schemas(tenant, vec![schema], Vec::new()),
+            ZoneCommand::ApplyMetricSchema { tenant, schema } => self.apply_schemas(tenant, Vec::new(), vec![schema]),
             ZoneCommand::ApplySchemas { tenant, targets, metrics } => self.apply_schemas(tenant, targets, metrics),
             ZoneCommand::AddReplica { range, leaf } => {
                 if !self.leaves.contains_key(&leaf) {

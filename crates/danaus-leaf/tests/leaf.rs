@@ -392,12 +392,7 @@ async fn schema_changes_that_would_rekey_data_are_refused() {
     ms.description = "new words".into();
     assert_eq!(leaf.apply_metric_schema("default", ms.clone()).await.unwrap(), Applied::Updated);
     ms.kind = MetricKind::Cumulative;
-    assert!(leaf
-        .apply_metric_schema("default", ms)
-        .await
-        .unwrap_err()
-        .to_string()
-        .contains("and stays so"));
+    assert!(leaf.apply_metric_schema("default", ms).await.unwrap_err().to_string().contains("and stays so"));
     // Schemas persist.
     drop(leaf);
     let leaf = env.open().await;

@@ -78,8 +78,7 @@ pub fn append_metric_key(
         }
         // Trailing added fields at their zero are left out of the key.
         let mut n = metric_values.len();
-        while n > 0 && metric.fields[n - 1].added && metric_values[n - 1].1 == *metric.fields[n - 1].field_type.zero()
-        {
+        while n > 0 && metric.fields[n - 1].added && metric_values[n - 1].1 == *metric.fields[n - 1].field_type.zero() {
             n -= 1;
         }
         crate::key::encode_metric_parts(target, &metric.name, metric_values[..n].iter().map(|(_, v)| v));

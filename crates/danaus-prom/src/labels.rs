@@ -379,9 +379,10 @@ impl Registry {
         cache: &mut WriteCache,
     ) -> Result<(), StoreError> {
         let target = self.target_change(tenant)?;
-        // Per metric name: its current schema and the labels its series bring.
-        let mut wanted: std::collections::BTreeMap<&str, (Option<Known>, Vec<&str>, &PromSeries<S>)> =
-            Default::default();
+        // Per metric name: its current schema, the labels its series bring
+        // and its first series (whose metadata a new schema takes).
+        type Wanted<'a, S> = (Option<Known>, Vec<&'a str>, &'a PromSeries<S>);
+        let mut wanted: std::collections::BTreeMap<&str, Wanted<'_, S>> = Default::default();
         for s in series {
             let Some(name) = s.label("__name__").filter(|n| !n.is_empty() && s.histograms == 0) else { continue };
             let entry = match wanted.get_mut(name) {
@@ -618,9 +619,9 @@ impl Registry {
             }
             Err(e) => return Err(e),
         }
-        let k = self.current(tenant, name).ok_or_else(|| {
-            StoreError::Unavailable(format!("metric {name} is not visible after its change; retry"))
-        })?;
+        let k = self
+            .current(tenant, name)
+            .ok_or_else(|| StoreError::Unavailable(format!("metric {name} is not visible after its change; retry")))?;
         cache.metrics.insert(name.to_owned(), k.clone());
         Ok(Ok(k))
     }

@@ -183,7 +183,12 @@ async fn metrics_gain_the_labels_their_series_bring() {
     let r = send(vec![info("lo", &[], T)]).await;
     assert_eq!(r.status, 204, "{}", r.body);
     let fields = |leaf: &Leaf| -> Vec<(String, bool)> {
-        leaf.metric_schema(TENANT, "node_network_info").unwrap().fields.iter().map(|f| (f.name.clone(), f.added)).collect()
+        leaf.metric_schema(TENANT, "node_network_info")
+            .unwrap()
+            .fields
+            .iter()
+            .map(|f| (f.name.clone(), f.added))
+            .collect()
     };
     assert_eq!(fields(&leaf), [("device".to_owned(), false)]);
     // One request brings `duplex` on one interface and not on another,

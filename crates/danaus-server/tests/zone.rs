@@ -771,7 +771,8 @@ async fn a_zone_router_takes_prometheus_remote_write() {
         );
         let mixer_http = mixer_http.clone();
         async move {
-            let (status, body) = tokio::task::spawn_blocking(move || common::http_get(&mixer_http, &path)).await.unwrap();
+            let (status, body) =
+                tokio::task::spawn_blocking(move || common::http_get(&mixer_http, &path)).await.unwrap();
             assert_eq!(status, 200, "{body}");
             let v: serde_json::Value = serde_json::from_str(&body).unwrap();
             let mut out: Vec<(String, usize)> = v["data"]["result"]
