@@ -76,6 +76,7 @@ pub async fn scenario(cfg: SimConfig) -> Outcome {
         mixers: (0..cfg.spec.zones).map(|z| cluster.mixer(z)).collect(),
         stop: Arc::new(AtomicBool::new(false)),
         start,
+        grown: Arc::new((0..cfg.spec.zones).map(|_| AtomicBool::new(false)).collect()),
     };
     ctx.event("settled");
     let reader_host = &clients[cfg.writers];
@@ -86,6 +87,7 @@ pub async fn scenario(cfg: SimConfig) -> Outcome {
         tasks.push(h.spawn(workload::writer(ctx.clone(), i)));
     }
     tasks.push(reader_host.spawn(workload::reader(ctx.clone())));
+    tasks.push(reader_host.spawn(workload::grow_schema(ctx.clone())));
 
     let crash = |i: usize| {
         if let Some(m) = cluster.members.get(i) {

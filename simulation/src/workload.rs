@@ -35,6 +35,10 @@ pub struct Ctx {
     pub stop: Arc<AtomicBool>,
     /// Start of the run, for trace times.
     pub start: Instant,
+    /// By zone: whether the metric has gained the field `shard` there
+    /// ([`grow_schema`]); writers then sometimes give it (as "", which
+    /// leaves every series' key as it was) and readers match on it.
+    pub grown: Arc<Vec<AtomicBool>>,
 }
 
 impl Ctx {
@@ -46,6 +50,11 @@ impl Ctx {
     /// The zone owning series `i` (its location).
     pub fn zone_of(&self, i: usize) -> usize {
         i % self.mixers.len()
+    }
+
+    /// Whether series `i`'s metric has gained `shard` in its zone.
+    fn grown(&self, i: usize) -> bool {
+        self.grown.get(self.zone_of(i)).is_some_and(|g| g.load(Ordering::Relaxed))
     }
 
     async fn connect(&self, addr: &str) -> Option<Client> {
@@ -107,10 +116,44 @@ pub async fn apply_schemas(ctx: Ctx) {
     }
 }
 
+/// Partway through the run, adds the field `shard` to the metric in
+/// every zone (retrying until each zone's router takes it): the series
+/// stored so far keep their keys, and writes that give `shard = ""` are
+/// of the same series.
+pub async fn grow_schema(ctx: Ctx) {
+    sleep(Duration::from_millis(thread_rng().gen_range(1_000..30_000))).await;
+    let metric = pb::MetricSchema {
+        name: METRIC.into(),
+        fields: vec![pb::FieldDef { name: "shard".into(), r#type: pb::FieldType::String as i32, added: false }],
+        value_type: Some(pb::ValueType { elements: vec![pb::ScalarType::Double as i32], tuple: false }),
+        kind: pb::MetricKind::Gauge as i32,
+        unit: String::new(),
+        description: String::new(),
+        collection: None,
+    };
+    for (z, routers) in ctx.routers.iter().enumerate() {
+        while !ctx.stop.load(Ordering::Relaxed) {
+            let Some(router) = routers.choose(&mut thread_rng()) else { break };
+            if let Some(c) = ctx.connect(router).await {
+                let req = pb::ApplySchemasRequest { targets: vec![], metrics: vec![metric.clone()] };
+                if let Ok(Ok(_)) = timeout(Duration::from_secs(3), c.schema().apply(req)).await {
+                    ctx.event(&format!("metric gained the field shard in {}", zone_name(z)));
+                    if let Some(g) = ctx.grown.get(z) {
+                        g.store(true, Ordering::Relaxed);
+                    }
+                    break;
+                }
+            }
+            sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 /// A batch: series index → times.
 type Batch = Vec<(usize, Vec<i64>)>;
 
-fn request(batch: &Batch, zones: usize) -> pb::WriteRequest {
+fn request(ctx: &Ctx, batch: &Batch) -> pb::WriteRequest {
+    let zones = ctx.mixers.len();
     pb::WriteRequest {
         series: batch
             .iter()
@@ -121,7 +164,11 @@ fn request(batch: &Batch, zones: usize) -> pb::WriteRequest {
                     ("host".into(), s(&host(*i))),
                 ]),
                 metric: METRIC.into(),
-                metric_fields: HashMap::new(),
+                metric_fields: if ctx.grown(*i) && thread_rng().gen_bool(0.5) {
+                    HashMap::from([("shard".into(), s(""))])
+                } else {
+                    HashMap::new()
+                },
                 points: times
                     .iter()
                     .map(|&t| pb::Point {
@@ -190,7 +237,7 @@ pub async fn writer(ctx: Ctx, id: usize) {
                 st.attempted[*i].extend(times.iter().copied());
             }
         }
-        let req = request(&batch, ctx.mixers.len());
+        let req = request(&ctx, &batch);
         let points: usize = batch.iter().map(|(_, t)| t.len()).sum();
         let Some(c) = &client else { continue };
         match timeout(Duration::from_secs(3), c.ingest().write(req)).await {
@@ -238,15 +285,21 @@ fn double(v: Option<&pb::Value>) -> f64 {
 
 /// Raw points of series `i` through ReadService.
 pub async fn read_raw(c: &Client, i: usize) -> Result<Vec<(i64, f64)>, String> {
-    read_range(c, i, (T_BASE, i64::MAX / 2)).await
+    read_range(c, i, (T_BASE, i64::MAX / 2), false).await
 }
 
-/// Raw points of series `i` in `range` through ReadService.
-pub async fn read_range(c: &Client, i: usize, range: (i64, i64)) -> Result<Vec<(i64, f64)>, String> {
+/// Raw points of series `i` in `range` through ReadService; with
+/// `unsharded`, matching `shard == ""` too (every series has it once the
+/// metric gained the field).
+pub async fn read_range(c: &Client, i: usize, range: (i64, i64), unsharded: bool) -> Result<Vec<(i64, f64)>, String> {
+    let mut matchers = vec![pb::Matcher { field: "host".into(), op: pb::MatchOp::Eq as i32, value: host(i) }];
+    if unsharded {
+        matchers.push(pb::Matcher { field: "shard".into(), op: pb::MatchOp::Eq as i32, value: String::new() });
+    }
     let req = pb::ReadRequest {
         target_schema: TARGET.into(),
         metric: METRIC.into(),
-        matchers: vec![pb::Matcher { field: "host".into(), op: pb::MatchOp::Eq as i32, value: host(i) }],
+        matchers,
         start_time: range.0,
         end_time: range.1,
     };
@@ -309,8 +362,10 @@ pub async fn query(c: &Client, query: &str) -> Result<(Vec<(Vec<String>, Vec<(i6
 }
 
 /// Points of series `i` through QueryService (a raw fetch).
-pub async fn query_raw(c: &Client, i: usize) -> Result<(Vec<(i64, f64)>, bool), String> {
-    let (series, complete) = query(c, &format!("fetch {TARGET}::{METRIC} | filter host == \"{}\"", host(i))).await?;
+pub async fn query_raw(c: &Client, i: usize, unsharded: bool) -> Result<(Vec<(i64, f64)>, bool), String> {
+    let shard = if unsharded { " && shard == \"\"" } else { "" };
+    let (series, complete) =
+        query(c, &format!("fetch {TARGET}::{METRIC} | filter host == \"{}\"{shard}", host(i))).await?;
     Ok((series.into_iter().flat_map(|(_, p)| p).collect(), complete))
 }
 
@@ -340,16 +395,22 @@ pub async fn reader(ctx: Ctx) {
                 (a, a + thread_rng().gen_range(0..60) * STEP)
             };
             let via_query = thread_rng().gen_bool(0.5);
+            let unsharded = ctx.grown(i) && thread_rng().gen_bool(0.5);
             let got = if via_query {
-                timeout(Duration::from_secs(3), query_raw(c, i)).await.map(|r| {
+                timeout(Duration::from_secs(3), query_raw(c, i, unsharded)).await.map(|r| {
                     r.map(|(p, complete)| {
                         (p.into_iter().filter(|(t, _)| *t >= range.0 && *t <= range.1).collect::<Vec<_>>(), complete)
                     })
                 })
             } else {
-                timeout(Duration::from_secs(3), read_range(c, i, range)).await.map(|r| r.map(|p| (p, true)))
+                timeout(Duration::from_secs(3), read_range(c, i, range, unsharded)).await.map(|r| r.map(|p| (p, true)))
             };
-            let via = if via_query { "query" } else { "read" };
+            let via = match (via_query, unsharded) {
+                (true, false) => "query",
+                (true, true) => "query shard==\"\"",
+                (false, false) => "read",
+                (false, true) => "read shard==\"\"",
+            };
             match got {
                 Ok(Ok((points, complete))) => {
                     let mut st = ctx.state.lock();
@@ -415,7 +476,7 @@ pub async fn final_check(ctx: Ctx) {
             Ok(points) => ctx.state.lock().check_read("final read", i, &acked, &points),
             Err(e) => ctx.state.lock().violation(format!("final read of {} failed: {e}", host(i))),
         }
-        match query_raw(client, i).await {
+        match query_raw(client, i, ctx.grown(i)).await {
             Ok((points, complete)) => {
                 let mut st = ctx.state.lock();
                 st.check_read("final query", i, &acked, &points);

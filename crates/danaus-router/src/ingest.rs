@@ -147,7 +147,7 @@ impl IngestRouter {
                 let target_known =
                     last_target == Some(&*s.target_schema) || table.target_schema(tenant, &s.target_schema).is_some();
                 last_target = Some(&s.target_schema);
-                !target_known || metrics.get(&s.metric).is_none()
+                !target_known || metrics.get(&s.metric).is_none_or(|m| !declares(m, &s.metric_fields))
             });
         if !unknown {
             return Ok(());
@@ -243,6 +243,15 @@ impl IngestRouter {
             .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(results)
     }
+}
+
+/// Whether `schema` declares every field a series names: a field it
+/// lacks may have been added in a table version this router has not
+/// applied yet. Writers usually give every field in declared order (one
+/// pass of name comparisons).
+fn declares(schema: &MetricSchema, fields: &[(String, FieldValue)]) -> bool {
+    (fields.len() == schema.fields.len() && schema.fields.iter().zip(fields).all(|(d, (k, _))| d.name == *k))
+        || (fields.len() <= schema.fields.len() && fields.iter().all(|(k, _)| schema.field(k).is_some()))
 }
 
 /// The services over an [`IngestRouter`].
