@@ -159,7 +159,7 @@ impl ScrapeConfig {
 
     /// Parses and validates configuration text.
     pub fn parse(text: &str, base_dir: PathBuf) -> Result<ScrapeConfig, String> {
-        let f: ScrapeFile = serde_yaml::from_str(text).map_err(|e| format!("not a scrape configuration: {e}"))?;
+        let f: ScrapeFile = yaml_serde::from_str(text).map_err(|e| format!("not a scrape configuration: {e}"))?;
         let g_interval = duration(&f.global.scrape_interval, "global scrape_interval", "global")?;
         let g_timeout = duration(&f.global.scrape_timeout, "global scrape_timeout", "global")?;
         let mut names = HashSet::new();
@@ -255,7 +255,7 @@ fn read_groups(path: &Path) -> Result<Vec<TargetGroup>, String> {
     let groups: Vec<TargetGroup> = if path.extension().is_some_and(|e| e == "json") {
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
     } else {
-        serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        yaml_serde::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
     };
     for t in groups.iter().flat_map(|g| &g.targets) {
         check_target(t).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -34,7 +34,7 @@ impl ZoneMap {
 
     /// Parses the YAML form: `local: NAME` and `zones: [{name, routers, locations}]`.
     pub fn from_yaml(text: &str) -> Result<Self, String> {
-        let m: ZoneMap = serde_yaml::from_str(text).map_err(|e| format!("zone map: {e}"))?;
+        let m: ZoneMap = yaml_serde::from_str(text).map_err(|e| format!("zone map: {e}"))?;
         if !m.zones.iter().any(|z| z.name == m.local) {
             return Err(format!("zone map: the local zone {:?} is not among its zones", m.local));
         }

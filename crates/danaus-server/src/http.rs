@@ -1,7 +1,7 @@
-//! The HTTP port: `/metrics` (Prometheus text format 0.0.4), `/healthz`,
+//! The HTTP port: `/metrics` (OpenMetrics text, written by the
+//! `prometheus-client` crate), `/healthz`,
 //! and Prometheus remote_write at `/api/v1/write` (`danaus-prom`).
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -84,17 +84,117 @@ async fn healthz(State(st): State<HttpState>) -> impl IntoResponse {
     }
 }
 
-/// A Prometheus text exposition being written.
-pub struct Text(pub String);
+/// A sample's value as the exposition takes it.
+pub trait SampleValue {
+    /// The value, integral where it is (a count prints as `3`, not `3.0`).
+    fn sample(self) -> Sample;
+}
+
+/// An integral or floating sample.
+#[derive(Debug, Clone, Copy)]
+pub enum Sample {
+    /// A count or size.
+    Int(i64),
+    /// Anything else.
+    Float(f64),
+}
+
+macro_rules! int_sample {
+    ($($t:ty),*) => {$(
+        impl SampleValue for $t {
+            fn sample(self) -> Sample {
+                Sample::Int(i64::try_from(self).unwrap_or(i64::MAX))
+            }
+        }
+    )*};
+}
+int_sample!(u8, u32, u64, usize, i64);
+
+impl SampleValue for f64 {
+    fn sample(self) -> Sample {
+        Sample::Float(self)
+    }
+}
+
+/// One metric family of one sample.
+#[derive(Debug)]
+struct Family {
+    name: String,
+    help: String,
+    counter: bool,
+    value: Sample,
+}
+
+/// The metrics of one scrape, gathered, then written in the OpenMetrics
+/// text format by the `prometheus-client` crate (escaping, counter
+/// suffixes and the `# EOF` trailer are its business).
+#[derive(Debug, Default)]
+pub struct Text {
+    families: Vec<Family>,
+}
+
+/// `Content-Type` of [`Text::finish`]'s output.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+impl prometheus_client::collector::Collector for Text {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        use prometheus_client::metrics::info::Info;
+        let info = Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]);
+        info.encode(encoder.encode_descriptor("danaus_build", "Build information.", None, info.metric_type())?)?;
+        for f in &self.families {
+            // The encoder adds a counter's `_total`.
+            let name = if f.counter { f.name.strip_suffix("_total").unwrap_or(&f.name) } else { &f.name };
+            match (f.counter, f.value) {
+                (true, Sample::Int(v)) => {
+                    let c = ConstCounter::new(v.max(0) as u64);
+                    c.encode(encoder.encode_descriptor(name, &f.help, None, c.metric_type())?)?;
+                }
+                (true, Sample::Float(v)) => {
+                    let c = ConstCounter::new(v);
+                    c.encode(encoder.encode_descriptor(name, &f.help, None, c.metric_type())?)?;
+                }
+                (false, Sample::Int(v)) => {
+                    let g = ConstGauge::new(v);
+                    g.encode(encoder.encode_descriptor(name, &f.help, None, g.metric_type())?)?;
+                }
+                (false, Sample::Float(v)) => {
+                    let g = ConstGauge::new(v);
+                    g.encode(encoder.encode_descriptor(name, &f.help, None, g.metric_type())?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
 
 impl Text {
-    /// Writes one sample with its HELP and TYPE lines.
-    pub fn metric(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
-        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    /// Adds one sample of a metric of `kind` (`counter` or `gauge`).
+    pub fn metric(&mut self, name: &str, kind: &str, help: &str, value: impl SampleValue) {
+        self.families.push(Family {
+            name: name.to_owned(),
+            help: help.to_owned(),
+            counter: kind == "counter",
+            value: value.sample(),
+        });
     }
-    /// Writes a counter.
+
+    /// Adds a counter.
     pub fn counter(&mut self, name: &str, help: &str, v: &AtomicU64) {
         self.metric(name, "counter", help, v.load(Ordering::Relaxed));
+    }
+
+    /// The exposition ([`OPENMETRICS`]), with `danaus_build_info` first.
+    pub fn finish(self) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(self));
+        let mut out = String::with_capacity(8192);
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+            tracing::error!("writing /metrics: {e}");
+        }
+        out
     }
 }
 
@@ -112,13 +212,13 @@ async fn metrics(State(st): State<HttpState>) -> impl IntoResponse {
     for l in &st.leaves {
         disk += l.disk_bytes().await.unwrap_or(0);
     }
-    let mut t = Text(String::with_capacity(4096));
+    let mut t = Text::default();
     process_metrics(&mut t, st.started);
     leaf_metrics(&mut t, &st.leaves, disk);
     router_metrics(&mut t, &st.router);
     query_metrics(&mut t, &st.query, &st.mixer);
     remote_write_metrics(&mut t, &st.remote_write);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], t.0)
+    ([(header::CONTENT_TYPE, OPENMETRICS)], t.finish())
 }
 
 /// A remote_write receiver's counters.
@@ -178,11 +278,6 @@ pub fn query_metrics(t: &mut Text, q: &QueryStats, ms: &MixerStats) {
 
 /// Build, uptime and memory of the process.
 pub fn process_metrics(t: &mut Text, started: Instant) {
-    let _ = writeln!(
-        t.0,
-        "# HELP danaus_build_info Build information.\n# TYPE danaus_build_info gauge\ndanaus_build_info{{version=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION")
-    );
     t.metric("danaus_uptime_seconds", "gauge", "Seconds since the process started.", started.elapsed().as_secs_f64());
     t.metric("danaus_process_resident_memory_bytes", "gauge", "Resident set size.", rss_bytes());
 }

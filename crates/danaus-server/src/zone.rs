@@ -31,12 +31,25 @@ use tokio::task::JoinHandle;
 
 use crate::http::{
     leaf_metrics, process_metrics, query_metrics, remote_write_metrics, remote_write_routes, router_metrics, Text,
+    OPENMETRICS,
 };
 use crate::prom_store::RouterStore;
 use danaus_prom::Receiver;
 
 /// Renders a role's `/metrics`.
 type Render = Arc<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send>> + Send + Sync>;
+
+/// Why a role cannot serve now, for `/healthz` (`None`: it can).
+type Health = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// A role that routes or judges by the zone table cannot serve without
+/// one: it never reached an assigner member and had none cached. (An old
+/// table is fine: zones keep working while the assigners are away.)
+fn table_health(table: &TableWatcher) -> Option<String> {
+    (table.current().version == 0).then(|| {
+        "no zone table yet: no range assigner member has answered and none was cached; check --assigners".to_owned()
+    })
+}
 
 /// A running role.
 pub struct RunningRole {
@@ -108,6 +121,7 @@ async fn serve(
     grpc_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
     render: Render,
+    health: Health,
     extra_http: Option<axum::Router>,
 ) -> anyhow::Result<(SocketAddr, Option<SocketAddr>, watch::Sender<bool>, Vec<JoinHandle<anyhow::Result<()>>>)> {
     let listener = TcpListener::bind(grpc_addr).await.with_context(|| format!("binding gRPC to {grpc_addr}"))?;
@@ -130,10 +144,23 @@ async fn serve(
                 "/metrics",
                 get(move || {
                     let render = render.clone();
-                    async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], render().await) }
+                    async move { ([(header::CONTENT_TYPE, OPENMETRICS)], render().await) }
                 }),
             )
-            .route("/healthz", get(|| async { (StatusCode::OK, "ok\n").into_response() }))
+            .route(
+                "/healthz",
+                get(move || {
+                    let why = health();
+                    async move {
+                        match why {
+                            None => (StatusCode::OK, "ok\n".to_owned()).into_response(),
+                            Some(why) => {
+                                (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {why}\n")).into_response()
+                            }
+                        }
+                    }
+                }),
+            )
             .merge(extra_http.unwrap_or_default());
         let mut s2 = stopped;
         tasks.push(tokio::spawn(async move {
@@ -209,7 +236,7 @@ pub async fn start_assigner_on(cfg: AssignerRole, kv: Arc<dyn KvStore>) -> anyho
     let render: Render = Arc::new(move || {
         let a = a.clone();
         Box::pin(async move {
-            let mut t = Text(String::new());
+            let mut t = Text::default();
             process_metrics(&mut t, started);
             let m = a.group().metrics();
             t.metric("danaus_raft_term", "gauge", "Current Raft term of the zone group.", m.current_term);
@@ -230,10 +257,18 @@ pub async fn start_assigner_on(cfg: AssignerRole, kv: Arc<dyn KvStore>) -> anyho
             t.counter("danaus_assigner_replicas_removed_total", "Replicas removed.", &s.removes);
             t.counter("danaus_assigner_splits_total", "Ranges split.", &s.splits);
             t.counter("danaus_assigner_step_failures_total", "Assigner steps that failed.", &s.failures);
-            t.0
+            t.finish()
         })
     });
-    let (grpc_addr, http_addr, stop, mut tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render, None).await?;
+    let g = group.clone();
+    let health: Health = Arc::new(move || {
+        let m = g.metrics();
+        m.current_leader.is_none().then(|| {
+            format!("this member knows no Raft leader (term {}): the zone table cannot change", m.current_term)
+        })
+    });
+    let (grpc_addr, http_addr, stop, mut tasks) =
+        serve(grpc, cfg.grpc_addr, cfg.http_addr, render, health, None).await?;
     let members: BTreeMap<NodeId, BasicNode> = cfg.peers.iter().map(|(id, a)| (*id, BasicNode::new(a))).collect();
     group.initialize(members).await.context("initialising the zone's Raft group")?;
     let controller = tokio::spawn(assigner.clone().run_controller());
@@ -291,13 +326,15 @@ pub async fn start_leaf_on(cfg: LeafRole, kv: Arc<dyn KvStore>) -> anyhow::Resul
     drop(listener);
     let advertise = cfg.advertise.clone().unwrap_or_else(|| bound.to_string());
     let table = TableWatcher::start_cached(cfg.assigners.clone(), Some(cfg.data_dir.join("zone-table.json")));
+    let (l, t) = (leaf.clone(), table.clone());
+    let health: Health = Arc::new(move || l.unhealthy().or_else(|| table_health(&t)));
     let zl = ZoneLeaf::new(cfg.name.clone(), advertise, leaf.clone(), table);
     let grpc = grpc_builder().add_service(zl.service());
     let (l, z) = (leaf.clone(), zl.clone());
     let render: Render = Arc::new(move || {
         let (l, z) = (l.clone(), z.clone());
         Box::pin(async move {
-            let mut t = Text(String::new());
+            let mut t = Text::default();
             process_metrics(&mut t, started);
             let disk = l.disk_bytes().await.unwrap_or(0);
             leaf_metrics(&mut t, std::slice::from_ref(&l), disk);
@@ -321,10 +358,10 @@ pub async fn start_leaf_on(cfg: LeafRole, kv: Arc<dyn KvStore>) -> anyhow::Resul
                 "Field-hint pushes to the index server that failed.",
                 &s.hint_push_failures,
             );
-            t.0
+            t.finish()
         })
     });
-    let (grpc_addr, http_addr, stop, mut tasks) = serve(grpc, bound, cfg.http_addr, render, None).await?;
+    let (grpc_addr, http_addr, stop, mut tasks) = serve(grpc, bound, cfg.http_addr, render, health, None).await?;
     let agent = tokio::spawn(zl.clone().run_agent(cfg.assigners.clone(), cfg.agent.clone()));
     let hints = cfg.index.clone().map(|i| tokio::spawn(zl.clone().run_hints(i)));
     let mut s = stop.subscribe();
@@ -365,6 +402,8 @@ pub async fn start_router(cfg: RouterRole) -> anyhow::Result<RunningRole> {
     let started = Instant::now();
     let table = TableWatcher::start_cached(cfg.assigners.clone(), table_cache(cfg.state_dir.as_deref())?);
     let zone = Arc::new(danaus_assigner::ZoneClient::new(cfg.assigners.clone()));
+    let t = table.clone();
+    let health: Health = Arc::new(move || table_health(&t));
     let leaves = LeafRouter::new(table, zone.clone(), cfg.router.clone());
     let front = IngestRouter::new(leaves.clone(), cfg.zones.clone(), zone);
     let (ingest, schema) = front.services();
@@ -376,15 +415,15 @@ pub async fn start_router(cfg: RouterRole) -> anyhow::Result<RunningRole> {
     let render: Render = Arc::new(move || {
         let (s, rx) = (stats.clone(), rx_stats.clone());
         Box::pin(async move {
-            let mut t = Text(String::new());
+            let mut t = Text::default();
             process_metrics(&mut t, started);
             router_metrics(&mut t, &s);
             remote_write_metrics(&mut t, &rx);
-            t.0
+            t.finish()
         })
     });
     let (grpc_addr, http_addr, stop, tasks) =
-        serve(grpc, cfg.grpc_addr, cfg.http_addr, render, Some(remote_write_routes(rx))).await?;
+        serve(grpc, cfg.grpc_addr, cfg.http_addr, render, health, Some(remote_write_routes(rx))).await?;
     tracing::info!(%grpc_addr, "router serving");
     Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: None, zone_leaf: None, raft: None })
 }
@@ -411,6 +450,8 @@ pub async fn start_mixer(cfg: MixerRole) -> anyhow::Result<RunningRole> {
     let started = Instant::now();
     let table = TableWatcher::start_cached(cfg.assigners.clone(), table_cache(cfg.state_dir.as_deref())?);
     let mixer = ZoneMixer::new(table.clone(), cfg.mixer.clone());
+    let t = table.clone();
+    let health: Health = Arc::new(move || table_health(&t));
     let qstats = Arc::new(QueryStats::default());
     let m = mixer.clone();
     let api = QueryApi::with_engines(Arc::new(move || m.engine()), cfg.max_concurrent_queries, qstats.clone());
@@ -424,10 +465,10 @@ pub async fn start_mixer(cfg: MixerRole) -> anyhow::Result<RunningRole> {
     let render: Render = Arc::new(move || {
         let (q, ms) = (qstats.clone(), ms.clone());
         Box::pin(async move {
-            let mut t = Text(String::new());
+            let mut t = Text::default();
             process_metrics(&mut t, started);
             query_metrics(&mut t, &q, &ms);
-            t.0
+            t.finish()
         })
     });
     // PromQL on the mixer's HTTP port; series without a location label
@@ -439,7 +480,8 @@ pub async fn start_mixer(cfg: MixerRole) -> anyhow::Result<RunningRole> {
         cfg.mixer.zone.clone(),
         cfg.max_concurrent_queries,
     ));
-    let (grpc_addr, http_addr, stop, tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render, Some(promql)).await?;
+    let (grpc_addr, http_addr, stop, tasks) =
+        serve(grpc, cfg.grpc_addr, cfg.http_addr, render, health, Some(promql)).await?;
     tracing::info!(%grpc_addr, "zone mixer serving");
     Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: None, zone_leaf: None, raft: None })
 }
@@ -464,16 +506,18 @@ pub async fn start_index(cfg: IndexRole) -> anyhow::Result<RunningRole> {
     let render: Render = Arc::new(move || {
         let i = i.clone();
         Box::pin(async move {
-            let mut t = Text(String::new());
+            let mut t = Text::default();
             process_metrics(&mut t, started);
             t.counter("danaus_index_pushes_total", "Field-hint pushes received.", &i.stats.pushes);
             t.counter("danaus_index_questions_total", "Pruning questions answered.", &i.stats.questions);
             t.counter("danaus_index_excluded_total", "Leaves excluded in answers.", &i.stats.excluded);
             t.metric("danaus_index_fingerprints", "gauge", "Fingerprints held, over all leaves.", i.fingerprints());
-            t.0
+            t.finish()
         })
     });
-    let (grpc_addr, http_addr, stop, tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render, None).await?;
+    // Hints live in memory and leaves push them again: serving is health.
+    let health: Health = Arc::new(|| None);
+    let (grpc_addr, http_addr, stop, tasks) = serve(grpc, cfg.grpc_addr, cfg.http_addr, render, health, None).await?;
     tracing::info!(%grpc_addr, "zone index server serving");
     Ok(RunningRole { grpc_addr, http_addr, stop, tasks, leaf: None, zone_leaf: None, raft: None })
 }

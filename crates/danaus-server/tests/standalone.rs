@@ -148,7 +148,16 @@ async fn serves_the_api_metrics_and_shuts_down_cleanly() {
     assert_eq!(code, 200);
     assert!(body.contains("danaus_leaf_points_accepted_total 1"), "{body}");
     assert!(body.contains("danaus_leaf_points_invalid_total 1"), "{body}");
-    assert!(body.contains("# TYPE danaus_wal_syncs_total counter"));
+    // OpenMetrics (counter families are named without `_total`), which
+    // an OpenMetrics parser takes whole.
+    assert!(body.contains("# TYPE danaus_wal_syncs counter"), "{body}");
+    assert!(body.contains("danaus_build_info{version=\""), "{body}");
+    assert!(body.ends_with("# EOF\n"), "{body}");
+    let parsed = danaus_prom::text::parse(&body, danaus_prom::text::Format::OpenMetrics).unwrap();
+    assert!(
+        parsed.family_of("danaus_wal_syncs_total").is_some_and(|f| f.r#type == danaus_prom::prompb::COUNTER),
+        "a counter family"
+    );
 
     tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
     // After a clean shutdown the next start has nothing to replay.

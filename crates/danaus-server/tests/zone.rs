@@ -794,3 +794,29 @@ async fn a_zone_router_takes_prometheus_remote_write() {
     assert_eq!(unracked[0].0, "h0:9100");
     assert_eq!(query("node_load1{rack=\"r1\"}").await, [("h9:9100".to_owned(), 1)]);
 }
+
+/// `/healthz` tells a load balancer whether a role can serve: every role
+/// of a running zone can; a mixer that has reached no assigner member and
+/// has no cached table cannot, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_reports_whether_each_role_can_serve() {
+    let (_dir, c) = cluster(1, |_| {}).await;
+    for (name, p) in &c.procs {
+        let http = p.http.clone();
+        let (status, body) = tokio::task::spawn_blocking(move || common::http_get(&http, "/healthz")).await.unwrap();
+        assert_eq!((status, body.as_str()), (200, "ok\n"), "{name}");
+    }
+    let (grpc, http) = (common::free_port(), common::free_port());
+    let _mixer = common::Proc(
+        std::process::Command::new(env!("CARGO_BIN_EXE_danaus"))
+            .args(["mixer", "--listen", &format!("127.0.0.1:{grpc}"), "--http", &format!("127.0.0.1:{http}")])
+            .args(["--assigners", &format!("127.0.0.1:{}", common::free_port()), "--log", "warn"])
+            .spawn()
+            .unwrap(),
+    );
+    let addr = format!("127.0.0.1:{http}");
+    common::wait_http(&addr, "/metrics");
+    let (status, body) = tokio::task::spawn_blocking(move || common::http_get(&addr, "/healthz")).await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no zone table yet"), "{body}");
+}

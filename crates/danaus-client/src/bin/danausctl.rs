@@ -465,7 +465,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 text = std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?;
             }
             let parsed: SchemaFile =
-                serde_yaml::from_str(&text).with_context(|| format!("{file} is not a schema file"))?;
+                yaml_serde::from_str(&text).with_context(|| format!("{file} is not a schema file"))?;
             let req = pb::ApplySchemasRequest {
                 targets: parsed.targets.iter().map(convert::target_schema_to).collect(),
                 metrics: parsed.metrics.iter().map(convert::metric_schema_to).collect(),
@@ -548,7 +548,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 Some(pb::get_schema_response::Schema::Metric(ms)) => file.metrics.push(convert::metric_schema(&ms)?),
                 None => bail!("server returned no schema"),
             }
-            print!("{}", serde_yaml::to_string(&file)?);
+            print!("{}", yaml_serde::to_string(&file)?);
         }
         Command::Write { file, batch } => return write(client, file, batch).await,
         Command::Read { target, metric, matchers, from, to, output } => {
