@@ -412,7 +412,9 @@ pub fn parse_time(s: &str) -> std::result::Result<i64, String> {
         if !secs.is_finite() || secs.abs() > MAX_TIME_SECS {
             return Err(format!("cannot parse {s:?} to a valid timestamp"));
         }
-        return Ok((secs * 1000.0).round() as i64);
+        // Danaus holds nothing beyond its own bounds: clamped to them.
+        let limit = crate::eval::TIME_LIMIT_MS;
+        return Ok(((secs * 1000.0).round() as i64).clamp(-limit, limit));
     }
     danaus_model::time::parse_rfc3339(s)
         .map(|ns| ns.div_euclid(1_000_000))
@@ -436,7 +438,7 @@ pub fn parse_duration(s: &str) -> std::result::Result<i64, String> {
     if ms <= 0 {
         return Err("zero or negative query resolution step widths are not accepted. Try a positive integer".into());
     }
-    Ok(ms)
+    Ok(ms.min(crate::eval::SPAN_LIMIT_MS))
 }
 
 #[cfg(test)]

@@ -225,7 +225,7 @@ impl DanausStorage {
                     zone: Stage::default(),
                     root: Stage::default(),
                 })),
-                range: QueryRange { start: start * MS, end: end * MS, step: DEFAULT_STEP },
+                range: QueryRange { start: start.saturating_mul(MS), end: end.saturating_mul(MS), step: DEFAULT_STEP },
             };
             let (engine, tenant, hidden) = (self.engine.clone(), self.tenant.clone(), self.hidden_location.clone());
             let matchers = check.then(|| matchers.to_vec());

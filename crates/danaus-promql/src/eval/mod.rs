@@ -266,23 +266,38 @@ pub fn selector_matchers(vs: &VectorSelector) -> Vec<Matcher> {
     m
 }
 
+/// The latest (and, negated, earliest) time Danaus can hold, in ms: its
+/// points are timed in i64 nanoseconds (about 1678 to 2262). Times of a
+/// query are clamped to it: no point lies beyond.
+pub const TIME_LIMIT_MS: i64 = i64::MAX / MS;
+
+/// The longest duration (range, offset, step) evaluation takes, in ms:
+/// enough to cross every time Danaus can hold. Longer ones are clamped,
+/// so that sums of a few times and durations stay far inside i64.
+pub const SPAN_LIMIT_MS: i64 = 2 * TIME_LIMIT_MS;
+
+fn span_ms(d: &Duration) -> i64 {
+    d.as_millis().min(SPAN_LIMIT_MS as u128) as i64
+}
+
 pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         None => 0,
-        Some(Offset::Pos(d)) => d.as_millis() as i64,
-        Some(Offset::Neg(d)) => -(d.as_millis() as i64),
+        Some(Offset::Pos(d)) => span_ms(d),
+        Some(Offset::Neg(d)) => -span_ms(d),
     }
 }
 
 pub(crate) fn duration_ms(d: &Duration) -> i64 {
-    d.as_millis() as i64
+    span_ms(d)
 }
 
 fn system_time_ms(t: &SystemTime) -> i64 {
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
-    }
+    let ms = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => span_ms(&d),
+        Err(e) => -span_ms(&e.duration()),
+    };
+    ms.clamp(-TIME_LIMIT_MS, TIME_LIMIT_MS)
 }
 
 /// What one selector is fetched for.
@@ -544,7 +559,14 @@ impl Ev {
             Some(LabelModifier::Exclude(l)) => (false, l.labels.clone()),
             None => (true, Vec::new()),
         };
-        let agg = PromAggregate { op, by, labels, start: g.start * MS, step: g.step.max(1) * MS, steps: g.len() };
+        let agg = PromAggregate {
+            op,
+            by,
+            labels,
+            start: g.start.saturating_mul(MS),
+            step: g.step.max(1).saturating_mul(MS),
+            steps: g.len(),
+        };
         Some(Fetch::PushedAggregate { vs, w, agg, inner })
     }
 
