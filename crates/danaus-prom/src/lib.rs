@@ -19,6 +19,7 @@
 
 pub mod labels;
 pub mod prompb;
+pub mod relabel;
 pub mod remote_write;
 pub mod scrape;
 pub mod store;

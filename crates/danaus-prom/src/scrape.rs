@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::labels::PromSeries;
+use crate::relabel::{compile_all, relabel, LabelSet, RelabelConfig, Rule};
 use crate::remote_write::Receiver;
 use crate::text::{self, Format, ACCEPT};
 
@@ -37,6 +38,7 @@ pub const MAX_BODY: usize = 64 << 20;
 /// A group of targets with shared labels (`static_configs` entries and
 /// file-SD file contents).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TargetGroup {
     /// `host:port` of each target.
     pub targets: Vec<String>,
@@ -47,6 +49,7 @@ pub struct TargetGroup {
 
 /// File service discovery.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FileSd {
     /// Files (JSON or YAML lists of target groups); `*` may stand for
     /// any part of a file name.
@@ -55,8 +58,10 @@ pub struct FileSd {
     pub refresh_interval: Option<String>,
 }
 
-/// One `scrape_configs` entry.
+/// One `scrape_configs` entry. A key Prometheus has that Danaus does
+/// not implement is an error naming it (and its line), never ignored.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JobConfig {
     /// The `job` label.
     pub job_name: String,
@@ -82,6 +87,25 @@ pub struct JobConfig {
     /// Targets from files.
     #[serde(default)]
     pub file_sd_configs: Vec<FileSd>,
+    /// URL parameters (`__param_<name>` labels before relabelling).
+    #[serde(default)]
+    pub params: BTreeMap<String, Vec<String>>,
+    /// Applied to each target's labels before it is scraped.
+    #[serde(default)]
+    pub relabel_configs: Vec<RelabelConfig>,
+    /// Applied to each scraped sample's labels before it is stored.
+    #[serde(default)]
+    pub metric_relabel_configs: Vec<RelabelConfig>,
+    /// More samples than this after metric relabelling fails the scrape.
+    pub sample_limit: Option<u64>,
+    /// A series with more labels than this fails the scrape.
+    pub label_limit: Option<u64>,
+    /// A label name longer than this fails the scrape.
+    pub label_name_length_limit: Option<u64>,
+    /// A label value longer than this fails the scrape.
+    pub label_value_length_limit: Option<u64>,
+    /// A body larger than this (`10MB`, `512KiB`) fails the scrape.
+    pub body_size_limit: Option<String>,
 }
 
 fn default_path() -> String {
@@ -96,6 +120,7 @@ fn yes() -> bool {
 
 /// Global defaults.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Global {
     /// Default interval.
     pub scrape_interval: Option<String>,
@@ -105,6 +130,7 @@ pub struct Global {
 
 /// A scrape configuration file.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScrapeFile {
     /// Defaults.
     #[serde(default)]
@@ -126,6 +152,12 @@ pub struct Job {
     pub timeout: Duration,
     /// File-SD refresh interval.
     pub refresh: Duration,
+    /// `relabel_configs`, compiled.
+    pub relabel: Vec<Rule>,
+    /// `metric_relabel_configs`, compiled.
+    pub metric_relabel: Vec<Rule>,
+    /// `body_size_limit` in bytes (at most [`MAX_BODY`]).
+    pub body_limit: usize,
 }
 
 /// A validated configuration.
@@ -202,10 +234,36 @@ impl ScrapeConfig {
             for t in j.static_configs.iter().flat_map(|g| &g.targets) {
                 check_target(t).map_err(|e| format!("job {:?}: {e}", j.job_name))?;
             }
-            jobs.push(Job { config: j, interval, timeout, refresh });
+            let job = |e: String| format!("job {:?}: {e}", j.job_name);
+            let relabel = compile_all(&j.relabel_configs, "relabel_configs").map_err(job)?;
+            let metric_relabel = compile_all(&j.metric_relabel_configs, "metric_relabel_configs").map_err(job)?;
+            let body_limit = match &j.body_size_limit {
+                None => MAX_BODY,
+                Some(b) => parse_bytes(b).map_err(job)?.min(MAX_BODY),
+            };
+            jobs.push(Job { config: j, interval, timeout, refresh, relabel, metric_relabel, body_limit });
         }
         Ok(ScrapeConfig { tenant: f.tenant.unwrap_or_else(|| danaus_model::DEFAULT_TENANT.to_owned()), jobs, base_dir })
     }
+}
+
+/// A size as Prometheus writes one (`512`, `10KB`, `1MiB`, powers of
+/// 1024 either way), in bytes; 0 means no limit.
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "KiB" => 1 << 10,
+        "MB" | "MiB" => 1 << 20,
+        "GB" | "GiB" => 1 << 30,
+        "TB" | "TiB" => 1 << 40,
+        _ => return Err(format!("body_size_limit {s:?} is not a size like 10MB")),
+    };
+    let n: u64 = n.parse().map_err(|_| format!("body_size_limit {s:?} is not a size like 10MB"))?;
+    let bytes = n.checked_mul(mult).ok_or_else(|| format!("body_size_limit {s:?} is too large"))?;
+    Ok(if bytes == 0 { usize::MAX } else { usize::try_from(bytes).unwrap_or(usize::MAX) })
 }
 
 fn check_target(t: &str) -> Result<(), String> {
@@ -215,12 +273,103 @@ fn check_target(t: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// One target to scrape.
+/// One target to scrape, as relabelling left it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Target {
     job: usize,
+    /// `host:port`.
     address: String,
+    /// `http` or `https`.
+    scheme: String,
+    /// Path and query string.
+    path: String,
+    /// The labels its series get (`job` and `instance` among them).
     labels: BTreeMap<String, String>,
+}
+
+/// A target from its group's labels, as Prometheus makes one: the group's
+/// labels, `__address__`, and where the group sets none `job`,
+/// `__scheme__`, `__metrics_path__`, `__scrape_interval__`,
+/// `__scrape_timeout__` and a `__param_<name>` per parameter; then the
+/// job's `relabel_configs`; then `instance` from `__address__` if unset,
+/// and labels starting with `__` removed. `None` when relabelling dropped
+/// it; `Err` when it left no valid address.
+fn populate(job: &Job, ji: usize, group: &BTreeMap<String, String>, address: &str) -> Result<Option<Target>, String> {
+    let c = &job.config;
+    let mut l: LabelSet = group.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())).collect();
+    l.insert("__address__".into(), address.to_owned());
+    let secs = |d: Duration| {
+        let ms = d.as_millis();
+        if ms.is_multiple_of(1000) {
+            format!("{}s", ms / 1000)
+        } else {
+            format!("{ms}ms")
+        }
+    };
+    let mut defaults = vec![
+        ("job".to_owned(), c.job_name.clone()),
+        ("__scheme__".to_owned(), c.scheme.clone()),
+        ("__metrics_path__".to_owned(), c.metrics_path.clone()),
+        ("__scrape_interval__".to_owned(), secs(job.interval)),
+        ("__scrape_timeout__".to_owned(), secs(job.timeout)),
+    ];
+    for (k, v) in &c.params {
+        if let Some(first) = v.first() {
+            defaults.push((format!("__param_{k}"), first.clone()));
+        }
+    }
+    for (k, v) in defaults {
+        if !l.contains_key(&k) && !v.is_empty() {
+            l.insert(k, v);
+        }
+    }
+    let Some(mut l) = relabel(l, &job.relabel) else { return Ok(None) };
+    let address = l.get("__address__").cloned().unwrap_or_default();
+    check_target(&address).map_err(|e| format!("after relabelling: {e}"))?;
+    l.entry("instance".into()).or_insert_with(|| address.clone());
+    let scheme = l.get("__scheme__").cloned().unwrap_or_else(|| "http".into());
+    if scheme != "http" {
+        return Err(format!("after relabelling: scheme {scheme:?} is not supported yet; use http"));
+    }
+    let mut path = l.get("__metrics_path__").cloned().unwrap_or_else(default_path);
+    if !path.starts_with('/') {
+        path.insert(0, '/');
+    }
+    // Parameters: every value of those relabelling left alone, the
+    // relabelled value of the others.
+    let mut query: Vec<(String, String)> = Vec::new();
+    for (k, v) in &c.params {
+        match l.get(&format!("__param_{k}")) {
+            Some(p) if v.first() == Some(p) => query.extend(v.iter().map(|x| (k.clone(), x.clone()))),
+            Some(p) => query.push((k.clone(), p.clone())),
+            None => {}
+        }
+    }
+    for (k, v) in &l {
+        if let Some(name) = k.strip_prefix("__param_") {
+            if !c.params.contains_key(name) {
+                query.push((name.to_owned(), v.clone()));
+            }
+        }
+    }
+    if !query.is_empty() {
+        let enc = |s: &str| {
+            s.bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect::<String>()
+        };
+        let q: Vec<String> = query.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
+        path.push(if path.contains('?') { '&' } else { '?' });
+        path.push_str(&q.join("&"));
+    }
+    l.retain(|k, _| !k.starts_with("__"));
+    Ok(Some(Target { job: ji, address, scheme, path, labels: l }))
 }
 
 fn matches_glob(pattern: &str, name: &str) -> bool {
@@ -331,22 +480,28 @@ async fn manage(cfg: Arc<ScrapeConfig>, receiver: Arc<Receiver>, mut stopped: wa
 
         let mut desired = HashSet::new();
         for (ji, j) in cfg.jobs.iter().enumerate() {
-            let mut groups: Vec<&TargetGroup> = j.config.static_configs.iter().collect();
+            let mut groups: Vec<(&TargetGroup, Option<PathBuf>)> =
+                j.config.static_configs.iter().map(|g| (g, None)).collect();
             for f in j.config.file_sd_configs.iter().flat_map(|f| &f.files) {
                 for (path, _) in sd_files(&cfg.base_dir, f) {
-                    groups.extend(sd_groups.get(&path).into_iter().flatten());
+                    groups.extend(sd_groups.get(&path).into_iter().flatten().map(|g| (g, Some(path.clone()))));
                 }
             }
-            for g in groups {
+            for (g, file) in groups {
                 for t in &g.targets {
-                    // Keyed by the labels it will carry: a change in
-                    // dropped labels (`__meta_*`) is no new target.
-                    let labels = g
-                        .labels
-                        .iter()
-                        .filter(|(k, v)| !k.starts_with("__") && !v.is_empty())
-                        .map(|(k, v)| (k.clone(), v.clone()));
-                    desired.insert(Target { job: ji, address: t.clone(), labels: labels.collect() });
+                    let mut labels = g.labels.clone();
+                    if let Some(f) = &file {
+                        labels.insert("__meta_filepath".into(), f.display().to_string());
+                    }
+                    // Keyed by what relabelling made of it: a change in
+                    // labels it dropped is no new target.
+                    match populate(j, ji, &labels, t) {
+                        Ok(Some(target)) => {
+                            desired.insert(target);
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(job = %j.config.job_name, target = %t, "dropping a target: {e}"),
+                    }
                 }
             }
         }
@@ -373,17 +528,6 @@ async fn manage(cfg: Arc<ScrapeConfig>, receiver: Arc<Receiver>, mut stopped: wa
         let _ = stop.send(Run::Shutdown);
         let _ = task.await;
     }
-}
-
-/// A target's labels, as Prometheus sets them: its group's labels, with
-/// `job` (the job's name) and `instance` (the address) where the group sets
-/// none; labels starting with `__` are internal and dropped.
-fn target_labels(cfg: &ScrapeConfig, t: &Target) -> BTreeMap<String, String> {
-    let mut l = t.labels.clone();
-    l.retain(|k, v| !k.starts_with("__") && !v.is_empty());
-    l.entry("job".into()).or_insert_with(|| cfg.jobs[t.job].config.job_name.clone());
-    l.entry("instance".into()).or_insert_with(|| t.address.clone());
-    l
 }
 
 async fn scrape_loop(cfg: Arc<ScrapeConfig>, t: Target, receiver: Arc<Receiver>, mut stopped: watch::Receiver<Run>) {
@@ -438,36 +582,51 @@ async fn scrape_once(
     let job = &cfg.jobs[t.job];
     let now_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let started = Instant::now();
-    let got = tokio::time::timeout(job.timeout, http_get(&t.address, &job.config.metrics_path)).await;
+    let got = tokio::time::timeout(job.timeout, http_get(&t.address, &t.path, job.body_limit)).await;
     let parsed = match got {
         Ok(Ok((200, ct, body))) => text::parse(&body, Format::from_content_type(ct.as_deref())),
         Ok(Ok((status, _, _))) => Err(format!("HTTP status {status}")),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(format!("no answer within the {:?} scrape timeout", job.timeout)),
     };
-    let tl = target_labels(cfg, t);
+    let tl = &t.labels;
     let mut series = Vec::new();
     let mut current = HashSet::new();
-    let scraped = match parsed {
-        Ok(exposition) => {
-            for s in &exposition.samples {
-                let labels = merge_labels(&tl, &s.labels, &s.name, job.config.honor_labels);
-                let ts = if job.config.honor_timestamps { s.timestamp_ms.unwrap_or(now_ms) } else { now_ms };
-                let fam = exposition.family_of(&s.name);
-                current.insert(labels.clone());
-                series.push(PromSeries {
-                    labels,
-                    samples: vec![(ts, s.value)],
-                    histograms: 0,
-                    metric_type: fam.map_or(0, |f| f.r#type),
-                    help: fam.map(|f| f.help.clone()).unwrap_or_default(),
-                    unit: fam.map(|f| f.unit.clone()).unwrap_or_default(),
-                    created_ms: None,
-                });
-            }
-            Some(exposition.samples.len())
+    let scraped = parsed.and_then(|exposition| {
+        for s in &exposition.samples {
+            let merged = merge_labels(tl, &s.labels, &s.name, job.config.honor_labels);
+            let labels = if job.metric_relabel.is_empty() {
+                merged
+            } else {
+                match relabel(merged.into_iter().collect(), &job.metric_relabel) {
+                    Some(l) => l.into_iter().collect(),
+                    None => continue,
+                }
+            };
+            check_limits(&job.config, &labels, series.len() + 1)?;
+            let ts = if job.config.honor_timestamps { s.timestamp_ms.unwrap_or(now_ms) } else { now_ms };
+            let fam = exposition.family_of(&s.name);
+            series.push(PromSeries {
+                labels,
+                samples: vec![(ts, s.value)],
+                histograms: 0,
+                metric_type: fam.map_or(0, |f| f.r#type),
+                help: fam.map(|f| f.help.clone()).unwrap_or_default(),
+                unit: fam.map(|f| f.unit.clone()).unwrap_or_default(),
+                created_ms: None,
+            });
+        }
+        Ok((exposition.samples.len(), series.len()))
+    });
+    let scraped = match scraped {
+        Ok(counts) => {
+            current.extend(series.iter().map(|s| s.labels.clone()));
+            Some(counts)
         }
         Err(e) => {
+            // A failed scrape stores none of its samples (a limit broken
+            // half-way included), as Prometheus does.
+            series.clear();
             tracing::debug!(target = %t.address, error = %e, "scrape failed");
             None
         }
@@ -486,11 +645,17 @@ async fn scrape_once(
             created_ms: None,
         }
     };
+    let (exposed, kept) = scraped.unwrap_or((0, 0));
     series.push(synthetic("up", if scraped.is_some() { 1.0 } else { 0.0 }, "1 if the last scrape succeeded."));
     series.push(synthetic("scrape_duration_seconds", started.elapsed().as_secs_f64(), "How long the scrape took."));
-    series.push(synthetic("scrape_samples_scraped", scraped.unwrap_or(0) as f64, "Samples the target exposed."));
+    series.push(synthetic("scrape_samples_scraped", exposed as f64, "Samples the target exposed."));
+    series.push(synthetic(
+        "scrape_samples_post_metric_relabeling",
+        kept as f64,
+        "Samples left after metric relabelling.",
+    ));
     // The synthetic series end with the target too.
-    current.extend(series[series.len() - 3..].iter().map(|s| s.labels.clone()));
+    current.extend(series[series.len() - 4..].iter().map(|s| s.labels.clone()));
     // Series that were there last time and are not now get a stale marker.
     for gone in previous.difference(&current) {
         series.push(stale_marker(gone.clone(), now_ms));
@@ -508,6 +673,27 @@ async fn scrape_once(
         }
     }
     current
+}
+
+/// Whether a scrape may keep its `count`th sample, with `labels`: the
+/// job's limits, as Prometheus checks them (breaking one fails the scrape).
+fn check_limits(c: &JobConfig, labels: &[(String, String)], count: usize) -> Result<(), String> {
+    let over = |limit: Option<u64>, n: usize| limit.is_some_and(|l| l > 0 && n as u64 > l);
+    if over(c.sample_limit, count) {
+        return Err(format!("sample_limit exceeded: more than {} samples", c.sample_limit.unwrap_or(0)));
+    }
+    if over(c.label_limit, labels.len()) {
+        return Err(format!("label_limit exceeded: a series has {} labels", labels.len()));
+    }
+    for (k, v) in labels {
+        if over(c.label_name_length_limit, k.len()) {
+            return Err(format!("label_name_length_limit exceeded: label name {k:?}"));
+        }
+        if over(c.label_value_length_limit, v.len()) {
+            return Err(format!("label_value_length_limit exceeded: the value of label {k:?}"));
+        }
+    }
+    Ok(())
 }
 
 /// Target labels plus scraped labels, sorted, with `__name__`. On a clash
@@ -532,7 +718,7 @@ fn merge_labels(
     out.into_iter().collect()
 }
 
-async fn http_get(address: &str, path: &str) -> Result<(u16, Option<String>, String), String> {
+async fn http_get(address: &str, path: &str, limit: usize) -> Result<(u16, Option<String>, String), String> {
     let stream = tokio::net::TcpStream::connect(address).await.map_err(|e| format!("connecting to {address}: {e}"))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
         .await
@@ -549,10 +735,10 @@ async fn http_get(address: &str, path: &str) -> Result<(u16, Option<String>, Str
     let resp = sender.send_request(req).await.map_err(|e| format!("GET {address}{path}: {e}"))?;
     let status = resp.status().as_u16();
     let ct = resp.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let body = Limited::new(resp.into_body(), MAX_BODY)
+    let body = Limited::new(resp.into_body(), limit)
         .collect()
         .await
-        .map_err(|e| format!("reading {address}{path}: {e}"))?
+        .map_err(|e| format!("reading {address}{path} (body_size_limit {limit} bytes): {e}"))?
         .to_bytes();
     let body =
         String::from_utf8(body.to_vec()).map_err(|_| format!("{address}{path} sent a body that is not UTF-8"))?;
@@ -580,19 +766,63 @@ mod tests {
     fn a_groups_job_and_instance_labels_win_and_internal_labels_go() {
         let ok = "scrape_configs:\n  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:9100']\n";
         let c = ScrapeConfig::parse(ok, PathBuf::new()).unwrap();
-        let t = |labels: &[(&str, &str)]| Target {
-            job: 0,
-            address: "127.0.0.1:9100".into(),
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        let t = |labels: &[(&str, &str)]| {
+            let g = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            populate(&c.jobs[0], 0, &g, "127.0.0.1:9100").unwrap().unwrap()
         };
-        let l = target_labels(&c, &t(&[]));
+        let l = t(&[]).labels;
         assert_eq!(l.get("job").map(String::as_str), Some("node"));
         assert_eq!(l.get("instance").map(String::as_str), Some("127.0.0.1:9100"));
-        let l = target_labels(&c, &t(&[("job", "custom"), ("instance", "db-1"), ("__meta_x", "y"), ("env", "prod")]));
+        let l = t(&[("job", "custom"), ("instance", "db-1"), ("__meta_x", "y"), ("env", "prod")]).labels;
         assert_eq!(l.get("job").map(String::as_str), Some("custom"));
         assert_eq!(l.get("instance").map(String::as_str), Some("db-1"));
         assert!(!l.contains_key("__meta_x"));
         assert_eq!(l.get("env").map(String::as_str), Some("prod"));
+    }
+
+    /// Relabelling decides a target's address, path, parameters and
+    /// labels, or drops it.
+    #[test]
+    fn targets_are_relabelled_as_prometheus_does() {
+        let text = "scrape_configs:\n  - job_name: blackbox\n    metrics_path: /probe\n    params:\n      module: [http_2xx]\n\
+                    \x20   static_configs:\n      - targets: ['example.org:80', 'skip.me:80']\n\
+                    \x20   relabel_configs:\n\
+                    \x20     - source_labels: [__address__]\n        regex: 'skip.*'\n        action: drop\n\
+                    \x20     - source_labels: [__address__]\n        target_label: __param_target\n\
+                    \x20     - source_labels: [__param_target]\n        target_label: instance\n\
+                    \x20     - target_label: __address__\n        replacement: '127.0.0.1:9115'\n\
+                    \x20     - source_labels: [__meta_filepath]\n        regex: '.*/(.*)'\n        target_label: file\n";
+        let c = ScrapeConfig::parse(text, PathBuf::new()).unwrap();
+        let j = &c.jobs[0];
+        let t = populate(j, 0, &BTreeMap::new(), "example.org:80").unwrap().unwrap();
+        assert_eq!(t.address, "127.0.0.1:9115");
+        assert_eq!(t.path, "/probe?module=http_2xx&target=example.org%3A80");
+        assert_eq!(t.labels.get("instance").map(String::as_str), Some("example.org:80"));
+        assert_eq!(t.labels.keys().collect::<Vec<_>>(), ["instance", "job"]);
+        assert!(populate(j, 0, &BTreeMap::new(), "skip.me:80").unwrap().is_none());
+        let g = [("__meta_filepath".to_owned(), "/sd/targets.yml".to_owned())].into();
+        let t = populate(j, 0, &g, "example.org:80").unwrap().unwrap();
+        assert_eq!(t.labels.get("file").map(String::as_str), Some("targets.yml"));
+    }
+
+    #[test]
+    fn limits_fail_a_scrape() {
+        let text = "scrape_configs:\n  - job_name: a\n    sample_limit: 2\n    label_limit: 3\n    \
+                    label_name_length_limit: 8\n    label_value_length_limit: 4\n    body_size_limit: 1KB\n";
+        let c = ScrapeConfig::parse(text, PathBuf::new()).unwrap();
+        let cfg = &c.jobs[0].config;
+        assert_eq!(c.jobs[0].body_limit, 1024);
+        let l = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+        assert!(check_limits(cfg, &l(&[("__name__", "up"), ("job", "a")]), 2).is_ok());
+        assert!(check_limits(cfg, &l(&[("job", "a")]), 3).unwrap_err().contains("sample_limit"));
+        assert!(check_limits(cfg, &l(&[("a", "1"), ("b", "1"), ("c", "1"), ("d", "1")]), 1)
+            .unwrap_err()
+            .contains("label_limit"));
+        assert!(check_limits(cfg, &l(&[("long_name", "1")]), 1).unwrap_err().contains("label_name_length_limit"));
+        assert!(check_limits(cfg, &l(&[("a", "12345")]), 1).unwrap_err().contains("label_value_length_limit"));
+        assert_eq!(parse_bytes("0").unwrap(), usize::MAX);
+        assert_eq!(parse_bytes("2MiB").unwrap(), 2 << 20);
+        assert!(parse_bytes("2 parsecs").is_err());
     }
 
     #[test]
@@ -609,6 +839,18 @@ mod tests {
             ("scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: ['http://x:1/m']\n", "host:port"),
             ("scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 10s\n", "longer than"),
             ("nonsense: [", "not a scrape configuration"),
+            // Keys Danaus does not implement are named, with their line.
+            (
+                "scrape_configs:\n  - job_name: a\n    kubernetes_sd_configs: []\n",
+                "unknown field `kubernetes_sd_configs`",
+            ),
+            ("scrape_configs:\n  - job_name: a\n    tls_config: {}\n", "line 3"),
+            ("global:\n  external_labels: {a: b}\nscrape_configs: []\n", "unknown field `external_labels`"),
+            (
+                "scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - action: hashmod\n        target_label: x\n",
+                "relabel_configs rule 1: relabel action hashmod: modulus",
+            ),
+            ("scrape_configs:\n  - job_name: a\n    body_size_limit: lots\n", "not a size"),
         ] {
             let e = ScrapeConfig::parse(text, base.clone()).unwrap_err();
             assert!(e.contains(want), "{text:?}: {e}");
