@@ -427,3 +427,145 @@ async fn varying_label_sets_from_several_jobs_arrive_whole() {
     let (_, m) = http_get(&danaus.http, "/metrics");
     assert!(m.contains("danaus_remote_write_series_refused_total 0"), "{m}");
 }
+
+/// The same scrape configuration — relabelling of every action, metric
+/// relabelling, limits — run by Debian's Prometheus and by Danaus against
+/// the same targets gives the same series, and the same `up`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrape_relabelling_matches_prometheus() {
+    let (prom_bin, exporter_bin) = (need("prometheus"), need("prometheus-node-exporter"));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _exporter = Proc(
+        Command::new(exporter_bin)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(["--collector.disable-defaults", "--collector.loadavg", "--collector.netclass", "--collector.uname"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_http(&format!("127.0.0.1:{port}"), "/metrics");
+    // Two addresses of the one exporter; relabelling drops one.
+    let jobs = format!(
+        r#"scrape_configs:
+  - job_name: relabel
+    scrape_interval: 1s
+    scrape_timeout: 1s
+    static_configs:
+      - targets: ['127.0.0.1:{port}', 'localhost:{port}']
+        labels: {{__meta_zone: Eu-West, team: Infra, copy: infra}}
+    relabel_configs:
+      - source_labels: [__address__]
+        regex: 'localhost:.*'
+        action: drop
+      - source_labels: [__address__]
+        regex: '.*'
+        action: keep
+      - source_labels: [__address__]
+        regex: '([^:]+):(\d+)'
+        target_label: host
+        replacement: 'h-${{1}}'
+      - source_labels: [__address__]
+        target_label: shard
+        modulus: 8
+        action: hashmod
+      - regex: '__meta_(.+)'
+        action: labelmap
+      - source_labels: [zone]
+        target_label: zone_lc
+        action: lowercase
+      - source_labels: [zone]
+        target_label: zone_uc
+        action: uppercase
+      - source_labels: [team]
+        target_label: copy
+        action: dropequal
+      - source_labels: [job]
+        target_label: job
+        action: keepequal
+      - regex: 'copy'
+        action: labeldrop
+    metric_relabel_configs:
+      - source_labels: [__name__]
+        regex: 'node_(load.*|network_info|network_mtu_bytes|uname_info)|up'
+        action: keep
+      - source_labels: [__name__, device]
+        separator: '@'
+        regex: 'node_network_mtu_bytes@lo'
+        action: drop
+      - source_labels: [device]
+        regex: '(.*)'
+        target_label: nic
+        replacement: 'nic-$1'
+      - regex: 'device|nodename|release|version|machine|sysname|domainname'
+        action: labeldrop
+      - regex: '__name__|host|shard|zone.*|team|job|instance|nic|operstate|duplex|address|broadcast|adminstate|ifalias|load.*'
+        action: labelkeep
+  - job_name: limited
+    scrape_interval: 1s
+    scrape_timeout: 1s
+    sample_limit: 5
+    static_configs:
+      - targets: ['127.0.0.1:{port}']
+"#
+    );
+    std::fs::write(dir.path().join("scrape.yml"), &jobs).unwrap();
+    let scrape = dir.path().join("scrape.yml");
+    let danaus = Server::start(&dir.path().join("danaus"), &["--scrape-config", scrape.to_str().unwrap()]);
+    let prom = format!("127.0.0.1:{}", free_port());
+    std::fs::write(dir.path().join("prometheus.yml"), format!("global:\n  scrape_interval: 1s\n{jobs}")).unwrap();
+    let _prom = Proc(
+        Command::new(prom_bin)
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address={prom}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_http(&prom, "/-/ready");
+    let now_s = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    // Prometheus writes one series Danaus does not (`scrape_series_added`).
+    let all = "{job=~\"relabel|limited\",__name__!=\"scrape_series_added\"}";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let at = now_s() - 2.0;
+        let want = api_series(&prom, all, at, 3.0);
+        let got = api_series(&danaus.http, all, at, 3.0);
+        if want.len() > 8 && want == got {
+            // Relabelling did what it says: spot checks on the agreed set.
+            let up = want.iter().find(|l| {
+                l.contains(&("__name__".into(), "up".into())) && l.contains(&("job".into(), "relabel".into()))
+            });
+            let up = up.expect("the relabelled job's up");
+            for (k, v) in [("host", "h-127.0.0.1"), ("zone", "Eu-West"), ("zone_lc", "eu-west"), ("zone_uc", "EU-WEST")]
+            {
+                assert!(up.contains(&(k.to_owned(), v.to_owned())), "{k}={v} missing from {up:?}");
+            }
+            assert!(up.iter().any(|(k, _)| k == "shard") && !up.iter().any(|(k, _)| k == "copy"), "{up:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the series differ:\nonly Prometheus: {:?}\nonly Danaus: {:?}",
+            want.difference(&got).take(5).collect::<Vec<_>>(),
+            got.difference(&want).take(5).collect::<Vec<_>>()
+        );
+    }
+    // The job over its sample_limit: the scrape fails in both, up is 0
+    // and no sample of it is kept.
+    let at = now_s() - 2.0;
+    for q in [
+        "up{job=\"limited\"}",
+        "count({job=\"limited\",__name__!=\"scrape_series_added\"})",
+        "up{job=\"relabel\"}",
+        "scrape_samples_post_metric_relabeling{job=\"relabel\"}",
+    ] {
+        assert_eq!(api_instant(&prom, q, at), api_instant(&danaus.http, q, at), "{q}");
+    }
+    assert_eq!(api_instant(&danaus.http, "up{job=\"limited\"}", at)[0].1, "0");
+}
