@@ -1,26 +1,31 @@
 //! Scraping Prometheus and OpenMetrics targets (pull).
 //!
-//! The configuration follows Prometheus' `scrape_configs` (a subset:
-//! `job_name`, `scrape_interval`, `scrape_timeout`, `metrics_path`,
-//! `scheme: http`, `honor_labels`, `honor_timestamps`, `static_configs`,
-//! `file_sd_configs`). A manager task keeps one task per target; file
-//! service discovery re-reads its files when they change. Each scrape
-//! asks for OpenMetrics first (`Accept`), parses what the target sends,
-//! adds the target's labels (`job`, `instance`, static and discovered
-//! labels; on a clash the target wins unless `honor_labels`, and the
-//! scraped label is kept as `exported_<name>`, as Prometheus does), adds
-//! `up`, `scrape_duration_seconds` and `scrape_samples_scraped`, writes a
-//! stale marker for every series that disappeared (and for all of them
-//! when the scrape fails), and stores everything through the same path as
-//! remote_write.
+//! The configuration follows Prometheus' `scrape_configs`: `job_name`,
+//! intervals and timeouts, `metrics_path`, `scheme` (http or https, with
+//! `tls_config`), `params`, `basic_auth`, `authorization` and
+//! `bearer_token` (secrets inline or in files read at each scrape),
+//! `honor_labels`, `honor_timestamps`, `static_configs`, `file_sd_configs`,
+//! `relabel_configs`, `metric_relabel_configs` (danaus-prom::relabel) and
+//! the sample, label and body limits. A key it does not implement is an
+//! error naming the key and its line. A manager task keeps one task per
+//! target, as relabelling made it; file service discovery re-reads its
+//! files when they change. Each job has one HTTP client (reqwest over
+//! rustls: connections kept alive between scrapes, gzip). Each scrape asks
+//! for OpenMetrics first (`Accept`), parses what the target sends, adds
+//! the target's labels (on a clash the target wins unless `honor_labels`,
+//! and the scraped label is kept as `exported_<name>`, as Prometheus
+//! does), applies metric relabelling and the limits (breaking one fails
+//! the scrape), adds `up`, `scrape_duration_seconds`,
+//! `scrape_samples_scraped` and `scrape_samples_post_metric_relabeling`,
+//! writes a stale marker for every series that disappeared (and for all
+//! of them when the scrape fails), and stores everything through the same
+//! path as remote_write.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
 use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -58,6 +63,47 @@ pub struct FileSd {
     pub refresh_interval: Option<String>,
 }
 
+/// `tls_config`: how an https target is verified and whom to present.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA certificates (PEM) that sign the targets' certificates; without
+    /// it, the system's.
+    pub ca_file: Option<String>,
+    /// Client certificate (PEM), with `key_file`.
+    pub cert_file: Option<String>,
+    /// Client key (PEM), with `cert_file`.
+    pub key_file: Option<String>,
+    /// Accept any certificate (tests, labs).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// `basic_auth`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// User name.
+    pub username: String,
+    /// Password, or
+    pub password: Option<String>,
+    /// a file holding it (read at each scrape).
+    pub password_file: Option<String>,
+}
+
+/// `authorization`: an `Authorization` header.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Authorization {
+    /// Scheme (default `Bearer`).
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Credentials, or
+    pub credentials: Option<String>,
+    /// a file holding them (read at each scrape).
+    pub credentials_file: Option<String>,
+}
+
 /// One `scrape_configs` entry. A key Prometheus has that Danaus does
 /// not implement is an error naming it (and its line), never ignored.
 #[derive(Debug, Clone, Deserialize)]
@@ -72,9 +118,19 @@ pub struct JobConfig {
     /// Default `/metrics`.
     #[serde(default = "default_path")]
     pub metrics_path: String,
-    /// Only `http`.
+    /// `http` or `https`.
     #[serde(default = "default_scheme")]
     pub scheme: String,
+    /// For https targets.
+    pub tls_config: Option<TlsConfig>,
+    /// Basic authentication.
+    pub basic_auth: Option<BasicAuth>,
+    /// An `Authorization` header.
+    pub authorization: Option<Authorization>,
+    /// `Authorization: Bearer …` (Prometheus' older spelling).
+    pub bearer_token: Option<String>,
+    /// The same, from a file.
+    pub bearer_token_file: Option<String>,
     /// Scraped labels win over target labels.
     #[serde(default)]
     pub honor_labels: bool,
@@ -158,6 +214,135 @@ pub struct Job {
     pub metric_relabel: Vec<Rule>,
     /// `body_size_limit` in bytes (at most [`MAX_BODY`]).
     pub body_limit: usize,
+    /// The job's HTTP client: TLS as configured, connections kept alive
+    /// between scrapes, gzip.
+    pub client: reqwest::Client,
+    /// What goes in each request's `Authorization` header.
+    pub auth: Option<Auth>,
+}
+
+/// A job's credentials, files resolved against the configuration's
+/// directory.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// User and password (or its file).
+    Basic(String, Secret),
+    /// Scheme and credentials (or their file).
+    Header(String, Secret),
+}
+
+/// A secret given inline or in a file read at each scrape (so a rotated
+/// token is picked up without a restart, as in Prometheus).
+#[derive(Debug, Clone)]
+pub enum Secret {
+    /// Inline.
+    Inline(String),
+    /// In this file.
+    File(PathBuf),
+}
+
+impl Secret {
+    fn of(inline: &Option<String>, file: &Option<String>, base: &Path, what: &str) -> Result<Secret, String> {
+        match (inline, file) {
+            (Some(_), Some(_)) => Err(format!("{what}: give the secret or its file, not both")),
+            (Some(s), None) => Ok(Secret::Inline(s.clone())),
+            (None, Some(f)) => Ok(Secret::File(base.join(f))),
+            (None, None) => Ok(Secret::Inline(String::new())),
+        }
+    }
+
+    fn read(&self) -> Result<String, String> {
+        match self {
+            Secret::Inline(s) => Ok(s.clone()),
+            Secret::File(p) => std::fs::read_to_string(p)
+                .map(|s| s.trim().to_owned())
+                .map_err(|e| format!("reading {}: {e}", p.display())),
+        }
+    }
+}
+
+/// A job's credentials, checked: at most one kind.
+fn auth(c: &JobConfig, base: &Path) -> Result<Option<Auth>, String> {
+    let kinds =
+        [c.basic_auth.is_some(), c.authorization.is_some(), c.bearer_token.is_some() || c.bearer_token_file.is_some()];
+    if kinds.iter().filter(|k| **k).count() > 1 {
+        return Err("basic_auth, authorization and bearer_token are exclusive: give one".into());
+    }
+    if let Some(b) = &c.basic_auth {
+        return Ok(Some(Auth::Basic(
+            b.username.clone(),
+            Secret::of(&b.password, &b.password_file, base, "basic_auth")?,
+        )));
+    }
+    if let Some(a) = &c.authorization {
+        let kind = a.kind.clone().unwrap_or_else(|| "Bearer".into());
+        if kind.eq_ignore_ascii_case("basic") {
+            return Err("authorization type Basic: use basic_auth".into());
+        }
+        return Ok(Some(Auth::Header(kind, Secret::of(&a.credentials, &a.credentials_file, base, "authorization")?)));
+    }
+    if c.bearer_token.is_some() || c.bearer_token_file.is_some() {
+        return Ok(Some(Auth::Header(
+            "Bearer".into(),
+            Secret::of(&c.bearer_token, &c.bearer_token_file, base, "bearer_token")?,
+        )));
+    }
+    Ok(None)
+}
+
+/// A job's HTTP client.
+fn client(c: &JobConfig, base: &Path, interval: Duration) -> Result<reqwest::Client, String> {
+    let read = |f: &str| {
+        let p = base.join(f);
+        std::fs::read(&p).map_err(|e| format!("tls_config: reading {}: {e}", p.display()))
+    };
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .user_agent(concat!("danaus/", env!("CARGO_PKG_VERSION")))
+        .pool_idle_timeout(interval.saturating_mul(2).max(Duration::from_secs(90)))
+        .pool_max_idle_per_host(2);
+    if let Some(t) = &c.tls_config {
+        if let Some(ca) = &t.ca_file {
+            let pem = read(ca)?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("tls_config: ca_file {ca:?} holds no PEM certificate: {e}"))?;
+            if certs.is_empty() {
+                return Err(format!("tls_config: ca_file {ca:?} holds no PEM certificate"));
+            }
+            b = b.tls_built_in_root_certs(false);
+            for cert in certs {
+                b = b.add_root_certificate(cert);
+            }
+        }
+        match (&t.cert_file, &t.key_file) {
+            (Some(cert), Some(key)) => {
+                let mut pem = read(cert)?;
+                pem.push(b'\n');
+                pem.extend(read(key)?);
+                let id = reqwest::Identity::from_pem(&pem)
+                    .map_err(|e| format!("tls_config: cert_file {cert:?} with key_file {key:?}: {e}"))?;
+                b = b.identity(id);
+            }
+            (None, None) => {}
+            _ => return Err("tls_config: cert_file and key_file go together".into()),
+        }
+        if t.insecure_skip_verify {
+            b = b.danger_accept_invalid_certs(true);
+        }
+    }
+    b.build().map_err(|e| format!("building the HTTP client: {}", chain(&e)))
+}
+
+/// An error with its causes, which reqwest keeps apart.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
 }
 
 /// A validated configuration.
@@ -203,8 +388,8 @@ impl ScrapeConfig {
             if !names.insert(j.job_name.clone()) {
                 return Err(format!("job_name {:?} appears twice", j.job_name));
             }
-            if j.scheme != "http" {
-                return Err(format!("job {:?}: scheme {:?} is not supported yet; use http", j.job_name, j.scheme));
+            if j.scheme != "http" && j.scheme != "https" {
+                return Err(format!("job {:?}: scheme {:?} is neither http nor https", j.job_name, j.scheme));
             }
             if !j.metrics_path.starts_with('/') {
                 return Err(format!("job {:?}: metrics_path {:?} must start with /", j.job_name, j.metrics_path));
@@ -241,7 +426,9 @@ impl ScrapeConfig {
                 None => MAX_BODY,
                 Some(b) => parse_bytes(b).map_err(job)?.min(MAX_BODY),
             };
-            jobs.push(Job { config: j, interval, timeout, refresh, relabel, metric_relabel, body_limit });
+            let auth = auth(&j, &base_dir).map_err(job)?;
+            let client = client(&j, &base_dir, interval).map_err(job)?;
+            jobs.push(Job { config: j, interval, timeout, refresh, relabel, metric_relabel, body_limit, client, auth });
         }
         Ok(ScrapeConfig { tenant: f.tenant.unwrap_or_else(|| danaus_model::DEFAULT_TENANT.to_owned()), jobs, base_dir })
     }
@@ -328,8 +515,8 @@ fn populate(job: &Job, ji: usize, group: &BTreeMap<String, String>, address: &st
     check_target(&address).map_err(|e| format!("after relabelling: {e}"))?;
     l.entry("instance".into()).or_insert_with(|| address.clone());
     let scheme = l.get("__scheme__").cloned().unwrap_or_else(|| "http".into());
-    if scheme != "http" {
-        return Err(format!("after relabelling: scheme {scheme:?} is not supported yet; use http"));
+    if scheme != "http" && scheme != "https" {
+        return Err(format!("after relabelling: scheme {scheme:?} is neither http nor https"));
     }
     let mut path = l.get("__metrics_path__").cloned().unwrap_or_else(default_path);
     if !path.starts_with('/') {
@@ -582,7 +769,7 @@ async fn scrape_once(
     let job = &cfg.jobs[t.job];
     let now_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     let started = Instant::now();
-    let got = tokio::time::timeout(job.timeout, http_get(&t.address, &t.path, job.body_limit)).await;
+    let got = tokio::time::timeout(job.timeout, http_get(job, t)).await;
     let parsed = match got {
         Ok(Ok((200, ct, body))) => text::parse(&body, Format::from_content_type(ct.as_deref())),
         Ok(Ok((status, _, _))) => Err(format!("HTTP status {status}")),
@@ -718,30 +905,29 @@ fn merge_labels(
     out.into_iter().collect()
 }
 
-async fn http_get(address: &str, path: &str, limit: usize) -> Result<(u16, Option<String>, String), String> {
-    let stream = tokio::net::TcpStream::connect(address).await.map_err(|e| format!("connecting to {address}: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP handshake with {address}: {e}"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let req = hyper::Request::get(path)
-        .header(hyper::header::HOST, address)
-        .header(hyper::header::ACCEPT, ACCEPT)
-        .header(hyper::header::USER_AGENT, concat!("danaus/", env!("CARGO_PKG_VERSION")))
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("building the request: {e}"))?;
-    let resp = sender.send_request(req).await.map_err(|e| format!("GET {address}{path}: {e}"))?;
+/// GETs a target's metrics with its job's client: status, content type
+/// and body (at most the job's body limit).
+async fn http_get(job: &Job, t: &Target) -> Result<(u16, Option<String>, String), String> {
+    let url = format!("{}://{}{}", t.scheme, t.address, t.path);
+    let mut req = job.client.get(&url).header(reqwest::header::ACCEPT, ACCEPT).timeout(job.timeout);
+    match &job.auth {
+        None => {}
+        Some(Auth::Basic(user, password)) => req = req.basic_auth(user, Some(password.read()?)),
+        Some(Auth::Header(kind, credentials)) => {
+            req = req.header(reqwest::header::AUTHORIZATION, format!("{kind} {}", credentials.read()?));
+        }
+    }
+    let mut resp = req.send().await.map_err(|e| format!("GET {url}: {}", chain(&e)))?;
     let status = resp.status().as_u16();
-    let ct = resp.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let body = Limited::new(resp.into_body(), limit)
-        .collect()
-        .await
-        .map_err(|e| format!("reading {address}{path} (body_size_limit {limit} bytes): {e}"))?
-        .to_bytes();
-    let body =
-        String::from_utf8(body.to_vec()).map_err(|_| format!("{address}{path} sent a body that is not UTF-8"))?;
+    let ct = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("reading {url}: {}", chain(&e)))? {
+        if body.len() + chunk.len() > job.body_limit {
+            return Err(format!("{url} sent more than the body_size_limit of {} bytes", job.body_limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = String::from_utf8(body).map_err(|_| format!("{url} sent a body that is not UTF-8"))?;
     Ok((status, ct, body))
 }
 
@@ -835,7 +1021,12 @@ mod tests {
         for (text, want) in [
             ("scrape_configs:\n  - job_name: a\n  - job_name: a\n", "appears twice"),
             ("scrape_configs:\n  - job_name: a\n    scrape_interval: soon\n", "not a positive duration"),
-            ("scrape_configs:\n  - job_name: a\n    scheme: https\n", "not supported yet"),
+            ("scrape_configs:\n  - job_name: a\n    scheme: ftp\n", "neither http nor https"),
+            (
+                "scrape_configs:\n  - job_name: a\n    basic_auth: {username: u}\n    bearer_token: t\n",
+                "exclusive",
+            ),
+            ("scrape_configs:\n  - job_name: a\n    tls_config: {ca_file: /nonexistent.pem}\n", "reading /nonexistent.pem"),
             ("scrape_configs:\n  - job_name: a\n    static_configs:\n      - targets: ['http://x:1/m']\n", "host:port"),
             ("scrape_configs:\n  - job_name: a\n    scrape_interval: 5s\n    scrape_timeout: 10s\n", "longer than"),
             ("nonsense: [", "not a scrape configuration"),
@@ -844,7 +1035,7 @@ mod tests {
                 "scrape_configs:\n  - job_name: a\n    kubernetes_sd_configs: []\n",
                 "unknown field `kubernetes_sd_configs`",
             ),
-            ("scrape_configs:\n  - job_name: a\n    tls_config: {}\n", "line 3"),
+            ("scrape_configs:\n  - job_name: a\n    tls_config: {server_name: x}\n", "line 3"),
             ("global:\n  external_labels: {a: b}\nscrape_configs: []\n", "unknown field `external_labels`"),
             (
                 "scrape_configs:\n  - job_name: a\n    relabel_configs:\n      - action: hashmod\n        target_label: x\n",

@@ -258,3 +258,173 @@ async fn timeouts_and_honor_labels() {
     assert!(values(&leaf, "slow_metric", &slow).await.is_empty());
     scraper.stop().await;
 }
+
+/// An https listener for axum: TLS accepted before a connection is served.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((s, a)) = self.tcp.accept().await else { continue };
+            if let Ok(tls) = self.acceptor.accept(s).await {
+                return (tls, a);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// A CA of its own, and a certificate it signed for 127.0.0.1: (CA PEM,
+/// server certificate DER, server key DER).
+fn self_signed_ca() -> (String, Vec<u8>, Vec<u8>) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "danaus test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    let cert = server.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    (ca_cert.pem(), cert.der().to_vec(), key.serialize_der())
+}
+
+/// An https target signed by a CA of its own, behind basic auth, is
+/// scraped when the job names that CA and the credentials (the password
+/// in a file); without the CA, or without the credentials, the scrape
+/// fails (`up` 0) and nothing of it is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_https_targets_with_their_ca_and_basic_auth() {
+    use tokio_rustls::rustls;
+    let leaf = mem_leaf().await;
+    let (ca_pem, cert, key) = self_signed_ca();
+    let tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls::pki_types::CertificateDer::from(cert)],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
+        )
+        .unwrap();
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(|headers: HeaderMap| async move {
+            // scraper:s3cret
+            if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some("Basic c2NyYXBlcjpzM2NyZXQ=") {
+                return (StatusCode::UNAUTHORIZED, "who are you?\n").into_response();
+            }
+            "# TYPE secure_metric gauge\nsecure_metric 42\n".into_response()
+        }),
+    );
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap().to_string();
+    let listener = TlsListener { tcp, acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tls)) };
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca_pem).unwrap();
+    std::fs::write(dir.path().join("password"), "s3cret\n").unwrap();
+    let job = |name: &str, extra: &str| {
+        format!(
+            "  - job_name: {name}\n    scheme: https\n    scrape_interval: 100ms\n    scrape_timeout: 100ms\n{extra}    \
+             static_configs: [{{targets: ['{addr}'], labels: {{via: {name}}}}}]\n"
+        )
+    };
+    let config = format!(
+        "tenant: scraped\nscrape_configs:\n{}{}{}",
+        job(
+            "secure",
+            "    tls_config: {ca_file: ca.pem}\n    basic_auth: {username: scraper, password_file: password}\n"
+        ),
+        job("no_ca", "    basic_auth: {username: scraper, password: s3cret}\n"),
+        job("no_auth", "    tls_config: {ca_file: ca.pem}\n"),
+    );
+    std::fs::write(dir.path().join("scrape.yml"), config).unwrap();
+    let cfg = ScrapeConfig::load(&dir.path().join("scrape.yml")).unwrap();
+    let scraper = Scraper::start(cfg, Arc::new(Receiver::new(Arc::new(leaf.clone()), "local")));
+    let via = |fields: &[(String, FieldValue)]| {
+        fields.iter().find(|(k, _)| k == "via").map(|(_, v)| v.to_text()).unwrap_or_default()
+    };
+    eventually("secure_metric", || async { !values(&leaf, "secure_metric", &addr).await.is_empty() }).await;
+    eventually("every job's up twice", || async {
+        let up = values(&leaf, "up", &addr).await;
+        ["secure", "no_ca", "no_auth"].iter().all(|j| up.iter().filter(|(f, _)| via(f) == *j).count() >= 2)
+    })
+    .await;
+    for (fields, v) in values(&leaf, "up", &addr).await {
+        let want = if via(&fields) == "secure" { 1.0 } else { 0.0 };
+        assert_eq!(v, want, "up of {fields:?}");
+    }
+    let stored: Vec<String> = values(&leaf, "secure_metric", &addr).await.iter().map(|(f, _)| via(f)).collect();
+    assert!(stored.iter().all(|j| j == "secure"), "{stored:?}");
+    scraper.stop().await;
+}
+
+/// `authorization` (credentials inline or in a file, read at each scrape)
+/// and the older `bearer_token` send the header a target asks for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_tokens_are_sent_and_rotated_files_reread() {
+    let leaf = mem_leaf().await;
+    let token = Arc::new(Mutex::new("Bearer t1".to_owned()));
+    let want = token.clone();
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move |headers: HeaderMap| {
+            let want = want.lock().clone();
+            async move {
+                let got = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+                if got != want {
+                    return (StatusCode::FORBIDDEN, "no\n").into_response();
+                }
+                "# TYPE token_metric gauge\ntoken_metric 1\n".into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "t1\n").unwrap();
+    let config = format!(
+        "tenant: scraped\nscrape_configs:\n\
+         \x20 - job_name: file\n    scrape_interval: 100ms\n    scrape_timeout: 100ms\n    \
+         authorization: {{credentials_file: token}}\n    static_configs: [{{targets: ['{addr}'], labels: {{via: file}}}}]\n\
+         \x20 - job_name: inline\n    scrape_interval: 100ms\n    scrape_timeout: 100ms\n    \
+         bearer_token: t1\n    static_configs: [{{targets: ['{addr}'], labels: {{via: inline}}}}]\n"
+    );
+    std::fs::write(dir.path().join("scrape.yml"), config).unwrap();
+    let cfg = ScrapeConfig::load(&dir.path().join("scrape.yml")).unwrap();
+    let scraper = Scraper::start(cfg, Arc::new(Receiver::new(Arc::new(leaf.clone()), "local")));
+    let up_of = |job: &'static str| {
+        let leaf = leaf.clone();
+        let addr = addr.clone();
+        async move {
+            values(&leaf, "up", &addr)
+                .await
+                .into_iter()
+                .filter(|(f, _)| f.iter().any(|(k, v)| k == "via" && v.to_text() == job))
+                .map(|(_, v)| v)
+                .collect::<Vec<f64>>()
+        }
+    };
+    eventually("both jobs up", || async { up_of("file").await.contains(&1.0) && up_of("inline").await.contains(&1.0) })
+        .await;
+    // The target rotates its token, and so does the file: the file's job
+    // follows, the inline one fails.
+    *token.lock() = "Bearer t2".into();
+    std::fs::write(dir.path().join("token"), "t2\n").unwrap();
+    let (file_before, inline_before) = (up_of("file").await.len(), up_of("inline").await.len());
+    eventually("the file's job up with the new token, the inline one down", || async {
+        let (f, i) = (up_of("file").await, up_of("inline").await);
+        f.len() > file_before + 2 && i.len() > inline_before + 2 && f.last() == Some(&1.0) && i.last() == Some(&0.0)
+    })
+    .await;
+    scraper.stop().await;
+}
