@@ -37,11 +37,14 @@ danaus_find_libclang() {
     done
   done
   if [ -z "$root" ]; then
-    f=$(ldconfig -p 2>/dev/null | awk '$1 == "libclang.so" || $1 ~ /^libclang-[0-9][0-9.]*\.so$/ { print $NF; exit }')
-    if [ -n "$f" ]; then
-      echo "$f"
-      return 0
-    fi
+    # The cache can name files removed since it was built (removing
+    # libclang-dev need not rebuild it): only a file that exists counts.
+    for f in $(ldconfig -p 2>/dev/null | awk '$1 == "libclang.so" || $1 ~ /^libclang-[0-9][0-9.]*\.so$/ { print $NF }'); do
+      if [ -e "$f" ]; then
+        echo "$f"
+        return 0
+      fi
+    done
   fi
   return 1
 }
