@@ -365,7 +365,21 @@ fn field_names(fields: &[FieldDef]) -> String {
     fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
+/// Most key fields a schema may have. A metric gains a field for every
+/// label name its series bring, so a sender inventing label names would
+/// otherwise grow it (and every table change) without end.
+pub const MAX_FIELDS: usize = 1024;
+
 fn validate_fields(schema: &str, fields: &[FieldDef]) -> Result<()> {
+    if fields.len() > MAX_FIELDS {
+        return Err(Error::InvalidSchema {
+            schema: schema.into(),
+            reason: format!(
+                "{} fields, over the limit of {MAX_FIELDS}: are label names being made of values?",
+                fields.len()
+            ),
+        });
+    }
     for (i, f) in fields.iter().enumerate() {
         if !is_identifier(&f.name, false) {
             return Err(Error::InvalidField {

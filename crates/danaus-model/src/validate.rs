@@ -397,6 +397,10 @@ mod tests {
         let mut described = m.clone();
         described.description = "latency".into();
         assert_eq!(m.evolve(&described).unwrap(), Some(described));
+        // There is a limit.
+        let mut wide = m.clone();
+        wide.fields.extend((0..crate::schema::MAX_FIELDS).map(|i| FieldDef::new(format!("f{i}"), FieldType::String)));
+        assert!(m.evolve(&wide).unwrap_err().to_string().contains("over the limit of 1024"));
         // Added fields come last; target schemas have none.
         let mut bad = m.clone();
         bad.fields.insert(0, FieldDef::added("x", FieldType::String));

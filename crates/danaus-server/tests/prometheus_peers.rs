@@ -128,22 +128,48 @@ fn prometheus_labels(labels: &serde_json::Value) -> Vec<(String, String)> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prometheus_remote_write_and_danaus_scrape_agree() {
-    let (prom_bin, exporter_bin) = (need("prometheus"), need("prometheus-node-exporter"));
-    let dir = tempfile::tempdir().unwrap();
-    let exporter = format!("127.0.0.1:{}", free_port());
-    let _exporter = Proc(
-        Command::new(exporter_bin)
-            .arg(format!("--web.listen-address={exporter}"))
-            .args(["--collector.disable-defaults", "--collector.cpu", "--collector.loadavg", "--collector.meminfo"])
+/// Starts Debian's node_exporter with only `collectors`: the process and
+/// its address, once it answers.
+fn start_exporter(collectors: &[&str]) -> (Proc, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let p = Proc(
+        Command::new(need("prometheus-node-exporter"))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--collector.disable-defaults")
+            .args(collectors.iter().map(|c| format!("--collector.{c}")))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
-    wait_http(&exporter, "/metrics");
+    wait_http(&addr, "/metrics");
+    (p, addr)
+}
 
+/// Starts Debian's Prometheus in `dir` with the configuration `config`
+/// makes of its own address: the process and that address, once ready.
+fn start_prometheus(dir: &std::path::Path, config: impl FnOnce(&str) -> String) -> (Proc, String) {
+    let addr = format!("127.0.0.1:{}", free_port());
+    std::fs::write(dir.join("prometheus.yml"), config(&addr)).unwrap();
+    let p = Proc(
+        Command::new(need("prometheus"))
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_http(&addr, "/-/ready");
+    (p, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_remote_write_and_danaus_scrape_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_exporter, exporter) = start_exporter(&["cpu", "loadavg", "meminfo"]);
     std::fs::write(
         dir.path().join("scrape.yml"),
         format!(
@@ -154,30 +180,14 @@ async fn prometheus_remote_write_and_danaus_scrape_agree() {
     .unwrap();
     let scrape = dir.path().join("scrape.yml");
     let danaus = Server::start(&dir.path().join("danaus"), &["--scrape-config", scrape.to_str().unwrap()]);
-
-    let prom = format!("127.0.0.1:{}", free_port());
-    std::fs::write(
-        dir.path().join("prometheus.yml"),
+    let (_prom, prom) = start_prometheus(dir.path(), |_| {
         format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: node\n    \
              static_configs:\n      - targets: ['{exporter}']\nremote_write:\n  - url: http://{}/api/v1/write\n    \
              queue_config:\n      batch_send_deadline: 1s\n      max_samples_per_send: 5000\n",
             danaus.http
-        ),
-    )
-    .unwrap();
-    let _prom = Proc(
-        Command::new(prom_bin)
-            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address={prom}"))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_http(&prom, "/-/ready");
+        )
+    });
 
     let c = Client::connect(&danaus.grpc, None).await.unwrap();
     // Every metric Prometheus holds for the exporter (dozens: CPU, load,
@@ -307,29 +317,10 @@ fn prometheus_counter(addr: &str, name: &str) -> f64 {
 /// Prometheus fails no sample.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn varying_label_sets_from_several_jobs_arrive_whole() {
-    let (prom_bin, exporter_bin) = (need("prometheus"), need("prometheus-node-exporter"));
     let dir = tempfile::tempdir().unwrap();
-    let exporter = format!("127.0.0.1:{}", free_port());
-    let _exporter = Proc(
-        Command::new(exporter_bin)
-            .arg(format!("--web.listen-address={exporter}"))
-            .args([
-                "--collector.disable-defaults",
-                "--collector.loadavg",
-                "--collector.netclass",
-                "--collector.netdev",
-                "--collector.uname",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_http(&exporter, "/metrics");
+    let (_exporter, exporter) = start_exporter(&["loadavg", "netclass", "netdev", "uname"]);
     let danaus = Server::start(&dir.path().join("danaus"), &[]);
-    let prom = format!("127.0.0.1:{}", free_port());
-    std::fs::write(
-        dir.path().join("prometheus.yml"),
+    let (_prom, prom) = start_prometheus(dir.path(), |prom| {
         format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  external_labels:\n    cluster: c1\n    \
              replica: r0\n\
@@ -342,21 +333,8 @@ async fn varying_label_sets_from_several_jobs_arrive_whole() {
              remote_write:\n  - url: http://{}/api/v1/write\n    queue_config:\n      batch_send_deadline: 1s\n      \
              max_samples_per_send: 2000\n",
             danaus.http
-        ),
-    )
-    .unwrap();
-    let _prom = Proc(
-        Command::new(prom_bin)
-            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address={prom}"))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_http(&prom, "/-/ready");
+        )
+    });
 
     let external = [("cluster".to_owned(), "c1".to_owned()), ("replica".to_owned(), "r0".to_owned())];
     let with_external = |mut l: Vec<(String, String)>| {
@@ -433,19 +411,9 @@ async fn varying_label_sets_from_several_jobs_arrive_whole() {
 /// the same targets gives the same series, and the same `up`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrape_relabelling_matches_prometheus() {
-    let (prom_bin, exporter_bin) = (need("prometheus"), need("prometheus-node-exporter"));
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _exporter = Proc(
-        Command::new(exporter_bin)
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .args(["--collector.disable-defaults", "--collector.loadavg", "--collector.netclass", "--collector.uname"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_http(&format!("127.0.0.1:{port}"), "/metrics");
+    let (_exporter, exporter) = start_exporter(&["loadavg", "netclass", "uname"]);
+    let port = exporter.rsplit(':').next().unwrap().to_owned();
     // Two addresses of the one exporter; relabelling drops one.
     let jobs = format!(
         r#"scrape_configs:
@@ -513,20 +481,7 @@ async fn scrape_relabelling_matches_prometheus() {
     std::fs::write(dir.path().join("scrape.yml"), &jobs).unwrap();
     let scrape = dir.path().join("scrape.yml");
     let danaus = Server::start(&dir.path().join("danaus"), &["--scrape-config", scrape.to_str().unwrap()]);
-    let prom = format!("127.0.0.1:{}", free_port());
-    std::fs::write(dir.path().join("prometheus.yml"), format!("global:\n  scrape_interval: 1s\n{jobs}")).unwrap();
-    let _prom = Proc(
-        Command::new(prom_bin)
-            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address={prom}"))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_http(&prom, "/-/ready");
+    let (_prom, prom) = start_prometheus(dir.path(), |_| format!("global:\n  scrape_interval: 1s\n{jobs}"));
     let now_s = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     // Prometheus writes one series Danaus does not (`scrape_series_added`).
     let all = "{job=~\"relabel|limited\",__name__!=\"scrape_series_added\"}";

@@ -650,12 +650,29 @@ async fn a_process_that_exits_during_start_fails_it_at_once_with_its_error() {
     assert!(started.elapsed() < Duration::from_secs(45), "took {:?}", started.elapsed());
 }
 
+/// Sends `req` to a router's remote_write endpoint; it must be taken whole.
+async fn remote_write(router_http: &str, req: &danaus_prom::prompb::v1::WriteRequest) {
+    use prost::Message;
+    let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap();
+    let router_http = router_http.to_owned();
+    let (status, _, text) = tokio::task::spawn_blocking(move || {
+        common::http_post(
+            &router_http,
+            "/api/v1/write",
+            &[("Content-Type", "application/x-protobuf"), ("Content-Encoding", "snappy")],
+            &body,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 204, "{text}");
+}
+
 /// A zone router takes Prometheus remote_write on its HTTP port, through
 /// the same routing as its gRPC writes; the mixer reads it back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zone_router_takes_prometheus_remote_write() {
     use danaus_prom::prompb::v1;
-    use prost::Message;
     let (_dir, c) = cluster(1, |_| {}).await;
     let t = (now_ns() / 1_000_000 / 15_000 - 4) * 15_000; // ms, on the 15 s grid
     let req = v1::WriteRequest {
@@ -674,19 +691,7 @@ async fn a_zone_router_takes_prometheus_remote_write() {
             .collect(),
         metadata: vec![],
     };
-    let body = snap::raw::Encoder::new().compress_vec(&req.encode_to_vec()).unwrap();
-    let router_http = c.procs["router"].http.clone();
-    let (status, _, text) = tokio::task::spawn_blocking(move || {
-        common::http_post(
-            &router_http,
-            "/api/v1/write",
-            &[("Content-Type", "application/x-protobuf"), ("Content-Encoding", "snappy")],
-            &body,
-        )
-    })
-    .await
-    .unwrap();
-    assert_eq!(status, 204, "{text}");
+    remote_write(&c.procs["router"].http, &req).await;
     let mc = Client::connect(&format!("http://{}", c.mixer()), None).await.unwrap();
     let q = pb::QueryRequest {
         query: "fetch prometheus_target::node_load1".into(),
@@ -740,21 +745,7 @@ async fn a_zone_router_takes_prometheus_remote_write() {
         samples: vec![v1::Sample { value: 9.0, timestamp: at }],
         histograms: vec![],
     });
-    let body = snap::raw::Encoder::new()
-        .compress_vec(&v1::WriteRequest { timeseries, metadata: vec![] }.encode_to_vec())
-        .unwrap();
-    let router_http = c.procs["router"].http.clone();
-    let (status, _, text) = tokio::task::spawn_blocking(move || {
-        common::http_post(
-            &router_http,
-            "/api/v1/write",
-            &[("Content-Type", "application/x-protobuf"), ("Content-Encoding", "snappy")],
-            &body,
-        )
-    })
-    .await
-    .unwrap();
-    assert_eq!(status, 204, "{text}");
+    remote_write(&c.procs["router"].http, &v1::WriteRequest { timeseries, metadata: vec![] }).await;
     let table = c.table().await.unwrap();
     assert_eq!(table.version, before + 1, "one request, one table change");
     let load = table.metric_schema("default", "node_load1").unwrap();
