@@ -283,36 +283,52 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
-/// A CA of its own, and a certificate it signed for 127.0.0.1: (CA PEM,
-/// server certificate DER, server key DER).
-fn self_signed_ca() -> (String, Vec<u8>, Vec<u8>) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(rcgen::DnType::CommonName, "danaus test CA");
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-    let cert = server.signed_by(&key, &ca_cert, &ca_key).unwrap();
-    (ca_cert.pem(), cert.der().to_vec(), key.serialize_der())
+/// A certificate authority of a test's own.
+struct TestCa {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+impl TestCa {
+    fn new() -> TestCa {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, "danaus test CA");
+        TestCa { cert: params.self_signed(&key).unwrap(), key }
+    }
+
+    /// A certificate for `names` signed by this CA, and its key.
+    fn issue(&self, names: &[&str]) -> (rcgen::Certificate, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        (params.signed_by(&key, &self.cert, &self.key).unwrap(), key)
+    }
+}
+
+/// Serves `app` over TLS with `tls` on an ephemeral port: its address.
+async fn serve_tls(app: axum::Router, tls: tokio_rustls::rustls::ServerConfig) -> String {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap().to_string();
+    let listener = TlsListener { tcp, acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tls)) };
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
 }
 
 /// An https target signed by a CA of its own, behind basic auth, is
 /// scraped when the job names that CA and the credentials (the password
 /// in a file); without the CA, or without the credentials, the scrape
-/// fails (`up` 0) and nothing of it is stored.
+/// fails (`up` 0) and nothing of it is stored. A target that wants a
+/// client certificate gets the job's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrapes_https_targets_with_their_ca_and_basic_auth() {
-    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::{self, pki_types};
     let leaf = mem_leaf().await;
-    let (ca_pem, cert, key) = self_signed_ca();
-    let tls = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![rustls::pki_types::CertificateDer::from(cert)],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
-        )
-        .unwrap();
+    let ca = TestCa::new();
+    let (server_cert, server_key) = ca.issue(&["127.0.0.1", "localhost"]);
+    let (client_cert, client_key) = ca.issue(&["scraper"]);
+    let chain = || vec![pki_types::CertificateDer::from(server_cert.der().to_vec())];
+    let key = || pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into());
     let app = axum::Router::new().route(
         "/metrics",
         get(|headers: HeaderMap| async move {
@@ -323,43 +339,65 @@ async fn scrapes_https_targets_with_their_ca_and_basic_auth() {
             "# TYPE secure_metric gauge\nsecure_metric 42\n".into_response()
         }),
     );
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = tcp.local_addr().unwrap().to_string();
-    let listener = TlsListener { tcp, acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(tls)) };
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let tls = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain(), key()).unwrap();
+    let addr = serve_tls(app, tls).await;
+    // A second target takes only clients with a certificate of the CA.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki_types::CertificateDer::from(ca.cert.der().to_vec())).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots)).build().unwrap();
+    let mtls =
+        rustls::ServerConfig::builder().with_client_cert_verifier(verifier).with_single_cert(chain(), key()).unwrap();
+    let mtls_app =
+        axum::Router::new().route("/metrics", get(|| async { "# TYPE mutual_metric gauge\nmutual_metric 7\n" }));
+    let mtls_addr = serve_tls(mtls_app, mtls).await;
 
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("ca.pem"), ca_pem).unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("client.pem"), client_cert.pem()).unwrap();
+    std::fs::write(dir.path().join("client-key.pem"), client_key.serialize_pem()).unwrap();
     std::fs::write(dir.path().join("password"), "s3cret\n").unwrap();
-    let job = |name: &str, extra: &str| {
+    let job = |name: &str, target: &str, extra: &str| {
         format!(
             "  - job_name: {name}\n    scheme: https\n    scrape_interval: 100ms\n    scrape_timeout: 100ms\n{extra}    \
-             static_configs: [{{targets: ['{addr}'], labels: {{via: {name}}}}}]\n"
+             static_configs: [{{targets: ['{target}'], labels: {{via: {name}}}}}]\n"
         )
     };
-    let config = format!(
-        "tenant: scraped\nscrape_configs:\n{}{}{}",
+    let config = [
         job(
             "secure",
-            "    tls_config: {ca_file: ca.pem}\n    basic_auth: {username: scraper, password_file: password}\n"
+            &addr,
+            "    tls_config: {ca_file: ca.pem}\n    basic_auth: {username: scraper, password_file: password}\n",
         ),
-        job("no_ca", "    basic_auth: {username: scraper, password: s3cret}\n"),
-        job("no_auth", "    tls_config: {ca_file: ca.pem}\n"),
-    );
-    std::fs::write(dir.path().join("scrape.yml"), config).unwrap();
+        job("no_ca", &addr, "    basic_auth: {username: scraper, password: s3cret}\n"),
+        job("no_auth", &addr, "    tls_config: {ca_file: ca.pem}\n"),
+        job(
+            "mutual",
+            &mtls_addr,
+            "    tls_config: {ca_file: ca.pem, cert_file: client.pem, key_file: client-key.pem}\n",
+        ),
+        job("no_cert", &mtls_addr, "    tls_config: {ca_file: ca.pem}\n"),
+    ]
+    .concat();
+    std::fs::write(dir.path().join("scrape.yml"), format!("tenant: scraped\nscrape_configs:\n{config}")).unwrap();
     let cfg = ScrapeConfig::load(&dir.path().join("scrape.yml")).unwrap();
     let scraper = Scraper::start(cfg, Arc::new(Receiver::new(Arc::new(leaf.clone()), "local")));
     let via = |fields: &[(String, FieldValue)]| {
         fields.iter().find(|(k, _)| k == "via").map(|(_, v)| v.to_text()).unwrap_or_default()
     };
     eventually("secure_metric", || async { !values(&leaf, "secure_metric", &addr).await.is_empty() }).await;
+    eventually("mutual_metric", || async { !values(&leaf, "mutual_metric", &mtls_addr).await.is_empty() }).await;
     eventually("every job's up twice", || async {
-        let up = values(&leaf, "up", &addr).await;
-        ["secure", "no_ca", "no_auth"].iter().all(|j| up.iter().filter(|(f, _)| via(f) == *j).count() >= 2)
+        let mut up = values(&leaf, "up", &addr).await;
+        up.extend(values(&leaf, "up", &mtls_addr).await);
+        ["secure", "no_ca", "no_auth", "mutual", "no_cert"]
+            .iter()
+            .all(|j| up.iter().filter(|(f, _)| via(f) == *j).count() >= 2)
     })
     .await;
-    for (fields, v) in values(&leaf, "up", &addr).await {
-        let want = if via(&fields) == "secure" { 1.0 } else { 0.0 };
+    let mut up = values(&leaf, "up", &addr).await;
+    up.extend(values(&leaf, "up", &mtls_addr).await);
+    for (fields, v) in up {
+        let want = if ["secure", "mutual"].contains(&via(&fields).as_str()) { 1.0 } else { 0.0 };
         assert_eq!(v, want, "up of {fields:?}");
     }
     let stored: Vec<String> = values(&leaf, "secure_metric", &addr).await.iter().map(|(f, _)| via(f)).collect();

@@ -227,3 +227,91 @@ async fn several_leaves_with_replicas_in_one_process() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--replication 2 needs between 1 and --leaves (1)"));
     tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
 }
+
+/// A native metric schema gains fields by `schema apply`: the stored
+/// series keep their keys (a write without the field is the same series,
+/// and matching the field's zero finds it); removing or retyping a field
+/// is refused naming it.
+#[tokio::test]
+async fn a_native_metric_gains_fields_by_schema_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let c = Client::connect(&server.grpc, None).await.unwrap();
+    c.schema().apply(schemas()).await.unwrap();
+    let at = |t: i64, mut sr: pb::Series| {
+        sr.points[0].end_time = t;
+        sr
+    };
+    let write = |series: Vec<pb::Series>| {
+        let c = c.clone();
+        async move {
+            let r = c.ingest().write(pb::WriteRequest { series }).await.unwrap().into_inner();
+            assert!(r.errors.is_empty(), "{:?}", r.errors);
+        }
+    };
+    write(vec![at(1_000, series("alice", pb::value::Value::DoubleValue(1.0)))]).await;
+
+    let mut grown = schemas().metrics.remove(0);
+    grown.fields.push(pb::FieldDef { name: "region".into(), r#type: pb::FieldType::String as i32, added: false });
+    let r = c.schema().apply(pb::ApplySchemasRequest { targets: vec![], metrics: vec![grown.clone()] }).await.unwrap();
+    assert_eq!(r.into_inner().results[0].outcome, pb::ApplyOutcome::Updated as i32);
+    let got = c
+        .schema()
+        .get(pb::GetSchemaRequest { name: Some(pb::get_schema_request::Name::Metric("/rpc/latency".into())) })
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(pb::get_schema_response::Schema::Metric(m)) = got.schema else { panic!("{got:?}") };
+    assert_eq!(m.fields.len(), 1);
+    assert!(m.fields[0].added, "{m:?}");
+    // Applying it again changes nothing.
+    let r = c.schema().apply(pb::ApplySchemasRequest { targets: vec![], metrics: vec![grown.clone()] }).await.unwrap();
+    assert_eq!(r.into_inner().results[0].outcome, pb::ApplyOutcome::Unchanged as i32);
+
+    let mut eu = at(3_000, series("bob", pb::value::Value::DoubleValue(3.0)));
+    eu.metric_fields.insert("region".into(), s("eu"));
+    let mut empty = at(4_000, series("alice", pb::value::Value::DoubleValue(4.0)));
+    empty.metric_fields.insert("region".into(), s(""));
+    write(vec![at(2_000, series("alice", pb::value::Value::DoubleValue(2.0))), eu, empty]).await;
+    let read = |region: &str| {
+        let c = c.clone();
+        let region = region.to_owned();
+        async move {
+            let req = pb::ReadRequest {
+                target_schema: "Task".into(),
+                metric: "/rpc/latency".into(),
+                matchers: vec![pb::Matcher { field: "region".into(), op: pb::MatchOp::Eq as i32, value: region }],
+                start_time: 0,
+                end_time: 10_000,
+            };
+            let mut st = c.read().read(req).await.unwrap().into_inner();
+            let mut out = Vec::new();
+            while let Some(m) = st.message().await.unwrap() {
+                for sr in m.series {
+                    let Some(pb::field_value::Value::StringValue(u)) = sr.target_fields["user"].value.clone() else {
+                        panic!()
+                    };
+                    out.push((u, sr.points.iter().map(|p| p.end_time).collect::<Vec<_>>()));
+                }
+            }
+            out
+        }
+    };
+    // One series for alice, written before the field, without it and
+    // with it empty; bob's has it.
+    assert_eq!(read("").await, [("alice".to_owned(), vec![1_000, 2_000, 4_000])]);
+    assert_eq!(read("eu").await, [("bob".to_owned(), vec![3_000])]);
+
+    let refused = |m: pb::MetricSchema| {
+        let c = c.clone();
+        async move { c.schema().apply(pb::ApplySchemasRequest { targets: vec![], metrics: vec![m] }).await.unwrap_err() }
+    };
+    let mut retyped = grown.clone();
+    retyped.fields[0].r#type = pb::FieldType::Int64 as i32;
+    let e = refused(retyped).await;
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("field \"region\" is string and cannot become int64"), "{}", e.message());
+    let e = refused(schemas().metrics.remove(0)).await;
+    assert!(e.message().contains("field \"region\" cannot be removed or renamed"), "{}", e.message());
+    tokio::task::spawn_blocking(move || server.terminate()).await.unwrap();
+}
