@@ -121,6 +121,16 @@ impl<S: PromStr> PromSeries<S> {
         self.labels.iter().find(|(k, _)| k.as_ref() == name).map(|(_, v)| v.as_ref())
     }
 
+    /// The labels of the series that are neither its name, nor a target
+    /// label, nor a field of `schema`.
+    fn labels_missing_from(&self, schema: &MetricSchema) -> Vec<&str> {
+        self.labels
+            .iter()
+            .map(|(k, _)| k.as_ref())
+            .filter(|k| *k != "__name__" && !TARGET_LABELS.contains(k) && schema.field(k).is_none())
+            .collect()
+    }
+
     /// `name{label="value", …}` for messages.
     pub fn describe(&self) -> String {
         let name = self.label("__name__").unwrap_or("");
@@ -597,12 +607,7 @@ impl Registry {
         // that raced this one's) are added now, unless the store refused
         // them: then `convert` says why.
         let schema = &*known.schema;
-        let missing: Vec<&str> = s
-            .labels
-            .iter()
-            .map(|(k, _)| k.as_ref())
-            .filter(|k| *k != "__name__" && !TARGET_LABELS.contains(k) && schema.field(k).is_none())
-            .collect();
+        let missing = s.labels_missing_from(schema);
         if missing.is_empty()
             || cache.refused.contains_key(name)
             || schema.value_type != ValueType::Scalar(ScalarType::Double)
@@ -652,12 +657,7 @@ impl Registry {
                 return Err((s, e));
             }
         }
-        let extra: Vec<&str> = s
-            .labels
-            .iter()
-            .map(|(k, _)| k.as_ref())
-            .filter(|k| *k != "__name__" && !TARGET_LABELS.contains(k) && schema.field(k).is_none())
-            .collect();
+        let extra = s.labels_missing_from(schema);
         if !extra.is_empty() {
             let e = format!(
                 "metric {name} has the labels [{}]; this series also has [{}], which could not be added to it ({})",
