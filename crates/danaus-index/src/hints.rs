@@ -20,8 +20,8 @@
 
 use std::collections::HashSet;
 
-use danaus_leaf::{MatchOp, Matcher};
 use danaus_model::{FieldType, FieldValue, MetricSchema, TargetSchema};
+use danaus_model::{MatchOp, Matcher};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
 /// Stands for `^` in excerpts.

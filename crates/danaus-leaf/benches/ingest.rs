@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use danaus_leaf::{Leaf, LeafConfig, LeafOptions, SeriesWrite};
+use danaus_leaf::{Leaf, LeafConfig, LeafOptions};
+use danaus_model::SeriesWrite;
 use danaus_model::{
     FieldDef, FieldType, FieldValue, MetricKind, MetricSchema, Point, ScalarType, TargetSchema, Value, ValueType,
 };

@@ -9,7 +9,10 @@ use std::time::Instant;
 
 use danaus_codec::varint::{put_ivarint, put_uvarint, ByteReader};
 use danaus_codec::{get_value_type, put_value_type, Chunk};
-use danaus_model::{validate, CollectionAggregation, FieldValue, MetricSchema, Point, SeriesKey, TargetSchema};
+use danaus_model::{
+    validate, Applied, CollectionAggregation, ErrorCode, MetricSchema, Point, SeriesError, SeriesKey, SeriesWrite,
+    TargetSchema, WriteResult,
+};
 use danaus_storage::{Cf, Clock, KvStore, LogDevice, RecoveryLog, ReplayReport, WriteBatch};
 
 use crate::aggregate::{Admitted, Aggregator, Refusal};
@@ -19,14 +22,14 @@ use crate::index::{Index, SeriesRef, TargetSeries};
 use crate::intern::ChunkContext;
 use crate::keys;
 use crate::options::{nanos, LeafOptions, MAX_CHUNK_SPAN_NS};
-use crate::schemas::{Applied, Schemas};
+use crate::schemas::Schemas;
 use crate::series::{Accept, Limits, SeriesState};
 use crate::stats::LeafStats;
 use crate::wal_record::{self, Entry, RecordBuilder};
 
 mod read;
 
-pub use read::{ReadRequest, SelectedSeries};
+pub use read::SelectedSeries;
 
 /// What a leaf is built from: its storage seams and options.
 pub struct LeafConfig {
@@ -38,34 +41,6 @@ pub struct LeafConfig {
     pub clock: Arc<dyn Clock>,
     /// Tuning.
     pub options: LeafOptions,
-}
-
-/// Points of one series to write, with its fields by name.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeriesWrite {
-    /// Target schema name.
-    pub target_schema: Arc<str>,
-    /// Target field values by field name (any order). Shared: the series
-    /// of one target (a host's scrape) can hold one copy, and comparing
-    /// two of them is then a pointer comparison.
-    pub target_fields: Arc<[(String, FieldValue)]>,
-    /// Metric name. Names and fields are shared (`Arc`) so a sender's
-    /// front door can keep a series' identity between its writes and hand
-    /// it out without copying; equal names are then equal pointers.
-    pub metric: Arc<str>,
-    /// Metric field values by field name (any order).
-    pub metric_fields: Arc<[(String, FieldValue)]>,
-    /// The points.
-    pub points: Vec<Point>,
-}
-
-impl SeriesWrite {
-    /// Whether `other` names the same target (schema and fields). Series
-    /// of a target come together and usually share one copy of its
-    /// fields, so this is mostly a pointer comparison.
-    pub fn same_target(&self, other: &SeriesWrite) -> bool {
-        self.target_schema == other.target_schema && self.target_fields == other.target_fields
-    }
 }
 
 /// The schemas a batch names, each looked up once. A batch shares a few
@@ -106,45 +81,6 @@ enum Prepared {
     Refused(SeriesError),
     /// Deltas of a collection-aggregated metric.
     Deltas,
-}
-
-/// Why (part of) a series was not stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    /// The series or a point does not fit its schema.
-    InvalidArgument,
-    /// The target or metric schema does not exist.
-    NotFound,
-    /// A point is older than the out-of-order window.
-    OutOfWindow,
-    /// A different point already exists at that time.
-    Conflict,
-}
-
-/// A series of a write that was refused in whole or in part.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeriesError {
-    /// Position of the series in the request.
-    pub index: usize,
-    /// The series, human-readable.
-    pub series: String,
-    /// What was wrong (the first problem, and how many points it hit).
-    pub message: String,
-    /// Positions of the points not stored (all of them for a bad series).
-    pub rejected_points: Vec<u32>,
-    /// Category.
-    pub code: ErrorCode,
-}
-
-/// Outcome of a write: everything not listed in `errors` is durable.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WriteResult {
-    /// Points stored (including bit-identical retries of stored points).
-    pub accepted_points: u64,
-    /// Series with refused points.
-    pub errors: Vec<SeriesError>,
-    /// Positions in the batch of series this write created.
-    pub created: Vec<usize>,
 }
 
 /// What a checkpoint did.

@@ -60,11 +60,6 @@ mod stats;
 mod wal_record;
 
 pub use error::{Error, Result};
-pub use leaf::{
-    BucketHold, CheckpointReport, ErrorCode, Leaf, LeafConfig, MemoryUsage, OpenDelta, ReadRequest, SelectedSeries,
-    SeriesError, SeriesWrite, WriteResult,
-};
-pub use matcher::{MatchOp, Matcher};
+pub use leaf::{BucketHold, CheckpointReport, Leaf, LeafConfig, MemoryUsage, OpenDelta, SelectedSeries};
 pub use options::{LeafOptions, MAX_CHUNK_SPAN_NS};
-pub use schemas::Applied;
 pub use stats::LeafStats;

@@ -1,34 +1,9 @@
 //! Field matchers of a raw read: `=`, `!=`, `=~`, `!~`.
 
-use danaus_model::{FieldType, FieldValue, MetricSchema, SeriesKey, TargetSchema};
+use danaus_model::{FieldType, FieldValue, MatchOp, Matcher, MetricSchema, SeriesKey, TargetSchema};
 use regex::Regex;
 
 use crate::error::{Error, Result};
-
-/// Comparison of a matcher.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum MatchOp {
-    /// Equal.
-    Eq,
-    /// Not equal.
-    Ne,
-    /// Matches the regular expression (fully anchored).
-    Re,
-    /// Does not match the regular expression.
-    Nre,
-}
-
-/// `field op value`. A field name may be qualified as `target.NAME` or
-/// `metric.NAME` when both schemas have a field of that name.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Matcher {
-    /// Field name.
-    pub field: String,
-    /// Comparison.
-    pub op: MatchOp,
-    /// Value (parsed by the field's type for `=`/`!=`) or regex.
-    pub value: String,
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Pos {

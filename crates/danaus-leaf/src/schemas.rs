@@ -5,23 +5,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use danaus_model::{MetricSchema, TargetSchema};
+use danaus_model::{Applied, MetricSchema, TargetSchema};
 use danaus_storage::{Cf, KvStore, WriteBatch};
 use parking_lot::RwLock;
 
 use crate::error::{Error, Result};
 use crate::keys::{prefix_end, schema_key, schema_prefix};
-
-/// What applying a schema did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applied {
-    /// It did not exist and was created.
-    Created,
-    /// It existed and only its unit or description changed.
-    Updated,
-    /// It existed exactly as given.
-    Unchanged,
-}
 
 #[derive(Default)]
 struct Tenant {

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use danaus_leaf::{Applied, ErrorCode, Leaf, LeafConfig, LeafOptions, MatchOp, Matcher, ReadRequest, SeriesWrite};
+use danaus_leaf::{Leaf, LeafConfig, LeafOptions};
+use danaus_model::{Applied, ErrorCode, MatchOp, Matcher, ReadRequest, SeriesWrite};
 use danaus_model::{
     FieldDef, FieldType, FieldValue, MetricKind, MetricSchema, Point, ScalarType, TargetSchema, Value, ValueType,
 };

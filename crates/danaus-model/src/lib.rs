@@ -21,6 +21,9 @@
 //!   count, mean and sum of squared deviation, with optional exemplars per
 //!   bucket. Merging is exact for counts and numerically stable (Chan et al.)
 //!   for the moments, so partial aggregates can be combined in any order.
+//! * **Requests** ([`request`](SeriesWrite)): what every store and front door
+//!   is asked and answers — series to write and the write's outcome, raw
+//!   reads with field matchers, what a schema apply did.
 //!
 //! Invariants: schema validation ([`TargetSchema::validate`],
 //! [`MetricSchema::validate`]) and point validation ([`validate`]) are the
@@ -31,6 +34,7 @@ pub mod collection;
 mod distribution;
 mod error;
 mod key;
+mod request;
 mod schema;
 pub mod time;
 pub mod validate;
@@ -40,6 +44,7 @@ pub use collection::CollectionAggregation;
 pub use distribution::{Bucketer, Distribution, Exemplar};
 pub use error::{Error, Result};
 pub use key::{decode_fields, encode_field, encode_parts, KeyDecoder, SeriesKey, TargetString};
+pub use request::{Applied, ErrorCode, MatchOp, Matcher, ReadRequest, SeriesError, SeriesWrite, WriteResult};
 pub use schema::{FieldDef, FieldType, MetricKind, MetricSchema, ScalarType, TargetSchema, ValueType};
 pub use value::{FieldValue, Point, Value};
 

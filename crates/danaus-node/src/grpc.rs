@@ -4,7 +4,8 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use danaus_leaf::{Applied, ErrorCode, Leaf, MatchOp, Matcher, ReadRequest, SeriesWrite};
+use danaus_leaf::Leaf;
+use danaus_model::{Applied, ErrorCode, MatchOp, Matcher, ReadRequest, SeriesWrite};
 use danaus_proto::convert;
 use danaus_proto::v1 as pb;
 use tokio::sync::mpsc;
@@ -252,7 +253,7 @@ pub fn series_write_owned(s: pb::Series) -> Result<SeriesWrite, (convert::Conver
 /// leaf saw, with their positions in the request; sorts by position.
 pub(crate) fn add_series_errors(
     out: &mut Vec<pb::SeriesError>,
-    errors: Vec<danaus_leaf::SeriesError>,
+    errors: Vec<danaus_model::SeriesError>,
     positions: &[usize],
 ) {
     out.extend(errors.into_iter().map(|e| pb::SeriesError {

@@ -29,7 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use danaus_assigner::{LeafLoad, RangeLoad, ReplicaState, TableWatcher, ZoneTable};
-use danaus_leaf::{Leaf, SeriesWrite};
+use danaus_leaf::Leaf;
+use danaus_model::SeriesWrite;
 use danaus_model::{validate, MetricSchema, TargetSchema};
 use danaus_proto::convert;
 use danaus_proto::v1 as pb;

@@ -19,7 +19,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use danaus_leaf::bytes_map::BytesMap;
-use danaus_leaf::SeriesWrite;
+use danaus_model::SeriesWrite;
 
 use crate::store::{Store, StoreError};
 use danaus_model::{

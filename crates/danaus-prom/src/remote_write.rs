@@ -19,7 +19,7 @@ use crate::labels::{Identities, PromSeries, PromStr, Registry, WriteCache};
 use crate::prompb::{v1, v2};
 use crate::store::{Store, StoreError};
 use crate::v1_decode::RawRequest;
-use danaus_leaf::SeriesWrite;
+use danaus_model::SeriesWrite;
 
 /// Largest decompressed request accepted.
 pub const MAX_DECOMPRESSED: usize = 64 << 20;

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use danaus_leaf::{Leaf, SeriesWrite};
+use danaus_leaf::Leaf;
+use danaus_model::SeriesWrite;
 use danaus_model::{MetricSchema, TargetSchema};
 use futures::future::BoxFuture;
 

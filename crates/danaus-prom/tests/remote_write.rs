@@ -6,8 +6,9 @@
 
 use std::sync::Arc;
 
-use danaus_leaf::{Leaf, LeafConfig, LeafOptions, MatchOp, Matcher, ReadRequest};
+use danaus_leaf::{Leaf, LeafConfig, LeafOptions};
 use danaus_model::{FieldValue, MetricKind, Value};
+use danaus_model::{MatchOp, Matcher, ReadRequest};
 use danaus_prom::prompb::{v1, v2, COUNTER};
 use danaus_prom::{Receiver, TARGET_SCHEMA};
 use danaus_storage::{MemKv, MemLogDevice, SystemClock};
@@ -382,7 +383,7 @@ impl danaus_prom::Store for Flaky {
     fn write<'a>(
         &'a self,
         tenant: &'a str,
-        batch: Vec<danaus_leaf::SeriesWrite>,
+        batch: Vec<danaus_model::SeriesWrite>,
     ) -> futures::future::BoxFuture<'a, Result<danaus_prom::Stored, danaus_prom::StoreError>> {
         danaus_prom::Store::write(&self.leaf, tenant, batch)
     }

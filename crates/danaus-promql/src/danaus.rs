@@ -18,8 +18,8 @@
 
 use std::sync::Arc;
 
-use danaus_leaf::{MatchOp as LeafOp, Matcher as LeafMatcher};
 use danaus_model::{FieldType, FieldValue, MetricSchema, ScalarType, TargetSchema, Value as DValue, ValueType};
+use danaus_model::{MatchOp as LeafOp, Matcher as LeafMatcher};
 use danaus_query::prom::{PromAggregate, PromFn, PromWindow};
 use danaus_query::{
     fetch_columns, Engine, FetchPlan, FetchSpec, Node, Plan, QueryRange, RunOptions, Stage, Table, TableOp,

@@ -19,8 +19,8 @@
 
 use std::sync::Arc;
 
-use danaus_leaf::{MatchOp, Matcher};
 use danaus_model::{FieldType, MetricKind, MetricSchema, TargetSchema, Value};
+use danaus_model::{MatchOp, Matcher};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::GroupSpec;

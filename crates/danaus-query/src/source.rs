@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use danaus_leaf::{Leaf, ReadRequest};
+use danaus_leaf::Leaf;
+use danaus_model::ReadRequest;
 use danaus_model::{FieldValue, MetricSchema, Point, TargetSchema, Value};
 use futures::future::BoxFuture;
 

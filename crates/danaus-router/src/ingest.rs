@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use danaus_assigner::{TableWatcher, ZoneClient, ZoneCommand, ZoneTable};
-use danaus_leaf::SeriesWrite;
+use danaus_model::SeriesWrite;
 use danaus_model::{FieldValue, MetricSchema, TargetSchema};
 use danaus_node::grpc::{series_to_wire, series_writes, with_conversion_errors};
 use danaus_node::tenant::tenant;

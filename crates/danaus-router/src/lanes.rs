@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use danaus_leaf::SeriesWrite;
+use danaus_model::SeriesWrite;
 use danaus_node::grpc::series_to_wire;
 use danaus_node::zone_leaf::{with_tenant, ZoneLeaf};
 use danaus_proto::channels::Channels;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use danaus_assigner::{MetricLookup, RangeId, ReplicaState, TableWatcher, ZoneClient, ZoneCommand, ZoneTable};
-use danaus_leaf::SeriesWrite;
+use danaus_model::SeriesWrite;
 use danaus_model::{validate, FieldValue, MetricSchema};
 use danaus_proto::v1 as pb;
 use rustc_hash::FxHashMap;

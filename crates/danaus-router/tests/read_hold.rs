@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use danaus_assigner::{LeafEntry, Range, Replica, ReplicaState, TableWatcher, TenantSchemas, ZoneClient, ZoneTable};
-use danaus_leaf::{Leaf, LeafConfig, LeafOptions, SeriesWrite};
+use danaus_leaf::{Leaf, LeafConfig, LeafOptions};
+use danaus_model::SeriesWrite;
 use danaus_model::{
     FieldDef, FieldType, FieldValue, MetricKind, MetricSchema, Point, ScalarType, TargetSchema, Value, ValueType,
 };

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use danaus_leaf::SeriesWrite;
+use danaus_model::SeriesWrite;
 use danaus_model::{MetricSchema, TargetSchema};
 use danaus_prom::{Store, StoreError, Stored};
 use danaus_router::IngestRouter;

@@ -3,28 +3,12 @@
 //! store.
 
 use danaus_codec::Chunk;
-use danaus_model::{FieldValue, MetricKind, Point, ScalarType, SeriesKey, Value, ValueType};
+use danaus_model::{FieldValue, MetricKind, Point, ReadRequest, ScalarType, SeriesKey, Value, ValueType};
 
 use super::Leaf;
 use crate::error::{Error, Result};
 use crate::index::SeriesRef;
-use crate::matcher::{compile, Matcher};
-
-/// A raw read: one metric of one target schema, filtered by field matchers,
-/// over `[start, end]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadRequest {
-    /// Target schema name.
-    pub target_schema: String,
-    /// Metric name.
-    pub metric: String,
-    /// Matchers over target and metric fields; all must match.
-    pub matchers: Vec<Matcher>,
-    /// Inclusive start time.
-    pub start: i64,
-    /// Inclusive end time.
-    pub end: i64,
-}
+use crate::matcher::compile;
 
 /// A series selected by a read.
 #[derive(Debug, Clone)]

@@ -19,7 +19,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use danaus_leaf::{Leaf, LeafConfig, LeafOptions, SeriesWrite};
+use danaus_leaf::{Leaf, LeafConfig, LeafOptions};
+use danaus_model::SeriesWrite;
 use danaus_model::{
     Bucketer, Distribution, FieldDef, FieldType, FieldValue, MetricKind, MetricSchema, Point, ScalarType, TargetSchema,
     Value, ValueType,
