@@ -38,4 +38,4 @@ pub use table::{
     Fence, LeafEntry, MetricLookup, Range, RangeId, Replica, ReplicaState, TenantSchemas, ZoneCommand, ZoneReply,
     ZoneTable, READ_CONFIRM_WINDOW,
 };
-pub use watch::{TableWatcher, Unconfirmed};
+pub use watch::{TableCache, TableWatcher, Unconfirmed};

@@ -4,10 +4,11 @@
 //! (`AssignerService.Watch`), moves on to the next when that member goes
 //! away, and never goes back to an older version. While every member is
 //! unreachable it keeps the last table it had, so routers keep routing
-//! and mixers keep querying through an assigner outage. With a cache file
-//! ([`TableWatcher::start_cached`]) the last table also survives a restart
-//! of the process during the outage: it is written (atomically) on every
-//! new version and read at start.
+//! and mixers keep querying through an assigner outage. With a cache
+//! ([`TableWatcher::start_cached`], a blob in the role's
+//! [`StateDir`](danaus_storage::StateDir)) the last table also survives a
+//! restart of the process during the outage: it is saved (atomically) on
+//! every new version and read at start.
 //!
 //! A table that was current once may not be now. A reader that must know
 //! (a mixer calling an answer complete, see [`crate::READ_CONFIRM_WINDOW`])
@@ -17,7 +18,7 @@
 //! so every version committed before that time is in the answer), once the
 //! watched table has reached that version.
 
-use std::path::{Path, PathBuf};
+use danaus_storage::SharedStateDir;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,8 +110,8 @@ impl TableWatcher {
 
     /// Like [`start`](Self::start), starting from the table kept in `cache`
     /// (if it holds one) and keeping every newer version there.
-    pub fn start_cached(addrs: Vec<String>, cache: Option<PathBuf>) -> Self {
-        let initial = cache.as_deref().and_then(load_cache).unwrap_or_default();
+    pub fn start_cached(addrs: Vec<String>, cache: Option<TableCache>) -> Self {
+        let initial = cache.as_ref().and_then(TableCache::load).unwrap_or_default();
         if initial.version > 0 {
             tracing::info!(version = initial.version, "starting from the cached zone table");
         }
@@ -248,37 +249,58 @@ impl TableWatcher {
     }
 }
 
-/// The table in `path`, if it holds a readable one.
-pub fn load_cache(path: &Path) -> Option<ZoneTable> {
-    let bytes = std::fs::read(path).ok()?;
-    match serde_json::from_slice(&bytes) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), "ignoring an unreadable zone table cache: {e}");
-            None
+/// Where a watcher keeps the last table it saw: blob `name` of a state
+/// directory.
+#[derive(Clone)]
+pub struct TableCache {
+    /// The role's state directory.
+    pub dir: SharedStateDir,
+    /// The blob's name (`zone-table.json`).
+    pub name: String,
+}
+
+impl TableCache {
+    /// The cache `name` in `dir`.
+    pub fn new(dir: SharedStateDir, name: impl Into<String>) -> Self {
+        Self { dir, name: name.into() }
+    }
+
+    /// The table it holds, if it holds a readable one.
+    pub fn load(&self) -> Option<ZoneTable> {
+        let bytes = match self.dir.load(&self.name) {
+            Ok(b) => b?,
+            Err(e) => {
+                tracing::warn!(name = %self.name, "ignoring an unreadable zone table cache: {e}");
+                return None;
+            }
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(name = %self.name, "ignoring a damaged zone table cache: {e}");
+                None
+            }
         }
+    }
+
+    /// Replaces what it holds with `table`, atomically.
+    pub fn save(&self, table: &ZoneTable) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(table).map_err(std::io::Error::other)?;
+        self.dir.save(&self.name, &bytes)
     }
 }
 
-/// Writes `table` to `path` atomically (a temporary file renamed over it).
-pub fn save_cache(path: &Path, table: &ZoneTable) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec(table).map_err(std::io::Error::other)?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
-
-async fn follow(addrs: Vec<String>, tx: watch::Sender<Arc<ZoneTable>>, cache: Option<PathBuf>) {
-    if let Some(path) = cache {
+async fn follow(addrs: Vec<String>, tx: watch::Sender<Arc<ZoneTable>>, cache: Option<TableCache>) {
+    if let Some(cache) = cache {
         // Keep every new version in the cache, off the async workers.
         let mut rx = tx.subscribe();
         tokio::spawn(async move {
             while rx.changed().await.is_ok() {
                 let t = rx.borrow_and_update().clone();
-                let p = path.clone();
-                match danaus_storage::run_blocking(move || save_cache(&p, &t)).await {
+                let c = cache.clone();
+                match danaus_storage::run_blocking(move || c.save(&t)).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) | Err(e) => tracing::warn!(path = %path.display(), "saving the zone table cache: {e}"),
+                    Ok(Err(e)) | Err(e) => tracing::warn!(name = %cache.name, "saving the zone table cache: {e}"),
                 }
             }
         });
@@ -333,16 +355,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_cached_table_is_there_at_start_with_no_assigner_reachable() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("zone-table.json");
+        let dir = danaus_storage::MemStateDir::new();
+        let cache = TableCache::new(Arc::new(dir.clone()), "zone-table.json");
         let mut t = ZoneTable::default();
         t.apply(ZoneCommand::Init { replication: 2 }).unwrap();
         t.apply(ZoneCommand::RegisterLeaf { leaf: "a".into(), addr: "a:1".into() }).unwrap();
-        save_cache(&path, &t).unwrap();
+        cache.save(&t).unwrap();
         // Nothing listens there: only the cache can provide the table.
-        let w = TableWatcher::start_cached(vec!["127.0.0.1:9".into()], Some(path.clone()));
+        let w = TableWatcher::start_cached(vec!["127.0.0.1:9".into()], Some(cache.clone()));
         assert_eq!(*w.current(), t);
-        std::fs::write(&path, b"{ not json").unwrap();
-        assert!(load_cache(&path).is_none(), "a damaged cache is ignored, not trusted");
+        danaus_storage::StateDir::save(&dir, "zone-table.json", b"{ not json").unwrap();
+        assert!(cache.load().is_none(), "a damaged cache is ignored, not trusted");
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use danaus_assigner::{
-    watch::save_cache, LeafEntry, Range, Replica, ReplicaState, TableWatcher, TenantSchemas, ZoneTable,
+    LeafEntry, Range, Replica, ReplicaState, TableCache, TableWatcher, TenantSchemas, ZoneTable,
 };
 use danaus_mixer::{MixerConfig, ZoneMixer};
 use danaus_model::{
@@ -270,9 +270,8 @@ impl pb::assigner_service_server::AssignerService for Leader {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_by_a_table_not_confirmed_current_say_they_may_be_partial() {
     let (table, _) = zone_table(&[("a", Duration::ZERO, false)]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("zone-table.json");
-    save_cache(&cache, &table).unwrap();
+    let cache = TableCache::new(Arc::new(danaus_storage::MemStateDir::new()), "zone-table.json");
+    cache.save(&table).unwrap();
     let leader = Leader { version: Arc::new(AtomicU64::new(1)), up: Arc::new(true.into()) };
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap().to_string();

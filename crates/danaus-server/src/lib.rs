@@ -12,11 +12,12 @@
 //! assigner`, `leaf`, `router` and `mixer`; `danaus dev-cluster`
 //! ([`dev_cluster`]) starts one on loopback.
 //!
-//! This crate is the only one that chooses RocksDB and the file system;
-//! what a node serves lives in `danaus-node` (which the simulator runs
-//! with in-memory storage) and the zone crates. Shutdown stops the
-//! listeners, lets in-flight requests end, then checkpoints the leaves so
-//! the next start replays nothing.
+//! Every role — standalone's zone in one process too — is defined once in
+//! `danaus-roles`, which the simulation starts with in-memory storage; this
+//! crate is the only one that chooses RocksDB and the file system, and the
+//! only one with an HTTP port (remote_write, the PromQL API, `/metrics`,
+//! `/healthz`). Shutdown stops the listeners, lets in-flight requests end,
+//! then checkpoints the leaves so the next start replays nothing.
 
 pub mod dev_cluster;
 pub mod http;
@@ -24,17 +25,3 @@ pub mod prom_store;
 pub mod promql_http;
 pub mod standalone;
 pub mod zone;
-
-/// Accepted connections with Nagle's algorithm off: small gRPC replies
-/// (a stream's last message, an ack) must not wait for a delayed ACK.
-pub fn nodelay(
-    listener: tokio::net::TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt as _;
-    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
-        if let Ok(s) = &s {
-            let _ = s.set_nodelay(true);
-        }
-        s
-    })
-}

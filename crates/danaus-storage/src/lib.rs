@@ -14,6 +14,9 @@
 //!   families ([`Cf`]). RocksDB implements it in `danaus-rocksdb` (the only
 //!   crate that links RocksDB); [`MemKv`] implements it for tests and
 //!   simulation.
+//! * [`StateDir`] — a few small named blobs a role keeps across restarts
+//!   (the last zone table it saw): files ([`FsStateDir`], replaced
+//!   atomically and durably) or memory ([`MemStateDir`]).
 //! * [`Clock`] — wall time, so simulation can control it.
 //!
 //! All trait methods are blocking; async callers run them on
@@ -24,6 +27,7 @@ mod clock;
 mod error;
 mod kv;
 mod log_device;
+mod state_dir;
 mod wal;
 
 pub use blocking::run_blocking;
@@ -33,4 +37,7 @@ pub use kv::{Cf, KvStore, MemKv, WriteBatch, WriteOp};
 #[cfg(not(madsim))]
 pub use log_device::FsLogDevice;
 pub use log_device::{LogDevice, MemLogDevice, SegmentWriter};
+#[cfg(not(madsim))]
+pub use state_dir::FsStateDir;
+pub use state_dir::{MemStateDir, SharedStateDir, StateDir};
 pub use wal::{LogOptions, LogStats, Lsn, RecoveryLog, ReplayReport};

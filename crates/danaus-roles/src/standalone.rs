@@ -1,0 +1,291 @@
+//! A whole zone in one process: the roles of a distributed zone — a range
+//! assigner (a one-member Raft group), leaves, the zone index server — each
+//! on its own internal gRPC address, and one front door (the ingestion and
+//! leaf routers and the zone mixer) serving SchemaService, IngestService,
+//! QueryService and ReadService on the public address. The front door
+//! calls the process' leaves in process (no plan, table or batch crosses a
+//! loopback socket); everything else talks gRPC as it would across hosts.
+//!
+//! `danaus standalone` starts it on RocksDB and the file system, the
+//! simulation on its simulated devices, through [`start`].
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use danaus_assigner::{AssignerConfig, TableCache, TableWatcher, ZoneTable};
+use danaus_leaf::{Leaf, LeafOptions};
+use danaus_mixer::{MixerConfig, ZoneMixer};
+use danaus_node::query::QueryStats;
+use danaus_node::zone_leaf::AgentConfig;
+use danaus_router::{RouterConfig, ZoneMap};
+use danaus_storage::{KvStore, SharedStateDir};
+use futures::FutureExt as _;
+use tokio::sync::watch;
+
+use crate::assigner::{AssignerParts, AssignerSpec};
+use crate::index::IndexSpec;
+use crate::leaf::{LeafParts, LeafSpec, LeafStores};
+use crate::metrics::{leaf_metrics, process_metrics, query_metrics, router_metrics, Text};
+use crate::router::RouterParts;
+use crate::{assigner, index, leaf, mixer, router, table_health, transport, Error, Health, Metrics, Result, Running};
+
+/// A zone in one process.
+#[derive(Debug, Clone)]
+pub struct StandaloneSpec {
+    /// The zone's name (completeness reports, the zone map).
+    pub zone: String,
+    /// The public gRPC address (port 0 picks one).
+    pub grpc_addr: SocketAddr,
+    /// Where the internal roles listen.
+    pub internal_ip: IpAddr,
+    /// Their first port, the others following it (0: any free ports).
+    pub internal_port: u16,
+    /// Leaves run in the process (their stores come in [`StandaloneStores`]).
+    pub leaves: usize,
+    /// Replicas of each target range (at most `leaves`).
+    pub replication: u32,
+    /// Leaf tuning.
+    pub leaf: LeafOptions,
+    /// Leaf agent tuning.
+    pub agent: AgentConfig,
+    /// How soon the assigner calls a silent leaf dead, and its tick.
+    pub assigner: AssignerConfig,
+    /// Raft heartbeat of the assigner's group.
+    pub heartbeat: Duration,
+    /// Mixer tuning (its zone name is `zone`).
+    pub mixer: MixerConfig,
+    /// Concurrent requests served per connection on the public address.
+    pub max_concurrent_requests: usize,
+    /// Queries run at once; more are refused with RESOURCE_EXHAUSTED.
+    pub max_concurrent_queries: usize,
+    /// How long to wait for every range to have its replicas ready.
+    pub ready_within: Duration,
+}
+
+impl StandaloneSpec {
+    /// One zone named `zone` with `leaves` leaves and `replication` replicas
+    /// per range, with the tuning `danaus standalone` uses.
+    pub fn new(zone: impl Into<String>, grpc_addr: SocketAddr, leaves: usize, replication: u32) -> Self {
+        Self {
+            zone: zone.into(),
+            grpc_addr,
+            internal_ip: IpAddr::from([127, 0, 0, 1]),
+            internal_port: 0,
+            leaves,
+            replication,
+            leaf: LeafOptions::default(),
+            agent: AgentConfig { heartbeat: Duration::from_millis(500), ..AgentConfig::default() },
+            assigner: AssignerConfig {
+                replication,
+                dead_after: Duration::from_secs(10),
+                tick: Duration::from_millis(200),
+                ..AssignerConfig::default()
+            },
+            heartbeat: Duration::from_millis(100),
+            mixer: MixerConfig::default(),
+            max_concurrent_requests: transport::DEFAULT_CONCURRENCY,
+            max_concurrent_queries: 64,
+            ready_within: Duration::from_secs(60),
+        }
+    }
+
+    fn internal(&self, n: u16) -> SocketAddr {
+        let port = if self.internal_port == 0 { 0 } else { self.internal_port + n };
+        SocketAddr::new(self.internal_ip, port)
+    }
+}
+
+/// What a zone in one process is built on.
+pub struct StandaloneStores {
+    /// The assigner's Raft log (the first leaf's store may hold it too).
+    pub assigner: Arc<dyn KvStore>,
+    /// One per leaf.
+    pub leaves: Vec<LeafStores>,
+    /// Where the front door keeps its last zone table.
+    pub state: SharedStateDir,
+}
+
+/// A zone serving in one process.
+pub struct Standalone {
+    /// The public address's role: the front door.
+    pub front: Running,
+    /// The routers behind it.
+    pub routers: RouterParts,
+    /// The mixer behind it.
+    pub mixer: ZoneMixer,
+    /// The zone table the front door follows.
+    pub table: TableWatcher,
+    /// Query counters.
+    pub queries: Arc<QueryStats>,
+    /// The leaves, in order.
+    pub leaves: Vec<(Running, LeafParts)>,
+    index: Running,
+    assigner: (Running, AssignerParts),
+}
+
+/// The public front door's gRPC server, before it serves: a caller may add
+/// services (gRPC reflection) with `extra`.
+pub type Extra = Box<dyn FnOnce(tonic::transport::server::Router) -> tonic::transport::server::Router + Send>;
+
+/// Starts every role, waits until every range has `replication` ready
+/// replicas, then serves the front door.
+pub async fn start(spec: StandaloneSpec, stores: StandaloneStores, extra: Option<Extra>) -> Result<Standalone> {
+    let started = Instant::now();
+    if spec.leaves == 0 || stores.leaves.len() != spec.leaves {
+        return Err(Error::Config(format!(
+            "a zone needs at least one leaf, each with its stores (--leaves {}, stores for {})",
+            spec.leaves,
+            stores.leaves.len()
+        )));
+    }
+    if spec.replication == 0 || spec.replication as usize > spec.leaves {
+        return Err(Error::Config(format!(
+            "--replication {} needs between 1 and --leaves ({}) leaves",
+            spec.replication, spec.leaves
+        )));
+    }
+    let assigner_addr = spec.internal(0);
+    let assigner = assigner::start(
+        AssignerSpec {
+            id: 1,
+            peers: BTreeMap::from([(1, assigner_addr.to_string())]),
+            grpc_addr: assigner_addr,
+            assigner: AssignerConfig { replication: spec.replication, ..spec.assigner.clone() },
+            heartbeat: spec.heartbeat,
+        },
+        stores.assigner,
+    )
+    .await?;
+    let assigners = vec![assigner.0.grpc_addr.to_string()];
+    let (index, _) = index::start(IndexSpec { grpc_addr: spec.internal(1), index: Default::default() }).await?;
+    let index_addr = index.grpc_addr.to_string();
+    let mut leaves = Vec::with_capacity(spec.leaves);
+    for (i, st) in stores.leaves.into_iter().enumerate() {
+        let l = leaf::start(
+            LeafSpec {
+                name: format!("leaf-{}", i + 1),
+                grpc_addr: spec.internal(2 + i as u16),
+                advertise: None,
+                assigners: assigners.clone(),
+                leaf: spec.leaf.clone(),
+                agent: spec.agent.clone(),
+                index: Some(index_addr.clone()),
+            },
+            st,
+        )
+        .await
+        .map_err(|e| Error::start(format!("starting leaf-{}", i + 1), e))?;
+        leaves.push(l);
+    }
+    let (table, routers) = router::build(
+        assigners,
+        Some(TableCache::new(stores.state, "router-table.json")),
+        ZoneMap::single(&spec.zone),
+        RouterConfig::default(),
+    );
+    let mixer = ZoneMixer::new(
+        table.clone(),
+        MixerConfig { zone: spec.zone.clone(), index: Some(index_addr), ..spec.mixer.clone() },
+    );
+    // Writes and leaf phases reach this process' leaves by a call.
+    for (r, p) in &leaves {
+        routers.leaves.add_local_leaf(r.grpc_addr.to_string(), p.zone_leaf.clone());
+        mixer.add_local_leaf(r.grpc_addr.to_string(), p.zone_leaf.clone());
+    }
+    // Serve once every range has all its replicas ready (a table cached
+    // from the last run names the leaves' old addresses).
+    let addrs: Vec<(String, String)> =
+        leaves.iter().enumerate().map(|(i, (r, _))| (format!("leaf-{}", i + 1), r.grpc_addr.to_string())).collect();
+    let ready = |t: &ZoneTable| {
+        addrs.iter().all(|(n, a)| t.leaves.get(n).is_some_and(|e| e.addr == *a))
+            && !t.ranges.is_empty()
+            && t.ranges.values().all(|r| r.ready().count() >= spec.replication as usize)
+    };
+    let deadline = tokio::time::Instant::now() + spec.ready_within;
+    while !ready(&table.current()) {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Start {
+                what: "waiting for the zone".into(),
+                message: format!(
+                    "not every range had {} ready replicas within {:?}: {:?}",
+                    spec.replication,
+                    spec.ready_within,
+                    table.current().ranges
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let listener = transport::bind(spec.grpc_addr).await?;
+    let queries = Arc::new(QueryStats::default());
+    let (ingest, schema) = routers.front.services();
+    let mut grpc = transport::server(spec.max_concurrent_requests)
+        .add_service(ingest)
+        .add_service(schema)
+        .add_service(mixer::query_service(&mixer, spec.max_concurrent_queries, queries.clone()))
+        .add_service(mixer.read_service());
+    if let Some(extra) = extra {
+        grpc = extra(grpc);
+    }
+    let leaf_handles: Vec<Leaf> = leaves.iter().map(|(_, p)| p.leaf.clone()).collect();
+    let (ls, t) = (leaf_handles.clone(), table.clone());
+    let health: Health = Arc::new(move || ls.iter().find_map(Leaf::unhealthy).or_else(|| table_health(&t)));
+    let (ls, rs, q, ms) = (leaf_handles, routers.leaves.stats.clone(), queries.clone(), mixer.stats().clone());
+    let metrics: Metrics = Arc::new(move || {
+        let (ls, rs, q, ms) = (ls.clone(), rs.clone(), q.clone(), ms.clone());
+        async move {
+            let mut disk = 0;
+            for l in &ls {
+                disk += l.disk_bytes().await.unwrap_or(0);
+            }
+            let mut t = Text::default();
+            process_metrics(&mut t, started);
+            leaf_metrics(&mut t, &ls, disk);
+            router_metrics(&mut t, &rs);
+            query_metrics(&mut t, &q, &ms);
+            t
+        }
+        .boxed()
+    });
+    let (stop, stopping) = watch::channel(false);
+    let mut front = Running::new(listener.local_addr(), metrics, health, stop);
+    front.server = Some(listener.serve(grpc, stopping));
+    tracing::info!(
+        grpc_addr = %front.grpc_addr,
+        zone = %spec.zone,
+        leaves = spec.leaves,
+        replication = spec.replication,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "zone serving in one process"
+    );
+    Ok(Standalone { front, routers, mixer, table, queries, leaves, index, assigner })
+}
+
+impl Standalone {
+    /// The first leaf.
+    pub fn leaf(&self) -> Option<&Leaf> {
+        self.leaves.first().map(|(_, p)| &p.leaf)
+    }
+
+    /// Waits until the front door's server ends (an error if it failed).
+    pub async fn wait(&mut self) -> Result<()> {
+        self.front.wait().await
+    }
+
+    /// Stops the front door (in-flight requests end), then the leaves
+    /// (each checkpoints), the index server and the assigner.
+    pub async fn shutdown(self) -> Result<()> {
+        self.front.shutdown().await?;
+        for (l, _) in self.leaves {
+            l.shutdown().await?;
+        }
+        // Their only clients (this process' watchers and leaves) are done:
+        // what is left open are table watches that never end by themselves.
+        self.index.shutdown_within(Duration::ZERO).await?;
+        self.assigner.0.shutdown_within(Duration::ZERO).await?;
+        Ok(())
+    }
+}
