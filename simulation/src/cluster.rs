@@ -13,17 +13,17 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use danaus_assigner::{Assigner, AssignerConfig, TableWatcher, ZoneClient, ZoneTable};
-use danaus_index::{IndexConfig, IndexServer};
-use danaus_leaf::{Leaf, LeafConfig, LeafOptions};
-use danaus_mixer::{MixerConfig, ZoneMixer};
-use danaus_node::query::{QueryApi, QueryStats};
-use danaus_node::zone_leaf::{AgentConfig, ZoneLeaf};
-use danaus_proto::v1 as pb;
-use danaus_raft::{BasicNode, GroupConfig, NodeId, RaftGroup, RaftServer};
+use danaus_assigner::AssignerConfig;
+use danaus_index::IndexConfig;
+use danaus_leaf::LeafOptions;
+use danaus_mixer::MixerConfig;
+use danaus_node::zone_leaf::AgentConfig;
+use danaus_raft::NodeId;
+use danaus_roles::leaf::LeafStores;
+use danaus_roles::Running;
 use danaus_router::zone_map::ZoneRoute;
-use danaus_router::{IngestRouter, LeafRouter, RouterConfig, ZoneMap};
-use danaus_storage::{Clock, KvStore, MemKv, MemLogDevice, SystemClock};
+use danaus_router::{RouterConfig, ZoneMap};
+use danaus_storage::{Clock, KvStore, MemKv, MemLogDevice, MemStateDir, SharedStateDir, SystemClock};
 use madsim::runtime::{Handle, NodeHandle};
 use parking_lot::Mutex;
 
@@ -47,6 +47,9 @@ pub enum Role {
     Router(usize),
     /// The zone mixer.
     Mixer,
+    /// The whole zone in one process, as `danaus standalone` runs it: its
+    /// front door serves the router's and the mixer's services.
+    Standalone,
 }
 
 /// The name of zone `z`; it is also the location its series carry.
@@ -62,8 +65,18 @@ pub fn addr(z: usize, role: Role) -> SocketAddr {
         Role::Leaf(i) => 100 + i as u8,
         Role::Router(i) => 50 + i as u8,
         Role::Mixer => 60,
+        Role::Standalone => 70,
     };
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, z as u8 + 1, 0, n)), PORT)
+}
+
+/// The disks of a leaf: its long-term store and recovery log device.
+#[derive(Clone)]
+pub struct LeafDisks {
+    /// The long-term store.
+    pub kv: Arc<MemKv>,
+    /// The recovery log.
+    pub log: MemLogDevice,
 }
 
 /// A host of the cluster.
@@ -76,10 +89,13 @@ pub struct Member {
     pub name: String,
     /// The simulated host.
     pub node: NodeHandle,
-    /// Its long-term store, kept across restarts (assigners and leaves).
+    /// Its Raft log store (an assigner; a standalone host's is its first
+    /// leaf's store), kept across restarts.
     pub kv: Option<Arc<MemKv>>,
-    /// Its recovery log device (leaves).
-    pub log: Option<MemLogDevice>,
+    /// Its leaves' disks (one for a leaf, `leaves` for a standalone host).
+    pub leaves: Vec<LeafDisks>,
+    /// Its state directory (the last zone table it saw).
+    pub state: MemStateDir,
     /// How far its clock is off, ns (leaves read time through it).
     pub skew: Arc<AtomicI64>,
 }
@@ -95,9 +111,11 @@ impl Member {
         if let Some(kv) = &self.kv {
             kv.wipe();
         }
-        if let Some(log) = &self.log {
-            log.wipe();
+        for d in &self.leaves {
+            d.kv.wipe();
+            d.log.wipe();
         }
+        self.state.wipe();
     }
 
     /// The host crashed: its disks lose what they had not synced.
@@ -105,8 +123,23 @@ impl Member {
         if let Some(kv) = &self.kv {
             kv.crash();
         }
-        if let Some(log) = &self.log {
-            log.crash();
+        for d in &self.leaves {
+            d.kv.crash();
+            d.log.crash();
+        }
+    }
+
+    /// Whether it runs leaves (whose clocks can be skewed).
+    pub fn has_leaves(&self) -> bool {
+        !self.leaves.is_empty()
+    }
+
+    /// The id of its member of the zone's Raft group, if it has one.
+    pub fn raft_id(&self) -> Option<NodeId> {
+        match self.role {
+            Role::Assigner(id) => Some(id),
+            Role::Standalone => Some(1),
+            _ => None,
         }
     }
 }
@@ -127,22 +160,29 @@ impl Cluster {
         let raft = Arc::new(RaftWatch::new(spec.zones, state.clone()));
         let mut members = Vec::new();
         for z in 0..spec.zones {
-            let mut roles: Vec<Role> = (1..=spec.assigners as NodeId).map(Role::Assigner).collect();
-            roles.push(Role::Index);
-            roles.extend((1..=spec.leaves).map(Role::Leaf));
-            roles.extend((1..=spec.routers).map(Role::Router));
-            roles.push(Role::Mixer);
-            for role in roles {
-                let durable = matches!(role, Role::Assigner(_) | Role::Leaf(_));
-                let kv = durable.then(|| Arc::new(MemKv::new()));
-                let log = matches!(role, Role::Leaf(_)).then(MemLogDevice::new);
+            for role in zone_roles(spec, z) {
+                let leaf_disks = match role {
+                    Role::Leaf(_) => 1,
+                    Role::Standalone => spec.leaves,
+                    _ => 0,
+                };
+                let leaves: Vec<LeafDisks> = (0..leaf_disks)
+                    .map(|_| LeafDisks { kv: Arc::new(MemKv::new()), log: MemLogDevice::new() })
+                    .collect();
+                let kv = match role {
+                    Role::Assigner(_) => Some(Arc::new(MemKv::new())),
+                    Role::Standalone => leaves.first().map(|d| d.kv.clone()),
+                    _ => None,
+                };
+                let disk = MemStateDir::new();
                 let skew = Arc::new(AtomicI64::new(0));
                 let ctx = RoleCtx {
                     spec,
                     zone: z,
                     role,
                     kv: kv.clone(),
-                    log: log.clone(),
+                    leaves: leaves.clone(),
+                    disk: disk.clone(),
                     skew: skew.clone(),
                     raft: raft.clone(),
                     state: state.clone(),
@@ -154,7 +194,7 @@ impl Cluster {
                     .ip(addr(z, role).ip())
                     .init(move || run_role(ctx.clone()))
                     .build();
-                members.push(Member { zone: z, role, name, node, kv, log, skew });
+                members.push(Member { zone: z, role, name, node, kv, leaves, state: disk, skew });
             }
         }
         Self { spec, members, raft }
@@ -168,13 +208,14 @@ impl Cluster {
     /// The router addresses of every zone (`http://…`), by zone.
     pub fn routers(&self) -> Vec<Vec<String>> {
         (0..self.spec.zones)
-            .map(|z| (1..=self.spec.routers).map(|r| format!("http://{}", addr(z, Role::Router(r)))).collect())
+            .map(|z| router_addrs(self.spec, z).into_iter().map(|a| format!("http://{a}")).collect())
             .collect()
     }
 
     /// The mixer address of zone `z` (`http://…`).
     pub fn mixer(&self, z: usize) -> String {
-        format!("http://{}", addr(z, Role::Mixer))
+        let role = if self.spec.is_standalone(z) { Role::Standalone } else { Role::Mixer };
+        format!("http://{}", addr(z, role))
     }
 
     /// Whether every zone is whole: every leaf registered and every range
@@ -197,6 +238,43 @@ fn role_name(role: Role) -> String {
         Role::Index => "index".into(),
         Role::Router(i) => format!("router-{i}"),
         Role::Mixer => "mixer".into(),
+        Role::Standalone => "standalone".into(),
+    }
+}
+
+/// The hosts of zone `z`.
+fn zone_roles(spec: Spec, z: usize) -> Vec<Role> {
+    if spec.is_standalone(z) {
+        return vec![Role::Standalone];
+    }
+    let mut roles: Vec<Role> = (1..=spec.assigners as NodeId).map(Role::Assigner).collect();
+    roles.push(Role::Index);
+    roles.extend((1..=spec.leaves).map(Role::Leaf));
+    roles.extend((1..=spec.routers).map(Role::Router));
+    roles.push(Role::Mixer);
+    roles
+}
+
+/// Where zone `z` takes writes.
+fn router_addrs(spec: Spec, z: usize) -> Vec<SocketAddr> {
+    if spec.is_standalone(z) {
+        vec![addr(z, Role::Standalone)]
+    } else {
+        (1..=spec.routers).map(|r| addr(z, Role::Router(r))).collect()
+    }
+}
+
+/// Every zone, where it takes writes and the location its series carry.
+fn zone_map(spec: Spec, local: usize) -> ZoneMap {
+    ZoneMap {
+        local: zone_name(local),
+        zones: (0..spec.zones)
+            .map(|z| ZoneRoute {
+                name: zone_name(z),
+                routers: router_addrs(spec, z).iter().map(ToString::to_string).collect(),
+                locations: vec![zone_name(z)],
+            })
+            .collect(),
     }
 }
 
@@ -207,7 +285,8 @@ struct RoleCtx {
     zone: usize,
     role: Role,
     kv: Option<Arc<MemKv>>,
-    log: Option<MemLogDevice>,
+    leaves: Vec<LeafDisks>,
+    disk: MemStateDir,
     skew: Arc<AtomicI64>,
     raft: Arc<RaftWatch>,
     state: Arc<Mutex<State>>,
@@ -221,6 +300,19 @@ impl RoleCtx {
     fn violation(&self, what: String) {
         self.state.lock().violation(format!("{}/{}: {what}", zone_name(self.zone), role_name(self.role)));
     }
+
+    fn state_dir(&self) -> SharedStateDir {
+        Arc::new(self.disk.clone())
+    }
+
+    fn leaf_stores(&self, d: &LeafDisks) -> LeafStores {
+        LeafStores {
+            kv: d.kv.clone() as Arc<dyn KvStore>,
+            log: Arc::new(d.log.clone()),
+            clock: Arc::new(SkewedClock(self.skew.clone())),
+            state: self.state_dir(),
+        }
+    }
 }
 
 /// A leaf's clock: the simulated wall clock, off by the host's skew.
@@ -232,128 +324,135 @@ impl Clock for SkewedClock {
     }
 }
 
-fn grpc() -> tonic::transport::Server {
-    tonic::transport::Server::builder()
+/// Leaves flush often and keep short chunks, so checkpoints, flushed reads
+/// and the log's truncation all happen within a run.
+fn leaf_options() -> LeafOptions {
+    LeafOptions { checkpoint_interval: Duration::from_secs(3), chunk_max_points: 16, ..LeafOptions::default() }
 }
 
-/// Runs the host's role until the host is killed. A role that cannot
-/// start, or whose server stops, is a violation: nothing in the faults
-/// the simulation injects excuses it.
-async fn run_role(ctx: RoleCtx) {
-    let me = addr(ctx.zone, ctx.role);
-    let served = match ctx.role {
-        Role::Assigner(id) => return run_assigner(ctx, id).await,
-        Role::Leaf(i) => return run_leaf(ctx, i).await,
-        Role::Index => {
-            let index = IndexServer::new(IndexConfig::default());
-            grpc().add_service(index.service()).serve(me).await
-        }
-        Role::Router(_) => {
-            let assigners = ctx.assigners();
-            let table = TableWatcher::start(assigners.clone());
-            let zone = Arc::new(ZoneClient::new(assigners));
-            let leaves = LeafRouter::new(table, zone.clone(), RouterConfig::default());
-            let zones = ZoneMap {
-                local: zone_name(ctx.zone),
-                zones: (0..ctx.spec.zones)
-                    .map(|z| ZoneRoute {
-                        name: zone_name(z),
-                        routers: (1..=ctx.spec.routers).map(|r| addr(z, Role::Router(r)).to_string()).collect(),
-                        locations: vec![zone_name(z)],
-                    })
-                    .collect(),
-            };
-            let (ingest, schema) = IngestRouter::new(leaves, zones, zone).services();
-            grpc().add_service(ingest).add_service(schema).serve(me).await
-        }
-        Role::Mixer => {
-            let table = TableWatcher::start(ctx.assigners());
-            let mixer = ZoneMixer::new(
-                table,
-                MixerConfig {
-                    zone: zone_name(ctx.zone),
-                    hedge_after: Duration::from_millis(300),
-                    index: Some(addr(ctx.zone, Role::Index).to_string()),
-                    ..MixerConfig::default()
-                },
-            );
-            let m = mixer.clone();
-            let api = QueryApi::with_engines(Arc::new(move || m.engine()), 16, Arc::new(QueryStats::default()));
-            grpc()
-                .add_service(pb::query_service_server::QueryServiceServer::new(api))
-                .add_service(mixer.read_service())
-                .serve(me)
-                .await
-        }
-    };
-    if let Err(e) = served {
-        ctx.violation(format!("the gRPC server stopped: {e}"));
-    }
-}
-
-async fn run_assigner(ctx: RoleCtx, id: NodeId) {
-    let Some(kv) = ctx.kv.clone() else { return };
-    let server = RaftServer::new();
-    let group = match RaftGroup::<ZoneTable>::start(GroupConfig::new("zone", id), kv as Arc<dyn KvStore>, &server).await
-    {
-        Ok(g) => Arc::new(g),
-        Err(e) => return ctx.violation(format!("the Raft member failed to start: {e}")),
-    };
-    let assigner = Assigner::new(
-        group.clone(),
-        AssignerConfig {
-            replication: ctx.spec.replication,
-            dead_after: Duration::from_secs(3),
-            tick: Duration::from_millis(200),
-            ..AssignerConfig::default()
-        },
-    );
-    let serving = tokio::spawn(
-        grpc().add_service(server.service()).add_service(assigner.service()).serve(addr(ctx.zone, Role::Assigner(id))),
-    );
-    let members: BTreeMap<NodeId, BasicNode> = (1..=ctx.spec.assigners as NodeId)
-        .map(|m| (m, BasicNode::new(addr(ctx.zone, Role::Assigner(m)).to_string())))
-        .collect();
-    if let Err(e) = group.initialize(members).await {
-        return ctx.violation(format!("initialising the Raft group failed: {e}"));
-    }
-    ctx.raft.register(ctx.zone, id, group);
-    tokio::spawn(assigner.run_controller());
-    match serving.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => ctx.violation(format!("the gRPC server stopped: {e}")),
-        Err(e) => ctx.violation(format!("the gRPC server task failed: {e}")),
-    }
-}
-
-async fn run_leaf(ctx: RoleCtx, i: usize) {
-    let (Some(kv), Some(log)) = (ctx.kv.clone(), ctx.log.clone()) else { return };
-    let opened = Leaf::open(LeafConfig {
-        kv: kv as Arc<dyn KvStore>,
-        log: Arc::new(log),
-        clock: Arc::new(SkewedClock(ctx.skew.clone())),
-        options: LeafOptions {
-            checkpoint_interval: Duration::from_secs(3),
-            chunk_max_points: 16,
-            ..LeafOptions::default()
-        },
-    })
-    .await;
-    let leaf = match opened {
-        Ok(l) => l,
-        Err(e) => return ctx.violation(format!("the leaf failed to open: {e}")),
-    };
-    let me = addr(ctx.zone, Role::Leaf(i));
-    let assigners = ctx.assigners();
-    let zl = ZoneLeaf::new(role_name(ctx.role), me.to_string(), leaf, TableWatcher::start(assigners.clone()));
-    let agent = AgentConfig {
+fn agent() -> AgentConfig {
+    AgentConfig {
         heartbeat: Duration::from_millis(500),
         load_every: Duration::from_secs(5),
         drop_grace: Duration::from_secs(20),
+    }
+}
+
+fn assigner_config(spec: Spec) -> AssignerConfig {
+    AssignerConfig {
+        replication: spec.replication,
+        dead_after: Duration::from_secs(3),
+        tick: Duration::from_millis(200),
+        ..AssignerConfig::default()
+    }
+}
+
+fn mixer_config(z: usize, index: SocketAddr) -> MixerConfig {
+    MixerConfig {
+        zone: zone_name(z),
+        hedge_after: Duration::from_millis(300),
+        index: Some(index.to_string()),
+        ..MixerConfig::default()
+    }
+}
+
+/// Runs the host's role, as `danaus <role>` starts it (`danaus-roles`), until
+/// the host is killed. A role that cannot start, or whose server stops, is
+/// a violation: nothing in the faults the simulation injects excuses it.
+async fn run_role(ctx: RoleCtx) {
+    let me = addr(ctx.zone, ctx.role);
+    let started: danaus_roles::Result<Running> = match ctx.role {
+        Role::Assigner(id) => {
+            let Some(kv) = ctx.kv.clone() else { return };
+            let spec = danaus_roles::assigner::AssignerSpec {
+                id,
+                peers: (1..=ctx.spec.assigners as NodeId)
+                    .map(|m| (m, addr(ctx.zone, Role::Assigner(m)).to_string()))
+                    .collect::<BTreeMap<_, _>>(),
+                grpc_addr: me,
+                assigner: assigner_config(ctx.spec),
+                heartbeat: Duration::from_millis(100),
+            };
+            danaus_roles::assigner::start(spec, kv).await.map(|(r, p)| {
+                ctx.raft.register(ctx.zone, id, p.group);
+                r
+            })
+        }
+        Role::Leaf(_) => {
+            let Some(d) = ctx.leaves.first() else { return };
+            let spec = danaus_roles::leaf::LeafSpec {
+                name: role_name(ctx.role),
+                grpc_addr: me,
+                advertise: None,
+                assigners: ctx.assigners(),
+                leaf: leaf_options(),
+                agent: agent(),
+                index: Some(addr(ctx.zone, Role::Index).to_string()),
+            };
+            danaus_roles::leaf::start(spec, ctx.leaf_stores(d)).await.map(|(r, _)| r)
+        }
+        Role::Index => {
+            danaus_roles::index::start(danaus_roles::index::IndexSpec { grpc_addr: me, index: IndexConfig::default() })
+                .await
+                .map(|(r, _)| r)
+        }
+        Role::Router(_) => {
+            let spec = danaus_roles::router::RouterSpec {
+                grpc_addr: me,
+                assigners: ctx.assigners(),
+                zones: zone_map(ctx.spec, ctx.zone),
+                router: RouterConfig::default(),
+            };
+            danaus_roles::router::start(spec, Some(ctx.state_dir())).await.map(|(r, _)| r)
+        }
+        Role::Mixer => {
+            let spec = danaus_roles::mixer::MixerSpec {
+                grpc_addr: me,
+                assigners: ctx.assigners(),
+                mixer: mixer_config(ctx.zone, addr(ctx.zone, Role::Index)),
+                max_concurrent_queries: 16,
+            };
+            danaus_roles::mixer::start(spec, Some(ctx.state_dir())).await.map(|(r, _)| r)
+        }
+        Role::Standalone => return run_standalone(ctx, me).await,
     };
-    tokio::spawn(zl.clone().run_agent(assigners, agent));
-    tokio::spawn(zl.clone().run_hints(addr(ctx.zone, Role::Index).to_string()));
-    if let Err(e) = grpc().add_service(zl.service()).serve(me).await {
-        ctx.violation(format!("the gRPC server stopped: {e}"));
+    match started {
+        Ok(mut running) => {
+            if let Err(e) = running.wait().await {
+                ctx.violation(format!("the gRPC server stopped: {e}"));
+            }
+        }
+        Err(e) => ctx.violation(format!("the role failed to start: {e}")),
+    }
+}
+
+/// A standalone host: the zone's roles in one process, internal ones on
+/// ports after [`PORT`], the front door on [`PORT`].
+async fn run_standalone(ctx: RoleCtx, me: SocketAddr) {
+    use danaus_roles::standalone::{StandaloneSpec, StandaloneStores};
+    let Some(kv) = ctx.kv.clone() else { return };
+    let mut spec = StandaloneSpec::new(zone_name(ctx.zone), me, ctx.spec.leaves, ctx.spec.replication);
+    spec.internal_ip = me.ip();
+    spec.internal_port = PORT + 1;
+    spec.leaf = leaf_options();
+    spec.agent = agent();
+    spec.assigner = assigner_config(ctx.spec);
+    spec.mixer = mixer_config(ctx.zone, me);
+    spec.max_concurrent_queries = 16;
+    spec.zones = zone_map(ctx.spec, ctx.zone);
+    let stores = StandaloneStores {
+        assigner: kv as Arc<dyn KvStore>,
+        leaves: ctx.leaves.iter().map(|d| ctx.leaf_stores(d)).collect(),
+        state: ctx.state_dir(),
+    };
+    let (raft, zone) = (ctx.raft.clone(), ctx.zone);
+    match danaus_roles::standalone::start(spec, stores, None).await {
+        Ok(mut s) => {
+            raft.register(zone, 1, s.group());
+            if let Err(e) = s.wait().await {
+                ctx.violation(format!("the gRPC server stopped: {e}"));
+            }
+        }
+        Err(e) => ctx.violation(format!("the zone failed to start: {e}")),
     }
 }

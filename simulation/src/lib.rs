@@ -7,8 +7,9 @@
 //!
 //! **What runs** ([`cluster`]): N zones, each with its range assigner
 //! (a 3-member Raft group), index server, leaves, router and mixer, every
-//! role on its own simulated host, started by the same library calls as
-//! `danaus <role>`. Only the disks are simulated: an in-memory long-term
+//! role on its own simulated host, started by the same definitions
+//! (`danaus-roles`) as `danaus <role>`; for one seed in three the last zone
+//! instead runs in one host as `danaus standalone` runs it. Only the disks are simulated: an in-memory long-term
 //! store and a log device that both lose unsynced writes when their host
 //! crashes. Writer hosts write known data through any zone's router and
 //! record every acknowledgement; a reader host reads and queries through
@@ -53,13 +54,23 @@ pub struct Spec {
     pub routers: usize,
     /// Replicas per range.
     pub replication: u32,
+    /// Whether the last zone runs in one process, as `danaus standalone`
+    /// does (its leaves called in process by its front door).
+    pub standalone: bool,
+}
+
+impl Spec {
+    /// Whether zone `z` runs in one process.
+    pub fn is_standalone(&self, z: usize) -> bool {
+        self.standalone && z + 1 == self.zones
+    }
 }
 
 impl Default for Spec {
     /// Two zones of three assigners, three leaves and two routers,
     /// ranges on two leaves.
     fn default() -> Self {
-        Self { zones: 2, leaves: 3, assigners: 3, routers: 2, replication: 2 }
+        Self { zones: 2, leaves: 3, assigners: 3, routers: 2, replication: 2, standalone: false }
     }
 }
 
@@ -146,6 +157,9 @@ impl SimConfig {
                 c.push_str(&format!(" {flag} {v}"));
             }
         }
+        if s.standalone != ds.standalone {
+            c.push_str(if s.standalone { " --standalone yes" } else { " --standalone no" });
+        }
         if self.sabotage {
             c.push_str(" --sabotage");
         }
@@ -153,9 +167,12 @@ impl SimConfig {
     }
 
     /// The default run for `seed`: 60 simulated seconds, 2 writers,
-    /// faults, the default cluster.
+    /// faults, the default cluster — its last zone in one process for one
+    /// seed in three, so sweeps cover `danaus standalone`'s in-process
+    /// paths too.
     pub fn new(seed: u64) -> Self {
-        Self { seed, seconds: 60, writers: 2, faults: true, spec: Spec::default(), sabotage: false }
+        let spec = Spec { standalone: seed % 3 == 1, ..Spec::default() };
+        Self { seed, seconds: 60, writers: 2, faults: true, spec, sabotage: false }
     }
 }
 

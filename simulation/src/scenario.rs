@@ -10,7 +10,7 @@ use madsim::runtime::Handle;
 use madsim::time::{sleep, sleep_until, Instant};
 use parking_lot::Mutex;
 
-use crate::cluster::{Cluster, Role};
+use crate::cluster::Cluster;
 use crate::faults::{self, Fault, Host};
 use crate::model::State;
 use crate::workload::{self, Ctx};
@@ -42,7 +42,7 @@ pub async fn scenario(cfg: SimConfig) -> Outcome {
     let mut hosts: Vec<Host> = cluster
         .members
         .iter()
-        .map(|m| Host { name: m.name.clone(), zone: Some(m.zone), leaf: matches!(m.role, Role::Leaf(_)) })
+        .map(|m| Host { name: m.name.clone(), zone: Some(m.zone), leaf: m.has_leaves() })
         .collect();
     hosts.extend(client_names.iter().map(|n| Host { name: n.clone(), zone: None, leaf: false }));
     let ids: Vec<_> = cluster.members.iter().map(|m| m.node.id()).chain(clients.iter().map(|c| c.id())).collect();
@@ -91,7 +91,7 @@ pub async fn scenario(cfg: SimConfig) -> Outcome {
 
     let crash = |i: usize| {
         if let Some(m) = cluster.members.get(i) {
-            if let Role::Assigner(id) = m.role {
+            if let Some(id) = m.raft_id() {
                 cluster.raft.unregister(m.zone, id);
             }
             handle.kill(m.node.id());
@@ -163,7 +163,7 @@ pub async fn scenario(cfg: SimConfig) -> Outcome {
     if cfg.sabotage {
         sleep_until(start + Duration::from_secs(cfg.seconds / 2)).await;
         ctx.event("sabotage: every leaf of z0 loses its disks");
-        let leaves: Vec<_> = cluster.zone(0).filter(|m| matches!(m.role, Role::Leaf(_))).collect();
+        let leaves: Vec<_> = cluster.zone(0).filter(|m| m.has_leaves()).collect();
         for m in &leaves {
             handle.kill(m.node.id());
             m.wipe();

@@ -32,7 +32,22 @@ const REGRESSIONS: &[(&[&str], &str)] = &[
          ever: openraft draws each member's election timeout once, and theirs fell on the same tick",
     ),
     (
-        &["--seed", "103", "--zones", "1", "--leaves", "2", "--assigners", "5", "--routers", "1", "--replication", "1"],
+        &[
+            "--seed",
+            "103",
+            "--zones",
+            "1",
+            "--leaves",
+            "2",
+            "--assigners",
+            "5",
+            "--routers",
+            "1",
+            "--replication",
+            "1",
+            "--standalone",
+            "no",
+        ],
         "a range copied to a new leaf while the index server was unreachable: the index still held the leaf's \
          older field hints and pruned it, so a query returned none of the range's series and called itself \
          complete",

@@ -9,9 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use danaus_assigner::{
-    LeafEntry, Range, Replica, ReplicaState, TableCache, TableWatcher, TenantSchemas, ZoneTable,
-};
+use danaus_assigner::{LeafEntry, Range, Replica, ReplicaState, TableCache, TableWatcher, TenantSchemas, ZoneTable};
 use danaus_mixer::{MixerConfig, ZoneMixer};
 use danaus_model::{
     FieldDef, FieldType, FieldValue, MetricKind, MetricSchema, Point, ScalarType, TargetSchema, Value, ValueType,

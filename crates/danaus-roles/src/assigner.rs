@@ -57,9 +57,8 @@ pub async fn start(spec: AssignerSpec, kv: Arc<dyn KvStore>) -> Result<(Running,
             .map_err(|e| Error::start("starting the zone's Raft group", e))?,
     );
     let assigner = Assigner::new(group.clone(), spec.assigner.clone());
-    let router = transport::server(transport::DEFAULT_CONCURRENCY)
-        .add_service(raft.service())
-        .add_service(assigner.service());
+    let router =
+        transport::server(transport::DEFAULT_CONCURRENCY).add_service(raft.service()).add_service(assigner.service());
     let a = assigner.clone();
     let metrics: Metrics = Arc::new(move || {
         let a = a.clone();
@@ -100,7 +99,13 @@ pub async fn start(spec: AssignerSpec, kv: Arc<dyn KvStore>) -> Result<(Running,
     let mut running = Running::new(me, metrics, health, stop);
     running.server = Some(listener.serve(router, stopping));
     let g = group.clone();
-    running.on_stop(move || async move { g.shutdown().await; Ok(()) }.boxed());
+    running.on_stop(move || {
+        async move {
+            g.shutdown().await;
+            Ok(())
+        }
+        .boxed()
+    });
     let members: BTreeMap<NodeId, BasicNode> = spec
         .peers
         .iter()

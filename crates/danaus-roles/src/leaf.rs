@@ -60,9 +60,10 @@ pub struct LeafParts {
 /// Opens the leaf on `stores` and serves it.
 pub async fn start(spec: LeafSpec, stores: LeafStores) -> Result<(Running, LeafParts)> {
     let started = Instant::now();
-    let leaf = Leaf::open(LeafConfig { kv: stores.kv, log: stores.log, clock: stores.clock, options: spec.leaf.clone() })
-        .await
-        .map_err(|e| Error::start("opening the leaf", e))?;
+    let leaf =
+        Leaf::open(LeafConfig { kv: stores.kv, log: stores.log, clock: stores.clock, options: spec.leaf.clone() })
+            .await
+            .map_err(|e| Error::start("opening the leaf", e))?;
     let listener = transport::bind(spec.grpc_addr).await?;
     let bound = listener.local_addr();
     let advertise = spec.advertise.clone().unwrap_or_else(|| bound.to_string());
@@ -107,7 +108,11 @@ pub fn zone_leaf_metrics(t: &mut Text, z: &ZoneLeaf) {
         &s.wrong_replica,
     );
     t.counter("danaus_leaf_stages_total", "Leaf phases run for mixers.", &s.stages);
-    t.counter("danaus_leaf_stages_refused_total", "Leaf phases refused: a range asked is not held ready.", &s.stages_refused);
+    t.counter(
+        "danaus_leaf_stages_refused_total",
+        "Leaf phases refused: a range asked is not held ready.",
+        &s.stages_refused,
+    );
     t.counter("danaus_leaf_range_copies_total", "Range histories copied in.", &s.copies);
     t.counter("danaus_leaf_exported_series_total", "Series exported to other leaves.", &s.exported_series);
     t.counter("danaus_leaf_range_drops_total", "Ranges dropped after moving away.", &s.drops);

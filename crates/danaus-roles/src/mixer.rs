@@ -45,7 +45,7 @@ pub(crate) fn query_service(
     mixer: &ZoneMixer,
     max_concurrent_queries: usize,
     stats: Arc<QueryStats>,
-) -> pb::query_service_server::QueryServiceServer<QueryApi> {
+) -> danaus_proto::servers::QueryServer<QueryApi> {
     let m = mixer.clone();
     let api = QueryApi::with_engines(Arc::new(move || m.engine()), max_concurrent_queries, stats);
     pb::query_service_server::QueryServiceServer::new(api).max_encoding_message_size(danaus_node::MAX_MESSAGE_BYTES)
@@ -55,7 +55,8 @@ pub(crate) fn query_service(
 pub async fn start(spec: MixerSpec, state: Option<SharedStateDir>) -> Result<(Running, MixerParts)> {
     let started = Instant::now();
     let listener = transport::bind(spec.grpc_addr).await?;
-    let table = TableWatcher::start_cached(spec.assigners.clone(), state.map(|s| TableCache::new(s, "zone-table.json")));
+    let table =
+        TableWatcher::start_cached(spec.assigners.clone(), state.map(|s| TableCache::new(s, "zone-table.json")));
     let mixer = ZoneMixer::new(table.clone(), spec.mixer.clone());
     let t = table.clone();
     let health: Health = Arc::new(move || table_health(&t));

@@ -36,6 +36,9 @@ use crate::{assigner, index, leaf, mixer, router, table_health, transport, Error
 pub struct StandaloneSpec {
     /// The zone's name (completeness reports, the zone map).
     pub zone: String,
+    /// Every zone and where it takes writes (default: this one alone), so
+    /// the front door forwards series other zones own.
+    pub zones: ZoneMap,
     /// The public gRPC address (port 0 picks one).
     pub grpc_addr: SocketAddr,
     /// Where the internal roles listen.
@@ -68,8 +71,10 @@ impl StandaloneSpec {
     /// One zone named `zone` with `leaves` leaves and `replication` replicas
     /// per range, with the tuning `danaus standalone` uses.
     pub fn new(zone: impl Into<String>, grpc_addr: SocketAddr, leaves: usize, replication: u32) -> Self {
+        let zone = zone.into();
         Self {
-            zone: zone.into(),
+            zones: ZoneMap::single(&zone),
+            zone,
             grpc_addr,
             internal_ip: IpAddr::from([127, 0, 0, 1]),
             internal_port: 0,
@@ -182,7 +187,7 @@ pub async fn start(spec: StandaloneSpec, stores: StandaloneStores, extra: Option
     let (table, routers) = router::build(
         assigners,
         Some(TableCache::new(stores.state, "router-table.json")),
-        ZoneMap::single(&spec.zone),
+        spec.zones.clone(),
         RouterConfig::default(),
     );
     let mixer = ZoneMixer::new(
@@ -268,6 +273,11 @@ impl Standalone {
     /// The first leaf.
     pub fn leaf(&self) -> Option<&Leaf> {
         self.leaves.first().map(|(_, p)| &p.leaf)
+    }
+
+    /// The zone's Raft group member (one member: the assigner's table).
+    pub fn group(&self) -> Arc<danaus_raft::RaftGroup<ZoneTable>> {
+        self.assigner.1.group.clone()
     }
 
     /// Waits until the front door's server ends (an error if it failed).

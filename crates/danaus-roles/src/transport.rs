@@ -53,7 +53,11 @@ impl Listener {
     }
 
     /// Serves `router` here until `stop` turns `true`.
-    pub fn serve(self, router: tonic::transport::server::Router, mut stop: watch::Receiver<bool>) -> JoinHandle<Result<()>> {
+    pub fn serve(
+        self,
+        router: tonic::transport::server::Router,
+        mut stop: watch::Receiver<bool>,
+    ) -> JoinHandle<Result<()>> {
         let signal = async move {
             let _ = stop.wait_for(|s| *s).await;
         };

@@ -55,4 +55,3 @@ pub fn remote_write_metrics(t: &mut Text, rx: &Receiver) {
         &rw.series_known,
     );
 }
-

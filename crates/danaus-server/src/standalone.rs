@@ -109,8 +109,12 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
         None => None,
     };
     let m = zone.mixer.clone();
-    let promql =
-        PromqlApi::new(Arc::new(move || m.engine()), zone.table.clone(), cfg.location.clone(), cfg.max_concurrent_queries);
+    let promql = PromqlApi::new(
+        Arc::new(move || m.engine()),
+        zone.table.clone(),
+        cfg.location.clone(),
+        cfg.max_concurrent_queries,
+    );
     let (inner, rx) = (zone.front.metrics.clone(), remote_write.clone());
     let metrics: Metrics = Arc::new(move || {
         let (inner, rx) = (inner.clone(), rx.clone());

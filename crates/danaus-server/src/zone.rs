@@ -341,9 +341,11 @@ pub struct IndexRole {
 
 /// Starts a zone index server.
 pub async fn start_index(cfg: IndexRole) -> anyhow::Result<RunningRole> {
-    let (role, _) =
-        danaus_roles::index::start(danaus_roles::index::IndexSpec { grpc_addr: cfg.grpc_addr, index: cfg.index.clone() })
-            .await?;
+    let (role, _) = danaus_roles::index::start(danaus_roles::index::IndexSpec {
+        grpc_addr: cfg.grpc_addr,
+        index: cfg.index.clone(),
+    })
+    .await?;
     let metrics = role.metrics.clone();
     with_http(role, cfg.http_addr, metrics, None, None).await
 }

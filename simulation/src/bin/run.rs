@@ -26,6 +26,7 @@ fn main() {
     let mut timeout = std::time::Duration::from_secs(300);
     let mut spec = Spec::default();
     let mut sabotage = false;
+    let mut standalone: Option<bool> = None;
     let mut passthrough = Vec::new();
     let mut i = 0;
     while i < args.len() {
@@ -53,6 +54,13 @@ fn main() {
             "--assigners" => spec.assigners = number("--assigners").clamp(1, 9) as usize,
             "--routers" => spec.routers = number("--routers").clamp(1, 9) as usize,
             "--replication" => spec.replication = number("--replication").max(1) as u32,
+            "--standalone" => {
+                standalone = Some(match value.as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    v => usage(&format!("--standalone takes yes or no, not {v:?}")),
+                })
+            }
             "--quiet" => quiet = true,
             "--sabotage" => sabotage = true,
             other => usage(&format!("unknown argument {other:?}")),
@@ -71,7 +79,9 @@ fn main() {
     }
     if !many {
         let seed = seeds.start;
-        let outcome = run(SimConfig { seconds, spec, sabotage, ..SimConfig::new(seed) });
+        let d = SimConfig::new(seed);
+        spec.standalone = standalone.unwrap_or(d.spec.standalone);
+        let outcome = run(SimConfig { seconds, spec, sabotage, ..d });
         if quiet && outcome.violations.is_empty() {
             println!(
                 "seed {seed}: ok ({} points acked, {} writes failed, {} reads checked, {} faults, trace {:016x})",
@@ -148,7 +158,8 @@ fn main() {
 fn usage(msg: &str) -> ! {
     eprintln!(
         "{msg}\nusage: run [--seed N | --seeds A..B [--jobs J] [--timeout S]] [--seconds S] [--quiet]\n           \
-         [--zones Z] [--leaves L] [--assigners A] [--routers N] [--replication R] [--sabotage]"
+         [--zones Z] [--leaves L] [--assigners A] [--routers N] [--replication R]\n           \
+         [--standalone yes|no] [--sabotage]"
     );
     std::process::exit(2)
 }
