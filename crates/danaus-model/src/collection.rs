@@ -21,6 +21,7 @@ pub type Fields = Vec<(String, FieldValue)>;
 
 /// Per-metric collection aggregation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CollectionAggregation {
     /// Fields (target or metric) whose values are blanked in the output
     /// series. The location field cannot be dropped.

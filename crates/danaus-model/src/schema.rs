@@ -44,6 +44,7 @@ impl FieldType {
 
 /// A named, typed key field.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FieldDef {
     /// Field name: `[A-Za-z_][A-Za-z0-9_]*`.
     pub name: String,
@@ -161,6 +162,7 @@ impl MetricKind {
 
 /// The schema of a monitored entity: `ComputeTask{cluster*, user, job, task_num}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TargetSchema {
     /// Schema name, e.g. `ComputeTask`.
     pub name: String,
@@ -217,6 +219,7 @@ impl TargetSchema {
 
 /// The schema of a metric: `/rpc/server/latency{method}` → distribution.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MetricSchema {
     /// Metric name: a path such as `/rpc/server/latency`, or a Prometheus-style
     /// identifier such as `http_requests_total`.
