@@ -442,6 +442,7 @@ async fn run_standalone(ctx: RoleCtx, me: SocketAddr) {
     spec.zones = zone_map(ctx.spec, ctx.zone);
     let stores = StandaloneStores {
         assigner: kv as Arc<dyn KvStore>,
+        clock: Arc::new(SystemClock),
         leaves: ctx.leaves.iter().map(|d| ctx.leaf_stores(d)).collect(),
         state: ctx.state_dir(),
     };

@@ -45,6 +45,7 @@ mod svc {
     pub type Ingest = pb::ingest_service_client::IngestServiceClient<S>;
     pub type Query = pb::query_service_client::QueryServiceClient<S>;
     pub type Read = pb::read_service_client::ReadServiceClient<S>;
+    pub type Config = pb::config_service_client::ConfigServiceClient<S>;
 }
 #[cfg(madsim)]
 mod svc {
@@ -53,6 +54,7 @@ mod svc {
     pub type Ingest = pb::ingest_service_client::IngestServiceClient<Channel, TenantInterceptor>;
     pub type Query = pb::query_service_client::QueryServiceClient<Channel, TenantInterceptor>;
     pub type Read = pb::read_service_client::ReadServiceClient<Channel, TenantInterceptor>;
+    pub type Config = pb::config_service_client::ConfigServiceClient<Channel, TenantInterceptor>;
 }
 
 /// A connection to a Danaus server.
@@ -100,6 +102,14 @@ impl Client {
     pub fn assigner(&self) -> pb::assigner_service_client::AssignerServiceClient<Channel> {
         pb::assigner_service_client::AssignerServiceClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// ConfigService (a config service member, a zone's mirror, or
+    /// standalone's front door).
+    pub fn config(&self) -> svc::Config {
+        pb::config_service_client::ConfigServiceClient::with_interceptor(self.channel.clone(), self.interceptor.clone())
+            .max_decoding_message_size(danaus_proto::MAX_CONFIG_BYTES)
+            .max_encoding_message_size(danaus_proto::MAX_CONFIG_BYTES)
     }
 
     /// ReadService.

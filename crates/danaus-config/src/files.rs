@@ -372,9 +372,9 @@ pub fn render(object: &Object, tenant: Option<&str>) -> Result<String, String> {
 /// directory: relative path → text. `zones.yaml`, `schemas/targets.yaml`,
 /// `schemas/metrics.yaml`; documents name no tenant (apply with
 /// `--tenant`).
-pub fn export(state: &ConfigState, tenant: &str) -> Result<BTreeMap<PathBuf, String>, String> {
+pub fn export(view: &crate::view::ConfigView, tenant: &str) -> Result<BTreeMap<PathBuf, String>, String> {
     let mut files: BTreeMap<PathBuf, String> = BTreeMap::new();
-    for (key, object) in state.objects_of(tenant) {
+    for (key, object) in view.objects.iter().filter(|(k, _)| k.tenant.is_empty() || k.tenant == tenant) {
         let path = match key.kind {
             Kind::Zone => PathBuf::from("zones.yaml"),
             Kind::TargetSchema => PathBuf::from("schemas/targets.yaml"),
@@ -477,7 +477,7 @@ metric_kind: gauge
         let cmd = ConfigCommand::Apply { tenant: "acme".into(), objects, expect_version: None, origin: origin.clone() };
         assert!(state.apply(cmd).unwrap().changed);
         let dir = tempfile::tempdir().unwrap();
-        for (path, text) in export(&state, "acme").unwrap() {
+        for (path, text) in export(&state.view(), "acme").unwrap() {
             let f = dir.path().join(path);
             std::fs::create_dir_all(f.parent().unwrap()).unwrap();
             std::fs::write(f, text).unwrap();

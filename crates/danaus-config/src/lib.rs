@@ -21,9 +21,14 @@
 //! Data flows one way: files → objects → a command proposed to the group
 //! → versions, which zones' mirrors follow; nothing here reaches back.
 
+pub mod client;
+pub mod feed;
 pub mod files;
 pub mod object;
+pub mod service;
 pub mod state;
+pub mod view;
 
 pub use object::{Kind, Object, ObjectKey, ZoneSpec};
 pub use state::{Change, ConfigCommand, ConfigState, Origin, Outcome, Refused, Version};
+pub use view::ConfigView;

@@ -133,6 +133,7 @@ pub struct Outcome {
 pub struct ConfigState {
     /// The current version (0: nothing applied yet).
     pub version: u64,
+    #[serde(with = "crate::view::pairs")]
     objects: BTreeMap<ObjectKey, Object>,
     history: Vec<Version>,
 }
@@ -141,6 +142,17 @@ pub struct ConfigState {
 type Plan = (Vec<Change>, Vec<(ObjectKey, String)>);
 
 impl ConfigState {
+    /// A state holding `view`'s objects at its version, without history:
+    /// what a client checks a change against before proposing it.
+    pub fn from_view(view: crate::view::ConfigView) -> Self {
+        Self { version: view.version, objects: view.objects, history: Vec::new() }
+    }
+
+    /// The whole configuration as of now.
+    pub fn view(&self) -> crate::view::ConfigView {
+        crate::view::ConfigView { version: self.version, objects: self.objects.clone() }
+    }
+
     /// The object `key`, if it exists.
     pub fn get(&self, key: &ObjectKey) -> Option<&Object> {
         self.objects.get(key)

@@ -19,7 +19,7 @@
 pub mod grpc;
 pub mod query;
 pub mod status;
-pub mod tenant;
+pub use danaus_proto::tenant;
 pub mod zone_leaf;
 
 use std::sync::Arc;

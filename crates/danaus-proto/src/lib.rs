@@ -18,6 +18,11 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 
 pub mod channels;
 pub mod convert;
+pub mod tenant;
+
+/// The largest configuration message (a whole configuration's snapshot,
+/// a directory applied at once).
+pub const MAX_CONFIG_BYTES: usize = 256 << 20;
 
 /// The generated servers under one name in normal and simulated builds
 /// (madsim-tonic's servers take an interceptor type as a second parameter).
@@ -48,4 +53,6 @@ pub mod servers {
         LeafServer = leaf_service_server::LeafServiceServer);
     server!(/// IndexService's server.
         IndexServer = index_service_server::IndexServiceServer);
+    server!(/// ConfigService's server.
+        ConfigServer = config_service_server::ConfigServiceServer);
 }

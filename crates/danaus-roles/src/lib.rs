@@ -18,10 +18,13 @@
 //! [`Clock`](danaus_storage::Clock), and the network is tonic, which madsim
 //! replaces under `--cfg madsim` ([`transport`]).
 //!
-//! Roles: [`assigner`] (a member of the zone's Raft group and the range
+//! Roles: [`config_server`] (a member of the global config service's Raft
+//! group), [`config_mirror`] (a zone's copy of the configuration),
+//! [`assigner`] (a member of the zone's Raft group and the range
 //! assigner), [`leaf`], [`router`] (ingestion and leaf router), [`mixer`]
 //! (zone mixer), [`index`] (zone index server), and [`standalone`], a whole
-//! zone in one process whose front door calls its leaves in process.
+//! zone in one process — with its config service, one member — whose front
+//! door calls its leaves in process.
 //! Each `start` binds, serves and returns a [`Running`] (what every role
 //! has: address, metrics, health, stop) with the role's own parts beside it.
 //!
@@ -31,6 +34,8 @@
 //! the role's own finish runs (a leaf checkpoints, a Raft member stops).
 
 pub mod assigner;
+pub mod config_mirror;
+pub mod config_server;
 mod error;
 pub mod index;
 pub mod leaf;

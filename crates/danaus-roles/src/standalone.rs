@@ -1,8 +1,9 @@
 //! A whole zone in one process: the roles of a distributed zone — a range
-//! assigner (a one-member Raft group), leaves, the zone index server — each
+//! assigner (a one-member Raft group), the config service (another
+//! one-member group), leaves, the zone index server — each
 //! on its own internal gRPC address, and one front door (the ingestion and
 //! leaf routers and the zone mixer) serving SchemaService, IngestService,
-//! QueryService and ReadService on the public address. The front door
+//! QueryService, ReadService and ConfigService on the public address. The front door
 //! calls the process' leaves in process (no plan, table or batch crosses a
 //! loopback socket); everything else talks gRPC as it would across hosts.
 //!
@@ -20,16 +21,20 @@ use danaus_mixer::{MixerConfig, ZoneMixer};
 use danaus_node::query::QueryStats;
 use danaus_node::zone_leaf::AgentConfig;
 use danaus_router::{RouterConfig, ZoneMap};
-use danaus_storage::{KvStore, SharedStateDir};
+use danaus_storage::{Clock, KvStore, SharedStateDir};
 use futures::FutureExt as _;
 use tokio::sync::watch;
 
 use crate::assigner::{AssignerParts, AssignerSpec};
+use crate::config_server::{ConfigServerParts, ConfigServerSpec};
 use crate::index::IndexSpec;
 use crate::leaf::{LeafParts, LeafSpec, LeafStores};
 use crate::metrics::{leaf_metrics, process_metrics, query_metrics, router_metrics, Text};
 use crate::router::RouterParts;
-use crate::{assigner, index, leaf, mixer, router, table_health, transport, Error, Health, Metrics, Result, Running};
+use crate::{
+    assigner, config_server, index, leaf, mixer, router, table_health, transport, Error, Health, Metrics, Result,
+    Running,
+};
 
 /// A zone in one process.
 #[derive(Debug, Clone)]
@@ -104,8 +109,11 @@ impl StandaloneSpec {
 
 /// What a zone in one process is built on.
 pub struct StandaloneStores {
-    /// The assigner's Raft log (the first leaf's store may hold it too).
+    /// The assigner's and the config service's Raft logs (the first leaf's
+    /// store may hold them too: groups prefix their keys).
     pub assigner: Arc<dyn KvStore>,
+    /// The clock configuration versions are timed by.
+    pub clock: Arc<dyn Clock>,
     /// One per leaf.
     pub leaves: Vec<LeafStores>,
     /// Where the front door keeps its last zone table.
@@ -126,6 +134,9 @@ pub struct Standalone {
     pub queries: Arc<QueryStats>,
     /// The leaves, in order.
     pub leaves: Vec<(Running, LeafParts)>,
+    /// The config service (one member) behind it.
+    pub config: ConfigServerParts,
+    config_role: Running,
     index: Running,
     assigner: (Running, AssignerParts),
 }
@@ -160,10 +171,22 @@ pub async fn start(spec: StandaloneSpec, stores: StandaloneStores, extra: Option
             assigner: AssignerConfig { replication: spec.replication, ..spec.assigner.clone() },
             heartbeat: spec.heartbeat,
         },
-        stores.assigner,
+        stores.assigner.clone(),
     )
     .await?;
     let assigners = vec![assigner.0.grpc_addr.to_string()];
+    let config_addr = spec.internal(2);
+    let (config_role, config) = config_server::start(
+        ConfigServerSpec {
+            id: 1,
+            peers: BTreeMap::from([(1, config_addr.to_string())]),
+            grpc_addr: config_addr,
+            heartbeat: spec.heartbeat,
+        },
+        stores.assigner.clone(),
+        stores.clock.clone(),
+    )
+    .await?;
     let (index, _) = index::start(IndexSpec { grpc_addr: spec.internal(1), index: Default::default() }).await?;
     let index_addr = index.grpc_addr.to_string();
     let mut leaves = Vec::with_capacity(spec.leaves);
@@ -171,7 +194,7 @@ pub async fn start(spec: StandaloneSpec, stores: StandaloneStores, extra: Option
         let l = leaf::start(
             LeafSpec {
                 name: format!("leaf-{}", i + 1),
-                grpc_addr: spec.internal(2 + i as u16),
+                grpc_addr: spec.internal(3 + i as u16),
                 advertise: None,
                 assigners: assigners.clone(),
                 leaf: spec.leaf.clone(),
@@ -231,7 +254,8 @@ pub async fn start(spec: StandaloneSpec, stores: StandaloneStores, extra: Option
         .add_service(ingest)
         .add_service(schema)
         .add_service(mixer::query_service(&mixer, spec.max_concurrent_queries, queries.clone()))
-        .add_service(mixer.read_service());
+        .add_service(mixer.read_service())
+        .add_service(config.api.clone().service());
     if let Some(extra) = extra {
         grpc = extra(grpc);
     }
@@ -266,7 +290,7 @@ pub async fn start(spec: StandaloneSpec, stores: StandaloneStores, extra: Option
         elapsed_ms = started.elapsed().as_millis() as u64,
         "zone serving in one process"
     );
-    Ok(Standalone { front, routers, mixer, table, queries, leaves, index, assigner })
+    Ok(Standalone { front, routers, mixer, table, queries, leaves, config, config_role, index, assigner })
 }
 
 impl Standalone {
@@ -295,6 +319,7 @@ impl Standalone {
         // Their only clients (this process' watchers and leaves) are done:
         // what is left open are table watches that never end by themselves.
         self.index.shutdown_within(Duration::ZERO).await?;
+        self.config_role.shutdown_within(Duration::ZERO).await?;
         self.assigner.0.shutdown_within(Duration::ZERO).await?;
         Ok(())
     }

@@ -38,8 +38,56 @@ enum Command {
     Mixer(MixerArgs),
     /// Run a zone index server (field hints for pruning).
     Index(IndexArgs),
+    /// Run a member of the global config service's Raft group.
+    ConfigServer(ConfigServerArgs),
+    /// Run a zone's config mirror (the zone's copy of the configuration).
+    ConfigMirror(ConfigMirrorArgs),
     /// Run a whole zone as separate processes on loopback, until Ctrl-C.
     DevCluster(DevClusterArgs),
+}
+
+#[derive(Parser)]
+struct ConfigServerArgs {
+    /// This member's id (one of --peers).
+    #[arg(long)]
+    id: u64,
+    /// Every member: ID=HOST:PORT,... (the same list on every member).
+    #[arg(long, value_delimiter = ',', value_parser = parse_peer)]
+    peers: Vec<(u64, String)>,
+    /// gRPC listen address (RaftService, ConfigService).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// HTTP listen address for /metrics and /healthz.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Data directory (Raft log and snapshots).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Raft heartbeat (elections after 5 to 10 times this).
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    raft_heartbeat: Duration,
+    /// Log filter.
+    #[arg(long, default_value = "info", env = "DANAUS_LOG")]
+    log: String,
+}
+
+#[derive(Parser)]
+struct ConfigMirrorArgs {
+    /// gRPC listen address (ConfigService, for the zone's roles).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// HTTP listen address for /metrics and /healthz.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// The config service's members (HOST:PORT,...).
+    #[arg(long, value_delimiter = ',', required = true)]
+    config_servers: Vec<String>,
+    /// State directory: the last good configuration is kept here.
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// Log filter.
+    #[arg(long, default_value = "info", env = "DANAUS_LOG")]
+    log: String,
 }
 
 #[derive(Parser)]
@@ -463,6 +511,28 @@ fn main() -> anyhow::Result<()> {
                     grpc_addr: a.listen,
                     http_addr: a.http,
                     index: danaus_index::IndexConfig { fresh_for: a.fresh_for },
+                })
+            })
+        }
+        Command::ConfigServer(a) => {
+            return run_role(&a.log, || {
+                zone::start_config_server(zone::ConfigServerRole {
+                    id: a.id,
+                    peers: a.peers.into_iter().collect(),
+                    grpc_addr: a.listen,
+                    http_addr: a.http,
+                    data_dir: a.data_dir,
+                    heartbeat: a.raft_heartbeat,
+                })
+            })
+        }
+        Command::ConfigMirror(a) => {
+            return run_role(&a.log, || {
+                zone::start_config_mirror(zone::ConfigMirrorRole {
+                    grpc_addr: a.listen,
+                    http_addr: a.http,
+                    servers: a.config_servers,
+                    state_dir: a.state_dir,
                 })
             })
         }

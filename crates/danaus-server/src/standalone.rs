@@ -85,7 +85,12 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
         let kv = zone::open_kv(&dir).await.with_context(|| format!("opening leaf-{i}"))?;
         leaves.push(zone::leaf_stores(&dir, kv)?);
     }
-    let stores = StandaloneStores { assigner: first, leaves, state: zone::state_dir(&cfg.data_dir)? };
+    let stores = StandaloneStores {
+        assigner: first,
+        clock: Arc::new(danaus_storage::SystemClock),
+        leaves,
+        state: zone::state_dir(&cfg.data_dir)?,
+    };
     let mut spec = StandaloneSpec::new(ZONE, cfg.grpc_addr, cfg.leaves, cfg.replication);
     spec.leaf = cfg.leaf.clone();
     spec.max_concurrent_requests = cfg.max_concurrent_requests;

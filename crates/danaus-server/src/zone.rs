@@ -1,6 +1,8 @@
-//! The roles of a distributed zone, each a subcommand of `danaus`:
-//! `assigner` (a member of the zone's Raft group and the range assigner),
-//! `leaf`, `router` (ingestion and leaf router) and `mixer` (zone mixer).
+//! The roles of a distributed installation, each a subcommand of `danaus`:
+//! `config-server` (a member of the global config service's Raft group),
+//! and per zone `config-mirror`, `assigner` (a member of the zone's Raft
+//! group and the range assigner), `leaf`, `router` (ingestion and leaf
+//! router), `mixer` (zone mixer) and `index`.
 //! Each role is defined in `danaus-roles`; this module opens its stores
 //! (RocksDB, the recovery log and state on the file system) and adds the
 //! HTTP port if asked: `/metrics`, `/healthz`, and remote_write on a router
@@ -346,6 +348,58 @@ pub async fn start_index(cfg: IndexRole) -> anyhow::Result<RunningRole> {
         index: cfg.index.clone(),
     })
     .await?;
+    let metrics = role.metrics.clone();
+    with_http(role, cfg.http_addr, metrics, None, None).await
+}
+
+/// A member of the config service's Raft group.
+#[derive(Debug, Clone)]
+pub struct ConfigServerRole {
+    /// Member id.
+    pub id: NodeId,
+    /// Every member (this one included): id → host:port.
+    pub peers: BTreeMap<NodeId, String>,
+    /// gRPC address to bind.
+    pub grpc_addr: SocketAddr,
+    /// HTTP address for /metrics.
+    pub http_addr: Option<SocketAddr>,
+    /// Data directory (the Raft log and snapshots).
+    pub data_dir: PathBuf,
+    /// Raft heartbeat; elections after 5× this.
+    pub heartbeat: Duration,
+}
+
+/// Starts a config service member.
+pub async fn start_config_server(cfg: ConfigServerRole) -> anyhow::Result<RunningRole> {
+    let kv = open_kv(&cfg.data_dir).await?;
+    let spec = danaus_roles::config_server::ConfigServerSpec {
+        id: cfg.id,
+        peers: cfg.peers.clone(),
+        grpc_addr: cfg.grpc_addr,
+        heartbeat: cfg.heartbeat,
+    };
+    let (role, _) = danaus_roles::config_server::start(spec, kv, Arc::new(SystemClock)).await?;
+    let metrics = role.metrics.clone();
+    with_http(role, cfg.http_addr, metrics, None, None).await
+}
+
+/// A zone's config mirror.
+#[derive(Debug, Clone)]
+pub struct ConfigMirrorRole {
+    /// gRPC address to bind.
+    pub grpc_addr: SocketAddr,
+    /// HTTP address for /metrics.
+    pub http_addr: Option<SocketAddr>,
+    /// The config service's members.
+    pub servers: Vec<String>,
+    /// Where the last good configuration is kept.
+    pub state_dir: PathBuf,
+}
+
+/// Starts a config mirror.
+pub async fn start_config_mirror(cfg: ConfigMirrorRole) -> anyhow::Result<RunningRole> {
+    let spec = danaus_roles::config_mirror::ConfigMirrorSpec { grpc_addr: cfg.grpc_addr, servers: cfg.servers.clone() };
+    let (role, _) = danaus_roles::config_mirror::start(spec, state_dir(&cfg.state_dir)?, Arc::new(SystemClock)).await?;
     let metrics = role.metrics.clone();
     with_http(role, cfg.http_addr, metrics, None, None).await
 }

@@ -3,10 +3,14 @@
 //! ```text
 //! danausctl schema apply -f schemas.yaml
 //! danausctl schema list
+//! danausctl config validate|diff|apply -f config/   # configuration as code
+//! danausctl config export -o config/ ; danausctl config history
 //! danausctl write -f points.jsonl          # or from stdin
 //! danausctl read --target ComputeTask --metric /rpc/server/latency \
 //!     --match 'user=monarch' --from now-1h [--output table|json]
 //! ```
+
+mod config;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read as _};
@@ -48,6 +52,10 @@ enum Command {
     /// Target and metric schemas.
     #[command(subcommand)]
     Schema(SchemaCmd),
+    /// The global configuration as code: validate, diff, apply, export,
+    /// history, rollback (docs/configuration.md).
+    #[command(subcommand)]
+    Config(config::ConfigCmd),
     /// Write points from JSON lines (a file or stdin).
     Write {
         /// JSON-lines file; `-` or absent reads stdin.
@@ -440,8 +448,13 @@ async fn read(
 }
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
+    if let Command::Config(config::ConfigCmd::Validate { dir, offline: true }) = &cli.command {
+        config::validate_offline(dir, cli.tenant.as_deref())?;
+        return Ok(true);
+    }
     let client = Client::connect(&cli.addr, cli.tenant.as_deref()).await?;
     match cli.command {
+        Command::Config(cmd) => config::run(&client, cli.tenant.as_deref(), cmd).await?,
         Command::Zone { json } => {
             let mut stream = client
                 .assigner()
