@@ -499,3 +499,72 @@ metric_kind: gauge
         assert!(errors.iter().any(|e| e.at.line == 5 && e.message.contains("also written at")), "{errors:?}");
     }
 }
+
+#[cfg(test)]
+mod schema_file {
+    #![allow(clippy::unwrap_used)]
+    //! `docs/config.schema.json` (what editors validate against) says
+    //! what the reader reads: every key a rendered document has is a
+    //! property of its kind, and every required property is there.
+    use super::*;
+    use danaus_model::{CollectionAggregation, FieldDef, FieldType, MetricKind, ScalarType, ValueType};
+
+    fn schema() -> serde_json::Value {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.schema.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn every_kind_and_every_key_the_reader_takes_is_in_the_json_schema() {
+        let s = schema();
+        let mut kinds: Vec<String> =
+            s["properties"]["kind"]["enum"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_owned()).collect();
+        kinds.sort();
+        let mut ours: Vec<String> = Kind::ALL.iter().map(|k| k.name().to_owned()).chain(["Schemas".to_owned()]).collect();
+        ours.sort();
+        assert_eq!(kinds, ours);
+        let objects = [
+            Object::Zone(ZoneSpec {
+                name: "eu".into(),
+                locations: vec!["eu-*".into()],
+                routers: vec!["r:1".into()],
+                mixers: vec!["m:1".into()],
+                index: vec!["i:1".into()],
+            }),
+            Object::TargetSchema(TargetSchema {
+                name: "Host".into(),
+                fields: vec![FieldDef::new("zone", FieldType::String)],
+                location_field: "zone".into(),
+            }),
+            Object::MetricSchema(MetricSchema {
+                name: "/req".into(),
+                fields: vec![FieldDef::new("code", FieldType::Int64)],
+                value_type: ValueType::Scalar(ScalarType::Int64),
+                kind: MetricKind::Delta,
+                unit: "1".into(),
+                description: "requests".into(),
+                collection: Some(CollectionAggregation {
+                    drop_fields: vec!["code".into()],
+                    period: 5_000_000_000,
+                    admission_window: 5_000_000_000,
+                }),
+            }),
+        ];
+        for o in objects {
+            let text = render(&o, Some("acme")).unwrap();
+            let doc: serde_json::Value = yaml_serde::from_str(&text).unwrap();
+            let def = &s["$defs"][o.kind().name()];
+            let props = def["properties"].as_object().unwrap();
+            for k in doc.as_object().unwrap().keys() {
+                assert!(props.contains_key(k), "{}: key {k:?} is not in the JSON schema", o.kind());
+            }
+            for r in def["required"].as_array().unwrap() {
+                assert!(doc.get(r.as_str().unwrap()).is_some(), "{}: required {r} is not rendered", o.kind());
+            }
+            assert_eq!(def["additionalProperties"], serde_json::Value::Bool(false));
+            // And what was rendered reads back as the same object.
+            let back = parse(Path::new("x.yaml"), &text).unwrap();
+            assert_eq!(back[0].object, o);
+        }
+    }
+}
