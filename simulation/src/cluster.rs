@@ -402,6 +402,7 @@ async fn run_role(ctx: RoleCtx) {
                 assigners: ctx.assigners(),
                 zones: zone_map(ctx.spec, ctx.zone),
                 router: RouterConfig::default(),
+                config: Vec::new(),
             };
             danaus_roles::router::start(spec, Some(ctx.state_dir())).await.map(|(r, _)| r)
         }

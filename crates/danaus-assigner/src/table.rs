@@ -176,8 +176,14 @@ pub struct ZoneTable {
     pub ranges: BTreeMap<Vec<u8>, Range>,
     /// Leaves by name.
     pub leaves: BTreeMap<String, LeafEntry>,
-    /// Schemas by tenant.
+    /// Schemas by tenant: the zone's replicated copy of the global
+    /// configuration's (see [`ZoneCommand::SyncConfig`]), so routers and
+    /// leaves fence writes by one version and the zone keeps its schemas
+    /// while the global layer is away.
     pub schemas: BTreeMap<String, TenantSchemas>,
+    /// The configuration version the schemas are (0: none synced yet).
+    #[serde(default)]
+    pub config_version: u64,
 }
 
 mod ranges_as_list {
@@ -234,6 +240,16 @@ pub enum ZoneCommand {
         tenant: String,
         /// The schema.
         schema: MetricSchema,
+    },
+    /// Brings the schemas to configuration version `version` (a no-op
+    /// when the table holds it or a newer one): `schemas` are those that
+    /// differ, each as the configuration has it. Refused whole when one
+    /// would shrink, retype or re-key a schema the table holds.
+    SyncConfig {
+        /// The configuration version.
+        version: u64,
+        /// Per tenant, the schemas that changed.
+        schemas: BTreeMap<String, TenantSchemas>,
     },
     /// Creates or updates several schemas at once (one table version): all
     /// of them, or none when one is refused.
@@ -409,6 +425,40 @@ impl ZoneTable {
         Ok((new_targets, new_metrics))
     }
 
+    fn sync_config(&mut self, version: u64, schemas: BTreeMap<String, TenantSchemas>) -> Result<bool, String> {
+        if version <= self.config_version {
+            return Ok(false);
+        }
+        for (tenant, s) in &schemas {
+            for t in s.targets.values() {
+                if self.target_schema(tenant, &t.name).is_some_and(|cur| cur != t) {
+                    return Err(format!(
+                        "configuration version {version} changes the key of target schema {:?} (tenant {tenant:?})",
+                        t.name
+                    ));
+                }
+            }
+            for m in s.metrics.values() {
+                if let Some(cur) = self.metric_schema(tenant, &m.name) {
+                    let grows = cur.evolve(m).is_ok() && m.fields.len() >= cur.fields.len();
+                    if !grows {
+                        return Err(format!(
+                            "configuration version {version} would shrink or retype metric schema {:?} (tenant {tenant:?})",
+                            m.name
+                        ));
+                    }
+                }
+            }
+        }
+        for (tenant, s) in schemas {
+            let t = self.schemas.entry(tenant).or_default();
+            t.targets.extend(s.targets);
+            t.metrics.extend(s.metrics);
+        }
+        self.config_version = version;
+        Ok(true)
+    }
+
     fn apply_schemas(
         &mut self,
         tenant: String,
@@ -479,6 +529,7 @@ impl ZoneTable {
             ZoneCommand::ApplyTargetSchema { tenant, schema } => self.apply_schemas(tenant, vec![schema], Vec::new()),
             ZoneCommand::ApplyMetricSchema { tenant, schema } => self.apply_schemas(tenant, Vec::new(), vec![schema]),
             ZoneCommand::ApplySchemas { tenant, targets, metrics } => self.apply_schemas(tenant, targets, metrics),
+            ZoneCommand::SyncConfig { version, schemas } => self.sync_config(version, schemas),
             ZoneCommand::AddReplica { range, leaf } => {
                 if !self.leaves.contains_key(&leaf) {
                     return Err(format!("no leaf {leaf:?}"));
@@ -799,6 +850,34 @@ mod tests {
         let json = serde_json::to_vec(&t).unwrap();
         let back: ZoneTable = serde_json::from_slice(&json).unwrap();
         assert_eq!(back, t);
+    }
+
+    /// Configuration versions sync the schemas in, in order, never
+    /// going back and never shrinking a schema the zone holds.
+    #[test]
+    fn config_versions_sync_schemas_forward_only() {
+        let metric = |fields: &[&str]| MetricSchema {
+            name: "/m".into(),
+            fields: fields.iter().map(|f| danaus_model::FieldDef::new(*f, danaus_model::FieldType::String)).collect(),
+            value_type: danaus_model::ValueType::Scalar(danaus_model::ScalarType::Double),
+            kind: danaus_model::MetricKind::Gauge,
+            unit: String::new(),
+            description: String::new(),
+            collection: None,
+        };
+        let sync = |version: u64, fields: &[&str]| {
+            let mut s = TenantSchemas::default();
+            s.metrics.insert("/m".into(), metric(fields));
+            ZoneCommand::SyncConfig { version, schemas: BTreeMap::from([("t".to_owned(), s)]) }
+        };
+        let mut t = ZoneTable::default();
+        let v = t.apply(sync(3, &["a"])).unwrap();
+        assert_eq!((t.config_version, t.metric_schema("t", "/m").unwrap().fields.len()), (3, 1));
+        assert_eq!(t.apply(sync(2, &["a", "b"])).unwrap(), v, "an older configuration changes nothing");
+        assert!(t.apply(sync(4, &[])).is_err(), "a field is never taken away");
+        assert_eq!(t.config_version, 3);
+        t.apply(sync(5, &["a", "b"])).unwrap();
+        assert_eq!((t.config_version, t.metric_schema("t", "/m").unwrap().fields.len()), (5, 2));
     }
 
     proptest! {

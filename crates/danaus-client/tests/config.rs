@@ -75,6 +75,14 @@ fn configuration_as_code_round_trip() {
     let o = ctl(&["config", "apply", "-f", c]);
     assert!(text(&o).contains("no changes (version 1)"), "applying twice makes no version: {}", text(&o));
 
+    // The zone holds the configuration's schemas (its mirror syncs them in).
+    let listed = || text(&ctl(&["schema", "list"]));
+    let started = std::time::Instant::now();
+    while !listed().contains("metric /cpu/seconds{mode: string}") {
+        assert!(started.elapsed().as_secs() < 20, "the zone never synced version 1: {}", listed());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
     // A field added and a zone widened: one version.
     write(&cfg, "schemas/metrics.yaml", &metrics("[{name: mode, type: string}, {name: cpu, type: int64}]"));
     write(&cfg, "zones.yaml", &ZONES.replace("[eu-*]", "[eu-*, ch]"));
@@ -95,19 +103,34 @@ fn configuration_as_code_round_trip() {
     assert!(h.contains("cpu field; Switzerland in eu") && h.contains("first zones and schemas"), "{h}");
     assert_eq!(h.lines().filter(|l| l.trim_start().starts_with(char::is_numeric)).count(), 2, "{h}");
 
+    write(&cfg, "schemas/metrics.yaml", &metrics("[{name: mode, type: string}, {name: cpu, type: int64}]"));
+    write(&cfg, "zones.yaml", &ZONES.replace("[eu-*]", "[eu-*, ch]"));
+
+    // A schema applied through SchemaService goes through the configuration.
+    let o = ctl(&["schema", "apply", "-f", "examples/tour/schemas.yaml"]);
+    assert!(text(&o).contains("target ComputeTask: created"), "{}", text(&o));
+    let o = ctl(&["config", "history", "--limit", "1"]);
+    assert!(
+        text(&o).contains("applied through SchemaService") && text(&o).contains("created TargetSchema ComputeTask"),
+        "{}",
+        text(&o)
+    );
+    let o = ctl(&["config", "apply", "-f", c]);
+    assert!(text(&o).contains("no changes (version 3)"), "{}", text(&o));
+
     // Export, then apply what was exported: nothing changes.
     let out = dir.path().join("exported");
     let o = ctl(&["config", "export", "-o", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let o = ctl(&["config", "apply", "-f", out.to_str().unwrap()]);
-    assert!(text(&o).contains("no changes (version 2)"), "{}", text(&o));
+    assert!(text(&o).contains("no changes (version 3)"), "{}", text(&o));
 
     // Back to version 1: the zone goes back, the grown schema stays.
     let o = ctl(&["config", "rollback", "1", "-m", "undo Switzerland"]);
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
     assert!(
-        t.contains("Zone eu: updated") && t.contains("MetricSchema /cpu/seconds: kept") && t.contains("version 3"),
+        t.contains("Zone eu: updated") && t.contains("MetricSchema /cpu/seconds: kept") && t.contains("version 4"),
         "{t}"
     );
     let o = ctl(&["config", "history", "--limit", "1"]);

@@ -510,17 +510,23 @@ mod schema_file {
     use danaus_model::{CollectionAggregation, FieldDef, FieldType, MetricKind, ScalarType, ValueType};
 
     fn schema() -> serde_json::Value {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.schema.json")).unwrap();
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/config.schema.json")).unwrap();
         serde_json::from_str(&text).unwrap()
     }
 
     #[test]
     fn every_kind_and_every_key_the_reader_takes_is_in_the_json_schema() {
         let s = schema();
-        let mut kinds: Vec<String> =
-            s["properties"]["kind"]["enum"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_owned()).collect();
+        let mut kinds: Vec<String> = s["properties"]["kind"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect();
         kinds.sort();
-        let mut ours: Vec<String> = Kind::ALL.iter().map(|k| k.name().to_owned()).chain(["Schemas".to_owned()]).collect();
+        let mut ours: Vec<String> =
+            Kind::ALL.iter().map(|k| k.name().to_owned()).chain(["Schemas".to_owned()]).collect();
         ours.sort();
         assert_eq!(kinds, ours);
         let objects = [

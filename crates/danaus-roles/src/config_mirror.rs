@@ -4,7 +4,8 @@
 //! to the zone's roles from that copy: reads from the copy, so the zone
 //! keeps its configuration while the global layer is away (and a mirror
 //! restarted meanwhile starts from what it saved), changes forwarded to
-//! the config service.
+//! the config service. Given the zone's assigners, it also brings the
+//! zone's table to each configuration version ([`crate::config_sync`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +28,11 @@ pub struct ConfigMirrorSpec {
     pub grpc_addr: SocketAddr,
     /// The config service's members (host:port).
     pub servers: Vec<String>,
+    /// The zone's name.
+    pub zone: String,
+    /// The zone's range assigner members, whose table the mirror brings
+    /// to each configuration version (none: the mirror only serves).
+    pub assigners: Vec<String>,
 }
 
 /// Starts a mirror keeping its copy in `state`.
@@ -38,7 +44,8 @@ pub async fn start(spec: ConfigMirrorSpec, state: SharedStateDir, clock: Arc<dyn
         tracing::info!(version = saved.version, "config mirror starting from its saved configuration");
     }
     let feed = Feed::new(saved);
-    let api = ConfigApi::new(feed.clone(), Arc::new(RemoteWriter::new(spec.servers.clone())), clock);
+    let writer: Arc<dyn danaus_config::service::Writer> = Arc::new(RemoteWriter::new(spec.servers.clone()));
+    let api = ConfigApi::new(feed.clone(), writer.clone(), clock.clone());
     let router = transport::server(transport::DEFAULT_CONCURRENCY).add_service(api.service());
     let f = feed.clone();
     let metrics: Metrics = Arc::new(move || {
@@ -62,6 +69,11 @@ pub async fn start(spec: ConfigMirrorSpec, state: SharedStateDir, clock: Arc<dyn
     let mut running = Running::new(listener.local_addr(), metrics, health, stop);
     running.server = Some(listener.serve(router, stopping));
     running.spawn(follow(spec.servers.clone(), feed.clone(), Some(state)));
+    if !spec.assigners.is_empty() {
+        let table = danaus_assigner::TableWatcher::start(spec.assigners.clone());
+        let zone = Arc::new(danaus_assigner::ZoneClient::new(spec.assigners.clone()));
+        running.spawn(crate::config_sync::sync_zone(spec.zone.clone(), feed.clone(), table, zone, writer, clock));
+    }
     tracing::info!(grpc_addr = %running.grpc_addr, "config mirror serving");
     Ok((running, feed))
 }

@@ -36,6 +36,7 @@
 pub mod assigner;
 pub mod config_mirror;
 pub mod config_server;
+pub mod config_sync;
 mod error;
 pub mod index;
 pub mod leaf;

@@ -27,6 +27,10 @@ pub struct RouterSpec {
     pub zones: ZoneMap,
     /// Write quorum, deadlines.
     pub router: RouterConfig,
+    /// Where schema changes go: the zone's config mirrors or the config
+    /// service's members (host:port). None: the zone table (a zone
+    /// without a global configuration).
+    pub config: Vec<String>,
 }
 
 /// What a router role is made of, beside what every role has.
@@ -43,11 +47,15 @@ pub(crate) fn build(
     cache: Option<TableCache>,
     zones: ZoneMap,
     cfg: RouterConfig,
+    config: Option<Arc<dyn danaus_config::service::Writer>>,
 ) -> (TableWatcher, RouterParts) {
     let table = TableWatcher::start_cached(assigners.clone(), cache);
     let zone = Arc::new(ZoneClient::new(assigners));
     let leaves = LeafRouter::new(table.clone(), zone.clone(), cfg);
-    let front = IngestRouter::new(leaves.clone(), zones, zone);
+    let front = match config {
+        Some(c) => IngestRouter::with_config(leaves.clone(), zones, zone, c),
+        None => IngestRouter::new(leaves.clone(), zones, zone),
+    };
     (table, RouterParts { front, leaves })
 }
 
@@ -60,6 +68,10 @@ pub async fn start(spec: RouterSpec, state: Option<SharedStateDir>) -> Result<(R
         state.map(|s| TableCache::new(s, "zone-table.json")),
         spec.zones.clone(),
         spec.router.clone(),
+        (!spec.config.is_empty()).then(|| {
+            Arc::new(danaus_config::client::RemoteWriter::new(spec.config.clone()))
+                as Arc<dyn danaus_config::service::Writer>
+        }),
     );
     let health: Health = Arc::new(move || table_health(&table));
     let (ingest, schema) = parts.front.services();

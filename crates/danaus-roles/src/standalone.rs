@@ -1,6 +1,7 @@
 //! A whole zone in one process: the roles of a distributed zone — a range
 //! assigner (a one-member Raft group), the config service (another
-//! one-member group), leaves, the zone index server — each
+//! one-member group) and the zone's config mirror (which syncs its schemas
+//! into the zone table), leaves, the zone index server — each
 //! on its own internal gRPC address, and one front door (the ingestion and
 //! leaf routers and the zone mixer) serving SchemaService, IngestService,
 //! QueryService, ReadService and ConfigService on the public address. The front door
@@ -26,15 +27,17 @@ use futures::FutureExt as _;
 use tokio::sync::watch;
 
 use crate::assigner::{AssignerParts, AssignerSpec};
+use crate::config_mirror::ConfigMirrorSpec;
 use crate::config_server::{ConfigServerParts, ConfigServerSpec};
 use crate::index::IndexSpec;
 use crate::leaf::{LeafParts, LeafSpec, LeafStores};
 use crate::metrics::{leaf_metrics, process_metrics, query_metrics, router_metrics, Text};
 use crate::router::RouterParts;
 use crate::{
-    assigner, config_server, index, leaf, mixer, router, table_health, transport, Error, Health, Metrics, Result,
-    Running,
+    assigner, config_mirror, config_server, index, leaf, mixer, router, table_health, transport, Error, Health,
+    Metrics, Result, Running,
 };
+use danaus_config::service::GroupWriter;
 
 /// A zone in one process.
 #[derive(Debug, Clone)]
@@ -137,6 +140,7 @@ pub struct Standalone {
     /// The config service (one member) behind it.
     pub config: ConfigServerParts,
     config_role: Running,
+    mirror: Running,
     index: Running,
     assigner: (Running, AssignerParts),
 }
@@ -187,6 +191,19 @@ pub async fn start(spec: StandaloneSpec, stores: StandaloneStores, extra: Option
         stores.clock.clone(),
     )
     .await?;
+    // The zone's mirror: a copy of the configuration in the data directory,
+    // synced into the zone table.
+    let (mirror, _) = config_mirror::start(
+        ConfigMirrorSpec {
+            grpc_addr: spec.internal(3),
+            servers: vec![config_role.grpc_addr.to_string()],
+            zone: spec.zone.clone(),
+            assigners: assigners.clone(),
+        },
+        stores.state.clone(),
+        stores.clock.clone(),
+    )
+    .await?;
     let (index, _) = index::start(IndexSpec { grpc_addr: spec.internal(1), index: Default::default() }).await?;
     let index_addr = index.grpc_addr.to_string();
     let mut leaves = Vec::with_capacity(spec.leaves);
@@ -194,7 +211,7 @@ pub async fn start(spec: StandaloneSpec, stores: StandaloneStores, extra: Option
         let l = leaf::start(
             LeafSpec {
                 name: format!("leaf-{}", i + 1),
-                grpc_addr: spec.internal(3 + i as u16),
+                grpc_addr: spec.internal(4 + i as u16),
                 advertise: None,
                 assigners: assigners.clone(),
                 leaf: spec.leaf.clone(),
@@ -212,6 +229,7 @@ pub async fn start(spec: StandaloneSpec, stores: StandaloneStores, extra: Option
         Some(TableCache::new(stores.state, "router-table.json")),
         spec.zones.clone(),
         RouterConfig::default(),
+        Some(Arc::new(GroupWriter(config.group.clone()))),
     );
     let mixer = ZoneMixer::new(
         table.clone(),
@@ -290,7 +308,7 @@ pub async fn start(spec: StandaloneSpec, stores: StandaloneStores, extra: Option
         elapsed_ms = started.elapsed().as_millis() as u64,
         "zone serving in one process"
     );
-    Ok(Standalone { front, routers, mixer, table, queries, leaves, config, config_role, index, assigner })
+    Ok(Standalone { front, routers, mixer, table, queries, leaves, config, config_role, mirror, index, assigner })
 }
 
 impl Standalone {
@@ -319,6 +337,7 @@ impl Standalone {
         // Their only clients (this process' watchers and leaves) are done:
         // what is left open are table watches that never end by themselves.
         self.index.shutdown_within(Duration::ZERO).await?;
+        self.mirror.shutdown_within(Duration::ZERO).await?;
         self.config_role.shutdown_within(Duration::ZERO).await?;
         self.assigner.0.shutdown_within(Duration::ZERO).await?;
         Ok(())

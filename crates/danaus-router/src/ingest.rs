@@ -28,6 +28,9 @@ pub struct IngestRouter {
     /// The last time the leader confirmed the table current, and the
     /// version it named.
     confirmed: parking_lot::Mutex<Option<(Instant, u64)>>,
+    /// Where schema changes go: the global configuration (then the zone's
+    /// mirror syncs them into the table), or, without one, the table.
+    config: Option<Arc<dyn danaus_config::service::Writer>>,
 }
 
 /// How long a confirmation that the table is current stands for series
@@ -45,7 +48,35 @@ impl IngestRouter {
     /// The front door of zone `zones.local`, writing through `leaves` and
     /// applying schemas through `zone`.
     pub fn new(leaves: Arc<LeafRouter>, zones: ZoneMap, zone: Arc<ZoneClient>) -> Arc<Self> {
-        Arc::new(Self { leaves, zones, zone, channels: Channels::default(), confirmed: parking_lot::Mutex::new(None) })
+        Self::build(leaves, zones, zone, None)
+    }
+
+    /// Like [`new`](Self::new), applying schemas to the global
+    /// configuration through `config`: a schema change is answered once
+    /// the zone's table holds the configuration version that has it.
+    pub fn with_config(
+        leaves: Arc<LeafRouter>,
+        zones: ZoneMap,
+        zone: Arc<ZoneClient>,
+        config: Arc<dyn danaus_config::service::Writer>,
+    ) -> Arc<Self> {
+        Self::build(leaves, zones, zone, Some(config))
+    }
+
+    fn build(
+        leaves: Arc<LeafRouter>,
+        zones: ZoneMap,
+        zone: Arc<ZoneClient>,
+        config: Option<Arc<dyn danaus_config::service::Writer>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            leaves,
+            zones,
+            zone,
+            channels: Channels::default(),
+            confirmed: parking_lot::Mutex::new(None),
+            config,
+        })
     }
 
     /// The zone table this router routes by.
@@ -198,15 +229,18 @@ impl IngestRouter {
         self.zone.propose(cmd).await
     }
 
-    /// Validates and applies schemas through the zone table. On return the
-    /// table this router routes by holds them, so a write sent next routes
-    /// with them.
+    /// Validates and applies schemas: to the global configuration when the
+    /// router has one, else to the zone table. On return the table this
+    /// router routes by holds them, so a write sent next routes with them.
     pub async fn apply_schemas(
         &self,
         tenant: &str,
         targets: Vec<TargetSchema>,
         metrics: Vec<MetricSchema>,
     ) -> Result<Vec<pb::ApplyResult>, Status> {
+        if let Some(config) = &self.config {
+            return self.apply_to_config(config.as_ref(), tenant, targets, metrics).await;
+        }
         // One table change for the whole request. What it changes is
         // judged on this router's table to report per schema; the assigner
         // judges again on the committed one (a concurrent change may have
@@ -241,6 +275,72 @@ impl IngestRouter {
             .wait_for(version, Duration::from_secs(10))
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(results)
+    }
+}
+
+impl IngestRouter {
+    /// Applies schemas to the global configuration, then waits until this
+    /// router's table holds the version that has them (the zone's mirror
+    /// syncs it in). While the configuration is away the change is refused
+    /// with UNAVAILABLE, which senders retry; nothing is written.
+    async fn apply_to_config(
+        &self,
+        config: &dyn danaus_config::service::Writer,
+        tenant: &str,
+        targets: Vec<TargetSchema>,
+        metrics: Vec<MetricSchema>,
+    ) -> Result<Vec<pb::ApplyResult>, Status> {
+        use danaus_config::{Kind, Object};
+        let names: Vec<(String, bool)> = targets
+            .iter()
+            .map(|t| (t.name.clone(), true))
+            .chain(metrics.iter().map(|m| (m.name.clone(), false)))
+            .collect();
+        let objects: Vec<Object> = targets
+            .into_iter()
+            .map(Object::TargetSchema)
+            .chain(metrics.into_iter().map(Object::MetricSchema))
+            .collect();
+        let origin = danaus_config::Origin {
+            author: format!("danaus router (zone {})", self.zones.local),
+            time: 0,
+            message: "applied through SchemaService".into(),
+        };
+        let outcome = config.apply(tenant.to_owned(), objects, origin, None, false).await?;
+        let results = names
+            .into_iter()
+            .map(|(name, is_target)| {
+                let kind = if is_target { Kind::TargetSchema } else { Kind::MetricSchema };
+                let verb =
+                    outcome.changes.iter().find(|(k, _)| k.kind == kind && k.name == name).map(|(_, v)| v.as_str());
+                let outcome = match verb {
+                    Some("created") => pb::ApplyOutcome::Created,
+                    Some(_) => pb::ApplyOutcome::Updated,
+                    None => pb::ApplyOutcome::Unchanged,
+                };
+                pb::ApplyResult { name, is_target, outcome: outcome as i32 }
+            })
+            .collect();
+        let mut tables = self.table().subscribe();
+        let synced = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if tables.borrow_and_update().config_version >= outcome.version {
+                    return true;
+                }
+                if tables.changed().await.is_err() {
+                    return false;
+                }
+            }
+        })
+        .await;
+        if synced != Ok(true) {
+            return Err(Status::unavailable(format!(
+                "the configuration holds these schemas (version {}), but zone {} has not synced it within 10 s: \
+                 is the zone's config mirror running? Retry.",
+                outcome.version, self.zones.local
+            )));
+        }
         Ok(results)
     }
 }

@@ -85,6 +85,13 @@ struct ConfigMirrorArgs {
     /// State directory: the last good configuration is kept here.
     #[arg(long)]
     state_dir: PathBuf,
+    /// The zone's name.
+    #[arg(long, default_value = "zone")]
+    zone: String,
+    /// The zone's range assigner members (HOST:PORT,...), whose table the
+    /// mirror keeps at the configuration's version; none: only serve.
+    #[arg(long, value_delimiter = ',')]
+    assigners: Vec<String>,
     /// Log filter.
     #[arg(long, default_value = "info", env = "DANAUS_LOG")]
     log: String,
@@ -205,6 +212,11 @@ struct RouterArgs {
     /// that outlasts a restart.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Where schema changes go: the zone's config mirrors or the config
+    /// service's members (HOST:PORT,...); default: the zone table (a zone
+    /// without a global configuration).
+    #[arg(long, value_delimiter = ',')]
+    config: Vec<String>,
     /// Log filter.
     #[arg(long, default_value = "info", env = "DANAUS_LOG")]
     log: String,
@@ -485,6 +497,7 @@ fn main() -> anyhow::Result<()> {
                         ..danaus_router::RouterConfig::default()
                     },
                     state_dir: a.state_dir,
+                    config: a.config,
                 })
             });
         }
@@ -533,6 +546,8 @@ fn main() -> anyhow::Result<()> {
                     http_addr: a.http,
                     servers: a.config_servers,
                     state_dir: a.state_dir,
+                    zone: a.zone,
+                    assigners: a.assigners,
                 })
             })
         }

@@ -264,6 +264,9 @@ pub struct RouterRole {
     /// Location of Prometheus series (remote_write on the HTTP port) that
     /// carry no `location` label.
     pub location: String,
+    /// Where schema changes go (config mirrors or members); empty: the
+    /// zone table.
+    pub config: Vec<String>,
 }
 
 /// Starts a router.
@@ -274,6 +277,7 @@ pub async fn start_router(cfg: RouterRole) -> anyhow::Result<RunningRole> {
         assigners: cfg.assigners.clone(),
         zones: cfg.zones.clone(),
         router: cfg.router.clone(),
+        config: cfg.config.clone(),
     };
     let (role, parts) = danaus_roles::router::start(spec, state).await?;
     // Prometheus remote_write on the HTTP port, through this router.
@@ -394,11 +398,20 @@ pub struct ConfigMirrorRole {
     pub servers: Vec<String>,
     /// Where the last good configuration is kept.
     pub state_dir: PathBuf,
+    /// The zone's name.
+    pub zone: String,
+    /// The zone's assigner members, whose table the mirror syncs.
+    pub assigners: Vec<String>,
 }
 
 /// Starts a config mirror.
 pub async fn start_config_mirror(cfg: ConfigMirrorRole) -> anyhow::Result<RunningRole> {
-    let spec = danaus_roles::config_mirror::ConfigMirrorSpec { grpc_addr: cfg.grpc_addr, servers: cfg.servers.clone() };
+    let spec = danaus_roles::config_mirror::ConfigMirrorSpec {
+        grpc_addr: cfg.grpc_addr,
+        servers: cfg.servers.clone(),
+        zone: cfg.zone.clone(),
+        assigners: cfg.assigners.clone(),
+    };
     let (role, _) = danaus_roles::config_mirror::start(spec, state_dir(&cfg.state_dir)?, Arc::new(SystemClock)).await?;
     let metrics = role.metrics.clone();
     with_http(role, cfg.http_addr, metrics, None, None).await
