@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use danaus_assigner::AssignerConfig;
+use danaus_config::ConfigState;
 use danaus_index::IndexConfig;
 use danaus_leaf::LeafOptions;
 use danaus_mixer::MixerConfig;
@@ -50,11 +51,25 @@ pub enum Role {
     /// The whole zone in one process, as `danaus standalone` runs it: its
     /// front door serves the router's and the mixer's services.
     Standalone,
+    /// The zone's config mirror (syncs the configuration into its table).
+    Mirror,
+    /// Member `n` of the global config service's Raft group (in the
+    /// pseudo-zone after the last zone: "global").
+    Config(NodeId),
 }
+
+/// Members of the global config group.
+pub const CONFIG_MEMBERS: NodeId = 3;
 
 /// The name of zone `z`; it is also the location its series carry.
 pub fn zone_name(z: usize) -> String {
     format!("z{z}")
+}
+
+/// The addresses of the global config group's members (zone `global` is
+/// numbered `spec.zones`).
+pub fn config_addrs(spec: Spec) -> Vec<SocketAddr> {
+    (1..=CONFIG_MEMBERS).map(|id| addr(spec.zones, Role::Config(id))).collect()
 }
 
 /// The address of `role` in zone `z`: 10.(z+1).0.n, port [`PORT`].
@@ -66,6 +81,8 @@ pub fn addr(z: usize, role: Role) -> SocketAddr {
         Role::Router(i) => 50 + i as u8,
         Role::Mixer => 60,
         Role::Standalone => 70,
+        Role::Mirror => 30,
+        Role::Config(id) => id as u8,
     };
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, z as u8 + 1, 0, n)), PORT)
 }
@@ -142,6 +159,14 @@ impl Member {
             _ => None,
         }
     }
+
+    /// The id of its member of the config group, if it is one.
+    pub fn config_id(&self) -> Option<NodeId> {
+        match self.role {
+            Role::Config(id) => Some(id),
+            _ => None,
+        }
+    }
 }
 
 /// A built cluster.
@@ -152,14 +177,19 @@ pub struct Cluster {
     pub members: Vec<Member>,
     /// What the Raft checker sees of every assigner.
     pub raft: Arc<RaftWatch>,
+    /// What it sees of the config group's members.
+    pub config_raft: Arc<RaftWatch<ConfigState>>,
 }
 
 impl Cluster {
     /// Creates every host and starts its role.
     pub fn build(handle: &Handle, spec: Spec, state: Arc<Mutex<State>>) -> Self {
         let raft = Arc::new(RaftWatch::new(spec.zones, state.clone()));
+        let config_raft = Arc::new(RaftWatch::with(1, state.clone(), "config", |c: &ConfigState| {
+            format!("configuration v{}", c.version)
+        }));
         let mut members = Vec::new();
-        for z in 0..spec.zones {
+        for z in 0..=spec.zones {
             for role in zone_roles(spec, z) {
                 let leaf_disks = match role {
                     Role::Leaf(_) => 1,
@@ -170,7 +200,7 @@ impl Cluster {
                     .map(|_| LeafDisks { kv: Arc::new(MemKv::new()), log: MemLogDevice::new() })
                     .collect();
                 let kv = match role {
-                    Role::Assigner(_) => Some(Arc::new(MemKv::new())),
+                    Role::Assigner(_) | Role::Config(_) => Some(Arc::new(MemKv::new())),
                     Role::Standalone => leaves.first().map(|d| d.kv.clone()),
                     _ => None,
                 };
@@ -185,9 +215,10 @@ impl Cluster {
                     disk: disk.clone(),
                     skew: skew.clone(),
                     raft: raft.clone(),
+                    config_raft: config_raft.clone(),
                     state: state.clone(),
                 };
-                let name = format!("{}/{}", zone_name(z), role_name(role));
+                let name = format!("{}/{}", host_zone(spec, z), role_name(role));
                 let node = handle
                     .create_node()
                     .name(name.clone())
@@ -197,7 +228,7 @@ impl Cluster {
                 members.push(Member { zone: z, role, name, node, kv, leaves, state: disk, skew });
             }
         }
-        Self { spec, members, raft }
+        Self { spec, members, raft, config_raft }
     }
 
     /// The members of zone `z`.
@@ -239,15 +270,30 @@ fn role_name(role: Role) -> String {
         Role::Router(i) => format!("router-{i}"),
         Role::Mixer => "mixer".into(),
         Role::Standalone => "standalone".into(),
+        Role::Mirror => "mirror".into(),
+        Role::Config(id) => format!("config-{id}"),
+    }
+}
+
+/// A host's zone as its name shows it: `z0`, …, or `global`.
+fn host_zone(spec: Spec, z: usize) -> String {
+    if z == spec.zones {
+        "global".into()
+    } else {
+        zone_name(z)
     }
 }
 
 /// The hosts of zone `z`.
 fn zone_roles(spec: Spec, z: usize) -> Vec<Role> {
+    if z == spec.zones {
+        return (1..=CONFIG_MEMBERS).map(Role::Config).collect();
+    }
     if spec.is_standalone(z) {
         return vec![Role::Standalone];
     }
     let mut roles: Vec<Role> = (1..=spec.assigners as NodeId).map(Role::Assigner).collect();
+    roles.push(Role::Mirror);
     roles.push(Role::Index);
     roles.extend((1..=spec.leaves).map(Role::Leaf));
     roles.extend((1..=spec.routers).map(Role::Router));
@@ -289,6 +335,7 @@ struct RoleCtx {
     disk: MemStateDir,
     skew: Arc<AtomicI64>,
     raft: Arc<RaftWatch>,
+    config_raft: Arc<RaftWatch<ConfigState>>,
     state: Arc<Mutex<State>>,
 }
 
@@ -298,7 +345,12 @@ impl RoleCtx {
     }
 
     fn violation(&self, what: String) {
-        self.state.lock().violation(format!("{}/{}: {what}", zone_name(self.zone), role_name(self.role)));
+        self.state.lock().violation(format!("{}/{}: {what}", host_zone(self.spec, self.zone), role_name(self.role)));
+    }
+
+    /// Where schema changes go: the zone's mirror, else any config member.
+    fn config_writers(&self) -> Vec<String> {
+        std::iter::once(addr(self.zone, Role::Mirror)).chain(config_addrs(self.spec)).map(|a| a.to_string()).collect()
     }
 
     fn state_dir(&self) -> SharedStateDir {
@@ -402,7 +454,7 @@ async fn run_role(ctx: RoleCtx) {
                 assigners: ctx.assigners(),
                 zones: zone_map(ctx.spec, ctx.zone),
                 router: RouterConfig::default(),
-                config: Vec::new(),
+                config: ctx.config_writers(),
             };
             danaus_roles::router::start(spec, Some(ctx.state_dir())).await.map(|(r, _)| r)
         }
@@ -416,6 +468,28 @@ async fn run_role(ctx: RoleCtx) {
             danaus_roles::mixer::start(spec, Some(ctx.state_dir())).await.map(|(r, _)| r)
         }
         Role::Standalone => return run_standalone(ctx, me).await,
+        Role::Mirror => {
+            let spec = danaus_roles::config_mirror::ConfigMirrorSpec {
+                grpc_addr: me,
+                servers: config_addrs(ctx.spec).iter().map(ToString::to_string).collect(),
+                zone: zone_name(ctx.zone),
+                assigners: ctx.assigners(),
+            };
+            danaus_roles::config_mirror::start(spec, ctx.state_dir(), Arc::new(SystemClock)).await.map(|(r, _)| r)
+        }
+        Role::Config(id) => {
+            let Some(kv) = ctx.kv.clone() else { return };
+            let spec = danaus_roles::config_server::ConfigServerSpec {
+                id,
+                peers: (1..=CONFIG_MEMBERS).map(|m| (m, addr(ctx.zone, Role::Config(m)).to_string())).collect(),
+                grpc_addr: me,
+                heartbeat: Duration::from_millis(100),
+            };
+            danaus_roles::config_server::start(spec, kv, Arc::new(SystemClock)).await.map(|(r, p)| {
+                ctx.config_raft.register(0, id, p.group);
+                r
+            })
+        }
     };
     match started {
         Ok(mut running) => {
@@ -441,6 +515,7 @@ async fn run_standalone(ctx: RoleCtx, me: SocketAddr) {
     spec.mixer = mixer_config(ctx.zone, me);
     spec.max_concurrent_queries = 16;
     spec.zones = zone_map(ctx.spec, ctx.zone);
+    spec.config_servers = config_addrs(ctx.spec).iter().map(ToString::to_string).collect();
     let stores = StandaloneStores {
         assigner: kv as Arc<dyn KvStore>,
         clock: Arc::new(SystemClock),

@@ -51,10 +51,25 @@ pub async fn scenario(cfg: SimConfig) -> Outcome {
     // The checker looks at the Raft groups every 50 ms from here on.
     let checking = Arc::new(AtomicBool::new(true));
     let checker = {
-        let (raft, checking) = (cluster.raft.clone(), checking.clone());
+        let (raft, config_raft, checking) = (cluster.raft.clone(), cluster.config_raft.clone(), checking.clone());
+        let (zones, state) = (cfg.spec.zones, state.clone());
         madsim::task::spawn(async move {
+            // The newest configuration version any config member applied
+            // (so committed) so far.
+            let mut committed = 0;
             while checking.load(Ordering::Relaxed) {
                 raft.check();
+                config_raft.check();
+                committed = committed.max(config_raft.any_state(0).map_or(0, |c| c.version));
+                for z in 0..zones {
+                    let synced = raft.any_table(z).map_or(0, |t| t.config_version);
+                    if synced > committed {
+                        state.lock().violation(format!(
+                            "z{z}'s table holds configuration version {synced}, which no config member has \
+                             applied (the newest applied is {committed})"
+                        ));
+                    }
+                }
                 sleep(Duration::from_millis(50)).await;
             }
         })
@@ -93,6 +108,9 @@ pub async fn scenario(cfg: SimConfig) -> Outcome {
         if let Some(m) = cluster.members.get(i) {
             if let Some(id) = m.raft_id() {
                 cluster.raft.unregister(m.zone, id);
+            }
+            if let Some(id) = m.config_id() {
+                cluster.config_raft.unregister(0, id);
             }
             handle.kill(m.node.id());
             m.lose_unsynced();
@@ -184,7 +202,9 @@ pub async fn scenario(cfg: SimConfig) -> Outcome {
     let recover_by = Instant::now() + RECOVER;
     loop {
         cluster.raft.check();
-        let behind = cluster.raft.behind();
+        cluster.config_raft.check();
+        let mut behind = cluster.raft.behind();
+        behind.extend(cluster.config_raft.behind());
         if behind.is_empty() {
             break;
         }
@@ -193,6 +213,20 @@ pub async fn scenario(cfg: SimConfig) -> Outcome {
             break;
         }
         sleep(Duration::from_millis(100)).await;
+    }
+    // Every zone converges to the newest committed configuration: its
+    // table holds that version, with exactly its schemas.
+    let converge_by = Instant::now() + RECOVER;
+    loop {
+        let lagging = config_lag(&cluster);
+        if lagging.is_empty() {
+            break;
+        }
+        if Instant::now() > converge_by {
+            state.lock().violation(format!("zones did not converge to the configuration: {}", lagging.join("; ")));
+            break;
+        }
+        sleep(Duration::from_millis(200)).await;
     }
     checking.store(false, Ordering::Relaxed);
     let _ = checker.await;
@@ -208,4 +242,38 @@ pub async fn scenario(cfg: SimConfig) -> Outcome {
         violations: st.violations.clone(),
         replay: cfg.replay_command(),
     }
+}
+
+/// Zones whose table does not hold the newest committed configuration's
+/// version and schemas, each with what it holds.
+fn config_lag(cluster: &Cluster) -> Vec<String> {
+    let Some(config) = cluster.config_raft.any_state(0) else {
+        return vec!["no config member runs".into()];
+    };
+    let view = config.view();
+    let mut want: std::collections::BTreeMap<String, danaus_assigner::TenantSchemas> = Default::default();
+    for (key, o) in &view.objects {
+        match o {
+            danaus_config::Object::TargetSchema(t) => {
+                want.entry(key.tenant.clone()).or_default().targets.insert(t.name.clone(), t.clone());
+            }
+            danaus_config::Object::MetricSchema(m) => {
+                want.entry(key.tenant.clone()).or_default().metrics.insert(m.name.clone(), m.clone());
+            }
+            danaus_config::Object::Zone(_) => {}
+        }
+    }
+    (0..cluster.spec.zones)
+        .filter_map(|z| {
+            let t = cluster.raft.any_table(z)?;
+            (t.config_version != view.version || t.schemas != want).then(|| {
+                format!(
+                    "z{z} holds configuration v{} (newest v{}){}",
+                    t.config_version,
+                    view.version,
+                    if t.schemas == want { "" } else { " with other schemas" }
+                )
+            })
+        })
+        .collect()
 }

@@ -35,8 +35,21 @@ pub struct ConfigMirrorSpec {
     pub assigners: Vec<String>,
 }
 
+/// What a mirror is made of, beside what every role has.
+pub struct MirrorParts {
+    /// Its copy of the configuration.
+    pub feed: Feed,
+    /// Its ConfigService (standalone joined to a global config service
+    /// serves it on its front door).
+    pub api: ConfigApi,
+}
+
 /// Starts a mirror keeping its copy in `state`.
-pub async fn start(spec: ConfigMirrorSpec, state: SharedStateDir, clock: Arc<dyn Clock>) -> Result<(Running, Feed)> {
+pub async fn start(
+    spec: ConfigMirrorSpec,
+    state: SharedStateDir,
+    clock: Arc<dyn Clock>,
+) -> Result<(Running, MirrorParts)> {
     let started = Instant::now();
     let listener = transport::bind(spec.grpc_addr).await?;
     let saved = load_saved(&state).unwrap_or_default();
@@ -46,7 +59,7 @@ pub async fn start(spec: ConfigMirrorSpec, state: SharedStateDir, clock: Arc<dyn
     let feed = Feed::new(saved);
     let writer: Arc<dyn danaus_config::service::Writer> = Arc::new(RemoteWriter::new(spec.servers.clone()));
     let api = ConfigApi::new(feed.clone(), writer.clone(), clock.clone());
-    let router = transport::server(transport::DEFAULT_CONCURRENCY).add_service(api.service());
+    let router = transport::server(transport::DEFAULT_CONCURRENCY).add_service(api.clone().service());
     let f = feed.clone();
     let metrics: Metrics = Arc::new(move || {
         let f = f.clone();
@@ -75,5 +88,5 @@ pub async fn start(spec: ConfigMirrorSpec, state: SharedStateDir, clock: Arc<dyn
         running.spawn(crate::config_sync::sync_zone(spec.zone.clone(), feed.clone(), table, zone, writer, clock));
     }
     tracing::info!(grpc_addr = %running.grpc_addr, "config mirror serving");
-    Ok((running, feed))
+    Ok((running, MirrorParts { feed, api }))
 }

@@ -37,7 +37,8 @@ use crate::{
     assigner, config_mirror, config_server, index, leaf, mixer, router, table_health, transport, Error, Health,
     Metrics, Result, Running,
 };
-use danaus_config::service::GroupWriter;
+use danaus_config::client::RemoteWriter;
+use danaus_config::service::{GroupWriter, Writer};
 
 /// A zone in one process.
 #[derive(Debug, Clone)]
@@ -47,6 +48,9 @@ pub struct StandaloneSpec {
     /// Every zone and where it takes writes (default: this one alone), so
     /// the front door forwards series other zones own.
     pub zones: ZoneMap,
+    /// A global config service to join (its members, host:port); none:
+    /// run a one-member config service in process.
+    pub config_servers: Vec<String>,
     /// The public gRPC address (port 0 picks one).
     pub grpc_addr: SocketAddr,
     /// Where the internal roles listen.
@@ -82,6 +86,7 @@ impl StandaloneSpec {
         let zone = zone.into();
         Self {
             zones: ZoneMap::single(&zone),
+            config_servers: Vec::new(),
             zone,
             grpc_addr,
             internal_ip: IpAddr::from([127, 0, 0, 1]),
@@ -137,9 +142,10 @@ pub struct Standalone {
     pub queries: Arc<QueryStats>,
     /// The leaves, in order.
     pub leaves: Vec<(Running, LeafParts)>,
-    /// The config service (one member) behind it.
-    pub config: ConfigServerParts,
-    config_role: Running,
+    /// The config service (one member) behind it, unless it joined a
+    /// global one.
+    pub config: Option<ConfigServerParts>,
+    config_role: Option<Running>,
     mirror: Running,
     index: Running,
     assigner: (Running, AssignerParts),
@@ -179,24 +185,31 @@ pub async fn start(spec: StandaloneSpec, stores: StandaloneStores, extra: Option
     )
     .await?;
     let assigners = vec![assigner.0.grpc_addr.to_string()];
-    let config_addr = spec.internal(2);
-    let (config_role, config) = config_server::start(
-        ConfigServerSpec {
-            id: 1,
-            peers: BTreeMap::from([(1, config_addr.to_string())]),
-            grpc_addr: config_addr,
-            heartbeat: spec.heartbeat,
-        },
-        stores.assigner.clone(),
-        stores.clock.clone(),
-    )
-    .await?;
+    // The config service: in process (one member), or a global one.
+    let (config_role, config, servers) = if spec.config_servers.is_empty() {
+        let config_addr = spec.internal(2);
+        let (role, parts) = config_server::start(
+            ConfigServerSpec {
+                id: 1,
+                peers: BTreeMap::from([(1, config_addr.to_string())]),
+                grpc_addr: config_addr,
+                heartbeat: spec.heartbeat,
+            },
+            stores.assigner.clone(),
+            stores.clock.clone(),
+        )
+        .await?;
+        let servers = vec![role.grpc_addr.to_string()];
+        (Some(role), Some(parts), servers)
+    } else {
+        (None, None, spec.config_servers.clone())
+    };
     // The zone's mirror: a copy of the configuration in the data directory,
     // synced into the zone table.
-    let (mirror, _) = config_mirror::start(
+    let (mirror, mirror_parts) = config_mirror::start(
         ConfigMirrorSpec {
             grpc_addr: spec.internal(3),
-            servers: vec![config_role.grpc_addr.to_string()],
+            servers: servers.clone(),
             zone: spec.zone.clone(),
             assigners: assigners.clone(),
         },
@@ -229,7 +242,10 @@ pub async fn start(spec: StandaloneSpec, stores: StandaloneStores, extra: Option
         Some(TableCache::new(stores.state, "router-table.json")),
         spec.zones.clone(),
         RouterConfig::default(),
-        Some(Arc::new(GroupWriter(config.group.clone()))),
+        Some(match &config {
+            Some(c) => Arc::new(GroupWriter(c.group.clone())) as Arc<dyn Writer>,
+            None => Arc::new(RemoteWriter::new(servers)),
+        }),
     );
     let mixer = ZoneMixer::new(
         table.clone(),
@@ -273,7 +289,7 @@ pub async fn start(spec: StandaloneSpec, stores: StandaloneStores, extra: Option
         .add_service(schema)
         .add_service(mixer::query_service(&mixer, spec.max_concurrent_queries, queries.clone()))
         .add_service(mixer.read_service())
-        .add_service(config.api.clone().service());
+        .add_service(config.as_ref().map_or_else(|| mirror_parts.api.clone(), |c| c.api.clone()).service());
     if let Some(extra) = extra {
         grpc = extra(grpc);
     }
@@ -317,6 +333,11 @@ impl Standalone {
         self.leaves.first().map(|(_, p)| &p.leaf)
     }
 
+    /// The in-process config service's member, if the zone runs one.
+    pub fn config_group(&self) -> Option<Arc<danaus_raft::RaftGroup<danaus_config::ConfigState>>> {
+        self.config.as_ref().map(|c| c.group.clone())
+    }
+
     /// The zone's Raft group member (one member: the assigner's table).
     pub fn group(&self) -> Arc<danaus_raft::RaftGroup<ZoneTable>> {
         self.assigner.1.group.clone()
@@ -338,7 +359,9 @@ impl Standalone {
         // what is left open are table watches that never end by themselves.
         self.index.shutdown_within(Duration::ZERO).await?;
         self.mirror.shutdown_within(Duration::ZERO).await?;
-        self.config_role.shutdown_within(Duration::ZERO).await?;
+        if let Some(c) = self.config_role {
+            c.shutdown_within(Duration::ZERO).await?;
+        }
         self.assigner.0.shutdown_within(Duration::ZERO).await?;
         Ok(())
     }
