@@ -9,7 +9,9 @@
 //! (a 3-member Raft group), index server, leaves, router and mixer, every
 //! role on its own simulated host, started by the same definitions
 //! (`danaus-roles`) as `danaus <role>`; for one seed in three the last zone
-//! instead runs in one host as `danaus standalone` runs it. Only the disks are simulated: an in-memory long-term
+//! instead runs in one host as `danaus standalone` runs it. A global config
+//! group (3 members) serves every zone; each zone's config mirror syncs its
+//! schemas into the zone's table, and routers apply schemas through it. Only the disks are simulated: an in-memory long-term
 //! store and a log device that both lose unsynced writes when their host
 //! crashes. Writer hosts write known data through any zone's router and
 //! record every acknowledgement; a reader host reads and queries through
@@ -24,7 +26,9 @@
 //! and after healing); nothing is read that was never written, or with a
 //! wrong value; a query that misses points says it is partial; Raft votes
 //! never go back, members agree on every applied index, and none loses a
-//! committed entry. A failure prints the seed, the fault schedule and the
+//! committed entry (zones' groups and the config group); no zone's table
+//! holds a configuration version no config member applied, and after
+//! healing every zone holds the newest committed one with its schemas. A failure prints the seed, the fault schedule and the
 //! replay command; each seed runs in a process of its own so that
 //! `simulation/run --seed N` replays it exactly.
 
