@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use danaus_assigner::{Assigner, AssignerConfig, ZoneTable};
-use danaus_raft::{BasicNode, GroupConfig, NodeId, RaftGroup, RaftServer};
+use danaus_raft::{NodeId, RaftGroup, RaftServer};
 use danaus_storage::KvStore;
 use futures::FutureExt as _;
 use tokio::sync::watch;
 
 use crate::metrics::{process_metrics, Text};
-use crate::{transport, Error, Health, Metrics, Result, Running};
+use crate::{raft_member, transport, Health, Metrics, Result, Running};
 
 /// A range assigner member.
 #[derive(Debug, Clone)]
@@ -48,14 +48,7 @@ pub async fn start(spec: AssignerSpec, kv: Arc<dyn KvStore>) -> Result<(Running,
     let listener = transport::bind(spec.grpc_addr).await?;
     let me = listener.local_addr();
     let raft = RaftServer::new();
-    let mut gc = GroupConfig::new("zone", spec.id);
-    gc.heartbeat = spec.heartbeat;
-    gc.election_timeout = spec.heartbeat * 5;
-    let group = Arc::new(
-        RaftGroup::<ZoneTable>::start(gc, kv, &raft)
-            .await
-            .map_err(|e| Error::start("starting the zone's Raft group", e))?,
-    );
+    let group = raft_member::start::<ZoneTable>("zone", spec.id, spec.heartbeat, kv, &raft).await?;
     let assigner = Assigner::new(group.clone(), spec.assigner.clone());
     let router =
         transport::server(transport::DEFAULT_CONCURRENCY).add_service(raft.service()).add_service(assigner.service());
@@ -98,23 +91,7 @@ pub async fn start(spec: AssignerSpec, kv: Arc<dyn KvStore>) -> Result<(Running,
     let (stop, stopping) = watch::channel(false);
     let mut running = Running::new(me, metrics, health, stop);
     running.server = Some(listener.serve(router, stopping));
-    let g = group.clone();
-    running.on_stop(move || {
-        async move {
-            g.shutdown().await;
-            Ok(())
-        }
-        .boxed()
-    });
-    let members: BTreeMap<NodeId, BasicNode> = spec
-        .peers
-        .iter()
-        .map(|(id, a)| {
-            let addr = if *id == spec.id && a.ends_with(":0") { me.to_string() } else { a.clone() };
-            (*id, BasicNode::new(addr))
-        })
-        .collect();
-    group.initialize(members).await.map_err(|e| Error::start("initialising the zone's Raft group", e))?;
+    raft_member::join(&mut running, &group, spec.id, &spec.peers, me).await?;
     running.spawn(assigner.clone().run_controller());
     tracing::info!(id = spec.id, grpc_addr = %me, "range assigner member serving");
     Ok((running, AssignerParts { group, assigner }))

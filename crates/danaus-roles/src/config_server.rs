@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use danaus_config::feed::Feed;
 use danaus_config::service::{feed_from_group, ConfigApi, GroupWriter};
 use danaus_config::{ConfigState, ConfigView};
-use danaus_raft::{BasicNode, GroupConfig, NodeId, RaftGroup, RaftServer};
+use danaus_raft::{NodeId, RaftGroup, RaftServer};
 use danaus_storage::{Clock, KvStore};
 use futures::FutureExt as _;
 use tokio::sync::watch;
 
 use crate::metrics::{process_metrics, Text};
-use crate::{transport, Error, Health, Metrics, Result, Running};
+use crate::{raft_member, transport, Health, Metrics, Result, Running};
 
 /// A member of the config group.
 #[derive(Debug, Clone)]
@@ -54,14 +54,7 @@ pub async fn start(
     let listener = transport::bind(spec.grpc_addr).await?;
     let me = listener.local_addr();
     let raft = RaftServer::new();
-    let mut gc = GroupConfig::new("config", spec.id);
-    gc.heartbeat = spec.heartbeat;
-    gc.election_timeout = spec.heartbeat * 5;
-    let group = Arc::new(
-        RaftGroup::<ConfigState>::start(gc, kv, &raft)
-            .await
-            .map_err(|e| Error::start("starting the config group's Raft member", e))?,
-    );
+    let group = raft_member::start::<ConfigState>("config", spec.id, spec.heartbeat, kv, &raft).await?;
     let feed = Feed::new(ConfigView::default());
     let api = ConfigApi::new(feed.clone(), Arc::new(GroupWriter(group.clone())), clock);
     let router = transport::server(transport::DEFAULT_CONCURRENCY)
@@ -94,23 +87,7 @@ pub async fn start(
     let (stop, stopping) = watch::channel(false);
     let mut running = Running::new(me, metrics, health, stop);
     running.server = Some(listener.serve(router, stopping));
-    let g = group.clone();
-    running.on_stop(move || {
-        async move {
-            g.shutdown().await;
-            Ok(())
-        }
-        .boxed()
-    });
-    let members: BTreeMap<NodeId, BasicNode> = spec
-        .peers
-        .iter()
-        .map(|(id, a)| {
-            let addr = if *id == spec.id && a.ends_with(":0") { me.to_string() } else { a.clone() };
-            (*id, BasicNode::new(addr))
-        })
-        .collect();
-    group.initialize(members).await.map_err(|e| Error::start("initialising the config group", e))?;
+    raft_member::join(&mut running, &group, spec.id, &spec.peers, me).await?;
     running.spawn(feed_from_group(group.clone(), feed.clone()));
     tracing::info!(id = spec.id, grpc_addr = %me, "config server member serving");
     Ok((running, ConfigServerParts { group, feed, api }))

@@ -42,6 +42,7 @@ pub mod index;
 pub mod leaf;
 pub mod metrics;
 pub mod mixer;
+mod raft_member;
 pub mod router;
 pub mod standalone;
 pub mod transport;

@@ -46,15 +46,16 @@ enum Command {
     DevCluster(DevClusterArgs),
 }
 
-#[derive(Parser)]
-struct ConfigServerArgs {
+/// What every Raft group member takes.
+#[derive(clap::Args)]
+struct MemberArgs {
     /// This member's id (one of --peers).
     #[arg(long)]
     id: u64,
     /// Every member: ID=HOST:PORT,... (the same list on every member).
     #[arg(long, value_delimiter = ',', value_parser = parse_peer)]
     peers: Vec<(u64, String)>,
-    /// gRPC listen address (RaftService, ConfigService).
+    /// gRPC listen address (RaftService and the role's service).
     #[arg(long)]
     listen: SocketAddr,
     /// HTTP listen address for /metrics and /healthz.
@@ -66,6 +67,12 @@ struct ConfigServerArgs {
     /// Raft heartbeat (elections after 5 to 10 times this).
     #[arg(long, default_value = "100ms", value_parser = parse_duration)]
     raft_heartbeat: Duration,
+}
+
+#[derive(Parser)]
+struct ConfigServerArgs {
+    #[command(flatten)]
+    member: MemberArgs,
     /// Log filter.
     #[arg(long, default_value = "info", env = "DANAUS_LOG")]
     log: String,
@@ -99,21 +106,8 @@ struct ConfigMirrorArgs {
 
 #[derive(Parser)]
 struct AssignerArgs {
-    /// This member's id (one of --peers).
-    #[arg(long)]
-    id: u64,
-    /// Every member: ID=HOST:PORT,... (the same list on every member).
-    #[arg(long, value_delimiter = ',', value_parser = parse_peer)]
-    peers: Vec<(u64, String)>,
-    /// gRPC listen address (RaftService, AssignerService).
-    #[arg(long)]
-    listen: SocketAddr,
-    /// HTTP listen address for /metrics and /healthz.
-    #[arg(long)]
-    http: Option<SocketAddr>,
-    /// Data directory (Raft log and snapshots).
-    #[arg(long)]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    member: MemberArgs,
     /// Replicas per range.
     #[arg(long, default_value_t = 3)]
     replication: u32,
@@ -129,9 +123,6 @@ struct AssignerArgs {
     /// Rebalance only ranges holding at least this many series.
     #[arg(long, default_value_t = 1_000)]
     min_move_series: u64,
-    /// Raft heartbeat (elections after 5 to 10 times this).
-    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
-    raft_heartbeat: Duration,
     /// Log filter.
     #[arg(long, default_value = "info", env = "DANAUS_LOG")]
     log: String,
@@ -432,11 +423,11 @@ fn main() -> anyhow::Result<()> {
         Command::Assigner(a) => {
             return run_role(&a.log, || {
                 zone::start_assigner(zone::AssignerRole {
-                    id: a.id,
-                    peers: a.peers.into_iter().collect(),
-                    grpc_addr: a.listen,
-                    http_addr: a.http,
-                    data_dir: a.data_dir,
+                    id: a.member.id,
+                    peers: a.member.peers.into_iter().collect(),
+                    grpc_addr: a.member.listen,
+                    http_addr: a.member.http,
+                    data_dir: a.member.data_dir,
                     assigner: danaus_assigner::AssignerConfig {
                         replication: a.replication,
                         policy: danaus_assigner::Policy {
@@ -448,7 +439,7 @@ fn main() -> anyhow::Result<()> {
                         tick: a.tick,
                         ..danaus_assigner::AssignerConfig::default()
                     },
-                    heartbeat: a.raft_heartbeat,
+                    heartbeat: a.member.raft_heartbeat,
                 })
             })
         }
@@ -530,12 +521,12 @@ fn main() -> anyhow::Result<()> {
         Command::ConfigServer(a) => {
             return run_role(&a.log, || {
                 zone::start_config_server(zone::ConfigServerRole {
-                    id: a.id,
-                    peers: a.peers.into_iter().collect(),
-                    grpc_addr: a.listen,
-                    http_addr: a.http,
-                    data_dir: a.data_dir,
-                    heartbeat: a.raft_heartbeat,
+                    id: a.member.id,
+                    peers: a.member.peers.into_iter().collect(),
+                    grpc_addr: a.member.listen,
+                    http_addr: a.member.http,
+                    data_dir: a.member.data_dir,
+                    heartbeat: a.member.raft_heartbeat,
                 })
             })
         }
