@@ -268,7 +268,10 @@ async fn main() -> anyhow::Result<()> {
         ("one_cluster_max", "fetch Task::/cpu | filter cluster == \"c3\" | align max(1m) | group_by [task], max"),
         ("one_task_raw", "fetch Task::/cpu | filter task == \"t000042\""),
     ] {
-        let (median, series) = query_latency(mixer.clone(), q, t0, end, args.query_runs).await?;
+        // A minute either side, so the range holds a point of the 1-minute
+        // output grid wherever the wall clock falls.
+        let minute = 60_000_000_000;
+        let (median, series) = query_latency(mixer.clone(), q, t0 - minute, end + minute, args.query_runs).await?;
         eprintln!("zoneload: {name}: median {:.1} ms, {series} series", median * 1e3);
         queries.insert(name.into(), serde_json::json!({ "query": q, "median_seconds": median, "series": series }));
     }

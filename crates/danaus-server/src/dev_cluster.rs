@@ -213,7 +213,7 @@ impl DevCluster {
         for n in &names {
             c.spawn(n)?;
         }
-        c.wait_settled(Duration::from_secs(60)).await?;
+        c.wait_settled(Duration::from_secs(180)).await?;
         Ok(c)
     }
 
