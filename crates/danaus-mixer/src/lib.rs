@@ -23,11 +23,22 @@
 //! [`MixerConfig::confirm_within`] before the query began (routers hold
 //! writes that long after a range's read set shrinks); otherwise the zone
 //! table is reported missing, and raw reads fail with UNAVAILABLE.
+//!
+//! The zone mixer also serves `ZoneStageService` ([`ZoneStage`]): the leaf
+//! and zone stages of a plan the root mixer ([`root`]) pushes down, run
+//! exactly as for its own queries, answered with the zone's completeness.
+//! The root mixer plans by the global configuration (zones, schemas),
+//! asks every zone at once and merges their outputs in its root stage;
+//! a zone that does not answer is named missing, never silently dropped.
 
 mod read;
 mod remote;
+pub mod root;
+mod stage;
 mod zone;
 
 pub use read::ZoneRead;
 pub use remote::{RemoteLeaf, Replica};
+pub use root::{RootCatalog, RootConfig, RootMixer, RootStats, RootZone};
+pub use stage::ZoneStage;
 pub use zone::{MixerConfig, MixerStats, ZoneMixer};

@@ -70,9 +70,37 @@ impl LeafPlan<'_> {
 }
 
 /// Why an ask failed: `retry` when another replica may do better.
-struct Failed {
-    retry: bool,
-    error: Error,
+pub(crate) struct Failed {
+    pub retry: bool,
+    pub error: Error,
+}
+
+/// What a failed call to source `name` (`who`: what was asked, for the
+/// message) means for the query.
+pub(crate) fn failed_from(s: &tonic::Status, name: &str, who: &str, ctx: &ExecCtx) -> Failed {
+    use tonic::Code;
+    let unavailable = |m: String| Failed {
+        retry: true,
+        error: Error::Source { source_name: name.to_owned(), message: m, unavailable: true },
+    };
+    let m = format!("{who}: {}", s.message());
+    // A client-side timeout shows up as CANCELLED ("Timeout expired").
+    if ctx.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+        return unavailable(format!("cut by the query's deadline ({m})"));
+    }
+    match s.code() {
+        Code::Unavailable | Code::FailedPrecondition | Code::Unknown | Code::Cancelled | Code::Aborted => {
+            unavailable(m)
+        }
+        Code::DeadlineExceeded => unavailable(format!("cut by the query's deadline ({m})")),
+        Code::InvalidArgument => Failed { retry: false, error: Error::invalid(s.message().to_owned(), None) },
+        Code::NotFound => Failed { retry: false, error: Error::NotFound(s.message().to_owned()) },
+        Code::ResourceExhausted => Failed { retry: false, error: limit_error(s.message(), ctx) },
+        _ => Failed {
+            retry: true,
+            error: Error::Source { source_name: name.to_owned(), message: m, unavailable: false },
+        },
+    }
 }
 
 impl RemoteLeaf {
@@ -93,25 +121,7 @@ impl RemoteLeaf {
             error: Error::Source { source_name: replica.leaf.clone(), message: m, unavailable: true },
         };
         let status = |s: tonic::Status| {
-            use tonic::Code;
-            let m = format!("leaf {} at {}: {}", replica.leaf, replica.addr, s.message());
-            // A client-side timeout shows up as CANCELLED ("Timeout expired").
-            if ctx.deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                return unavailable(format!("cut by the query's deadline ({m})"));
-            }
-            match s.code() {
-                Code::Unavailable | Code::FailedPrecondition | Code::Unknown | Code::Cancelled | Code::Aborted => {
-                    unavailable(m)
-                }
-                Code::DeadlineExceeded => unavailable(format!("cut by the query's deadline ({m})")),
-                Code::InvalidArgument => Failed { retry: false, error: Error::invalid(s.message().to_owned(), None) },
-                Code::NotFound => Failed { retry: false, error: Error::NotFound(s.message().to_owned()) },
-                Code::ResourceExhausted => Failed { retry: false, error: limit_error(s.message(), ctx) },
-                _ => Failed {
-                    retry: true,
-                    error: Error::Source { source_name: replica.leaf.clone(), message: m, unavailable: false },
-                },
-            }
+            failed_from(&s, &replica.leaf, &format!("leaf {} at {}", replica.leaf, replica.addr), ctx)
         };
         if let Some(leaf) = self.shared.local_leaf(&replica.addr) {
             let bounds = ranges.iter().map(|r| r.bounds.clone()).collect();

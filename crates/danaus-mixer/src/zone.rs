@@ -230,6 +230,12 @@ impl ZoneMixer {
     /// replica it names ready may have been demoted or moved away since,
     /// and miss acknowledged writes).
     pub fn engine(&self) -> Arc<Engine> {
+        Arc::new(Engine::new(vec![self.zone_sources()], self.shared.cfg.limits))
+    }
+
+    /// The zone's sources for one query, as [`ZoneMixer::engine`] plans
+    /// them (the zone stage a root mixer asks for runs over these).
+    pub fn zone_sources(&self) -> ZoneSources {
         self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
         let (table, unconfirmed) = self.shared.plan_table();
         let turn = self.turn.fetch_add(1, Ordering::Relaxed) as usize;
@@ -267,7 +273,12 @@ impl ZoneMixer {
         if let Some(since) = unconfirmed {
             leaves.push(Arc::new(Confirming { since, planned: table.version, shared: self.shared.clone() }));
         }
-        Arc::new(Engine::new(vec![ZoneSources { name: self.shared.cfg.zone.clone(), leaves }], self.shared.cfg.limits))
+        ZoneSources { name: self.shared.cfg.zone.clone(), leaves }
+    }
+
+    /// The mixer's default per-query limits.
+    pub fn limits(&self) -> QueryLimits {
+        self.shared.cfg.limits
     }
 }
 

@@ -34,6 +34,7 @@ pub mod collection;
 mod distribution;
 mod error;
 mod key;
+pub mod location;
 mod request;
 mod schema;
 pub mod time;

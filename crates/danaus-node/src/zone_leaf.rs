@@ -891,7 +891,7 @@ pub struct StageOutput {
 }
 
 /// A leaf phase's error as a status the mixer maps back.
-fn stage_status(e: &danaus_query::Error) -> Status {
+pub fn stage_status(e: &danaus_query::Error) -> Status {
     use danaus_query::Error as E;
     match e {
         E::Limit { .. } => Status::resource_exhausted(e.to_string()),

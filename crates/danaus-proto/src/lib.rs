@@ -53,6 +53,8 @@ pub mod servers {
         LeafServer = leaf_service_server::LeafServiceServer);
     server!(/// IndexService's server.
         IndexServer = index_service_server::IndexServiceServer);
+    server!(/// ZoneStageService's server.
+        ZoneStageServer = zone_stage_service_server::ZoneStageServiceServer);
     server!(/// ConfigService's server.
         ConfigServer = config_service_server::ConfigServiceServer);
 }

@@ -155,7 +155,9 @@ impl Completeness {
         self.sources.iter().all(|s| s.missing.is_none())
     }
 
-    pub(crate) fn record(&mut self, zone: &str, source: &str, missing: Option<String>) {
+    /// Records `source` of `zone` as answered (`missing == None`) or not;
+    /// a source recorded twice is missing if either time was.
+    pub fn record(&mut self, zone: &str, source: &str, missing: Option<String>) {
         if let Some(s) = self.sources.iter_mut().find(|s| s.zone == zone && s.source == source) {
             if s.missing.is_none() {
                 s.missing = missing;

@@ -8,9 +8,8 @@ use danaus_model::{MetricKind, MetricSchema, TargetSchema};
 
 use crate::ctx::{Cancel, Completeness, ExecCtx, QueryLimits};
 use crate::error::{Error, Result};
-use crate::exec::{Executor, ZoneSources};
+use crate::exec::{Executor, ZonePhase, ZoneSources};
 use crate::plan::{plan, Catalog, Plan, QueryRange};
-use crate::source::LeafPhase;
 use crate::syntax::{ast::Query, parse};
 use crate::table::Table;
 
@@ -41,42 +40,50 @@ pub struct QueryReport {
 
 /// Plans and runs queries over a set of zones.
 pub struct Engine {
-    zones: Vec<ZoneSources>,
+    zones: Vec<Arc<dyn ZonePhase>>,
     limits: QueryLimits,
 }
 
-struct SourceCatalog<'a> {
-    source: &'a dyn LeafPhase,
+/// Schemas from the first zone that knows them.
+struct ZonesCatalog<'a> {
+    zones: &'a [Arc<dyn ZonePhase>],
     tenant: &'a str,
 }
 
-impl Catalog for SourceCatalog<'_> {
+impl Catalog for ZonesCatalog<'_> {
     fn schemas(&self, target: &str, metric: &str) -> Result<(Arc<TargetSchema>, Arc<MetricSchema>)> {
-        self.source.schemas(self.tenant, target, metric)
+        let mut last = Error::NotFound("no leaves to query".into());
+        for z in self.zones {
+            match z.schemas(self.tenant, target, metric) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 }
 
 impl Engine {
-    /// An engine over `zones`, with default `limits` per query.
+    /// An engine over zones whose leaves run here, with default `limits`
+    /// per query.
     pub fn new(zones: Vec<ZoneSources>, limits: QueryLimits) -> Self {
+        Self::over(zones.into_iter().map(|z| Arc::new(z) as Arc<dyn ZonePhase>).collect(), limits)
+    }
+
+    /// An engine over any zones (the root mixer's run elsewhere).
+    pub fn over(zones: Vec<Arc<dyn ZonePhase>>, limits: QueryLimits) -> Self {
         Self { zones, limits }
     }
 
     /// The zones queried.
-    pub fn zones(&self) -> &[ZoneSources] {
+    pub fn zones(&self) -> &[Arc<dyn ZonePhase>] {
         &self.zones
     }
 
     /// Parses and plans `text`.
     pub fn plan(&self, tenant: &str, text: &str, range: QueryRange) -> Result<(Query, Plan)> {
         let query = parse(text)?;
-        let source = self
-            .zones
-            .iter()
-            .flat_map(|z| z.leaves.first())
-            .next()
-            .ok_or_else(|| Error::NotFound("no leaves to query".into()))?;
-        let p = plan(&query, range, &SourceCatalog { source: source.as_ref(), tenant })?;
+        let p = plan(&query, range, &ZonesCatalog { zones: &self.zones, tenant })?;
         Ok((query, p))
     }
 

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use danaus_model::{FieldValue, MetricKind, Value};
+use danaus_model::{FieldValue, MetricKind, MetricSchema, TargetSchema, Value};
+use futures::future::BoxFuture;
 
 use crate::aggregate::{group_direct, GroupAcc, GroupSpec};
 use crate::align::{align, AlignSpec};
@@ -17,13 +18,98 @@ use crate::source::{in_series, LeafPhase, PreAlign, SeriesSource};
 use crate::syntax::ast::Ranker;
 use crate::table::{Columns, PhaseOutput, Series, Table};
 
-/// The leaves of one zone.
+/// The leaves of one zone, run in this process (a zone mixer's, or every
+/// zone's in tests and `danaus standalone`).
 #[derive(Clone)]
 pub struct ZoneSources {
     /// The zone's name.
     pub name: String,
     /// Its leaves (in-process sources or remote leaves).
     pub leaves: Vec<Arc<dyn LeafPhase>>,
+}
+
+/// A zone as the root phase sees it: something that runs a fetch's leaf
+/// and zone stages over the zone's leaves and hands back the zone stage's
+/// output. [`ZoneSources`] runs them here; the root mixer's remote zones
+/// ask a zone mixer, which runs them there (the zone phase pushed down).
+pub trait ZonePhase: Send + Sync {
+    /// The zone's name in completeness reports.
+    fn name(&self) -> &str;
+
+    /// The schemas of a fetch.
+    fn schemas(&self, tenant: &str, target: &str, metric: &str) -> Result<(Arc<TargetSchema>, Arc<MetricSchema>)>;
+
+    /// Runs `fp`'s leaf and zone stages. With `emit` (given only when the
+    /// plan [streams](FetchPlan::streams)), finished series go to it and
+    /// `None` is returned; otherwise the zone stage's output is. Every
+    /// source the zone asked is recorded in `completeness`. An
+    /// unavailable [`Error::Source`] means the zone itself did not answer:
+    /// the caller records that source missing.
+    fn run_zone<'a>(
+        &'a self,
+        fp: &'a FetchPlan,
+        ctx: &'a ExecCtx,
+        completeness: &'a mut Completeness,
+        emit: Option<&'a mut (dyn FnMut(Table) -> Result<()> + Send)>,
+    ) -> BoxFuture<'a, Result<Option<PhaseOutput>>>;
+}
+
+impl ZonePhase for ZoneSources {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn schemas(&self, tenant: &str, target: &str, metric: &str) -> Result<(Arc<TargetSchema>, Arc<MetricSchema>)> {
+        self.leaves.first().ok_or_else(|| Error::NotFound("no leaves to query".into()))?.schemas(tenant, target, metric)
+    }
+
+    fn run_zone<'a>(
+        &'a self,
+        fp: &'a FetchPlan,
+        ctx: &'a ExecCtx,
+        completeness: &'a mut Completeness,
+        emit: Option<&'a mut (dyn FnMut(Table) -> Result<()> + Send)>,
+    ) -> BoxFuture<'a, Result<Option<PhaseOutput>>> {
+        Box::pin(async move {
+            if let Some(out) = emit {
+                // One leaf after the other, each streaming into `out`.
+                for leaf in &self.leaves {
+                    match leaf.run_phase(fp, ctx, &mut *out).await {
+                        Ok(_) => completeness.record(&self.name, leaf.name(), None),
+                        Err(e) if is_unavailable(&e) => {
+                            completeness.record(&self.name, leaf.name(), Some(e.to_string()))
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                return Ok(None);
+            }
+            let runs = self.leaves.iter().map(|leaf| async move {
+                let mut tables: Vec<Table> = Vec::new();
+                let mut collect = |t: Table| -> Result<()> {
+                    tables.push(t);
+                    Ok(())
+                };
+                let r = leaf.run_phase(fp, ctx, &mut collect).await;
+                (leaf.name().to_owned(), r.map(|partial| (partial, tables)))
+            });
+            let results = futures::future::join_all(runs).await;
+            let mut leaf_outputs = Vec::new();
+            for (name, r) in results {
+                match r {
+                    Ok((partials, tables)) => {
+                        completeness.record(&self.name, &name, None);
+                        leaf_outputs.extend(partials);
+                        leaf_outputs.extend(tables.into_iter().map(PhaseOutput::Table));
+                    }
+                    Err(e) if is_unavailable(&e) => completeness.record(&self.name, &name, Some(e.to_string())),
+                    Err(e) => return Err(e),
+                }
+            }
+            let zone_cols = stage_input_columns(&fp.leaf, fp.fetch.columns.clone());
+            Ok(Some(run_merge_stage(&fp.zone, leaf_outputs, zone_cols)?))
+        })
+    }
 }
 
 /// Series per batch handed from sources and to callers.
@@ -351,8 +437,8 @@ fn stage_input_columns(below: &Stage, below_input: Columns) -> Columns {
 
 /// Runs plans over a set of zones.
 pub struct Executor<'a> {
-    /// The zones and their leaves.
-    pub zones: &'a [ZoneSources],
+    /// The zones.
+    pub zones: &'a [Arc<dyn ZonePhase>],
     /// The query's context.
     pub ctx: &'a ExecCtx,
 }
@@ -399,55 +485,52 @@ impl Executor<'_> {
         }
     }
 
+    /// Runs the zones' phases at once (each zone's sources reported in
+    /// zone order), then the root stage over their outputs.
     async fn run_fetch(
         &self,
         fp: &FetchPlan,
         completeness: &mut Completeness,
         stream: Option<&mut (dyn FnMut(Table) -> Result<()> + Send)>,
     ) -> Result<Table> {
-        let streaming = fp.leaf.partial.is_none() && fp.zone.is_identity() && fp.root.is_identity();
-        if let (true, Some(out)) = (streaming, stream) {
-            for zone in self.zones {
-                for leaf in &zone.leaves {
-                    match leaf.run_phase(fp, self.ctx, &mut *out).await {
-                        Ok(_) => completeness.record(&zone.name, leaf.name(), None),
-                        Err(e) if is_unavailable(&e) => {
-                            completeness.record(&zone.name, leaf.name(), Some(e.to_string()))
-                        }
-                        Err(e) => return Err(e),
+        let streaming = fp.streams() && stream.is_some();
+        // Zones stream concurrently: one at a time into the caller's sink.
+        let sink = std::sync::Mutex::new(stream.filter(|_| streaming));
+        let runs = self.zones.iter().map(|zone| {
+            let sink = &sink;
+            async move {
+                let mut own = Completeness::default();
+                let mut forward = |t: Table| -> Result<()> {
+                    match sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
+                        Some(out) => out(t),
+                        None => Ok(()),
                     }
-                }
+                };
+                let emit: Option<&mut (dyn FnMut(Table) -> Result<()> + Send)> =
+                    if streaming { Some(&mut forward) } else { None };
+                let r = zone.run_zone(fp, self.ctx, &mut own, emit).await;
+                (own, r)
             }
+        });
+        let results = futures::future::join_all(runs).await;
+        let mut zone_outputs = Vec::with_capacity(self.zones.len());
+        for (zone, (own, r)) in self.zones.iter().zip(results) {
+            for s in own.sources {
+                completeness.record(&s.zone, &s.source, s.missing);
+            }
+            match r {
+                Ok(out) => zone_outputs.extend(out),
+                Err(Error::Source { source_name, message, unavailable: true }) => {
+                    completeness.record(zone.name(), &source_name, Some(message))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if streaming {
             return Ok(Table::empty(Arc::new(Vec::new()), MetricKind::Gauge));
         }
         let zone_cols = stage_input_columns(&fp.leaf, fp.fetch.columns.clone());
-        let root_cols = stage_input_columns(&fp.zone, zone_cols.clone());
-        let mut zone_outputs = Vec::with_capacity(self.zones.len());
-        for zone in self.zones {
-            let runs = zone.leaves.iter().map(|leaf| async move {
-                let mut tables: Vec<Table> = Vec::new();
-                let mut collect = |t: Table| -> Result<()> {
-                    tables.push(t);
-                    Ok(())
-                };
-                let r = leaf.run_phase(fp, self.ctx, &mut collect).await;
-                (leaf.name().to_owned(), r.map(|partial| (partial, tables)))
-            });
-            let results = futures::future::join_all(runs).await;
-            let mut leaf_outputs = Vec::new();
-            for (name, r) in results {
-                match r {
-                    Ok((partials, tables)) => {
-                        completeness.record(&zone.name, &name, None);
-                        leaf_outputs.extend(partials);
-                        leaf_outputs.extend(tables.into_iter().map(PhaseOutput::Table));
-                    }
-                    Err(e) if is_unavailable(&e) => completeness.record(&zone.name, &name, Some(e.to_string())),
-                    Err(e) => return Err(e),
-                }
-            }
-            zone_outputs.push(run_merge_stage(&fp.zone, leaf_outputs, zone_cols.clone())?);
-        }
+        let root_cols = stage_input_columns(&fp.zone, zone_cols);
         match run_merge_stage(&fp.root, zone_outputs, root_cols)? {
             PhaseOutput::Table(mut t) => {
                 if !fp.root.ops.iter().any(|o| matches!(o, TableOp::Top { .. })) {

@@ -53,7 +53,7 @@ pub use align::{align, align_doubles, AlignSpec};
 pub use ctx::{Cancel, Completeness, ExecCtx, QueryLimits, SourceStatus};
 pub use engine::{Engine, QueryReport, RunOptions};
 pub use error::{Error, Result};
-pub use exec::{run_leaf_stage, run_merge_stage, Executor, ZoneSources, BATCH};
+pub use exec::{run_leaf_stage, run_merge_stage, Executor, ZonePhase, ZoneSources, BATCH};
 pub use plan::{
     fetch_columns, plan, Catalog, Combine, FetchPlan, FetchSpec, Node, Plan, QueryRange, Stage, TableOp, DEFAULT_STEP,
 };

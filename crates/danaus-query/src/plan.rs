@@ -157,6 +157,15 @@ pub struct FetchPlan {
     pub root: Stage,
 }
 
+impl FetchPlan {
+    /// Whether finished series pass from the leaves through the zone and
+    /// root phases untouched, so they can stream to the caller as they
+    /// are read.
+    pub fn streams(&self) -> bool {
+        self.leaf.partial.is_none() && self.zone.is_identity() && self.root.is_identity()
+    }
+}
+
 /// How several tables become one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Combine {

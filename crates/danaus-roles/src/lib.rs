@@ -22,7 +22,8 @@
 //! group), [`config_mirror`] (a zone's copy of the configuration),
 //! [`assigner`] (a member of the zone's Raft group and the range
 //! assigner), [`leaf`], [`router`] (ingestion and leaf router), [`mixer`]
-//! (zone mixer), [`index`] (zone index server), and [`standalone`], a whole
+//! (zone mixer), [`index`] (zone index server), [`root_mixer`] (queries
+//! over every zone, by the zones the configuration names), and [`standalone`], a whole
 //! zone in one process — with its config service, one member — whose front
 //! door calls its leaves in process.
 //! Each `start` binds, serves and returns a [`Running`] (what every role
@@ -43,6 +44,7 @@ pub mod leaf;
 pub mod metrics;
 pub mod mixer;
 mod raft_member;
+pub mod root_mixer;
 pub mod router;
 pub mod standalone;
 pub mod transport;

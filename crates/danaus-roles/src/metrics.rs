@@ -158,6 +158,15 @@ pub fn router_metrics(t: &mut Text, s: &RouterStats) {
 
 /// A mixer's query counters.
 pub fn query_metrics(t: &mut Text, q: &QueryStats, ms: &MixerStats) {
+    query_counters(t, q);
+    t.counter("danaus_mixer_hedges_total", "Leaf phases hedged on other replicas.", &ms.hedges);
+    t.counter("danaus_mixer_hedges_won_total", "Hedges that answered first.", &ms.hedges_won);
+    t.counter("danaus_mixer_pruned_total", "Leaf phases skipped by field hints.", &ms.pruned);
+    t.counter("danaus_mixer_index_failures_total", "Index server questions that failed.", &ms.index_failures);
+}
+
+/// The counters of a QueryService.
+pub fn query_counters(t: &mut Text, q: &QueryStats) {
     t.counter("danaus_query_requests_total", "Queries received.", &q.requests);
     t.counter("danaus_query_failures_total", "Queries that ended with an error.", &q.failures);
     t.counter(
@@ -168,10 +177,6 @@ pub fn query_metrics(t: &mut Text, q: &QueryStats, ms: &MixerStats) {
     t.counter("danaus_query_refused_total", "Queries refused: too many running.", &q.refused);
     t.counter("danaus_query_series_touched_total", "Series read by queries.", &q.series_touched);
     t.counter("danaus_query_points_touched_total", "Points read by queries.", &q.points_touched);
-    t.counter("danaus_mixer_hedges_total", "Leaf phases hedged on other replicas.", &ms.hedges);
-    t.counter("danaus_mixer_hedges_won_total", "Hedges that answered first.", &ms.hedges_won);
-    t.counter("danaus_mixer_pruned_total", "Leaf phases skipped by field hints.", &ms.pruned);
-    t.counter("danaus_mixer_index_failures_total", "Index server questions that failed.", &ms.index_failures);
 }
 
 /// Build, uptime and memory of the process.

@@ -63,7 +63,8 @@ pub async fn start(spec: MixerSpec, state: Option<SharedStateDir>) -> Result<(Ru
     let queries = Arc::new(QueryStats::default());
     let router = transport::server(transport::DEFAULT_CONCURRENCY)
         .add_service(query_service(&mixer, spec.max_concurrent_queries, queries.clone()))
-        .add_service(mixer.read_service());
+        .add_service(mixer.read_service())
+        .add_service(mixer.stage_service());
     let (q, ms) = (queries.clone(), mixer.stats().clone());
     let metrics: Metrics = Arc::new(move || {
         let (q, ms) = (q.clone(), ms.clone());

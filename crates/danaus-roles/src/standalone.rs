@@ -289,6 +289,7 @@ pub async fn start(spec: StandaloneSpec, stores: StandaloneStores, extra: Option
         .add_service(schema)
         .add_service(mixer::query_service(&mixer, spec.max_concurrent_queries, queries.clone()))
         .add_service(mixer.read_service())
+        .add_service(mixer.stage_service())
         .add_service(config.as_ref().map_or_else(|| mirror_parts.api.clone(), |c| c.api.clone()).service());
     if let Some(extra) = extra {
         grpc = extra(grpc);

@@ -49,14 +49,7 @@ impl ZoneMap {
     /// The zone owning `location`: the first zone listing it (exactly or
     /// by prefix), else the first zone listing no locations.
     pub fn zone_of(&self, location: &str) -> Option<&ZoneRoute> {
-        let claims = |p: &String| match p.strip_suffix('*') {
-            Some(prefix) => location.starts_with(prefix),
-            None => p == location,
-        };
-        self.zones
-            .iter()
-            .find(|z| z.locations.iter().any(claims))
-            .or_else(|| self.zones.iter().find(|z| z.locations.is_empty()))
+        danaus_model::location::owner(&self.zones, |z| &z.locations, location)
     }
 }
 
