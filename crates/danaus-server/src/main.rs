@@ -42,6 +42,8 @@ enum Command {
     ConfigServer(ConfigServerArgs),
     /// Run a zone's config mirror (the zone's copy of the configuration).
     ConfigMirror(ConfigMirrorArgs),
+    /// Run a root mixer (QueryService and the PromQL API over every zone).
+    RootMixer(RootMixerArgs),
     /// Run a whole zone as separate processes on loopback, until Ctrl-C.
     DevCluster(DevClusterArgs),
 }
@@ -240,6 +242,32 @@ struct MixerArgs {
     /// that outlasts a restart.
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Log filter.
+    #[arg(long, default_value = "info", env = "DANAUS_LOG")]
+    log: String,
+}
+
+#[derive(Parser)]
+struct RootMixerArgs {
+    /// gRPC listen address (QueryService).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// HTTP listen address for the PromQL API, /metrics and /healthz.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// The config service's members (HOST:PORT,...): the zones and
+    /// schemas come from the configuration.
+    #[arg(long, value_delimiter = ',', required = true)]
+    config_servers: Vec<String>,
+    /// State directory: the last configuration reached is kept here.
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// A zone that has not answered after this long is reported missing.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    zone_timeout: Duration,
+    /// Queries run at once; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 16)]
+    max_concurrent_queries: usize,
     /// Log filter.
     #[arg(long, default_value = "info", env = "DANAUS_LOG")]
     log: String,
@@ -527,6 +555,21 @@ fn main() -> anyhow::Result<()> {
                     http_addr: a.member.http,
                     data_dir: a.member.data_dir,
                     heartbeat: a.member.raft_heartbeat,
+                })
+            })
+        }
+        Command::RootMixer(a) => {
+            return run_role(&a.log, || {
+                zone::start_root_mixer(zone::RootMixerRole {
+                    grpc_addr: a.listen,
+                    http_addr: a.http,
+                    servers: a.config_servers,
+                    state_dir: a.state_dir,
+                    root: danaus_mixer::RootConfig {
+                        zone_timeout: a.zone_timeout,
+                        ..danaus_mixer::RootConfig::default()
+                    },
+                    max_concurrent_queries: a.max_concurrent_queries,
                 })
             })
         }

@@ -22,16 +22,20 @@ use danaus_promql::api::{self, Params, Reply};
 use danaus_promql::{DanausStorage, Error, Options};
 use tokio::sync::Semaphore;
 
+/// A tenant's schemas as the PromQL API sees them: the target schema of
+/// Prometheus series (if the tenant has one) and every metric schema.
+pub type SchemaSource = Arc<dyn Fn(&str) -> (Option<Arc<TargetSchema>>, Vec<Arc<MetricSchema>>) + Send + Sync>;
+
 /// What the query API needs.
 #[derive(Clone)]
 pub struct PromqlApi {
-    /// A query engine over the zone, per query.
+    /// A query engine (over the zone, or every zone at the root), per query.
     pub engines: EngineSource,
-    /// The zone table, for the schemas.
-    pub table: TableWatcher,
+    /// The schemas (the zone table's, or the global configuration's).
+    pub schemas: SchemaSource,
     /// The location remote_write and the scraper give series without
-    /// one: not shown as a label.
-    pub default_location: String,
+    /// one: not shown as a label (`None`: every location is shown).
+    pub default_location: Option<String>,
     /// Evaluation options.
     pub options: Options,
     /// Queries running at once, at most; more wait.
@@ -42,11 +46,32 @@ pub struct PromqlApi {
 }
 
 impl PromqlApi {
-    /// The API over `engines` and `table`, with Prometheus' defaults.
+    /// The API over a zone's `engines` and the schemas of its `table`,
+    /// with Prometheus' defaults.
     pub fn new(engines: EngineSource, table: TableWatcher, default_location: String, max_running: usize) -> Self {
+        let schemas: SchemaSource = Arc::new(move |tenant: &str| {
+            let table = table.current();
+            match table.schemas.get(tenant) {
+                Some(s) => (
+                    s.targets.get(TARGET_SCHEMA).cloned().map(Arc::new),
+                    s.metrics.values().cloned().map(Arc::new).collect(),
+                ),
+                None => (None, Vec::new()),
+            }
+        });
+        Self::with_schemas(engines, schemas, Some(default_location), max_running)
+    }
+
+    /// The API over any `engines` and `schemas`, with Prometheus' defaults.
+    pub fn with_schemas(
+        engines: EngineSource,
+        schemas: SchemaSource,
+        default_location: Option<String>,
+        max_running: usize,
+    ) -> Self {
         Self {
             engines,
-            table,
+            schemas,
             default_location,
             options: Options::default(),
             running: Arc::new(Semaphore::new(max_running.max(1))),
@@ -54,20 +79,13 @@ impl PromqlApi {
         }
     }
 
-    fn schemas(&self, tenant: &str) -> (Option<Arc<TargetSchema>>, Vec<Arc<MetricSchema>>) {
-        let table = self.table.current();
-        match table.schemas.get(tenant) {
-            Some(s) => (
-                s.targets.get(TARGET_SCHEMA).cloned().map(Arc::new),
-                s.metrics.values().cloned().map(Arc::new).collect(),
-            ),
-            None => (None, Vec::new()),
-        }
-    }
-
     fn storage(&self, tenant: &str) -> DanausStorage {
-        let (target, metrics) = self.schemas(tenant);
-        DanausStorage::new((self.engines)(), tenant, target, metrics).hide_default("location", &self.default_location)
+        let (target, metrics) = (self.schemas)(tenant);
+        let storage = DanausStorage::new((self.engines)(), tenant, target, metrics);
+        match &self.default_location {
+            Some(l) => storage.hide_default("location", l),
+            None => storage,
+        }
     }
 }
 
@@ -182,7 +200,7 @@ async fn label_values(
     };
     if name == danaus_promql::METRIC_NAME && c.params.all("match[]").is_empty() {
         // Metric names come from the schemas, no scan needed.
-        let (_, metrics) = api.schemas(&c.tenant);
+        let (_, metrics) = (api.schemas)(&c.tenant);
         let names: Vec<&str> = metrics.iter().map(|m| m.name.as_str()).collect();
         return respond(Reply {
             status: 200,
@@ -198,7 +216,7 @@ async fn metadata(State(api): State<PromqlApi>, headers: HeaderMap, RawQuery(q):
         Ok(c) => c,
         Err(r) => return respond(r),
     };
-    let (_, metrics) = api.schemas(&c.tenant);
+    let (_, metrics) = (api.schemas)(&c.tenant);
     respond(api::metadata(&metrics, &c.params))
 }
 

@@ -416,3 +416,42 @@ pub async fn start_config_mirror(cfg: ConfigMirrorRole) -> anyhow::Result<Runnin
     let metrics = role.metrics.clone();
     with_http(role, cfg.http_addr, metrics, None, None).await
 }
+
+/// A root mixer.
+#[derive(Debug, Clone)]
+pub struct RootMixerRole {
+    /// gRPC address to bind.
+    pub grpc_addr: SocketAddr,
+    /// HTTP address for /metrics and the PromQL API.
+    pub http_addr: Option<SocketAddr>,
+    /// The config service's members.
+    pub servers: Vec<String>,
+    /// Where the last configuration it reached is kept.
+    pub state_dir: PathBuf,
+    /// Tuning.
+    pub root: danaus_mixer::RootConfig,
+    /// Queries run at once.
+    pub max_concurrent_queries: usize,
+}
+
+/// Starts a root mixer, with the PromQL API over every zone on its HTTP
+/// port (zones that do not answer become the answer's `warnings`).
+pub async fn start_root_mixer(cfg: RootMixerRole) -> anyhow::Result<RunningRole> {
+    let spec = danaus_roles::root_mixer::RootMixerSpec {
+        grpc_addr: cfg.grpc_addr,
+        config_servers: cfg.servers.clone(),
+        root: cfg.root.clone(),
+        max_concurrent_queries: cfg.max_concurrent_queries,
+    };
+    let (role, parts) = danaus_roles::root_mixer::start(spec, state_dir(&cfg.state_dir)?).await?;
+    let root = parts.root.clone();
+    let catalog = danaus_roles::root_mixer::FeedCatalog(parts.feed.clone());
+    let promql = crate::promql_http::promql_routes(crate::promql_http::PromqlApi::with_schemas(
+        Arc::new(move || root.engine()),
+        Arc::new(move |tenant: &str| catalog.tenant_schemas(tenant, danaus_prom::TARGET_SCHEMA)),
+        None,
+        cfg.max_concurrent_queries,
+    ));
+    let metrics = role.metrics.clone();
+    with_http(role, cfg.http_addr, metrics, Some(promql), None).await
+}
