@@ -1,8 +1,15 @@
 //! `danaus dev-cluster`: a whole zone as separate processes on loopback —
 //! three range assigner members, N leaves, a router, a mixer and an index
-//! server — for
-//! development and for the end-to-end tests, which kill and restart its
-//! processes.
+//! server — for development and for the end-to-end tests, which kill and
+//! restart its processes.
+//!
+//! With more than one zone it adds the global layer: three config service
+//! members, a config mirror per zone (its router applies schemas through
+//! it), and a root mixer; zone `zN`'s processes are named `zN-router`,
+//! `zN-leaf-1`, … and it owns the locations `zN` and `zN-*`. Once every
+//! zone has settled, the zones are written into the configuration as
+//! `kind: Zone` objects (routers, mixers, locations), which the root mixer
+//! queries by.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +39,9 @@ pub struct DevClusterConfig {
     pub min_move_series: u64,
     /// Extra arguments for every leaf.
     pub leaf_args: Vec<String>,
+    /// Zones (each with `leaves` leaves); more than one adds the global
+    /// layer.
+    pub zones: usize,
 }
 
 impl DevClusterConfig {
@@ -46,6 +56,29 @@ impl DevClusterConfig {
             max_series_per_range: 250_000,
             min_move_series: 1_000,
             leaf_args: Vec::new(),
+            zones: 1,
+        }
+    }
+
+    fn global(&self) -> bool {
+        self.zones > 1
+    }
+
+    /// The name of zone `z` (from 1): `zone` alone, `zN` among several.
+    pub fn zone_name(&self, z: usize) -> String {
+        if self.global() {
+            format!("z{z}")
+        } else {
+            "zone".into()
+        }
+    }
+
+    /// The name of zone `z`'s process `role` (`router`, `leaf-2`, …).
+    pub fn proc_name(&self, z: usize, role: &str) -> String {
+        if self.global() {
+            format!("z{z}-{role}")
+        } else {
+            role.to_owned()
         }
     }
 }
@@ -128,85 +161,156 @@ impl DevCluster {
     async fn start_once(cfg: DevClusterConfig) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&cfg.dir).with_context(|| format!("creating {}", cfg.dir.display()))?;
         let mut procs = BTreeMap::new();
-        let assigners: Vec<(usize, String, String)> =
-            (1..=cfg.assigners).map(|i| Ok((i, free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
-        let assigner_list = assigners.iter().map(|(_, g, _)| g.clone()).collect::<Vec<_>>().join(",");
-        let peers = assigners.iter().map(|(i, g, _)| format!("{i}={g}")).collect::<Vec<_>>().join(",");
         let dir = |n: &str| cfg.dir.join(n).display().to_string();
-        for (i, grpc, http) in &assigners {
-            let name = format!("assigner-{i}");
-            let args = vec![
-                "assigner".into(),
-                "--id".into(),
-                i.to_string(),
-                "--peers".into(),
-                peers.clone(),
-                "--listen".into(),
-                grpc.clone(),
-                "--http".into(),
-                http.clone(),
-                "--data-dir".into(),
-                dir(&name),
-                "--replication".into(),
-                cfg.replication.to_string(),
-                "--dead-after".into(),
-                "3s".into(),
-                "--tick".into(),
-                "200ms".into(),
-                "--max-series-per-range".into(),
-                cfg.max_series_per_range.to_string(),
-                "--min-move-series".into(),
-                cfg.min_move_series.to_string(),
-            ];
-            procs.insert(
-                name.clone(),
-                Proc {
-                    name: name.clone(),
-                    grpc: grpc.clone(),
-                    http: http.clone(),
-                    args,
-                    log: cfg.dir.join(format!("{name}.log")),
-                    child: None,
-                },
-            );
-        }
-        let (index_grpc, index_http) = (free_port()?, free_port()?);
-        for i in 1..=cfg.leaves {
-            let p = leaf_proc(&cfg, i, &assigner_list, &index_grpc)?;
-            procs.insert(p.name.clone(), p);
-        }
-        let args = vec!["index".into(), "--listen".into(), index_grpc.clone(), "--http".into(), index_http.clone()];
-        procs.insert(
-            "index".into(),
-            Proc {
-                name: "index".into(),
-                grpc: index_grpc.clone(),
-                http: index_http,
-                args,
-                log: cfg.dir.join("index.log"),
-                child: None,
-            },
-        );
-        for role in ["router", "mixer"] {
-            let (grpc, http) = (free_port()?, free_port()?);
-            let mut args = vec![
-                role.into(),
-                "--listen".into(),
-                grpc.clone(),
-                "--http".into(),
-                http.clone(),
-                "--assigners".into(),
-                assigner_list.clone(),
-                "--state-dir".into(),
-                dir(role),
-            ];
-            if role == "mixer" {
-                args.extend(["--hedge-after".into(), "300ms".into(), "--index".into(), index_grpc.clone()]);
+        let mut add = |name: String, grpc: String, http: String, args: Vec<String>| {
+            let log = cfg.dir.join(format!("{name}.log"));
+            procs.insert(name.clone(), Proc { name, grpc, http, args, log, child: None });
+        };
+        // The global layer: three config service members and a root mixer.
+        let mut config_list = String::new();
+        if cfg.global() {
+            let members: Vec<(usize, String, String)> =
+                (1..=3).map(|i| Ok((i, free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
+            config_list = members.iter().map(|(_, g, _)| g.clone()).collect::<Vec<_>>().join(",");
+            let peers = members.iter().map(|(i, g, _)| format!("{i}={g}")).collect::<Vec<_>>().join(",");
+            for (i, grpc, http) in members {
+                let name = format!("config-{i}");
+                let args = strings(&[
+                    "config-server",
+                    "--id",
+                    &i.to_string(),
+                    "--peers",
+                    &peers,
+                    "--listen",
+                    &grpc,
+                    "--http",
+                    &http,
+                    "--data-dir",
+                    &dir(&name),
+                ]);
+                add(name, grpc, http, args);
             }
-            procs.insert(
-                role.into(),
-                Proc { name: role.into(), grpc, http, args, log: cfg.dir.join(format!("{role}.log")), child: None },
+            let (grpc, http) = (free_port()?, free_port()?);
+            let args = strings(&[
+                "root-mixer",
+                "--listen",
+                &grpc,
+                "--http",
+                &http,
+                "--config-servers",
+                &config_list,
+                "--state-dir",
+                &dir("root-mixer"),
+                "--zone-timeout",
+                "10s",
+            ]);
+            add("root-mixer".into(), grpc, http, args);
+        }
+        // Routers first: every zone's map names every zone's router.
+        let routers: Vec<(String, String)> =
+            (1..=cfg.zones).map(|_| Ok((free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
+        for z in 1..=cfg.zones {
+            let name = |role: &str| cfg.proc_name(z, role);
+            let zone = cfg.zone_name(z);
+            let assigners: Vec<(usize, String, String)> =
+                (1..=cfg.assigners).map(|i| Ok((i, free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
+            let assigner_list = assigners.iter().map(|(_, g, _)| g.clone()).collect::<Vec<_>>().join(",");
+            let peers = assigners.iter().map(|(i, g, _)| format!("{i}={g}")).collect::<Vec<_>>().join(",");
+            for (i, grpc, http) in assigners {
+                let n = name(&format!("assigner-{i}"));
+                let args = strings(&[
+                    "assigner",
+                    "--id",
+                    &i.to_string(),
+                    "--peers",
+                    &peers,
+                    "--listen",
+                    &grpc,
+                    "--http",
+                    &http,
+                    "--data-dir",
+                    &dir(&n),
+                    "--replication",
+                    &cfg.replication.to_string(),
+                    "--dead-after",
+                    "3s",
+                    "--tick",
+                    "200ms",
+                    "--max-series-per-range",
+                    &cfg.max_series_per_range.to_string(),
+                    "--min-move-series",
+                    &cfg.min_move_series.to_string(),
+                ]);
+                add(n, grpc, http, args);
+            }
+            let (index_grpc, index_http) = (free_port()?, free_port()?);
+            for i in 1..=cfg.leaves {
+                let p = leaf_proc(&cfg, &name(&format!("leaf-{i}")), &assigner_list, &index_grpc)?;
+                add(p.name, p.grpc, p.http, p.args);
+            }
+            add(
+                name("index"),
+                index_grpc.clone(),
+                index_http.clone(),
+                strings(&["index", "--listen", &index_grpc, "--http", &index_http]),
             );
+            let (grpc, http) = routers[z - 1].clone();
+            let mut args = strings(&[
+                "router",
+                "--listen",
+                &grpc,
+                "--http",
+                &http,
+                "--assigners",
+                &assigner_list,
+                "--state-dir",
+                &dir(&name("router")),
+                "--zone",
+                &zone,
+            ]);
+            if cfg.global() {
+                let (mirror_grpc, mirror_http) = (free_port()?, free_port()?);
+                let map = cfg.dir.join(format!("{}.yaml", name("zone-map")));
+                std::fs::write(&map, zone_map(&cfg, z, &routers))
+                    .with_context(|| format!("writing {}", map.display()))?;
+                args.extend(strings(&["--config", &mirror_grpc, "--zone-map", &map.display().to_string()]));
+                let margs = strings(&[
+                    "config-mirror",
+                    "--listen",
+                    &mirror_grpc,
+                    "--http",
+                    &mirror_http,
+                    "--config-servers",
+                    &config_list,
+                    "--state-dir",
+                    &dir(&name("mirror")),
+                    "--zone",
+                    &zone,
+                    "--assigners",
+                    &assigner_list,
+                ]);
+                add(name("mirror"), mirror_grpc, mirror_http, margs);
+            }
+            add(name("router"), grpc, http, args);
+            let (grpc, http) = (free_port()?, free_port()?);
+            let args = strings(&[
+                "mixer",
+                "--listen",
+                &grpc,
+                "--http",
+                &http,
+                "--assigners",
+                &assigner_list,
+                "--state-dir",
+                &dir(&name("mixer")),
+                "--hedge-after",
+                "300ms",
+                "--index",
+                &index_grpc,
+                "--zone",
+                &zone,
+            ]);
+            add(name("mixer"), grpc, http, args);
         }
         let mut c = Self { cfg, procs };
         let names: Vec<String> = c.procs.keys().cloned().collect();
@@ -214,15 +318,68 @@ impl DevCluster {
             c.spawn(n)?;
         }
         c.wait_settled(Duration::from_secs(180)).await?;
+        if c.cfg.global() {
+            c.configure_zones(Duration::from_secs(60)).await?;
+        }
         Ok(c)
+    }
+
+    /// Writes every zone into the configuration and waits until the root
+    /// mixer knows them all.
+    async fn configure_zones(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let zones: Vec<danaus_config::Object> = (1..=self.cfg.zones)
+            .map(|z| {
+                let zone = self.cfg.zone_name(z);
+                danaus_config::Object::Zone(danaus_config::ZoneSpec {
+                    locations: vec![zone.clone(), format!("{zone}-*")],
+                    routers: vec![self.procs[&self.cfg.proc_name(z, "router")].grpc.clone()],
+                    mixers: vec![self.procs[&self.cfg.proc_name(z, "mixer")].grpc.clone()],
+                    index: vec![self.procs[&self.cfg.proc_name(z, "index")].grpc.clone()],
+                    name: zone,
+                })
+            })
+            .collect();
+        let req = pb::ApplyConfigRequest {
+            objects_json: serde_json::to_vec(&zones)?,
+            author: "danaus dev-cluster".into(),
+            message: "the dev cluster's zones".into(),
+            ..Default::default()
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = anyhow::anyhow!("no config member answered");
+        'apply: loop {
+            for a in self.config_servers() {
+                let mut r = tonic::Request::new(req.clone());
+                r.set_timeout(Duration::from_secs(5));
+                match pb::config_service_client::ConfigServiceClient::connect(format!("http://{a}")).await {
+                    Ok(mut c) => match c.apply(r).await {
+                        Ok(_) => break 'apply,
+                        Err(s) => last = anyhow::anyhow!("config member {a}: {}", s.message()),
+                    },
+                    Err(e) => last = anyhow::anyhow!("config member {a}: {e}"),
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(last.context("writing the zones into the configuration"));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let root = self.procs["root-mixer"].http.clone();
+        while metric(&root, "danaus_root_zones").await.unwrap_or(0.0) < self.cfg.zones as f64 {
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!("the root mixer did not learn the zones within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
     }
 
     /// Starts one more leaf; returns its name.
     pub fn add_leaf(&mut self) -> anyhow::Result<String> {
         let n = self.leaves().len() + 1;
         let list = self.assigners().join(",");
-        let index = self.procs["index"].grpc.clone();
-        let p = leaf_proc(&self.cfg, n, &list, &index)?;
+        let index = self.procs[&self.cfg.proc_name(1, "index")].grpc.clone();
+        let p = leaf_proc(&self.cfg, &self.cfg.proc_name(1, &format!("leaf-{n}")), &list, &index)?;
         let name = p.name.clone();
         self.procs.insert(name.clone(), p);
         self.spawn(&name)?;
@@ -244,24 +401,56 @@ impl DevCluster {
         Ok(())
     }
 
-    /// The router's gRPC address.
+    /// The router's gRPC address (zone 1's).
     pub fn router(&self) -> &str {
-        &self.procs["router"].grpc
+        self.zone_router(1)
     }
 
-    /// The mixer's gRPC address.
+    /// The mixer's gRPC address (zone 1's).
     pub fn mixer(&self) -> &str {
-        &self.procs["mixer"].grpc
+        self.zone_mixer(1)
     }
 
-    /// Names of the leaves.
+    /// Zone `z`'s router's gRPC address.
+    pub fn zone_router(&self, z: usize) -> &str {
+        &self.procs[&self.cfg.proc_name(z, "router")].grpc
+    }
+
+    /// Zone `z`'s mixer's gRPC address.
+    pub fn zone_mixer(&self, z: usize) -> &str {
+        &self.procs[&self.cfg.proc_name(z, "mixer")].grpc
+    }
+
+    /// The root mixer's gRPC address (with more than one zone).
+    pub fn root_mixer(&self) -> Option<&str> {
+        self.procs.get("root-mixer").map(|p| p.grpc.as_str())
+    }
+
+    /// The config service's member addresses (with more than one zone).
+    pub fn config_servers(&self) -> Vec<String> {
+        self.procs.values().filter(|p| p.name.starts_with("config-")).map(|p| p.grpc.clone()).collect()
+    }
+
+    /// Names of the leaves (zone 1's).
     pub fn leaves(&self) -> Vec<String> {
-        self.procs.keys().filter(|n| n.starts_with("leaf-")).cloned().collect()
+        self.zone_leaves(1)
     }
 
-    /// Assigner member addresses.
+    /// Names of zone `z`'s leaves.
+    pub fn zone_leaves(&self, z: usize) -> Vec<String> {
+        let prefix = self.cfg.proc_name(z, "leaf-");
+        self.procs.keys().filter(|n| n.starts_with(&prefix)).cloned().collect()
+    }
+
+    /// Assigner member addresses (zone 1's).
     pub fn assigners(&self) -> Vec<String> {
-        self.procs.values().filter(|p| p.name.starts_with("assigner-")).map(|p| p.grpc.clone()).collect()
+        self.zone_assigners(1)
+    }
+
+    /// Zone `z`'s assigner member addresses.
+    pub fn zone_assigners(&self, z: usize) -> Vec<String> {
+        let prefix = self.cfg.proc_name(z, "assigner-");
+        self.procs.values().filter(|p| p.name.starts_with(&prefix)).map(|p| p.grpc.clone()).collect()
     }
 
     /// Kills a process with SIGKILL (no shutdown, nothing flushed).
@@ -291,10 +480,16 @@ impl DevCluster {
         self.spawn(name)
     }
 
-    /// The zone table as the first assigner member that answers has it.
+    /// The zone table as the first assigner member that answers has it
+    /// (zone 1's).
     pub async fn table(&self) -> anyhow::Result<ZoneTable> {
+        self.zone_table(1).await
+    }
+
+    /// Zone `z`'s table as the first assigner member that answers has it.
+    pub async fn zone_table(&self, z: usize) -> anyhow::Result<ZoneTable> {
         let mut last = anyhow::anyhow!("no assigner members");
-        for a in self.assigners() {
+        for a in self.zone_assigners(z) {
             match fetch_table(&a).await {
                 Ok(t) => return Ok(t),
                 Err(e) => last = e,
@@ -331,21 +526,38 @@ impl DevCluster {
                     return Err(Exited { name: p.name.clone(), status: status.to_string(), why }.into());
                 }
             }
-            if let Ok(t) = self.table().await {
-                let leaves_ok = self.leaves().iter().all(|l| t.leaves.contains_key(l));
-                let ranges_ok = !t.ranges.is_empty()
-                    && t.ranges.values().all(|r| {
-                        r.ready().count() == self.cfg.replication as usize
-                            && r.replicas.len() == self.cfg.replication as usize
-                    });
-                if leaves_ok && ranges_ok {
-                    return Ok(t);
+            let mut settled = None;
+            for z in 1..=self.cfg.zones {
+                match self.zone_table(z).await {
+                    Ok(t) => {
+                        let leaves_ok = self.zone_leaves(z).iter().all(|l| t.leaves.contains_key(l));
+                        let ranges_ok = !t.ranges.is_empty()
+                            && t.ranges.values().all(|r| {
+                                r.ready().count() == self.cfg.replication as usize
+                                    && r.replicas.len() == self.cfg.replication as usize
+                            });
+                        if !(leaves_ok && ranges_ok) {
+                            if tokio::time::Instant::now() > deadline {
+                                anyhow::bail!("zone {z} did not settle within {timeout:?}; table: {t:#?}");
+                            }
+                            settled = None;
+                            break;
+                        }
+                        if z == 1 {
+                            settled = Some(t);
+                        }
+                    }
+                    Err(_) => {
+                        if tokio::time::Instant::now() > deadline {
+                            anyhow::bail!("no assigner of zone {z} answered within {timeout:?}");
+                        }
+                        settled = None;
+                        break;
+                    }
                 }
-                if tokio::time::Instant::now() > deadline {
-                    anyhow::bail!("the zone did not settle within {timeout:?}; table: {t:#?}");
-                }
-            } else if tokio::time::Instant::now() > deadline {
-                anyhow::bail!("no assigner answered within {timeout:?}");
+            }
+            if let Some(t) = settled {
+                return Ok(t);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -368,32 +580,45 @@ impl Drop for DevCluster {
     }
 }
 
-fn leaf_proc(cfg: &DevClusterConfig, i: usize, assigners: &str, index: &str) -> anyhow::Result<Proc> {
-    let name = format!("leaf-{i}");
+fn leaf_proc(cfg: &DevClusterConfig, name: &str, assigners: &str, index: &str) -> anyhow::Result<Proc> {
     let (grpc, http) = (free_port()?, free_port()?);
-    let mut args = vec![
-        "leaf".into(),
-        "--name".into(),
-        name.clone(),
-        "--listen".into(),
-        grpc.clone(),
-        "--http".into(),
-        http.clone(),
-        "--data-dir".into(),
-        cfg.dir.join(&name).display().to_string(),
-        "--assigners".into(),
-        assigners.to_owned(),
-        "--heartbeat".into(),
-        "300ms".into(),
-        "--load-every".into(),
-        "1s".into(),
-        "--drop-grace".into(),
-        "2s".into(),
-        "--index".into(),
-        index.to_owned(),
-    ];
+    let mut args = strings(&[
+        "leaf",
+        "--name",
+        name,
+        "--listen",
+        &grpc,
+        "--http",
+        &http,
+        "--data-dir",
+        &cfg.dir.join(name).display().to_string(),
+        "--assigners",
+        assigners,
+        "--heartbeat",
+        "300ms",
+        "--load-every",
+        "1s",
+        "--drop-grace",
+        "2s",
+        "--index",
+        index,
+    ]);
     args.extend(cfg.leaf_args.iter().cloned());
-    Ok(Proc { name: name.clone(), grpc, http, args, log: cfg.dir.join(format!("{name}.log")), child: None })
+    Ok(Proc { name: name.to_owned(), grpc, http, args, log: cfg.dir.join(format!("{name}.log")), child: None })
+}
+
+fn strings(s: &[&str]) -> Vec<String> {
+    s.iter().map(|x| (*x).to_owned()).collect()
+}
+
+/// Zone `z`'s zone map: every zone, with its router and locations.
+fn zone_map(cfg: &DevClusterConfig, z: usize, routers: &[(String, String)]) -> String {
+    let mut out = format!("local: {}\nzones:\n", cfg.zone_name(z));
+    for (i, (grpc, _)) in routers.iter().enumerate() {
+        let name = cfg.zone_name(i + 1);
+        out.push_str(&format!("- name: {name}\n  routers: ['{grpc}']\n  locations: ['{name}', '{name}-*']\n"));
+    }
+    out
 }
 
 async fn fetch_table(addr: &str) -> anyhow::Result<ZoneTable> {

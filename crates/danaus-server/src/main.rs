@@ -314,6 +314,10 @@ enum DevClusterAction {
         /// Rebalance only ranges holding at least this many series.
         #[arg(long, default_value_t = 1_000)]
         min_move_series: u64,
+        /// Zones; more than one adds the global layer (three config
+        /// service members, a config mirror per zone, a root mixer).
+        #[arg(long, default_value_t = 1)]
+        zones: usize,
     },
 }
 
@@ -586,7 +590,7 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::DevCluster(DevClusterArgs {
-            action: DevClusterAction::Up { leaves, replication, dir, max_series_per_range, min_move_series },
+            action: DevClusterAction::Up { leaves, replication, dir, max_series_per_range, min_move_series, zones },
         }) => {
             init_logs("info")?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -598,16 +602,27 @@ fn main() -> anyhow::Result<()> {
                 }
                 cfg.max_series_per_range = max_series_per_range;
                 cfg.min_move_series = min_move_series;
-                eprintln!("starting a zone of {leaves} leaves in {} (logs there) ...", dir.display());
+                anyhow::ensure!(zones >= 1, "--zones must be at least 1");
+                cfg.zones = zones;
+                eprintln!("starting {zones} zone(s) of {leaves} leaves in {} (logs there) ...", dir.display());
                 let cluster = danaus_server::dev_cluster::DevCluster::start(cfg).await?;
                 for p in cluster.procs.values() {
-                    println!("{:<12} grpc={} http={}", p.name, p.grpc, p.http);
+                    println!("{:<16} grpc={} http={}", p.name, p.grpc, p.http);
+                }
+                if let Some(c) = cluster.config_servers().first() {
+                    println!("configuration:      danausctl --addr http://{c} config apply -f DIR");
                 }
                 println!(
-                    "schemas and writes: danausctl --addr http://{} schema apply -f ... / write ...",
-                    cluster.router()
+                    "schemas and writes: danausctl --addr http://{} schema apply -f ... / write ...{}",
+                    cluster.router(),
+                    if zones > 1 { "  (any zone's router: series go to the zone owning their location)" } else { "" }
                 );
-                println!("queries:            danausctl --addr http://{} query ...", cluster.mixer());
+                match cluster.root_mixer() {
+                    Some(root) => {
+                        println!("queries:            danausctl --addr http://{root} query ...  (every zone)")
+                    }
+                    None => println!("queries:            danausctl --addr http://{} query ...", cluster.mixer()),
+                }
                 let sig = shutdown_signal().await?;
                 eprintln!("{sig}: stopping the zone");
                 drop(cluster);
