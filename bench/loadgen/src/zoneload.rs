@@ -58,6 +58,20 @@ struct Args {
     /// work, not the contention for the cores.
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Location prefixes, spread over the tasks (`z1-,z2-`: half the
+    /// clusters are `z1-cN`, half `z2-cN`, so two zones owning `z1-*` and
+    /// `z2-*` split the data); the filtered query picks the first's `c3`.
+    #[arg(long, value_delimiter = ',', default_value = "")]
+    cluster_prefixes: Vec<String>,
+}
+
+impl Args {
+    /// The location of task `task`.
+    fn cluster(&self, task: usize) -> String {
+        let n = self.cluster_prefixes.len().max(1);
+        let prefix = self.cluster_prefixes.get((task / 8) % n).map_or("", String::as_str);
+        format!("{prefix}c{}", task % 8)
+    }
 }
 
 fn s(v: String) -> pb::FieldValue {
@@ -79,7 +93,7 @@ fn batch(args: &Args, targets: std::ops::Range<usize>, t: i64) -> pb::WriteReque
             series.push(pb::Series {
                 target_schema: "Task".into(),
                 target_fields: HashMap::from([
-                    ("cluster".into(), s(format!("c{}", task % 8))),
+                    ("cluster".into(), s(args.cluster(task))),
                     ("task".into(), s(format!("t{task:06}"))),
                 ]),
                 metric: "/cpu".into(),
@@ -263,9 +277,14 @@ async fn main() -> anyhow::Result<()> {
     let end = t0 + (args.rounds as i64 + 1) * 10_000_000_000;
     let mixer = channel(&args.mixer).await?;
     let mut queries = serde_json::Map::new();
+    // Cluster `c3` with the first prefix (the tasks `task % 8 == 3` of it).
+    let one_cluster = format!(
+        "fetch Task::/cpu | filter cluster == \"{}c3\" | align max(1m) | group_by [task], max",
+        args.cluster_prefixes.first().map_or("", String::as_str)
+    );
     for (name, q) in [
         ("mean_by_cluster", "fetch Task::/cpu | align mean(1m) | group_by [cluster], mean"),
-        ("one_cluster_max", "fetch Task::/cpu | filter cluster == \"c3\" | align max(1m) | group_by [task], max"),
+        ("one_cluster_max", one_cluster.as_str()),
         ("one_task_raw", "fetch Task::/cpu | filter task == \"t000042\""),
     ] {
         // A minute either side, so the range holds a point of the 1-minute
