@@ -56,6 +56,9 @@ pub enum Role {
     /// Member `n` of the global config service's Raft group (in the
     /// pseudo-zone after the last zone: "global").
     Config(NodeId),
+    /// The root mixer (in the "global" pseudo-zone): queries over every
+    /// zone, by the zones the configuration names.
+    Root,
 }
 
 /// Members of the global config group.
@@ -83,6 +86,7 @@ pub fn addr(z: usize, role: Role) -> SocketAddr {
         Role::Standalone => 70,
         Role::Mirror => 30,
         Role::Config(id) => id as u8,
+        Role::Root => 40,
     };
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, z as u8 + 1, 0, n)), PORT)
 }
@@ -245,8 +249,33 @@ impl Cluster {
 
     /// The mixer address of zone `z` (`http://…`).
     pub fn mixer(&self, z: usize) -> String {
-        let role = if self.spec.is_standalone(z) { Role::Standalone } else { Role::Mixer };
-        format!("http://{}", addr(z, role))
+        format!("http://{}", mixer_addr(self.spec, z))
+    }
+
+    /// The root mixer's address (`http://…`).
+    pub fn root(&self) -> String {
+        format!("http://{}", addr(self.spec.zones, Role::Root))
+    }
+
+    /// The config members' addresses (`http://…`).
+    pub fn config(&self) -> Vec<String> {
+        config_addrs(self.spec).iter().map(|a| format!("http://{a}")).collect()
+    }
+
+    /// Every zone as a `kind: Zone` object of the configuration: its
+    /// location, routers and mixer (what the root mixer queries by).
+    pub fn zone_objects(&self) -> Vec<danaus_config::Object> {
+        (0..self.spec.zones)
+            .map(|z| {
+                danaus_config::Object::Zone(danaus_config::ZoneSpec {
+                    name: zone_name(z),
+                    locations: vec![zone_name(z)],
+                    routers: router_addrs(self.spec, z).iter().map(ToString::to_string).collect(),
+                    mixers: vec![mixer_addr(self.spec, z).to_string()],
+                    index: Vec::new(),
+                })
+            })
+            .collect()
     }
 
     /// Whether every zone is whole: every leaf registered and every range
@@ -272,6 +301,7 @@ fn role_name(role: Role) -> String {
         Role::Standalone => "standalone".into(),
         Role::Mirror => "mirror".into(),
         Role::Config(id) => format!("config-{id}"),
+        Role::Root => "root-mixer".into(),
     }
 }
 
@@ -287,7 +317,7 @@ fn host_zone(spec: Spec, z: usize) -> String {
 /// The hosts of zone `z`.
 fn zone_roles(spec: Spec, z: usize) -> Vec<Role> {
     if z == spec.zones {
-        return (1..=CONFIG_MEMBERS).map(Role::Config).collect();
+        return (1..=CONFIG_MEMBERS).map(Role::Config).chain([Role::Root]).collect();
     }
     if spec.is_standalone(z) {
         return vec![Role::Standalone];
@@ -308,6 +338,11 @@ fn router_addrs(spec: Spec, z: usize) -> Vec<SocketAddr> {
     } else {
         (1..=spec.routers).map(|r| addr(z, Role::Router(r))).collect()
     }
+}
+
+/// Where zone `z` answers queries.
+fn mixer_addr(spec: Spec, z: usize) -> SocketAddr {
+    addr(z, if spec.is_standalone(z) { Role::Standalone } else { Role::Mixer })
 }
 
 /// Every zone, where it takes writes and the location its series carry.
@@ -476,6 +511,15 @@ async fn run_role(ctx: RoleCtx) {
                 assigners: ctx.assigners(),
             };
             danaus_roles::config_mirror::start(spec, ctx.state_dir(), Arc::new(SystemClock)).await.map(|(r, _)| r)
+        }
+        Role::Root => {
+            let spec = danaus_roles::root_mixer::RootMixerSpec {
+                grpc_addr: me,
+                config_servers: config_addrs(ctx.spec).iter().map(ToString::to_string).collect(),
+                root: danaus_mixer::RootConfig { zone_timeout: Duration::from_secs(2), ..Default::default() },
+                max_concurrent_queries: 16,
+            };
+            danaus_roles::root_mixer::start(spec, ctx.state_dir()).await.map(|(r, _)| r)
         }
         Role::Config(id) => {
             let Some(kv) = ctx.kv.clone() else { return };

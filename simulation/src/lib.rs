@@ -11,11 +11,12 @@
 //! (`danaus-roles`) as `danaus <role>`; for one seed in three the last zone
 //! instead runs in one host as `danaus standalone` runs it. A global config
 //! group (3 members) serves every zone; each zone's config mirror syncs its
-//! schemas into the zone's table, and routers apply schemas through it. Only the disks are simulated: an in-memory long-term
+//! schemas into the zone's table, and routers apply schemas through it; a
+//! root mixer answers queries over every zone. Only the disks are simulated: an in-memory long-term
 //! store and a log device that both lose unsynced writes when their host
 //! crashes. Writer hosts write known data through any zone's router and
 //! record every acknowledgement; a reader host reads and queries through
-//! the owning zone's mixer.
+//! the owning zone's mixer, or the root mixer.
 //!
 //! **Faults** come on a schedule drawn from the seed ([`faults`]): crashes
 //! and restarts of any host (or two), partitions between hosts and between
@@ -24,7 +25,8 @@
 //! **Invariants** ([`model`], [`raft_check`]): every acknowledged point is
 //! readable (during the run, for points acknowledged before a read began,
 //! and after healing); nothing is read that was never written, or with a
-//! wrong value; a query that misses points says it is partial; Raft votes
+//! wrong value; a query that misses points says it is partial (a root
+//! query that misses a zone too); Raft votes
 //! never go back, members agree on every applied index, and none loses a
 //! committed entry (zones' groups and the config group); no zone's table
 //! holds a configuration version no config member applied, and after

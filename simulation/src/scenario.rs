@@ -89,6 +89,8 @@ pub async fn scenario(cfg: SimConfig) -> Outcome {
         state: state.clone(),
         routers: cluster.routers(),
         mixers: (0..cfg.spec.zones).map(|z| cluster.mixer(z)).collect(),
+        root: cluster.root(),
+        config: cluster.config(),
         stop: Arc::new(AtomicBool::new(false)),
         start,
         grown: Arc::new((0..cfg.spec.zones).map(|_| AtomicBool::new(false)).collect()),
@@ -96,6 +98,7 @@ pub async fn scenario(cfg: SimConfig) -> Outcome {
     ctx.event("settled");
     let reader_host = &clients[cfg.writers];
     let _ = reader_host.spawn(workload::apply_schemas(ctx.clone())).await;
+    let _ = reader_host.spawn(workload::apply_zones(ctx.clone(), cluster.zone_objects())).await;
 
     let mut tasks = Vec::new();
     for (i, h) in clients.iter().enumerate().take(cfg.writers) {

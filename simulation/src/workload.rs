@@ -31,6 +31,10 @@ pub struct Ctx {
     pub routers: Vec<Vec<String>>,
     /// Every zone's mixer, by zone.
     pub mixers: Vec<String>,
+    /// The root mixer (queries over every zone).
+    pub root: String,
+    /// The config service's members.
+    pub config: Vec<String>,
     /// Set when the workload should stop.
     pub stop: Arc<AtomicBool>,
     /// Start of the run, for trace times.
@@ -113,6 +117,33 @@ pub async fn apply_schemas(ctx: Ctx) {
             }
             sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+/// Writes every zone into the configuration (any config member, retried
+/// until one takes it), so the root mixer knows where to ask.
+pub async fn apply_zones(ctx: Ctx, zones: Vec<danaus_config::Object>) {
+    let req = pb::ApplyConfigRequest {
+        objects_json: serde_json::to_vec(&zones).unwrap_or_default(),
+        author: "simulation".into(),
+        message: "the zones".into(),
+        ..Default::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        for addr in &ctx.config {
+            if let Some(c) = ctx.connect(addr).await {
+                if let Ok(Ok(_)) = timeout(Duration::from_secs(3), c.config().apply(req.clone())).await {
+                    ctx.event("zones written into the configuration");
+                    return;
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            ctx.state.lock().violation("the zones could not be written into the configuration within 120 s".into());
+            return;
+        }
+        sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -374,12 +405,18 @@ pub async fn query_raw(c: &Client, i: usize, unsharded: bool) -> Result<(Vec<(i6
 /// need not hold every acknowledged point, but what it holds must be
 /// right; a raw read has no such mark, so it must be whole or fail.
 pub async fn reader(ctx: Ctx) {
-    let mut clients: Vec<Option<Client>> = vec![None; ctx.mixers.len()];
+    // One client per zone mixer, and the root mixer's last.
+    let mut clients: Vec<Option<Client>> = vec![None; ctx.mixers.len() + 1];
     while !ctx.stop.load(Ordering::Relaxed) {
         let i = thread_rng().gen_range(0..SERIES);
-        let z = ctx.zone_of(i);
+        // A third of the queries go through the root mixer, which must say
+        // when its answer misses a zone just as a zone mixer must when it
+        // misses a leaf.
+        let via_root = thread_rng().gen_bool(0.33);
+        let z = if via_root { ctx.mixers.len() } else { ctx.zone_of(i) };
         if clients[z].is_none() {
-            clients[z] = ctx.connect(&ctx.mixers[z]).await;
+            let addr = if via_root { &ctx.root } else { &ctx.mixers[z] };
+            clients[z] = ctx.connect(addr).await;
         }
         if let Some(c) = &clients[z] {
             let (acked_before, head) = {
@@ -394,7 +431,7 @@ pub async fn reader(ctx: Ctx) {
                 let a = T_BASE + thread_rng().gen_range(0..span) * STEP;
                 (a, a + thread_rng().gen_range(0..60) * STEP)
             };
-            let via_query = thread_rng().gen_bool(0.5);
+            let via_query = via_root || thread_rng().gen_bool(0.5);
             let unsharded = ctx.grown(i) && thread_rng().gen_bool(0.5);
             let got = if via_query {
                 timeout(Duration::from_secs(3), query_raw(c, i, unsharded)).await.map(|r| {
@@ -405,11 +442,13 @@ pub async fn reader(ctx: Ctx) {
             } else {
                 timeout(Duration::from_secs(3), read_range(c, i, range, unsharded)).await.map(|r| r.map(|p| (p, true)))
             };
-            let via = match (via_query, unsharded) {
-                (true, false) => "query",
-                (true, true) => "query shard==\"\"",
-                (false, false) => "read",
-                (false, true) => "read shard==\"\"",
+            let via = match (via_root, via_query, unsharded) {
+                (true, _, false) => "root query",
+                (true, _, true) => "root query shard==\"\"",
+                (false, true, false) => "query",
+                (false, true, true) => "query shard==\"\"",
+                (false, false, false) => "read",
+                (false, false, true) => "read shard==\"\"",
             };
             match got {
                 Ok(Ok((points, complete))) => {
@@ -449,6 +488,41 @@ async fn healed_mixer(ctx: &Ctx, z: usize, deadline: Instant) -> Option<Client> 
             return None;
         }
         sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Checks a `group_by [host], sum` of `count(1h)` answered by `who` after
+/// healing: complete, and for every series `mine` selects between its
+/// acknowledged and written points; no series `mine` rejects.
+fn check_counts(
+    ctx: &Ctx,
+    who: &str,
+    answer: Result<(Vec<(Vec<String>, Vec<(i64, f64)>)>, bool), String>,
+    mine: impl Fn(usize) -> bool,
+) {
+    let (series, complete) = match answer {
+        Ok(a) => a,
+        Err(e) => return ctx.state.lock().violation(format!("the count query of {who} failed: {e}")),
+    };
+    let mut st = ctx.state.lock();
+    st.checked_reads += 1;
+    if !complete {
+        st.violation(format!("the count query of {who} is marked incomplete with every node up"));
+    }
+    for i in (0..SERIES).filter(|&i| mine(i)) {
+        let got: f64 =
+            series.iter().filter(|(f, _)| f.first() == Some(&host(i))).flat_map(|(_, p)| p).map(|p| p.1).sum();
+        let (acked, written) = (st.acked[i].len(), st.attempted[i].len());
+        if (got as usize) < acked || got as usize > written {
+            st.violation(format!(
+                "{who}'s count query says {} has {got} points; {acked} were acknowledged, {written} written",
+                host(i)
+            ));
+        }
+    }
+    let foreign = series.iter().filter(|(f, _)| (0..SERIES).all(|i| !mine(i) || f.first() != Some(&host(i)))).count();
+    if foreign > 0 {
+        st.violation(format!("the count query of {who} returned {foreign} series it does not hold"));
     }
 }
 
@@ -520,7 +594,8 @@ pub async fn final_check(ctx: Ctx) {
             Err(e) => ctx.state.lock().violation(format!("final query of {} failed: {e}", host(i))),
         }
     }
-    // Each zone's aggregation agrees with the model for its series.
+    // Each zone's aggregation agrees with the model for its series, and
+    // the root's over every zone with the model for all of them.
     let q = format!("fetch {TARGET}::{METRIC} | every 1h | align count(1h) | group_by [host], sum");
     for (z, client) in clients.iter().enumerate() {
         let answer = until_settled(
@@ -529,44 +604,20 @@ pub async fn final_check(ctx: Ctx) {
             |r| matches!(r, Ok((_, false))) || matches!(r, Err(e) if is_transient(e)),
         )
         .await;
-        match answer {
-            Ok((series, complete)) => {
-                let mut st = ctx.state.lock();
-                st.checked_reads += 1;
-                if !complete {
-                    st.violation(format!(
-                        "the count query of {} is marked incomplete with every node up",
-                        zone_name(z)
-                    ));
-                }
-                for i in (0..SERIES).filter(|&i| ctx.zone_of(i) == z) {
-                    let got: f64 = series
-                        .iter()
-                        .filter(|(f, _)| f.first() == Some(&host(i)))
-                        .flat_map(|(_, p)| p)
-                        .map(|p| p.1)
-                        .sum();
-                    let (acked, written) = (st.acked[i].len(), st.attempted[i].len());
-                    if (got as usize) < acked || got as usize > written {
-                        st.violation(format!(
-                            "count query says {} has {got} points; {acked} were acknowledged, {written} written",
-                            host(i)
-                        ));
-                    }
-                }
-                let foreign = series
-                    .iter()
-                    .filter(|(f, _)| (0..SERIES).all(|i| ctx.zone_of(i) != z || f.first() != Some(&host(i))))
-                    .count();
-                if foreign > 0 {
-                    st.violation(format!(
-                        "the count query of {} returned {foreign} series another zone owns",
-                        zone_name(z)
-                    ));
-                }
-            }
-            Err(e) => ctx.state.lock().violation(format!("the count query of {} failed: {e}", zone_name(z))),
-        }
+        check_counts(&ctx, &zone_name(z), answer, |i| ctx.zone_of(i) == z);
     }
+    let Some(root) = ctx.connect(&ctx.root).await else {
+        ctx.state.lock().violation("the root mixer did not answer after healing".into());
+        return;
+    };
+    // The root learns the zones from the configuration: until then (or
+    // while it cannot reach a zone) its answers fail or say they miss one.
+    let answer = until_settled(
+        deadline,
+        || query(&root, &q),
+        |r| matches!(r, Ok((_, false))) || matches!(r, Err(e) if is_transient(e) || e.contains("NotFound")),
+    )
+    .await;
+    check_counts(&ctx, "the root mixer", answer, |_| true);
     ctx.event("final check done");
 }

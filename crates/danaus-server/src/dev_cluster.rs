@@ -169,10 +169,8 @@ impl DevCluster {
         // The global layer: three config service members and a root mixer.
         let mut config_list = String::new();
         if cfg.global() {
-            let members: Vec<(usize, String, String)> =
-                (1..=3).map(|i| Ok((i, free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
-            config_list = members.iter().map(|(_, g, _)| g.clone()).collect::<Vec<_>>().join(",");
-            let peers = members.iter().map(|(i, g, _)| format!("{i}={g}")).collect::<Vec<_>>().join(",");
+            let (members, list, peers) = raft_group(3)?;
+            config_list = list;
             for (i, grpc, http) in members {
                 let name = format!("config-{i}");
                 let args = strings(&[
@@ -212,10 +210,7 @@ impl DevCluster {
         for z in 1..=cfg.zones {
             let name = |role: &str| cfg.proc_name(z, role);
             let zone = cfg.zone_name(z);
-            let assigners: Vec<(usize, String, String)> =
-                (1..=cfg.assigners).map(|i| Ok((i, free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
-            let assigner_list = assigners.iter().map(|(_, g, _)| g.clone()).collect::<Vec<_>>().join(",");
-            let peers = assigners.iter().map(|(i, g, _)| format!("{i}={g}")).collect::<Vec<_>>().join(",");
+            let (assigners, assigner_list, peers) = raft_group(cfg.assigners)?;
             for (i, grpc, http) in assigners {
                 let n = name(&format!("assigner-{i}"));
                 let args = strings(&[
@@ -605,6 +600,17 @@ fn leaf_proc(cfg: &DevClusterConfig, name: &str, assigners: &str, index: &str) -
     ]);
     args.extend(cfg.leaf_args.iter().cloned());
     Ok(Proc { name: name.to_owned(), grpc, http, args, log: cfg.dir.join(format!("{name}.log")), child: None })
+}
+
+/// Ports for a Raft group of `n` members: (id, gRPC, HTTP) each, the
+/// gRPC list (`A,B,…`) and the peers flag (`1=A,2=B,…`).
+type Members = Vec<(usize, String, String)>;
+
+fn raft_group(n: usize) -> anyhow::Result<(Members, String, String)> {
+    let members: Members = (1..=n).map(|i| Ok((i, free_port()?, free_port()?))).collect::<anyhow::Result<_>>()?;
+    let list = members.iter().map(|(_, g, _)| g.clone()).collect::<Vec<_>>().join(",");
+    let peers = members.iter().map(|(i, g, _)| format!("{i}={g}")).collect::<Vec<_>>().join(",");
+    Ok((members, list, peers))
 }
 
 fn strings(s: &[&str]) -> Vec<String> {

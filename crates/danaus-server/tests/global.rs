@@ -18,20 +18,12 @@ use danaus_client::Client;
 use danaus_proto::v1 as pb;
 use danaus_server::dev_cluster::{DevCluster, DevClusterConfig};
 
+mod common;
+
 const SEC: i64 = 1_000_000_000;
 
 fn s(v: &str) -> pb::FieldValue {
     pb::FieldValue { value: Some(pb::field_value::Value::StringValue(v.into())) }
-}
-
-fn dump_logs(dir: &std::path::Path) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        if e.path().extension().is_some_and(|x| x == "log") {
-            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(20).collect();
-            eprintln!("==== {}\n{}", e.path().display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
-        }
-    }
 }
 
 fn series(loc: &str, task: &str, t: i64) -> pb::Series {
@@ -67,25 +59,7 @@ where
 
 async fn apply_schemas(router: &str) -> Result<(), String> {
     let c = Client::connect(&format!("http://{router}"), None).await.map_err(|e| e.to_string())?;
-    let target = pb::TargetSchema {
-        name: "Task".into(),
-        fields: vec![
-            pb::FieldDef { name: "cluster".into(), r#type: pb::FieldType::String as i32, added: false },
-            pb::FieldDef { name: "task".into(), r#type: pb::FieldType::String as i32, added: false },
-        ],
-        location_field: "cluster".into(),
-    };
-    let metric = pb::MetricSchema {
-        name: "/load".into(),
-        fields: vec![],
-        value_type: Some(pb::ValueType { elements: vec![pb::ScalarType::Double as i32], tuple: false }),
-        kind: pb::MetricKind::Gauge as i32,
-        unit: String::new(),
-        description: String::new(),
-        collection: None,
-    };
-    let req = pb::ApplySchemasRequest { targets: vec![target], metrics: vec![metric] };
-    c.schema().apply(req).await.map(|_| ()).map_err(|e| e.to_string())
+    c.schema().apply(common::task_load_schemas()).await.map(|_| ()).map_err(|e| e.to_string())
 }
 
 async fn write(router: &str, series: Vec<pb::Series>) -> Result<(), String> {
@@ -136,7 +110,7 @@ async fn two_zones_answer_as_one_and_keep_working_without_the_config_service() {
     let mut c = match DevCluster::start(cfg).await {
         Ok(c) => c,
         Err(e) => {
-            dump_logs(dir.path());
+            common::dump_logs(dir.path());
             panic!("the dev cluster did not start: {e:#}");
         }
     };
@@ -191,4 +165,146 @@ async fn two_zones_answer_as_one_and_keep_working_without_the_config_service() {
     assert_eq!(missing.len(), 1, "{comp:?}");
     assert_eq!((missing[0].zone.as_str(), missing[0].source.as_str()), ("z2", "zone-mixer"));
     assert!(missing[0].missing_reason.contains("zone z2's mixer"), "{:?}", missing[0]);
+}
+
+/// A config service client of `addr`.
+async fn config_client(
+    addr: &str,
+) -> Result<pb::config_service_client::ConfigServiceClient<tonic::transport::Channel>, String> {
+    pb::config_service_client::ConfigServiceClient::connect(format!("http://{addr}")).await.map_err(|e| e.to_string())
+}
+
+/// Applies `objects` through the config member at `addr`, as `danausctl
+/// config apply` does.
+async fn apply(addr: &str, objects: &[danaus_config::Object], message: &str) -> Result<u64, String> {
+    let req = pb::ApplyConfigRequest {
+        objects_json: serde_json::to_vec(objects).unwrap(),
+        author: "test".into(),
+        message: message.into(),
+        ..Default::default()
+    };
+    let mut r = tonic::Request::new(req);
+    r.set_timeout(Duration::from_secs(5));
+    let reply = config_client(addr).await?.apply(r).await.map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+    let outcome: serde_json::Value = serde_json::from_slice(&reply.into_inner().outcome_json).unwrap();
+    Ok(outcome["version"].as_u64().unwrap())
+}
+
+/// The configuration a member holds: its version and metric names.
+async fn metrics_at(addr: &str) -> Result<(u64, Vec<String>), String> {
+    let got = config_client(addr).await?.get(pb::GetConfigRequest {}).await.map_err(|s| s.message().to_owned())?;
+    let got = got.into_inner();
+    let objects: Vec<danaus_config::Object> = serde_json::from_slice(&got.objects_json).unwrap();
+    let names = objects
+        .into_iter()
+        .filter_map(|o| match o {
+            danaus_config::Object::MetricSchema(m) => Some(m.name),
+            _ => None,
+        })
+        .collect();
+    Ok((got.version, names))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_directory_is_applied_whole_across_a_leader_kill_and_both_zones_serve_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = DevClusterConfig::new(env!("CARGO_BIN_EXE_danaus"), dir.path().join("cluster"), 1);
+    cfg.zones = 2;
+    let mut c = match DevCluster::start(cfg).await {
+        Ok(c) => c,
+        Err(e) => {
+            common::dump_logs(&dir.path().join("cluster"));
+            panic!("the dev cluster did not start: {e:#}");
+        }
+    };
+    let members = c.config_servers();
+
+    // (a) A directory of YAML, read as `danausctl config apply -f DIR`
+    // reads it, applied once: both zones take and answer its series.
+    let conf = dir.path().join("conf");
+    std::fs::create_dir_all(conf.join("schemas")).unwrap();
+    std::fs::write(
+        conf.join("schemas/task.yaml"),
+        "kind: TargetSchema\nname: Task\nfields: [{name: cluster, type: string}, {name: task, type: string}]\n\
+         location: cluster\n---\nkind: MetricSchema\nname: /load\nvalue_type: double\nmetric_kind: gauge\n",
+    )
+    .unwrap();
+    let docs = danaus_config::files::read_dir(&conf).unwrap();
+    let objects: Vec<danaus_config::Object> = docs.into_iter().map(|d| d.object).collect();
+    let first = retry("applying the directory", || apply(&members[0], &objects, "schemas")).await;
+    assert_eq!(retry("applying it again", || apply(&members[1], &objects, "again")).await, first, "idempotent");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    let t0 = now / SEC * SEC - 60 * SEC;
+    for z in 1..=2 {
+        let router = c.zone_router(z).to_owned();
+        let loc = format!("z{z}-a");
+        retry("writing in each zone", || write(&router, vec![series(&loc, &format!("own{z}"), t0)])).await;
+        let (tasks, comp) = query(c.zone_mixer(z), "fetch Task::/load", t0 - SEC, t0 + SEC).await.unwrap();
+        assert!(comp.complete, "{comp:?}");
+        assert_eq!(names(&tasks), [format!("own{z}")]);
+    }
+
+    // (b) The leader SIGKILLed while a change of 40 metrics is in flight:
+    // the change is applied whole or not at all, and a new leader serves.
+    let mut leader = None;
+    for _ in 0..100 {
+        for i in 1..=3 {
+            let http = c.procs[&format!("config-{i}")].http.clone();
+            if danaus_server::dev_cluster::metric(&http, "danaus_raft_is_leader").await.unwrap_or(0.0) == 1.0 {
+                leader = Some(i);
+            }
+        }
+        if leader.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let leader = leader.expect("a config leader");
+    let (before, _) = metrics_at(&members[leader - 1]).await.unwrap();
+    let batch: Vec<danaus_config::Object> = (0..40)
+        .map(|k| {
+            let text = format!("kind: MetricSchema\nname: /batch/m{k}\nvalue_type: double\nmetric_kind: gauge\n");
+            danaus_config::files::parse(std::path::Path::new("batch.yaml"), &text).unwrap().remove(0).object
+        })
+        .collect();
+    let in_flight = {
+        let (addr, batch) = (members[leader - 1].clone(), batch.clone());
+        tokio::spawn(async move { apply(&addr, &batch, "a batch").await })
+    };
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    c.kill(&format!("config-{leader}")).unwrap();
+    let _ = in_flight.await.unwrap();
+    let survivors: Vec<String> = (1..=3).filter(|&i| i != leader).map(|i| members[i - 1].clone()).collect::<Vec<_>>();
+    // A new leader commits: a no-op apply (the first directory again)
+    // goes through, after which every survivor holds all or none.
+    let after = retry("a new leader serving", || apply(&survivors[0], &objects, "noop")).await;
+    assert!(after == before || after == before + 1, "before {before}, after {after}");
+    for s in &survivors {
+        let (v, names) = retry("reading a survivor", || async {
+            let (v, n) = metrics_at(s).await?;
+            if v < after {
+                return Err(format!("{s} at version {v}, not yet {after}"));
+            }
+            Ok((v, n))
+        })
+        .await;
+        let batch_names = names.iter().filter(|n| n.starts_with("/batch/")).count();
+        assert!(batch_names == 0 || batch_names == 40, "{s} at v{v} holds {batch_names} of the 40 metrics");
+        assert_eq!(batch_names == 40, after == before + 1, "the version says whether the batch committed");
+    }
+    // Applying the batch again completes it exactly once.
+    let done = retry("applying the batch again", || apply(&survivors[1], &batch, "the batch again")).await;
+    assert_eq!(done, before + 1, "the batch is one version, made once");
+    // The killed member comes back and catches up.
+    c.restart(&format!("config-{leader}")).unwrap();
+    let (v, names) = retry("the restarted member catching up", || async {
+        let (v, n) = metrics_at(&members[leader - 1]).await?;
+        if v < done {
+            return Err(format!("at {v}, not yet {done}"));
+        }
+        Ok((v, n))
+    })
+    .await;
+    assert_eq!(v, done);
+    assert_eq!(names.iter().filter(|n| n.starts_with("/batch/")).count(), 40);
 }

@@ -24,24 +24,7 @@ fn s(v: &str) -> pb::FieldValue {
 }
 
 async fn load(c: &Client) {
-    let target = pb::TargetSchema {
-        name: "Task".into(),
-        fields: vec![
-            pb::FieldDef { name: "cluster".into(), r#type: pb::FieldType::String as i32, added: false },
-            pb::FieldDef { name: "task".into(), r#type: pb::FieldType::String as i32, added: false },
-        ],
-        location_field: "cluster".into(),
-    };
-    let metric = pb::MetricSchema {
-        name: "/load".into(),
-        fields: vec![],
-        value_type: Some(pb::ValueType { elements: vec![pb::ScalarType::Double as i32], tuple: false }),
-        kind: pb::MetricKind::Gauge as i32,
-        unit: String::new(),
-        description: String::new(),
-        collection: None,
-    };
-    c.schema().apply(pb::ApplySchemasRequest { targets: vec![target], metrics: vec![metric] }).await.unwrap();
+    c.schema().apply(common::task_load_schemas()).await.unwrap();
     for chunk in 0..TASKS / 500 {
         let series = (chunk * 500..chunk * 500 + 500)
             .map(|i| pb::Series {

@@ -35,47 +35,16 @@ async fn cluster(leaves: usize, tweak: impl FnOnce(&mut DevClusterConfig)) -> (t
     let c = match DevCluster::start(cfg).await {
         Ok(c) => c,
         Err(e) => {
-            dump_logs(dir.path());
+            common::dump_logs(dir.path());
             panic!("the dev cluster did not start: {e:#}");
         }
     };
     (dir, c)
 }
 
-fn dump_logs(dir: &std::path::Path) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        if e.path().extension().is_some_and(|x| x == "log") {
-            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(30).collect();
-            eprintln!(
-                "==== {} (last lines)\n{}",
-                e.path().display(),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-    }
-}
-
 async fn apply_schemas(router: &str) {
     let c = Client::connect(&format!("http://{router}"), None).await.unwrap();
-    let target = pb::TargetSchema {
-        name: "Task".into(),
-        fields: vec![
-            pb::FieldDef { name: "cluster".into(), r#type: pb::FieldType::String as i32, added: false },
-            pb::FieldDef { name: "task".into(), r#type: pb::FieldType::String as i32, added: false },
-        ],
-        location_field: "cluster".into(),
-    };
-    let metric = pb::MetricSchema {
-        name: "/load".into(),
-        fields: vec![],
-        value_type: Some(pb::ValueType { elements: vec![pb::ScalarType::Double as i32], tuple: false }),
-        kind: pb::MetricKind::Gauge as i32,
-        unit: String::new(),
-        description: String::new(),
-        collection: None,
-    };
-    c.schema().apply(pb::ApplySchemasRequest { targets: vec![target], metrics: vec![metric] }).await.unwrap();
+    c.schema().apply(common::task_load_schemas()).await.unwrap();
 }
 
 /// The value written for task `task` at `t`: a pure function, so a reader

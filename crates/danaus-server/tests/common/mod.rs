@@ -189,3 +189,42 @@ pub fn remote_write(
     let (status, _, text) = http_post(addr, "/api/v1/write", &h, &body);
     (status, text)
 }
+
+/// The schemas the zone tests write: target `Task` (`cluster`, the
+/// location, and `task`) and the gauge `/load`.
+pub fn task_load_schemas() -> danaus_proto::v1::ApplySchemasRequest {
+    use danaus_proto::v1 as pb;
+    let target = pb::TargetSchema {
+        name: "Task".into(),
+        fields: vec![
+            pb::FieldDef { name: "cluster".into(), r#type: pb::FieldType::String as i32, added: false },
+            pb::FieldDef { name: "task".into(), r#type: pb::FieldType::String as i32, added: false },
+        ],
+        location_field: "cluster".into(),
+    };
+    let metric = pb::MetricSchema {
+        name: "/load".into(),
+        fields: vec![],
+        value_type: Some(pb::ValueType { elements: vec![pb::ScalarType::Double as i32], tuple: false }),
+        kind: pb::MetricKind::Gauge as i32,
+        unit: String::new(),
+        description: String::new(),
+        collection: None,
+    };
+    pb::ApplySchemasRequest { targets: vec![target], metrics: vec![metric] }
+}
+
+/// Prints the last lines of every process log in `dir` (a dev cluster's).
+pub fn dump_logs(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().extension().is_some_and(|x| x == "log") {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            eprintln!(
+                "==== {} (last lines)\n{}",
+                e.path().display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+}
