@@ -344,9 +344,13 @@ pub async fn read_range(c: &Client, i: usize, range: (i64, i64), unsharded: bool
     Ok(out)
 }
 
+/// A query's answer: its series as (fields, points), and whether it was
+/// complete.
+pub type Answer = (Vec<(Vec<String>, Vec<(i64, f64)>)>, bool);
+
 /// Runs `query` over the workload's whole time range: the batches'
 /// series as (fields, points), and whether the answer was complete.
-pub async fn query(c: &Client, query: &str) -> Result<(Vec<(Vec<String>, Vec<(i64, f64)>)>, bool), String> {
+pub async fn query(c: &Client, query: &str) -> Result<Answer, String> {
     let req = pb::QueryRequest {
         query: query.into(),
         start_time: T_BASE - 3600 * STEP,
@@ -497,7 +501,7 @@ async fn healed_mixer(ctx: &Ctx, z: usize, deadline: Instant) -> Option<Client> 
 fn check_counts(
     ctx: &Ctx,
     who: &str,
-    answer: Result<(Vec<(Vec<String>, Vec<(i64, f64)>)>, bool), String>,
+    answer: Result<Answer, String>,
     mine: impl Fn(usize) -> bool,
 ) {
     let (series, complete) = match answer {
