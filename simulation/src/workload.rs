@@ -498,12 +498,7 @@ async fn healed_mixer(ctx: &Ctx, z: usize, deadline: Instant) -> Option<Client> 
 /// Checks a `group_by [host], sum` of `count(1h)` answered by `who` after
 /// healing: complete, and for every series `mine` selects between its
 /// acknowledged and written points; no series `mine` rejects.
-fn check_counts(
-    ctx: &Ctx,
-    who: &str,
-    answer: Result<Answer, String>,
-    mine: impl Fn(usize) -> bool,
-) {
+fn check_counts(ctx: &Ctx, who: &str, answer: Result<Answer, String>, mine: impl Fn(usize) -> bool) {
     let (series, complete) = match answer {
         Ok(a) => a,
         Err(e) => return ctx.state.lock().violation(format!("the count query of {who} failed: {e}")),
