@@ -59,6 +59,10 @@ pub enum Role {
     /// The root mixer (in the "global" pseudo-zone): queries over every
     /// zone, by the zones the configuration names.
     Root,
+    /// The root index server (in the "global" pseudo-zone): every zone's
+    /// index server vouches for its zone there, and the root mixer skips
+    /// zones by it.
+    RootIndex,
 }
 
 /// Members of the global config group.
@@ -87,6 +91,7 @@ pub fn addr(z: usize, role: Role) -> SocketAddr {
         Role::Mirror => 30,
         Role::Config(id) => id as u8,
         Role::Root => 40,
+        Role::RootIndex => 41,
     };
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, z as u8 + 1, 0, n)), PORT)
 }
@@ -302,6 +307,7 @@ fn role_name(role: Role) -> String {
         Role::Mirror => "mirror".into(),
         Role::Config(id) => format!("config-{id}"),
         Role::Root => "root-mixer".into(),
+        Role::RootIndex => "root-index".into(),
     }
 }
 
@@ -317,7 +323,7 @@ fn host_zone(spec: Spec, z: usize) -> String {
 /// The hosts of zone `z`.
 fn zone_roles(spec: Spec, z: usize) -> Vec<Role> {
     if z == spec.zones {
-        return (1..=CONFIG_MEMBERS).map(Role::Config).chain([Role::Root]).collect();
+        return (1..=CONFIG_MEMBERS).map(Role::Config).chain([Role::Root, Role::RootIndex]).collect();
     }
     if spec.is_standalone(z) {
         return vec![Role::Standalone];
@@ -479,9 +485,14 @@ async fn run_role(ctx: RoleCtx) {
             danaus_roles::leaf::start(spec, ctx.leaf_stores(d)).await.map(|(r, _)| r)
         }
         Role::Index => {
-            danaus_roles::index::start(danaus_roles::index::IndexSpec { grpc_addr: me, index: IndexConfig::default() })
-                .await
-                .map(|(r, _)| r)
+            let root = danaus_roles::index::RootLinkSpec {
+                zone: zone_name(ctx.zone),
+                root_index: addr(ctx.spec.zones, Role::RootIndex).to_string(),
+                assigners: ctx.assigners(),
+            };
+            let spec =
+                danaus_roles::index::IndexSpec { grpc_addr: me, index: IndexConfig::default(), root: Some(root) };
+            danaus_roles::index::start(spec).await.map(|(r, _)| r)
         }
         Role::Router(_) => {
             let spec = danaus_roles::router::RouterSpec {
@@ -516,10 +527,17 @@ async fn run_role(ctx: RoleCtx) {
             let spec = danaus_roles::root_mixer::RootMixerSpec {
                 grpc_addr: me,
                 config_servers: config_addrs(ctx.spec).iter().map(ToString::to_string).collect(),
-                root: danaus_mixer::RootConfig { zone_timeout: Duration::from_secs(2), ..Default::default() },
+                root: danaus_mixer::RootConfig {
+                    zone_timeout: Duration::from_secs(2),
+                    root_index: Some(addr(ctx.spec.zones, Role::RootIndex).to_string()),
+                    ..Default::default()
+                },
                 max_concurrent_queries: 16,
             };
             danaus_roles::root_mixer::start(spec, ctx.state_dir()).await.map(|(r, _)| r)
+        }
+        Role::RootIndex => {
+            danaus_roles::index::start_root(danaus_roles::index::RootIndexSpec { grpc_addr: me }).await.map(|(r, _)| r)
         }
         Role::Config(id) => {
             let Some(kv) = ctx.kv.clone() else { return };

@@ -12,7 +12,9 @@
 //! instead runs in one host as `danaus standalone` runs it. A global config
 //! group (3 members) serves every zone; each zone's config mirror syncs its
 //! schemas into the zone's table, and routers apply schemas through it; a
-//! root mixer answers queries over every zone. Only the disks are simulated: an in-memory long-term
+//! root mixer answers queries over every zone, skipping the zones the root
+//! index server shows hold nothing a query asks for (each zone's index
+//! server claims its zone there). Only the disks are simulated: an in-memory long-term
 //! store and a log device that both lose unsynced writes when their host
 //! crashes. Writer hosts write known data through any zone's router and
 //! record every acknowledgement; a reader host reads and queries through

@@ -181,6 +181,16 @@ impl TableWatcher {
         }
     }
 
+    /// The latest confirmation: when the read that found the table current
+    /// was sent, and the version it found (the watcher holds that version
+    /// or a newer one). A fixed or in-process table is confirmed now.
+    pub fn last_confirmed(&self) -> Option<(Instant, u64)> {
+        match &*self.confirm {
+            Confirm::Always => Some((Instant::now(), self.current().version)),
+            Confirm::Remote { latest, .. } => latest.borrow().map(|c| (c.sent_at, c.version)),
+        }
+    }
+
     /// Waits at most `timeout` for a confirmation sent at or after `since`
     /// (starting the background confirmation if nothing started it), and
     /// checks that a table of version `planned` was current then.

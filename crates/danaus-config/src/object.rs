@@ -66,7 +66,9 @@ pub struct ZoneSpec {
     /// Its zone mixers (host:port), for queries from the root.
     #[serde(default)]
     pub mixers: Vec<String>,
-    /// Its zone index servers (host:port), for the root index.
+    /// Its zone index servers (host:port), for people and tools: they push
+    /// the zone's hints to the root index themselves (`danaus index
+    /// --root-index`), so nothing dials these.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub index: Vec<String>,
 }

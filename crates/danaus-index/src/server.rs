@@ -29,6 +29,7 @@ use parking_lot::RwLock;
 use tonic::{Request, Response, Status};
 
 use crate::hints::Requirement;
+use crate::root::RootLink;
 
 /// How the index server runs.
 #[derive(Debug, Clone)]
@@ -52,6 +53,15 @@ pub struct IndexStats {
     pub questions: AtomicU64,
     /// Leaves excluded in answers.
     pub excluded: AtomicU64,
+    /// Leaf pushes held until the root index had their new fingerprints.
+    pub root_waits: AtomicU64,
+    /// Pushes to the root index that it acknowledged.
+    pub root_pushes: AtomicU64,
+    /// Of those, pushes that claimed the zone covered (the root index may
+    /// prune the zone by them).
+    pub root_claims: AtomicU64,
+    /// Pushes to the root index that failed.
+    pub root_failures: AtomicU64,
 }
 
 struct LeafSet {
@@ -73,6 +83,8 @@ pub struct IndexServer {
     /// The origin of lease tokens' times.
     started: Instant,
     leaves: Arc<RwLock<HashMap<String, LeafSet>>>,
+    /// The zone's claim to the root index, when this server makes one.
+    root: Option<Arc<RootLink>>,
     /// Counters.
     pub stats: Arc<IndexStats>,
 }
@@ -91,7 +103,54 @@ impl IndexServer {
         let incarnation = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| (d.as_nanos() as u64).max(1));
-        Self { cfg, incarnation, started: Instant::now(), leaves: Arc::default(), stats: Arc::default() }
+        Self { cfg, incarnation, started: Instant::now(), leaves: Arc::default(), root: None, stats: Arc::default() }
+    }
+
+    /// An empty zone index that vouches for its zone to a root index
+    /// (see [`crate::root`]): pushes bringing fingerprints the root index
+    /// lacks are answered once it has them, or once what it holds no
+    /// longer counts. Run [`crate::root::run`] to push.
+    pub fn with_root(cfg: IndexConfig) -> Self {
+        Self { root: Some(Arc::new(RootLink::new())), ..Self::new(cfg) }
+    }
+
+    /// This incarnation (changes when the server restarts).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// The link to the root index, if this server has one.
+    pub(crate) fn root_link(&self) -> Option<&Arc<RootLink>> {
+        self.root.as_ref()
+    }
+
+    /// Every fingerprint held, over all leaves (fresh or not).
+    pub fn union(&self) -> HashSet<u64> {
+        let all = self.leaves.read();
+        let mut out = HashSet::with_capacity(all.values().map(|l| l.fps.len()).max().unwrap_or(0));
+        for l in all.values() {
+            out.extend(l.fps.iter().copied());
+        }
+        out
+    }
+
+    /// How long the held sets cover a zone whose ranges have these read
+    /// sets (each range's ready replicas, which all hold everything
+    /// acknowledged in it): every range needs a replica whose set is
+    /// fresh, and the cover lasts until the first range's last fresh
+    /// replica goes stale. `None` if some range has no fresh replica.
+    pub fn covers(&self, read_sets: &[Vec<String>]) -> Option<Duration> {
+        let now = Instant::now();
+        let all = self.leaves.read();
+        let mut until: Option<Instant> = None;
+        for replicas in read_sets {
+            let best =
+                replicas.iter().filter_map(|l| all.get(l).and_then(|s| s.fresh_until)).filter(|f| now < *f).max()?;
+            until = Some(until.map_or(best, |u| u.min(best)));
+        }
+        // A zone with no ranges holds nothing: it is covered (by nothing)
+        // for as long as anything is.
+        Some(until.map_or(self.cfg.fresh_for, |u| u.saturating_duration_since(now)))
     }
 
     /// A lease token for a reply: this incarnation and the time now.
@@ -102,13 +161,19 @@ impl IndexServer {
 
     /// When a push carrying `token` stops counting: `None` if the token
     /// is absent, from another incarnation, or not one this server issued.
-    fn fresh_until(&self, token: Option<&pb::HintsLease>) -> Option<Instant> {
+    /// A push that says its set is valid for less (`valid_ms`, non-zero)
+    /// counts that long after the token was issued.
+    fn fresh_until(&self, token: Option<&pb::HintsLease>, valid_ms: u64) -> Option<Instant> {
         let t = token.filter(|t| t.server == self.incarnation && t.issued_ns > 0)?;
         let issued = self.started.checked_add(Duration::from_nanos(t.issued_ns - 1))?;
         if issued > Instant::now() {
             return None;
         }
-        issued.checked_add(self.cfg.fresh_for)
+        let fresh = match valid_ms {
+            0 => self.cfg.fresh_for,
+            ms => self.cfg.fresh_for.min(Duration::from_millis(ms)),
+        };
+        issued.checked_add(fresh)
     }
 
     /// The gRPC service.
@@ -126,17 +191,23 @@ impl IndexServer {
     /// nothing: a full push delayed past a newer one would otherwise
     /// replace the set with one that lacks newer series.
     pub fn push(&self, p: pb::HintsPush) -> bool {
+        self.apply_push(p).0
+    }
+
+    /// Applies a push: whether the server needs a full one, and whether
+    /// this one was applied.
+    fn apply_push(&self, p: pb::HintsPush) -> (bool, bool) {
         self.stats.pushes.fetch_add(1, Ordering::Relaxed);
         let mut leaves = self.leaves.write();
         let stale = leaves.get(&p.leaf).is_some_and(|l| l.epoch == p.epoch && p.seq != 0 && p.seq <= l.seq);
         if stale {
-            return false;
+            return (false, false);
         }
-        let fresh_until = self.fresh_until(p.lease.as_ref());
+        let fresh_until = self.fresh_until(p.lease.as_ref(), p.valid_ms);
         if p.full {
             let set = LeafSet { epoch: p.epoch, seq: p.seq, fps: p.added.into_iter().collect(), fresh_until };
             leaves.insert(p.leaf, set);
-            return false;
+            return (false, true);
         }
         match leaves.get_mut(&p.leaf) {
             Some(l) if l.epoch == p.epoch => {
@@ -146,9 +217,9 @@ impl IndexServer {
                 }
                 l.seq = p.seq;
                 l.fresh_until = fresh_until;
-                false
+                (false, true)
             }
-            _ => true,
+            _ => (true, false),
         }
     }
 
@@ -199,8 +270,27 @@ impl pb::index_service_server::IndexService for IndexServer {
             return Err(Status::invalid_argument("a hints push needs the leaf's name"));
         }
         let fresh_for_ms = u64::try_from(self.cfg.fresh_for.as_millis()).unwrap_or(u64::MAX);
+        // Fingerprints the root index may lack: the leaf acknowledges the
+        // series they belong to once we answer, so we answer when the
+        // root index has them (or its view of this zone no longer counts).
         let lease = Some(self.lease());
-        Ok(Response::new(pb::HintsPushReply { need_full: IndexServer::push(self, p), fresh_for_ms, lease }))
+        let need_full = match &self.root {
+            None => IndexServer::push(self, p),
+            Some(root) => {
+                let added = p.added.clone();
+                let mut need_full = false;
+                let (novel, until) = root.apply(&added, || {
+                    let (n, applied) = self.apply_push(p);
+                    need_full = n;
+                    applied
+                });
+                if !novel.is_empty() {
+                    root.wait_for(novel, until, &self.stats).await;
+                }
+                need_full
+            }
+        };
+        Ok(Response::new(pb::HintsPushReply { need_full, fresh_for_ms, lease }))
     }
 
     async fn exclude(&self, req: Request<pb::ExcludeRequest>) -> Result<Response<pb::ExcludeReply>, Status> {
@@ -217,7 +307,7 @@ mod tests {
 
     fn push(s: &IndexServer, leaf: &str, epoch: u64, seq: u64, full: bool, added: Vec<u64>) -> bool {
         let lease = Some(s.lease());
-        s.push(pb::HintsPush { leaf: leaf.into(), epoch, full, added, removed: vec![], seq, lease })
+        s.push(pb::HintsPush { leaf: leaf.into(), epoch, full, added, removed: vec![], seq, lease, valid_ms: 0 })
     }
 
     fn need(fps: Vec<u64>) -> Requirement {
@@ -275,6 +365,7 @@ mod tests {
             removed: vec![],
             seq: 1,
             lease: Some(token),
+            valid_ms: 0,
         };
         assert!(!s.push(late));
         assert!(s.exclude(&need(vec![5]), &a).is_empty(), "a late push made its old set prune");
@@ -295,6 +386,7 @@ mod tests {
             removed: vec![],
             seq: 1,
             lease: None,
+            valid_ms: 0,
         };
         assert!(!s.push(p.clone()));
         assert!(s.exclude(&need(vec![5]), &a).is_empty(), "a first push (no token) pruned");

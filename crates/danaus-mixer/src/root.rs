@@ -8,8 +8,13 @@
 //! timeout, is named missing in the completeness report (source
 //! `zone-mixer`) beside the sources each answering zone reported; the
 //! rest of the answer still arrives. A fetch whose filter pins the target's
-//! location field to one value asks only the zone owning that location.
+//! location field to one value asks only the zone owning that location;
+//! with a root index server, a zone whose claimed field hints fail the
+//! fetch's filters is not asked either (`danaus_index::root`: a claim
+//! covers every series acknowledged while it counts, so the answer stays
+//! complete).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +27,7 @@ use danaus_query::{
     Completeness, Engine, Error, ExecCtx, FetchPlan, PhaseOutput, QueryLimits, Result, Table, ZonePhase,
 };
 use futures::future::BoxFuture;
+use parking_lot::Mutex;
 use tonic::Request;
 
 use crate::remote::{failed_from, Failed};
@@ -58,11 +64,14 @@ pub struct RootConfig {
     /// A zone that has not answered after this long is reported missing
     /// (the query's own deadline, when sooner, wins).
     pub zone_timeout: Duration,
+    /// The root index server (host:port) to ask which zones a fetch can
+    /// skip; without one (or while it does not answer) every zone is asked.
+    pub root_index: Option<String>,
 }
 
 impl Default for RootConfig {
     fn default() -> Self {
-        Self { limits: QueryLimits::default(), zone_timeout: Duration::from_secs(30) }
+        Self { limits: QueryLimits::default(), zone_timeout: Duration::from_secs(30), root_index: None }
     }
 }
 
@@ -78,6 +87,11 @@ pub struct RootStats {
     pub zones_pruned: AtomicU64,
     /// Zone phases no mixer of the zone answered.
     pub zones_missing: AtomicU64,
+    /// Zone phases skipped because the root index showed the zone holds
+    /// no series the fetch's filters accept.
+    pub zones_skipped_by_hints: AtomicU64,
+    /// Questions to the root index that failed (every zone was asked).
+    pub root_index_failures: AtomicU64,
 }
 
 struct Shared {
@@ -124,13 +138,20 @@ impl RootMixer {
         self.shared.stats.queries.fetch_add(1, Ordering::Relaxed);
         let zones = Arc::new(self.shared.catalog.zones());
         let turn = self.shared.turn.fetch_add(1, Ordering::Relaxed) as usize;
+        let pruner =
+            Arc::new(ZonePruner { shared: self.shared.clone(), zones: zones.clone(), answers: Mutex::default() });
         let phases: Vec<Arc<dyn ZonePhase>> = if zones.is_empty() {
             vec![Arc::new(NoZones)]
         } else {
             (0..zones.len())
                 .map(|i| {
-                    Arc::new(RemoteZone { index: i, zones: zones.clone(), shared: self.shared.clone(), turn })
-                        as Arc<dyn ZonePhase>
+                    Arc::new(RemoteZone {
+                        index: i,
+                        zones: zones.clone(),
+                        shared: self.shared.clone(),
+                        turn,
+                        pruner: pruner.clone(),
+                    }) as Arc<dyn ZonePhase>
                 })
                 .collect()
         };
@@ -145,6 +166,51 @@ struct RemoteZone {
     zones: Arc<Vec<RootZone>>,
     shared: Arc<Shared>,
     turn: usize,
+    pruner: Arc<ZonePruner>,
+}
+
+/// Field-hints pruning of zones for one query: asks the root index once
+/// per fetch which zones cannot hold a matching series.
+struct ZonePruner {
+    shared: Arc<Shared>,
+    zones: Arc<Vec<RootZone>>,
+    answers: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Vec<String>>>>>,
+}
+
+impl ZonePruner {
+    /// Whether `zone` can be skipped for `fp`.
+    async fn skip(&self, tenant: &str, fp: &FetchPlan, zone: &str) -> bool {
+        let Some(addr) = &self.shared.cfg.root_index else { return false };
+        let spec = &fp.fetch;
+        let key = format!("{tenant}\0{}\0{}\0{:?}", spec.target, spec.metric, spec.matchers);
+        let cell = self.answers.lock().entry(key).or_default().clone();
+        let excluded = cell.get_or_init(|| self.ask(addr, tenant, fp)).await;
+        excluded.iter().any(|z| z == zone)
+    }
+
+    async fn ask(&self, addr: &str, tenant: &str, fp: &FetchPlan) -> Vec<String> {
+        let spec = &fp.fetch;
+        let Some((t, m)) = self.shared.catalog.schemas(tenant, &spec.target, &spec.metric) else { return Vec::new() };
+        let req = danaus_index::requirement(tenant, &t, &m, &spec.matchers);
+        let asked = async {
+            let channel = self.shared.channels.get(addr).map_err(|e| e.to_string())?;
+            let mut client = pb::index_service_client::IndexServiceClient::new(channel);
+            let mut r = Request::new(pb::ExcludeRequest {
+                clauses: danaus_index::server::requirement_to(&req),
+                leaves: self.zones.iter().map(|z| z.name.clone()).collect(),
+            });
+            r.set_timeout(Duration::from_secs(1));
+            client.exclude(r).await.map(|r| r.into_inner().excluded).map_err(|s| s.message().to_owned())
+        };
+        match asked.await {
+            Ok(ex) => ex,
+            Err(e) => {
+                self.shared.stats.root_index_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(root_index = %addr, "root index: {e}");
+                Vec::new()
+            }
+        }
+    }
 }
 
 /// What a zone mixer answered.
@@ -277,6 +343,10 @@ impl ZonePhase for RemoteZone {
                 return Ok(None);
             }
             let zone = self.zone();
+            if self.pruner.skip(&ctx.tenant, fp, &zone.name).await {
+                stats.zones_skipped_by_hints.fetch_add(1, Ordering::Relaxed);
+                return Ok(None);
+            }
             if zone.mixers.is_empty() {
                 stats.zones_missing.fetch_add(1, Ordering::Relaxed);
                 return Err(Error::Source {

@@ -348,6 +348,7 @@ impl ZoneLeaf {
                 removed: Vec::new(),
                 seq,
                 lease,
+                valid_ms: 0,
             });
             req.set_timeout(Duration::from_secs(5));
             match client.push(req).await {

@@ -120,6 +120,16 @@ pub async fn start(spec: RootMixerSpec, state: SharedStateDir) -> Result<(Runnin
                 "Zone phases no mixer of the zone answered.",
                 &rs.zones_missing,
             );
+            t.counter(
+                "danaus_root_zones_skipped_by_hints_total",
+                "Zone phases skipped: the root index showed the zone holds no matching series.",
+                &rs.zones_skipped_by_hints,
+            );
+            t.counter(
+                "danaus_root_index_failures_total",
+                "Questions to the root index that failed (every zone was asked).",
+                &rs.root_index_failures,
+            );
             let view = f.current();
             t.metric("danaus_config_version", "gauge", "Configuration version this root mixer holds.", view.version);
             t.metric("danaus_root_zones", "gauge", "Zones the configuration names.", view.zones().count() as u64);

@@ -217,7 +217,8 @@ pub async fn start(spec: StandaloneSpec, stores: StandaloneStores, extra: Option
         stores.clock.clone(),
     )
     .await?;
-    let (index, _) = index::start(IndexSpec { grpc_addr: spec.internal(1), index: Default::default() }).await?;
+    let (index, _) =
+        index::start(IndexSpec { grpc_addr: spec.internal(1), index: Default::default(), root: None }).await?;
     let index_addr = index.grpc_addr.to_string();
     let mut leaves = Vec::with_capacity(spec.leaves);
     for (i, st) in stores.leaves.into_iter().enumerate() {

@@ -85,7 +85,20 @@ async fn a_mirror_keeps_serving_its_last_version_without_the_config_service() {
         m.shutdown_within(Duration::ZERO).await.unwrap();
     }
     mirror.shutdown_within(Duration::ZERO).await.unwrap();
-    let (mirror, _) = config_mirror::start(spec, Arc::new(state), Arc::new(SystemClock)).await.unwrap();
+    // The old listener may take a moment to let go of the port.
+    let state = Arc::new(state);
+    let mut tries = 0;
+    let (mirror, _) = loop {
+        match config_mirror::start(spec.clone(), state.clone(), Arc::new(SystemClock)).await {
+            Ok(m) => break m,
+            Err(e) if tries < 50 => {
+                tries += 1;
+                tracing::debug!("restarting the mirror: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("restarting the mirror: {e}"),
+        }
+    };
     let got = client(mirror_addr).await.get(pb::GetConfigRequest {}).await.unwrap().into_inner();
     assert_eq!(got.version, 1, "the restarted mirror serves what it saved");
     let objects: Vec<Object> = serde_json::from_slice(&got.objects_json).unwrap();

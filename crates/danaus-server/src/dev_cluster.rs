@@ -5,7 +5,8 @@
 //!
 //! With more than one zone it adds the global layer: three config service
 //! members, a config mirror per zone (its router applies schemas through
-//! it), and a root mixer; zone `zN`'s processes are named `zN-router`,
+//! it), a root index server (each zone's index server vouches for its
+//! zone there) and a root mixer; zone `zN`'s processes are named `zN-router`,
 //! `zN-leaf-1`, … and it owns the locations `zN` and `zN-*`. Once every
 //! zone has settled, the zones are written into the configuration as
 //! `kind: Zone` objects (routers, mixers, locations), which the root mixer
@@ -168,6 +169,7 @@ impl DevCluster {
         };
         // The global layer: three config service members and a root mixer.
         let mut config_list = String::new();
+        let mut root_index = String::new();
         if cfg.global() {
             let (members, list, peers) = raft_group(3)?;
             config_list = list;
@@ -189,6 +191,14 @@ impl DevCluster {
                 add(name, grpc, http, args);
             }
             let (grpc, http) = (free_port()?, free_port()?);
+            root_index = grpc.clone();
+            add(
+                "root-index".into(),
+                grpc.clone(),
+                http.clone(),
+                strings(&["root-index", "--listen", &grpc, "--http", &http]),
+            );
+            let (grpc, http) = (free_port()?, free_port()?);
             let args = strings(&[
                 "root-mixer",
                 "--listen",
@@ -201,6 +211,8 @@ impl DevCluster {
                 &dir("root-mixer"),
                 "--zone-timeout",
                 "10s",
+                "--root-index",
+                &root_index,
             ]);
             add("root-mixer".into(), grpc, http, args);
         }
@@ -243,12 +255,11 @@ impl DevCluster {
                 let p = leaf_proc(&cfg, &name(&format!("leaf-{i}")), &assigner_list, &index_grpc)?;
                 add(p.name, p.grpc, p.http, p.args);
             }
-            add(
-                name("index"),
-                index_grpc.clone(),
-                index_http.clone(),
-                strings(&["index", "--listen", &index_grpc, "--http", &index_http]),
-            );
+            let mut args = strings(&["index", "--listen", &index_grpc, "--http", &index_http]);
+            if cfg.global() {
+                args.extend(strings(&["--root-index", &root_index, "--zone", &zone, "--assigners", &assigner_list]));
+            }
+            add(name("index"), index_grpc.clone(), index_http.clone(), args);
             let (grpc, http) = routers[z - 1].clone();
             let mut args = strings(&[
                 "router",
@@ -419,6 +430,11 @@ impl DevCluster {
     /// The root mixer's gRPC address (with more than one zone).
     pub fn root_mixer(&self) -> Option<&str> {
         self.procs.get("root-mixer").map(|p| p.grpc.as_str())
+    }
+
+    /// The root index server's gRPC address (several zones only).
+    pub fn root_index(&self) -> Option<&str> {
+        self.procs.get("root-index").map(|p| p.grpc.as_str())
     }
 
     /// The config service's member addresses (with more than one zone).

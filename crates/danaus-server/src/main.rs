@@ -44,6 +44,8 @@ enum Command {
     ConfigMirror(ConfigMirrorArgs),
     /// Run a root mixer (QueryService and the PromQL API over every zone).
     RootMixer(RootMixerArgs),
+    /// Run a root index server (zones' field hints, to prune the root's fan-out).
+    RootIndex(RootIndexArgs),
     /// Run a whole zone as separate processes on loopback, until Ctrl-C.
     DevCluster(DevClusterArgs),
 }
@@ -265,6 +267,10 @@ struct RootMixerArgs {
     /// A zone that has not answered after this long is reported missing.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     zone_timeout: Duration,
+    /// The root index server (HOST:PORT), asked which zones a query can
+    /// skip; without it every zone is asked.
+    #[arg(long)]
+    root_index: Option<String>,
     /// Queries run at once; more are refused with RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = 16)]
     max_concurrent_queries: usize,
@@ -284,6 +290,30 @@ struct IndexArgs {
     /// A leaf's hints count this long after its last push.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     fresh_for: Duration,
+    /// A root index server (HOST:PORT) to push this zone's hints to, so
+    /// the root mixer can skip the zone (needs --zone and --assigners).
+    #[arg(long, requires_all = ["zone", "assigners"])]
+    root_index: Option<String>,
+    /// This zone's name, as its `kind: Zone` object has it.
+    #[arg(long)]
+    zone: Option<String>,
+    /// The zone's assigner members (HOST:PORT,...): a claim to the root
+    /// index needs the zone table confirmed current.
+    #[arg(long, value_delimiter = ',')]
+    assigners: Vec<String>,
+    /// Log filter.
+    #[arg(long, default_value = "info", env = "DANAUS_LOG")]
+    log: String,
+}
+
+#[derive(Parser)]
+struct RootIndexArgs {
+    /// gRPC listen address (IndexService).
+    #[arg(long)]
+    listen: SocketAddr,
+    /// HTTP listen address for /metrics and /healthz.
+    #[arg(long)]
+    http: Option<SocketAddr>,
     /// Log filter.
     #[arg(long, default_value = "info", env = "DANAUS_LOG")]
     log: String,
@@ -547,8 +577,16 @@ fn main() -> anyhow::Result<()> {
                     grpc_addr: a.listen,
                     http_addr: a.http,
                     index: danaus_index::IndexConfig { fresh_for: a.fresh_for },
+                    root: a.root_index.map(|root_index| danaus_roles::index::RootLinkSpec {
+                        zone: a.zone.unwrap_or_default(),
+                        root_index,
+                        assigners: a.assigners,
+                    }),
                 })
             })
+        }
+        Command::RootIndex(a) => {
+            return run_role(&a.log, || zone::start_root_index(a.listen, a.http));
         }
         Command::ConfigServer(a) => {
             return run_role(&a.log, || {
@@ -571,6 +609,7 @@ fn main() -> anyhow::Result<()> {
                     state_dir: a.state_dir,
                     root: danaus_mixer::RootConfig {
                         zone_timeout: a.zone_timeout,
+                        root_index: a.root_index,
                         ..danaus_mixer::RootConfig::default()
                     },
                     max_concurrent_queries: a.max_concurrent_queries,

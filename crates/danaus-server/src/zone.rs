@@ -343,6 +343,8 @@ pub struct IndexRole {
     pub http_addr: Option<SocketAddr>,
     /// Tuning.
     pub index: danaus_index::IndexConfig,
+    /// The root index to vouch for the zone to, if any.
+    pub root: Option<danaus_roles::index::RootLinkSpec>,
 }
 
 /// Starts a zone index server.
@@ -350,10 +352,18 @@ pub async fn start_index(cfg: IndexRole) -> anyhow::Result<RunningRole> {
     let (role, _) = danaus_roles::index::start(danaus_roles::index::IndexSpec {
         grpc_addr: cfg.grpc_addr,
         index: cfg.index.clone(),
+        root: cfg.root.clone(),
     })
     .await?;
     let metrics = role.metrics.clone();
     with_http(role, cfg.http_addr, metrics, None, None).await
+}
+
+/// Starts a root index server.
+pub async fn start_root_index(grpc_addr: SocketAddr, http_addr: Option<SocketAddr>) -> anyhow::Result<RunningRole> {
+    let (role, _) = danaus_roles::index::start_root(danaus_roles::index::RootIndexSpec { grpc_addr }).await?;
+    let metrics = role.metrics.clone();
+    with_http(role, http_addr, metrics, None, None).await
 }
 
 /// A member of the config service's Raft group.

@@ -30,7 +30,7 @@ fn s(v: &str) -> pb::FieldValue {
 
 async fn cluster(leaves: usize, tweak: impl FnOnce(&mut DevClusterConfig)) -> (tempfile::TempDir, DevCluster) {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = DevClusterConfig::new(env!("CARGO_BIN_EXE_danaus"), dir.path(), leaves);
+    let mut cfg = DevClusterConfig::new(common::danaus_bin(), dir.path(), leaves);
     tweak(&mut cfg);
     let c = match DevCluster::start(cfg).await {
         Ok(c) => c,
@@ -609,7 +609,7 @@ async fn collection_aggregation_folds_deltas_from_many_ranges_into_one_series_an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_that_exits_during_start_fails_it_at_once_with_its_error() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = DevClusterConfig::new(env!("CARGO_BIN_EXE_danaus"), dir.path(), 1);
+    let mut cfg = DevClusterConfig::new(common::danaus_bin(), dir.path(), 1);
     cfg.leaf_args = vec!["--no-such-flag".into()];
     let started = std::time::Instant::now();
     let e = DevCluster::start(cfg).await.unwrap_err();
@@ -768,7 +768,7 @@ async fn healthz_reports_whether_each_role_can_serve() {
     }
     let (grpc, http) = (common::free_port(), common::free_port());
     let _mixer = common::Proc(
-        std::process::Command::new(env!("CARGO_BIN_EXE_danaus"))
+        std::process::Command::new(common::danaus_bin())
             .args(["mixer", "--listen", &format!("127.0.0.1:{grpc}"), "--http", &format!("127.0.0.1:{http}")])
             .args(["--assigners", &format!("127.0.0.1:{}", common::free_port()), "--log", "warn"])
             .spawn()

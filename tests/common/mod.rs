@@ -3,9 +3,30 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The `danaus` binary these tests run: `DANAUS_BIN` if set, else the one
+/// the workspace build put in this test's target directory (the tests run
+/// it as built: `scripts/test` builds the whole workspace first; after
+/// changing the server, running only this package needs
+/// `cargo build -p danaus-server --bin danaus` too).
+pub fn danaus_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("DANAUS_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("the test binary's own path");
+    // target/<profile>/deps/<test> → target/<profile>/danaus
+    let bin = exe.parent().and_then(Path::parent).expect("a target directory").join("danaus");
+    assert!(
+        bin.exists(),
+        "{} not found: build it (`cargo build -p danaus-server --bin danaus`, or run every test with \
+         scripts/test), or point DANAUS_BIN at a danaus binary",
+        bin.display()
+    );
+    bin
+}
 
 /// A running `danaus standalone` child process.
 pub struct Server {
@@ -18,7 +39,7 @@ impl Server {
     /// Starts the binary on ephemeral ports and waits for its ready line.
     #[allow(clippy::zombie_processes)] // Drop kills and reaps it
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_danaus"))
+        let mut child = Command::new(danaus_bin())
             .arg("standalone")
             .arg("--data-dir")
             .arg(data_dir)

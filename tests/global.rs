@@ -1,10 +1,11 @@
 //! Two zones of real processes with the global layer on loopback
 //! (`danaus dev-cluster --zones 2`: three config service members, per
 //! zone three assigners, a leaf, a router, a mixer, an index server and a
-//! config mirror, and a root mixer). Schemas are applied once and reach
+//! config mirror, a root index server and a root mixer). Schemas are applied once and reach
 //! both zones through the configuration; a write through either zone's
 //! router reaches the zone owning its location; the root mixer answers
-//! over both zones; with every config member killed the zones keep
+//! over both zones, skipping those the root index shows hold nothing it
+//! asks for, and never one holding a series it acknowledged; with every config member killed the zones keep
 //! ingesting and answering, and roles restarted meanwhile come up from
 //! their mirror; with a zone's mixer gone the root's answer is marked
 //! partial and names the zone.
@@ -105,7 +106,7 @@ fn names(tasks: &BTreeMap<String, usize>) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_zones_answer_as_one_and_keep_working_without_the_config_service() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = DevClusterConfig::new(env!("CARGO_BIN_EXE_danaus"), dir.path(), 1);
+    let mut cfg = DevClusterConfig::new(common::danaus_bin(), dir.path(), 1);
     cfg.zones = 2;
     let mut c = match DevCluster::start(cfg).await {
         Ok(c) => c,
@@ -138,6 +139,33 @@ async fn two_zones_answer_as_one_and_keep_working_without_the_config_service() {
     assert!(comp.complete, "{comp:?}");
     assert_eq!(counts.len(), 2, "one group per zone's cluster: {counts:?}");
 
+    // The root index: once the zones have claimed their hints there, a
+    // query for a task no zone holds skips both (and is complete)...
+    let root_http = c.procs["root-mixer"].http.clone();
+    let skipped = || async {
+        danaus_server::dev_cluster::metric(&root_http, "danaus_root_zones_skipped_by_hints_total").await.unwrap_or(0.0)
+    };
+    let t9 = r#"fetch Task::/load | filter task == "t9""#;
+    retry("the root skipping zones by their hints", || async {
+        let before = skipped().await;
+        let (tasks, comp) = query(&root, t9, from, to).await?;
+        assert!(comp.complete && tasks.is_empty(), "{tasks:?} {comp:?}");
+        let after = skipped().await;
+        if after >= before + 2.0 {
+            Ok(())
+        } else {
+            Err(format!("{after} zones skipped, {before} before"))
+        }
+    })
+    .await;
+    // ...and a series acknowledged right after is in the next answer: the
+    // leaf's hints push that names it is answered (and the write
+    // acknowledged) only once the root index holds its fingerprints.
+    write(&r1, vec![series("z2-a", "t9", t0)]).await.unwrap();
+    let (tasks, comp) = query(&root, t9, from, to).await.unwrap();
+    assert!(comp.complete, "{comp:?}");
+    assert_eq!(names(&tasks), ["t9"], "a zone was skipped for a series it had acknowledged");
+
     // Every config member killed: both zones keep ingesting and answering;
     // a mirror and a router restarted meanwhile come up from the mirror.
     for n in ["config-1", "config-2", "config-3"] {
@@ -154,7 +182,7 @@ async fn two_zones_answer_as_one_and_keep_working_without_the_config_service() {
     .await;
     let (tasks, comp) = query(&root, all, from, to).await.unwrap();
     assert!(comp.complete, "{comp:?}");
-    assert_eq!(names(&tasks), ["t1", "t2", "t3", "t4"]);
+    assert_eq!(names(&tasks), ["t1", "t2", "t3", "t4", "t9"]);
 
     // Zone z2's mixer gone: z1's series, marked partial, naming z2.
     c.kill("z2-mixer").unwrap();
@@ -208,7 +236,7 @@ async fn metrics_at(addr: &str) -> Result<(u64, Vec<String>), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_directory_is_applied_whole_across_a_leader_kill_and_both_zones_serve_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = DevClusterConfig::new(env!("CARGO_BIN_EXE_danaus"), dir.path().join("cluster"), 1);
+    let mut cfg = DevClusterConfig::new(common::danaus_bin(), dir.path().join("cluster"), 1);
     cfg.zones = 2;
     let mut c = match DevCluster::start(cfg).await {
         Ok(c) => c,

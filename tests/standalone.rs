@@ -218,7 +218,7 @@ async fn several_leaves_with_replicas_in_one_process() {
     let c = Client::connect(&server.grpc, None).await.unwrap();
     assert_eq!(read_users(&c).await, want);
     // A replication the leaves cannot give is refused up front.
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_danaus"))
+    let bad = std::process::Command::new(common::danaus_bin())
         .args(["standalone", "--leaves", "1", "--replication", "2", "--data-dir"])
         .arg(dir.path().join("other"))
         .output()
