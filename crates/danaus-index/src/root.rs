@@ -34,7 +34,7 @@
 //! the global layer for longer than that. A restarted zone index assumes a
 //! claim of its previous run may count for `CLAIM_MAX` after it starts.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -53,8 +53,51 @@ pub const CLAIM_MAX: Duration = READ_CONFIRM_WINDOW;
 /// How often the zone renews its claim.
 pub const CLAIM_EVERY: Duration = Duration::from_millis(500);
 
+/// The union of the leaves' sets, by how many hold each fingerprint, and
+/// which fingerprints entered or left it since the pusher last looked.
+#[derive(Default)]
+pub(crate) struct Union {
+    counts: HashMap<u64, u32>,
+    changed: HashSet<u64>,
+}
+
+impl Union {
+    pub(crate) fn add(&mut self, f: u64) {
+        let c = self.counts.entry(f).or_insert(0);
+        *c += 1;
+        if *c == 1 {
+            self.changed.insert(f);
+        }
+    }
+
+    pub(crate) fn remove(&mut self, f: u64) {
+        if let std::collections::hash_map::Entry::Occupied(mut e) = self.counts.entry(f) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+                self.changed.insert(f);
+            }
+        }
+    }
+
+    /// Fingerprints that entered and left the union since the last call.
+    pub(crate) fn drain(&mut self) -> (Vec<u64>, Vec<u64>) {
+        let (mut added, mut removed) = (Vec::new(), Vec::new());
+        for f in self.changed.drain() {
+            if self.counts.contains_key(&f) {
+                added.push(f);
+            } else {
+                removed.push(f);
+            }
+        }
+        (added, removed)
+    }
+}
+
 /// What a zone index knows of the root index's view of its zone.
 pub(crate) struct RootLink {
+    /// The zone's union (changed under the leaves' lock, after `has`).
+    pub(crate) union: Mutex<Union>,
     /// Fingerprints the root index surely holds for this zone. Changed
     /// together with the leaves' sets (under this lock) so a leaf push
     /// cannot slip between the union the pusher sends and the check.
@@ -70,6 +113,7 @@ pub(crate) struct RootLink {
 impl RootLink {
     pub(crate) fn new() -> Self {
         Self {
+            union: Mutex::new(Union::default()),
             has: Mutex::new(HashSet::new()),
             acked: watch::Sender::new(0),
             // A claim of this server's previous run may still count.
@@ -159,7 +203,10 @@ pub async fn run(index: IndexServer, zone: String, root: String, table: TableWat
     // The latest claim (token and bound): pushes between claims repeat it,
     // so the root index keeps pruning by a set that only grew.
     let mut claim: Option<(pb::HintsLease, u64)> = None;
+    // What the root index holds if our latest push was applied, and
+    // what left the union since but is not yet removed there.
     let mut pushed: HashSet<u64> = HashSet::new();
+    let mut pending_removed: HashSet<u64> = HashSet::new();
     let mut full = true;
     let mut next_claim = Instant::now();
     loop {
@@ -183,31 +230,51 @@ pub async fn run(index: IndexServer, zone: String, root: String, table: TableWat
                 (lease, valid_ms) = (Some(tok), ms);
             }
         }
-        let union = {
+        // What changed in the union since we last looked: what left it
+        // leaves `has` now, under the lock leaf pushes are checked under.
+        let (entered, left, everything) = {
             let mut has = link.has.lock();
-            let u = index.union();
-            has.retain(|f| u.contains(f));
-            u
+            let mut u = link.union.lock();
+            let (entered, left) = u.drain();
+            for f in &left {
+                has.remove(f);
+            }
+            if !full {
+                // Back before its removal reached the root index: held there.
+                has.extend(entered.iter().copied().filter(|f| pushed.contains(f)));
+            }
+            let everything: Option<Vec<u64>> = full.then(|| u.counts.keys().copied().collect());
+            (entered, left, everything)
         };
-        let (added, removed, sent): (Vec<u64>, Vec<u64>, HashSet<u64>) = if full {
-            (union.iter().copied().collect(), Vec::new(), union)
-        } else if claiming {
-            let added = union.difference(&pushed).copied().collect();
-            let removed = pushed.difference(&union).copied().collect();
-            (added, removed, union)
-        } else {
-            // Between claims only add: a removal is proven by a claim.
-            let added: Vec<u64> = union.difference(&pushed).copied().collect();
-            let mut sent = pushed.clone();
-            sent.extend(added.iter().copied());
-            (added, Vec::new(), sent)
+        for f in &entered {
+            pending_removed.remove(f);
+        }
+        pending_removed.extend(left.iter().copied().filter(|f| pushed.contains(f)));
+        let (added, removed): (Vec<u64>, Vec<u64>) = match everything {
+            Some(all) => {
+                pending_removed.clear();
+                (all, Vec::new())
+            }
+            // A removal is proven by a claim: between claims only add.
+            None if claiming => {
+                (entered.into_iter().filter(|f| !pushed.contains(f)).collect(), pending_removed.drain().collect())
+            }
+            None => (entered.into_iter().filter(|f| !pushed.contains(f)).collect(), Vec::new()),
         };
         if !claiming && !full && added.is_empty() {
             continue;
         }
         seq += 1;
-        let mut req =
-            Request::new(pb::HintsPush { leaf: zone.clone(), epoch, full, added, removed, seq, lease, valid_ms });
+        let mut req = Request::new(pb::HintsPush {
+            leaf: zone.clone(),
+            epoch,
+            full,
+            added: added.clone(),
+            removed: removed.clone(),
+            seq,
+            lease,
+            valid_ms,
+        });
         req.set_timeout(CLAIM_MAX);
         match client.push(req).await {
             Ok(r) => {
@@ -235,11 +302,20 @@ pub async fn run(index: IndexServer, zone: String, root: String, table: TableWat
                 if r.need_full {
                     // The root index holds no set of this run.
                     link.has.lock().clear();
+                    pushed.clear();
                     full = true;
                     next_claim = now;
                 } else {
-                    *link.has.lock() = sent.clone();
-                    pushed = sent;
+                    if full {
+                        pushed = added.into_iter().collect();
+                        *link.has.lock() = pushed.clone();
+                    } else {
+                        for f in &removed {
+                            pushed.remove(f);
+                        }
+                        pushed.extend(added.iter().copied());
+                        link.has.lock().extend(added);
+                    }
                     full = false;
                     link.acked.send_modify(|g| *g += 1);
                     if new_server {

@@ -124,16 +124,6 @@ impl IndexServer {
         self.root.as_ref()
     }
 
-    /// Every fingerprint held, over all leaves (fresh or not).
-    pub fn union(&self) -> HashSet<u64> {
-        let all = self.leaves.read();
-        let mut out = HashSet::with_capacity(all.values().map(|l| l.fps.len()).max().unwrap_or(0));
-        for l in all.values() {
-            out.extend(l.fps.iter().copied());
-        }
-        out
-    }
-
     /// How long the held sets cover a zone whose ranges have these read
     /// sets (each range's ready replicas, which all hold everything
     /// acknowledged in it): every range needs a replica whose set is
@@ -204,16 +194,35 @@ impl IndexServer {
             return (false, false);
         }
         let fresh_until = self.fresh_until(p.lease.as_ref(), p.valid_ms);
+        // The zone's union, kept by reference counts for the root index.
+        let mut union = self.root.as_ref().map(|r| r.union.lock());
         if p.full {
             let set = LeafSet { epoch: p.epoch, seq: p.seq, fps: p.added.into_iter().collect(), fresh_until };
-            leaves.insert(p.leaf, set);
+            if let Some(u) = union.as_mut() {
+                set.fps.iter().for_each(|f| u.add(*f));
+            }
+            if let Some(old) = leaves.insert(p.leaf, set) {
+                if let Some(u) = union.as_mut() {
+                    old.fps.iter().for_each(|f| u.remove(*f));
+                }
+            }
             return (false, true);
         }
         match leaves.get_mut(&p.leaf) {
             Some(l) if l.epoch == p.epoch => {
-                l.fps.extend(p.added);
+                for f in p.added {
+                    if l.fps.insert(f) {
+                        if let Some(u) = union.as_mut() {
+                            u.add(f);
+                        }
+                    }
+                }
                 for r in &p.removed {
-                    l.fps.remove(r);
+                    if l.fps.remove(r) {
+                        if let Some(u) = union.as_mut() {
+                            u.remove(*r);
+                        }
+                    }
                 }
                 l.seq = p.seq;
                 l.fresh_until = fresh_until;
@@ -327,6 +336,44 @@ mod tests {
         assert_eq!(s.exclude(&need(vec![9]), &leaves), vec!["b"]);
         std::thread::sleep(Duration::from_millis(250));
         assert!(s.exclude(&need(vec![42]), &leaves).is_empty(), "stale sets must not prune");
+    }
+
+    #[test]
+    fn the_zone_union_follows_every_leaf_set() {
+        let s = IndexServer::with_root(IndexConfig::default());
+        let drain = |s: &IndexServer| {
+            let (mut a, mut r) = s.root_link().unwrap().union.lock().drain();
+            a.sort_unstable();
+            r.sort_unstable();
+            (a, r)
+        };
+        push(&s, "a", 1, 1, true, vec![1, 2]);
+        push(&s, "b", 1, 1, true, vec![2, 3]);
+        assert_eq!(drain(&s), (vec![1, 2, 3], vec![]));
+        // `a` restarts holding only 2: 1 leaves the union, 2 stays (b).
+        push(&s, "a", 2, 1, true, vec![2]);
+        assert_eq!(drain(&s), (vec![], vec![1]));
+        let delta = |seq, added: Vec<u64>, removed: Vec<u64>| pb::HintsPush {
+            leaf: "b".into(),
+            epoch: 1,
+            full: false,
+            added,
+            removed,
+            seq,
+            lease: Some(s.lease()),
+            valid_ms: 0,
+        };
+        // A fingerprint added twice by one leaf counts once.
+        s.push(delta(2, vec![3, 4, 4], vec![2]));
+        assert_eq!(drain(&s), (vec![4], vec![]));
+        s.push(delta(3, vec![], vec![3, 4]));
+        s.push(pb::HintsPush { leaf: "a".into(), epoch: 2, seq: 2, ..delta(0, vec![], vec![2]) });
+        assert_eq!(drain(&s), (vec![], vec![2, 3, 4]));
+        // Out and back in between two looks: the pusher sees it in.
+        s.push(delta(4, vec![7], vec![]));
+        s.push(delta(5, vec![], vec![7]));
+        s.push(delta(6, vec![7], vec![]));
+        assert_eq!(drain(&s), (vec![7], vec![]));
     }
 
     #[test]

@@ -345,6 +345,7 @@ impl ZonePhase for RemoteZone {
             let zone = self.zone();
             if self.pruner.skip(&ctx.tenant, fp, &zone.name).await {
                 stats.zones_skipped_by_hints.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(zone = %zone.name, "zone skipped by its field hints");
                 return Ok(None);
             }
             if zone.mixers.is_empty() {
