@@ -31,7 +31,9 @@
 //! query that misses a zone too); Raft votes
 //! never go back, members agree on every applied index, and none loses a
 //! committed entry (zones' groups and the config group); no zone's table
-//! holds a configuration version no config member applied, and after
+//! holds, for longer than 10 s, a configuration version no config member
+//! applied (a leader may apply a committed version and die before the
+//! others do), and after
 //! healing every zone holds the newest committed one with its schemas. A failure prints the seed, the fault schedule and the
 //! replay command; each seed runs in a process of its own so that
 //! `simulation/run --seed N` replays it exactly.

@@ -89,6 +89,30 @@ struct Hints {
     full: bool,
     /// Bumped whenever fingerprints are added.
     generation: u64,
+    /// Series created since the index server last acknowledged a push
+    /// ([`series_key`] → the generation their hints need): a later write
+    /// of one must not be acknowledged before the write that created it
+    /// could be (the zone index may hold that push back for the root
+    /// index; `danaus_index::root`).
+    recent: HashMap<u64, u64>,
+}
+
+/// A series' identity in [`Hints::recent`]: tenant, schema and metric
+/// names, and field values in field-name order (a write may send them in
+/// any order). A collision only makes a write wait longer.
+fn series_key(tenant: &str, w: &SeriesWrite) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    tenant.hash(&mut h);
+    w.target_schema.hash(&mut h);
+    w.metric.hash(&mut h);
+    for fields in [&w.target_fields, &w.metric_fields] {
+        let mut f: Vec<&(String, danaus_model::FieldValue)> = fields.iter().collect();
+        f.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        f.len().hash(&mut h);
+        f.hash(&mut h);
+    }
+    h.finish()
 }
 
 /// How the leaf's agent runs.
@@ -213,10 +237,14 @@ impl ZoneLeaf {
 
     /// Adds the hints of the series of `batch` at `created`.
     /// Queues the fingerprints of new series for the index server; returns
-    /// the hint generation holding them if any were new.
+    /// the hint generation the batch must wait for: the one holding the
+    /// new series' fingerprints (already queued ones count too: the push
+    /// carrying them may not be acknowledged yet), and that of any series
+    /// of the batch created by an earlier write still waiting for its push.
     fn add_hints<S: Borrow<SeriesWrite>>(&self, tenant: &str, batch: &[S], created: &[usize]) -> Option<u64> {
+        let pending = self.pending_hints(tenant, batch);
         if created.is_empty() {
-            return None;
+            return pending;
         }
         // A target's new series come together: its fields are
         // fingerprinted once per run of them.
@@ -240,14 +268,34 @@ impl ZoneLeaf {
                 h.unsent.push(f);
             }
         }
-        if h.unsent.len() > before {
+        let grew = h.unsent.len() > before;
+        if grew {
             h.generation += 1;
-            let g = h.generation;
-            drop(h);
-            self.hints_changed.notify_one();
-            return Some(g);
         }
-        None
+        let g = h.generation;
+        for &i in created {
+            if let Some(w) = batch.get(i).map(Borrow::borrow) {
+                h.recent.insert(series_key(tenant, w), g);
+            }
+        }
+        drop(h);
+        if grew {
+            self.hints_changed.notify_one();
+        }
+        Some(pending.map_or(g, |p| p.max(g)))
+    }
+
+    /// The latest hint generation a series of `batch` was created at, if
+    /// its push is not acknowledged yet.
+    fn pending_hints<S: Borrow<SeriesWrite>>(&self, tenant: &str, batch: &[S]) -> Option<u64> {
+        if self.hints.lock().recent.is_empty() {
+            return None;
+        }
+        // The batch's own new series may match an older entry (a series
+        // dropped and made again): waiting for it too is harmless.
+        let keys: Vec<u64> = batch.iter().map(|w| series_key(tenant, w.borrow())).collect();
+        let h = self.hints.lock();
+        keys.iter().filter_map(|k| h.recent.get(k).copied()).max()
     }
 
     /// Waits until series of hint generation `g` cannot be pruned away
@@ -378,6 +426,7 @@ impl ZoneLeaf {
                         continue;
                     }
                     self.hints_failing.store(false, Ordering::Release);
+                    self.hints.lock().recent.retain(|_, g| *g > generation);
                     self.hints_acked.send_modify(|a| {
                         a.generation = a.generation.max(generation);
                         a.lease_end = a.lease_end.max(lease_end);
@@ -387,8 +436,12 @@ impl ZoneLeaf {
                     self.stats.hint_push_failures.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(index = %index, "hints push: {}", s.message());
                     self.hints_failing.store(true, Ordering::Release);
-                    // Resend everything once the server answers again.
-                    self.hints.lock().full = true;
+                    // Resend everything once the server answers again;
+                    // meanwhile every write waits (`hints_sent`), so the
+                    // series awaiting a push need no list.
+                    let mut h = self.hints.lock();
+                    h.full = true;
+                    h.recent.clear();
                 }
             }
         }
@@ -773,7 +826,7 @@ impl ZoneLeaf {
                 .map_err(|e| e.0 .0)?;
             let r = self.leaf.import(&b.tenant, &batch).await.map_err(|e| e.to_string())?;
             if let Some(g) = self.add_hints(&b.tenant, &batch, &r.created) {
-                hints = Some(g);
+                hints = hints.max(Some(g));
             }
             if let Some(e) = r.errors.first() {
                 // Replicas disagree (a conflict) or the data is invalid:
