@@ -228,3 +228,64 @@ fn any_request_is_answered_without_a_server_error() {
     });
     assert!(answered.get() >= 100, "only {} of 400 generated queries were answered", answered.get());
 }
+
+/// A subquery's step over a query's whole range is memory and time: a
+/// 1 ms step over a day-long range query is 86 million steps. It is
+/// refused as too large at once (this one hung the test above for
+/// minutes before it was), within the query's sample limit.
+#[test]
+fn a_fine_subquery_over_a_long_range_is_refused_at_once() {
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let s = storage();
+    let q = "(delta(({job=~\"a|b\"} @ 1700000000)[5m:1ms])) atan2 (count_over_time((up{job=\"a\"} offset 5m)[1h:7m]))";
+    let p = Params::parse(
+        b"",
+        &form(&[
+            ("query", q.to_owned()),
+            ("start", "28852286.6".to_owned()),
+            ("end", (28852286.6f64 + 63924.0).to_string()),
+            ("step", "15".to_owned()),
+        ]),
+    );
+    let r = rt.block_on(query_range(&s, &p, Options { max_samples: 200_000, ..Options::default() }));
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("subquery") && r.body.contains("the limit is 200000"), "{}", r.body);
+    // Refused before anything is fetched: storage would otherwise compute
+    // the pushed-down aggregation at each of the 300,001 steps first.
+    let q = "max_over_time((count_values(\"v\", group without (le) ({job=~\"a|b\"} @ 1700000000)) by (job))[5m:1ms])";
+    let p = Params::parse(&form(&[("query", q.to_owned()), ("time", "1700000300".to_owned())]), b"");
+    let r = rt.block_on(query(&s, &p, T, Options { max_samples: 200_000, ..Options::default() }));
+    assert_eq!(r.status, 422, "{}", r.body);
+    // Within the limit, the same subquery is answered.
+    let p = Params::parse(
+        &form(&[("query", "max_over_time(up[5m:1s])".to_owned()), ("time", "1700000300".to_owned())]),
+        b"",
+    );
+    let r = rt.block_on(query(&s, &p, T, Options { max_samples: 200_000, ..Options::default() }));
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// Evaluation computes on the caller's thread, where no timer can stop
+/// it: it watches its deadline itself and gives up with `timeout`.
+#[test]
+fn evaluation_gives_up_at_its_deadline() {
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let s = storage();
+    let range = |deadline| {
+        let p = Params::parse(
+            b"",
+            &form(&[
+                ("query", "sum(rate(up[5m:1s]))".to_owned()),
+                ("start", "1700000000".to_owned()),
+                ("end", "1700000600".to_owned()),
+                ("step", "1".to_owned()),
+            ]),
+        );
+        rt.block_on(query_range(&s, &p, Options { deadline, ..Options::default() }))
+    };
+    let r = range(Some(std::time::Instant::now()));
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("\"errorType\":\"timeout\""), "{}", r.body);
+    let r = range(Some(std::time::Instant::now() + std::time::Duration::from_secs(600)));
+    assert_eq!(r.status, 200, "{}", r.body);
+}

@@ -130,11 +130,19 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The query's timeout: its `timeout` parameter, at most the server's.
+fn timeout_of(api: &PromqlApi, params: &Params) -> Result<std::time::Duration, Reply> {
+    match api::timeout(params) {
+        Ok(t) => Ok(t.map_or(api.timeout, |t| t.min(api.timeout))),
+        Err(e) => Err(api::error_reply(&e)),
+    }
+}
+
 /// Runs `f` under the concurrency cap and the query's timeout.
 async fn limited(api: &PromqlApi, params: &Params, f: impl std::future::Future<Output = Reply>) -> Reply {
-    let timeout = match api::timeout(params) {
-        Ok(t) => t.map_or(api.timeout, |t| t.min(api.timeout)),
-        Err(e) => return api::error_reply(&e),
+    let timeout = match timeout_of(api, params) {
+        Ok(t) => t,
+        Err(r) => return r,
     };
     let Ok(_permit) = api.running.acquire().await else {
         return api::error_reply(&Error::Storage { message: "the query API is shutting down".into(), retryable: true });
@@ -161,10 +169,16 @@ async fn run(api: &PromqlApi, ep: Endpoint, headers: &HeaderMap, q: Option<Strin
     };
     let storage = api.storage(&c.tenant);
     let p = &c.params;
+    // Evaluation computes on this thread: it watches the same deadline
+    // the timer below enforces on fetches.
+    let options = match timeout_of(api, p) {
+        Ok(t) => danaus_promql::Options { deadline: Some(std::time::Instant::now() + t), ..api.options },
+        Err(r) => return respond(r),
+    };
     let answer = async {
         match ep {
-            Endpoint::Query => api::query(&storage, p, now_ms(), api.options).await,
-            Endpoint::QueryRange => api::query_range(&storage, p, api.options).await,
+            Endpoint::Query => api::query(&storage, p, now_ms(), options).await,
+            Endpoint::QueryRange => api::query_range(&storage, p, options).await,
             Endpoint::Series => api::series(&storage, p, now_ms()).await,
             Endpoint::Labels => api::label_names(&storage, p, now_ms()).await,
         }

@@ -287,13 +287,16 @@ fn over_range_at(
     // windows only move forward as steps do (or stay put under `@`).
     let mut out: Vec<Vec<El>> = vec![Vec::new(); g.len()];
     for (k, l) in labels.iter().enumerate() {
+        let mut seen = g.len();
         let ends = (0..g.len()).map(|i| r.window_end(g.time(i)));
         for_each_window(&r.series[k].points, r.range, ends, |i, _, w| {
+            seen += w.len();
             let t = g.time(i);
             if let Some(v) = f(&r, i, t, w) {
                 out[i].push(El { labels: l.clone(), v, t });
             }
         });
+        ev.work(seen)?;
     }
     Ok(Out::Vector(out))
 }

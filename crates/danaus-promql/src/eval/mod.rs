@@ -51,11 +51,23 @@ pub struct Options {
     /// Off, every selector's raw samples are fetched and evaluated here
     /// (the reference the pushed-down answers are tested against).
     pub push_down: bool,
+    /// When evaluation gives up with a `timeout` error. Fetches are
+    /// async and a caller's timer stops them; evaluation is computing on
+    /// the caller's thread, so it looks at this clock itself (every
+    /// node, series and few thousand steps) rather than hold a server
+    /// thread past the query's timeout.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { lookback_ms: 300_000, subquery_step_ms: 60_000, max_samples: 50_000_000, push_down: true }
+        Self {
+            lookback_ms: 300_000,
+            subquery_step_ms: 60_000,
+            max_samples: 50_000_000,
+            push_down: true,
+            deadline: None,
+        }
     }
 }
 
@@ -324,7 +336,12 @@ pub(crate) struct Ev {
     opts: Options,
     /// The query's own start and end, for `@ start()` and `@ end()`.
     query: Grid,
+    /// Work done since the deadline was last looked at.
+    work: std::cell::Cell<u32>,
 }
+
+/// Units of work (steps, series, nodes) between two looks at the clock.
+const WORK_PER_CLOCK_READ: u32 = 4096;
 
 fn key(vs: &VectorSelector) -> usize {
     vs as *const VectorSelector as usize
@@ -387,6 +404,41 @@ fn steps_of(series: &[Series], w: &PromWindow, g: Grid, drop_name: bool) -> Resu
 }
 
 impl Ev {
+    /// Counts `n` units of work; past the deadline, a `timeout` error.
+    pub(crate) fn work(&self, n: usize) -> Result<()> {
+        let Some(deadline) = self.opts.deadline else { return Ok(()) };
+        let done = self.work.get().saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+        if done < WORK_PER_CLOCK_READ {
+            self.work.set(done);
+            return Ok(());
+        }
+        self.work.set(0);
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Timeout("query evaluation".into()));
+        }
+        Ok(())
+    }
+
+    /// Fails when `n` samples are more than the query may hold.
+    fn hold(&self, n: usize, what: impl FnOnce() -> String) -> Result<()> {
+        if n > self.opts.max_samples {
+            return Err(Error::TooLarge(format!(
+                "query processing would load too many samples into memory in query execution: {} holds {n} \
+                 (the limit is {})",
+                what(),
+                self.opts.max_samples
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every step of a subquery's grid is a slot of its expression's
+    /// answer, held whether or not a sample lands in it: a fine step over
+    /// a long query would otherwise take memory and time without bound.
+    fn hold_steps(&self, sq: &parser::SubqueryExpr, inner: Grid) -> Result<()> {
+        self.hold(inner.len(), || format!("subquery {sq} at a {} ms step", inner.step))
+    }
+
     fn at_ms(&self, at: &Option<AtModifier>) -> Option<i64> {
         at.as_ref().map(|a| match a {
             AtModifier::Start => self.query.start,
@@ -397,10 +449,16 @@ impl Ev {
 
     /// Works out each selector's range, fetches them all.
     async fn load(storage: &dyn Storage, expr: &Expr, query: Grid, opts: Options) -> Result<Ev> {
-        let mut ev =
-            Ev { data: HashMap::default(), pushed: HashMap::default(), folded: HashMap::default(), opts, query };
+        let mut ev = Ev {
+            data: HashMap::default(),
+            pushed: HashMap::default(),
+            folded: HashMap::default(),
+            opts,
+            query,
+            work: std::cell::Cell::new(0),
+        };
         let mut fetches: HashMap<usize, Fetch> = HashMap::default();
-        ev.needs(expr, query, &mut fetches);
+        ev.needs(expr, query, &mut fetches)?;
         let fetches = fetches.into_iter().map(|(k, f)| async move {
             let vs = match &f {
                 Fetch::Raw(vs, ..) | Fetch::Pushed(vs, _) | Fetch::PushedAggregate { vs, .. } => *vs,
@@ -448,7 +506,7 @@ impl Ev {
     /// over `g`: the time range of its raw samples, or, for a range
     /// function over a selector (and for a selector an aggregation reads
     /// directly), the window function to compute where the data is.
-    fn needs<'a>(&self, e: &'a Expr, g: Grid, out: &mut HashMap<usize, Fetch<'a>>) {
+    fn needs<'a>(&self, e: &'a Expr, g: Grid, out: &mut HashMap<usize, Fetch<'a>>) -> Result<()> {
         let mut add = |vs: &'a VectorSelector, back: i64| {
             let off = offset_ms(&vs.offset);
             let (a, b) = match self.at_ms(&vs.at) {
@@ -465,15 +523,18 @@ impl Ev {
             Expr::MatrixSelector(ms) => add(&ms.vs, duration_ms(&ms.range)),
             Expr::Subquery(sq) => {
                 let inner = self.subquery_grid(sq, g.start, g.end);
-                self.needs(&sq.expr, inner, out);
+                // Refused before anything is fetched for it: storage
+                // would compute pushed-down windows over this grid too.
+                self.hold_steps(sq, inner)?;
+                self.needs(&sq.expr, inner, out)?;
             }
             Expr::Aggregate(a) => {
                 if let Some(p) = &a.param {
-                    self.needs(p, g, out);
+                    self.needs(p, g, out)?;
                 }
                 if let Some(f) = self.foldable(a, g) {
                     out.insert(aggregate_key(a), f);
-                    return;
+                    return Ok(());
                 }
                 match unparen(&a.expr) {
                     // Every aggregation's output is at the step's time, so
@@ -481,23 +542,24 @@ impl Ev {
                     Expr::VectorSelector(vs) if self.opts.push_down => {
                         out.insert(key(vs), Fetch::Pushed(vs, self.window(PromFn::Lookback, Vec::new(), vs, None, g)));
                     }
-                    inner => self.needs(inner, g, out),
+                    inner => self.needs(inner, g, out)?,
                 }
             }
-            Expr::Unary(u) => self.needs(&u.expr, g, out),
+            Expr::Unary(u) => self.needs(&u.expr, g, out)?,
             Expr::Binary(b) => {
-                self.needs(&b.lhs, g, out);
-                self.needs(&b.rhs, g, out);
+                self.needs(&b.lhs, g, out)?;
+                self.needs(&b.rhs, g, out)?;
             }
-            Expr::Paren(p) => self.needs(&p.expr, g, out),
+            Expr::Paren(p) => self.needs(&p.expr, g, out)?,
             Expr::Call(c) => match self.pushable(c, g) {
                 Some((vs, w)) => {
                     out.insert(call_key(c), Fetch::Pushed(vs, w));
                 }
-                None => c.args.args.iter().for_each(|a| self.needs(a, g, out)),
+                None => c.args.args.iter().try_for_each(|a| self.needs(a, g, out))?,
             },
             _ => {}
         }
+        Ok(())
     }
 
     /// A window function over `vs`'s samples at every time of `g`.
@@ -610,6 +672,7 @@ impl Ev {
     /// Evaluates `e` at every time of `g`.
     pub(crate) fn eval(&self, e: &Expr, g: Grid) -> Result<Out> {
         let n = g.len();
+        self.work(1)?;
         Ok(match e {
             Expr::NumberLiteral(x) => Out::Scalar(vec![x.val; n]),
             Expr::StringLiteral(s) => Out::String(s.val.clone()),
@@ -654,7 +717,9 @@ impl Ev {
         let off = offset_ms(&vs.offset);
         let at = self.at_ms(&vs.at);
         let mut out: Vec<Vec<El>> = vec![Vec::new(); g.len()];
+        let mut held = 0usize;
         for s in series.iter() {
+            self.work(g.len())?;
             // Step times never decrease: the newest sample at or before
             // each is found by moving forward.
             let mut k = 0;
@@ -671,13 +736,16 @@ impl Ev {
                     continue;
                 }
                 step.push(El { labels: s.labels.clone(), v, t: pt });
+                held += 1;
             }
+            self.hold(held, || format!("selector {vs} over {} steps", g.len()))?;
         }
         Ok(out)
     }
 
     /// A subquery: its expression over its own grid, as series.
     fn subquery(&self, sq: &parser::SubqueryExpr, g: Grid) -> Result<Range> {
+        // `needs` refused a grid larger than the query may hold.
         let inner = self.subquery_grid(sq, g.start, g.end);
         let out = self.eval(&sq.expr, inner)?;
         let series = to_matrix(out, inner)?;
