@@ -165,9 +165,17 @@ impl Drop for Proc {
     }
 }
 
-/// A free loopback port.
+/// A free loopback port, never one this test process handed out before
+/// (the kernel may give a just-released port again).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// Waits up to 30 s for `GET path` on `addr` to answer 200.

@@ -46,5 +46,5 @@ mod value;
 pub use danaus::DanausStorage;
 pub use error::{Error, Result};
 pub use eval::{instant, parse, range, selector_matchers, Options};
-pub use storage::{matches, MemStorage, Storage};
+pub use storage::{matches, windows_by_select, MemStorage, Storage};
 pub use value::{format_float, is_stale, stale_nan, Labels, Sample, Series, Value, METRIC_NAME, STALE_NAN_BITS};

@@ -384,13 +384,25 @@ fn parse_number(s: &str) -> Option<f64> {
 }
 
 /// `metric{a="b"} values…` into labels and expanded values.
-fn parse_series_line(line: &str) -> std::result::Result<(Labels, Vec<Option<f64>>), String> {
+/// A `load` line: a series in metric notation and its values in
+/// promtool's expanding notation (`1+2x3`, `_`, `_x2`, `stale`): a value
+/// per step, `None` where there is none.
+pub fn parse_series_line(line: &str) -> std::result::Result<(Labels, Vec<Option<f64>>), String> {
     let (labels, rest) = parse_labels(line)?;
     let mut values = Vec::new();
     for tok in rest.split_whitespace() {
         expand(tok, &mut values)?;
     }
     Ok((labels, values))
+}
+
+/// A series in metric notation (`name{a="b"}`, `{a="b"}`), all of it.
+pub fn parse_metric(s: &str) -> std::result::Result<Labels, String> {
+    let (labels, rest) = parse_labels(s.trim())?;
+    if !rest.trim().is_empty() {
+        return Err(format!("unexpected {:?} after the series in {s:?}", rest.trim()));
+    }
+    Ok(labels)
 }
 
 fn parse_labels(s: &str) -> std::result::Result<(Labels, &str), String> {

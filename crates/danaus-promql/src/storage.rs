@@ -30,19 +30,7 @@ pub trait Storage: Send + Sync {
     /// the data is overrides this; the default reads the raw samples with
     /// [`Storage::select`] and computes it here.
     fn select_windows<'a>(&'a self, matchers: &'a [Matcher], w: &'a PromWindow) -> BoxFuture<'a, Result<Vec<Series>>> {
-        Box::pin(async move {
-            let (lo, hi) = w.sample_range();
-            let raw = self.select(matchers, lo, hi).await?;
-            let mut scratch = Vec::new();
-            Ok(raw
-                .into_iter()
-                .map(|s| {
-                    let mut points = Vec::new();
-                    w.eval_series(&s.points, &mut scratch, |i, v| points.push((w.time(i), v)));
-                    Series { labels: s.labels, points }
-                })
-                .collect())
-        })
+        Box::pin(windows_by_select(self, matchers, w))
     }
 
     /// `agg` over the values of `w` for the series matching every matcher,
@@ -66,6 +54,27 @@ pub trait Storage: Send + Sync {
     fn warnings(&self) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// [`Storage::select_windows`] computed here from [`Storage::select`]'s
+/// raw samples: the default, for storage that cannot compute windows
+/// where the data is (or, for a wrapper, cannot for some selectors).
+pub async fn windows_by_select<S: Storage + ?Sized>(
+    storage: &S,
+    matchers: &[Matcher],
+    w: &PromWindow,
+) -> Result<Vec<Series>> {
+    let (lo, hi) = w.sample_range();
+    let raw = storage.select(matchers, lo, hi).await?;
+    let mut scratch = Vec::new();
+    Ok(raw
+        .into_iter()
+        .map(|s| {
+            let mut points = Vec::new();
+            w.eval_series(&s.points, &mut scratch, |i, v| points.push((w.time(i), v)));
+            Series { labels: s.labels, points }
+        })
+        .collect())
 }
 
 /// Series in memory.

@@ -12,7 +12,7 @@
 //! `kind: Zone` objects (routers, mixers, locations), which the root mixer
 //! queries by.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -125,9 +125,20 @@ impl std::fmt::Display for Exited {
 
 impl std::error::Error for Exited {}
 
+/// A free loopback port, never one this process handed out before: the
+/// kernel may give a just-released port again, and two processes of one
+/// cluster told the same port make one of them fail to start.
 fn free_port() -> anyhow::Result<String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.to_string())
+    static GIVEN: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    for _ in 0..100 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let addr = l.local_addr()?;
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if given.insert(addr.port()) {
+            return Ok(addr.to_string());
+        }
+    }
+    anyhow::bail!("no loopback port this process has not handed out already")
 }
 
 impl DevCluster {
@@ -135,20 +146,27 @@ impl DevCluster {
     ///
     /// Ports are picked free and handed to the processes, so another
     /// program may take one in between; a process that exits while the
-    /// zone starts fails the start with its error. When the data directory
-    /// was empty (a fresh cluster), the start is then tried again on new
-    /// ports, up to three times, from an empty directory.
+    /// zone starts fails the start with its error. When the directory held
+    /// no cluster yet (no subdirectory: its processes' state lives in
+    /// theirs; a caller's own files may be there), the start is then tried
+    /// again on new ports, up to three times, after removing what the
+    /// failed attempt created.
     pub async fn start(cfg: DevClusterConfig) -> anyhow::Result<Self> {
-        let fresh = match std::fs::read_dir(&cfg.dir) {
-            Ok(mut d) => d.next().is_none(),
-            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        let before: BTreeSet<std::ffi::OsString> = match std::fs::read_dir(&cfg.dir) {
+            Ok(d) => d.flatten().map(|e| e.file_name()).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", cfg.dir.display())),
         };
+        let fresh = before.iter().all(|n| !cfg.dir.join(n).is_dir());
         let mut attempt = 1;
         loop {
             match Self::start_once(cfg.clone()).await {
                 Err(e) if fresh && attempt < 3 && e.downcast_ref::<Exited>().is_some() => {
                     eprintln!("dev cluster: {e:#}; starting again on new ports");
                     for entry in std::fs::read_dir(&cfg.dir)?.flatten() {
+                        if before.contains(&entry.file_name()) {
+                            continue;
+                        }
                         let p = entry.path();
                         let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
                     }
