@@ -450,13 +450,32 @@ impl ZoneLeaf {
     /// Mirrors the table's schemas now when the leaf lacks one the table
     /// has: a router or mixer may use a schema before the agent's mirror
     /// has caught up (or with fields added since).
+    ///
+    /// The caller planned with its own view of the table, which may be
+    /// newer than this leaf's: a schema applied a moment ago (the apply
+    /// answered once the router's view held it) can be missing here. So
+    /// when this leaf's table lacks the schema too, it first catches up
+    /// with the zone's latest committed table (a confirmation sent now,
+    /// at most 2 s) before the read goes on — and only then is an unknown
+    /// schema unknown. Reads of schemas that exist pay nothing.
     async fn ensure_schemas(&self, tenant: &str, target: &str, metric: &str) {
-        let table = self.table.current();
-        let stored = table.metric_schema(tenant, metric).map_or(0, |m| m.fields.len());
-        if self.leaf.target_schema(tenant, target).is_some()
-            && self.leaf.metric_schema(tenant, metric).is_some_and(|m| m.fields.len() >= stored)
-        {
+        let have = |table: &ZoneTable| {
+            let stored = table.metric_schema(tenant, metric).map_or(0, |m| m.fields.len());
+            self.leaf.target_schema(tenant, target).is_some()
+                && self.leaf.metric_schema(tenant, metric).is_some_and(|m| m.fields.len() >= stored)
+        };
+        let in_table = |table: &ZoneTable| {
+            table.target_schema(tenant, target).is_some() && table.metric_schema(tenant, metric).is_some()
+        };
+        let mut table = self.table.current();
+        if have(&table) {
             return;
+        }
+        if !in_table(&table) {
+            if let Err(e) = self.table.confirm_since(Instant::now(), u64::MAX, Duration::from_secs(2)).await {
+                tracing::debug!("catching up with the zone table for schema {target:?}/{metric:?}: {e}");
+            }
+            table = self.table.current();
         }
         if table.target_schema(tenant, target).is_some() || table.metric_schema(tenant, metric).is_some() {
             self.mirror_schemas(&table).await;
