@@ -29,6 +29,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use danaus_model::{MetricSchema, TargetSchema};
+use danaus_rules::file::GroupSpec;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -242,12 +243,15 @@ fn parse_document(file: &Path, first: usize, doc: &str) -> Result<Vec<Document>,
         None if map.keys().all(|k| k.as_str().is_some_and(|k| k == "targets" || k == "metrics")) => {
             "Schemas".to_owned()
         }
+        // A Prometheus rule file, as it is.
+        None if map.keys().all(|k| k.as_str() == Some("groups")) => "Rules".to_owned(),
         None => {
             let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
             return Err(FileError {
                 at: at(0, 1),
                 message: format!(
-                    "the document names no kind: start it with `kind: K` ({} or Schemas)",
+                    "the document names no kind: start it with `kind: K` ({}), or write schemas (`targets:`, \
+                     `metrics:`) or a Prometheus rule file (`groups:`)",
                     kinds.join(", ")
                 ),
             });
@@ -273,6 +277,21 @@ fn parse_document(file: &Path, first: usize, doc: &str) -> Result<Vec<Document>,
             e
         })?)),
         "Zone" => one(Object::Zone(read::<ZoneSpec>(file, first, &body)?)),
+        "RuleGroup" => one(Object::RuleGroup(read::<GroupSpec>(file, first, &body)?)),
+        "Rules" => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Rules {
+                #[serde(default)]
+                groups: Vec<GroupSpec>,
+            }
+            let r: Rules = read(file, first, &body)?;
+            r.groups
+                .into_iter()
+                .map(Object::RuleGroup)
+                .map(|object| Document { at: name_at(object.name()), tenant: tenant.clone(), object })
+                .collect()
+        }
         "Schemas" => {
             let s: Schemas = read(file, first, &body)?;
             s.targets
@@ -287,7 +306,10 @@ fn parse_document(file: &Path, first: usize, doc: &str) -> Result<Vec<Document>,
             let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
             return Err(FileError {
                 at: at(line, 7),
-                message: format!("unknown kind {other:?}; kinds are {} and Schemas", kinds.join(", ")),
+                message: format!(
+                    "unknown kind {other:?}; kinds are {}, and documents of schemas or rule groups without a kind",
+                    kinds.join(", ")
+                ),
             });
         }
     })
@@ -352,6 +374,7 @@ pub fn render(object: &Object, tenant: Option<&str>) -> Result<String, String> {
         Object::TargetSchema(s) => yaml_serde::to_value(s),
         Object::MetricSchema(s) => yaml_serde::to_value(s),
         Object::Zone(z) => yaml_serde::to_value(z),
+        Object::RuleGroup(g) => yaml_serde::to_value(g),
     }
     .map_err(|e| format!("{}: {e}", object.name()))?;
     let mut map = yaml_serde::Mapping::new();
@@ -370,7 +393,7 @@ pub fn render(object: &Object, tenant: Option<&str>) -> Result<String, String> {
 
 /// The configuration of `tenant` (and the installation's objects) as a
 /// directory: relative path → text. `zones.yaml`, `schemas/targets.yaml`,
-/// `schemas/metrics.yaml`; documents name no tenant (apply with
+/// `schemas/metrics.yaml`, `rules.yaml`; documents name no tenant (apply with
 /// `--tenant`).
 pub fn export(view: &crate::view::ConfigView, tenant: &str) -> Result<BTreeMap<PathBuf, String>, String> {
     let mut files: BTreeMap<PathBuf, String> = BTreeMap::new();
@@ -379,6 +402,7 @@ pub fn export(view: &crate::view::ConfigView, tenant: &str) -> Result<BTreeMap<P
             Kind::Zone => PathBuf::from("zones.yaml"),
             Kind::TargetSchema => PathBuf::from("schemas/targets.yaml"),
             Kind::MetricSchema => PathBuf::from("schemas/metrics.yaml"),
+            Kind::RuleGroup => PathBuf::from("rules.yaml"),
         };
         let text = files.entry(path).or_default();
         if !text.is_empty() {
@@ -515,6 +539,22 @@ mod schema_file {
         serde_json::from_str(&text).unwrap()
     }
 
+    /// A Prometheus rule file dropped into a configuration directory is
+    /// read as it is: one RuleGroup object per group, checked as promtool
+    /// checks it, with the problem at the group's line.
+    #[test]
+    fn a_prometheus_rule_file_is_a_document_of_rule_groups() {
+        let text = "groups:\n  - name: a\n    rules:\n      - record: x:sum\n        expr: sum(x)\n  - name: b\n    \
+                    rules:\n      - alert: Bad\n        expr: rate(x[5m]\n";
+        let docs = parse(Path::new("rules.yml"), text).unwrap();
+        assert_eq!(docs.iter().map(|d| d.object.name()).collect::<Vec<_>>(), ["a", "b"]);
+        assert!(docs.iter().all(|d| d.object.kind() == Kind::RuleGroup));
+        assert_eq!(docs[1].at.line, 6);
+        assert!(docs[0].object.validate().is_ok());
+        let err = docs[1].object.validate().unwrap_err();
+        assert!(err.starts_with("group \"b\", rule 1, \"Bad\": could not parse expression"), "{err}");
+    }
+
     #[test]
     fn every_kind_and_every_key_the_reader_takes_is_in_the_json_schema() {
         let s = schema();
@@ -555,6 +595,15 @@ mod schema_file {
                     admission_window: 5_000_000_000,
                 }),
             }),
+            Object::RuleGroup(
+                danaus_rules::file::specs(
+                    "groups:\n- name: api\n  interval: 30s\n  limit: 10\n  labels: {team: a}\n  rules:\n  - record: \
+                     job:up:sum\n    expr: sum by (job) (up)\n  - alert: Down\n    expr: up == 0\n    for: 5m\n    \
+                     keep_firing_for: 1m\n    labels: {severity: page}\n    annotations: {summary: '{{ $labels.job }}'}\n",
+                )
+                .unwrap()
+                .remove(0),
+            ),
         ];
         for o in objects {
             let text = render(&o, Some("acme")).unwrap();

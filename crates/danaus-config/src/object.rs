@@ -5,6 +5,7 @@
 use std::fmt;
 
 use danaus_model::{MetricSchema, TargetSchema};
+use danaus_rules::file::GroupSpec;
 use serde::{Deserialize, Serialize};
 
 /// What an object is.
@@ -16,11 +17,14 @@ pub enum Kind {
     MetricSchema,
     /// A zone of the installation (global).
     Zone,
+    /// A group of recording and alerting rules (per tenant), in
+    /// Prometheus' rule-file form.
+    RuleGroup,
 }
 
 impl Kind {
     /// Every kind, in the order a directory is applied and exported.
-    pub const ALL: [Kind; 3] = [Kind::Zone, Kind::TargetSchema, Kind::MetricSchema];
+    pub const ALL: [Kind; 4] = [Kind::Zone, Kind::TargetSchema, Kind::MetricSchema, Kind::RuleGroup];
 
     /// Its name in files (`kind: MetricSchema`).
     pub fn name(self) -> &'static str {
@@ -28,6 +32,7 @@ impl Kind {
             Kind::TargetSchema => "TargetSchema",
             Kind::MetricSchema => "MetricSchema",
             Kind::Zone => "Zone",
+            Kind::RuleGroup => "RuleGroup",
         }
     }
 
@@ -105,6 +110,8 @@ pub enum Object {
     MetricSchema(MetricSchema),
     /// A zone.
     Zone(ZoneSpec),
+    /// A rule group.
+    RuleGroup(GroupSpec),
 }
 
 impl Object {
@@ -114,6 +121,7 @@ impl Object {
             Object::TargetSchema(_) => Kind::TargetSchema,
             Object::MetricSchema(_) => Kind::MetricSchema,
             Object::Zone(_) => Kind::Zone,
+            Object::RuleGroup(_) => Kind::RuleGroup,
         }
     }
 
@@ -123,6 +131,7 @@ impl Object {
             Object::TargetSchema(s) => &s.name,
             Object::MetricSchema(s) => &s.name,
             Object::Zone(z) => &z.name,
+            Object::RuleGroup(g) => &g.name,
         }
     }
 
@@ -143,6 +152,8 @@ impl Object {
             Object::TargetSchema(s) => s.validate().map_err(|e| e.to_string()),
             Object::MetricSchema(s) => s.validate().map_err(|e| e.to_string()),
             Object::Zone(z) => z.validate(),
+            // Checked as `promtool check rules` checks a file of it alone.
+            Object::RuleGroup(g) => g.check().map(|_| ()).map_err(|errs| errs.join("; ")),
         }
     }
 }

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use danaus_model::{MetricSchema, TargetSchema};
+use danaus_rules::file::GroupSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::object::{Kind, Object, ObjectKey, ZoneSpec};
@@ -52,6 +53,14 @@ impl ConfigView {
             Object::MetricSchema(s) => Some(s),
             _ => None,
         }
+    }
+
+    /// The rule groups of `tenant`, by name.
+    pub fn rule_groups<'a>(&'a self, tenant: &'a str) -> impl Iterator<Item = &'a GroupSpec> + 'a {
+        self.objects.iter().filter(move |(k, _)| k.tenant == tenant).filter_map(|(_, o)| match o {
+            Object::RuleGroup(g) => Some(g),
+            _ => None,
+        })
     }
 
     /// The installation's zones, by name.

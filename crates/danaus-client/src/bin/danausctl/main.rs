@@ -5,12 +5,14 @@
 //! danausctl schema list
 //! danausctl config validate|diff|apply -f config/   # configuration as code
 //! danausctl config export -o config/ ; danausctl config history
+//! danausctl rules check rules.yml ; danausctl rules test tests.yml
 //! danausctl write -f points.jsonl          # or from stdin
 //! danausctl read --target ComputeTask --metric /rpc/server/latency \
 //!     --match 'user=monarch' --from now-1h [--output table|json]
 //! ```
 
 mod config;
+mod rules;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read as _};
@@ -56,6 +58,10 @@ enum Command {
     /// history, rollback (docs/configuration.md).
     #[command(subcommand)]
     Config(config::ConfigCmd),
+    /// Rule files: check them and run their tests, as promtool does
+    /// (works without a server).
+    #[command(subcommand)]
+    Rules(rules::RulesCmd),
     /// Write points from JSON lines (a file or stdin).
     Write {
         /// JSON-lines file; `-` or absent reads stdin.
@@ -452,8 +458,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         config::validate_offline(dir, cli.tenant.as_deref())?;
         return Ok(true);
     }
+    // Rule files need no server.
+    let command = match cli.command {
+        Command::Rules(cmd) => return Ok(rules::run(cmd).await),
+        c => c,
+    };
     let client = Client::connect(&cli.addr, cli.tenant.as_deref()).await?;
-    match cli.command {
+    match command {
+        Command::Rules(_) => {} // answered above
         Command::Config(cmd) => config::run(&client, cli.tenant.as_deref(), cmd).await?,
         Command::Zone { json } => {
             let mut stream = client
