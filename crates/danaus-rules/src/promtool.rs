@@ -24,6 +24,7 @@ use serde::Deserialize;
 use crate::duration;
 use crate::file::{self, RuleGroup, RuleKind};
 use crate::group::{self, GroupState};
+use crate::template::go_quote;
 
 /// A scalar of any YAML type, as the text Go's decoder gives a string.
 #[derive(Debug, Default, Clone)]
@@ -266,29 +267,6 @@ fn go_duration(ms: i64) -> String {
         out.push_str(format!(".{frac:03}").trim_end_matches('0'));
     }
     out.push('s');
-    out
-}
-
-/// Go's `strconv.Quote` for label values.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
     out
 }
 

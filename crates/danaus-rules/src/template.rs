@@ -25,10 +25,13 @@
 //! complex-number constants are rejected at parse time; Go pointers compare
 //! by identity while [`Value::Sample`] and [`Value::Time`] compare by
 //! content in `eq`; printed pointers (`{{ query "x" }}`) show made-up
-//! addresses; regular expressions run on Rust's `regex` engine, whose
-//! syntax and Unicode classes (`\d`, `\w`) are close to but not exactly
-//! RE2's; `strings.Title`, `ToUpper` and `ToLower` use Rust's Unicode
-//! tables, taking Go's single-rune mappings where they differ.
+//! addresses; regular expressions are rewritten from RE2's syntax into
+//! Rust's `regex` (same matches; the rarer syntax errors may be worded
+//! differently from RE2's); `strings.Title`, `ToUpper` and `ToLower` use Rust's Unicode
+//! tables, taking Go's single-rune mappings where they differ; parentheses
+//! and `if`/`range`/`with` nest at most 100 deep and `{{template}}` calls
+//! recurse at most 150 deep (Go: 10000, unlimited, 100000), so a template
+//! cannot overflow the evaluator's stack.
 
 use std::collections::BTreeMap;
 
@@ -1007,10 +1010,11 @@ mod parse {
     use super::lex::{lex, Item, T};
     use std::collections::BTreeMap;
 
-    /// Deepest nesting of parenthesized pipelines accepted (Go allows
-    /// 10000; this recursive parser and executor keep to a depth that fits
-    /// a thread's stack).
-    const MAX_PAREN_DEPTH: usize = 300;
+    /// Deepest nesting of parenthesized pipelines and `if`/`range`/`with`
+    /// together. Go allows 10000 parentheses and any number of control
+    /// structures; this recursive parser and executor keep to what fits a
+    /// 2 MiB thread stack, far beyond what a real template nests.
+    const MAX_NESTING: usize = 100;
 
     /// What `textOrAction` returns: a node, or an `{{end}}`/`{{else}}` that
     /// closes the enclosing list.
@@ -1040,7 +1044,8 @@ mod parse {
         vars: Vec<String>,
         action_line: usize,
         range_depth: usize,
-        paren_depth: usize,
+        /// Current nesting of parentheses and control structures.
+        nesting: usize,
         trees: BTreeMap<String, Vec<Node>>,
     }
 
@@ -1053,7 +1058,7 @@ mod parse {
             vars: vec!["$".to_string()],
             action_line: 0,
             range_depth: 0,
-            paren_depth: 0,
+            nesting: 0,
             trees: BTreeMap::new(),
         };
         let root = p.parse_root()?;
@@ -1276,9 +1281,14 @@ mod parse {
         }
 
         fn control(&mut self, context: &str) -> R<Branch> {
+            if self.nesting >= MAX_NESTING {
+                return Err(self.errorf(format!("{{{{{context}}}}} nested more than {MAX_NESTING} deep")));
+            }
+            self.nesting += 1;
             let saved = self.vars.len();
             let r = self.control_inner(context);
             self.vars.truncate(saved);
+            self.nesting -= 1;
             r
         }
 
@@ -1319,6 +1329,16 @@ mod parse {
         }
 
         fn block_control(&mut self) -> R<Node> {
+            if self.nesting >= MAX_NESTING {
+                return Err(self.errorf(format!("{{{{block}}}} nested more than {MAX_NESTING} deep")));
+            }
+            self.nesting += 1;
+            let r = self.block_control_inner();
+            self.nesting -= 1;
+            r
+        }
+
+        fn block_control_inner(&mut self) -> R<Node> {
             const CONTEXT: &str = "block clause";
             let token = self.next_non_space();
             let name = self.template_name(&token, CONTEXT)?;
@@ -1502,12 +1522,12 @@ mod parse {
                     Arg::Number { pos, num }
                 }
                 T::LeftParen => {
-                    if self.paren_depth >= MAX_PAREN_DEPTH {
+                    if self.nesting >= MAX_NESTING {
                         return Err(self.errorf("max expression depth exceeded"));
                     }
-                    self.paren_depth += 1;
+                    self.nesting += 1;
                     let r = self.pipeline("parenthesized pipeline", T::RightParen);
-                    self.paren_depth -= 1;
+                    self.nesting -= 1;
                     Arg::Pipe(Box::new(r?))
                 }
                 T::Str | T::RawString => {
@@ -1886,6 +1906,9 @@ mod strconv {
 /// Go's `fmt` and `strconv` formatting of template values: `%v` and the
 /// `printf` verbs, flags, widths and precisions, and Go's complaints for
 /// mismatched verbs and arguments.
+/// Go's `strconv.Quote`, for the promtool runner's reports too.
+pub(crate) use gofmt::quote as go_quote;
+
 mod gofmt {
     use super::{Sample, Value};
 
@@ -1937,7 +1960,7 @@ mod gofmt {
     }
 
     /// Go's `strconv.Quote`.
-    pub(super) fn quote(s: &str) -> String {
+    pub(crate) fn quote(s: &str) -> String {
         quote_with(s, false, '"')
     }
 
@@ -4535,10 +4558,12 @@ mod exec {
     use super::gofmt::{self, quote};
     use super::{Env, Template, Value};
 
-    /// Nested `{{template}}` calls allowed. Go allows 100000; this
-    /// recursive executor stops far earlier, with Go's message, so a
-    /// runaway recursion cannot exhaust the thread's stack.
-    const MAX_EXEC_DEPTH: usize = 300;
+    /// How deep execution may recurse: `{{template}}` calls, control
+    /// structures and parenthesized pipelines together. Go allows 100000
+    /// template calls; this recursive executor stops far earlier, with
+    /// Go's message, so a runaway recursion cannot exhaust a 2 MiB thread
+    /// stack. (The parser keeps one template's own nesting below this.)
+    const MAX_EXEC_DEPTH: usize = 150;
 
     enum Stop {
         Err(String),
@@ -4639,9 +4664,11 @@ mod exec {
                 Node::If(b) => self.walk_if_with(false, dot, b)?,
                 Node::With(b) => self.walk_if_with(true, dot, b)?,
                 Node::Range(b) => {
+                    self.enter()?;
                     let mark = self.vars.len();
                     let r = self.walk_range(dot, b);
                     self.vars.truncate(mark);
+                    self.depth -= 1;
                     match r {
                         Err(Stop::Break) => {}
                         r => r?,
@@ -4654,10 +4681,21 @@ mod exec {
             Ok(())
         }
 
+        /// Enters one level of recursion, refusing past `MAX_EXEC_DEPTH`.
+        fn enter(&mut self) -> R<()> {
+            if self.depth >= MAX_EXEC_DEPTH {
+                return Err(self.errorf("exceeded maximum template depth (100000)"));
+            }
+            self.depth += 1;
+            Ok(())
+        }
+
         fn walk_if_with(&mut self, is_with: bool, dot: &Value, b: &'a Branch) -> R<()> {
+            self.enter()?;
             let mark = self.vars.len();
             let r = self.walk_if_with_inner(is_with, dot, b);
             self.vars.truncate(mark);
+            self.depth -= 1;
             r
         }
 
@@ -4718,9 +4756,8 @@ mod exec {
             let Some(tree) = self.tmpl.trees.get(name) else {
                 return Err(self.errorf(format!("template {} not defined", quote(name))));
             };
-            if self.depth >= MAX_EXEC_DEPTH {
-                return Err(self.errorf("exceeded maximum template depth (100000)"));
-            }
+            self.enter()?;
+            self.depth -= 1;
             let new_dot = match pipe {
                 Some(p) => self.eval_pipeline(dot, p)?,
                 None => Value::Nil,
@@ -4736,6 +4773,13 @@ mod exec {
         }
 
         fn eval_pipeline(&mut self, dot: &Value, pipe: &'a Pipe) -> R<Value> {
+            self.enter()?;
+            let r = self.eval_pipeline_inner(dot, pipe);
+            self.depth -= 1;
+            r
+        }
+
+        fn eval_pipeline_inner(&mut self, dot: &Value, pipe: &'a Pipe) -> R<Value> {
             self.node = At::Pipe(pipe);
             let mut value: Option<Value> = None;
             for cmd in &pipe.cmds {
@@ -5180,7 +5224,10 @@ mod tests {
             check_alert_text("A", "{{ foo }}"),
             Err(r#"template: __alert_A:1: function "foo" not defined"#.to_string())
         );
-        assert_eq!(check_alert_text("A", "{{ $x }}"), Err(r#"template: __alert_A:1: undefined variable "$x""#.to_string()));
+        assert_eq!(
+            check_alert_text("A", "{{ $x }}"),
+            Err(r#"template: __alert_A:1: undefined variable "$x""#.to_string())
+        );
         assert_eq!(check_alert_text("A", "{{ if 1 }}"), Err("template: __alert_A:1: unexpected EOF".to_string()));
         assert_eq!(
             check_alert_text("A", "{{ 1\n \"abc }}"),
@@ -5228,9 +5275,27 @@ mod tests {
     #[test]
     fn runaway_recursion_and_nesting_fail_cleanly() {
         let deep = format!("{{{{ {}1{} }}}}", "(".repeat(5000), ")".repeat(5000));
-        assert_eq!(check_alert_text("A", &deep), Err("template: __alert_A:1: max expression depth exceeded".to_string()));
-        let nested = format!("{}x{}", "{{ if 1 }}".repeat(200), "{{ end }}".repeat(200));
+        assert_eq!(
+            check_alert_text("A", &deep),
+            Err("template: __alert_A:1: max expression depth exceeded".to_string())
+        );
+        let parens = format!("{{{{ {}1{} }}}}", "(".repeat(99), ")".repeat(99));
+        assert_eq!(expand(&parens), "1");
+        let nested = format!("{}x{}", "{{ with 1 }}".repeat(99), "{{ end }}".repeat(99));
         assert_eq!(expand(&nested), "x");
+        let too_deep = format!("{}x{}", "{{ if 1 }}".repeat(5000), "{{ end }}".repeat(5000));
+        assert_eq!(
+            check_alert_text("A", &too_deep),
+            Err("template: __alert_A:1: {{if}} nested more than 100 deep".to_string())
+        );
+        // Recursion through {{template}}, each level as deep as a template
+        // may nest, stops with Go's message instead of overflowing.
+        let recursive = format!(
+            r#"{{{{ define "t" }}}}{}{{{{ template "t" . }}}}{}{{{{ end }}}}{{{{ template "t" . }}}}"#,
+            "{{ if 1 }}".repeat(99),
+            "{{ end }}".repeat(99)
+        );
+        assert!(expand(&recursive).ends_with("exceeded maximum template depth (100000)>"));
     }
 
     // Checked against promtool 2.42: each (template, expansion) pair below.
@@ -5956,274 +6021,381 @@ b{{ $labels.x.y }}
             r##"{{ printf "%f %v %e %g %5.1f|%-6v|%06v" ("+Inf" | parseDuration) 1 1 1 1 1 1 }}"##,
             r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:162: executing "__alert_A" at <parseDuration>: error calling parseDuration: not a valid duration string: "+Inf">"##,
         ),
-        (r##"{{ reReplaceAll "\\u00e9" "${host}" "baaac" }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <reReplaceAll "\\u00e9" "${host}" "baaac">: error calling reReplaceAll: regexp: Compile(`\u00e9`): error parsing regexp: invalid escape sequence: `\u`>"##),
-    (r##"{{ reReplaceAll ")" "x" "x]a" }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <reReplaceAll ")" "x" "x]a">: error calling reReplaceAll: regexp: Compile(`)`): error parsing regexp: unexpected ): `)`>"##),
-    (r##"{{ match "\\u00e9" "foo bar" }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <match "\\u00e9" "foo bar">: error calling match: error parsing regexp: invalid escape sequence: `\u`>"##),
-    (r##"{{ reReplaceAll "\\1" "${1" "host:9090" }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <reReplaceAll "\\1" "${1" "host:9090">: error calling reReplaceAll: regexp: Compile(`\1`): error parsing regexp: invalid escape sequence: `\1`>"##),
-    (r##"{{ match "(" "aaa" }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <match "(" "aaa">: error calling match: error parsing regexp: missing closing ): `(`>"##),
-    (r##"{{ match "a**" "a.b" }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <match "a**" "a.b">: error calling match: error parsing regexp: invalid nested repetition operator: `**`>"##),
-    (r##"{{ reReplaceAll "\\C" "${host}" "" }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <reReplaceAll "\\C" "${host}" "">: error calling reReplaceAll: regexp: Compile(`\C`): error parsing regexp: invalid escape sequence: `\C`>"##),
-    (r##"{{ match "[z-a]" "host:9090" }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <match "[z-a]" "host:9090">: error calling match: error parsing regexp: invalid character class range: `z-a`>"##),
-    (r##"{{ match "a{1001}" "a.b" }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <match "a{1001}" "a.b">: error calling match: error parsing regexp: invalid repeat count: `{1001}`>"##),
-    (r##"{{ match "a{1001}" "baaac" }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <match "a{1001}" "baaac">: error calling match: error parsing regexp: invalid repeat count: `{1001}`>"##),
-    (r##"{{ reReplaceAll "(?<n>a)" "$1" "" }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <reReplaceAll "(?<n>a)" "$1" "">: error calling reReplaceAll: regexp: Compile(`(?<n>a)`): error parsing regexp: invalid or unsupported Perl syntax: `(?<`>"##),
-    (r##"{{ reReplaceAll "\\u00e9" "${host}" "a.b" }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <reReplaceAll "\\u00e9" "${host}" "a.b">: error calling reReplaceAll: regexp: Compile(`\u00e9`): error parsing regexp: invalid escape sequence: `\u`>"##),
-    (r##"{{ match "(?<n>a)" "host:9090" }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <match "(?<n>a)" "host:9090">: error calling match: error parsing regexp: invalid or unsupported Perl syntax: `(?<`>"##),
-    (r##"{{ match "[z-a]" "\u00e9\u00e9" }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <match "[z-a]" "\u00e9\u00e9">: error calling match: error parsing regexp: invalid character class range: `z-a`>"##),
-    (r##"{{ reReplaceAll "\\q" "$-" "abab" }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <reReplaceAll "\\q" "$-" "abab">: error calling reReplaceAll: regexp: Compile(`\q`): error parsing regexp: invalid escape sequence: `\q`>"##),
-    (r##"{{ reReplaceAll "(?i)AB" "$host" "abab" }}"##,
-     r##""##),
-    (r##"{{ match "^x" "x]a" }}"##,
-     r##"true"##),
-    (r##"{{ reReplaceAll "a|b|" "$1" "\u00e9\u00e9" }}"##,
-     r##"éé"##),
-    (r##"{{ reReplaceAll "[a-c]+" "[$0]" "baaac" }}"##,
-     r##"[baaac]"##),
-    (r##"{{ reReplaceAll "\\w+\\s" "x" "x]a" }}"##,
-     r##"x]a"##),
-    (r##"{{ reReplaceAll "x$" "$2$1" "foo bar" }}"##,
-     r##"foo bar"##),
-    (r##"{{ reReplaceAll "\\\\" "$1x" "aaa" }}"##,
-     r##"aaa"##),
-    (r##"{{ reReplaceAll "[^]a]" "$" "\u00e9\u00e9" }}"##,
-     r##"$$"##),
-    (r##"{{ match "(?P<host>[^:]+):(?P<port>\\d+)" "abab" }}"##,
-     r##"false"##),
-    (r##"{{ match "a|b|" "" }}"##,
-     r##"true"##),
-    (r##"{{ match "a{2}" "" }}"##,
-     r##"false"##),
-    (r##"{{ match "[]a]" "" }}"##,
-     r##"false"##),
-    (r##"{{ match "(?:ab)+" "abab" }}"##,
-     r##"true"##),
-    (r##"{{ reReplaceAll "a{2}" "$1" "aaa" }}"##,
-     r##"a"##),
-    (r##"{{ match "[a-c]+" "x]a" }}"##,
-     r##"true"##),
-    (r##"{{ else  {{- $ 1.a }}x"##,
-     r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected "{" in else>"##),
-    (r##"{{ define "d"  with  end */ ' }}x"##,
-     r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected <with> in define clause>"##),
-    (r##"{{ {{ . block "b" 1  /* }}{{ end }}"##,
-     r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected "{" in command>"##),
-    (r##"{{ $x }}{{ else }}y{{ end }}"##,
-     r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: undefined variable "$x">"##),
-    (r##"{{ "\x41" }}{{ else }}y{{ end }}"##,
-     r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected {{else}}>"##),
-    (r##"{{ $y }}"##,
-     r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: undefined variable "$y">"##),
-    (r##".Labels}}break0x -}}end"\x41"break{{"s""##,
-     r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unclosed action>"##),
-    (r##"{{ "\x41" "\x41" }}{{ end }}"##,
-     r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected {{end}}>"##),
-    (r##"{{ "\x41" }}{{ end }}"##,
-     r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected {{end}}>"##),
-    (r##"{{  |  humanize print }}x"##,
-     r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected "|" in command>"##),
-    (r##"{{ end */ 1 | template "d"  }}x"##,
-     r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected "*" in end>"##),
-    (r##"{{ -}} }}"##,
-     r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: missing value for command>"##),
-    (r##"{{ if  "s" end end 1 }}{{ end }}"##,
-     r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected <end> in operand>"##),
-    (r##"{{ continue "s" }}{{ else }}y{{ end }}"##,
-     r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected "\"s\"" in {{continue}}>"##),
-    (r##"{{   end }}"##,
-     r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected {{end}}>"##),
-    (r##"{{ ' "s" }}"##,
-     r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unterminated character constant>"##),
-    (r##"{{ "s" . .Labels.job {{- break }}{{ end }}"##,
-     r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected "{" in operand>"##),
-    (r##" | {{-block "b" 1 humanize(`:=nil.1"##,
-     r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: bad number syntax: "-b">"##),
-    (r##"{{ $ nil humanize .Labels.job "\x41" }}x"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <$>: can't give argument to non-function $>"##),
-    (r##"{{else not)"##,
-     r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected "not" in else>"##),
-    (r##"and 1printf "%d"end"##,
-     r##"and 1printf "%d"end"##),
-    (r##"len$x$ynilblock "b" 1 `"##,
-     r##"len$x$ynilblock "b" 1 `"##),
-    (r##"'indexprint'c'*/.Labels'"##,
-     r##"'indexprint'c'*/.Labels'"##),
-    (r##"*/*/nilwith "##,
-     r##"*/*/nilwith "##),
-    (r##".a*/"##,
-     r##".a*/"##),
-    (r##"($x`humanize"##,
-     r##"($x`humanize"##),
-    (r##"/*'define "d" ...|1.5true"##,
-     r##"/*'define "d" ...|1.5true"##),
-    (r##"' = index`"##,
-     r##"' = index`"##),
-    (r##"$labels$yhumanize
+        (
+            r##"{{ reReplaceAll "\\u00e9" "${host}" "baaac" }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <reReplaceAll "\\u00e9" "${host}" "baaac">: error calling reReplaceAll: regexp: Compile(`\u00e9`): error parsing regexp: invalid escape sequence: `\u`>"##,
+        ),
+        (
+            r##"{{ reReplaceAll ")" "x" "x]a" }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <reReplaceAll ")" "x" "x]a">: error calling reReplaceAll: regexp: Compile(`)`): error parsing regexp: unexpected ): `)`>"##,
+        ),
+        (
+            r##"{{ match "\\u00e9" "foo bar" }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <match "\\u00e9" "foo bar">: error calling match: error parsing regexp: invalid escape sequence: `\u`>"##,
+        ),
+        (
+            r##"{{ reReplaceAll "\\1" "${1" "host:9090" }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <reReplaceAll "\\1" "${1" "host:9090">: error calling reReplaceAll: regexp: Compile(`\1`): error parsing regexp: invalid escape sequence: `\1`>"##,
+        ),
+        (
+            r##"{{ match "(" "aaa" }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <match "(" "aaa">: error calling match: error parsing regexp: missing closing ): `(`>"##,
+        ),
+        (
+            r##"{{ match "a**" "a.b" }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <match "a**" "a.b">: error calling match: error parsing regexp: invalid nested repetition operator: `**`>"##,
+        ),
+        (
+            r##"{{ reReplaceAll "\\C" "${host}" "" }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <reReplaceAll "\\C" "${host}" "">: error calling reReplaceAll: regexp: Compile(`\C`): error parsing regexp: invalid escape sequence: `\C`>"##,
+        ),
+        (
+            r##"{{ match "[z-a]" "host:9090" }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <match "[z-a]" "host:9090">: error calling match: error parsing regexp: invalid character class range: `z-a`>"##,
+        ),
+        (
+            r##"{{ match "a{1001}" "a.b" }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <match "a{1001}" "a.b">: error calling match: error parsing regexp: invalid repeat count: `{1001}`>"##,
+        ),
+        (
+            r##"{{ match "a{1001}" "baaac" }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <match "a{1001}" "baaac">: error calling match: error parsing regexp: invalid repeat count: `{1001}`>"##,
+        ),
+        (
+            r##"{{ reReplaceAll "(?<n>a)" "$1" "" }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <reReplaceAll "(?<n>a)" "$1" "">: error calling reReplaceAll: regexp: Compile(`(?<n>a)`): error parsing regexp: invalid or unsupported Perl syntax: `(?<`>"##,
+        ),
+        (
+            r##"{{ reReplaceAll "\\u00e9" "${host}" "a.b" }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <reReplaceAll "\\u00e9" "${host}" "a.b">: error calling reReplaceAll: regexp: Compile(`\u00e9`): error parsing regexp: invalid escape sequence: `\u`>"##,
+        ),
+        (
+            r##"{{ match "(?<n>a)" "host:9090" }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <match "(?<n>a)" "host:9090">: error calling match: error parsing regexp: invalid or unsupported Perl syntax: `(?<`>"##,
+        ),
+        (
+            r##"{{ match "[z-a]" "\u00e9\u00e9" }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <match "[z-a]" "\u00e9\u00e9">: error calling match: error parsing regexp: invalid character class range: `z-a`>"##,
+        ),
+        (
+            r##"{{ reReplaceAll "\\q" "$-" "abab" }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <reReplaceAll "\\q" "$-" "abab">: error calling reReplaceAll: regexp: Compile(`\q`): error parsing regexp: invalid escape sequence: `\q`>"##,
+        ),
+        (r##"{{ reReplaceAll "(?i)AB" "$host" "abab" }}"##, r##""##),
+        (r##"{{ match "^x" "x]a" }}"##, r##"true"##),
+        (r##"{{ reReplaceAll "a|b|" "$1" "\u00e9\u00e9" }}"##, r##"éé"##),
+        (r##"{{ reReplaceAll "[a-c]+" "[$0]" "baaac" }}"##, r##"[baaac]"##),
+        (r##"{{ reReplaceAll "\\w+\\s" "x" "x]a" }}"##, r##"x]a"##),
+        (r##"{{ reReplaceAll "x$" "$2$1" "foo bar" }}"##, r##"foo bar"##),
+        (r##"{{ reReplaceAll "\\\\" "$1x" "aaa" }}"##, r##"aaa"##),
+        (r##"{{ reReplaceAll "[^]a]" "$" "\u00e9\u00e9" }}"##, r##"$$"##),
+        (r##"{{ match "(?P<host>[^:]+):(?P<port>\\d+)" "abab" }}"##, r##"false"##),
+        (r##"{{ match "a|b|" "" }}"##, r##"true"##),
+        (r##"{{ match "a{2}" "" }}"##, r##"false"##),
+        (r##"{{ match "[]a]" "" }}"##, r##"false"##),
+        (r##"{{ match "(?:ab)+" "abab" }}"##, r##"true"##),
+        (r##"{{ reReplaceAll "a{2}" "$1" "aaa" }}"##, r##"a"##),
+        (r##"{{ match "[a-c]+" "x]a" }}"##, r##"true"##),
+        (
+            r##"{{ else  {{- $ 1.a }}x"##,
+            r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected "{" in else>"##,
+        ),
+        (
+            r##"{{ define "d"  with  end */ ' }}x"##,
+            r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected <with> in define clause>"##,
+        ),
+        (
+            r##"{{ {{ . block "b" 1  /* }}{{ end }}"##,
+            r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected "{" in command>"##,
+        ),
+        (
+            r##"{{ $x }}{{ else }}y{{ end }}"##,
+            r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: undefined variable "$x">"##,
+        ),
+        (
+            r##"{{ "\x41" }}{{ else }}y{{ end }}"##,
+            r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected {{else}}>"##,
+        ),
+        (
+            r##"{{ $y }}"##,
+            r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: undefined variable "$y">"##,
+        ),
+        (
+            r##".Labels}}break0x -}}end"\x41"break{{"s""##,
+            r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unclosed action>"##,
+        ),
+        (
+            r##"{{ "\x41" "\x41" }}{{ end }}"##,
+            r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected {{end}}>"##,
+        ),
+        (
+            r##"{{ "\x41" }}{{ end }}"##,
+            r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected {{end}}>"##,
+        ),
+        (
+            r##"{{  |  humanize print }}x"##,
+            r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected "|" in command>"##,
+        ),
+        (
+            r##"{{ end */ 1 | template "d"  }}x"##,
+            r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected "*" in end>"##,
+        ),
+        (
+            r##"{{ -}} }}"##,
+            r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: missing value for command>"##,
+        ),
+        (
+            r##"{{ if  "s" end end 1 }}{{ end }}"##,
+            r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected <end> in operand>"##,
+        ),
+        (
+            r##"{{ continue "s" }}{{ else }}y{{ end }}"##,
+            r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected "\"s\"" in {{continue}}>"##,
+        ),
+        (
+            r##"{{   end }}"##,
+            r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected {{end}}>"##,
+        ),
+        (
+            r##"{{ ' "s" }}"##,
+            r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unterminated character constant>"##,
+        ),
+        (
+            r##"{{ "s" . .Labels.job {{- break }}{{ end }}"##,
+            r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected "{" in operand>"##,
+        ),
+        (
+            r##" | {{-block "b" 1 humanize(`:=nil.1"##,
+            r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: bad number syntax: "-b">"##,
+        ),
+        (
+            r##"{{ $ nil humanize .Labels.job "\x41" }}x"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:115: executing "__alert_A" at <$>: can't give argument to non-function $>"##,
+        ),
+        (
+            r##"{{else not)"##,
+            r##"<error expanding template: error parsing template __alert_A: template: __alert_A:1: unexpected "not" in else>"##,
+        ),
+        (r##"and 1printf "%d"end"##, r##"and 1printf "%d"end"##),
+        (r##"len$x$ynilblock "b" 1 `"##, r##"len$x$ynilblock "b" 1 `"##),
+        (r##"'indexprint'c'*/.Labels'"##, r##"'indexprint'c'*/.Labels'"##),
+        (r##"*/*/nilwith "##, r##"*/*/nilwith "##),
+        (r##".a*/"##, r##".a*/"##),
+        (r##"($x`humanize"##, r##"($x`humanize"##),
+        (r##"/*'define "d" ...|1.5true"##, r##"/*'define "d" ...|1.5true"##),
+        (r##"' = index`"##, r##"' = index`"##),
+        (
+            r##"$labels$yhumanize
 notend)"##,
-     r##"$labels$yhumanize
-notend)"##),
-    (r##"{{ .Labels.job }}x"##,
-     r##"jx"##),
-    (r##"1.5.1.-}}"s" := printf "%d"'`r` -}}"##,
-     r##"1.5.1.-}}"s" := printf "%d"'`r` -}}"##),
-    (r##"'$x"##,
-     r##"'$x"##),
-    (r##"`("s"nilprint`"##,
-     r##"`("s"nilprint`"##),
-    (r##"|$i, $e := end"\q"1.5printf "%d"$x := 1$x := 1}}"##,
-     r##"|$i, $e := end"\q"1.5printf "%d"$x := 1$x := 1}}"##),
-    (r##"block "b" 1 $ytrue.Labels.jobhumanize"##,
-     r##"block "b" 1 $ytrue.Labels.jobhumanize"##),
-    (r##"{{ 'c' }}"##,
-     r##"99"##),
-    (r##"$x`1e"##,
-     r##"$x`1e"##),
-    (r##"or||printf "%d"|"##,
-     r##"or||printf "%d"|"##),
-    (r##"}}orblock "b" 1 )/*"##,
-     r##"}}orblock "b" 1 )/*"##),
-    (r##".block "b" 1 }}.a"##,
-     r##".block "b" 1 }}.a"##),
-    (r##"{{ (safeHtml 123.456e3) }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:125: executing "__alert_A" at <123.456e3>: expected string; found 123.456e3>"##),
-    (r##"{{ (lt true "host.example.com:9090") }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:116: executing "__alert_A" at <lt true "host.example.com:9090">: error calling lt: incompatible types for comparison>"##),
-    (r##"{{ range 'é' }}[{{ . }}]{{ else }}E{{ end }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:121: executing "__alert_A" at <'é'>: range can't iterate over 233>"##),
-    (r##"{{ (title -42) }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:122: executing "__alert_A" at <-42>: expected string; found -42>"##),
-    (r##"{{ (le (printf "%+08.4q %12#v" (printf "%+8.10g % .2% %.4+v" 1.5 "-1e3" "line\nnext") (index .ExternalURL "NaN")) (printf "%+0*.0#v %-012.10v" )) }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:199: executing "__alert_A" at <index .ExternalURL "NaN">: error calling index: cannot index slice/array with type string>"##),
-    (r##"{{ (js (ne (printf "% .4f" ) 1.7976931348623157e308)) }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:120: executing "__alert_A" at <ne (printf "% .4f") 1.7976931348623157e308>: error calling ne: incompatible types for comparison>"##),
-    (r##"{{ range (lt 0.5 (or (len 1000000) 9223372036854775807)) }}[{{ $ | len }}]{{ else }}E{{ end }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:134: executing "__alert_A" at <len 1000000>: error calling len: len of type int>"##),
-    (r##"{{ (humanizeDuration $) }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:116: executing "__alert_A" at <humanizeDuration $>: error calling humanizeDuration: can't convert struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value float64 } to float>"##),
-    (r##"{{ (lt 1.5 (toTime 1.5)) }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:116: executing "__alert_A" at <lt 1.5 (toTime 1.5)>: error calling lt: invalid type for comparison>"##),
-    (r##"{{ (index 0.5 (html (title 0.5))) }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:139: executing "__alert_A" at <0.5>: expected string; found 0.5>"##),
-    (r##"{{ if 017 }}[{{ $ | len }}]{{ else }}E{{ end }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:132: executing "__alert_A" at <len>: error calling len: len of type struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value float64 }>"##),
-    (r##"{{ (or (match "1.5" .Value) 12345.6789) }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:132: executing "__alert_A" at <.Value>: wrong type for value; expected string; got float64>"##),
-    (r##"{{ (title (safeHtml 255)) }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:132: executing "__alert_A" at <255>: expected string; found 255>"##),
-    (r##"{{ (ne (or $externalLabels (printf "%#3.2F %12X %0.0c" "[::1]:80" 1e100)) 1e100) }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:116: executing "__alert_A" at <ne (or $externalLabels (printf "%#3.2F %12X %0.0c" "[::1]:80" 1e100)) 1e100>: error calling ne: incompatible types for comparison>"##),
-    (r##"{{ (slice $labels (lt (not -42) (printf "%+3.*v %#8y" .))) }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:131: executing "__alert_A" at <lt (not -42) (printf "%+3.*v %#8y" .)>: error calling lt: incompatible types for comparison>"##),
-    (r##"{{ range -9223372036854775808 }}[{{ . }}]{{ else }}E{{ end }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:121: executing "__alert_A" at <-9223372036854775808>: range can't iterate over -9223372036854775808>"##),
-    (r##"{{ (stripDomain 5e-324) }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:128: executing "__alert_A" at <5e-324>: expected string; found 5e-324>"##),
-    (r##"{{ with (println (toTime 1.5)) }}[{{ $ | len }}]{{ else }}E{{ end }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:153: executing "__alert_A" at <len>: error calling len: len of type struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value float64 }>"##),
-    (r##"{{ (ne (printf "%+.*f" 0 (ne "NaN" -2.5)) (label (humanizeTimestamp 1) (graphLink "ÀÉÎ ǆ"))) }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:138: executing "__alert_A" at <ne "NaN" -2.5>: error calling ne: incompatible types for comparison>"##),
-    (r##"{{ (printf "%-0.*o %-03b" "<b>\"x\"</b>" (le 1.5 (js 3.14159)) 5e-324) }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:154: executing "__alert_A" at <le 1.5 (js 3.14159)>: error calling le: incompatible types for comparison>"##),
-    (r##"{{ (graphLink 42) }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:126: executing "__alert_A" at <42>: expected string; found 42>"##),
-    (r##"{{ (gt 100.0 (println 1.5)) }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:116: executing "__alert_A" at <gt 100.0 (println 1.5)>: error calling gt: incompatible types for comparison>"##),
-    (r##"{{ (slice (printf "%+012.2v %#8.2e %-12.0T" (printf "%+3.*x %+12T" "tab\there") true) (safeHtml "<i>")) }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:116: executing "__alert_A" at <slice (printf "%+012.2v %#8.2e %-12.0T" (printf "%+3.*x %+12T" "tab\there") true) (safeHtml "<i>")>: error calling slice: cannot index slice/array with type template.HTML>"##),
-    (r##"{{ with (printf "% .4y %+03% %3.2F" (printf "%-03.0d % .10d %.10e" ) (js (first 0)) (title (printf "%#12.10y" 1e6 1))) }}[{{ $ | len }}]{{ else }}E{{ end }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:192: executing "__alert_A" at <0>: can't handle 0 for arg of type template.queryResult>"##),
-    (r##"{{ (printf "%+.2x %+.4%" (printf "%-0F %#8.*t" "1.5" (title 1e21))) }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:172: executing "__alert_A" at <1e21>: expected string; found 1e21>"##),
-    (r##"{{ printf "% 8.10e"  }}"##,
-     r##"%!e(MISSING)"##),
-    (r##"{{ printf "% 12.0F" -0.0 '\n' $value $ }}"##,
-     r##"          -0%!(EXTRA int=10, float64=1.5, struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value float64 }={map[__name__:up instance:i:9090 job:j] map[]  1.5})"##),
-    (r##"template1"##,
-     r##"template1"##),
-    (r##"@' ' (}} . range"##,
-     r##"@' ' (}} . range"##),
-    (r##"{{ -1 }}"##,
-     r##"-1"##),
-    (r##"{{ printf "%#X|%#.2%|%+0.10g|%0.2T" 1.7976931348623157e308 }}"##,
-     r##"0X1.FFFFFFFFFFFFFP+1023|%|%!g(MISSING)|%!T(MISSING)"##),
-    (r##"{{ printf "%+3.10G|%0.0c|%+3.4X" .Labels.instance 1.5 "[::1]:80" }}"##,
-     r##"%!G(string=i:9090)|%!c(float64=2)|5B3A3A31"##),
-    (r##"{{ $labels.job }}"##,
-     r##"j"##),
-    (r##"{{ $labels.job }}"##,
-     r##"j"##),
-    (r##"{{ 1e20 }}"##,
-     r##"1e+20"##),
-    (r##"{{ humanizePercentage 2.675 }}"##,
-     r##"267.5%"##),
-    (r##"{{ printf "%+0*o" "" 1000000 }}"##,
-     r##"%!(BADWIDTH)+3641100"##),
-    (r##"{{ $ }}"##,
-     r##"{map[__name__:up instance:i:9090 job:j] map[]  1.5}"##),
-    (r##"{{ printf "%#T" $externalLabels 1 017 1e6 }}"##,
-     r##"map[string]string%!(EXTRA int=1, int=15, float64=1e+06)"##),
-    (r##"{{ printf "%#8.10f|%.0c" 1e6 5e-324 -9223372036854775808 "host.example.com:9090" }}"##,
-     r##"1000000.0000000000|%!c(float64=5e-324)%!(EXTRA int=-9223372036854775808, string=host.example.com:9090)"##),
-    (r##"{{ (printf "%#.10o %#*F" ) }}"##,
-     r##"%!o(MISSING) %!(BADWIDTH)%!F(MISSING)"##),
-    (r##"{{ printf "%03.10E|% 3.10o" 7.0 }}"##,
-     r##"7.0000000000E+00|%!o(MISSING)"##),
-    (r##"{{ printf "%-0*.*q|%#.10#v" false 5e-324 }}"##,
-     r##"%!(BADWIDTH)%!(BADPREC)%!q(MISSING)|%!#(MISSING)v"##),
-    (r##"{{ humanize 1e6 }}"##,
-     r##"1M"##),
-    (r##"{{ printf "%+03.2F" "\u00a0" .Value true "1.5" }}"##,
-     r##"%!F(string=00 )%!(EXTRA float64=1.5, bool=true, string=1.5)"##),
-    (r##"{{ printf "%+08.2y|%+0.*G|%+012.0+v" (args 1 "a") }}"##,
-     r##"map[%!y(string=000000ar):%!y(int=     +01) %!y(string=000000ar):%!y(string=0000000a)]|%!(BADPREC)%!G(MISSING)|%!+(MISSING)v"##),
-    (r##"{{ printf "% 3.4G|% 12x|%8.4+v|% *.10g" 1e6 $labels.nope }}"##,
-     r##" 1E+06|            |%!+(MISSING)v|%!(BADWIDTH)%!g(MISSING)"##),
-    (r##"withblock"##,
-     r##"withblock"##),
-    (r##"{{ printf "%.0q|%.10T" 1 }}"##,
-     r##"'\x01'|%!T(MISSING)"##),
-    (r##"{{ (ne 1e6 .Value) }}"##,
-     r##"true"##),
-    (r##"{{ humanizeTimestamp 951782400 }}|{{ humanizeTimestamp -2208988800 }}|{{ humanizeTimestamp 4102444800.999 }}|{{ humanizeTimestamp 253402300799 }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:224: executing "__alert_A" at <humanizeTimestamp 253402300799>: error calling humanizeTimestamp: 2.53402300799e+11 cannot be represented as a nanoseconds timestamp since it overflows int64>"##),
-    (r##"{{ (toTime 951782400).Format "Monday Jan _2 2006 03:04:05.000 pm -07:00 Z07:00 .999 ,000" }}|{{ (toTime 951782400).YearDay }}|{{ (toTime 951782400).Weekday }}|{{ (toTime 1.25).UnixMilli }}"##,
-     r##"Tuesday Feb 29 2000 12:00:00.000 am +00:00 Z  ,000|60|Tuesday|1250"##),
-    (r##"{{ $x := 1 }}{{ range $i, $v := (args "a" "b") }}{{ $x = $i }}{{ $v }}{{ end }}{{ $x }}"##,
-     r##"abarg1"##),
-    (r##"{{ range $i, $v := $labels }}{{ if eq $i "job" }}{{ break }}{{ end }}{{ $i }};{{ end }}"##,
-     r##"__name__;instance;"##),
-    (r##"{{- /* comment */ -}}
+            r##"$labels$yhumanize
+notend)"##,
+        ),
+        (r##"{{ .Labels.job }}x"##, r##"jx"##),
+        (r##"1.5.1.-}}"s" := printf "%d"'`r` -}}"##, r##"1.5.1.-}}"s" := printf "%d"'`r` -}}"##),
+        (r##"'$x"##, r##"'$x"##),
+        (r##"`("s"nilprint`"##, r##"`("s"nilprint`"##),
+        (
+            r##"|$i, $e := end"\q"1.5printf "%d"$x := 1$x := 1}}"##,
+            r##"|$i, $e := end"\q"1.5printf "%d"$x := 1$x := 1}}"##,
+        ),
+        (r##"block "b" 1 $ytrue.Labels.jobhumanize"##, r##"block "b" 1 $ytrue.Labels.jobhumanize"##),
+        (r##"{{ 'c' }}"##, r##"99"##),
+        (r##"$x`1e"##, r##"$x`1e"##),
+        (r##"or||printf "%d"|"##, r##"or||printf "%d"|"##),
+        (r##"}}orblock "b" 1 )/*"##, r##"}}orblock "b" 1 )/*"##),
+        (r##".block "b" 1 }}.a"##, r##".block "b" 1 }}.a"##),
+        (
+            r##"{{ (safeHtml 123.456e3) }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:125: executing "__alert_A" at <123.456e3>: expected string; found 123.456e3>"##,
+        ),
+        (
+            r##"{{ (lt true "host.example.com:9090") }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:116: executing "__alert_A" at <lt true "host.example.com:9090">: error calling lt: incompatible types for comparison>"##,
+        ),
+        (
+            r##"{{ range 'é' }}[{{ . }}]{{ else }}E{{ end }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:121: executing "__alert_A" at <'é'>: range can't iterate over 233>"##,
+        ),
+        (
+            r##"{{ (title -42) }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:122: executing "__alert_A" at <-42>: expected string; found -42>"##,
+        ),
+        (
+            r##"{{ (le (printf "%+08.4q %12#v" (printf "%+8.10g % .2% %.4+v" 1.5 "-1e3" "line\nnext") (index .ExternalURL "NaN")) (printf "%+0*.0#v %-012.10v" )) }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:199: executing "__alert_A" at <index .ExternalURL "NaN">: error calling index: cannot index slice/array with type string>"##,
+        ),
+        (
+            r##"{{ (js (ne (printf "% .4f" ) 1.7976931348623157e308)) }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:120: executing "__alert_A" at <ne (printf "% .4f") 1.7976931348623157e308>: error calling ne: incompatible types for comparison>"##,
+        ),
+        (
+            r##"{{ range (lt 0.5 (or (len 1000000) 9223372036854775807)) }}[{{ $ | len }}]{{ else }}E{{ end }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:134: executing "__alert_A" at <len 1000000>: error calling len: len of type int>"##,
+        ),
+        (
+            r##"{{ (humanizeDuration $) }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:116: executing "__alert_A" at <humanizeDuration $>: error calling humanizeDuration: can't convert struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value float64 } to float>"##,
+        ),
+        (
+            r##"{{ (lt 1.5 (toTime 1.5)) }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:116: executing "__alert_A" at <lt 1.5 (toTime 1.5)>: error calling lt: invalid type for comparison>"##,
+        ),
+        (
+            r##"{{ (index 0.5 (html (title 0.5))) }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:139: executing "__alert_A" at <0.5>: expected string; found 0.5>"##,
+        ),
+        (
+            r##"{{ if 017 }}[{{ $ | len }}]{{ else }}E{{ end }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:132: executing "__alert_A" at <len>: error calling len: len of type struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value float64 }>"##,
+        ),
+        (
+            r##"{{ (or (match "1.5" .Value) 12345.6789) }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:132: executing "__alert_A" at <.Value>: wrong type for value; expected string; got float64>"##,
+        ),
+        (
+            r##"{{ (title (safeHtml 255)) }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:132: executing "__alert_A" at <255>: expected string; found 255>"##,
+        ),
+        (
+            r##"{{ (ne (or $externalLabels (printf "%#3.2F %12X %0.0c" "[::1]:80" 1e100)) 1e100) }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:116: executing "__alert_A" at <ne (or $externalLabels (printf "%#3.2F %12X %0.0c" "[::1]:80" 1e100)) 1e100>: error calling ne: incompatible types for comparison>"##,
+        ),
+        (
+            r##"{{ (slice $labels (lt (not -42) (printf "%+3.*v %#8y" .))) }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:131: executing "__alert_A" at <lt (not -42) (printf "%+3.*v %#8y" .)>: error calling lt: incompatible types for comparison>"##,
+        ),
+        (
+            r##"{{ range -9223372036854775808 }}[{{ . }}]{{ else }}E{{ end }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:121: executing "__alert_A" at <-9223372036854775808>: range can't iterate over -9223372036854775808>"##,
+        ),
+        (
+            r##"{{ (stripDomain 5e-324) }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:128: executing "__alert_A" at <5e-324>: expected string; found 5e-324>"##,
+        ),
+        (
+            r##"{{ with (println (toTime 1.5)) }}[{{ $ | len }}]{{ else }}E{{ end }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:153: executing "__alert_A" at <len>: error calling len: len of type struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value float64 }>"##,
+        ),
+        (
+            r##"{{ (ne (printf "%+.*f" 0 (ne "NaN" -2.5)) (label (humanizeTimestamp 1) (graphLink "ÀÉÎ ǆ"))) }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:138: executing "__alert_A" at <ne "NaN" -2.5>: error calling ne: incompatible types for comparison>"##,
+        ),
+        (
+            r##"{{ (printf "%-0.*o %-03b" "<b>\"x\"</b>" (le 1.5 (js 3.14159)) 5e-324) }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:154: executing "__alert_A" at <le 1.5 (js 3.14159)>: error calling le: incompatible types for comparison>"##,
+        ),
+        (
+            r##"{{ (graphLink 42) }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:126: executing "__alert_A" at <42>: expected string; found 42>"##,
+        ),
+        (
+            r##"{{ (gt 100.0 (println 1.5)) }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:116: executing "__alert_A" at <gt 100.0 (println 1.5)>: error calling gt: incompatible types for comparison>"##,
+        ),
+        (
+            r##"{{ (slice (printf "%+012.2v %#8.2e %-12.0T" (printf "%+3.*x %+12T" "tab\there") true) (safeHtml "<i>")) }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:116: executing "__alert_A" at <slice (printf "%+012.2v %#8.2e %-12.0T" (printf "%+3.*x %+12T" "tab\there") true) (safeHtml "<i>")>: error calling slice: cannot index slice/array with type template.HTML>"##,
+        ),
+        (
+            r##"{{ with (printf "% .4y %+03% %3.2F" (printf "%-03.0d % .10d %.10e" ) (js (first 0)) (title (printf "%#12.10y" 1e6 1))) }}[{{ $ | len }}]{{ else }}E{{ end }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:192: executing "__alert_A" at <0>: can't handle 0 for arg of type template.queryResult>"##,
+        ),
+        (
+            r##"{{ (printf "%+.2x %+.4%" (printf "%-0F %#8.*t" "1.5" (title 1e21))) }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:172: executing "__alert_A" at <1e21>: expected string; found 1e21>"##,
+        ),
+        (r##"{{ printf "% 8.10e"  }}"##, r##"%!e(MISSING)"##),
+        (
+            r##"{{ printf "% 12.0F" -0.0 '\n' $value $ }}"##,
+            r##"          -0%!(EXTRA int=10, float64=1.5, struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value float64 }={map[__name__:up instance:i:9090 job:j] map[]  1.5})"##,
+        ),
+        (r##"template1"##, r##"template1"##),
+        (r##"@' ' (}} . range"##, r##"@' ' (}} . range"##),
+        (r##"{{ -1 }}"##, r##"-1"##),
+        (
+            r##"{{ printf "%#X|%#.2%|%+0.10g|%0.2T" 1.7976931348623157e308 }}"##,
+            r##"0X1.FFFFFFFFFFFFFP+1023|%|%!g(MISSING)|%!T(MISSING)"##,
+        ),
+        (
+            r##"{{ printf "%+3.10G|%0.0c|%+3.4X" .Labels.instance 1.5 "[::1]:80" }}"##,
+            r##"%!G(string=i:9090)|%!c(float64=2)|5B3A3A31"##,
+        ),
+        (r##"{{ $labels.job }}"##, r##"j"##),
+        (r##"{{ $labels.job }}"##, r##"j"##),
+        (r##"{{ 1e20 }}"##, r##"1e+20"##),
+        (r##"{{ humanizePercentage 2.675 }}"##, r##"267.5%"##),
+        (r##"{{ printf "%+0*o" "" 1000000 }}"##, r##"%!(BADWIDTH)+3641100"##),
+        (r##"{{ $ }}"##, r##"{map[__name__:up instance:i:9090 job:j] map[]  1.5}"##),
+        (
+            r##"{{ printf "%#T" $externalLabels 1 017 1e6 }}"##,
+            r##"map[string]string%!(EXTRA int=1, int=15, float64=1e+06)"##,
+        ),
+        (
+            r##"{{ printf "%#8.10f|%.0c" 1e6 5e-324 -9223372036854775808 "host.example.com:9090" }}"##,
+            r##"1000000.0000000000|%!c(float64=5e-324)%!(EXTRA int=-9223372036854775808, string=host.example.com:9090)"##,
+        ),
+        (r##"{{ (printf "%#.10o %#*F" ) }}"##, r##"%!o(MISSING) %!(BADWIDTH)%!F(MISSING)"##),
+        (r##"{{ printf "%03.10E|% 3.10o" 7.0 }}"##, r##"7.0000000000E+00|%!o(MISSING)"##),
+        (r##"{{ printf "%-0*.*q|%#.10#v" false 5e-324 }}"##, r##"%!(BADWIDTH)%!(BADPREC)%!q(MISSING)|%!#(MISSING)v"##),
+        (r##"{{ humanize 1e6 }}"##, r##"1M"##),
+        (
+            r##"{{ printf "%+03.2F" "\u00a0" .Value true "1.5" }}"##,
+            r##"%!F(string=00 )%!(EXTRA float64=1.5, bool=true, string=1.5)"##,
+        ),
+        (
+            r##"{{ printf "%+08.2y|%+0.*G|%+012.0+v" (args 1 "a") }}"##,
+            r##"map[%!y(string=000000ar):%!y(int=     +01) %!y(string=000000ar):%!y(string=0000000a)]|%!(BADPREC)%!G(MISSING)|%!+(MISSING)v"##,
+        ),
+        (
+            r##"{{ printf "% 3.4G|% 12x|%8.4+v|% *.10g" 1e6 $labels.nope }}"##,
+            r##" 1E+06|            |%!+(MISSING)v|%!(BADWIDTH)%!g(MISSING)"##,
+        ),
+        (r##"withblock"##, r##"withblock"##),
+        (r##"{{ printf "%.0q|%.10T" 1 }}"##, r##"'\x01'|%!T(MISSING)"##),
+        (r##"{{ (ne 1e6 .Value) }}"##, r##"true"##),
+        (
+            r##"{{ humanizeTimestamp 951782400 }}|{{ humanizeTimestamp -2208988800 }}|{{ humanizeTimestamp 4102444800.999 }}|{{ humanizeTimestamp 253402300799 }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:224: executing "__alert_A" at <humanizeTimestamp 253402300799>: error calling humanizeTimestamp: 2.53402300799e+11 cannot be represented as a nanoseconds timestamp since it overflows int64>"##,
+        ),
+        (
+            r##"{{ (toTime 951782400).Format "Monday Jan _2 2006 03:04:05.000 pm -07:00 Z07:00 .999 ,000" }}|{{ (toTime 951782400).YearDay }}|{{ (toTime 951782400).Weekday }}|{{ (toTime 1.25).UnixMilli }}"##,
+            r##"Tuesday Feb 29 2000 12:00:00.000 am +00:00 Z  ,000|60|Tuesday|1250"##,
+        ),
+        (r##"{{ $x := 1 }}{{ range $i, $v := (args "a" "b") }}{{ $x = $i }}{{ $v }}{{ end }}{{ $x }}"##, r##"abarg1"##),
+        (
+            r##"{{ range $i, $v := $labels }}{{ if eq $i "job" }}{{ break }}{{ end }}{{ $i }};{{ end }}"##,
+            r##"__name__;instance;"##,
+        ),
+        (
+            r##"{{- /* comment */ -}}
   {{ $value | humanize }}  
 {{- " x " -}}
 "##,
-     r##"1.5 x "##),
-    (r##"line1
+            r##"1.5 x "##,
+        ),
+        (
+            r##"line1
 line2 {{ .Labels.job }}
 {{ if .Value }}
   {{ .Missing }}
 {{ end }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:4:5: executing "__alert_A" at <.Missing>: can't evaluate field Missing in type struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value float64 }>"##),
-    (r##"{{ with $x := $labels.job }}{{ $x }}{{ . }}{{ end }}{{ with $labels.nope }}{{ else }}no{{ end }}"##,
-     r##"jjno"##),
-    (r##"{{ template "t" }}{{ define "t" }}{{ template "t" }}{{ end }}"##,
-     r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:158: executing "t" at <{{template "t"}}>: exceeded maximum template depth (100000)>"##),
-    (r##"{{ len (printf "%v" (args 1 2 3 4 5 6 7 8 9 10 11)) }} {{ args 1 2 3 4 5 6 7 8 9 10 11 }}"##,
-     r##"84 map[arg0:1 arg1:2 arg10:11 arg2:3 arg3:4 arg4:5 arg5:6 arg6:7 arg7:8 arg8:9 arg9:10]"##),
-    (r##"{{ humanizeTimestamp 951782400 }}|{{ humanizeTimestamp -2208988800 }}|{{ humanizeTimestamp 4102444800.999 }}|{{ humanizeTimestamp 9223372036 }}|{{ humanizeTimestamp -9223372036.5 }}"##,
-     r##"2000-02-29 00:00:00 +0000 UTC|1900-01-01 00:00:00 +0000 UTC|2100-01-01 00:00:00.999 +0000 UTC|2262-04-11 23:47:16 +0000 UTC|1677-09-21 00:12:43.501 +0000 UTC"##),
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:4:5: executing "__alert_A" at <.Missing>: can't evaluate field Missing in type struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; Value float64 }>"##,
+        ),
+        (
+            r##"{{ with $x := $labels.job }}{{ $x }}{{ . }}{{ end }}{{ with $labels.nope }}{{ else }}no{{ end }}"##,
+            r##"jjno"##,
+        ),
+        (
+            r##"{{ template "t" }}{{ define "t" }}{{ template "t" }}{{ end }}"##,
+            r##"<error expanding template: error executing template __alert_A: template: __alert_A:1:158: executing "t" at <{{template "t"}}>: exceeded maximum template depth (100000)>"##,
+        ),
+        (
+            r##"{{ len (printf "%v" (args 1 2 3 4 5 6 7 8 9 10 11)) }} {{ args 1 2 3 4 5 6 7 8 9 10 11 }}"##,
+            r##"84 map[arg0:1 arg1:2 arg10:11 arg2:3 arg3:4 arg4:5 arg5:6 arg6:7 arg7:8 arg8:9 arg9:10]"##,
+        ),
+        (
+            r##"{{ humanizeTimestamp 951782400 }}|{{ humanizeTimestamp -2208988800 }}|{{ humanizeTimestamp 4102444800.999 }}|{{ humanizeTimestamp 9223372036 }}|{{ humanizeTimestamp -9223372036.5 }}"##,
+            r##"2000-02-29 00:00:00 +0000 UTC|1900-01-01 00:00:00 +0000 UTC|2100-01-01 00:00:00.999 +0000 UTC|2262-04-11 23:47:16 +0000 UTC|1677-09-21 00:12:43.501 +0000 UTC"##,
+        ),
     ];
 }
