@@ -278,7 +278,7 @@ fn config_lag(cluster: &Cluster) -> Vec<String> {
             danaus_config::Object::MetricSchema(m) => {
                 want.entry(key.tenant.clone()).or_default().metrics.insert(m.name.clone(), m.clone());
             }
-            danaus_config::Object::Zone(_) => {}
+            danaus_config::Object::Zone(_) | danaus_config::Object::RuleGroup(_) => {}
         }
     }
     (0..cluster.spec.zones)
