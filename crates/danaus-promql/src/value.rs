@@ -17,6 +17,20 @@ pub fn stale_nan() -> f64 {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Labels(Vec<(String, String)>);
 
+/// Serialized as its pairs; read back through [`Labels::new`], so a
+/// stored label set keeps the invariants (sorted, unique, no empty value).
+impl serde::Serialize for Labels {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&self.0, s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Labels {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Labels::new(<Vec<(String, String)>>::deserialize(d)?))
+    }
+}
+
 impl Labels {
     /// A label set from pairs in any order; empty values are dropped and a
     /// later duplicate name wins.

@@ -30,7 +30,8 @@ use crate::file::Rule;
 pub const RESOLVED_RETENTION_MS: i64 = 15 * 60_000;
 
 /// An alert's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum State {
     /// Resolved: its condition ended (kept a while to say so).
     Inactive,
@@ -52,7 +53,7 @@ impl State {
 }
 
 /// One alert of a rule: one element of its query result.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {
     /// The element's labels without the metric name, with the rule's
     /// (expanded) labels and `alertname`: the alert's identity.
@@ -62,7 +63,9 @@ pub struct Alert {
     pub annotations: BTreeMap<String, String>,
     /// Where it stands.
     pub state: State,
-    /// The element's value at the latest evaluation that saw it.
+    /// The element's value at the latest evaluation that saw it (stored
+    /// as its bits: NaN and infinities survive JSON).
+    #[serde(with = "f64_bits")]
     pub value: f64,
     /// When it became pending (ms).
     pub active_at: i64,
@@ -77,8 +80,41 @@ pub struct Alert {
 /// A rule's alerts, by label set.
 pub type Alerts = BTreeMap<Labels, Alert>;
 
+/// A float as its bits, for serde formats without NaN (JSON).
+pub mod f64_bits {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `v`'s bits.
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(v.to_bits())
+    }
+
+    /// Reads bits back.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(f64::from_bits(u64::deserialize(d)?))
+    }
+}
+
+/// [`Alerts`] as the list of its alerts (each holds its labels; JSON map
+/// keys must be strings).
+pub mod alerts_as_list {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::{Alert, Alerts};
+
+    /// Writes the alerts in label order.
+    pub fn serialize<S: Serializer>(m: &Alerts, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.values())
+    }
+
+    /// Reads them back, keyed by their labels.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Alerts, D::Error> {
+        Ok(Vec::<Alert>::deserialize(d)?.into_iter().map(|a| (a.labels.clone(), a)).collect())
+    }
+}
+
 /// A change an evaluation made to one alert.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Transition {
     /// The alert's labels.
     pub labels: Labels,

@@ -39,19 +39,23 @@ pub struct Context<'a> {
     pub external_url: String,
 }
 
-/// A rule's state between evaluations.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A rule's state between evaluations: plain data, so an evaluator can
+/// commit it (serde) and a new leader resume from it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RuleState {
     /// The series it returned at its last successful evaluation.
+    #[serde(default)]
     pub series: BTreeSet<Labels>,
     /// Its alerts (alerting rules).
+    #[serde(default, with = "crate::alert::alerts_as_list")]
     pub alerts: Alerts,
     /// The error of its last evaluation, if it failed.
+    #[serde(default)]
     pub last_error: Option<String>,
 }
 
 /// A group's state between evaluations: one [`RuleState`] per rule.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GroupState {
     /// By rule, in the group's order.
     pub rules: Vec<RuleState>,
