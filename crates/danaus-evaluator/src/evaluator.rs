@@ -388,6 +388,7 @@ impl Inner {
             tracing::debug!(group = %g.key, rule = name, at, "rule failed: {e}");
         }
         let notices = notices(g, &before, &state, at, &outcome);
+        let rule_durations_us = outcome.durations_us;
         let points = outcome.samples.into_iter().map(|(labels, t, v)| StoredPoint { labels, t, v }).collect();
         let e = Evaluation {
             key: g.key.clone(),
@@ -402,6 +403,7 @@ impl Inner {
             caught_up: now - at >= interval,
             failed: !outcome.errors.is_empty(),
             duration_us,
+            rule_durations_us,
             now,
         };
         match self.group.propose(&EvalCommand::Commit(Box::new(e))).await {

@@ -31,11 +31,14 @@
 //! * [`state`]: the replicated state and its commands.
 //! * [`evaluator`]: the loops a member runs.
 //! * [`seams`]: where it reads, writes and hands on.
+//! * [`status`]: what the rules and alerts APIs show.
 
 pub mod evaluator;
 pub mod seams;
 pub mod state;
+pub mod status;
 
 pub use evaluator::{carry_over, group_key, shard_of, Evaluator, EvaluatorConfig};
-pub use seams::{Notifier, Recorder, Sink, Source, WriteError};
+pub use seams::{LogNotifier, Notifier, Recorder, Sink, Source, WriteError};
 pub use state::{EvalCommand, EvalReply, Evaluation, Evaluations, GroupRecord, Notice, StoredPoint};
+pub use status::{GroupStatus, Health, RuleStatus};

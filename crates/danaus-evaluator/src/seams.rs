@@ -41,9 +41,7 @@ pub trait Notifier: Send + Sync + 'static {
     fn deliver<'a>(&'a self, notices: &'a [Notice]) -> BoxFuture<'a, Result<(), String>>;
 }
 
-/// A notifier that keeps what it is handed (tests, and standalone until
-/// a notifier or Alertmanager is configured: the alerts APIs show the
-/// alerts either way).
+/// A notifier that keeps what it is handed (tests).
 #[derive(Debug, Default, Clone)]
 pub struct Recorder {
     notices: Arc<Mutex<Vec<Notice>>>,
@@ -73,5 +71,28 @@ impl Notifier for Recorder {
             }
             Ok(())
         })
+    }
+}
+
+/// A notifier that logs each transition (standalone's, until a notifier
+/// or Alertmanager is configured: the alerts APIs show the alerts either
+/// way).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LogNotifier;
+
+impl Notifier for LogNotifier {
+    fn deliver<'a>(&'a self, notices: &'a [Notice]) -> BoxFuture<'a, Result<(), String>> {
+        for n in notices {
+            tracing::info!(
+                key = %n.key(),
+                tenant = %n.tenant,
+                group = %n.group,
+                alert = %n.rule,
+                from = n.from.as_str(),
+                to = n.to.as_str(),
+                "alert transition"
+            );
+        }
+        Box::pin(async { Ok(()) })
     }
 }

@@ -100,6 +100,9 @@ pub struct GroupRecord {
     pub unwritten: Vec<StoredPoint>,
     /// How long it took (µs).
     pub duration_us: u64,
+    /// How long each rule took (µs), in rule order.
+    #[serde(default)]
+    pub rule_durations_us: Vec<u64>,
     /// When it was committed, by the leader's clock (ms).
     pub committed_at: i64,
     /// Counters.
@@ -133,6 +136,9 @@ pub struct Evaluation {
     pub failed: bool,
     /// How long it took (µs).
     pub duration_us: u64,
+    /// How long each rule took (µs), in rule order.
+    #[serde(default)]
+    pub rule_durations_us: Vec<u64>,
     /// The leader's clock when proposed (ms).
     pub now: i64,
 }
@@ -266,6 +272,7 @@ impl Evaluations {
                 state: e.state,
                 unwritten: e.points,
                 duration_us: e.duration_us,
+                rule_durations_us: e.rule_durations_us,
                 committed_at: e.now,
                 counters,
             },
@@ -326,6 +333,7 @@ mod tests {
             caught_up: false,
             failed: false,
             duration_us: 5,
+            rule_durations_us: vec![5],
             now: at,
         }))
     }

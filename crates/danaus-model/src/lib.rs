@@ -54,3 +54,7 @@ pub type Timestamp = i64;
 
 /// The tenant every request belongs to when none is named (standalone).
 pub const DEFAULT_TENANT: &str = "default";
+
+/// The target schema every Prometheus series belongs to
+/// (`prometheus_target{location, job, instance}`).
+pub const PROM_TARGET_SCHEMA: &str = "prometheus_target";

@@ -108,6 +108,24 @@ pub fn format_time(ns: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, sub / 1_000_000)
 }
 
+/// Formats ns since the epoch as Go's `time.RFC3339Nano` in UTC does
+/// (Prometheus' JSON times): trailing zeros of the fraction dropped, no
+/// fraction when it is zero.
+pub fn format_rfc3339_nano(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let sub = ns.rem_euclid(1_000_000_000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    let mut out = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60);
+    if sub > 0 {
+        let frac = format!("{sub:09}");
+        out.push('.');
+        out.push_str(frac.trim_end_matches('0'));
+    }
+    out.push('Z');
+    out
+}
+
 /// Now in ns since the epoch.
 pub fn now_ns() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
@@ -117,6 +135,13 @@ pub fn now_ns() -> i64 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_nano_as_go_writes_it() {
+        assert_eq!(format_rfc3339_nano(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339_nano(1_500_000_000), "1970-01-01T00:00:01.5Z");
+        assert_eq!(format_rfc3339_nano(951_868_800_000_000_123), "2000-03-01T00:00:00.000000123Z");
+    }
 
     #[test]
     fn times() {

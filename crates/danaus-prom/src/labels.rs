@@ -31,7 +31,7 @@ use rustc_hash::FxHashMap;
 use crate::prompb::{v1, v2, COUNTER};
 
 /// The target schema every Prometheus series belongs to.
-pub const TARGET_SCHEMA: &str = "prometheus_target";
+pub const TARGET_SCHEMA: &str = danaus_model::PROM_TARGET_SCHEMA;
 
 const HISTOGRAM: i32 = 3;
 const SUMMARY: i32 = 5;

@@ -39,6 +39,7 @@ pub mod config_mirror;
 pub mod config_server;
 pub mod config_sync;
 mod error;
+pub mod evaluator;
 pub mod index;
 pub mod leaf;
 pub mod metrics;

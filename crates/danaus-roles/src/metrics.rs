@@ -42,13 +42,16 @@ impl SampleValue for f64 {
     }
 }
 
-/// One metric family of one sample.
+/// Labels of one sample.
+pub type LabelPairs = Vec<(String, String)>;
+
+/// One metric family: one sample without labels, or samples with.
 #[derive(Debug)]
 struct Family {
     name: String,
     help: String,
     counter: bool,
-    value: Sample,
+    samples: Vec<(LabelPairs, Sample)>,
 }
 
 /// The metrics of one scrape, gathered, then written in the OpenMetrics
@@ -65,46 +68,61 @@ pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; char
 impl prometheus_client::collector::Collector for Text {
     fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
         use prometheus_client::encoding::EncodeMetric;
-        use prometheus_client::metrics::counter::ConstCounter;
-        use prometheus_client::metrics::gauge::ConstGauge;
         use prometheus_client::metrics::info::Info;
+        use prometheus_client::metrics::MetricType;
         let info = Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]);
         info.encode(encoder.encode_descriptor("danaus_build", "Build information.", None, info.metric_type())?)?;
         for f in &self.families {
             // The encoder adds a counter's `_total`.
             let name = if f.counter { f.name.strip_suffix("_total").unwrap_or(&f.name) } else { &f.name };
-            match (f.counter, f.value) {
-                (true, Sample::Int(v)) => {
-                    let c = ConstCounter::new(v.max(0) as u64);
-                    c.encode(encoder.encode_descriptor(name, &f.help, None, c.metric_type())?)?;
+            let kind = if f.counter { MetricType::Counter } else { MetricType::Gauge };
+            let mut family = encoder.encode_descriptor(name, &f.help, None, kind)?;
+            for (labels, value) in &f.samples {
+                if labels.is_empty() {
+                    encode_sample(f.counter, *value, family)?;
+                    break;
                 }
-                (true, Sample::Float(v)) => {
-                    let c = ConstCounter::new(v);
-                    c.encode(encoder.encode_descriptor(name, &f.help, None, c.metric_type())?)?;
-                }
-                (false, Sample::Int(v)) => {
-                    let g = ConstGauge::new(v);
-                    g.encode(encoder.encode_descriptor(name, &f.help, None, g.metric_type())?)?;
-                }
-                (false, Sample::Float(v)) => {
-                    let g = ConstGauge::new(v);
-                    g.encode(encoder.encode_descriptor(name, &f.help, None, g.metric_type())?)?;
-                }
+                encode_sample(f.counter, *value, family.encode_family(labels)?)?;
             }
         }
         Ok(())
     }
 }
 
+/// Writes one sample of a counter or gauge.
+fn encode_sample(counter: bool, value: Sample, e: prometheus_client::encoding::MetricEncoder<'_>) -> std::fmt::Result {
+    use prometheus_client::encoding::EncodeMetric;
+    use prometheus_client::metrics::counter::ConstCounter;
+    use prometheus_client::metrics::gauge::ConstGauge;
+    match (counter, value) {
+        (true, Sample::Int(v)) => ConstCounter::new(v.max(0) as u64).encode(e),
+        (true, Sample::Float(v)) => ConstCounter::new(v).encode(e),
+        (false, Sample::Int(v)) => ConstGauge::new(v).encode(e),
+        (false, Sample::Float(v)) => ConstGauge::new(v).encode(e),
+    }
+}
+
 impl Text {
     /// Adds one sample of a metric of `kind` (`counter` or `gauge`).
     pub fn metric(&mut self, name: &str, kind: &str, help: &str, value: impl SampleValue) {
-        self.families.push(Family {
-            name: name.to_owned(),
-            help: help.to_owned(),
-            counter: kind == "counter",
-            value: value.sample(),
-        });
+        self.labelled(name, kind, help, Vec::new(), value);
+    }
+
+    /// Adds a sample with `labels` of a metric of `kind`: samples of one
+    /// name added one after another make one family.
+    pub fn labelled(&mut self, name: &str, kind: &str, help: &str, labels: LabelPairs, value: impl SampleValue) {
+        let value = value.sample();
+        match self.families.last_mut() {
+            Some(f) if f.name == name && !labels.is_empty() && f.samples.iter().all(|(l, _)| !l.is_empty()) => {
+                f.samples.push((labels, value));
+            }
+            _ => self.families.push(Family {
+                name: name.to_owned(),
+                help: help.to_owned(),
+                counter: kind == "counter",
+                samples: vec![(labels, value)],
+            }),
+        }
     }
 
     /// Adds a counter.

@@ -145,6 +145,8 @@ pub struct Standalone {
     /// The config service (one member) behind it, unless it joined a
     /// global one.
     pub config: Option<ConfigServerParts>,
+    /// The zone's copy of the configuration (its mirror's).
+    pub config_feed: danaus_config::feed::Feed,
     config_role: Option<Running>,
     mirror: Running,
     index: Running,
@@ -326,7 +328,21 @@ pub async fn start(spec: StandaloneSpec, stores: StandaloneStores, extra: Option
         elapsed_ms = started.elapsed().as_millis() as u64,
         "zone serving in one process"
     );
-    Ok(Standalone { front, routers, mixer, table, queries, leaves, config, config_role, mirror, index, assigner })
+    let config_feed = mirror_parts.feed.clone();
+    Ok(Standalone {
+        front,
+        routers,
+        mixer,
+        table,
+        queries,
+        leaves,
+        config,
+        config_feed,
+        config_role,
+        mirror,
+        index,
+        assigner,
+    })
 }
 
 impl Standalone {

@@ -1903,6 +1903,9 @@ mod strconv {
     }
 }
 
+/// Go's `strconv.FormatFloat(x, fmt, prec, 64)` (Prometheus' APIs print
+/// alert values with `'e', -1`).
+pub use gofmt::format_float as go_format_float;
 /// Go's `fmt` and `strconv` formatting of template values: `%v` and the
 /// `printf` verbs, flags, widths and precisions, and Go's complaints for
 /// mismatched verbs and arguments.
@@ -2173,7 +2176,7 @@ mod gofmt {
 
     /// Go's `strconv.FormatFloat(x, fmt, prec, 64)`; `prec < 0` is the
     /// shortest representation that reads back exactly.
-    pub(super) fn format_float(x: f64, fmt: u8, prec: i32) -> String {
+    pub fn format_float(x: f64, fmt: u8, prec: i32) -> String {
         if x.is_nan() {
             return "NaN".into();
         }

@@ -87,3 +87,57 @@ mod tests {
         assert!(matches!(schema_error(tonic::Status::unavailable("x")), StoreError::Unavailable(_)));
     }
 }
+
+/// Rules' derived points into the zone, through the remote_write
+/// receiver: as a Prometheus sender's samples, schemas registered on first
+/// sight, a point written twice taken as a duplicate.
+pub struct PromSink(pub Arc<danaus_prom::Receiver>);
+
+impl danaus_evaluator::Sink for PromSink {
+    fn write<'a>(
+        &'a self,
+        tenant: &'a str,
+        points: &'a [danaus_evaluator::StoredPoint],
+    ) -> BoxFuture<'a, Result<u64, danaus_evaluator::WriteError>> {
+        Box::pin(async move {
+            let mut by_series: std::collections::BTreeMap<&danaus_promql::Labels, Vec<(i64, f64)>> =
+                std::collections::BTreeMap::new();
+            for p in points {
+                by_series.entry(&p.labels).or_default().push((p.t, p.v));
+            }
+            let series: Vec<danaus_prom::labels::PromSeries> = by_series
+                .into_iter()
+                .map(|(labels, mut samples)| {
+                    samples.sort_by_key(|s| s.0);
+                    danaus_prom::labels::PromSeries {
+                        labels: labels.pairs().to_vec(),
+                        samples,
+                        histograms: 0,
+                        metric_type: 0,
+                        help: String::new(),
+                        unit: String::new(),
+                        created_ms: None,
+                    }
+                })
+                .collect();
+            match self.0.write_series(tenant, series).await {
+                Ok(w) => {
+                    let mut refused = 0;
+                    for (series, n, why) in &w.refused {
+                        tracing::warn!(tenant, series = %series, samples = n, "derived points refused: {why}");
+                        refused += *n as u64;
+                    }
+                    Ok(refused)
+                }
+                // Overloaded or unavailable: nothing is known written.
+                Err(r) if r.status == 429 || r.status >= 500 => {
+                    Err(danaus_evaluator::WriteError::Retry(format!("{}: {}", r.status, r.body.trim_end())))
+                }
+                Err(r) => {
+                    tracing::warn!(tenant, points = points.len(), "derived points refused: {}", r.body.trim_end());
+                    Ok(points.len() as u64)
+                }
+            }
+        })
+    }
+}

@@ -27,9 +27,12 @@ use danaus_roles::standalone::{Standalone, StandaloneSpec, StandaloneStores};
 use danaus_roles::Metrics;
 
 use crate::http::{remote_write_metrics, remote_write_routes};
-use crate::prom_store::RouterStore;
+use crate::prom_store::{PromSink, RouterStore};
 use crate::promql_http::{promql_routes, PromqlApi};
+use crate::rules_http::{rules_routes, RulesApi};
 use crate::zone;
+use danaus_evaluator::EvaluatorConfig;
+use danaus_roles::evaluator::{EvaluatorSeams, EvaluatorSpec, ZoneSource};
 
 /// The zone's name in completeness reports and the zone map.
 pub const ZONE: &str = "local";
@@ -67,6 +70,7 @@ pub struct Running {
     pub http_addr: SocketAddr,
     zone: Standalone,
     scraper: Option<Scraper>,
+    evaluator: danaus_roles::Running,
 }
 
 pub use danaus_node::MAX_MESSAGE_BYTES;
@@ -85,6 +89,7 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
         let kv = zone::open_kv(&dir).await.with_context(|| format!("opening leaf-{i}"))?;
         leaves.push(zone::leaf_stores(&dir, kv)?);
     }
+    let evaluator_kv = first.clone();
     let stores = StandaloneStores {
         assigner: first,
         clock: Arc::new(danaus_storage::SystemClock),
@@ -120,16 +125,45 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
         cfg.location.clone(),
         cfg.max_concurrent_queries,
     );
-    let (inner, rx) = (zone.front.metrics.clone(), remote_write.clone());
+    // Rules: a one-member evaluator group reading through the mixer and
+    // writing derived points through remote_write's path.
+    let m = zone.mixer.clone();
+    let (evaluator, ev_parts) = danaus_roles::evaluator::start(
+        EvaluatorSpec {
+            group: "evaluator".into(),
+            id: 1,
+            peers: std::collections::BTreeMap::from([(1, "127.0.0.1:0".to_owned())]),
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            heartbeat: std::time::Duration::from_millis(100),
+            evaluator: EvaluatorConfig::default(),
+        },
+        evaluator_kv,
+        Arc::new(danaus_storage::SystemClock),
+        EvaluatorSeams {
+            source: Arc::new(ZoneSource {
+                engines: Arc::new(move || m.engine()),
+                table: zone.table.clone(),
+                default_location: Some(cfg.location.clone()),
+            }),
+            sink: Arc::new(PromSink(remote_write.clone())),
+            notifier: Arc::new(danaus_evaluator::LogNotifier),
+            config: zone.config_feed.subscribe(),
+        },
+    )
+    .await
+    .context("starting the evaluator")?;
+    let (inner, rx, ev) = (zone.front.metrics.clone(), remote_write.clone(), ev_parts.evaluator.clone());
     let metrics: Metrics = Arc::new(move || {
-        let (inner, rx) = (inner.clone(), rx.clone());
+        let (inner, rx, ev) = (inner.clone(), rx.clone(), ev.clone());
         Box::pin(async move {
             let mut t = inner().await;
             remote_write_metrics(&mut t, &rx);
+            danaus_roles::evaluator::evaluator_metrics(&mut t, &ev);
             t
         })
     });
-    let extra = remote_write_routes(remote_write).merge(promql_routes(promql));
+    let rules = RulesApi { evaluator: ev_parts.evaluator, config: zone.config_feed.clone() };
+    let extra = remote_write_routes(remote_write).merge(promql_routes(promql)).merge(rules_routes(rules));
     let (http_addr, http) =
         zone::serve_http(cfg.http_addr, metrics, zone.front.health.clone(), Some(extra), zone.front.stopping()).await?;
     // The HTTP port drains with the public gRPC port, before the leaves stop.
@@ -150,7 +184,7 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
         data_dir = %cfg.data_dir.display(),
         "danaus standalone is serving"
     );
-    Ok(Running { grpc_addr, http_addr, zone, scraper })
+    Ok(Running { grpc_addr, http_addr, zone, scraper, evaluator })
 }
 
 impl Running {
@@ -166,6 +200,8 @@ impl Running {
         if let Some(s) = self.scraper {
             s.stop().await;
         }
+        // Rules stop before the zone they read and write.
+        self.evaluator.shutdown_within(std::time::Duration::ZERO).await?;
         self.zone.shutdown().await?;
         tracing::info!("danaus standalone stopped cleanly");
         Ok(())

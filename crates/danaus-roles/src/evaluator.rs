@@ -1,0 +1,196 @@
+//! The evaluator role: a member of an evaluator Raft group
+//! (`danaus-evaluator`, its log and snapshots on the `KvStore` seam)
+//! running the rule groups of the configuration assigned to it. It reads
+//! through a [`Source`] (a zone's query engine: [`ZoneSource`]), writes
+//! derived points through a [`Sink`] (the zone's write path) and hands
+//! alert transitions to a [`Notifier`]; the configuration comes from a
+//! feed (the zone's mirror), so rules keep running while the global
+//! layer is away.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use danaus_assigner::TableWatcher;
+use danaus_config::ConfigView;
+use danaus_evaluator::{Evaluations, Evaluator, EvaluatorConfig, Notifier, Sink, Source};
+use danaus_node::query::EngineSource;
+use danaus_promql::{DanausStorage, Storage};
+use danaus_raft::{NodeId, RaftGroup, RaftServer};
+use danaus_storage::{Clock, KvStore};
+use futures::FutureExt as _;
+use tokio::sync::watch;
+
+use crate::metrics::{process_metrics, Text};
+use crate::{raft_member, transport, Health, Metrics, Result, Running};
+
+/// A member of an evaluator group.
+#[derive(Debug, Clone)]
+pub struct EvaluatorSpec {
+    /// The group's name (one per zone, and one at the root).
+    pub group: String,
+    /// Member id.
+    pub id: NodeId,
+    /// Every member (this one included): id → host:port; this member's
+    /// own entry may end in `:0` (then it is the address bound).
+    pub peers: BTreeMap<NodeId, String>,
+    /// gRPC address to bind (the Raft service).
+    pub grpc_addr: SocketAddr,
+    /// Raft heartbeat; elections after 5× this.
+    pub heartbeat: Duration,
+    /// Evaluation tuning.
+    pub evaluator: EvaluatorConfig,
+}
+
+/// Where an evaluator reads, writes, hands on, and finds its rules.
+pub struct EvaluatorSeams {
+    /// Where rules read.
+    pub source: Arc<dyn Source>,
+    /// Where derived points go.
+    pub sink: Arc<dyn Sink>,
+    /// Where alert transitions go.
+    pub notifier: Arc<dyn Notifier>,
+    /// The configuration, as the zone holds it.
+    pub config: watch::Receiver<Arc<ConfigView>>,
+}
+
+/// What an evaluator is made of, beside what every role has.
+pub struct EvaluatorParts {
+    /// The evaluator (its records and configuration, for the APIs).
+    pub evaluator: Evaluator,
+}
+
+/// A zone's series as rules read them: the PromQL storage over the zone's
+/// query engine and the schemas of its table, the location given to
+/// series that came without one hidden as the PromQL API hides it.
+pub struct ZoneSource {
+    /// The engine a query runs on.
+    pub engines: EngineSource,
+    /// The zone table (schemas).
+    pub table: TableWatcher,
+    /// The location remote_write and the scraper give series without one.
+    pub default_location: Option<String>,
+}
+
+impl Source for ZoneSource {
+    fn storage(&self, tenant: &str) -> Box<dyn Storage> {
+        let table = self.table.current();
+        let (target, metrics) = match table.schemas.get(tenant) {
+            Some(s) => (
+                s.targets.get(danaus_model::PROM_TARGET_SCHEMA).cloned().map(Arc::new),
+                s.metrics.values().cloned().map(Arc::new).collect(),
+            ),
+            None => (None, Vec::new()),
+        };
+        let storage = DanausStorage::new((self.engines)(), tenant, target, metrics);
+        Box::new(match &self.default_location {
+            Some(l) => storage.hide_default("location", l),
+            None => storage,
+        })
+    }
+}
+
+/// Starts a member on `kv`; `clock` gives the evaluation times.
+pub async fn start(
+    spec: EvaluatorSpec,
+    kv: Arc<dyn KvStore>,
+    clock: Arc<dyn Clock>,
+    seams: EvaluatorSeams,
+) -> Result<(Running, EvaluatorParts)> {
+    let started = Instant::now();
+    let listener = transport::bind(spec.grpc_addr).await?;
+    let me = listener.local_addr();
+    let raft = RaftServer::new();
+    let group: Arc<RaftGroup<Evaluations>> =
+        raft_member::start(&spec.group, spec.id, spec.heartbeat, kv, &raft).await?;
+    let evaluator = Evaluator::new(group.clone(), seams.source, seams.sink, seams.notifier, clock, spec.evaluator);
+    let router = transport::server(transport::DEFAULT_CONCURRENCY).add_service(raft.service());
+    let ev = evaluator.clone();
+    let metrics: Metrics = Arc::new(move || {
+        let ev = ev.clone();
+        async move {
+            let mut t = Text::default();
+            process_metrics(&mut t, started);
+            evaluator_metrics(&mut t, &ev);
+            t
+        }
+        .boxed()
+    });
+    let g = group.clone();
+    let health: Health = Arc::new(move || {
+        let m = g.metrics();
+        m.current_leader.is_none().then(|| {
+            format!("this member knows no evaluator group leader (term {}): no rule is evaluated", m.current_term)
+        })
+    });
+    let (stop, stopping) = watch::channel(false);
+    let mut running = Running::new(me, metrics, health, stop);
+    running.server = Some(listener.serve(router, stopping));
+    raft_member::join(&mut running, &group, spec.id, &spec.peers, me).await?;
+    running.spawn(evaluator.clone().run(seams.config));
+    tracing::info!(id = spec.id, group = %spec.group, grpc_addr = %me, "evaluator member serving");
+    Ok((running, EvaluatorParts { evaluator }))
+}
+
+/// An evaluator's samples: its Raft group, and per rule group (from the
+/// committed counters, so they carry on across a failover) evaluations,
+/// failures, missed and caught-up grid times, the last duration and time.
+pub fn evaluator_metrics(t: &mut Text, ev: &Evaluator) {
+    let g = ev.group();
+    t.metric(
+        "danaus_evaluator_raft_term",
+        "gauge",
+        "Current Raft term of the evaluator group.",
+        g.metrics().current_term,
+    );
+    t.metric("danaus_evaluator_is_leader", "gauge", "1 on the evaluator group's leader.", u8::from(g.is_leader()));
+    let (records, outbox) = g.read(|s| (s.groups.clone(), s.outbox.len()));
+    t.metric("danaus_evaluator_outbox", "gauge", "Alert transitions committed and not yet handed on.", outbox);
+    t.metric(
+        "danaus_evaluator_invalid_groups",
+        "gauge",
+        "Rule groups of the configuration this evaluator cannot run (see its log).",
+        ev.invalid().len(),
+    );
+    let labels = |key: &str, r: &danaus_evaluator::GroupRecord| {
+        let name = key.strip_prefix(&format!("{}/", r.tenant)).unwrap_or(key);
+        vec![("tenant".to_owned(), r.tenant.clone()), ("rule_group".to_owned(), name.to_owned())]
+    };
+    type Field = fn(&danaus_evaluator::GroupRecord) -> f64;
+    let families: [(&str, &str, &str, Field); 7] = [
+        ("danaus_rule_group_evaluations_total", "counter", "Evaluations committed.", |r| r.counters.evaluations as f64),
+        ("danaus_rule_group_evaluation_failures_total", "counter", "Evaluations in which a rule failed.", |r| {
+            r.counters.failed as f64
+        }),
+        (
+            "danaus_rule_group_missed_evaluations_total",
+            "counter",
+            "Grid times skipped: older than the catch-up horizon when reached.",
+            |r| r.counters.missed as f64,
+        ),
+        (
+            "danaus_rule_group_caught_up_evaluations_total",
+            "counter",
+            "Evaluations run an interval or more after their time (failover, move, stall).",
+            |r| r.counters.caught_up as f64,
+        ),
+        ("danaus_rule_group_points_refused_total", "counter", "Derived points the write path refused for good.", |r| {
+            r.counters.points_refused as f64
+        }),
+        ("danaus_rule_group_last_duration_seconds", "gauge", "How long the last committed evaluation took.", |r| {
+            r.duration_us as f64 / 1e6
+        }),
+        (
+            "danaus_rule_group_last_evaluation_timestamp_seconds",
+            "gauge",
+            "The time of the last committed evaluation.",
+            |r| r.at as f64 / 1e3,
+        ),
+    ];
+    for (name, kind, help, f) in families {
+        for (key, r) in &records {
+            t.labelled(name, kind, help, labels(key, r), f(r));
+        }
+    }
+}
