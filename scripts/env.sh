@@ -66,14 +66,15 @@ if command -v sccache >/dev/null 2>&1 && [ -z "${RUSTC_WRAPPER:-}" ]; then
   export CARGO_INCREMENTAL=0
 fi
 
-# Prometheus, node_exporter and VictoriaMetrics from Debian: the peers the
-# interop tests and side-by-side benchmarks run against. Called by
+# Prometheus, node_exporter, Alertmanager and VictoriaMetrics from Debian:
+# the peers the interop tests and side-by-side benchmarks run against. Called by
 # scripts/test and bench/ scripts, not by scripts/run.
 danaus_install_peers() {
   local missing=()
   command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
   command -v prometheus-node-exporter >/dev/null 2>&1 || missing+=(prometheus-node-exporter)
   command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
+  command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
   if [ "${#missing[@]}" -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
     _danaus_apt_install --no-install-recommends "${missing[@]}" || true
   fi

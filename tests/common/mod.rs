@@ -257,3 +257,101 @@ pub fn dump_logs(dir: &Path) {
         }
     }
 }
+
+/// A webhook receiver on loopback: keeps the JSON body of every POST.
+pub struct WebhookSink {
+    /// host:port.
+    pub addr: String,
+    /// Bodies received, in order.
+    pub bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+impl WebhookSink {
+    /// Starts it (threads that end with the test process).
+    pub fn start() -> WebhookSink {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let bodies: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Default::default();
+        let b = bodies.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let b = b.clone();
+                std::thread::spawn(move || {
+                    // Requests on a kept-alive connection, one after another.
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    loop {
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            match conn.read(&mut chunk) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        while buf.len() < end + 4 + len {
+                            match conn.read(&mut chunk) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let body: Vec<u8> = buf.drain(..end + 4 + len).skip(end + 4).collect();
+                        if let Ok(v) = serde_json::from_slice(&body) {
+                            b.lock().unwrap_or_else(|e| e.into_inner()).push(v);
+                        }
+                        if conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        WebhookSink { addr, bodies }
+    }
+
+    /// What it received so far.
+    pub fn received(&self) -> Vec<serde_json::Value> {
+        self.bodies.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Debian's Alertmanager on a free port, routing every alert to `hook`
+/// (grouped by alert name, sent at once, resolutions too); its address.
+pub fn start_alertmanager(dir: &Path, hook: &str) -> (Proc, String) {
+    let bin = "/usr/bin/prometheus-alertmanager";
+    assert!(
+        Path::new(bin).exists(),
+        "prometheus-alertmanager is missing: install Debian's prometheus-alertmanager (scripts/test does)"
+    );
+    let addr = format!("127.0.0.1:{}", free_port());
+    std::fs::create_dir_all(dir).expect("alertmanager dir");
+    let config = dir.join("alertmanager.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "route:\n  receiver: sink\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\n\
+             receivers:\n- name: sink\n  webhook_configs:\n  - url: http://{hook}/hook\n    send_resolved: true\n"
+        ),
+    )
+    .expect("alertmanager config");
+    let child = Command::new(bin)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address={addr}"))
+        .arg("--cluster.listen-address=")
+        .arg("--log.level=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn alertmanager");
+    let p = Proc(child);
+    wait_http(&addr, "/-/ready");
+    (p, addr)
+}

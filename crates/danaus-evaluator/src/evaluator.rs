@@ -26,7 +26,7 @@ use danaus_config::object::Object;
 use danaus_config::ConfigView;
 use danaus_promql::Options;
 use danaus_raft::RaftGroup;
-use danaus_rules::alert::{Alert, State};
+use danaus_rules::alert::{Alert, State, RESOLVED_RETENTION_MS};
 use danaus_rules::file::{GroupSpec, RuleGroup, RuleSpec};
 use danaus_rules::group::{evaluate, Context, Grid, GroupState, Outcome};
 use danaus_storage::Clock;
@@ -62,6 +62,10 @@ pub struct EvaluatorConfig {
     pub shard: u32,
     /// How many evaluator groups share the rule groups.
     pub shards: u32,
+    /// How often the leader offers every firing alert (and every alert
+    /// resolved in the last 15 minutes) to the notifier again, as
+    /// Prometheus' `--rules.alert.resend-delay` (1m).
+    pub resend_delay: Duration,
     /// How often a member that does not lead checks again, and the
     /// longest a leader sleeps between checks.
     pub poll: Duration,
@@ -78,6 +82,7 @@ impl Default for EvaluatorConfig {
             options: Options::default(),
             shard: 0,
             shards: 1,
+            resend_delay: Duration::from_secs(60),
             poll: Duration::from_millis(500),
         }
     }
@@ -197,6 +202,8 @@ impl Evaluator {
         let mut tasks = Tasks::default();
         let inner = self.inner.clone();
         tasks.others.push(tokio::spawn(async move { inner.deliver_loop().await }));
+        let inner = self.inner.clone();
+        tasks.others.push(tokio::spawn(async move { inner.resend_loop().await }));
         loop {
             let view = config.borrow_and_update().clone();
             let want = self.assigned(&view);
@@ -460,6 +467,22 @@ impl Inner {
         }
     }
 
+    /// Offers the alerts that are firing or resolved recently to the
+    /// notifier again every `resend_delay`, while this member leads.
+    async fn resend_loop(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.cfg.resend_delay.max(Duration::from_millis(10))).await;
+            if !self.leads().await {
+                continue;
+            }
+            let now = self.now_ms();
+            let alerts = self.group.read(|s| active_notices(&s.groups, now, ms(self.cfg.default_interval)));
+            if !alerts.is_empty() {
+                self.notifier.resend(&alerts).await;
+            }
+        }
+    }
+
     /// Forgets committed groups that are no longer `want`ed (on the
     /// leader; a refusal means an evaluation came in between: next time).
     async fn forget_unless(&self, want: &BTreeMap<String, (String, GroupSpec)>) {
@@ -508,12 +531,49 @@ fn notices(g: &GroupTask, before: &GroupState, after: &GroupState, at: i64, outc
                 rule: rule.name().to_owned(),
                 expr: rule.expr.clone(),
                 at,
+                interval_ms: g.grid.interval_ms,
                 from: t.from,
                 to: t.to,
                 alert,
             }
         })
         .collect()
+}
+
+/// Every alert of `groups` that fires, or resolved within
+/// [`RESOLVED_RETENTION_MS`] of `now` (groups without an interval run
+/// every `default_interval_ms`), as a notice of its current state
+/// (`from` = `to`, `at` = its group's last evaluation).
+fn active_notices(groups: &BTreeMap<String, GroupRecord>, now: i64, default_interval_ms: i64) -> Vec<Notice> {
+    let mut out = Vec::new();
+    for (key, r) in groups {
+        let Ok(rules) = r.spec.check() else { continue };
+        let interval_ms = Grid::new(key, rules.interval_ms.unwrap_or(default_interval_ms)).interval_ms;
+        for (rule, rs) in rules.rules.iter().zip(&r.state.rules) {
+            for a in rs.alerts.values() {
+                let keep = match a.state {
+                    State::Firing => true,
+                    State::Inactive => a.resolved_at.is_some_and(|t| now - t <= RESOLVED_RETENTION_MS),
+                    State::Pending => false,
+                };
+                if keep {
+                    out.push(Notice {
+                        seq: 0,
+                        tenant: r.tenant.clone(),
+                        group: rules.name.clone(),
+                        rule: rule.name().to_owned(),
+                        expr: rule.expr.clone(),
+                        at: r.at,
+                        interval_ms,
+                        from: a.state,
+                        to: a.state,
+                        alert: a.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A rule's identity across changes of its group, as Prometheus matches

@@ -39,6 +39,14 @@ pub trait Sink: Send + Sync + 'static {
 pub trait Notifier: Send + Sync + 'static {
     /// Hands `notices` on; `Err` when they must be offered again.
     fn deliver<'a>(&'a self, notices: &'a [Notice]) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Offered every `resend_delay` on the leader: every alert firing or
+    /// resolved in the last 15 minutes, as it stands (Alertmanager
+    /// forgets a firing alert it has not heard of for a while).
+    /// Best effort; by default nothing.
+    fn resend<'a>(&'a self, _alerts: &'a [Notice]) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// A notifier that keeps what it is handed (tests).

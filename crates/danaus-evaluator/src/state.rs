@@ -46,6 +46,10 @@ pub struct Notice {
     pub expr: String,
     /// The evaluation that made the change (ms).
     pub at: i64,
+    /// The group's interval (ms): how long a firing alert stays valid
+    /// without news depends on it.
+    #[serde(default)]
+    pub interval_ms: i64,
     /// The state before.
     pub from: State,
     /// The state after.
@@ -324,6 +328,7 @@ mod tests {
                     rule: "A".into(),
                     expr: "up == 0".into(),
                     at,
+                    interval_ms: 60_000,
                     from: State::Inactive,
                     to: State::Pending,
                     alert: alert(&format!("A{i}")),

@@ -19,6 +19,7 @@
 //! `/healthz`). Shutdown stops the listeners, lets in-flight requests end,
 //! then checkpoints the leaves so the next start replays nothing.
 
+pub mod alertmanager;
 pub mod dev_cluster;
 pub mod http;
 pub mod prom_store;

@@ -436,6 +436,40 @@ struct StandaloneArgs {
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, default_value = "info", env = "DANAUS_LOG")]
     log: String,
+    #[command(flatten)]
+    rules: RulesArgs,
+}
+
+/// How rules run and where their alerts go.
+#[derive(clap::Args, Debug, Clone)]
+struct RulesArgs {
+    /// A rule group's interval when it names none (Prometheus'
+    /// `evaluation_interval`).
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    evaluation_interval: Duration,
+    /// An Alertmanager to send alerts to (base URL, e.g.
+    /// http://alertmanager:9093); repeat for several. None: alert
+    /// transitions are logged.
+    #[arg(long = "alertmanager-url")]
+    alertmanagers: Vec<String>,
+    /// How often firing alerts are sent to Alertmanager again.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    rules_resend_delay: Duration,
+    /// The URL users reach Danaus at (`$externalURL` in templates, alerts'
+    /// generatorURL).
+    #[arg(long, default_value = "")]
+    external_url: String,
+}
+
+impl RulesArgs {
+    fn config(self) -> standalone::RulesConfig {
+        standalone::RulesConfig {
+            evaluation_interval: self.evaluation_interval,
+            alertmanagers: self.alertmanagers,
+            resend_delay: self.rules_resend_delay,
+            external_url: self.external_url,
+        }
+    }
 }
 
 /// Parses `500ms`, `30s`, `10m`, `2h`, `7d` (or plain seconds) through the
@@ -690,6 +724,7 @@ fn main() -> anyhow::Result<()> {
             max_concurrent_queries: args.max_concurrent_queries,
             location: args.location,
             scrape_config: args.scrape_config,
+            rules: args.rules.config(),
         })
         .await?;
         // One parseable line for scripts and tests (ports may be ephemeral).
