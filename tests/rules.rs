@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use common::{http_get, remote_write, series, start_alertmanager, Server, WebhookSink};
 use danaus_prom::prompb::v1;
 use danaus_proto::v1 as pb;
+use danaus_server::dev_cluster::{DevCluster, DevClusterConfig};
 use serde_json::Value;
 
 const RULES: &str = "groups:
@@ -35,23 +36,28 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
-/// `up` of two instances at `t`: `a` up, `b` as `b_up` says.
-fn write_up_b(server: &Server, t: i64, b_up: bool) {
+/// `up` of two instances at `t`: `a` up, `b` as `b_up` says, written
+/// to the remote_write receiver at `http`.
+fn write_up_b(http: &str, t: i64, b_up: bool) {
     let ts = vec![
         series(&[("__name__", "up"), ("job", "api"), ("instance", "a:9100")], &[(t, 1.0)]),
         series(&[("__name__", "up"), ("job", "api"), ("instance", "b:9100")], &[(t, f64::from(u8::from(b_up)))]),
     ];
-    let (status, text) = remote_write(&server.http, &v1::WriteRequest { timeseries: ts, metadata: vec![] }, &[]);
+    let (status, text) = remote_write(http, &v1::WriteRequest { timeseries: ts, metadata: vec![] }, &[]);
     assert_eq!(status, 204, "{text}");
 }
 
 /// `up` of two instances, `b` down, at `t`.
 fn write_up(server: &Server, t: i64) {
-    write_up_b(server, t, false);
+    write_up_b(&server.http, t, false);
 }
 
 fn get(server: &Server, path: &str) -> Value {
-    let (status, body) = http_get(&server.http, path);
+    get_at(&server.http, path)
+}
+
+fn get_at(http: &str, path: &str) -> Value {
+    let (status, body) = http_get(http, path);
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
 }
@@ -66,7 +72,7 @@ fn until(server: &Server, within: Duration, what: &str, check: impl FnMut() -> b
 fn until_b(server: &Server, b_up: bool, within: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        write_up_b(server, now_ms(), b_up);
+        write_up_b(&server.http, now_ms(), b_up);
         if check() {
             return;
         }
@@ -218,4 +224,140 @@ async fn killed_while_pending_and_while_firing_alertmanager_hears_firing_then_re
     assert!(first_resolved > 0, "{seen:?}");
     let starts: std::collections::BTreeSet<&str> = seen.iter().map(|(_, _, t)| t.as_str()).collect();
     assert_eq!(starts.len(), 1, "one alert, one start, whatever the kills: {seen:?}");
+}
+
+/// Writes `up` to `router` every 250 ms until `check` holds (at most
+/// `within`).
+async fn until_at(router: &str, b_up: bool, within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        write_up_b(router, now_ms(), b_up);
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("{what} did not happen within {within:?}");
+}
+
+/// The evaluator members that lead their group now (by their /metrics).
+async fn evaluator_leaders(c: &DevCluster) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in c.procs.values().filter(|p| p.name.contains("evaluator-")) {
+        if danaus_server::dev_cluster::metric(&p.http, "danaus_evaluator_is_leader").await.unwrap_or(0.0) == 1.0 {
+            out.push(p.name.clone());
+        }
+    }
+    out
+}
+
+/// The one leader, once there is one (and only one).
+async fn evaluator_leader(c: &DevCluster) -> String {
+    for _ in 0..200 {
+        let l = evaluator_leaders(c).await;
+        if l.len() == 1 {
+            return l[0].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no single evaluator leader");
+}
+
+/// An alert of `state` as the evaluator at `http` shows it.
+fn alert_at(http: &str, state: &str) -> Option<Value> {
+    let (status, body) = http_get(http, "/api/v1/alerts");
+    if status != 200 {
+        return None;
+    }
+    let v: Value = serde_json::from_str(&body).ok()?;
+    v["data"]["alerts"].as_array()?.iter().find(|a| a["state"] == state).cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evaluator_leader_killed_while_pending_and_while_firing_loses_and_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start();
+    let (_am, am) = start_alertmanager(&dir.path().join("am"), &sink.addr);
+    let mut cfg = DevClusterConfig::new(common::danaus_bin(), dir.path().join("cluster"), 1);
+    cfg.evaluators = 3;
+    cfg.evaluator_args =
+        vec!["--alertmanager-url".into(), format!("http://{am}"), "--rules-resend-delay".into(), "2s".into()];
+    let mut c = match DevCluster::start(cfg).await {
+        Ok(c) => c,
+        Err(e) => {
+            common::dump_logs(&dir.path().join("cluster"));
+            panic!("the dev cluster did not start: {e:#}");
+        }
+    };
+    let router = c.procs["z1-router"].http.clone();
+    let mixer = c.procs["z1-mixer"].http.clone();
+    write_up_b(&router, now_ms(), false);
+    let docs =
+        danaus_config::files::parse(std::path::Path::new("rules.yaml"), &RULES.replace("for: 2s", "for: 5s")).unwrap();
+    let objects: Vec<danaus_config::Object> = docs.into_iter().map(|d| d.object).collect();
+    let req = pb::ApplyConfigRequest {
+        objects_json: serde_json::to_vec(&objects).unwrap(),
+        author: "test".into(),
+        message: "rules".into(),
+        ..Default::default()
+    };
+    let mut applied = false;
+    for _ in 0..50 {
+        for a in c.config_servers() {
+            if let Ok(mut client) = pb::config_service_client::ConfigServiceClient::connect(format!("http://{a}")).await
+            {
+                if client.apply(req.clone()).await.is_ok() {
+                    applied = true;
+                    break;
+                }
+            }
+        }
+        if applied {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(applied, "no config member took the rules");
+
+    // Pending on the leader: kill -9 it.
+    let leader = evaluator_leader(&c).await;
+    let http = c.procs[&leader].http.clone();
+    until_at(&router, false, Duration::from_secs(60), "the alert pending", || alert_at(&http, "pending").is_some())
+        .await;
+    let active_at = alert_at(&http, "pending").unwrap()["activeAt"].clone();
+    c.kill(&leader).unwrap();
+
+    // A new leader fires it `for` after the same activeAt; Alertmanager
+    // passes it on.
+    until_at(&router, false, Duration::from_secs(60), "the firing alert at the webhook", || {
+        hooked(&sink).iter().any(|(s, i, _)| s == "firing" && i == "b:9100")
+    })
+    .await;
+    let second = evaluator_leader(&c).await;
+    let http = c.procs[&second].http.clone();
+    assert_eq!(alert_at(&http, "firing").unwrap()["activeAt"], active_at, "`for` ran on across the failover");
+    c.restart(&leader).unwrap();
+
+    // Firing: kill -9 the leader again, and let `b` come back.
+    c.kill(&second).unwrap();
+    until_at(&router, true, Duration::from_secs(60), "the resolution at the webhook", || {
+        hooked(&sink).iter().any(|(s, i, _)| s == "resolved" && i == "b:9100")
+    })
+    .await;
+    let seen = hooked(&sink);
+    let statuses: Vec<&str> = seen.iter().map(|(s, _, _)| s.as_str()).collect();
+    let first_resolved = statuses.iter().position(|s| *s == "resolved").unwrap();
+    assert!(first_resolved > 0 && statuses[..first_resolved].iter().all(|s| *s == "firing"), "{seen:?}");
+    let starts: std::collections::BTreeSet<&str> = seen.iter().map(|(_, _, t)| t.as_str()).collect();
+    assert_eq!(starts.len(), 1, "one alert, fired once, whatever the kills: {seen:?}");
+
+    // The recording rule's series: a point at every grid time (1 s
+    // apart) from its first to its last, none missing across two
+    // failovers, none off the grid.
+    let v = get_at(&mixer, "/api/v1/query?query=job:up:sum%5B10m%5D");
+    let values = v["data"]["result"][0]["values"].as_array().unwrap_or_else(|| panic!("{v}")).clone();
+    let times: Vec<i64> = values.iter().map(|p| (p[0].as_f64().unwrap() * 1000.0).round() as i64).collect();
+    assert!(times.len() > 10, "{v}");
+    let gaps: Vec<(i64, i64)> = times.windows(2).filter(|w| w[1] - w[0] != 1000).map(|w| (w[0], w[1])).collect();
+    assert!(gaps.is_empty(), "the recorded series skips or strays from its grid: {gaps:?}");
 }

@@ -91,6 +91,53 @@ impl Source for ZoneSource {
     }
 }
 
+/// How an evaluator of a distributed zone reaches the zone, built in
+/// its process: a zone mixer to read through and the zone's routers to
+/// write through, both over the zone table.
+pub struct ZoneAccess {
+    /// Reads.
+    pub source: ZoneSource,
+    /// The ingestion router derived points go through (a caller wraps it
+    /// in the Prometheus write path).
+    pub front: Arc<danaus_router::IngestRouter>,
+}
+
+/// The zone `zone` as an evaluator reaches it: its assigners (zone
+/// table), index server (pruning), and where schema changes go (config
+/// mirrors or members; none: the zone table); `state` keeps the last
+/// zone table. Series without a location are the zone's own.
+pub fn zone_access(
+    zone: &str,
+    assigners: Vec<String>,
+    index: Option<String>,
+    config: Vec<String>,
+    state: Option<danaus_storage::SharedStateDir>,
+) -> ZoneAccess {
+    let cache = |name: &str| state.clone().map(|s| danaus_assigner::TableCache::new(s, name));
+    let writer = (!config.is_empty())
+        .then(|| Arc::new(danaus_config::client::RemoteWriter::new(config)) as Arc<dyn danaus_config::service::Writer>);
+    let (_, routers) = crate::router::build(
+        assigners.clone(),
+        cache("router-table.json"),
+        danaus_router::ZoneMap::single(zone),
+        danaus_router::RouterConfig::default(),
+        writer,
+    );
+    let table = TableWatcher::start_cached(assigners, cache("mixer-table.json"));
+    let mixer = danaus_mixer::ZoneMixer::new(
+        table.clone(),
+        danaus_mixer::MixerConfig { zone: zone.to_owned(), index, ..danaus_mixer::MixerConfig::default() },
+    );
+    ZoneAccess {
+        source: ZoneSource {
+            engines: Arc::new(move || mixer.engine()),
+            table,
+            default_location: Some(zone.to_owned()),
+        },
+        front: routers.front,
+    }
+}
+
 /// Starts a member on `kv`; `clock` gives the evaluation times.
 pub async fn start(
     spec: EvaluatorSpec,

@@ -10,7 +10,8 @@
 //! `zN-leaf-1`, … and it owns the locations `zN` and `zN-*`. Once every
 //! zone has settled, the zones are written into the configuration as
 //! `kind: Zone` objects (routers, mixers, locations), which the root mixer
-//! queries by.
+//! queries by. With `evaluators`, each zone also runs an evaluator group
+//! (`zN-evaluator-1`, …) following its config mirror.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -43,6 +44,11 @@ pub struct DevClusterConfig {
     /// Zones (each with `leaves` leaves); more than one adds the global
     /// layer.
     pub zones: usize,
+    /// Members of each zone's evaluator group (0: none); evaluators take
+    /// their rules from the configuration, so they add the global layer.
+    pub evaluators: usize,
+    /// Extra arguments for every evaluator (`--alertmanager-url`, …).
+    pub evaluator_args: Vec<String>,
 }
 
 impl DevClusterConfig {
@@ -58,11 +64,13 @@ impl DevClusterConfig {
             min_move_series: 1_000,
             leaf_args: Vec::new(),
             zones: 1,
+            evaluators: 0,
+            evaluator_args: Vec::new(),
         }
     }
 
     fn global(&self) -> bool {
-        self.zones > 1
+        self.zones > 1 || self.evaluators > 0
     }
 
     /// The name of zone `z` (from 1): `zone` alone, `zN` among several.
@@ -292,8 +300,10 @@ impl DevCluster {
                 "--zone",
                 &zone,
             ]);
+            let mut mirror = String::new();
             if cfg.global() {
                 let (mirror_grpc, mirror_http) = (free_port()?, free_port()?);
+                mirror = mirror_grpc.clone();
                 let map = cfg.dir.join(format!("{}.yaml", name("zone-map")));
                 std::fs::write(&map, zone_map(&cfg, z, &routers))
                     .with_context(|| format!("writing {}", map.display()))?;
@@ -335,6 +345,35 @@ impl DevCluster {
                 &zone,
             ]);
             add(name("mixer"), grpc, http, args);
+            if cfg.evaluators > 0 {
+                let (members, _, peers) = raft_group(cfg.evaluators)?;
+                for (i, grpc, http) in members {
+                    let n = name(&format!("evaluator-{i}"));
+                    let mut args = strings(&[
+                        "evaluator",
+                        "--id",
+                        &i.to_string(),
+                        "--peers",
+                        &peers,
+                        "--listen",
+                        &grpc,
+                        "--http",
+                        &http,
+                        "--data-dir",
+                        &dir(&n),
+                        "--zone",
+                        &zone,
+                        "--assigners",
+                        &assigner_list,
+                        "--index",
+                        &index_grpc,
+                        "--config",
+                        &mirror,
+                    ]);
+                    args.extend(cfg.evaluator_args.iter().cloned());
+                    add(n, grpc, http, args);
+                }
+            }
         }
         let mut c = Self { cfg, procs };
         let names: Vec<String> = c.procs.keys().cloned().collect();

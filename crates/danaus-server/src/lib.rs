@@ -24,6 +24,7 @@ pub mod dev_cluster;
 pub mod http;
 pub mod prom_store;
 pub mod promql_http;
+pub mod rules;
 pub mod rules_http;
 pub mod standalone;
 pub mod zone;

@@ -46,6 +46,8 @@ enum Command {
     RootMixer(RootMixerArgs),
     /// Run a root index server (zones' field hints, to prune the root's fan-out).
     RootIndex(RootIndexArgs),
+    /// Run a member of a zone's evaluator group (recording and alerting rules).
+    Evaluator(EvaluatorArgs),
     /// Run a whole zone as separate processes on loopback, until Ctrl-C.
     DevCluster(DevClusterArgs),
 }
@@ -77,6 +79,30 @@ struct MemberArgs {
 struct ConfigServerArgs {
     #[command(flatten)]
     member: MemberArgs,
+    /// Log filter.
+    #[arg(long, default_value = "info", env = "DANAUS_LOG")]
+    log: String,
+}
+
+#[derive(Parser)]
+struct EvaluatorArgs {
+    #[command(flatten)]
+    member: MemberArgs,
+    /// The zone's name (derived series without a location get it).
+    #[arg(long, default_value = "zone")]
+    zone: String,
+    /// The zone's range assigner members (HOST:PORT,...).
+    #[arg(long, value_delimiter = ',', required = true)]
+    assigners: Vec<String>,
+    /// The zone's index server (HOST:PORT), for pruning reads.
+    #[arg(long)]
+    index: Option<String>,
+    /// The zone's config mirrors (HOST:PORT,...): where rules come from
+    /// and schema changes go.
+    #[arg(long, value_delimiter = ',', required = true)]
+    config: Vec<String>,
+    #[command(flatten)]
+    rules: RulesArgs,
     /// Log filter.
     #[arg(long, default_value = "info", env = "DANAUS_LOG")]
     log: String,
@@ -348,6 +374,10 @@ enum DevClusterAction {
         /// service members, a config mirror per zone, a root mixer).
         #[arg(long, default_value_t = 1)]
         zones: usize,
+        /// Members of each zone's evaluator group (0: none; adds the
+        /// global layer, where rules are configured).
+        #[arg(long, default_value_t = 0)]
+        evaluators: usize,
     },
 }
 
@@ -650,6 +680,23 @@ fn main() -> anyhow::Result<()> {
                 })
             })
         }
+        Command::Evaluator(a) => {
+            return run_role(&a.log, || {
+                zone::start_evaluator(zone::EvaluatorRole {
+                    id: a.member.id,
+                    peers: a.member.peers.into_iter().collect(),
+                    grpc_addr: a.member.listen,
+                    http_addr: a.member.http,
+                    data_dir: a.member.data_dir,
+                    heartbeat: a.member.raft_heartbeat,
+                    zone: a.zone,
+                    assigners: a.assigners,
+                    index: a.index,
+                    config: a.config,
+                    rules: a.rules.config(),
+                })
+            })
+        }
         Command::ConfigMirror(a) => {
             return run_role(&a.log, || {
                 zone::start_config_mirror(zone::ConfigMirrorRole {
@@ -663,7 +710,8 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::DevCluster(DevClusterArgs {
-            action: DevClusterAction::Up { leaves, replication, dir, max_series_per_range, min_move_series, zones },
+            action:
+                DevClusterAction::Up { leaves, replication, dir, max_series_per_range, min_move_series, zones, evaluators },
         }) => {
             init_logs("info")?;
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -677,6 +725,7 @@ fn main() -> anyhow::Result<()> {
                 cfg.min_move_series = min_move_series;
                 anyhow::ensure!(zones >= 1, "--zones must be at least 1");
                 cfg.zones = zones;
+                cfg.evaluators = evaluators;
                 eprintln!("starting {zones} zone(s) of {leaves} leaves in {} (logs there) ...", dir.display());
                 let cluster = danaus_server::dev_cluster::DevCluster::start(cfg).await?;
                 for p in cluster.procs.values() {
@@ -688,7 +737,11 @@ fn main() -> anyhow::Result<()> {
                 println!(
                     "schemas and writes: danausctl --addr http://{} schema apply -f ... / write ...{}",
                     cluster.router(),
-                    if zones > 1 { "  (any zone's router: series go to the zone owning their location)" } else { "" }
+                    if zones > 1 || evaluators > 0 {
+                        "  (any zone's router: series go to the zone owning their location)"
+                    } else {
+                        ""
+                    }
                 );
                 match cluster.root_mixer() {
                     Some(root) => {

@@ -26,13 +26,12 @@ use danaus_prom::Receiver;
 use danaus_roles::standalone::{Standalone, StandaloneSpec, StandaloneStores};
 use danaus_roles::Metrics;
 
-use crate::alertmanager::{AlertmanagerConfig, Alertmanagers};
 use crate::http::{remote_write_metrics, remote_write_routes};
 use crate::prom_store::{PromSink, RouterStore};
 use crate::promql_http::{promql_routes, PromqlApi};
+pub use crate::rules::RulesConfig;
 use crate::rules_http::{rules_routes, RulesApi};
 use crate::zone;
-use danaus_evaluator::EvaluatorConfig;
 use danaus_roles::evaluator::{EvaluatorSeams, EvaluatorSpec, ZoneSource};
 
 /// The zone's name in completeness reports and the zone map.
@@ -63,31 +62,6 @@ pub struct StandaloneConfig {
     pub scrape_config: Option<PathBuf>,
     /// How rules run and where their alerts go.
     pub rules: RulesConfig,
-}
-
-/// How rules run and where their alerts go.
-#[derive(Debug, Clone)]
-pub struct RulesConfig {
-    /// A group's interval when it names none.
-    pub evaluation_interval: std::time::Duration,
-    /// Alertmanagers to send alerts to (base URLs); none: transitions
-    /// are logged.
-    pub alertmanagers: Vec<String>,
-    /// How often firing alerts are sent again.
-    pub resend_delay: std::time::Duration,
-    /// `$externalURL` in templates and alerts' `generatorURL`.
-    pub external_url: String,
-}
-
-impl Default for RulesConfig {
-    fn default() -> Self {
-        Self {
-            evaluation_interval: std::time::Duration::from_secs(60),
-            alertmanagers: Vec::new(),
-            resend_delay: std::time::Duration::from_secs(60),
-            external_url: String::new(),
-        }
-    }
 }
 
 /// A running standalone server.
@@ -163,12 +137,7 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
             peers: std::collections::BTreeMap::from([(1, "127.0.0.1:0".to_owned())]),
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             heartbeat: std::time::Duration::from_millis(100),
-            evaluator: EvaluatorConfig {
-                default_interval: cfg.rules.evaluation_interval,
-                resend_delay: cfg.rules.resend_delay,
-                external_url: cfg.rules.external_url.clone(),
-                ..EvaluatorConfig::default()
-            },
+            evaluator: cfg.rules.evaluator(),
         },
         evaluator_kv,
         Arc::new(danaus_storage::SystemClock),
@@ -179,7 +148,7 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
                 default_location: Some(cfg.location.clone()),
             }),
             sink: Arc::new(PromSink(remote_write.clone())),
-            notifier: notifier(&cfg.rules)?,
+            notifier: cfg.rules.notifier()?,
             config: zone.config_feed.subscribe(),
         },
     )
@@ -239,19 +208,4 @@ impl Running {
         tracing::info!("danaus standalone stopped cleanly");
         Ok(())
     }
-}
-
-/// Alertmanagers when some are configured; else a log of transitions.
-fn notifier(cfg: &RulesConfig) -> anyhow::Result<Arc<dyn danaus_evaluator::Notifier>> {
-    if cfg.alertmanagers.is_empty() {
-        return Ok(Arc::new(danaus_evaluator::LogNotifier));
-    }
-    tracing::info!(alertmanagers = ?cfg.alertmanagers, "alerts go to Alertmanager");
-    Ok(Arc::new(Alertmanagers::new(AlertmanagerConfig {
-        urls: cfg.alertmanagers.clone(),
-        resend_delay: cfg.resend_delay,
-        external_labels: Default::default(),
-        external_url: cfg.external_url.clone(),
-        timeout: std::time::Duration::from_secs(10),
-    })?))
 }

@@ -465,3 +465,68 @@ pub async fn start_root_mixer(cfg: RootMixerRole) -> anyhow::Result<RunningRole>
     let metrics = role.metrics.clone();
     with_http(role, cfg.http_addr, metrics, Some(promql), None).await
 }
+
+/// A member of a zone's evaluator group.
+#[derive(Debug, Clone)]
+pub struct EvaluatorRole {
+    /// Member id.
+    pub id: NodeId,
+    /// Every member (this one included): id → host:port.
+    pub peers: BTreeMap<NodeId, String>,
+    /// gRPC address to bind.
+    pub grpc_addr: SocketAddr,
+    /// HTTP address for /metrics and the rules API.
+    pub http_addr: Option<SocketAddr>,
+    /// Data directory (the Raft log and snapshots, the last configuration
+    /// and zone tables).
+    pub data_dir: PathBuf,
+    /// Raft heartbeat; elections after 5× this.
+    pub heartbeat: Duration,
+    /// The zone's name (and the location of derived series).
+    pub zone: String,
+    /// The zone's assigner members.
+    pub assigners: Vec<String>,
+    /// The zone's index server.
+    pub index: Option<String>,
+    /// The zone's config mirrors (or the config service's members).
+    pub config: Vec<String>,
+    /// How rules run and where alerts go.
+    pub rules: crate::rules::RulesConfig,
+}
+
+/// Starts an evaluator member: it follows the configuration through
+/// `config`, reads the zone through a mixer and writes derived points
+/// through routers of its own, and serves the rules API on its HTTP port.
+pub async fn start_evaluator(cfg: EvaluatorRole) -> anyhow::Result<RunningRole> {
+    let kv = open_kv(&cfg.data_dir).await?;
+    let state = state_dir(&cfg.data_dir.join("state"))?;
+    let access = danaus_roles::evaluator::zone_access(
+        &cfg.zone,
+        cfg.assigners.clone(),
+        cfg.index.clone(),
+        cfg.config.clone(),
+        Some(state.clone()),
+    );
+    let feed = danaus_config::feed::Feed::new(danaus_config::client::load_saved(&state).unwrap_or_default());
+    let receiver = Arc::new(Receiver::new(Arc::new(RouterStore(access.front.clone())), cfg.zone.clone()));
+    let spec = danaus_roles::evaluator::EvaluatorSpec {
+        group: format!("evaluator-{}", cfg.zone),
+        id: cfg.id,
+        peers: cfg.peers.clone(),
+        grpc_addr: cfg.grpc_addr,
+        heartbeat: cfg.heartbeat,
+        evaluator: cfg.rules.evaluator(),
+    };
+    let seams = danaus_roles::evaluator::EvaluatorSeams {
+        source: Arc::new(access.source),
+        sink: Arc::new(crate::prom_store::PromSink(receiver)),
+        notifier: cfg.rules.notifier()?,
+        config: feed.subscribe(),
+    };
+    let (mut role, parts) = danaus_roles::evaluator::start(spec, kv, Arc::new(SystemClock), seams).await?;
+    role.spawn(danaus_config::client::follow(cfg.config.clone(), feed.clone(), Some(state)));
+    let rules =
+        crate::rules_http::rules_routes(crate::rules_http::RulesApi { evaluator: parts.evaluator, config: feed });
+    let metrics = role.metrics.clone();
+    with_http(role, cfg.http_addr, metrics, Some(rules), None).await
+}
