@@ -139,6 +139,25 @@ async fn a_prometheus_rule_file_records_and_alerts_and_the_alert_survives_a_rest
     let (status, body) = http_get(&server.http, "/api/v1/rules?type=bogus");
     assert_eq!(status, 400, "{body}");
 
+    // RuleService, and danausctl rules list over it.
+    let mut rules_client = pb::rule_service_client::RuleServiceClient::connect(server.grpc.clone()).await.unwrap();
+    let listed = rules_client.list_rules(pb::ListRulesRequest::default()).await.unwrap().into_inner();
+    let g = &listed.groups[0];
+    assert_eq!((g.name.as_str(), g.evaluator.as_str(), g.interval_ms), ("api", "evaluator", 1000), "{g:?}");
+    assert!(g.evaluations > 0 && g.last_evaluation_ms > 0, "{g:?}");
+    assert_eq!(g.rules[1].state, "firing");
+    assert_eq!(g.rules[1].alerts[0].labels["instance"], "b:9100");
+    let alerts = rules_client.list_alerts(pb::ListAlertsRequest {}).await.unwrap().into_inner().alerts;
+    assert!(alerts.iter().any(|a| a.state == "firing" && a.rule == "InstanceDown"), "{alerts:?}");
+    let out = std::process::Command::new(common::danaus_bin().with_file_name("danausctl"))
+        .args(["--addr", &server.grpc, "rules", "list"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("api  every 1s  on evaluator  last "), "{text}");
+    assert!(text.contains("alerting  InstanceDown") && text.contains("ok firing (1 alerts)"), "{text}");
+
     // The derived series answer PromQL: the recording rule's sum, and
     // ALERTS.
     until(&server, Duration::from_secs(10), "job:up:sum readable", || {

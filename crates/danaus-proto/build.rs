@@ -4,7 +4,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Read at run time, not baked in with env!: a compiler cache may hand
     // out a build script compiled in another checkout.
     let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files: Vec<_> = ["types", "schema", "ingest", "read", "query", "raft", "zone", "config"]
+    let files: Vec<_> = ["types", "schema", "ingest", "read", "query", "raft", "zone", "config", "rules"]
         .iter()
         .map(|f| root.join(format!("danaus/v1/{f}.proto")))
         .collect();

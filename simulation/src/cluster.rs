@@ -583,6 +583,8 @@ async fn run_standalone(ctx: RoleCtx, me: SocketAddr) {
         clock: Arc::new(SystemClock),
         leaves: ctx.leaves.iter().map(|d| ctx.leaf_stores(d)).collect(),
         state: ctx.state_dir(),
+        // The simulation's evaluators are a later step (docs/ARCHITECTURE.md).
+        rules: None,
     };
     let (raft, zone) = (ctx.raft.clone(), ctx.zone);
     match danaus_roles::standalone::start(spec, stores, None).await {

@@ -46,6 +46,7 @@ mod svc {
     pub type Query = pb::query_service_client::QueryServiceClient<S>;
     pub type Read = pb::read_service_client::ReadServiceClient<S>;
     pub type Config = pb::config_service_client::ConfigServiceClient<S>;
+    pub type Rules = pb::rule_service_client::RuleServiceClient<S>;
 }
 #[cfg(madsim)]
 mod svc {
@@ -55,6 +56,7 @@ mod svc {
     pub type Query = pb::query_service_client::QueryServiceClient<Channel, TenantInterceptor>;
     pub type Read = pb::read_service_client::ReadServiceClient<Channel, TenantInterceptor>;
     pub type Config = pb::config_service_client::ConfigServiceClient<Channel, TenantInterceptor>;
+    pub type Rules = pb::rule_service_client::RuleServiceClient<Channel, TenantInterceptor>;
 }
 
 /// A connection to a Danaus server.
@@ -110,6 +112,12 @@ impl Client {
         pb::config_service_client::ConfigServiceClient::with_interceptor(self.channel.clone(), self.interceptor.clone())
             .max_decoding_message_size(danaus_proto::MAX_CONFIG_BYTES)
             .max_encoding_message_size(danaus_proto::MAX_CONFIG_BYTES)
+    }
+
+    /// RuleService (an evaluator member, or standalone's front door).
+    pub fn rules(&self) -> svc::Rules {
+        pb::rule_service_client::RuleServiceClient::with_interceptor(self.channel.clone(), self.interceptor.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     /// ReadService.

@@ -9,6 +9,7 @@ use danaus_rules::file::RuleKind;
 use danaus_rules::group::GroupState;
 
 use crate::evaluator::{carry_over, Evaluator};
+use crate::state::Counters;
 
 /// A rule's health, as Prometheus reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +85,8 @@ pub struct GroupStatus {
     pub last_eval: Option<i64>,
     /// How long that took (µs).
     pub duration_us: u64,
+    /// Its counters (committed with its evaluations).
+    pub counters: Counters,
     /// Why it is not evaluated, if it is not.
     pub invalid: Option<String>,
 }
@@ -112,6 +115,7 @@ impl Evaluator {
                         rules: Vec::new(),
                         last_eval: None,
                         duration_us: 0,
+                        counters: Counters::default(),
                         invalid: Some(invalid.get(&key).cloned().unwrap_or_else(|| errs.join("; "))),
                     });
                     continue;
@@ -159,6 +163,7 @@ impl Evaluator {
                 rules,
                 last_eval: record.map(|r| r.at),
                 duration_us: record.map_or(0, |r| r.duration_us),
+                counters: record.map(|r| r.counters.clone()).unwrap_or_default(),
                 invalid: None,
             });
         }

@@ -57,4 +57,6 @@ pub mod servers {
         ZoneStageServer = zone_stage_service_server::ZoneStageServiceServer);
     server!(/// ConfigService's server.
         ConfigServer = config_service_server::ConfigServiceServer);
+    server!(/// RuleService's server.
+        RuleServer = rule_service_server::RuleServiceServer);
 }

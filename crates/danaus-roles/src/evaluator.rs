@@ -1,6 +1,7 @@
 //! The evaluator role: a member of an evaluator Raft group
 //! (`danaus-evaluator`, its log and snapshots on the `KvStore` seam)
-//! running the rule groups of the configuration assigned to it. It reads
+//! running the rule groups of the configuration assigned to it, serving
+//! the Raft service and RuleService. It reads
 //! through a [`Source`] (a zone's query engine: [`ZoneSource`]), writes
 //! derived points through a [`Sink`] (the zone's write path) and hands
 //! alert transitions to a [`Notifier`]; the configuration comes from a
@@ -17,6 +18,7 @@ use danaus_config::ConfigView;
 use danaus_evaluator::{Evaluations, Evaluator, EvaluatorConfig, Notifier, Sink, Source};
 use danaus_node::query::EngineSource;
 use danaus_promql::{DanausStorage, Storage};
+use danaus_proto::v1 as pb;
 use danaus_raft::{NodeId, RaftGroup, RaftServer};
 use danaus_storage::{Clock, KvStore};
 use futures::FutureExt as _;
@@ -59,6 +61,8 @@ pub struct EvaluatorSeams {
 pub struct EvaluatorParts {
     /// The evaluator (its records and configuration, for the APIs).
     pub evaluator: Evaluator,
+    /// Its RuleService (standalone serves it on the front door too).
+    pub rules: RuleApi,
 }
 
 /// A zone's series as rules read them: the PromQL storage over the zone's
@@ -152,7 +156,10 @@ pub async fn start(
     let group: Arc<RaftGroup<Evaluations>> =
         raft_member::start(&spec.group, spec.id, spec.heartbeat, kv, &raft).await?;
     let evaluator = Evaluator::new(group.clone(), seams.source, seams.sink, seams.notifier, clock, spec.evaluator);
-    let router = transport::server(transport::DEFAULT_CONCURRENCY).add_service(raft.service());
+    let rules = RuleApi { evaluator: evaluator.clone(), config: seams.config.clone(), group: spec.group.clone() };
+    let router = transport::server(transport::DEFAULT_CONCURRENCY)
+        .add_service(raft.service())
+        .add_service(rules.clone().service());
     let ev = evaluator.clone();
     let metrics: Metrics = Arc::new(move || {
         let ev = ev.clone();
@@ -177,7 +184,7 @@ pub async fn start(
     raft_member::join(&mut running, &group, spec.id, &spec.peers, me).await?;
     running.spawn(evaluator.clone().run(seams.config));
     tracing::info!(id = spec.id, group = %spec.group, grpc_addr = %me, "evaluator member serving");
-    Ok((running, EvaluatorParts { evaluator }))
+    Ok((running, EvaluatorParts { evaluator, rules }))
 }
 
 /// An evaluator's samples: its Raft group, and per rule group (from the
@@ -239,5 +246,104 @@ pub fn evaluator_metrics(t: &mut Text, ev: &Evaluator) {
         for (key, r) in &records {
             t.labelled(name, kind, help, labels(key, r), f(r));
         }
+    }
+}
+
+/// RuleService over an evaluator and the configuration it runs.
+#[derive(Clone)]
+pub struct RuleApi {
+    /// The evaluator.
+    pub evaluator: Evaluator,
+    /// Its configuration.
+    pub config: watch::Receiver<Arc<ConfigView>>,
+    /// Its group's name (where the rules run).
+    pub group: String,
+}
+
+impl RuleApi {
+    /// The gRPC service.
+    pub fn service(self) -> danaus_proto::servers::RuleServer<Self> {
+        pb::rule_service_server::RuleServiceServer::new(self).max_encoding_message_size(danaus_node::MAX_MESSAGE_BYTES)
+    }
+
+    fn status(&self, tenant: &str) -> Vec<danaus_evaluator::GroupStatus> {
+        let view = self.config.borrow().clone();
+        self.evaluator.status(&view, Some(tenant))
+    }
+}
+
+fn alert_pb(a: &danaus_rules::alert::Alert, group: &str, rule: &str) -> pb::AlertStatus {
+    pb::AlertStatus {
+        labels: a.labels.pairs().iter().cloned().collect(),
+        annotations: a.annotations.clone().into_iter().collect(),
+        state: a.state.as_str().to_owned(),
+        value: a.value,
+        active_at_ms: a.active_at,
+        fired_at_ms: a.fired_at.unwrap_or(0),
+        keep_firing_since_ms: a.keep_firing_since.unwrap_or(0),
+        group: group.to_owned(),
+        rule: rule.to_owned(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::rule_service_server::RuleService for RuleApi {
+    async fn list_rules(
+        &self,
+        req: tonic::Request<pb::ListRulesRequest>,
+    ) -> std::result::Result<tonic::Response<pb::ListRulesReply>, tonic::Status> {
+        let tenant = danaus_proto::tenant::tenant(&req)?;
+        let want = req.into_inner().groups;
+        let groups = self
+            .status(&tenant)
+            .into_iter()
+            .filter(|g| want.is_empty() || want.contains(&g.name))
+            .map(|g| pb::RuleGroupStatus {
+                rules: g
+                    .rules
+                    .iter()
+                    .map(|r| pb::RuleStatus {
+                        kind: if r.alerting { "alerting" } else { "recording" }.to_owned(),
+                        name: r.name.clone(),
+                        expr: r.expr.clone(),
+                        for_ms: r.for_ms,
+                        keep_firing_for_ms: r.keep_firing_for_ms,
+                        labels: r.labels.clone().into_iter().collect(),
+                        annotations: r.annotations.clone().into_iter().collect(),
+                        health: r.health.as_str().to_owned(),
+                        last_error: r.last_error.clone().unwrap_or_default(),
+                        duration_us: r.duration_us as i64,
+                        state: if r.alerting { r.state().as_str().to_owned() } else { String::new() },
+                        alerts: r.alerts.iter().map(|a| alert_pb(a, &g.name, &r.name)).collect(),
+                    })
+                    .collect(),
+                tenant: g.tenant,
+                name: g.name,
+                interval_ms: g.interval_ms,
+                limit: g.limit as u64,
+                evaluator: self.group.clone(),
+                last_evaluation_ms: g.last_eval.unwrap_or(0),
+                evaluation_duration_us: g.duration_us as i64,
+                evaluations: g.counters.evaluations,
+                failures: g.counters.failed,
+                missed: g.counters.missed,
+                caught_up: g.counters.caught_up,
+                error: g.invalid.unwrap_or_default(),
+            })
+            .collect();
+        Ok(tonic::Response::new(pb::ListRulesReply { groups }))
+    }
+
+    async fn list_alerts(
+        &self,
+        req: tonic::Request<pb::ListAlertsRequest>,
+    ) -> std::result::Result<tonic::Response<pb::ListAlertsReply>, tonic::Status> {
+        let tenant = danaus_proto::tenant::tenant(&req)?;
+        let alerts = self
+            .status(&tenant)
+            .iter()
+            .flat_map(|g| g.rules.iter().flat_map(move |r| r.alerts.iter().map(move |a| alert_pb(a, &g.name, &r.name))))
+            .collect();
+        Ok(tonic::Response::new(pb::ListAlertsReply { alerts }))
     }
 }

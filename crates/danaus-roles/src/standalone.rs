@@ -29,13 +29,14 @@ use tokio::sync::watch;
 use crate::assigner::{AssignerParts, AssignerSpec};
 use crate::config_mirror::ConfigMirrorSpec;
 use crate::config_server::{ConfigServerParts, ConfigServerSpec};
+use crate::evaluator::{EvaluatorParts, EvaluatorSeams, EvaluatorSpec, ZoneSource};
 use crate::index::IndexSpec;
 use crate::leaf::{LeafParts, LeafSpec, LeafStores};
 use crate::metrics::{leaf_metrics, process_metrics, query_metrics, router_metrics, Text};
 use crate::router::RouterParts;
 use crate::{
-    assigner, config_mirror, config_server, index, leaf, mixer, router, table_health, transport, Error, Health,
-    Metrics, Result, Running,
+    assigner, config_mirror, config_server, evaluator, index, leaf, mixer, router, table_health, transport, Error,
+    Health, Metrics, Result, Running,
 };
 use danaus_config::client::RemoteWriter;
 use danaus_config::service::{GroupWriter, Writer};
@@ -126,6 +127,23 @@ pub struct StandaloneStores {
     pub leaves: Vec<LeafStores>,
     /// Where the front door keeps its last zone table.
     pub state: SharedStateDir,
+    /// Rules: none, or an evaluator (a one-member group on `assigner`'s
+    /// store).
+    pub rules: Option<StandaloneRules>,
+}
+
+/// What standalone's evaluator writes through and hands alerts to.
+pub struct StandaloneRules {
+    /// The sink derived points go to, given the zone's front door for
+    /// writes (the server wraps it in its Prometheus write path).
+    pub sink: Box<dyn FnOnce(Arc<danaus_router::IngestRouter>) -> Arc<dyn danaus_evaluator::Sink> + Send>,
+    /// Where alert transitions go.
+    pub notifier: Arc<dyn danaus_evaluator::Notifier>,
+    /// Evaluation tuning.
+    pub evaluator: danaus_evaluator::EvaluatorConfig,
+    /// The location series without one were given (hidden from rules'
+    /// queries, as from the PromQL API).
+    pub location: String,
 }
 
 /// A zone serving in one process.
@@ -147,6 +165,8 @@ pub struct Standalone {
     pub config: Option<ConfigServerParts>,
     /// The zone's copy of the configuration (its mirror's).
     pub config_feed: danaus_config::feed::Feed,
+    /// The evaluator (one member), if rules run.
+    pub evaluator: Option<(Running, EvaluatorParts)>,
     config_role: Option<Running>,
     mirror: Running,
     index: Running,
@@ -284,6 +304,35 @@ pub async fn start(spec: StandaloneSpec, stores: StandaloneStores, extra: Option
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // Rules: a one-member evaluator group reading through the mixer and
+    // writing through the front door.
+    let evaluator = match stores.rules {
+        Some(r) => {
+            let m = mixer.clone();
+            let seams = EvaluatorSeams {
+                source: Arc::new(ZoneSource {
+                    engines: Arc::new(move || m.engine()),
+                    table: table.clone(),
+                    default_location: Some(r.location.clone()),
+                }),
+                sink: (r.sink)(routers.front.clone()),
+                notifier: r.notifier,
+                config: mirror_parts.feed.subscribe(),
+            };
+            let addr = spec.internal(4 + spec.leaves as u16);
+            let ev_spec = EvaluatorSpec {
+                group: "evaluator".into(),
+                id: 1,
+                peers: BTreeMap::from([(1, addr.to_string())]),
+                grpc_addr: addr,
+                heartbeat: spec.heartbeat,
+                evaluator: r.evaluator,
+            };
+            Some(evaluator::start(ev_spec, stores.assigner.clone(), stores.clock.clone(), seams).await?)
+        }
+        None => None,
+    };
+
     let listener = transport::bind(spec.grpc_addr).await?;
     let queries = Arc::new(QueryStats::default());
     let (ingest, schema) = routers.front.services();
@@ -294,6 +343,9 @@ pub async fn start(spec: StandaloneSpec, stores: StandaloneStores, extra: Option
         .add_service(mixer.read_service())
         .add_service(mixer.stage_service())
         .add_service(config.as_ref().map_or_else(|| mirror_parts.api.clone(), |c| c.api.clone()).service());
+    if let Some((_, ev)) = &evaluator {
+        grpc = grpc.add_service(ev.rules.clone().service());
+    }
     if let Some(extra) = extra {
         grpc = extra(grpc);
     }
@@ -338,6 +390,7 @@ pub async fn start(spec: StandaloneSpec, stores: StandaloneStores, extra: Option
         leaves,
         config,
         config_feed,
+        evaluator,
         config_role,
         mirror,
         index,
@@ -366,9 +419,13 @@ impl Standalone {
         self.front.wait().await
     }
 
-    /// Stops the front door (in-flight requests end), then the leaves
-    /// (each checkpoints), the index server and the assigner.
+    /// Stops the evaluator, the front door (in-flight requests end), then
+    /// the leaves (each checkpoints), the index server and the assigner.
     pub async fn shutdown(self) -> Result<()> {
+        // Rules stop first: they read and write through the zone.
+        if let Some((e, _)) = self.evaluator {
+            e.shutdown_within(Duration::ZERO).await?;
+        }
         self.front.shutdown().await?;
         for (l, _) in self.leaves {
             l.shutdown().await?;

@@ -56,6 +56,7 @@ async fn zone(name: &str, config: SocketAddr) -> Standalone {
         clock: Arc::new(SystemClock),
         leaves: vec![leaf],
         state: Arc::new(MemStateDir::new()),
+        rules: None,
     };
     standalone::start(spec, stores, None).await.unwrap()
 }

@@ -23,7 +23,7 @@ use anyhow::Context as _;
 use danaus_leaf::{Leaf, LeafOptions};
 use danaus_prom::scrape::{ScrapeConfig, Scraper};
 use danaus_prom::Receiver;
-use danaus_roles::standalone::{Standalone, StandaloneSpec, StandaloneStores};
+use danaus_roles::standalone::{Standalone, StandaloneRules, StandaloneSpec, StandaloneStores};
 use danaus_roles::Metrics;
 
 use crate::http::{remote_write_metrics, remote_write_routes};
@@ -32,7 +32,6 @@ use crate::promql_http::{promql_routes, PromqlApi};
 pub use crate::rules::RulesConfig;
 use crate::rules_http::{rules_routes, RulesApi};
 use crate::zone;
-use danaus_roles::evaluator::{EvaluatorSeams, EvaluatorSpec, ZoneSource};
 
 /// The zone's name in completeness reports and the zone map.
 pub const ZONE: &str = "local";
@@ -72,7 +71,6 @@ pub struct Running {
     pub http_addr: SocketAddr,
     zone: Standalone,
     scraper: Option<Scraper>,
-    evaluator: danaus_roles::Running,
 }
 
 pub use danaus_node::MAX_MESSAGE_BYTES;
@@ -91,12 +89,20 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
         let kv = zone::open_kv(&dir).await.with_context(|| format!("opening leaf-{i}"))?;
         leaves.push(zone::leaf_stores(&dir, kv)?);
     }
-    let evaluator_kv = first.clone();
+    let location = cfg.location.clone();
     let stores = StandaloneStores {
         assigner: first,
         clock: Arc::new(danaus_storage::SystemClock),
         leaves,
         state: zone::state_dir(&cfg.data_dir)?,
+        rules: Some(StandaloneRules {
+            sink: Box::new(move |front| {
+                Arc::new(PromSink(Arc::new(Receiver::new(Arc::new(RouterStore(front)), location))))
+            }),
+            notifier: cfg.rules.notifier()?,
+            evaluator: cfg.rules.evaluator(),
+            location: cfg.location.clone(),
+        }),
     };
     let mut spec = StandaloneSpec::new(ZONE, cfg.grpc_addr, cfg.leaves, cfg.replication);
     spec.leaf = cfg.leaf.clone();
@@ -127,34 +133,9 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
         cfg.location.clone(),
         cfg.max_concurrent_queries,
     );
-    // Rules: a one-member evaluator group reading through the mixer and
-    // writing derived points through remote_write's path.
-    let m = zone.mixer.clone();
-    let (evaluator, ev_parts) = danaus_roles::evaluator::start(
-        EvaluatorSpec {
-            group: "evaluator".into(),
-            id: 1,
-            peers: std::collections::BTreeMap::from([(1, "127.0.0.1:0".to_owned())]),
-            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            heartbeat: std::time::Duration::from_millis(100),
-            evaluator: cfg.rules.evaluator(),
-        },
-        evaluator_kv,
-        Arc::new(danaus_storage::SystemClock),
-        EvaluatorSeams {
-            source: Arc::new(ZoneSource {
-                engines: Arc::new(move || m.engine()),
-                table: zone.table.clone(),
-                default_location: Some(cfg.location.clone()),
-            }),
-            sink: Arc::new(PromSink(remote_write.clone())),
-            notifier: cfg.rules.notifier()?,
-            config: zone.config_feed.subscribe(),
-        },
-    )
-    .await
-    .context("starting the evaluator")?;
-    let (inner, rx, ev) = (zone.front.metrics.clone(), remote_write.clone(), ev_parts.evaluator.clone());
+    let evaluator =
+        zone.evaluator.as_ref().map(|(_, p)| p.evaluator.clone()).context("standalone runs an evaluator")?;
+    let (inner, rx, ev) = (zone.front.metrics.clone(), remote_write.clone(), evaluator.clone());
     let metrics: Metrics = Arc::new(move || {
         let (inner, rx, ev) = (inner.clone(), rx.clone(), ev.clone());
         Box::pin(async move {
@@ -164,7 +145,7 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
             t
         })
     });
-    let rules = RulesApi { evaluator: ev_parts.evaluator, config: zone.config_feed.clone() };
+    let rules = RulesApi { evaluator, config: zone.config_feed.clone() };
     let extra = remote_write_routes(remote_write).merge(promql_routes(promql)).merge(rules_routes(rules));
     let (http_addr, http) =
         zone::serve_http(cfg.http_addr, metrics, zone.front.health.clone(), Some(extra), zone.front.stopping()).await?;
@@ -186,7 +167,7 @@ pub async fn start(cfg: StandaloneConfig) -> anyhow::Result<Running> {
         data_dir = %cfg.data_dir.display(),
         "danaus standalone is serving"
     );
-    Ok(Running { grpc_addr, http_addr, zone, scraper, evaluator })
+    Ok(Running { grpc_addr, http_addr, zone, scraper })
 }
 
 impl Running {
@@ -202,8 +183,6 @@ impl Running {
         if let Some(s) = self.scraper {
             s.stop().await;
         }
-        // Rules stop before the zone they read and write.
-        self.evaluator.shutdown_within(std::time::Duration::ZERO).await?;
         self.zone.shutdown().await?;
         tracing::info!("danaus standalone stopped cleanly");
         Ok(())

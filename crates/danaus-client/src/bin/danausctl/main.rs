@@ -58,8 +58,8 @@ enum Command {
     /// history, rollback (docs/configuration.md).
     #[command(subcommand)]
     Config(config::ConfigCmd),
-    /// Rule files: check them and run their tests, as promtool does
-    /// (works without a server).
+    /// Rules: check rule files and run their tests as promtool does
+    /// (without a server); list what a server runs.
     #[command(subcommand)]
     Rules(rules::RulesCmd),
     /// Write points from JSON lines (a file or stdin).
@@ -460,11 +460,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     }
     // Rule files need no server.
     let command = match cli.command {
-        Command::Rules(cmd) => return Ok(rules::run(cmd).await),
+        Command::Rules(cmd) if !rules::needs_server(&cmd) => return Ok(rules::run(cmd).await),
         c => c,
     };
     let client = Client::connect(&cli.addr, cli.tenant.as_deref()).await?;
     match command {
+        Command::Rules(rules::RulesCmd::List { groups, json }) => rules::list(&client, groups, json).await?,
         Command::Rules(_) => {} // answered above
         Command::Config(cmd) => config::run(&client, cli.tenant.as_deref(), cmd).await?,
         Command::Zone { json } => {
