@@ -55,6 +55,10 @@ struct Args {
     /// query benchmarks; 0: none.
     #[arg(long, default_value_t = 0)]
     histogram_buckets: usize,
+    /// The data ends this many seconds after now (rule benchmarks keep
+    /// their windows full while they run).
+    #[arg(long, default_value_t = 0)]
+    end_offset_secs: i64,
 }
 
 /// One request: its compressed body and how many samples it carries.
@@ -101,7 +105,8 @@ fn add_histograms(args: &Args, samples: &mut Vec<Vec<v1::Sample>>) {
 
 /// Bodies per sender, in the order it sends them.
 fn build(args: &Args) -> Vec<Vec<Request>> {
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+        + args.end_offset_secs * 1000;
     let start_ns = (now_ms - args.rounds as i64 * 15_000) * 1_000_000;
     let mut fleet = NodeFleet::new(args.seed, args.hosts, args.series_per_host, start_ns);
     // samples[series] = [(ms, value)] per round.

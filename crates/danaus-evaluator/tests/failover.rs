@@ -63,11 +63,17 @@ fn input(g0: i64) -> MemStorage {
     m
 }
 
+/// Per point written: its value's bits and how often it was written.
+type Writes = BTreeMap<(Labels, i64), (u64, usize)>;
+
+/// A live member: its group, its server's stop, its evaluator task.
+type Live = (Arc<RaftGroup<Evaluations>>, oneshot::Sender<()>, tokio::task::JoinHandle<()>);
+
 /// Reads and writes one shared memory store; counts every write of a point.
 #[derive(Clone, Default)]
 struct Store {
     mem: Arc<Mutex<MemStorage>>,
-    writes: Arc<Mutex<BTreeMap<(Labels, i64), (u64, usize)>>>,
+    writes: Arc<Mutex<Writes>>,
 }
 
 impl Source for Store {
@@ -97,7 +103,7 @@ struct Member {
     id: NodeId,
     addr: String,
     kv: Arc<dyn KvStore>,
-    running: Option<(Arc<RaftGroup<Evaluations>>, oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    running: Option<Live>,
     listener: Option<std::net::TcpListener>,
 }
 

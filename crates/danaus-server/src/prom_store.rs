@@ -69,25 +69,6 @@ impl Store for RouterStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A write is never refused as a whole (senders drop a 400): only a
-    /// schema the zone refuses is.
-    #[test]
-    fn only_refused_schemas_are_final() {
-        for code in [Code::InvalidArgument, Code::NotFound, Code::FailedPrecondition, Code::Internal] {
-            assert!(matches!(store_error(tonic::Status::new(code, "x")), StoreError::Failed(_)), "{code:?}");
-        }
-        assert!(matches!(store_error(tonic::Status::unavailable("x")), StoreError::Unavailable(_)));
-        assert!(matches!(store_error(tonic::Status::resource_exhausted("x")), StoreError::Exhausted(_)));
-        assert!(matches!(schema_error(tonic::Status::invalid_argument("x")), StoreError::Refused(_)));
-        assert!(matches!(schema_error(tonic::Status::failed_precondition("x")), StoreError::Refused(_)));
-        assert!(matches!(schema_error(tonic::Status::unavailable("x")), StoreError::Unavailable(_)));
-    }
-}
-
 /// Rules' derived points into the zone, through the remote_write
 /// receiver: as a Prometheus sender's samples, schemas registered on first
 /// sight, a point written twice taken as a duplicate.
@@ -139,5 +120,24 @@ impl danaus_evaluator::Sink for PromSink {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write is never refused as a whole (senders drop a 400): only a
+    /// schema the zone refuses is.
+    #[test]
+    fn only_refused_schemas_are_final() {
+        for code in [Code::InvalidArgument, Code::NotFound, Code::FailedPrecondition, Code::Internal] {
+            assert!(matches!(store_error(tonic::Status::new(code, "x")), StoreError::Failed(_)), "{code:?}");
+        }
+        assert!(matches!(store_error(tonic::Status::unavailable("x")), StoreError::Unavailable(_)));
+        assert!(matches!(store_error(tonic::Status::resource_exhausted("x")), StoreError::Exhausted(_)));
+        assert!(matches!(schema_error(tonic::Status::invalid_argument("x")), StoreError::Refused(_)));
+        assert!(matches!(schema_error(tonic::Status::failed_precondition("x")), StoreError::Refused(_)));
+        assert!(matches!(schema_error(tonic::Status::unavailable("x")), StoreError::Unavailable(_)));
     }
 }

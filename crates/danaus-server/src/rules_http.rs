@@ -42,9 +42,10 @@ fn bad_data(msg: String) -> Response {
     reply(StatusCode::BAD_REQUEST, json!({"status": "error", "errorType": "bad_data", "error": msg}))
 }
 
-fn tenant(headers: &HeaderMap) -> Result<String, Response> {
+/// The request's tenant, or the error to answer with.
+fn tenant(headers: &HeaderMap) -> Result<String, String> {
     let h = headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok());
-    tenant_name(h).map_err(|e| bad_data(e.to_string()))
+    tenant_name(h).map_err(|e| e.to_string())
 }
 
 /// Go's zero time when never.
@@ -99,7 +100,7 @@ fn rule_json(r: &RuleStatus, last_eval: Option<i64>) -> Value {
 async fn rules(State(api): State<RulesApi>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let tenant = match tenant(&headers) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(e) => return bad_data(e),
     };
     let params = Params::parse(q.unwrap_or_default().as_bytes(), b"");
     let kind = match params.get("type").map(str::to_ascii_lowercase).as_deref() {
@@ -154,7 +155,7 @@ fn group_json(g: &GroupStatus, rules: Vec<Value>) -> Value {
 async fn alerts(State(api): State<RulesApi>, headers: HeaderMap) -> Response {
     let tenant = match tenant(&headers) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(e) => return bad_data(e),
     };
     let view = api.config.current();
     let alerts: Vec<Value> = api
