@@ -119,12 +119,7 @@ pub fn group_key(tenant: &str, name: &str) -> String {
 /// FNV-1a of `key` modulo `shards`: the evaluator group a rule group
 /// belongs to (stable across builds and platforms).
 pub fn shard_of(key: &str, shards: u32) -> u32 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (h % u64::from(shards.max(1))) as u32
+    (danaus_rules::group::fnv1a(key) % u64::from(shards.max(1))) as u32
 }
 
 /// What a group's task does next.

@@ -348,6 +348,18 @@ impl Storage for Overlay<'_> {
     }
 }
 
+/// FNV-1a of `key`: a hash stable across builds and platforms (unlike
+/// std's), for what every replica must compute alike (grid offsets,
+/// which evaluator group runs a rule group).
+pub fn fnv1a(key: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 /// A group's evaluation grid: times `k · interval + offset`, the offset
 /// drawn from the group's key (tenant, file or config name, group name)
 /// so groups spread over the interval, and fixed, so every replica and
@@ -365,13 +377,7 @@ impl Grid {
     /// The grid of the group keyed `key`.
     pub fn new(key: &str, interval_ms: i64) -> Grid {
         let interval_ms = interval_ms.max(1);
-        // FNV-1a: stable across builds and platforms, unlike std's hasher.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in key.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        Grid { interval_ms, offset_ms: (h % interval_ms as u64) as i64 }
+        Grid { interval_ms, offset_ms: (fnv1a(key) % interval_ms as u64) as i64 }
     }
 
     /// The latest grid time at or before `t` (ms).
