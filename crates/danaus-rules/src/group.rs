@@ -291,6 +291,40 @@ impl Overlay<'_> {
     fn touches(&self, matchers: &[Matcher]) -> bool {
         self.extra.series().iter().any(|s| danaus_promql::matches(&s.labels, matchers))
     }
+
+    /// The metric names of this evaluation's output that `matchers` select.
+    fn touched_names(&self, matchers: &[Matcher]) -> BTreeSet<String> {
+        self.extra
+            .series()
+            .iter()
+            .filter(|s| danaus_promql::matches(&s.labels, matchers))
+            .map(|s| s.labels.get(danaus_promql::METRIC_NAME).to_owned())
+            .collect()
+    }
+
+    /// `w` over the series `matchers` select, the series of metrics this
+    /// evaluation wrote computed here over storage's samples and the
+    /// overlay's, every other series left to storage (which may compute
+    /// `w` where the data is): a selector that also matches an earlier
+    /// rule's output (`{job="node"}` after a rule recording a series
+    /// with `job="node"`) keeps its pushdown for everything else.
+    async fn split_windows(
+        &self,
+        matchers: &[Matcher],
+        w: &PromWindow,
+        names: BTreeSet<String>,
+    ) -> danaus_promql::Result<Vec<Series>> {
+        use promql_parser::label::MatchOp;
+        let mut rest = matchers.to_vec();
+        rest.extend(names.iter().map(|n| Matcher::new(MatchOp::NotEqual, danaus_promql::METRIC_NAME, n)));
+        let mut out = self.base.select_windows(&rest, w).await?;
+        for n in &names {
+            let mut mine = matchers.to_vec();
+            mine.push(Matcher::new(MatchOp::Equal, danaus_promql::METRIC_NAME, n));
+            out.extend(danaus_promql::windows_by_select(self, &mine, w).await?);
+        }
+        Ok(out)
+    }
 }
 
 impl Storage for Overlay<'_> {
@@ -325,10 +359,11 @@ impl Storage for Overlay<'_> {
         matchers: &'a [Matcher],
         w: &'a PromWindow,
     ) -> BoxFuture<'a, danaus_promql::Result<Vec<Series>>> {
-        if self.touches(matchers) {
-            return Box::pin(danaus_promql::windows_by_select(self, matchers, w));
+        let names = self.touched_names(matchers);
+        if names.is_empty() {
+            return self.base.select_windows(matchers, w);
         }
-        self.base.select_windows(matchers, w)
+        Box::pin(self.split_windows(matchers, w, names))
     }
 
     fn select_aggregate<'a>(
